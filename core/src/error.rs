@@ -1,0 +1,290 @@
+//! One error enum per operation.
+//!
+//! Each enum is small and `Copy`, every variant is documented, and each maps to
+//! exactly one [`AisError`] through an exhaustive `match` (no `_ =>` arm), which
+//! the C library uses to return `SaAisErrorT`.
+
+use core::fmt;
+
+use crate::ais::AisError;
+
+/// Declares an operation's error enum: variants, their message and their code.
+macro_rules! op_error {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident => ($code:ident, $msg:literal),
+            )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $(
+                $(#[$vmeta])*
+                $variant,
+            )+
+        }
+
+        impl $name {
+            /// The `SaAisErrorT` this error is reported as.
+            pub const fn ais(self) -> AisError {
+                match self {
+                    $( $name::$variant => AisError::$code, )+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let msg = match self {
+                    $( $name::$variant => $msg, )+
+                };
+                write!(f, "{msg} [{}]", self.ais().c_name())
+            }
+        }
+
+        impl core::error::Error for $name {}
+    };
+}
+
+op_error! {
+    /// Why `open` (`saCkptCheckpointOpen`) failed.
+    pub enum OpenError {
+        /// The name is empty, too long or contains NUL.
+        InvalidName => (InvalidParam, "invalid checkpoint name"),
+        /// The creation attributes break the spec's rules.
+        InvalidAttributes => (InvalidParam, "invalid creation attributes"),
+        /// `CREATE` was given without creation attributes.
+        MissingAttributes => (InvalidParam, "CREATE needs creation attributes"),
+        /// Creation attributes were given without `CREATE`.
+        UnexpectedAttributes => (InvalidParam, "creation attributes given without CREATE"),
+        /// The open flags are empty or have unknown bits.
+        BadFlags => (BadFlags, "open flags must be a non-empty set of READ, WRITE, CREATE"),
+        /// No checkpoint of that name exists and `CREATE` was not given.
+        NotExist => (NotExist, "no checkpoint of that name exists"),
+        /// The checkpoint exists with different creation attributes.
+        AttributesDiffer => (Exist, "checkpoint exists with different creation attributes"),
+        /// The attributes exceed ckpt's capacities, the segment directory is full,
+        /// or the checkpoint's table of openers is full.
+        NoResources => (NoResources, "not enough resources for the checkpoint"),
+        /// The segment is owned by another user or its mode is looser than allowed.
+        Permission => (Access, "segment owned by another user or with looser permissions"),
+        /// The segment is not a ckpt segment, or is damaged.
+        Corrupt => (Library, "segment is corrupt or not a ckpt segment"),
+        /// The segment was written by an incompatible layout version.
+        Incompatible => (Library, "segment has an incompatible layout version"),
+        /// The segment directory could not be used.
+        Io => (Library, "segment directory I/O failed"),
+        /// Another process is creating or deleting the checkpoint; retry.
+        TryAgain => (TryAgain, "checkpoint is being created or deleted; retry"),
+    }
+}
+
+op_error! {
+    /// Why `unlink` (`saCkptCheckpointUnlink`) failed.
+    pub enum UnlinkError {
+        /// The name is empty, too long or contains NUL.
+        InvalidName => (InvalidParam, "invalid checkpoint name"),
+        /// No checkpoint of that name exists.
+        NotExist => (NotExist, "no checkpoint of that name exists"),
+        /// The segment is owned by another user.
+        Permission => (Access, "segment owned by another user"),
+        /// The segment directory could not be used.
+        Io => (Library, "segment directory I/O failed"),
+    }
+}
+
+op_error! {
+    /// Why `set_retention` (`saCkptCheckpointRetentionDurationSet`) failed.
+    pub enum RetentionSetError {
+        /// The duration is negative.
+        InvalidParam => (InvalidParam, "retention duration is negative"),
+        /// The checkpoint has been unlinked.
+        Unlinked => (BadOperation, "checkpoint has been unlinked"),
+    }
+}
+
+op_error! {
+    /// Why `set_active_replica` (`saCkptActiveReplicaSet`) failed.
+    pub enum ActiveReplicaSetError {
+        /// The checkpoint was not opened for writing.
+        Access => (Access, "checkpoint not opened for writing"),
+        /// Only collocated, asynchronous checkpoints have a settable active replica.
+        NotCollocatedAsync => (BadOperation, "checkpoint is not collocated and asynchronous"),
+    }
+}
+
+op_error! {
+    /// Why `status` (`saCkptCheckpointStatusGet`) failed.
+    pub enum StatusError {
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+    }
+}
+
+op_error! {
+    /// Why `create_section` (`saCkptSectionCreate`) failed.
+    pub enum SectionCreateError {
+        /// The id is longer than `maxSectionIdSize`.
+        IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// The initial data is larger than `maxSectionSize`.
+        DataTooLarge => (InvalidParam, "initial data larger than maxSectionSize"),
+        /// The expiration time is negative.
+        InvalidExpiration => (InvalidParam, "expiration time is negative"),
+        /// `maxSections` sections exist already.
+        NoSpace => (NoSpace, "checkpoint already has maxSections sections"),
+        /// The data would make the sections exceed `checkpointSize`.
+        CheckpointFull => (NoResources, "sections would exceed checkpointSize"),
+        /// A section with this id exists, or the checkpoint has only its default section.
+        Exist => (Exist, "section exists (or checkpoint has only its default section)"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The checkpoint was not opened for writing.
+        Access => (Access, "checkpoint not opened for writing"),
+        /// Another writer held the checkpoint for too long; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        /// The segment is damaged.
+        Corrupt => (Library, "segment is corrupt"),
+    }
+}
+
+op_error! {
+    /// Why `delete_section` (`saCkptSectionDelete`) failed.
+    pub enum SectionDeleteError {
+        /// The default section cannot be deleted.
+        DefaultSection => (InvalidParam, "the default section cannot be deleted"),
+        /// The id is longer than `maxSectionIdSize`.
+        IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// No such section (or it has expired).
+        NotExist => (NotExist, "no such section"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The checkpoint was not opened for writing.
+        Access => (Access, "checkpoint not opened for writing"),
+        /// Another writer held the checkpoint for too long; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        /// The segment is damaged.
+        Corrupt => (Library, "segment is corrupt"),
+    }
+}
+
+op_error! {
+    /// Why `set_expiration` (`saCkptSectionExpirationTimeSet`) failed.
+    pub enum ExpirationSetError {
+        /// The default section never expires.
+        DefaultSection => (InvalidParam, "the default section's expiration cannot be changed"),
+        /// The id is longer than `maxSectionIdSize`.
+        IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// The expiration time is negative.
+        InvalidExpiration => (InvalidParam, "expiration time is negative"),
+        /// No such section (or it has expired).
+        NotExist => (NotExist, "no such section"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The checkpoint was not opened for writing.
+        Access => (Access, "checkpoint not opened for writing"),
+        /// Another writer held the checkpoint for too long; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        /// The segment is damaged.
+        Corrupt => (Library, "segment is corrupt"),
+    }
+}
+
+op_error! {
+    /// Why `sections` (`saCkptSectionIterationInitialize`) failed.
+    pub enum IterationError {
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+    }
+}
+
+op_error! {
+    /// Why `write` (`saCkptCheckpointWrite`) or `overwrite`
+    /// (`saCkptSectionOverwrite`) failed.
+    pub enum WriteError {
+        /// The id is longer than `maxSectionIdSize`.
+        IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// `offset + data` would pass `maxSectionSize`.
+        TooLarge => (InvalidParam, "data would pass maxSectionSize"),
+        /// The offset is past the section's current end (sections have no holes).
+        OffsetPastEnd => (InvalidParam, "offset past the section's end"),
+        /// The sections would exceed `checkpointSize`.
+        CheckpointFull => (NoResources, "sections would exceed checkpointSize"),
+        /// No such section (or it has expired).
+        NotExist => (NotExist, "no such section"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The checkpoint was not opened for writing.
+        Access => (Access, "checkpoint not opened for writing"),
+        /// Another writer held the checkpoint for too long; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        /// The segment is damaged.
+        Corrupt => (Library, "segment is corrupt"),
+    }
+}
+
+op_error! {
+    /// Why `read` (`saCkptCheckpointRead`) failed.
+    pub enum ReadError {
+        /// The id is longer than `maxSectionIdSize`.
+        IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// `offset + size` passes `maxSectionSize`.
+        TooLarge => (InvalidParam, "read would pass maxSectionSize"),
+        /// No such section (or it has expired).
+        NotExist => (NotExist, "no such section"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The checkpoint was not opened for reading.
+        Access => (Access, "checkpoint not opened for reading"),
+        /// Writers changed the section on every bounded attempt to read it; retry.
+        TryAgain => (TryAgain, "section kept changing during the read; retry"),
+        /// The segment is damaged.
+        Corrupt => (Library, "segment is corrupt"),
+    }
+}
+
+op_error! {
+    /// Why `synchronize` (`saCkptCheckpointSynchronize`) failed.
+    pub enum SynchronizeError {
+        /// The checkpoint was not opened for writing.
+        Access => (Access, "checkpoint not opened for writing"),
+        /// Synchronous checkpoints need no synchronize.
+        Synchronous => (BadOperation, "checkpoint is synchronous (WR_ALL_REPLICAS)"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The timeout is negative.
+        InvalidTimeout => (InvalidParam, "timeout is negative"),
+        /// Replicas did not confirm within the timeout.
+        Timeout => (Timeout, "replicas did not confirm in time"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_map_to_the_spec_codes() {
+        assert_eq!(OpenError::AttributesDiffer.ais(), AisError::Exist);
+        assert_eq!(OpenError::BadFlags.ais(), AisError::BadFlags);
+        assert_eq!(SectionCreateError::NoSpace.ais(), AisError::NoSpace);
+        assert_eq!(SectionCreateError::Exist.ais(), AisError::Exist);
+        assert_eq!(SectionDeleteError::DefaultSection.ais(), AisError::InvalidParam);
+        assert_eq!(WriteError::NoActiveReplica.ais(), AisError::NotExist);
+        assert_eq!(ReadError::Access.ais(), AisError::Access);
+        assert_eq!(RetentionSetError::Unlinked.ais(), AisError::BadOperation);
+        assert_eq!(ActiveReplicaSetError::NotCollocatedAsync.ais(), AisError::BadOperation);
+        assert_eq!(SynchronizeError::Synchronous.ais(), AisError::BadOperation);
+    }
+
+    #[test]
+    fn messages_name_the_code() {
+        assert_eq!(
+            WriteError::Access.to_string(),
+            "checkpoint not opened for writing [SA_AIS_ERR_ACCESS]"
+        );
+    }
+}
