@@ -1,0 +1,552 @@
+//! The on-shm layout: every byte of a segment is defined in this file.
+//!
+//! One segment (a file in the segment directory, mapped `MAP_SHARED`) holds one
+//! checkpoint. Regions are page aligned:
+//!
+//! ```text
+//!  0      ┌──────────────────────────────┐
+//!         │ SegmentHeader (576 B)        │ magic, layout version (published last),
+//!         │   attributes, geometry, name │ creation attributes, geometry, name;
+//!         │   claim + recovery intent    │ the writer claim and its intent record;
+//!         │   index seq, log tail/reserve│ the log's published tail; state words
+//!  4096   ├──────────────────────────────┤
+//!         │ OpenerEntry × openers_max    │ who has the checkpoint open (pid, start time)
+//!         ├──────────────────────────────┤
+//!         │ index: u64 bucket × 2^k      │ open-addressing hash table: BucketWord
+//!         ├──────────────────────────────┤
+//!         │ SlotHeader × sections_max    │ 64 B header + the id bytes, each slot
+//!         │   (stride slot_header_stride)│   life word, commit word, expiration, sizes
+//!         ├──────────────────────────────┤
+//!         │ data: 2 buffers per slot     │ section bytes, double buffered
+//!         │   (stride 2 × buffer_stride) │
+//!         ├──────────────────────────────┤
+//!         │ log ring (log_bytes, 2^k)    │ delta-log frames (ckpt_core::frame)
+//!         └──────────────────────────────┘ segment_bytes (rounded to the fs block)
+//! ```
+//!
+//! Packed atomic words are read and written only through the decoder structs
+//! below ([`CommitWord`], [`LifeWord`], [`BucketWord`], [`ClaimWord`],
+//! [`OpenerWord`]), each with a test proving its fields do not overlap.
+
+use ckpt_core::CreationAttributes;
+
+use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
+
+/// First bytes of every segment.
+pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
+/// The layout version this build reads and writes. 0 means "not published".
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes reserved for the header region.
+pub const HEADER_REGION_BYTES: u64 = 4096;
+/// Bytes in a checkpoint name field.
+pub const NAME_BYTES: usize = 256;
+/// Entries in the openers table.
+pub const OPENERS_MAX: u32 = 128;
+/// Alignment of regions.
+pub const REGION_ALIGN: u64 = 4096;
+/// Alignment of each section buffer (a cache line).
+pub const BUFFER_ALIGN: u64 = 64;
+/// Smallest log ring.
+pub const LOG_BYTES_MIN: u64 = 64 * 1024;
+/// Largest log ring.
+pub const LOG_BYTES_MAX: u64 = 1 << 30;
+/// Default log ring when the opener does not choose.
+pub const LOG_BYTES_DEFAULT_MAX: u64 = 16 << 20;
+
+/// The segment header. Immutable fields are written before the layout version
+/// is published and never again; the rest are atomics, grouped by writer.
+#[repr(C)]
+pub struct SegmentHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`LAYOUT_VERSION`], stored last with Release when the segment is ready.
+    pub layout_version: AtomicU32,
+    /// `size_of::<SegmentHeader>()` of the writer.
+    pub header_bytes: u32,
+    /// Size of the whole segment file.
+    pub segment_bytes: u64,
+    /// `SaCkptCheckpointCreationFlagsT`.
+    pub creation_flags: u32,
+    /// `maxSectionIdSize`.
+    pub section_id_bytes_max: u32,
+    /// `checkpointSize`.
+    pub checkpoint_bytes: u64,
+    /// `retentionDuration` at creation.
+    pub retention_ns_created: i64,
+    /// `maxSections`.
+    pub sections_max: u32,
+    /// Entries in the openers table.
+    pub openers_max: u32,
+    /// `maxSectionSize`.
+    pub section_bytes_max: u64,
+    /// Buckets in the index (a power of two).
+    pub index_buckets: u64,
+    /// Bytes in the log ring (a power of two).
+    pub log_bytes: u64,
+    /// Creation time, ns since the epoch.
+    pub created_ns: i64,
+    /// Pid of the creator.
+    pub creator_pid: u32,
+    /// Bytes of `name` in use.
+    pub name_len: u32,
+    /// The checkpoint's name.
+    pub name: [u8; NAME_BYTES],
+    _pad0: [u8; 32],
+
+    /// The writer claim: [`ClaimWord`].
+    pub claim: AtomicU64,
+    /// The claim holder's intent: [`IntentWord`].
+    pub intent_op: AtomicU64,
+    /// The value the intent's commit-point store writes.
+    pub intent_target: AtomicU64,
+    /// The bucket an index intent touches.
+    pub intent_bucket: AtomicU64,
+    /// The log position to publish once the commit point is passed.
+    pub intent_log_end: AtomicU64,
+    /// How many claims were recovered from dead writers.
+    pub recoveries: AtomicU64,
+    /// Odd while the claim holder compacts the index (lookups that miss retry).
+    pub index_seq: AtomicU64,
+    _pad1: [u8; 8],
+
+    /// Log position up to which frames are published.
+    pub log_tail: AtomicU64,
+    /// Log position up to which a writer may be writing bytes.
+    pub log_reserve: AtomicU64,
+    /// Processes sleeping on `log_tail` (futex).
+    pub waiters: AtomicU32,
+    _pad2: [u8; 44],
+
+    /// Live sections.
+    pub sections_live: AtomicU64,
+    /// Sum of live sections' sizes.
+    pub memory_used: AtomicU64,
+    /// Counter for generated section ids.
+    pub next_generated_id: AtomicU64,
+    /// Current retention duration.
+    pub retention_ns: AtomicI64,
+    /// When the last opener closed (ns since the epoch), 0 while open.
+    pub last_close_ns: AtomicI64,
+    /// [`LIFECYCLE_UNLINKED`] | [`LIFECYCLE_DOOMED`].
+    pub lifecycle: AtomicU64,
+    /// [`ActiveReplicaWord`].
+    pub active_replica: AtomicU64,
+    _pad3: [u8; 8],
+}
+
+/// Lifecycle flag: the name has been unlinked.
+pub const LIFECYCLE_UNLINKED: u64 = 1;
+/// Lifecycle flag: a sweeper is deleting the checkpoint (retention ran out).
+pub const LIFECYCLE_DOOMED: u64 = 2;
+
+/// One entry of the openers table.
+#[repr(C)]
+pub struct OpenerEntry {
+    /// [`OpenerWord`].
+    pub word: AtomicU64,
+    /// Start time of the process (`/proc/<pid>/stat` field 22), 0 while being set.
+    pub start_ticks: AtomicU64,
+    /// When it opened, ns since the epoch.
+    pub opened_ns: AtomicI64,
+    _pad: [u8; 40],
+}
+
+/// Size and time of one of a slot's two buffers.
+#[repr(C)]
+pub struct BufferMeta {
+    /// Bytes of data in the buffer.
+    pub size: AtomicU64,
+    /// `lastUpdate` of the version in the buffer.
+    pub time_ns: AtomicI64,
+}
+
+/// The fixed part of a section slot; the id bytes follow it.
+#[repr(C)]
+pub struct SlotHeader {
+    /// [`LifeWord`].
+    pub life: AtomicU64,
+    /// [`CommitWord`].
+    pub commit: AtomicU64,
+    /// Absolute expiration, `i64::MAX` for never.
+    pub expiration_ns: AtomicI64,
+    /// Bytes of id, written while the slot is reserved.
+    pub id_len: AtomicU32,
+    _pad: u32,
+    /// The two buffers' metadata.
+    pub buffers: [BufferMeta; 2],
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<SegmentHeader>() == 576);
+    assert!(align_of::<SegmentHeader>() == 8);
+    assert!(offset_of!(SegmentHeader, layout_version) == 8);
+    assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
+    assert!(offset_of!(SegmentHeader, section_bytes_max) == 56);
+    assert!(offset_of!(SegmentHeader, name) == 96);
+    assert!(offset_of!(SegmentHeader, claim) == 384);
+    assert!(offset_of!(SegmentHeader, log_tail) == 448);
+    assert!(offset_of!(SegmentHeader, sections_live) == 512);
+    assert!(offset_of!(SegmentHeader, active_replica) == 560);
+    assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
+    assert!(size_of::<OpenerEntry>() == 64);
+    assert!(size_of::<SlotHeader>() == 64);
+    assert!(offset_of!(SlotHeader, commit) == 8);
+    assert!(offset_of!(SlotHeader, buffers) == 32);
+    assert!(size_of::<BufferMeta>() == 16);
+};
+
+/// Where everything lives in a segment, derived from the attributes alone so
+/// that an opener can recompute it and refuse a header that disagrees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Offset of the openers table.
+    pub openers_offset: u64,
+    /// Offset of the index buckets.
+    pub index_offset: u64,
+    /// Buckets (power of two, at least twice `sections_max`).
+    pub index_buckets: u64,
+    /// Offset of the slot headers.
+    pub slots_offset: u64,
+    /// Bytes from one slot header to the next.
+    pub slot_header_stride: u64,
+    /// Offset of the data buffers.
+    pub data_offset: u64,
+    /// Bytes of one buffer (`maxSectionSize` rounded to [`BUFFER_ALIGN`]).
+    pub buffer_stride: u64,
+    /// Offset of the log ring.
+    pub log_offset: u64,
+    /// Bytes in the log ring.
+    pub log_bytes: u64,
+    /// End of the log ring: the segment's minimal size.
+    pub end: u64,
+    /// `maxSections`.
+    pub sections_max: u32,
+}
+
+const fn align_up(x: u64, to: u64) -> u64 {
+    (x + to - 1) / to * to
+}
+
+/// The default log ring for these attributes: room for at least 64 frames of a
+/// full section (up to [`LOG_BYTES_DEFAULT_MAX`]).
+pub fn default_log_bytes(attrs: &CreationAttributes) -> u64 {
+    let frame = 48 + attrs.section_id_bytes_max + attrs.section_bytes_max;
+    frame
+        .saturating_mul(64)
+        .clamp(LOG_BYTES_MIN, LOG_BYTES_DEFAULT_MAX)
+        .next_power_of_two()
+}
+
+impl Geometry {
+    /// The geometry for `attrs` with a log of `log_bytes` (a power of two within
+    /// [`LOG_BYTES_MIN`]..=[`LOG_BYTES_MAX`]); `None` if it would not fit in `u64`.
+    pub fn new(attrs: &CreationAttributes, log_bytes: u64) -> Option<Geometry> {
+        if !log_bytes.is_power_of_two() || !(LOG_BYTES_MIN..=LOG_BYTES_MAX).contains(&log_bytes) {
+            return None;
+        }
+        let sections = attrs.sections_max as u64;
+        let openers_offset = HEADER_REGION_BYTES;
+        let index_offset = align_up(openers_offset + OPENERS_MAX as u64 * 64, REGION_ALIGN);
+        let index_buckets = (sections * 2).max(8).next_power_of_two();
+        let slots_offset = align_up(index_offset + index_buckets * 8, REGION_ALIGN);
+        let slot_header_stride = 64 + align_up(attrs.section_id_bytes_max, 64);
+        let data_offset = align_up(
+            slots_offset.checked_add(sections.checked_mul(slot_header_stride)?)?,
+            REGION_ALIGN,
+        );
+        let buffer_stride = align_up(attrs.section_bytes_max.max(1), BUFFER_ALIGN);
+        let data_bytes = sections.checked_mul(2)?.checked_mul(buffer_stride)?;
+        let log_offset = align_up(data_offset.checked_add(data_bytes)?, REGION_ALIGN);
+        let end = log_offset.checked_add(log_bytes)?;
+        Some(Geometry {
+            openers_offset,
+            index_offset,
+            index_buckets,
+            slots_offset,
+            slot_header_stride,
+            data_offset,
+            buffer_stride,
+            log_offset,
+            log_bytes,
+            end,
+            sections_max: attrs.sections_max,
+        })
+    }
+
+    /// Offset of slot `slot`'s header.
+    pub const fn slot_header(&self, slot: u32) -> u64 {
+        self.slots_offset + slot as u64 * self.slot_header_stride
+    }
+
+    /// Offset of buffer `buffer` (0 or 1) of slot `slot`.
+    pub const fn buffer(&self, slot: u32, buffer: u32) -> u64 {
+        self.data_offset + (slot as u64 * 2 + buffer as u64) * self.buffer_stride
+    }
+}
+
+/// Field types a packed word can hold.
+pub trait FieldBits: Copy {
+    /// From the field's bits (already masked).
+    fn from_bits(bits: u64) -> Self;
+    /// To bits (masked by the caller).
+    fn to_bits(self) -> u64;
+}
+
+macro_rules! field_bits_int {
+    ($($t:ty),*) => {$(
+        impl FieldBits for $t {
+            #[inline]
+            fn from_bits(bits: u64) -> Self { bits as $t }
+            #[inline]
+            fn to_bits(self) -> u64 { self as u64 }
+        }
+    )*};
+}
+field_bits_int!(u8, u16, u32, u64);
+
+impl FieldBits for bool {
+    #[inline]
+    fn from_bits(bits: u64) -> Self {
+        bits != 0
+    }
+    #[inline]
+    fn to_bits(self) -> u64 {
+        self as u64
+    }
+}
+
+/// Defines a decoder for a packed `u64` word with named fields.
+macro_rules! packed_word {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $shift:literal, $bits:literal; )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )+
+        }
+
+        impl $name {
+            /// Decodes a raw word.
+            #[inline]
+            pub fn from(raw: u64) -> Self {
+                Self { $( $field: <$ty as FieldBits>::from_bits((raw >> $shift) & ((1u64 << $bits) - 1)), )+ }
+            }
+
+            /// Encodes the fields (each truncated to its width).
+            #[inline]
+            pub fn value(self) -> u64 {
+                0 $( | ((FieldBits::to_bits(self.$field) & ((1u64 << $bits) - 1)) << $shift) )+
+            }
+
+            /// `(shift, bits)` of every field, for the overlap test.
+            #[cfg(test)]
+            pub const FIELDS: &'static [(u32, u32)] = &[ $( ($shift, $bits), )+ ];
+        }
+    };
+}
+
+packed_word! {
+    /// A slot's commit word: which buffer holds the committed version.
+    ///
+    /// Written only by the claim holder; readers validate against it (seqlock).
+    pub struct CommitWord {
+        /// Set while the claim holder writes the other buffer.
+        pending: bool = 0, 1;
+        /// The buffer (0 or 1) holding version `version`.
+        cur: u32 = 1, 1;
+        /// Committed version; 0 for a slot never written.
+        version: u64 = 16, 48;
+    }
+}
+
+/// Slot states in [`LifeWord::state`].
+pub mod slot_state {
+    /// Unused.
+    pub const FREE: u8 = 0;
+    /// Claimed by a create that has not reached its commit point.
+    pub const RESERVED: u8 = 1;
+    /// A live section.
+    pub const LIVE: u8 = 2;
+}
+
+packed_word! {
+    /// A slot's life word: its state and incarnation.
+    pub struct LifeWord {
+        /// One of [`slot_state`].
+        state: u8 = 0, 8;
+        /// Incremented each time the slot is reserved; a section handle
+        /// remembers it to detect delete and reuse (ABA).
+        gen: u32 = 32, 32;
+    }
+}
+
+/// Bucket states in [`BucketWord::state`].
+pub mod bucket_state {
+    /// Never used since the last trim: ends a probe sequence.
+    pub const EMPTY: u8 = 0;
+    /// Points at a live slot.
+    pub const LIVE: u8 = 1;
+    /// Deleted: probing continues past it; reused by inserts, trimmed when it
+    /// ends a chain.
+    pub const TOMBSTONE: u8 = 2;
+}
+
+packed_word! {
+    /// One index bucket.
+    pub struct BucketWord {
+        /// One of [`bucket_state`].
+        state: u8 = 0, 2;
+        /// High hash bits, to skip most id comparisons.
+        tag: u16 = 2, 14;
+        /// Low 16 bits of the slot's generation when inserted.
+        gen: u16 = 16, 16;
+        /// The slot.
+        slot: u32 = 32, 32;
+    }
+}
+
+packed_word! {
+    /// The writer claim: who may mutate the checkpoint.
+    pub struct ClaimWord {
+        /// Opener-table index + 1 of the holder; 0 when free.
+        owner: u16 = 0, 16;
+        /// The holder's opener generation (detects a reused opener entry).
+        owner_gen: u16 = 16, 16;
+        /// Bumped on every release, so a stale compare-and-swap cannot succeed.
+        epoch: u32 = 32, 32;
+    }
+}
+
+/// Operations in [`IntentWord::op`].
+pub mod intent_op {
+    /// No mutation in flight.
+    pub const NONE: u8 = 0;
+    /// A section is being created.
+    pub const CREATE: u8 = 1;
+    /// A section's data is being replaced (write or overwrite).
+    pub const WRITE: u8 = 2;
+    /// A section is being deleted.
+    pub const DELETE: u8 = 3;
+    /// A section's expiration is being changed.
+    pub const EXPIRE: u8 = 4;
+}
+
+packed_word! {
+    /// What the claim holder is doing, so that a successor can finish or undo it.
+    pub struct IntentWord {
+        /// One of [`intent_op`].
+        op: u8 = 0, 8;
+        /// The slot concerned.
+        slot: u32 = 32, 32;
+    }
+}
+
+packed_word! {
+    /// One opener entry's identity word.
+    pub struct OpenerWord {
+        /// Pid of the opener; 0 when the entry is free.
+        pid: u32 = 0, 32;
+        /// Incremented on every claim of the entry.
+        gen: u16 = 32, 16;
+        /// Open flags (READ 1, WRITE 2, CREATE 4).
+        flags: u16 = 48, 16;
+    }
+}
+
+packed_word! {
+    /// The active replica (collocated asynchronous checkpoints).
+    pub struct ActiveReplicaWord {
+        /// True once an active replica is set.
+        set: bool = 0, 1;
+        /// Node id of the active replica.
+        node: u32 = 1, 31;
+        /// Pid of the process that set it last (for operators).
+        pid: u32 = 32, 32;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_disjoint(fields: &[(u32, u32)]) {
+        let mut used = 0u64;
+        for &(shift, bits) in fields {
+            assert!(shift + bits <= 64, "field past bit 63");
+            let mask = ((1u128 << bits) - 1) as u64;
+            let m = mask << shift;
+            assert_eq!(used & m, 0, "fields overlap at shift {shift}");
+            used |= m;
+        }
+    }
+
+    #[test]
+    fn packed_words_have_disjoint_fields() {
+        assert_disjoint(CommitWord::FIELDS);
+        assert_disjoint(LifeWord::FIELDS);
+        assert_disjoint(BucketWord::FIELDS);
+        assert_disjoint(ClaimWord::FIELDS);
+        assert_disjoint(IntentWord::FIELDS);
+        assert_disjoint(OpenerWord::FIELDS);
+        assert_disjoint(ActiveReplicaWord::FIELDS);
+    }
+
+    #[test]
+    fn every_field_round_trips_at_its_maximum() {
+        let c = CommitWord {
+            pending: true,
+            cur: 1,
+            version: (1 << 48) - 1,
+        };
+        assert_eq!(CommitWord::from(c.value()), c);
+        let b = BucketWord {
+            state: 3,
+            tag: (1 << 14) - 1,
+            gen: u16::MAX,
+            slot: u32::MAX,
+        };
+        assert_eq!(BucketWord::from(b.value()), b);
+        let w = ClaimWord {
+            owner: u16::MAX,
+            owner_gen: u16::MAX,
+            epoch: u32::MAX,
+        };
+        assert_eq!(ClaimWord::from(w.value()), w);
+        let o = OpenerWord {
+            pid: u32::MAX,
+            gen: u16::MAX,
+            flags: u16::MAX,
+        };
+        assert_eq!(OpenerWord::from(o.value()), o);
+        let a = ActiveReplicaWord {
+            set: true,
+            node: (1 << 31) - 1,
+            pid: u32::MAX,
+        };
+        assert_eq!(ActiveReplicaWord::from(a.value()), a);
+        assert_eq!(LifeWord::from(LifeWord { state: 2, gen: 7 }.value()).gen, 7);
+        assert_eq!(IntentWord::from(IntentWord { op: 4, slot: 9 }.value()).slot, 9);
+    }
+
+    #[test]
+    fn geometry_is_page_aligned_and_ordered() {
+        let attrs = CreationAttributes::new(100, 4096);
+        let g = Geometry::new(&attrs, default_log_bytes(&attrs)).unwrap();
+        for off in [g.openers_offset, g.index_offset, g.slots_offset, g.data_offset, g.log_offset] {
+            assert_eq!(off % REGION_ALIGN, 0);
+        }
+        assert!(g.openers_offset < g.index_offset && g.index_offset < g.slots_offset);
+        assert!(g.slots_offset + 100 * g.slot_header_stride <= g.data_offset);
+        assert_eq!(g.index_buckets, 256);
+        assert_eq!(g.buffer(99, 1) + g.buffer_stride, g.data_offset + 200 * 4096);
+        assert!(g.log_offset >= g.buffer(99, 1) + g.buffer_stride);
+        assert_eq!(g.end, g.log_offset + g.log_bytes);
+        assert!(Geometry::new(&attrs, 1000).is_none());
+    }
+}

@@ -1,0 +1,25 @@
+//! # ckpt-shm: checkpoints in shared memory
+//!
+//! Everything in ckpt that touches mapped memory lives here. A checkpoint is one
+//! file in the segment directory (default `/dev/shm/ckpt`), mapped `MAP_SHARED`
+//! by every process that opens it; the layout is defined once, in [`layout`].
+//!
+//! - [`slot`]: crash-atomic sections (two buffers, one commit word);
+//! - [`index`]: the lock-free section index;
+//! - [`log`]: the delta-log ring consumers follow;
+//! - [`claim`]: the word that serializes mutations and recovers dead writers;
+//! - `segment`: creating, validating and mapping segments, and every checkpoint
+//!   operation on them; `dir`: the segment directory (names, listing, unlink,
+//!   retention sweeps); `notify`: futex waits for standbys; `proc`: process
+//!   liveness.
+//!
+//! Every `unsafe` block names the invariant it relies on in a `// SAFETY:`
+//! comment, every Acquire names its Release in a `// SYNC POINT:` comment, and
+//! the lock-free protocols have loom models (`RUSTFLAGS="--cfg loom"`).
+
+pub mod claim;
+pub mod index;
+pub mod layout;
+pub mod log;
+pub mod slot;
+pub mod sync;

@@ -1,0 +1,376 @@
+//! The delta-log ring: every mutation, in commit order, as `ckpt_core::frame`s.
+//!
+//! Positions are byte counts since the log began (`u64`, never wrap); a frame
+//! at position `p` lives at ring offset `p % capacity`. A frame never straddles
+//! the ring's end: the writer pads to the end first.
+//!
+//! **Appending** (claim holder only): announce the end of the bytes about to be
+//! written in `reserve`, write the frame, pass the operation's commit point,
+//! then **publish** by storing the new `tail` (Release). Consumers read only
+//! below `tail`, so they never see a frame being written; a writer killed
+//! before publishing leaves the tail where it was and its successor either
+//! publishes the finished frame (commit point passed) or forgets it.
+//!
+//! **Consuming**: each consumer keeps its own cursor. Writers never wait for
+//! consumers (the active process must not be slowed by a standby), so a
+//! consumer more than `capacity` bytes behind has lost frames: it gets
+//! [`LogError::Lagged`] with the oldest position still intact, and must
+//! resynchronize from the sections themselves (they are the authority; the log
+//! is only their history) before continuing from the tail it noted. Overrun is
+//! detected, seqlock style, by re-reading `reserve` after copying a frame out.
+
+use ckpt_core::frame::{self, Frame, FrameHeader, FRAME_ALIGN, HEADER_BYTES};
+
+use crate::sync::{fence, AtomicU64, Ordering};
+
+/// Byte access to the ring's memory (mapped memory, or atomics in loom models).
+pub trait RingBytes {
+    /// Copies `src` to ring offset `at` (`at + src.len()` ≤ capacity).
+    fn write(&self, at: usize, src: &[u8]);
+    /// Copies ring bytes at `at` into `dst` (may observe concurrent writes).
+    fn read(&self, at: usize, dst: &mut [u8]);
+    /// Ring capacity in bytes (a power of two).
+    fn capacity(&self) -> usize;
+}
+
+/// Frames larger than this share of the ring carry no data (`DATA_ELIDED`).
+pub const fn elide_threshold(capacity: usize) -> usize {
+    capacity / 4
+}
+
+/// The log's shared words and bytes.
+pub struct Log<'a, B: RingBytes> {
+    tail: &'a AtomicU64,
+    reserve: &'a AtomicU64,
+    bytes: B,
+}
+
+/// A frame written but not yet published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    /// The frame's position.
+    pub lsn: u64,
+    /// The tail to publish.
+    pub end: u64,
+}
+
+/// Why a consumer could not read the next frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogError {
+    /// The consumer fell more than the ring's capacity behind; frames before
+    /// `oldest` are gone. Resynchronize from the sections, then resume.
+    Lagged {
+        /// The oldest position still in the ring.
+        oldest: u64,
+    },
+    /// Bytes below the tail are not a valid frame: the segment is damaged.
+    Corrupt {
+        /// Where.
+        at: u64,
+    },
+}
+
+impl core::fmt::Display for LogError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LogError::Lagged { oldest } => write!(
+                f,
+                "consumer fell behind the log ring; frames before position {oldest} are gone (resynchronize from the sections)"
+            ),
+            LogError::Corrupt { at } => write!(f, "log ring is corrupt at position {at}"),
+        }
+    }
+}
+
+impl core::error::Error for LogError {}
+
+impl<'a, B: RingBytes> Log<'a, B> {
+    /// A view of a log.
+    pub fn new(tail: &'a AtomicU64, reserve: &'a AtomicU64, bytes: B) -> Self {
+        debug_assert!(bytes.capacity().is_power_of_two());
+        Self {
+            tail,
+            reserve,
+            bytes,
+        }
+    }
+
+    /// The published tail.
+    pub fn tail(&self) -> u64 {
+        // SYNC POINT: Acquire pairs with the Release store in `publish`.
+        self.tail.load(Ordering::Acquire)
+    }
+
+    /// Writes one frame (and any padding before it) without publishing it.
+    /// `header.lsn` is filled in; elide the data beforehand if the frame is larger
+    /// than [`elide_threshold`]. Claim holder only.
+    pub fn write(&self, mut header: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
+        let capacity = self.bytes.capacity() as u64;
+        let bytes = header.frame_bytes() as u64;
+        debug_assert!(bytes <= elide_threshold(capacity as usize) as u64 || bytes <= capacity);
+        // Only the claim holder moves the tail, so Relaxed reads our own value.
+        let tail = self.tail.load(Ordering::Relaxed);
+        let offset = tail % capacity;
+        // A frame never straddles the end; a gap too short for a pad header is
+        // skipped by consumers without one.
+        let pad = if offset + bytes > capacity { capacity - offset } else { 0 };
+        let lsn = tail + pad;
+        let end = lsn + bytes;
+        self.reserve.store(end, Ordering::Relaxed);
+        // SYNC POINT: Release fence pairs with the Acquire fence in `read_next`:
+        // a consumer that copied any byte written below sees this reserve.
+        fence(Ordering::Release);
+        if pad >= HEADER_BYTES as u64 {
+            let pad_header = FrameHeader::pad(tail, pad as usize);
+            self.bytes.write(offset as usize, &pad_header.to_bytes());
+        }
+        header.lsn = lsn;
+        let at = (lsn % capacity) as usize;
+        self.bytes.write(at, &header.to_bytes());
+        let mut cursor = at + HEADER_BYTES;
+        self.bytes.write(cursor, id);
+        cursor += id.len();
+        if header.flags & frame::FLAG_DATA_ELIDED == 0 {
+            self.bytes.write(cursor, data);
+            cursor += data.len();
+        }
+        let padding = (at + bytes as usize) - cursor;
+        self.bytes.write(cursor, &[0u8; FRAME_ALIGN][..padding]);
+        Pending { lsn, end }
+    }
+
+    /// Publishes every frame below `end`. Claim holder only (and recovery).
+    pub fn publish(&self, end: u64) {
+        // SYNC POINT: Release pairs with the Acquire load in `tail`/`read_next`.
+        self.tail.store(end, Ordering::Release);
+    }
+
+    /// Forgets an unpublished frame (its operation never reached its commit point).
+    pub fn forget_unpublished(&self) {
+        let tail = self.tail.load(Ordering::Relaxed);
+        self.reserve.store(tail, Ordering::Relaxed);
+    }
+
+    /// Copies the frame at `cursor` into `buf` and decodes it, skipping padding.
+    /// Returns `Ok(None)` at the tail. On success, `cursor` moves past the frame.
+    pub fn read_next<'b>(
+        &self,
+        cursor: &mut u64,
+        buf: &'b mut Vec<u8>,
+    ) -> Result<Option<Frame<'b>>, LogError> {
+        let capacity = self.bytes.capacity() as u64;
+        loop {
+            let tail = self.tail();
+            if *cursor >= tail {
+                return Ok(None);
+            }
+            if tail - *cursor > capacity {
+                return Err(LogError::Lagged {
+                    oldest: tail.saturating_sub(capacity),
+                });
+            }
+            let at = (*cursor % capacity) as usize;
+            if at + HEADER_BYTES > capacity as usize {
+                // Too short for a pad frame: the writer went on at the next lap.
+                *cursor += capacity - at as u64;
+                continue;
+            }
+            let mut head = [0u8; HEADER_BYTES];
+            self.bytes.read(at, &mut head);
+            let header = frame::decode_header(&head);
+            let bytes = header.map(|h| h.frame_bytes() as u64).unwrap_or(0);
+            let well_formed = header.map(|h| h.lsn) == Ok(*cursor)
+                && bytes >= HEADER_BYTES as u64
+                && at as u64 + bytes <= capacity
+                && *cursor + bytes <= tail;
+            if well_formed {
+                buf.resize(bytes as usize, 0);
+                self.bytes.read(at, buf);
+            }
+            // SYNC POINT: Acquire fence pairs with the Release fence in `write`:
+            // if any byte we copied was being rewritten, `reserve` shows it.
+            fence(Ordering::Acquire);
+            let reserve = self.reserve.load(Ordering::Relaxed);
+            if reserve > *cursor + capacity {
+                return Err(LogError::Lagged {
+                    oldest: reserve - capacity,
+                });
+            }
+            if !well_formed {
+                return Err(LogError::Corrupt { at: *cursor });
+            }
+            let position = *cursor;
+            *cursor += bytes;
+            let is_pad = header.map(|h| h.kind == frame::FrameKind::Pad) == Ok(true);
+            if is_pad {
+                continue;
+            }
+            // The reborrow ends this iteration, so the borrow checker needs the
+            // decode on the final path only.
+            return frame::decode(buf, false)
+                .map(Some)
+                .map_err(|_| LogError::Corrupt { at: position });
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use ckpt_core::frame::{FrameKind, Mutation};
+    use std::cell::RefCell;
+
+    struct VecRing(RefCell<Vec<u8>>);
+
+    impl RingBytes for VecRing {
+        fn write(&self, at: usize, src: &[u8]) {
+            self.0.borrow_mut()[at..at + src.len()].copy_from_slice(src);
+        }
+        fn read(&self, at: usize, dst: &mut [u8]) {
+            dst.copy_from_slice(&self.0.borrow()[at..at + dst.len()]);
+        }
+        fn capacity(&self) -> usize {
+            self.0.borrow().len()
+        }
+    }
+
+    fn overwrite(id: &[u8], data: &[u8], version: u64) -> FrameHeader {
+        FrameHeader {
+            kind: FrameKind::Overwrite,
+            flags: 0,
+            lsn: 0,
+            id_len: id.len() as u16,
+            data_len: data.len() as u32,
+            time_ns: 0,
+            arg: 0,
+            version,
+        }
+    }
+
+    #[test]
+    fn frames_come_out_in_order_across_wraps() {
+        let (tail, reserve) = (AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0xEE; 1024])));
+        let mut cursor = 0;
+        let mut buf = Vec::new();
+        for v in 1..=200u64 {
+            let data = vec![v as u8; (v % 37) as usize];
+            let pending = log.write(overwrite(b"s", &data, v), b"s", &data);
+            assert!(log.tail() < pending.end, "written frames are not published yet");
+            log.publish(pending.end);
+            let frame = log.read_next(&mut cursor, &mut buf).unwrap().unwrap();
+            assert_eq!(frame.header.version, v);
+            assert_eq!(frame.mutation(), Some(Mutation::Overwrite { id: b"s", data: &data }));
+            assert!(log.read_next(&mut cursor, &mut buf).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn unpublished_frames_are_invisible() {
+        let (tail, reserve) = (AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0; 1024])));
+        log.write(overwrite(b"s", b"x", 1), b"s", b"x");
+        let mut cursor = 0;
+        assert!(log.read_next(&mut cursor, &mut Vec::new()).unwrap().is_none());
+        log.forget_unpublished();
+        let p = log.write(overwrite(b"s", b"y", 1), b"s", b"y");
+        log.publish(p.end);
+        let mut buf = Vec::new();
+        let f = log.read_next(&mut cursor, &mut buf).unwrap().unwrap();
+        assert_eq!(f.data, b"y");
+    }
+
+    #[test]
+    fn a_lagging_consumer_is_told_not_fed_garbage() {
+        let (tail, reserve) = (AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0; 1024])));
+        for v in 1..=100 {
+            let p = log.write(overwrite(b"s", b"0123456789", v), b"s", b"0123456789");
+            log.publish(p.end);
+        }
+        let mut cursor = 0;
+        match log.read_next(&mut cursor, &mut Vec::new()) {
+            Err(LogError::Lagged { oldest }) => assert!(oldest > 0),
+            other => panic!("expected Lagged, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn corrupt_bytes_below_the_tail_are_reported() {
+        let (tail, reserve) = (AtomicU64::new(64), AtomicU64::new(64));
+        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0x5A; 1024])));
+        let mut cursor = 0;
+        assert_eq!(
+            log.read_next(&mut cursor, &mut Vec::new()).unwrap_err(),
+            LogError::Corrupt { at: 0 }
+        );
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use crate::sync::AtomicU8;
+    use ckpt_core::frame::FrameKind;
+    use loom::sync::Arc;
+
+    struct AtomicRing(Vec<AtomicU8>);
+
+    impl RingBytes for &AtomicRing {
+        fn write(&self, at: usize, src: &[u8]) {
+            for (i, b) in src.iter().enumerate() {
+                self.0[at + i].store(*b, Ordering::Relaxed);
+            }
+        }
+        fn read(&self, at: usize, dst: &mut [u8]) {
+            for (i, d) in dst.iter_mut().enumerate() {
+                *d = self.0[at + i].load(Ordering::Relaxed);
+            }
+        }
+        fn capacity(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    /// A consumer racing the appender sees frames in order and whole, or stops.
+    #[test]
+    fn consumer_sees_whole_frames_in_order() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let ring = Arc::new(AtomicRing((0..128).map(|_| AtomicU8::new(0)).collect()));
+            let tail = Arc::new(AtomicU64::new(0));
+            let reserve = Arc::new(AtomicU64::new(0));
+            let header = |v| FrameHeader {
+                kind: FrameKind::Overwrite, flags: 0, lsn: 0, id_len: 0, data_len: 8,
+                time_ns: 0, arg: 0, version: v,
+            };
+            let writer = {
+                let (ring, tail, reserve) = (ring.clone(), tail.clone(), reserve.clone());
+                loom::thread::spawn(move || {
+                    let log = Log::new(&tail, &reserve, &*ring);
+                    for v in 1..=2u64 {
+                        let p = log.write(header(v), b"", &[v as u8; 8]);
+                        log.publish(p.end);
+                    }
+                })
+            };
+            let log = Log::new(&tail, &reserve, &*ring);
+            let mut cursor = 0;
+            let mut buf = Vec::new();
+            let mut expect = 1;
+            for _ in 0..2 {
+                match log.read_next(&mut cursor, &mut buf) {
+                    Ok(Some(f)) => {
+                        assert_eq!(f.header.version, expect);
+                        assert_eq!(f.data, &[expect as u8; 8]);
+                        expect += 1;
+                    }
+                    Ok(None) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            writer.join().unwrap();
+        });
+    }
+}
