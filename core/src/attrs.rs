@@ -41,7 +41,12 @@ impl fmt::Display for Time {
         if *self == Time::END {
             f.write_str("never")
         } else {
-            write!(f, "{}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+            write!(
+                f,
+                "{}.{:09}s",
+                self.0 / 1_000_000_000,
+                self.0 % 1_000_000_000
+            )
         }
     }
 }
@@ -439,11 +444,19 @@ mod tests {
             Err(AttributesError::CheckpointLargerThanSections)
         );
         assert_eq!(
-            CreationAttributes { sections_max: 0, ..ok }.validate(),
+            CreationAttributes {
+                sections_max: 0,
+                ..ok
+            }
+            .validate(),
             Err(AttributesError::NoSections)
         );
         assert_eq!(
-            CreationAttributes { retention_ns: -1, ..ok }.validate(),
+            CreationAttributes {
+                retention_ns: -1,
+                ..ok
+            }
+            .validate(),
             Err(AttributesError::NegativeRetention)
         );
         assert_eq!(
@@ -485,7 +498,10 @@ mod tests {
         let f = OpenFlags::from_bits(3).unwrap();
         assert!(f.contains(OpenFlags::READ) && f.contains(OpenFlags::WRITE));
         assert!(!f.contains(OpenFlags::CREATE));
-        assert_eq!(format!("{:?}", OpenFlags::READ | OpenFlags::CREATE), "READ|CREATE");
+        assert_eq!(
+            format!("{:?}", OpenFlags::READ | OpenFlags::CREATE),
+            "READ|CREATE"
+        );
     }
 
     #[test]

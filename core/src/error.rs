@@ -272,11 +272,17 @@ mod tests {
         assert_eq!(OpenError::BadFlags.ais(), AisError::BadFlags);
         assert_eq!(SectionCreateError::NoSpace.ais(), AisError::NoSpace);
         assert_eq!(SectionCreateError::Exist.ais(), AisError::Exist);
-        assert_eq!(SectionDeleteError::DefaultSection.ais(), AisError::InvalidParam);
+        assert_eq!(
+            SectionDeleteError::DefaultSection.ais(),
+            AisError::InvalidParam
+        );
         assert_eq!(WriteError::NoActiveReplica.ais(), AisError::NotExist);
         assert_eq!(ReadError::Access.ais(), AisError::Access);
         assert_eq!(RetentionSetError::Unlinked.ais(), AisError::BadOperation);
-        assert_eq!(ActiveReplicaSetError::NotCollocatedAsync.ais(), AisError::BadOperation);
+        assert_eq!(
+            ActiveReplicaSetError::NotCollocatedAsync.ais(),
+            AisError::BadOperation
+        );
         assert_eq!(SynchronizeError::Synchronous.ais(), AisError::BadOperation);
     }
 

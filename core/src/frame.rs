@@ -225,7 +225,10 @@ impl Frame<'_> {
                 offset: h.arg as u64,
                 data: self.data,
             },
-            FrameKind::Overwrite => Mutation::Overwrite { id, data: self.data },
+            FrameKind::Overwrite => Mutation::Overwrite {
+                id,
+                data: self.data,
+            },
             FrameKind::Delete => Mutation::Delete { id },
             FrameKind::ExpirationSet => Mutation::ExpirationSet {
                 id,

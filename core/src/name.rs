@@ -65,7 +65,9 @@ impl CheckpointName {
         if bytes.contains(&0) {
             return Err(NameError::ContainsNul);
         }
-        Ok(Self { bytes: bytes.into() })
+        Ok(Self {
+            bytes: bytes.into(),
+        })
     }
 
     /// The name's bytes.
@@ -82,7 +84,11 @@ impl fmt::Display for CheckpointName {
 
 impl fmt::Debug for CheckpointName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CheckpointName({:?})", String::from_utf8_lossy(&self.bytes))
+        write!(
+            f,
+            "CheckpointName({:?})",
+            String::from_utf8_lossy(&self.bytes)
+        )
     }
 }
 

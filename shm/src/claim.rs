@@ -68,7 +68,12 @@ pub fn try_acquire(claim: &AtomicU64, me: Owner) -> Result<ClaimWord, ClaimWord>
     // SYNC POINT: Acquire pairs with the Release store in `release`: the
     // previous holder's mutations (and its cleared intent) are visible.
     claim
-        .compare_exchange(current.value(), mine.value(), Ordering::Acquire, Ordering::Relaxed)
+        .compare_exchange(
+            current.value(),
+            mine.value(),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
         .map(|_| mine)
         .map_err(ClaimWord::from)
 }
@@ -105,7 +110,12 @@ pub fn acquire(
                     // last Release stores (its intent record); Release publishes
                     // the new epoch to other would-be stealers.
                     if claim
-                        .compare_exchange(held.value(), mine.value(), Ordering::AcqRel, Ordering::Relaxed)
+                        .compare_exchange(
+                            held.value(),
+                            mine.value(),
+                            Ordering::AcqRel,
+                            Ordering::Relaxed,
+                        )
                         .is_ok()
                     {
                         return Ok(Acquired::Stolen(mine));
@@ -156,10 +166,15 @@ mod tests {
         let claim = AtomicU64::new(0);
         let held = try_acquire(&claim, A).unwrap();
         let mut polls = 0;
-        let err = acquire(&claim, B, |_| true, || {
-            polls += 1;
-            polls > 3
-        })
+        let err = acquire(
+            &claim,
+            B,
+            |_| true,
+            || {
+                polls += 1;
+                polls > 3
+            },
+        )
         .unwrap_err();
         assert_eq!(err.holder, held);
         match acquire(&claim, B, |w| w.owner != 1, || false).unwrap() {
@@ -193,7 +208,8 @@ mod loom_model {
                     release(&claim, held);
                 }
             };
-            let t = loom::thread::spawn(run(Owner { entry: 1, gen: 0 }, claim.clone(), data.clone()));
+            let t =
+                loom::thread::spawn(run(Owner { entry: 1, gen: 0 }, claim.clone(), data.clone()));
             run(Owner { entry: 2, gen: 0 }, claim.clone(), data.clone())();
             t.join().unwrap();
             assert_eq!(data.load(Ordering::Relaxed), 2);

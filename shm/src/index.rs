@@ -72,7 +72,10 @@ pub struct Index<'a> {
 impl<'a> Index<'a> {
     /// Wraps a bucket array whose length is a power of two.
     pub fn new(buckets: &'a [AtomicU64], seq: &'a AtomicU64) -> Self {
-        assert!(buckets.len().is_power_of_two(), "bucket count must be a power of two");
+        assert!(
+            buckets.len().is_power_of_two(),
+            "bucket count must be a power of two"
+        );
         Self { buckets, seq }
     }
 
@@ -263,7 +266,13 @@ impl<'a> Index<'a> {
                 continue;
             }
             let Some(h) = hash_of(word) else {
-                self.store(j, BucketWord { state: bucket_state::TOMBSTONE, ..word });
+                self.store(
+                    j,
+                    BucketWord {
+                        state: bucket_state::TOMBSTONE,
+                        ..word
+                    },
+                );
                 continue;
             };
             let mut i = h & mask;
@@ -271,12 +280,24 @@ impl<'a> Index<'a> {
                 let at = self.get(i);
                 if at == word {
                     // A duplicate left by an interrupted compaction.
-                    self.store(j, BucketWord { state: bucket_state::TOMBSTONE, ..word });
+                    self.store(
+                        j,
+                        BucketWord {
+                            state: bucket_state::TOMBSTONE,
+                            ..word
+                        },
+                    );
                     break;
                 }
                 if at.state != bucket_state::LIVE {
                     self.store(i, word);
-                    self.store(j, BucketWord { state: bucket_state::TOMBSTONE, ..word });
+                    self.store(
+                        j,
+                        BucketWord {
+                            state: bucket_state::TOMBSTONE,
+                            ..word
+                        },
+                    );
                     break;
                 }
                 i = (i + 1) & mask;
@@ -414,14 +435,18 @@ mod tests {
         // Simulate a crash mid-move: duplicate bucket contents and an odd sequence.
         let index = Index::new(&t.buckets, &t.seq);
         let (at, _) = t.find(&[3]).unwrap();
-        let empty = (0..16).find(|&i| index.get(i).state == bucket_state::EMPTY).unwrap();
+        let empty = (0..16)
+            .find(|&i| index.get(i).state == bucket_state::EMPTY)
+            .unwrap();
         index.store(empty, index.get(at));
         t.seq.store(7, Ordering::Relaxed);
         assert!(index.interrupted());
         let ids = &t.ids;
         index.compact(|w| ids.get(&w.slot).map(|id| hash_id(id)));
         assert!(!index.interrupted());
-        let live = (0..16).filter(|&i| index.get(i).state == bucket_state::LIVE).count();
+        let live = (0..16)
+            .filter(|&i| index.get(i).state == bucket_state::LIVE)
+            .count();
         assert_eq!(live, 6, "duplicate not dropped");
         for i in 0u8..6 {
             assert!(t.find(&[i]).is_some());
@@ -451,7 +476,15 @@ mod loom_model {
         builder.preemption_bound = Some(3);
         builder.check(|| {
             // Two entries with the same home bucket 0 (tags differ): A at 0, B at 1.
-            let live = |slot, tag| BucketWord { state: bucket_state::LIVE, tag, gen: 0, slot }.value();
+            let live = |slot, tag| {
+                BucketWord {
+                    state: bucket_state::LIVE,
+                    tag,
+                    gen: 0,
+                    slot,
+                }
+                .value()
+            };
             let seq = Arc::new(AtomicU64::new(0));
             let buckets: Arc<Vec<AtomicU64>> = Arc::new(vec![
                 AtomicU64::new(live(1, 1)),
@@ -468,7 +501,15 @@ mod loom_model {
                     // Insert C with tag 3: it reuses the tombstone.
                     let pos = index.insert_position(3 << 50, |_| false).unwrap();
                     assert_eq!(pos, 0);
-                    index.store(pos, BucketWord { state: bucket_state::LIVE, tag: 3, gen: 0, slot: 3 });
+                    index.store(
+                        pos,
+                        BucketWord {
+                            state: bucket_state::LIVE,
+                            tag: 3,
+                            gen: 0,
+                            slot: 3,
+                        },
+                    );
                 })
             };
             let index = Index::new(&buckets, &seq);
@@ -485,8 +526,20 @@ mod loom_model {
         builder.preemption_bound = Some(3);
         builder.check(|| {
             let seq = Arc::new(AtomicU64::new(0));
-            let tomb = BucketWord { state: bucket_state::TOMBSTONE, tag: 1, gen: 0, slot: 1 }.value();
-            let b = BucketWord { state: bucket_state::LIVE, tag: 2, gen: 0, slot: 2 }.value();
+            let tomb = BucketWord {
+                state: bucket_state::TOMBSTONE,
+                tag: 1,
+                gen: 0,
+                slot: 1,
+            }
+            .value();
+            let b = BucketWord {
+                state: bucket_state::LIVE,
+                tag: 2,
+                gen: 0,
+                slot: 2,
+            }
+            .value();
             let buckets: Arc<Vec<AtomicU64>> = Arc::new(vec![
                 AtomicU64::new(tomb),
                 AtomicU64::new(b),

@@ -176,6 +176,30 @@ pub struct SlotHeader {
     pub buffers: [BufferMeta; 2],
 }
 
+impl SlotHeader {
+    /// A zeroed header (free, never written), for models and tests off the mapping.
+    pub fn new() -> Self {
+        let meta = || BufferMeta {
+            size: AtomicU64::new(0),
+            time_ns: AtomicI64::new(0),
+        };
+        SlotHeader {
+            life: AtomicU64::new(0),
+            commit: AtomicU64::new(0),
+            expiration_ns: AtomicI64::new(i64::MAX),
+            id_len: AtomicU32::new(0),
+            _pad: 0,
+            buffers: [meta(), meta()],
+        }
+    }
+}
+
+impl Default for SlotHeader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
@@ -531,20 +555,32 @@ mod tests {
         };
         assert_eq!(ActiveReplicaWord::from(a.value()), a);
         assert_eq!(LifeWord::from(LifeWord { state: 2, gen: 7 }.value()).gen, 7);
-        assert_eq!(IntentWord::from(IntentWord { op: 4, slot: 9 }.value()).slot, 9);
+        assert_eq!(
+            IntentWord::from(IntentWord { op: 4, slot: 9 }.value()).slot,
+            9
+        );
     }
 
     #[test]
     fn geometry_is_page_aligned_and_ordered() {
         let attrs = CreationAttributes::new(100, 4096);
         let g = Geometry::new(&attrs, default_log_bytes(&attrs)).unwrap();
-        for off in [g.openers_offset, g.index_offset, g.slots_offset, g.data_offset, g.log_offset] {
+        for off in [
+            g.openers_offset,
+            g.index_offset,
+            g.slots_offset,
+            g.data_offset,
+            g.log_offset,
+        ] {
             assert_eq!(off % REGION_ALIGN, 0);
         }
         assert!(g.openers_offset < g.index_offset && g.index_offset < g.slots_offset);
         assert!(g.slots_offset + 100 * g.slot_header_stride <= g.data_offset);
         assert_eq!(g.index_buckets, 256);
-        assert_eq!(g.buffer(99, 1) + g.buffer_stride, g.data_offset + 200 * 4096);
+        assert_eq!(
+            g.buffer(99, 1) + g.buffer_stride,
+            g.data_offset + 200 * 4096
+        );
         assert!(g.log_offset >= g.buffer(99, 1) + g.buffer_stride);
         assert_eq!(g.end, g.log_offset + g.log_bytes);
         assert!(Geometry::new(&attrs, 1000).is_none());

@@ -23,3 +23,19 @@ pub mod layout;
 pub mod log;
 pub mod slot;
 pub mod sync;
+
+#[cfg(not(loom))]
+pub mod dir;
+#[cfg(not(loom))]
+pub mod notify;
+#[cfg(not(loom))]
+pub mod ops;
+#[cfg(not(loom))]
+pub mod proc;
+#[cfg(not(loom))]
+pub mod segment;
+
+#[cfg(not(loom))]
+pub use ops::{Consumer, SectionRef, SectionView};
+#[cfg(not(loom))]
+pub use segment::{Config, Mapped, Segment};

@@ -113,7 +113,11 @@ impl<'a, B: RingBytes> Log<'a, B> {
         let offset = tail % capacity;
         // A frame never straddles the end; a gap too short for a pad header is
         // skipped by consumers without one.
-        let pad = if offset + bytes > capacity { capacity - offset } else { 0 };
+        let pad = if offset + bytes > capacity {
+            capacity - offset
+        } else {
+            0
+        };
         let lsn = tail + pad;
         let end = lsn + bytes;
         self.reserve.store(end, Ordering::Relaxed);
@@ -256,11 +260,20 @@ mod tests {
         for v in 1..=200u64 {
             let data = vec![v as u8; (v % 37) as usize];
             let pending = log.write(overwrite(b"s", &data, v), b"s", &data);
-            assert!(log.tail() < pending.end, "written frames are not published yet");
+            assert!(
+                log.tail() < pending.end,
+                "written frames are not published yet"
+            );
             log.publish(pending.end);
             let frame = log.read_next(&mut cursor, &mut buf).unwrap().unwrap();
             assert_eq!(frame.header.version, v);
-            assert_eq!(frame.mutation(), Some(Mutation::Overwrite { id: b"s", data: &data }));
+            assert_eq!(
+                frame.mutation(),
+                Some(Mutation::Overwrite {
+                    id: b"s",
+                    data: &data
+                })
+            );
             assert!(log.read_next(&mut cursor, &mut buf).unwrap().is_none());
         }
     }
@@ -271,7 +284,10 @@ mod tests {
         let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0; 1024])));
         log.write(overwrite(b"s", b"x", 1), b"s", b"x");
         let mut cursor = 0;
-        assert!(log.read_next(&mut cursor, &mut Vec::new()).unwrap().is_none());
+        assert!(log
+            .read_next(&mut cursor, &mut Vec::new())
+            .unwrap()
+            .is_none());
         log.forget_unpublished();
         let p = log.write(overwrite(b"s", b"y", 1), b"s", b"y");
         log.publish(p.end);
@@ -342,8 +358,14 @@ mod loom_model {
             let tail = Arc::new(AtomicU64::new(0));
             let reserve = Arc::new(AtomicU64::new(0));
             let header = |v| FrameHeader {
-                kind: FrameKind::Overwrite, flags: 0, lsn: 0, id_len: 0, data_len: 8,
-                time_ns: 0, arg: 0, version: v,
+                kind: FrameKind::Overwrite,
+                flags: 0,
+                lsn: 0,
+                id_len: 0,
+                data_len: 8,
+                time_ns: 0,
+                arg: 0,
+                version: v,
             };
             let writer = {
                 let (ring, tail, reserve) = (ring.clone(), tail.clone(), reserve.clone());

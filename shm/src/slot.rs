@@ -17,7 +17,7 @@
 //! memory and on loom's atomics in the model tests.
 
 use crate::layout::{slot_state, CommitWord, LifeWord, SlotHeader};
-use crate::sync::{fence, Ordering, spin_hint};
+use crate::sync::{fence, spin_hint, Ordering};
 
 /// How many times a reader retries a read that raced with writers before it
 /// gives up with "try again".
@@ -186,8 +186,7 @@ pub fn retire(slot: &SlotHeader, gen: u32) {
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
-    use crate::layout::BufferMeta;
-    use crate::sync::{AtomicI64, AtomicU32, AtomicU64, AtomicU8};
+    use crate::sync::AtomicU8;
     use loom::sync::Arc;
 
     const WIDTH: usize = 3;
@@ -198,19 +197,29 @@ mod loom_model {
     }
 
     fn new_model() -> Model {
-        let meta = || BufferMeta {
-            size: AtomicU64::new(WIDTH as u64),
-            time_ns: AtomicI64::new(0),
-        };
+        let slot = SlotHeader::new();
+        slot.life.store(
+            LifeWord {
+                state: slot_state::LIVE,
+                gen: 1,
+            }
+            .value(),
+            Ordering::Relaxed,
+        );
+        slot.commit.store(
+            CommitWord {
+                pending: false,
+                cur: 0,
+                version: 1,
+            }
+            .value(),
+            Ordering::Relaxed,
+        );
+        for meta in &slot.buffers {
+            meta.size.store(WIDTH as u64, Ordering::Relaxed);
+        }
         Model {
-            slot: SlotHeader {
-                life: AtomicU64::new(LifeWord { state: slot_state::LIVE, gen: 1 }.value()),
-                commit: AtomicU64::new(CommitWord { pending: false, cur: 0, version: 1 }.value()),
-                expiration_ns: AtomicI64::new(i64::MAX),
-                id_len: AtomicU32::new(0),
-                _pad: 0,
-                buffers: [meta(), meta()],
-            },
+            slot,
             data: [
                 core::array::from_fn(|_| AtomicU8::new(1)),
                 core::array::from_fn(|_| AtomicU8::new(0)),

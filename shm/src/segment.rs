@@ -1,0 +1,764 @@
+//! Segments: creating, validating, mapping and tracking who has them open.
+//!
+//! A segment is created under a temporary name, fully initialized, its layout
+//! version published last, and only then `link(2)`ed under its real name, so no
+//! opener can ever find a half-built segment. An opener checks the file (regular,
+//! ours, no looser mode than configured), the magic, the layout version and that
+//! the geometry recomputed from the attributes agrees with the file, before it
+//! touches anything else; every offset read from the segment later is bounds
+//! checked again at its use. A foreign or damaged file is refused with an error.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ckpt_core::attrs::limits;
+use ckpt_core::error::OpenError;
+use ckpt_core::{CheckpointName, CreationAttributes, CreationFlags, OpenFlags, Time};
+use memmap2::MmapRaw;
+
+use crate::claim::Owner;
+use crate::layout::{
+    self, default_log_bytes, slot_state, ActiveReplicaWord, CommitWord, Geometry, LifeWord,
+    OpenerEntry, OpenerWord, SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED,
+    LIFECYCLE_UNLINKED, MAGIC, NAME_BYTES, OPENERS_MAX,
+};
+use crate::sync::{AtomicU64, Ordering};
+use crate::{dir, proc};
+
+/// Environment variable naming the segment directory.
+pub const ENV_DIR: &str = "CKPT_DIR";
+/// Environment variable: `1` creates segments group read-write (0660).
+pub const ENV_GROUP_ACCESS: &str = "CKPT_GROUP_ACCESS";
+/// The default segment directory.
+pub const DEFAULT_DIR: &str = "/dev/shm/ckpt";
+/// Segments up to this size are fully allocated at creation (no SIGBUS later
+/// if the filesystem fills); larger ones are sparse.
+pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
+/// Bounded retries of the open loop (creation races, sweeps in progress).
+const OPEN_ATTEMPTS_MAX: u32 = 200;
+
+/// Where segments live and how they are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The segment directory (tmpfs or hugetlbfs).
+    pub dir: PathBuf,
+    /// Create segments 0660 instead of 0600, and accept group-accessible ones.
+    pub group_access: bool,
+    /// Log ring size for new checkpoints; `None` picks [`default_log_bytes`].
+    pub log_bytes: Option<u64>,
+    /// This host's node id (recorded as the active replica's node).
+    pub node_id: u32,
+    /// How long a writer waits for another live writer before `TRY_AGAIN`.
+    pub claim_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from(DEFAULT_DIR),
+            group_access: false,
+            log_bytes: None,
+            node_id: 0,
+            claim_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults, overridden by `CKPT_DIR` and `CKPT_GROUP_ACCESS=1`.
+    pub fn from_env() -> Self {
+        let mut config = Config::default();
+        if let Some(dir) = std::env::var_os(ENV_DIR).filter(|d| !d.is_empty()) {
+            config.dir = PathBuf::from(dir);
+        }
+        config.group_access = std::env::var(ENV_GROUP_ACCESS).is_ok_and(|v| v == "1");
+        config
+    }
+
+    /// The defaults with another directory.
+    pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            ..Config::default()
+        }
+    }
+
+    /// File mode of new segments.
+    pub fn file_mode(&self) -> u32 {
+        if self.group_access {
+            0o660
+        } else {
+            0o600
+        }
+    }
+}
+
+/// Why a file is not an acceptable segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentFault {
+    /// Another owner, not a regular file, or a looser mode than allowed.
+    Permission,
+    /// Wrong magic, unpublished, inconsistent geometry or damaged header.
+    Corrupt,
+    /// Another layout version.
+    Incompatible,
+}
+
+impl From<SegmentFault> for OpenError {
+    fn from(f: SegmentFault) -> OpenError {
+        match f {
+            SegmentFault::Permission => OpenError::Permission,
+            SegmentFault::Corrupt => OpenError::Corrupt,
+            SegmentFault::Incompatible => OpenError::Incompatible,
+        }
+    }
+}
+
+/// A mapped, validated segment. Not yet registered as an opener.
+pub struct Mapped {
+    map: MmapRaw,
+    pub(crate) geometry: Geometry,
+    pub(crate) attrs: CreationAttributes,
+    pub(crate) name: CheckpointName,
+    pub(crate) inode: u64,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics and
+// validated byte copies; the raw pointer inside MmapRaw is never handed out as
+// a reference to non-atomic data, so sharing across threads adds no data race.
+unsafe impl Send for Mapped {}
+// SAFETY: as above.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    pub(crate) fn base(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// The header.
+    pub fn header(&self) -> &SegmentHeader {
+        // SAFETY: the mapping is at least HEADER_REGION_BYTES long and page
+        // aligned (checked in `map_validated`/`create`); SegmentHeader is
+        // repr(C), made of integers and atomics valid for any bit pattern; its
+        // plain fields are written only before publication.
+        unsafe { &*(self.base() as *const SegmentHeader) }
+    }
+
+    /// Slot `slot`'s header. Panics on an out-of-range slot (callers check).
+    pub(crate) fn slot(&self, slot: u32) -> &SlotHeader {
+        assert!(
+            slot < self.geometry.sections_max,
+            "slot {slot} out of range"
+        );
+        let offset = self.geometry.slot_header(slot);
+        // SAFETY: slot < sections_max, so [offset, offset + stride) lies in the
+        // slots region, which `Geometry` places inside the validated mapping;
+        // offsets are multiples of 64, so the header is aligned; SlotHeader is
+        // atomics and integers, valid for any bit pattern.
+        unsafe { &*(self.base().add(offset as usize) as *const SlotHeader) }
+    }
+
+    /// Pointer to slot `slot`'s id bytes (`section_id_bytes_max` of them).
+    pub(crate) fn slot_id_ptr(&self, slot: u32) -> *mut u8 {
+        assert!(slot < self.geometry.sections_max);
+        let offset = self.geometry.slot_header(slot) + 64;
+        // SAFETY: in bounds as for `slot`; the id area follows the 64-byte header.
+        unsafe { self.base().add(offset as usize) }
+    }
+
+    /// Pointer to buffer `buffer` of slot `slot` (`buffer_stride` bytes).
+    pub(crate) fn buffer_ptr(&self, slot: u32, buffer: u32) -> *mut u8 {
+        assert!(slot < self.geometry.sections_max && buffer < 2);
+        // SAFETY: in bounds: the data region holds 2 * sections_max buffers.
+        unsafe { self.base().add(self.geometry.buffer(slot, buffer) as usize) }
+    }
+
+    /// The index buckets.
+    pub(crate) fn buckets(&self) -> &[AtomicU64] {
+        let g = &self.geometry;
+        // SAFETY: [index_offset, index_offset + 8 * buckets) lies in the mapping;
+        // the offset is page aligned; AtomicU64 is valid for any bit pattern.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base().add(g.index_offset as usize) as *const AtomicU64,
+                g.index_buckets as usize,
+            )
+        }
+    }
+
+    /// The openers table.
+    pub(crate) fn openers(&self) -> &[OpenerEntry] {
+        // SAFETY: the table (OPENERS_MAX * 64 bytes) lies in the mapping at a
+        // page-aligned offset; entries are atomics.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.base().add(self.geometry.openers_offset as usize) as *const OpenerEntry,
+                OPENERS_MAX as usize,
+            )
+        }
+    }
+
+    /// Compares slot `slot`'s id with `id` without allocating.
+    pub(crate) fn slot_id_is(&self, slot: u32, id: &[u8]) -> bool {
+        let len = self.slot(slot).id_len.load(Ordering::Acquire) as usize;
+        if len != id.len() || len as u64 > self.attrs.section_id_bytes_max {
+            return false;
+        }
+        // SAFETY: len bytes of the id area are in bounds (checked above); the
+        // bytes may change concurrently only if the slot is deleted and reused,
+        // which callers detect with the slot's life word afterwards.
+        let stored = unsafe { std::slice::from_raw_parts(self.slot_id_ptr(slot), len) };
+        stored == id
+    }
+
+    /// Lifecycle flags.
+    pub fn lifecycle(&self) -> u64 {
+        self.header().lifecycle.load(Ordering::SeqCst)
+    }
+
+    /// Live openers (entries whose process still runs).
+    pub fn live_openers(&self) -> Vec<OpenerInfo> {
+        self.openers()
+            .iter()
+            .filter_map(|e| {
+                let word = OpenerWord::from(e.word.load(Ordering::SeqCst));
+                let start_ticks = e.start_ticks.load(Ordering::Acquire);
+                (word.pid != 0 && proc::is_alive(word.pid, start_ticks)).then(|| OpenerInfo {
+                    pid: word.pid,
+                    flags: word.flags,
+                    opened: Time(e.opened_ns.load(Ordering::Relaxed)),
+                })
+            })
+            .collect()
+    }
+
+    /// Frees entries of dead openers; returns how many are still live.
+    pub fn reap_openers(&self, now: Time) -> usize {
+        let mut live = 0;
+        let mut reaped = false;
+        for entry in self.openers() {
+            let raw = entry.word.load(Ordering::SeqCst);
+            let word = OpenerWord::from(raw);
+            if word.pid == 0 {
+                continue;
+            }
+            if proc::is_alive(word.pid, entry.start_ticks.load(Ordering::Acquire)) {
+                live += 1;
+                continue;
+            }
+            let free = OpenerWord {
+                pid: 0,
+                flags: 0,
+                ..word
+            };
+            if entry
+                .word
+                .compare_exchange(raw, free.value(), Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+            {
+                reaped = true;
+            }
+        }
+        if reaped && live == 0 {
+            let _ = self.header().last_close_ns.compare_exchange(
+                0,
+                now.0.max(1),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            );
+        }
+        live
+    }
+
+    /// True if nobody has the checkpoint open and its retention has run out.
+    pub fn retention_expired(&self, now: Time) -> bool {
+        let h = self.header();
+        let closed = h.last_close_ns.load(Ordering::SeqCst);
+        closed != 0
+            && self.reap_openers(now) == 0
+            && now.0.saturating_sub(closed) >= h.retention_ns.load(Ordering::SeqCst)
+    }
+
+    /// The active replica, if set.
+    pub fn active_replica(&self) -> Option<ActiveReplicaWord> {
+        let word = ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Acquire));
+        word.set.then_some(word)
+    }
+
+    /// The creation attributes.
+    pub fn attributes(&self) -> &CreationAttributes {
+        &self.attrs
+    }
+
+    /// The checkpoint's name.
+    pub fn name(&self) -> &CheckpointName {
+        &self.name
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+}
+
+/// An opener as the CLI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenerInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// Its open flags.
+    pub flags: u16,
+    /// When it opened.
+    pub opened: Time,
+}
+
+/// The wall clock, nanoseconds since the epoch.
+pub fn now() -> Time {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Time(d.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+fn attributes_from_header(h: &SegmentHeader) -> Option<CreationAttributes> {
+    let attrs = CreationAttributes {
+        flags: CreationFlags::from_bits(h.creation_flags)?,
+        checkpoint_bytes: h.checkpoint_bytes,
+        retention_ns: h.retention_ns_created,
+        sections_max: h.sections_max,
+        section_bytes_max: h.section_bytes_max,
+        section_id_bytes_max: h.section_id_bytes_max as u64,
+    };
+    attrs.validate().ok()?;
+    Some(attrs)
+}
+
+/// Checks the file's owner, type and mode.
+pub(crate) fn check_file(file: &File, config: &Config) -> Result<std::fs::Metadata, SegmentFault> {
+    let meta = file.metadata().map_err(|_| SegmentFault::Corrupt)?;
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.uid() != euid {
+        return Err(SegmentFault::Permission);
+    }
+    let allowed = config.file_mode();
+    if meta.permissions().mode() & 0o777 & !allowed != 0 {
+        return Err(SegmentFault::Permission);
+    }
+    Ok(meta)
+}
+
+/// Maps `file` and validates everything an opener relies on.
+pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, SegmentFault> {
+    let meta = check_file(file, config)?;
+    let size = meta.len();
+    if size < layout::HEADER_REGION_BYTES || size > limits::SEGMENT_BYTES_MAX * 2 {
+        return Err(SegmentFault::Corrupt);
+    }
+    let map = MmapRaw::map_raw(file).map_err(|_| SegmentFault::Corrupt)?;
+    // SAFETY: the mapping is at least HEADER_REGION_BYTES long (checked above)
+    // and page aligned; SegmentHeader is integers and atomics, valid for any
+    // bit pattern. The reference is not used after `map` moves below.
+    let h = unsafe { &*(map.as_mut_ptr() as *const SegmentHeader) };
+    if h.magic != MAGIC {
+        return Err(SegmentFault::Corrupt);
+    }
+    // SYNC POINT: Acquire pairs with the Release store publishing the segment
+    // in `create_new`: every field written before it is visible.
+    match h.layout_version.load(Ordering::Acquire) {
+        LAYOUT_VERSION => {}
+        0 => return Err(SegmentFault::Corrupt),
+        _ => return Err(SegmentFault::Incompatible),
+    }
+    if h.header_bytes as usize != size_of::<SegmentHeader>()
+        || h.segment_bytes != size
+        || h.openers_max != OPENERS_MAX
+        || h.name_len == 0
+        || h.name_len as usize > NAME_BYTES
+    {
+        return Err(SegmentFault::Corrupt);
+    }
+    let attrs = attributes_from_header(h).ok_or(SegmentFault::Corrupt)?;
+    let geometry = Geometry::new(&attrs, h.log_bytes).ok_or(SegmentFault::Corrupt)?;
+    if geometry.index_buckets != h.index_buckets || geometry.end > size {
+        return Err(SegmentFault::Corrupt);
+    }
+    let name =
+        CheckpointName::new(&h.name[..h.name_len as usize]).map_err(|_| SegmentFault::Corrupt)?;
+    Ok(Mapped {
+        map,
+        geometry,
+        attrs,
+        name,
+        inode: meta.ino(),
+    })
+}
+
+fn io_to_open_error(e: &io::Error) -> OpenError {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::ENOMEM) | Some(libc::EDQUOT) | Some(libc::EMFILE)
+        | Some(libc::ENFILE) | Some(libc::EFBIG) => OpenError::NoResources,
+        Some(libc::EACCES) | Some(libc::EPERM) => OpenError::Permission,
+        _ => OpenError::Io,
+    }
+}
+
+/// Creates, initializes and publishes a new segment at `path`. Returns
+/// `Ok(None)` if another process published one there first.
+fn create_new(
+    config: &Config,
+    path: &Path,
+    name: &CheckpointName,
+    attrs: &CreationAttributes,
+) -> Result<Option<()>, OpenError> {
+    let log_bytes = match config.log_bytes {
+        Some(b) => b,
+        None => default_log_bytes(attrs),
+    };
+    let geometry = Geometry::new(attrs, log_bytes).ok_or(OpenError::NoResources)?;
+    let tmp = dir::temp_path(&config.dir);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(config.file_mode())
+        .open(&tmp)
+        .map_err(|e| io_to_open_error(&e))?;
+    let cleanup = |e: OpenError| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    // The umask may have narrowed the mode; set it exactly.
+    file.set_permissions(std::fs::Permissions::from_mode(config.file_mode()))
+        .map_err(|e| cleanup(io_to_open_error(&e)))?;
+    let block = dir::fs_block_bytes(&file).unwrap_or(4096).max(4096);
+    let size = geometry.end.div_ceil(block) * block;
+    file.set_len(size)
+        .map_err(|e| cleanup(io_to_open_error(&e)))?;
+    if size <= PREALLOCATE_BYTES_MAX {
+        dir::preallocate(&file, size).map_err(|e| cleanup(io_to_open_error(&e)))?;
+    }
+    let map = MmapRaw::map_raw(&file).map_err(|e| cleanup(io_to_open_error(&e)))?;
+    let base = map.as_mut_ptr();
+    let me = proc::current();
+    let now = now();
+    {
+        // SAFETY: the file is new, exclusively ours (O_EXCL, not yet linked
+        // under its name), at least HEADER_REGION_BYTES long and page aligned;
+        // nobody else can map it, so writing the plain header fields is sound.
+        let h = unsafe { &mut *(base as *mut SegmentHeader) };
+        h.magic = MAGIC;
+        h.header_bytes = size_of::<SegmentHeader>() as u32;
+        h.segment_bytes = size;
+        h.creation_flags = attrs.flags.bits();
+        h.section_id_bytes_max = attrs.section_id_bytes_max as u32;
+        h.checkpoint_bytes = attrs.checkpoint_bytes;
+        h.retention_ns_created = attrs.retention_ns;
+        h.sections_max = attrs.sections_max;
+        h.openers_max = OPENERS_MAX;
+        h.section_bytes_max = attrs.section_bytes_max;
+        h.index_buckets = geometry.index_buckets;
+        h.log_bytes = geometry.log_bytes;
+        h.created_ns = now.0;
+        h.creator_pid = me.pid;
+        h.name_len = name.as_bytes().len() as u32;
+        h.name[..name.as_bytes().len()].copy_from_slice(name.as_bytes());
+        h.retention_ns.store(attrs.retention_ns, Ordering::Relaxed);
+        // Non-collocated asynchronous checkpoints have an active replica from
+        // the start (the service places it: here, this node).
+        if attrs.flags.mode().is_asynchronous() && !attrs.flags.is_collocated() {
+            let word = ActiveReplicaWord {
+                set: true,
+                node: config.node_id,
+                pid: me.pid,
+            };
+            h.active_replica.store(word.value(), Ordering::Relaxed);
+        }
+    }
+    let mapped = Mapped {
+        map,
+        geometry,
+        attrs: *attrs,
+        name: name.clone(),
+        inode: 0,
+    };
+    if attrs.has_default_section() {
+        // The default section: slot 0, empty id, version 1, no data.
+        let slot = mapped.slot(0);
+        slot.expiration_ns.store(Time::END.0, Ordering::Relaxed);
+        slot.commit.store(
+            CommitWord {
+                pending: false,
+                cur: 0,
+                version: 1,
+            }
+            .value(),
+            Ordering::Relaxed,
+        );
+        slot.buffers[0].time_ns.store(now.0, Ordering::Relaxed);
+        let h = crate::index::hash_id(&[]);
+        let index = crate::index::Index::new(mapped.buckets(), &mapped.header().index_seq);
+        let pos = index
+            .insert_position(h, |_| false)
+            .expect("an empty table has room");
+        index.store(
+            pos,
+            layout::BucketWord {
+                state: layout::bucket_state::LIVE,
+                tag: crate::index::tag_of(h),
+                gen: 1,
+                slot: 0,
+            },
+        );
+        slot.life.store(
+            LifeWord {
+                state: slot_state::LIVE,
+                gen: 1,
+            }
+            .value(),
+            Ordering::Relaxed,
+        );
+        mapped.header().sections_live.store(1, Ordering::Relaxed);
+    }
+    // SYNC POINT: Release pairs with the Acquire load in `map_validated`:
+    // publish the layout version last.
+    mapped
+        .header()
+        .layout_version
+        .store(LAYOUT_VERSION, Ordering::Release);
+    drop(mapped);
+    let published = match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(Some(())),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(io_to_open_error(&e)),
+    };
+    let _ = std::fs::remove_file(&tmp);
+    published
+}
+
+/// An opened checkpoint segment with this process registered as an opener.
+pub struct Segment {
+    pub(crate) mapped: Mapped,
+    pub(crate) path: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) flags: OpenFlags,
+    pub(crate) owner: Owner,
+    /// Where the next free-slot scan starts (a per-process hint).
+    pub(crate) free_hint: std::sync::atomic::AtomicU32,
+}
+
+impl std::ops::Deref for Segment {
+    type Target = Mapped;
+    fn deref(&self) -> &Mapped {
+        &self.mapped
+    }
+}
+
+impl Segment {
+    /// Opens (and with `attrs`, creates if absent) the checkpoint `name`.
+    ///
+    /// `attrs` must already satisfy `CreationAttributes::validate`. A checkpoint
+    /// whose retention has run out is deleted here and treated as absent.
+    pub fn open(
+        config: &Config,
+        name: &CheckpointName,
+        flags: OpenFlags,
+        attrs: Option<&CreationAttributes>,
+    ) -> Result<Segment, OpenError> {
+        if let Some(a) = attrs {
+            a.validate().map_err(|_| OpenError::InvalidAttributes)?;
+        }
+        dir::ensure_dir(config).map_err(|e| io_to_open_error(&e))?;
+        let path = dir::segment_path(&config.dir, name);
+        for _ in 0..OPEN_ATTEMPTS_MAX {
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let Some(a) = attrs else {
+                        return Err(OpenError::NotExist);
+                    };
+                    create_new(config, &path, name, a)?;
+                    continue;
+                }
+                Err(e) => return Err(io_to_open_error(&e)),
+            };
+            let mapped = map_validated(&file, config)?;
+            if mapped.name != *name {
+                // Two long names hashing to one file name: refuse, never mix them.
+                return Err(OpenError::Corrupt);
+            }
+            let now = now();
+            if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if mapped.retention_expired(now) {
+                dir::doom_and_remove(&mapped, &path);
+                continue;
+            }
+            if let Some(a) = attrs {
+                if !a.compatible_with(&mapped.attrs) {
+                    return Err(OpenError::AttributesDiffer);
+                }
+            }
+            let owner = register_opener(&mapped, flags)?;
+            if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
+                // A sweeper decided to delete it before seeing us: let it.
+                deregister_opener(&mapped, owner, now);
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let segment = Segment {
+                mapped,
+                path: path.clone(),
+                config: config.clone(),
+                flags,
+                owner,
+                free_hint: std::sync::atomic::AtomicU32::new(0),
+            };
+            segment.header().last_close_ns.store(0, Ordering::SeqCst);
+            return Ok(segment);
+        }
+        Err(OpenError::TryAgain)
+    }
+
+    /// The open flags.
+    pub fn flags(&self) -> OpenFlags {
+        self.flags
+    }
+
+    /// The file backing the segment (it may have been unlinked).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The configuration it was opened with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// True once the checkpoint's name has been unlinked.
+    pub fn is_unlinked(&self) -> bool {
+        self.lifecycle() & LIFECYCLE_UNLINKED != 0
+    }
+
+    /// Sets the retention duration.
+    pub fn set_retention(&self, retention: Time) {
+        self.header()
+            .retention_ns
+            .store(retention.0, Ordering::SeqCst);
+    }
+
+    /// Makes this node's replica (the segment) the active replica.
+    pub fn set_active_replica(&self) {
+        let word = ActiveReplicaWord {
+            set: true,
+            node: self.config.node_id,
+            pid: proc::current().pid,
+        };
+        // SYNC POINT: Release pairs with the Acquire load in `active_replica`.
+        self.header()
+            .active_replica
+            .store(word.value(), Ordering::Release);
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let now = now();
+        deregister_opener(&self.mapped, self.owner, now);
+        // The last close of a checkpoint with no retention deletes it at once
+        // (an unlinked one disappears with its last mapping anyway).
+        if self.header().retention_ns.load(Ordering::SeqCst) == 0
+            && !self.is_unlinked()
+            && self.mapped.reap_openers(now) == 0
+        {
+            dir::doom_and_remove(&self.mapped, &self.path);
+        }
+    }
+}
+
+fn register_opener(mapped: &Mapped, flags: OpenFlags) -> Result<Owner, OpenError> {
+    if let Some(owner) = try_register_opener(mapped, flags) {
+        return Ok(owner);
+    }
+    // Dead openers may be holding every entry: reap them and try once more.
+    mapped.reap_openers(now());
+    try_register_opener(mapped, flags).ok_or(OpenError::NoResources)
+}
+
+fn try_register_opener(mapped: &Mapped, flags: OpenFlags) -> Option<Owner> {
+    let me = proc::current();
+    for (i, entry) in mapped.openers().iter().enumerate() {
+        let raw = entry.word.load(Ordering::SeqCst);
+        let word = OpenerWord::from(raw);
+        if word.pid != 0 {
+            continue;
+        }
+        let mine = OpenerWord {
+            pid: me.pid,
+            gen: word.gen.wrapping_add(1),
+            flags: flags.bits() as u16,
+        };
+        // SYNC POINT: SeqCst, with the SeqCst lifecycle loads around it: Dekker
+        // against a sweeper that sets DOOMED and then scans the openers.
+        if entry
+            .word
+            .compare_exchange(raw, mine.value(), Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+        {
+            entry.opened_ns.store(now().0, Ordering::Relaxed);
+            // SYNC POINT: Release pairs with the Acquire load in liveness checks.
+            entry.start_ticks.store(me.start_ticks, Ordering::Release);
+            return Some(Owner {
+                entry: i as u16 + 1,
+                gen: mine.gen,
+            });
+        }
+    }
+    None
+}
+
+fn deregister_opener(mapped: &Mapped, owner: Owner, now: Time) {
+    let entry = &mapped.openers()[owner.entry as usize - 1];
+    let raw = entry.word.load(Ordering::SeqCst);
+    let word = OpenerWord::from(raw);
+    if word.gen != owner.gen || word.pid == 0 {
+        return;
+    }
+    entry.start_ticks.store(0, Ordering::Relaxed);
+    let free = OpenerWord {
+        pid: 0,
+        flags: 0,
+        ..word
+    };
+    let _ = entry
+        .word
+        .compare_exchange(raw, free.value(), Ordering::SeqCst, Ordering::Relaxed);
+    let any_left = mapped
+        .openers()
+        .iter()
+        .any(|e| OpenerWord::from(e.word.load(Ordering::SeqCst)).pid != 0);
+    if !any_left {
+        mapped
+            .header()
+            .last_close_ns
+            .store(now.0.max(1), Ordering::SeqCst);
+    }
+}
+
+/// Opens an existing segment for inspection (CLI) without registering as an opener.
+pub fn inspect(config: &Config, path: &Path) -> Result<Mapped, OpenError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => OpenError::NotExist,
+            _ => io_to_open_error(&e),
+        })?;
+    Ok(map_validated(&file, config)?)
+}
