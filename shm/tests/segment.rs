@@ -1,0 +1,103 @@
+//! Segment-level behaviour: create, publish, validate, operate, consume.
+
+use ckpt_core::frame::Mutation;
+use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, SectionsChosen, Time};
+use ckpt_shm::{Config, Segment};
+
+fn config() -> (tempfile::TempDir, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::with_dir(dir.path());
+    (dir, config)
+}
+
+fn rw() -> OpenFlags {
+    OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE
+}
+
+#[test]
+fn create_write_read_delete_and_follow_the_log() {
+    let (_dir, config) = config();
+    let name = CheckpointName::new("t").unwrap();
+    let attrs = CreationAttributes::new(8, 64);
+    let seg = Segment::open(&config, &name, rw(), Some(&attrs)).unwrap();
+    let mut consumer = seg.consumer(Some(0));
+    let (a, _) = seg.create_section(Some(b"a"), Time::END, b"hello").unwrap();
+    seg.write(a, None, b"world!").unwrap();
+    seg.write(a, Some(5), b"??").unwrap();
+    let mut buf = [0u8; 64];
+    let (n, meta) = seg.read(a, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"world??");
+    assert_eq!(meta.version, 3);
+    assert_eq!(seg.lookup(b"a").unwrap(), Some(a));
+    assert_eq!(seg.usage(), (1, 7));
+    seg.delete_section(a).unwrap();
+    assert_eq!(seg.lookup(b"a").unwrap(), None);
+    assert_eq!(seg.usage(), (0, 0));
+    let mut kinds = Vec::new();
+    while let Some(frame) = consumer.next_frame().unwrap() {
+        kinds.push(match frame.mutation().unwrap() {
+            Mutation::Create { data, .. } => format!("create {}", String::from_utf8_lossy(data)),
+            Mutation::Overwrite { data, .. } => {
+                format!("overwrite {}", String::from_utf8_lossy(data))
+            }
+            Mutation::Write { offset, data, .. } => {
+                format!("write {offset} {}", String::from_utf8_lossy(data))
+            }
+            Mutation::Delete { id } => format!("delete {}", String::from_utf8_lossy(id)),
+            Mutation::ExpirationSet { .. } => "expire".into(),
+        });
+    }
+    assert_eq!(
+        kinds,
+        ["create hello", "overwrite world!", "write 5 ??", "delete a"]
+    );
+}
+
+#[test]
+fn a_second_opener_sees_the_same_sections_and_attributes_must_match() {
+    let (_dir, config) = config();
+    let name = CheckpointName::new("shared").unwrap();
+    let attrs = CreationAttributes::new(4, 16);
+    let one = Segment::open(&config, &name, rw(), Some(&attrs)).unwrap();
+    let (s, _) = one.create_section(Some(b"k"), Time::END, b"v1").unwrap();
+    let two = Segment::open(&config, &name, OpenFlags::READ, None).unwrap();
+    let found = two.lookup(b"k").unwrap().unwrap();
+    one.write(s, None, b"v2").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, _) = two.read(found, 0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"v2");
+    let other = CreationAttributes::new(5, 16);
+    assert_eq!(
+        Segment::open(&config, &name, rw(), Some(&other)).err(),
+        Some(ckpt_core::error::OpenError::AttributesDiffer)
+    );
+    let mut seen = Vec::new();
+    two.for_each_section(SectionsChosen::Any, |v| seen.push(v.id.to_vec()));
+    assert_eq!(seen, [b"k".to_vec()]);
+}
+
+#[test]
+fn churn_keeps_the_index_consistent() {
+    let (_dir, config) = config();
+    let name = CheckpointName::new("churn").unwrap();
+    let seg = Segment::open(&config, &name, rw(), Some(&CreationAttributes::new(16, 8))).unwrap();
+    let mut live: Vec<(u32, ckpt_shm::SectionRef)> = Vec::new();
+    for i in 0u32..5000 {
+        if live.len() == 16 {
+            let (id, r) = live.remove((i as usize * 7) % 16);
+            seg.delete_section(r).unwrap();
+            assert_eq!(seg.lookup(&id.to_be_bytes()).unwrap(), None);
+        }
+        let (r, _) = seg
+            .create_section(Some(&i.to_be_bytes()), Time::END, &i.to_le_bytes())
+            .unwrap();
+        live.push((i, r));
+        for (id, r) in &live {
+            assert_eq!(
+                seg.lookup(&id.to_be_bytes()).unwrap(),
+                Some(*r),
+                "lost {id} at {i}"
+            );
+        }
+    }
+}
