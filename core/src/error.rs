@@ -194,6 +194,20 @@ op_error! {
 }
 
 op_error! {
+    /// Why `section` (finding a section handle) failed.
+    pub enum LookupError {
+        /// The id is longer than `maxSectionIdSize`.
+        IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// No such section (or it has expired).
+        NotExist => (NotExist, "no such section"),
+        /// An asynchronous checkpoint has no active replica yet.
+        NoActiveReplica => (NotExist, "no active replica"),
+        /// The index was being compacted on every bounded attempt; retry.
+        TryAgain => (TryAgain, "section index busy; retry"),
+    }
+}
+
+op_error! {
     /// Why `sections` (`saCkptSectionIterationInitialize`) failed.
     pub enum IterationError {
         /// An asynchronous checkpoint has no active replica yet.

@@ -209,9 +209,9 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
 }
 
-impl Frame<'_> {
+impl<'a> Frame<'a> {
     /// The mutation this frame records, or `None` for a pad.
-    pub fn mutation(&self) -> Option<Mutation<'_>> {
+    pub fn mutation(&self) -> Option<Mutation<'a>> {
         let h = &self.header;
         let id = self.id;
         Some(match h.kind {

@@ -31,7 +31,7 @@ use crate::layout::{
     OpenerWord, SlotHeader,
 };
 use crate::log::{elide_threshold, Log, LogError, RingBytes};
-use crate::segment::{now, Segment};
+use crate::segment::{now, Mapped, Segment};
 use crate::slot::{self, ReadFail, ReadMeta};
 use crate::sync::{fence, Ordering};
 use crate::{notify, proc};
@@ -140,7 +140,9 @@ pub struct SectionView<'a> {
     pub last_update: Time,
 }
 
-impl Segment {
+/// Reading needs no registration as an opener: these work on any validated
+/// mapping (the CLI inspects segments this way without touching retention).
+impl Mapped {
     pub(crate) fn index(&self) -> Index<'_> {
         Index::new(self.buckets(), &self.header().index_seq)
     }
@@ -149,7 +151,7 @@ impl Segment {
         let g = self.geometry();
         let h = self.header();
         // SAFETY: [log_offset, log_offset + log_bytes) lies inside the mapping.
-        let base = unsafe { self.mapped.base().add(g.log_offset as usize) };
+        let base = unsafe { self.base().add(g.log_offset as usize) };
         Log::new(
             &h.log_tail,
             &h.log_reserve,
@@ -266,6 +268,83 @@ impl Segment {
         Ok((out, meta))
     }
 
+    /// Sections and memory used, from the counters.
+    pub fn usage(&self) -> (u32, u64) {
+        let h = self.header();
+        (
+            h.sections_live.load(Ordering::Relaxed).min(u32::MAX as u64) as u32,
+            h.memory_used.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The log position where the next frame will be published.
+    pub fn log_tail(&self) -> u64 {
+        self.log().tail()
+    }
+
+    /// A consumer of the delta log starting at `from` (default: the tail now).
+    pub fn consumer(&self, from: Option<u64>) -> Consumer<'_> {
+        Consumer {
+            mapped: self,
+            cursor: from.unwrap_or_else(|| self.log_tail()),
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl Mapped {
+    /// Calls `f` for every live, unexpired section that `chosen` selects, in
+    /// slot order, without allocating. Each section existing throughout is
+    /// visited exactly once.
+    pub fn for_each_section(&self, chosen: SectionsChosen, mut f: impl FnMut(SectionView<'_>)) {
+        let now = now();
+        for s in 0..self.geometry().sections_max {
+            if let Some(view) = self.section_view(s, chosen, now) {
+                f(view);
+            }
+        }
+    }
+
+    /// The section in slot `slot`, if it is live, unexpired at `now` and chosen.
+    #[inline]
+    pub fn section_view(
+        &self,
+        slot: u32,
+        chosen: SectionsChosen,
+        now: Time,
+    ) -> Option<SectionView<'_>> {
+        if slot >= self.geometry().sections_max {
+            return None;
+        }
+        let header = self.slot(slot);
+        // SYNC POINT: Acquire pairs with the Release store in `publish_created`.
+        let life = LifeWord::from(header.life.load(Ordering::Acquire));
+        if life.state != slot_state::LIVE {
+            return None;
+        }
+        let expiration = Time(header.expiration_ns.load(Ordering::Acquire));
+        if (expiration != Time::END && now >= expiration) || !chosen.selects(expiration) {
+            return None;
+        }
+        if header.id_len.load(Ordering::Relaxed) as u64 > self.attributes().section_id_bytes_max {
+            return None;
+        }
+        let commit = CommitWord::from(header.commit.load(Ordering::Acquire));
+        let meta = &header.buffers[commit.cur as usize];
+        Some(SectionView {
+            section: SectionRef {
+                slot,
+                gen: life.gen,
+            },
+            id: self.id_slice(slot),
+            expiration,
+            size_bytes: meta.size.load(Ordering::Relaxed),
+            last_update: Time(meta.time_ns.load(Ordering::Relaxed)),
+        })
+    }
+}
+
+impl Segment {
     fn holder_alive(&self, held: ClaimWord) -> bool {
         let Some(entry) = (held.owner as usize)
             .checked_sub(1)
@@ -423,15 +502,6 @@ impl Segment {
         h.memory_used.store(bytes, Ordering::Relaxed);
     }
 
-    /// Sections and memory used, from the counters.
-    pub fn usage(&self) -> (u32, u64) {
-        let h = self.header();
-        (
-            h.sections_live.load(Ordering::Relaxed).min(u32::MAX as u64) as u32,
-            h.memory_used.load(Ordering::Relaxed),
-        )
-    }
-
     fn frame_header(
         &self,
         kind: FrameKind,
@@ -459,78 +529,133 @@ impl Segment {
 
     /// Replaces a section's data: `offset == None` overwrites (data and size),
     /// `Some(o)` writes `data` at `o` (the section may grow). The hot path.
+    #[inline]
     pub fn write(
         &self,
         section: SectionRef,
         offset: Option<u64>,
         data: &[u8],
     ) -> Result<(), WriteError> {
+        let element = [WriteElement {
+            section,
+            offset,
+            data,
+        }];
+        self.write_many(&element).map_err(|(_, e)| e)
+    }
+
+    /// Applies several writes under one claim, in order: every element is
+    /// validated first, so an error (with the failing element's index) leaves
+    /// everything unwritten. A writer killed halfway leaves each section at its
+    /// old or new version, the earlier elements committed first.
+    pub fn write_many(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
         let max = self.attributes().section_bytes_max;
-        let end = offset
-            .unwrap_or(0)
-            .checked_add(data.len() as u64)
-            .ok_or(WriteError::TooLarge)?;
-        if end > max {
-            return Err(WriteError::TooLarge);
+        for (i, e) in elements.iter().enumerate() {
+            let end = e.offset.unwrap_or(0).checked_add(e.data.len() as u64);
+            if end.is_none_or(|end| end > max) {
+                return Err((i, WriteError::TooLarge));
+            }
         }
-        let _held = self.claim()?;
-        if !self.is_live(section) || self.is_expired(section) {
-            return Err(WriteError::NotExist);
+        let _held = self.claim().map_err(|e| (0, e.into()))?;
+        let mut used = self.header().memory_used.load(Ordering::Relaxed);
+        for (i, e) in elements.iter().enumerate() {
+            if !self.is_live(e.section) || self.is_expired(e.section) {
+                return Err((i, WriteError::NotExist));
+            }
+            let old_size = committed_size(self.slot(e.section.slot));
+            if old_size > max {
+                return Err((i, WriteError::Corrupt));
+            }
+            let new_size = new_size(e, old_size).map_err(|err| (i, err))?;
+            used = used.saturating_sub(old_size).saturating_add(new_size);
+            if used > self.attributes().checkpoint_bytes {
+                return Err((i, WriteError::CheckpointFull));
+            }
         }
-        let slot = self.slot(section.slot);
-        let old_size = committed_size(slot);
-        if old_size > max {
-            return Err(WriteError::Corrupt);
+        for e in elements {
+            self.write_held(e);
         }
-        let new_size = match offset {
-            None => data.len() as u64,
-            Some(o) if o > old_size => return Err(WriteError::OffsetPastEnd),
-            Some(_) => end.max(old_size),
+        Ok(())
+    }
+
+    /// One validated write, with the claim held.
+    #[inline]
+    fn write_held(&self, e: &WriteElement<'_>) {
+        let old_size = committed_size(self.slot(e.section.slot));
+        let new_size = new_size(e, old_size).unwrap_or(old_size);
+        let next = self.begin_version(e.section);
+        let at = match e.offset {
+            Some(o) => {
+                let src = self.buffer_ptr(e.section.slot, next.current.cur);
+                // SAFETY: both buffers are buffer_stride >= section_bytes_max
+                // bytes long and in the mapping; old_size <= max (validated).
+                // The claim makes us the only writer of `dst`; `src` is
+                // committed and stable while we hold it.
+                unsafe { std::ptr::copy_nonoverlapping(src, next.dst, old_size as usize) };
+                o
+            }
+            None => 0,
         };
-        let h = self.header();
-        let used = h.memory_used.load(Ordering::Relaxed);
-        if used.saturating_sub(old_size).saturating_add(new_size)
-            > self.attributes().checkpoint_bytes
-        {
-            return Err(WriteError::CheckpointFull);
-        }
-        let time = coarse_now();
-        let (current, buffer) = slot::write_begin(slot);
+        // SAFETY: at + len <= section_bytes_max <= buffer_stride (validated).
+        unsafe {
+            std::ptr::copy_nonoverlapping(e.data.as_ptr(), next.dst.add(at as usize), e.data.len())
+        };
+        let kind = if e.offset.is_some() {
+            FrameKind::Write
+        } else {
+            FrameKind::Overwrite
+        };
+        self.finish_version(next, kind, at, e.data, old_size, new_size);
+    }
+
+    /// Starts a new version of a section: pending bit, intent. Claim held.
+    #[inline]
+    fn begin_version(&self, section: SectionRef) -> NextVersion {
+        let (current, buffer) = slot::write_begin(self.slot(section.slot));
         let target = CommitWord {
             pending: false,
             cur: buffer,
             version: current.version + 1,
         };
         self.set_intent(intent_op::WRITE, section.slot, target.value(), 0);
-        let dst = self.buffer_ptr(section.slot, buffer);
-        let at = match offset {
-            Some(o) => {
-                let src = self.buffer_ptr(section.slot, current.cur);
-                // SAFETY: both buffers are buffer_stride >= max bytes apart and
-                // in the mapping; old_size <= max. The claim makes us the only
-                // writer of `dst`; `src` is committed and stable while we hold it.
-                unsafe { std::ptr::copy_nonoverlapping(src, dst, old_size as usize) };
-                o
-            }
-            None => 0,
-        };
-        // SAFETY: at + data.len() = end <= max <= buffer_stride; exclusive as above.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst.add(at as usize), data.len()) };
-        let kind = if offset.is_some() {
-            FrameKind::Write
-        } else {
-            FrameKind::Overwrite
-        };
-        let id = self.id_slice(section.slot);
-        let header = self.frame_header(kind, id.len(), data.len(), at as i64, target.version, time);
+        NextVersion {
+            section,
+            current,
+            buffer,
+            dst: self.buffer_ptr(section.slot, buffer),
+        }
+    }
+
+    /// Logs and commits a version whose buffer is filled, then publishes it.
+    #[inline]
+    fn finish_version(
+        &self,
+        next: NextVersion,
+        kind: FrameKind,
+        at: u64,
+        data: &[u8],
+        old_size: u64,
+        new_size: u64,
+    ) {
+        let h = self.header();
+        let time = coarse_now();
+        let id = self.id_slice(next.section.slot);
+        let version = next.current.version + 1;
+        let header = self.frame_header(kind, id.len(), data.len(), at as i64, version, time);
         let pending = self.log().write(header, id, data);
         h.intent_log_end.store(pending.end, Ordering::Relaxed);
-        slot::write_commit(slot, current, buffer, new_size, time);
+        slot::write_commit(
+            self.slot(next.section.slot),
+            next.current,
+            next.buffer,
+            new_size,
+            time,
+        );
         self.publish(pending.end);
+        let used = h.memory_used.load(Ordering::Relaxed);
         h.memory_used
-            .store(used - old_size + new_size, Ordering::Relaxed);
+            .store(used.saturating_sub(old_size) + new_size, Ordering::Relaxed);
         self.clear_intent();
-        Ok(())
     }
 
     /// Overwrites a section with `len` bytes that `fill` writes straight into the
@@ -549,41 +674,21 @@ impl Segment {
         if !self.is_live(section) || self.is_expired(section) {
             return Err(WriteError::NotExist);
         }
-        let slot = self.slot(section.slot);
-        let old_size = committed_size(slot).min(max);
-        let h = self.header();
-        let used = h.memory_used.load(Ordering::Relaxed);
+        let old_size = committed_size(self.slot(section.slot)).min(max);
+        let used = self.header().memory_used.load(Ordering::Relaxed);
         if used.saturating_sub(old_size).saturating_add(len as u64)
             > self.attributes().checkpoint_bytes
         {
             return Err(WriteError::CheckpointFull);
         }
-        let time = coarse_now();
-        let (current, buffer) = slot::write_begin(slot);
-        let target = CommitWord {
-            pending: false,
-            cur: buffer,
-            version: current.version + 1,
-        };
-        self.set_intent(intent_op::WRITE, section.slot, target.value(), 0);
-        let dst_ptr = self.buffer_ptr(section.slot, buffer);
+        let next = self.begin_version(section);
         // SAFETY: the uncommitted buffer is written only by the claim holder (us)
         // until we release; `len <= max <= buffer_stride`. Readers of an older
         // version may still be copying from it: they only read, and discard
         // their copy (pending bit), so handing out `&mut` to our process is sound.
-        let dst = unsafe { std::slice::from_raw_parts_mut(dst_ptr, len) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(next.dst, len) };
         fill(dst);
-        let data: &[u8] = dst;
-        let id = self.id_slice(section.slot);
-        let header =
-            self.frame_header(FrameKind::Overwrite, id.len(), len, 0, target.version, time);
-        let pending = self.log().write(header, id, data);
-        h.intent_log_end.store(pending.end, Ordering::Relaxed);
-        slot::write_commit(slot, current, buffer, len as u64, time);
-        self.publish(pending.end);
-        h.memory_used
-            .store(used - old_size + len as u64, Ordering::Relaxed);
-        self.clear_intent();
+        self.finish_version(next, FrameKind::Overwrite, 0, dst, old_size, len as u64);
         Ok(())
     }
 
@@ -855,55 +960,33 @@ impl Segment {
         }
         swept
     }
+}
 
-    /// Calls `f` for every live, unexpired section that `chosen` selects, in
-    /// slot order, without allocating. Each section existing throughout is
-    /// visited exactly once.
-    pub fn for_each_section(&self, chosen: SectionsChosen, mut f: impl FnMut(SectionView<'_>)) {
-        let now = now();
-        let max_id = self.attributes().section_id_bytes_max;
-        for s in 0..self.geometry().sections_max {
-            let slot = self.slot(s);
-            // SYNC POINT: Acquire pairs with the Release store in `publish_created`.
-            let life = LifeWord::from(slot.life.load(Ordering::Acquire));
-            if life.state != slot_state::LIVE {
-                continue;
-            }
-            let expiration = Time(slot.expiration_ns.load(Ordering::Acquire));
-            if (expiration != Time::END && now >= expiration) || !chosen.selects(expiration) {
-                continue;
-            }
-            if slot.id_len.load(Ordering::Relaxed) as u64 > max_id {
-                continue;
-            }
-            let commit = CommitWord::from(slot.commit.load(Ordering::Acquire));
-            let meta = &slot.buffers[commit.cur as usize];
-            let view = SectionView {
-                section: SectionRef {
-                    slot: s,
-                    gen: life.gen,
-                },
-                id: self.id_slice(s),
-                expiration,
-                size_bytes: meta.size.load(Ordering::Relaxed),
-                last_update: Time(meta.time_ns.load(Ordering::Relaxed)),
-            };
-            f(view);
-        }
-    }
+/// A version being written (claim held).
+struct NextVersion {
+    section: SectionRef,
+    current: CommitWord,
+    buffer: u32,
+    dst: *mut u8,
+}
 
-    /// The log position where the next frame will be published.
-    pub fn log_tail(&self) -> u64 {
-        self.log().tail()
-    }
+/// One element of [`Segment::write_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriteElement<'a> {
+    /// The section.
+    pub section: SectionRef,
+    /// `None` to overwrite (replace data and size), `Some(offset)` to write there.
+    pub offset: Option<u64>,
+    /// The bytes.
+    pub data: &'a [u8],
+}
 
-    /// A consumer of the delta log starting at `from` (default: the tail now).
-    pub fn consumer(&self, from: Option<u64>) -> Consumer<'_> {
-        Consumer {
-            segment: self,
-            cursor: from.unwrap_or_else(|| self.log_tail()),
-            buf: Vec::new(),
-        }
+/// The size a section will have after `e`.
+fn new_size(e: &WriteElement<'_>, old_size: u64) -> Result<u64, WriteError> {
+    match e.offset {
+        None => Ok(e.data.len() as u64),
+        Some(o) if o > old_size => Err(WriteError::OffsetPastEnd),
+        Some(o) => Ok((o + e.data.len() as u64).max(old_size)),
     }
 }
 
@@ -917,7 +1000,7 @@ fn committed_size(slot: &SlotHeader) -> u64 {
 
 /// Follows the delta log: every mutation in commit order.
 pub struct Consumer<'a> {
-    segment: &'a Segment,
+    mapped: &'a Mapped,
     cursor: u64,
     buf: Vec<u8>,
 }
@@ -925,9 +1008,7 @@ pub struct Consumer<'a> {
 impl Consumer<'_> {
     /// The next frame, or `None` at the tail.
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, LogError> {
-        self.segment
-            .log()
-            .read_next(&mut self.cursor, &mut self.buf)
+        self.mapped.log().read_next(&mut self.cursor, &mut self.buf)
     }
 
     /// The position of the next frame to read.
@@ -937,13 +1018,13 @@ impl Consumer<'_> {
 
     /// Jumps to the tail (after resynchronizing from the sections).
     pub fn skip_to_tail(&mut self) -> u64 {
-        self.cursor = self.segment.log_tail();
+        self.cursor = self.mapped.log_tail();
         self.cursor
     }
 
     /// True if frames are waiting.
     pub fn has_next(&self) -> bool {
-        self.segment.log_tail() > self.cursor
+        self.mapped.log_tail() > self.cursor
     }
 
     /// Waits until a frame is published or `timeout` passes: spins for up to
@@ -963,7 +1044,7 @@ impl Consumer<'_> {
                 std::hint::spin_loop();
             }
         }
-        let h = self.segment.header();
+        let h = self.mapped.header();
         let _sleeper = notify::Sleeper::register(&h.waiters);
         loop {
             // SYNC POINT: SeqCst load, the sleeper's half of the Dekker pair with

@@ -60,6 +60,18 @@ pub fn is_alive(pid: u32, start_ticks: u64) -> bool {
     }
 }
 
+/// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes on one host
+/// (unlike `std::time::Instant`, which cannot be exchanged).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,387 @@
+//! `ckpt`: the failover demo, the operator CLI and the bench command.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ckpt::demo::{self, DemoOptions, WorkerOptions};
+use ckpt::inspect::{self, CheckpointInfo, SectionInfo};
+use ckpt::Config;
+use clap::{Parser, Subcommand};
+
+/// ckpt: SA Forum checkpoints in shared memory.
+#[derive(Parser)]
+#[command(name = "ckpt", version, about, long_about = None)]
+struct Cli {
+    /// Segment directory (default: $CKPT_DIR, else /dev/shm/ckpt).
+    #[arg(long, global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the csa103 failover demo: an active and a standby process, the
+    /// active SIGKILLed repeatedly, the standby taking over with the state.
+    Demo {
+        /// How many times to kill the active.
+        #[arg(long, default_value_t = 5)]
+        kills: u32,
+        /// Milliseconds between kills.
+        #[arg(long, default_value_t = 400)]
+        kill_every_ms: u64,
+        /// Total run length in milliseconds (sets --kills from --kill-every-ms).
+        #[arg(long)]
+        run_ms: Option<u64>,
+        /// Size of the checkpointed section in bytes (at least 8).
+        #[arg(long, default_value_t = 8)]
+        section_bytes: usize,
+        /// Microseconds between two writes of the active.
+        #[arg(long, default_value_t = 20)]
+        write_interval_us: u64,
+    },
+    /// List checkpoints: attributes, sections, memory, openers, retention, active replica.
+    List {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the sections of one checkpoint.
+    Sections {
+        /// Checkpoint name.
+        name: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dump one section as hex and text.
+    Dump {
+        /// Checkpoint name.
+        name: String,
+        /// Section id (text; "" for the default section).
+        id: String,
+        /// The id is given as hex bytes.
+        #[arg(long)]
+        id_hex: bool,
+        /// Print JSON ({"id", "version", "size_bytes", "data_hex"}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unlink a checkpoint: the name is freed at once; openers keep it until they close.
+    Unlink {
+        /// Checkpoint name.
+        name: String,
+    },
+    /// A worker of the demo (started by `ckpt demo`).
+    #[command(hide = true)]
+    DemoWorker {
+        #[arg(long)]
+        section_bytes: usize,
+        #[arg(long)]
+        write_interval_us: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = Config::from_env();
+    if let Some(dir) = &cli.dir {
+        config.dir = dir.clone();
+    }
+    match run(cli.command, config, cli.dir) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("ckpt: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, String> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Cmd::Demo {
+            kills,
+            kill_every_ms,
+            run_ms,
+            section_bytes,
+            write_interval_us,
+        } => {
+            let kill_every = Duration::from_millis(kill_every_ms.max(1));
+            let kills = match run_ms {
+                Some(ms) => (ms / kill_every_ms.max(1)).max(1) as u32,
+                None => kills,
+            };
+            let opts = DemoOptions {
+                dir,
+                kills,
+                kill_every,
+                section_bytes,
+                write_interval: Duration::from_micros(write_interval_us),
+            };
+            let exe =
+                std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+            let verdict = demo::run(&opts, &exe, &mut out)?;
+            Ok(if verdict.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::DemoWorker {
+            section_bytes,
+            write_interval_us,
+        } => {
+            let opts = WorkerOptions {
+                dir: config.dir,
+                section_bytes,
+                write_interval: Duration::from_micros(write_interval_us),
+            };
+            Ok(ExitCode::from(demo::worker_main(&opts) as u8))
+        }
+        Cmd::List { json } => {
+            let (list, refused) = inspect::list(&config)
+                .map_err(|e| format!("cannot read {}: {e}", config.dir.display()))?;
+            if json {
+                for c in &list {
+                    writeln!(out, "{}", serde_json::to_string(c).expect("serializable"))
+                        .map_err(io)?;
+                }
+                for r in &refused {
+                    writeln!(out, "{}", serde_json::to_string(r).expect("serializable"))
+                        .map_err(io)?;
+                }
+            } else {
+                print_list(&mut out, &config, &list).map_err(io)?;
+                for r in &refused {
+                    writeln!(out, "refused {}: {}", r.path.display(), r.error).map_err(io)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Sections { name, json } => {
+            let (mapped, _) =
+                inspect::open(&config, &name).map_err(|e| open_message(&name, &config, e))?;
+            let sections = inspect::sections(&mapped);
+            if json {
+                for s in &sections {
+                    writeln!(out, "{}", serde_json::to_string(s).expect("serializable"))
+                        .map_err(io)?;
+                }
+            } else {
+                print_sections(&mut out, &sections).map_err(io)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Dump {
+            name,
+            id,
+            id_hex,
+            json,
+        } => {
+            let id_bytes = if id_hex {
+                parse_hex(&id).ok_or_else(|| format!("'{id}' is not hex bytes"))?
+            } else {
+                id.clone().into_bytes()
+            };
+            let (mapped, _) =
+                inspect::open(&config, &name).map_err(|e| open_message(&name, &config, e))?;
+            let (data, version) = inspect::read_section(&mapped, &id_bytes)
+                .ok_or_else(|| format!("checkpoint '{name}' has no section '{id}'"))?;
+            if json {
+                let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                let v = serde_json::json!({"id": id, "version": version, "size_bytes": data.len(), "data_hex": hex});
+                writeln!(out, "{v}").map_err(io)?;
+            } else {
+                writeln!(
+                    out,
+                    "section '{id}' of '{name}': {} bytes, version {version}",
+                    data.len()
+                )
+                .map_err(io)?;
+                hexdump(&mut out, &data).map_err(io)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Unlink { name } => {
+            ckpt::Service::with_config(config.clone())
+                .unlink(&name)
+                .map_err(|e| format!("cannot unlink '{name}' in {}: {e}", config.dir.display()))?;
+            writeln!(out, "unlinked '{name}'").map_err(io)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn io(e: std::io::Error) -> String {
+    format!("cannot write output: {e}")
+}
+
+fn open_message(name: &str, config: &Config, e: ckpt::OpenError) -> String {
+    match e {
+        ckpt::OpenError::NotExist => format!("no checkpoint '{name}' in {}", config.dir.display()),
+        other => format!("cannot open '{name}' in {}: {other}", config.dir.display()),
+    }
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn duration_ns(ns: i64) -> String {
+    match ns {
+        i64::MAX => "forever".into(),
+        ns if ns % 1_000_000_000 == 0 => format!("{}s", ns / 1_000_000_000),
+        ns => format!("{:.3}s", ns as f64 / 1e9),
+    }
+}
+
+fn print_list(
+    out: &mut dyn Write,
+    config: &Config,
+    list: &[CheckpointInfo],
+) -> std::io::Result<()> {
+    if list.is_empty() {
+        return writeln!(out, "no checkpoints in {}", config.dir.display());
+    }
+    let rows: Vec<[String; 8]> = list
+        .iter()
+        .map(|c| {
+            let openers = if c.openers.is_empty() {
+                match c.last_close_ns {
+                    Some(_) => "0 (closed)".to_string(),
+                    None => "0".to_string(),
+                }
+            } else {
+                let pids: Vec<String> = c
+                    .openers
+                    .iter()
+                    .map(|o| format!("{}:{}", o.pid, o.mode))
+                    .collect();
+                format!("{} ({})", c.openers.len(), pids.join(","))
+            };
+            [
+                c.name.clone(),
+                c.flags.clone(),
+                format!("{}/{}", c.sections, c.sections_max),
+                format!(
+                    "{} / {}",
+                    bytes(c.memory_used_bytes),
+                    bytes(c.checkpoint_bytes)
+                ),
+                format!("{} x {}", bytes(c.section_bytes_max), c.sections_max),
+                openers,
+                duration_ns(c.retention_ns),
+                c.active_replica.as_ref().map_or("none".into(), |a| {
+                    format!("node {} (pid {})", a.node, a.pid)
+                }),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "FLAGS",
+        "SECTIONS",
+        "MEMORY",
+        "MAX SECTION",
+        "OPENERS",
+        "RETENTION",
+        "ACTIVE REPLICA",
+    ];
+    print_table(out, &header, &rows)
+}
+
+fn print_sections(out: &mut dyn Write, sections: &[SectionInfo]) -> std::io::Result<()> {
+    if sections.is_empty() {
+        return writeln!(out, "no sections");
+    }
+    let rows: Vec<[String; 5]> = sections
+        .iter()
+        .map(|s| {
+            [
+                s.id.clone(),
+                bytes(s.size_bytes),
+                s.version.to_string(),
+                s.expiration_ns.map_or("never".into(), |t| {
+                    format!("{:.3}s since epoch", t as f64 / 1e9)
+                }),
+                format!("{:.3}s since epoch", s.last_update_ns as f64 / 1e9),
+            ]
+        })
+        .collect();
+    print_table(
+        out,
+        &["ID", "SIZE", "VERSION", "EXPIRES", "LAST UPDATE"],
+        &rows,
+    )
+}
+
+fn print_table<const N: usize>(
+    out: &mut dyn Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+fn hexdump(out: &mut dyn Write, data: &[u8]) -> std::io::Result<()> {
+    for (i, chunk) in data.chunks(16).enumerate() {
+        let hex: Vec<String> = chunk.iter().map(|b| format!("{b:02x}")).collect();
+        let text: String = chunk
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() || b == b' ' {
+                    b as char
+                } else {
+                    '.'
+                }
+            })
+            .collect();
+        writeln!(out, "{:08x}  {:<47}  |{text}|", i * 16, hex.join(" "))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! What operators see: checkpoints and sections as the CLI lists them.
+//!
+//! Inspection maps segments without registering as an opener, so looking at a
+//! checkpoint never restarts its retention timer.
+
+use std::path::PathBuf;
+
+use ckpt_core::error::OpenError;
+use ckpt_core::{CheckpointName, CreationAttributes, SectionsChosen, Time};
+use ckpt_shm::dir;
+use ckpt_shm::segment::{self, OpenerInfo};
+use ckpt_shm::{Config, Mapped};
+use serde::Serialize;
+
+/// One checkpoint, for `ckpt list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckpointInfo {
+    /// Its name (lossy UTF-8).
+    pub name: String,
+    /// The segment file.
+    pub path: PathBuf,
+    /// Creation flags, e.g. `WR_ACTIVE_REPLICA|COLLOCATED`.
+    pub flags: String,
+    /// `checkpointSize`.
+    pub checkpoint_bytes: u64,
+    /// `maxSections`.
+    pub sections_max: u32,
+    /// `maxSectionSize`.
+    pub section_bytes_max: u64,
+    /// `maxSectionIdSize`.
+    pub section_id_bytes_max: u64,
+    /// Live sections.
+    pub sections: u32,
+    /// Sum of section sizes.
+    pub memory_used_bytes: u64,
+    /// Size of the segment file.
+    pub segment_bytes: u64,
+    /// Processes that have it open.
+    pub openers: Vec<Opener>,
+    /// Current retention duration.
+    pub retention_ns: i64,
+    /// When the last opener closed (ns since the epoch), if nobody has it open.
+    pub last_close_ns: Option<i64>,
+    /// The active replica, if set: node and the pid that set it.
+    pub active_replica: Option<ActiveReplica>,
+    /// The delta log's published tail (bytes ever logged).
+    pub log_tail: u64,
+    /// Writer crashes recovered so far.
+    pub recoveries: u64,
+}
+
+/// An opener, for `ckpt list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Opener {
+    /// Its pid.
+    pub pid: u32,
+    /// `R`, `W`, `C` letters of its open flags.
+    pub mode: String,
+}
+
+/// The active replica, for `ckpt list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveReplica {
+    /// Node id.
+    pub node: u32,
+    /// Pid of the process that set it last.
+    pub pid: u32,
+}
+
+/// A segment that could not be inspected.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub error: String,
+}
+
+fn opener(o: &OpenerInfo) -> Opener {
+    let mut mode = String::new();
+    for (bit, c) in [(1, 'R'), (2, 'W'), (4, 'C')] {
+        if o.flags & bit != 0 {
+            mode.push(c);
+        }
+    }
+    Opener { pid: o.pid, mode }
+}
+
+/// Everything `ckpt list` shows about one mapped segment.
+pub fn describe(mapped: &Mapped, path: PathBuf) -> CheckpointInfo {
+    let attrs: &CreationAttributes = mapped.attributes();
+    let h = mapped.header();
+    let (sections, memory_used_bytes) = mapped.usage();
+    let last_close = h.last_close_ns.load(std::sync::atomic::Ordering::Relaxed);
+    CheckpointInfo {
+        name: mapped.name().to_string(),
+        path,
+        flags: attrs.flags.to_string(),
+        checkpoint_bytes: attrs.checkpoint_bytes,
+        sections_max: attrs.sections_max,
+        section_bytes_max: attrs.section_bytes_max,
+        section_id_bytes_max: attrs.section_id_bytes_max,
+        sections,
+        memory_used_bytes,
+        segment_bytes: h.segment_bytes,
+        openers: mapped.live_openers().iter().map(opener).collect(),
+        retention_ns: h.retention_ns.load(std::sync::atomic::Ordering::Relaxed),
+        last_close_ns: (last_close != 0).then_some(last_close),
+        active_replica: mapped.active_replica().map(|a| ActiveReplica {
+            node: a.node,
+            pid: a.pid,
+        }),
+        log_tail: mapped.log_tail(),
+        recoveries: h.recoveries.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+/// Every checkpoint in the segment directory, and the files that were refused.
+pub fn list(config: &Config) -> std::io::Result<(Vec<CheckpointInfo>, Vec<Refused>)> {
+    let mut good = Vec::new();
+    let mut refused = Vec::new();
+    for entry in dir::list(config)? {
+        match entry.segment {
+            Ok(mapped) => good.push(describe(&mapped, entry.path)),
+            Err(e) => refused.push(Refused {
+                path: entry.path,
+                error: e.to_string(),
+            }),
+        }
+    }
+    Ok((good, refused))
+}
+
+/// Maps checkpoint `name` for inspection.
+pub fn open(config: &Config, name: &str) -> Result<(Mapped, PathBuf), OpenError> {
+    let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
+    let path = dir::segment_path(&config.dir, &name);
+    let mapped = segment::inspect(config, &path)?;
+    if mapped.name() != &name {
+        return Err(OpenError::NotExist);
+    }
+    Ok((mapped, path))
+}
+
+/// One section, for `ckpt sections`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SectionInfo {
+    /// The id as text (printable) or hex.
+    pub id: String,
+    /// The raw id bytes as hex.
+    pub id_hex: String,
+    /// Committed size.
+    pub size_bytes: u64,
+    /// Absolute expiration in ns, `None` for never.
+    pub expiration_ns: Option<i64>,
+    /// `lastUpdate`, ns since the epoch.
+    pub last_update_ns: i64,
+    /// Committed version.
+    pub version: u64,
+}
+
+/// The sections of a mapped checkpoint.
+pub fn sections(mapped: &Mapped) -> Vec<SectionInfo> {
+    let mut out = Vec::new();
+    mapped.for_each_section(SectionsChosen::Any, |v| {
+        let version = mapped
+            .read(v.section, 0, &mut [])
+            .map_or(0, |(_, m)| m.version);
+        out.push(SectionInfo {
+            id: ckpt_core::SectionId(v.id.to_vec()).to_string(),
+            id_hex: v.id.iter().map(|b| format!("{b:02x}")).collect(),
+            size_bytes: v.size_bytes,
+            expiration_ns: (v.expiration != Time::END).then_some(v.expiration.0),
+            last_update_ns: v.last_update.0,
+            version,
+        });
+    });
+    out
+}
+
+/// Reads section `id` of a mapped checkpoint (ignoring open modes: operators
+/// may look at any checkpoint they own).
+pub fn read_section(mapped: &Mapped, id: &[u8]) -> Option<(Vec<u8>, u64)> {
+    let section = mapped.lookup(id).ok()??;
+    if mapped.is_expired(section) {
+        return None;
+    }
+    mapped
+        .read_to_vec(section)
+        .ok()
+        .map(|(data, meta)| (data, meta.version))
+}

@@ -1,0 +1,661 @@
+//! # ckpt: SA Forum checkpoints in shared memory
+//!
+//! A *checkpoint* is a named table of *sections* (section id → bytes) that a
+//! redundant application's active process writes its crucial state into, so
+//! that a standby can take over with that state intact. ckpt implements the SA
+//! Forum AIS checkpoint semantics (SAI-AIS-CKPT-B.01.01) with one difference
+//! that matters: the active process writes **directly into a shared-memory
+//! segment** (no daemon round trip, no syscall, no lock on the write path),
+//! and standbys on the host map the same segment.
+//!
+//! ```
+//! use ckpt::{CreationAttributes, OpenFlags, Service, Time};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let service = Service::with_config(ckpt::Config::with_dir(dir.path()));
+//! // let service = Service::new();   // segments under $CKPT_DIR or /dev/shm/ckpt
+//! let attrs = CreationAttributes::new(2, 8);
+//! let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+//! let active = service.open("safCkpt=csa103Ckpt", flags, Some(&attrs)).unwrap();
+//! active.set_active_replica().unwrap();
+//! let seq = active.create_section(b"1", Time::END, &0u64.to_be_bytes()).unwrap();
+//! seq.overwrite(&1u64.to_be_bytes()).unwrap();          // straight into shared memory
+//!
+//! let standby = service.open("safCkpt=csa103Ckpt", OpenFlags::READ, None).unwrap();
+//! assert_eq!(standby.read_section(b"1").unwrap(), 1u64.to_be_bytes());
+//! ```
+//!
+//! Every operation returns its own error enum from [`ckpt_core::error`]; each
+//! variant maps to one `SaAisErrorT` code (`.ais()`), which the C library
+//! returns unchanged.
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+pub use ckpt_core::error::{
+    ActiveReplicaSetError, ExpirationSetError, IterationError, LookupError, OpenError, ReadError,
+    RetentionSetError, SectionCreateError, SectionDeleteError, StatusError, SynchronizeError,
+    UnlinkError, WriteError,
+};
+pub use ckpt_core::frame::Mutation;
+pub use ckpt_core::{
+    AisError, CheckpointName, CheckpointStatus, CreationAttributes, CreationFlags, OpenFlags,
+    SectionDescriptor, SectionId, SectionState, SectionsChosen, Time, UpdateMode,
+};
+pub use ckpt_shm::log::LogError as WatchError;
+pub use ckpt_shm::Config;
+
+use ckpt_core::frame::FLAG_DATA_ELIDED;
+use ckpt_shm::slot::ReadFail;
+use ckpt_shm::{SectionRef, Segment, WriteElement};
+
+pub mod demo;
+pub mod inspect;
+
+/// The checkpoint service of one host: where segments live.
+#[derive(Debug, Clone)]
+pub struct Service {
+    config: Config,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Service {
+    /// The service configured from the environment (`CKPT_DIR`, `CKPT_GROUP_ACCESS`).
+    pub fn new() -> Self {
+        Self {
+            config: Config::from_env(),
+        }
+    }
+
+    /// The service with an explicit configuration.
+    pub fn with_config(config: Config) -> Self {
+        Self { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Opens checkpoint `name` (`saCkptCheckpointOpen`). With `CREATE` and
+    /// `attrs`, creates it if absent; if it exists, the attributes must match
+    /// (a different retention duration alone is accepted).
+    pub fn open(
+        &self,
+        name: impl AsRef<[u8]>,
+        flags: OpenFlags,
+        attrs: Option<&CreationAttributes>,
+    ) -> Result<Checkpoint, OpenError> {
+        let flags = OpenFlags::from_bits(flags.bits()).ok_or(OpenError::BadFlags)?;
+        let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
+        let create = flags.contains(OpenFlags::CREATE);
+        match (create, attrs) {
+            (true, None) => return Err(OpenError::MissingAttributes),
+            (false, Some(_)) => return Err(OpenError::UnexpectedAttributes),
+            _ => {}
+        }
+        if let Some(a) = attrs {
+            a.validate().map_err(|e| match e {
+                ckpt_core::attrs::AttributesError::BeyondCapacity => OpenError::NoResources,
+                _ => OpenError::InvalidAttributes,
+            })?;
+        }
+        let segment = Segment::open(&self.config, &name, flags, attrs)?;
+        Ok(Checkpoint { segment })
+    }
+
+    /// Unlinks checkpoint `name` (`saCkptCheckpointUnlink`): the name is free at
+    /// once; openers keep full access until their last close.
+    pub fn unlink(&self, name: impl AsRef<[u8]>) -> Result<(), UnlinkError> {
+        let name = CheckpointName::new(name).map_err(|_| UnlinkError::InvalidName)?;
+        ckpt_shm::dir::unlink(&self.config, &name)
+    }
+}
+
+/// An open checkpoint (`SaCkptCheckpointHandleT`). Dropping it closes it
+/// (`saCkptCheckpointClose`).
+pub struct Checkpoint {
+    segment: Segment,
+}
+
+/// One element of [`Checkpoint::write`] (`SaCkptIOVectorElementT` for writes).
+#[derive(Debug, Clone, Copy)]
+pub struct WriteVec<'a> {
+    /// The section (empty: the default section).
+    pub id: &'a [u8],
+    /// Where to write in the section.
+    pub offset: u64,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// One element of [`Checkpoint::read`] (`SaCkptIOVectorElementT` for reads).
+#[derive(Debug)]
+pub struct ReadVec<'a> {
+    /// The section (empty: the default section).
+    pub id: &'a [u8],
+    /// Where to start reading.
+    pub offset: u64,
+    /// The destination; at most this many bytes are read.
+    pub buf: &'a mut [u8],
+    /// Out: bytes read.
+    pub read_bytes: usize,
+}
+
+impl Checkpoint {
+    /// The checkpoint's name.
+    pub fn name(&self) -> &CheckpointName {
+        self.segment.name()
+    }
+
+    /// The creation attributes.
+    pub fn attributes(&self) -> CreationAttributes {
+        *self.segment.attributes()
+    }
+
+    /// The open flags.
+    pub fn flags(&self) -> OpenFlags {
+        self.segment.flags()
+    }
+
+    fn writable(&self) -> bool {
+        self.segment.flags().contains(OpenFlags::WRITE)
+    }
+
+    fn readable(&self) -> bool {
+        self.segment.flags().contains(OpenFlags::READ)
+    }
+
+    /// False for an asynchronous checkpoint that has no active replica yet:
+    /// reads and writes then fail with `NOT_EXIST`.
+    pub fn has_active_replica(&self) -> bool {
+        !self.attributes().flags.mode().is_asynchronous() || self.segment.active_replica().is_some()
+    }
+
+    /// Sets the retention duration (`saCkptCheckpointRetentionDurationSet`).
+    pub fn set_retention(&self, retention: Time) -> Result<(), RetentionSetError> {
+        if retention.0 < 0 {
+            return Err(RetentionSetError::InvalidParam);
+        }
+        if self.segment.is_unlinked() {
+            return Err(RetentionSetError::Unlinked);
+        }
+        self.segment.set_retention(retention);
+        Ok(())
+    }
+
+    /// Makes this host's replica the active replica (`saCkptActiveReplicaSet`):
+    /// collocated asynchronous checkpoints only; writes go through it.
+    pub fn set_active_replica(&self) -> Result<(), ActiveReplicaSetError> {
+        if !self.writable() {
+            return Err(ActiveReplicaSetError::Access);
+        }
+        let flags = self.attributes().flags;
+        if !(flags.is_collocated() && flags.mode().is_asynchronous()) {
+            return Err(ActiveReplicaSetError::NotCollocatedAsync);
+        }
+        self.segment.set_active_replica();
+        Ok(())
+    }
+
+    /// Attributes, section count and memory used (`saCkptCheckpointStatusGet`).
+    /// Expired sections are swept first.
+    pub fn status(&self) -> Result<CheckpointStatus, StatusError> {
+        if !self.has_active_replica() {
+            return Err(StatusError::NoActiveReplica);
+        }
+        // A sweep needs the writer claim; if another writer holds it past the
+        // timeout, expired sections are still excluded below, only not freed.
+        let _ = self.segment.sweep_expired();
+        let (sections, memory_used_bytes) = self.segment.usage();
+        Ok(CheckpointStatus {
+            attributes: self.attributes(),
+            sections,
+            memory_used_bytes,
+        })
+    }
+
+    /// Creates a section with an explicit id (`saCkptSectionCreate`).
+    pub fn create_section(
+        &self,
+        id: &[u8],
+        expiration: Time,
+        data: &[u8],
+    ) -> Result<Section<'_>, SectionCreateError> {
+        self.create_checks()?;
+        let (section, _) = self.segment.create_section(Some(id), expiration, data)?;
+        Ok(Section {
+            checkpoint: self,
+            section,
+        })
+    }
+
+    /// Creates a section with a generated id (`SA_CKPT_GENERATED_SECTION_ID`):
+    /// a 4-byte big-endian counter, truncated to `maxSectionIdSize`.
+    pub fn create_section_generated(
+        &self,
+        expiration: Time,
+        data: &[u8],
+    ) -> Result<(SectionId, Section<'_>), SectionCreateError> {
+        self.create_checks()?;
+        let (section, id) = self.segment.create_section(None, expiration, data)?;
+        Ok((
+            id,
+            Section {
+                checkpoint: self,
+                section,
+            },
+        ))
+    }
+
+    fn create_checks(&self) -> Result<(), SectionCreateError> {
+        if !self.writable() {
+            return Err(SectionCreateError::Access);
+        }
+        if !self.has_active_replica() {
+            return Err(SectionCreateError::NoActiveReplica);
+        }
+        Ok(())
+    }
+
+    fn find(&self, id: &[u8]) -> Result<SectionRef, LookupError> {
+        if id.len() as u64 > self.attributes().section_id_bytes_max {
+            return Err(LookupError::IdTooLong);
+        }
+        match self.segment.lookup(id) {
+            Ok(Some(s)) if !self.segment.is_expired(s) => Ok(s),
+            Ok(_) => Err(LookupError::NotExist),
+            Err(_) => Err(LookupError::TryAgain),
+        }
+    }
+
+    /// A handle on section `id` for repeated zero-lookup reads and writes.
+    pub fn section(&self, id: &[u8]) -> Result<Section<'_>, LookupError> {
+        if !self.has_active_replica() {
+            return Err(LookupError::NoActiveReplica);
+        }
+        Ok(Section {
+            checkpoint: self,
+            section: self.find(id)?,
+        })
+    }
+
+    /// Deletes a section (`saCkptSectionDelete`); the default section cannot be.
+    pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionDeleteError> {
+        if id.is_empty() {
+            return Err(SectionDeleteError::DefaultSection);
+        }
+        if !self.writable() {
+            return Err(SectionDeleteError::Access);
+        }
+        if !self.has_active_replica() {
+            return Err(SectionDeleteError::NoActiveReplica);
+        }
+        let section = self.find(id).map_err(|e| match e {
+            LookupError::IdTooLong => SectionDeleteError::IdTooLong,
+            LookupError::TryAgain => SectionDeleteError::TryAgain,
+            _ => SectionDeleteError::NotExist,
+        })?;
+        self.segment.delete_section(section)
+    }
+
+    /// Sets a section's absolute expiration (`saCkptSectionExpirationTimeSet`);
+    /// [`Time::END`] for never. Not allowed on the default section.
+    pub fn set_expiration(&self, id: &[u8], expiration: Time) -> Result<(), ExpirationSetError> {
+        if id.is_empty() {
+            return Err(ExpirationSetError::DefaultSection);
+        }
+        if !self.writable() {
+            return Err(ExpirationSetError::Access);
+        }
+        if !self.has_active_replica() {
+            return Err(ExpirationSetError::NoActiveReplica);
+        }
+        let section = self.find(id).map_err(|e| match e {
+            LookupError::IdTooLong => ExpirationSetError::IdTooLong,
+            LookupError::TryAgain => ExpirationSetError::TryAgain,
+            _ => ExpirationSetError::NotExist,
+        })?;
+        self.segment.set_expiration(section, expiration)
+    }
+
+    /// Writes the elements in order (`saCkptCheckpointWrite`): all or nothing
+    /// on error, with the index of the first failing element.
+    pub fn write(&self, elements: &[WriteVec<'_>]) -> Result<(), (usize, WriteError)> {
+        if !self.writable() {
+            return Err((0, WriteError::Access));
+        }
+        if !self.has_active_replica() {
+            return Err((0, WriteError::NoActiveReplica));
+        }
+        let resolved = elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let section = self.find(e.id).map_err(|err| (i, lookup_to_write(err)))?;
+                Ok(WriteElement {
+                    section,
+                    offset: Some(e.offset),
+                    data: e.data,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.segment.write_many(&resolved)
+    }
+
+    /// Replaces a section's data and size (`saCkptSectionOverwrite`).
+    pub fn overwrite(&self, id: &[u8], data: &[u8]) -> Result<(), WriteError> {
+        if !self.writable() {
+            return Err(WriteError::Access);
+        }
+        if !self.has_active_replica() {
+            return Err(WriteError::NoActiveReplica);
+        }
+        let section = self.find(id).map_err(lookup_to_write)?;
+        self.segment.write(section, None, data)
+    }
+
+    /// Reads the elements (`saCkptCheckpointRead`), filling each `read_bytes`.
+    pub fn read(&self, elements: &mut [ReadVec<'_>]) -> Result<(), (usize, ReadError)> {
+        if !self.readable() {
+            return Err((0, ReadError::Access));
+        }
+        if !self.has_active_replica() {
+            return Err((0, ReadError::NoActiveReplica));
+        }
+        let max = self.attributes().section_bytes_max;
+        for (i, e) in elements.iter_mut().enumerate() {
+            let end = e.offset.checked_add(e.buf.len() as u64);
+            if end.is_none_or(|end| end > max) {
+                return Err((i, ReadError::TooLarge));
+            }
+            let section = self.find(e.id).map_err(|err| (i, lookup_to_read(err)))?;
+            let (n, _) = self
+                .segment
+                .read(section, e.offset, e.buf)
+                .map_err(|f| (i, read_fail(f)))?;
+            e.read_bytes = n;
+        }
+        Ok(())
+    }
+
+    /// Reads a whole section into a vector.
+    pub fn read_section(&self, id: &[u8]) -> Result<Vec<u8>, ReadError> {
+        if !self.readable() {
+            return Err(ReadError::Access);
+        }
+        if !self.has_active_replica() {
+            return Err(ReadError::NoActiveReplica);
+        }
+        let section = self.find(id).map_err(lookup_to_read)?;
+        self.segment
+            .read_to_vec(section)
+            .map(|(v, _)| v)
+            .map_err(read_fail)
+    }
+
+    /// The sections `chosen` selects (`saCkptSectionIteration*`): each section
+    /// that exists throughout the iteration is returned exactly once; expired
+    /// sections never are.
+    pub fn sections(&self, chosen: SectionsChosen) -> Result<Sections<'_>, IterationError> {
+        if !self.has_active_replica() {
+            return Err(IterationError::NoActiveReplica);
+        }
+        Ok(Sections {
+            checkpoint: self,
+            chosen,
+            slot: 0,
+            now: ckpt_shm::segment::now(),
+        })
+    }
+
+    /// Calls `f` for each chosen section without allocating (the id is borrowed).
+    pub fn for_each_section(
+        &self,
+        chosen: SectionsChosen,
+        f: impl FnMut(&[u8], u64, Time),
+    ) -> Result<(), IterationError> {
+        if !self.has_active_replica() {
+            return Err(IterationError::NoActiveReplica);
+        }
+        let mut f = f;
+        self.segment
+            .for_each_section(chosen, |v| f(v.id, v.size_bytes, v.expiration));
+        Ok(())
+    }
+
+    /// Propagates earlier writes to the other replicas
+    /// (`saCkptCheckpointSynchronize`). On one host the active replica is the
+    /// only replica, so this returns as soon as the checks pass.
+    pub fn synchronize(&self, timeout: Time) -> Result<(), SynchronizeError> {
+        if !self.writable() {
+            return Err(SynchronizeError::Access);
+        }
+        if !self.attributes().flags.mode().is_asynchronous() {
+            return Err(SynchronizeError::Synchronous);
+        }
+        if timeout.0 < 0 {
+            return Err(SynchronizeError::InvalidTimeout);
+        }
+        if !self.has_active_replica() {
+            return Err(SynchronizeError::NoActiveReplica);
+        }
+        Ok(())
+    }
+
+    /// Follows every change from now on (hot standby): which sections changed,
+    /// in commit order, with the data.
+    pub fn watch(&self) -> Watcher<'_> {
+        Watcher {
+            consumer: self.segment.consumer(None),
+        }
+    }
+
+    /// Closes the checkpoint (`saCkptCheckpointClose`); the same as dropping it.
+    pub fn close(self) {}
+
+    /// The underlying segment, for tools and benchmarks.
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+fn lookup_to_write(e: LookupError) -> WriteError {
+    match e {
+        LookupError::IdTooLong => WriteError::IdTooLong,
+        LookupError::NotExist => WriteError::NotExist,
+        LookupError::NoActiveReplica => WriteError::NoActiveReplica,
+        LookupError::TryAgain => WriteError::TryAgain,
+    }
+}
+
+fn lookup_to_read(e: LookupError) -> ReadError {
+    match e {
+        LookupError::IdTooLong => ReadError::IdTooLong,
+        LookupError::NotExist => ReadError::NotExist,
+        LookupError::NoActiveReplica => ReadError::NoActiveReplica,
+        LookupError::TryAgain => ReadError::TryAgain,
+    }
+}
+
+fn read_fail(f: ReadFail) -> ReadError {
+    match f {
+        ReadFail::Gone => ReadError::NotExist,
+        ReadFail::Busy => ReadError::TryAgain,
+        ReadFail::Corrupt => ReadError::Corrupt,
+    }
+}
+
+/// A handle on one section: reads and writes without a lookup.
+///
+/// It stays valid until the section is deleted (then operations return
+/// `NOT_EXIST`, even if a new section reuses the slot).
+#[derive(Clone, Copy)]
+pub struct Section<'a> {
+    checkpoint: &'a Checkpoint,
+    section: SectionRef,
+}
+
+impl Section<'_> {
+    fn write_checks(&self) -> Result<(), WriteError> {
+        if !self.checkpoint.writable() {
+            return Err(WriteError::Access);
+        }
+        if !self.checkpoint.has_active_replica() {
+            return Err(WriteError::NoActiveReplica);
+        }
+        Ok(())
+    }
+
+    /// Replaces the section's data and size. The hot path: one claim CAS, two
+    /// copies (section buffer, log frame), one commit store; no syscall.
+    #[inline]
+    pub fn overwrite(&self, data: &[u8]) -> Result<(), WriteError> {
+        self.write_checks()?;
+        self.checkpoint.segment.write(self.section, None, data)
+    }
+
+    /// Writes `data` at `offset` (at most the current size; the section grows).
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
+        self.write_checks()?;
+        self.checkpoint
+            .segment
+            .write(self.section, Some(offset), data)
+    }
+
+    /// Replaces the section with `len` bytes that `fill` writes directly into
+    /// the shared segment (zero-copy). `fill` gets the section's spare buffer,
+    /// holding an older version: it must write every byte it cares about.
+    pub fn overwrite_with(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), WriteError> {
+        self.write_checks()?;
+        self.checkpoint
+            .segment
+            .overwrite_with(self.section, len, fill)
+    }
+
+    /// Copies from `offset` into `buf`; returns the bytes read.
+    #[inline]
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, ReadError> {
+        if !self.checkpoint.readable() {
+            return Err(ReadError::Access);
+        }
+        if !self.checkpoint.has_active_replica() {
+            return Err(ReadError::NoActiveReplica);
+        }
+        if self.checkpoint.segment.is_expired(self.section) {
+            return Err(ReadError::NotExist);
+        }
+        self.checkpoint
+            .segment
+            .read(self.section, offset, buf)
+            .map(|(n, _)| n)
+            .map_err(read_fail)
+    }
+
+    /// The committed version (1 at creation, +1 per write).
+    pub fn version(&self) -> Result<u64, ReadError> {
+        self.checkpoint
+            .segment
+            .read(self.section, 0, &mut [])
+            .map(|(_, meta)| meta.version)
+            .map_err(read_fail)
+    }
+}
+
+/// Iterator over chosen sections (see [`Checkpoint::sections`]).
+pub struct Sections<'a> {
+    checkpoint: &'a Checkpoint,
+    chosen: SectionsChosen,
+    slot: u32,
+    now: Time,
+}
+
+impl Iterator for Sections<'_> {
+    type Item = SectionDescriptor;
+
+    fn next(&mut self) -> Option<SectionDescriptor> {
+        let segment = &self.checkpoint.segment;
+        while self.slot < segment.geometry().sections_max {
+            let slot = self.slot;
+            self.slot += 1;
+            if let Some(v) = segment.section_view(slot, self.chosen, self.now) {
+                return Some(SectionDescriptor {
+                    id: SectionId(v.id.to_vec()),
+                    expiration: v.expiration,
+                    size_bytes: v.size_bytes,
+                    state: SectionState::Valid,
+                    last_update: v.last_update,
+                });
+            }
+        }
+        None
+    }
+}
+
+/// One change a [`Watcher`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change<'a> {
+    /// The change's position in the delta log.
+    pub lsn: u64,
+    /// The section's version after it.
+    pub version: u64,
+    /// The writer's clock.
+    pub time: Time,
+    /// What changed, with the data (empty if elided).
+    pub mutation: Mutation<'a>,
+    /// True if the frame was too large for the log and carries no data: read
+    /// the section itself.
+    pub data_elided: bool,
+}
+
+/// Follows a checkpoint's changes (hot standby). See [`Checkpoint::watch`].
+pub struct Watcher<'a> {
+    consumer: ckpt_shm::Consumer<'a>,
+}
+
+impl Watcher<'_> {
+    /// The next change, or `None` if there is none yet.
+    ///
+    /// `Err(WatchError::Lagged)` means the watcher fell more than the log ring
+    /// behind: read the sections you need, call [`Watcher::resync`], go on.
+    pub fn next_change(&mut self) -> Result<Option<Change<'_>>, WatchError> {
+        let Some(frame) = self.consumer.next_frame()? else {
+            return Ok(None);
+        };
+        let header = frame.header;
+        let Some(mutation) = frame.mutation() else {
+            return Ok(None);
+        };
+        Ok(Some(Change {
+            lsn: header.lsn,
+            version: header.version,
+            time: Time(header.time_ns),
+            mutation,
+            data_elided: header.flags & FLAG_DATA_ELIDED != 0,
+        }))
+    }
+
+    /// Waits for a change: spins up to `spin`, then sleeps (futex) up to
+    /// `timeout` in all. Returns true if a change is waiting.
+    pub fn wait(&self, timeout: Duration, spin: Duration) -> bool {
+        self.consumer.wait(timeout, spin)
+    }
+
+    /// Skips to the newest change (after re-reading the sections).
+    pub fn resync(&mut self) -> u64 {
+        self.consumer.skip_to_tail()
+    }
+
+    /// The log position of the next change.
+    pub fn position(&self) -> u64 {
+        self.consumer.position()
+    }
+}
