@@ -48,6 +48,7 @@ use ckpt_core::frame::FLAG_DATA_ELIDED;
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{SectionRef, Segment, WriteElement};
 
+pub mod bench;
 pub mod demo;
 pub mod inspect;
 

@@ -192,6 +192,9 @@ pub enum AttributesError {
     NegativeRetention,
     /// `maxSectionIdSize` exceeds what `SaCkptSectionIdT` can carry.
     SectionIdTooLong,
+    /// `maxSectionIdSize` is 0 but there is more than one section: no section
+    /// could ever be named.
+    NoRoomForIds,
     /// Beyond ckpt's capacity limits ([`limits`]).
     BeyondCapacity,
 }
@@ -205,6 +208,7 @@ impl fmt::Display for AttributesError {
             }
             AttributesError::NegativeRetention => "retentionDuration is negative",
             AttributesError::SectionIdTooLong => "maxSectionIdSize exceeds 65535",
+            AttributesError::NoRoomForIds => "maxSectionIdSize is 0 with more than one section",
             AttributesError::BeyondCapacity => {
                 "attributes exceed ckpt's capacity limits (sections, section or id size, segment size)"
             }
@@ -246,6 +250,9 @@ impl CreationAttributes {
         }
         if self.section_id_bytes_max > SECTION_ID_BYTES_MAX as u64 {
             return Err(AttributesError::SectionIdTooLong);
+        }
+        if self.section_id_bytes_max == 0 && self.sections_max > 1 {
+            return Err(AttributesError::NoRoomForIds);
         }
         let all_sections = (self.sections_max as u128) * (self.section_bytes_max as u128);
         if self.checkpoint_bytes as u128 > all_sections {

@@ -130,6 +130,8 @@ op_error! {
     pub enum SectionCreateError {
         /// The id is longer than `maxSectionIdSize`.
         IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
+        /// An empty id names only the default section (checkpoints of one section).
+        EmptyId => (InvalidParam, "the empty id is reserved for the default section"),
         /// The initial data is larger than `maxSectionSize`.
         DataTooLarge => (InvalidParam, "initial data larger than maxSectionSize"),
         /// The expiration time is negative.

@@ -119,8 +119,10 @@ impl FrameHeader {
         )
     }
 
-    /// The header's bytes, with `crc32c` zero.
-    pub fn to_bytes(&self) -> [u8; HEADER_BYTES] {
+    /// The header as six little-endian 64-bit words, with `crc32c` zero: how
+    /// the ring writer stores it (six word stores, no byte shuffling).
+    #[inline]
+    pub fn to_words(&self) -> [u64; HEADER_BYTES / 8] {
         let FrameHeader {
             kind,
             flags,
@@ -131,16 +133,22 @@ impl FrameHeader {
             arg,
             version,
         } = *self;
+        [
+            self.frame_bytes() as u64,
+            lsn,
+            kind as u64 | (flags as u64) << 8 | (id_len as u64) << 16 | (data_len as u64) << 32,
+            time_ns as u64,
+            arg as u64,
+            version,
+        ]
+    }
+
+    /// The header's bytes, with `crc32c` zero.
+    pub fn to_bytes(&self) -> [u8; HEADER_BYTES] {
         let mut out = [0u8; HEADER_BYTES];
-        out[0..4].copy_from_slice(&(self.frame_bytes() as u32).to_le_bytes());
-        out[8..16].copy_from_slice(&lsn.to_le_bytes());
-        out[16] = kind as u8;
-        out[17] = flags;
-        out[18..20].copy_from_slice(&id_len.to_le_bytes());
-        out[20..24].copy_from_slice(&data_len.to_le_bytes());
-        out[24..32].copy_from_slice(&time_ns.to_le_bytes());
-        out[32..40].copy_from_slice(&arg.to_le_bytes());
-        out[40..48].copy_from_slice(&version.to_le_bytes());
+        for (chunk, word) in out.chunks_exact_mut(8).zip(self.to_words()) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
         out
     }
 

@@ -167,6 +167,11 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
     if mapped.name() != name {
         return Err(UnlinkError::NotExist);
     }
+    // A checkpoint whose retention ran out no longer exists, swept or not.
+    if mapped.retention_expired(segment::now()) {
+        doom_and_remove(&mapped, &path);
+        return Err(UnlinkError::NotExist);
+    }
     let h = mapped.header();
     let mut current = h.lifecycle.load(Ordering::SeqCst);
     loop {

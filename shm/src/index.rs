@@ -32,6 +32,7 @@ pub const LOOKUP_ATTEMPTS_MAX: u32 = 1 << 16;
 
 /// 64-bit FNV-1a with a final avalanche (MurmurHash3's fmix64): stable across
 /// processes and builds, which an on-shm table needs.
+#[inline]
 pub fn hash_id(id: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in id {
@@ -89,6 +90,7 @@ impl<'a> Index<'a> {
     /// the slot (life word, generation, id bytes) and returns its answer. The
     /// bucket is re-read afterwards, so a confirmation raced by a delete and
     /// reuse is discarded and probing goes on.
+    #[inline]
     pub fn lookup<T>(
         &self,
         h: u64,
@@ -116,6 +118,7 @@ impl<'a> Index<'a> {
         Err(Unsettled)
     }
 
+    #[inline]
     fn probe<T>(&self, h: u64, confirm: &mut impl FnMut(BucketWord) -> Option<T>) -> Option<T> {
         let tag = tag_of(h);
         let mut i = h & self.mask();

@@ -91,7 +91,10 @@ pub struct SegmentHeader {
     pub name_len: u32,
     /// The checkpoint's name.
     pub name: [u8; NAME_BYTES],
-    _pad0: [u8; 32],
+    /// CRC32C of bytes `0..CHECKSUMMED_BYTES` with `layout_version` read as 0:
+    /// every immutable field, so an altered attribute is refused, not trusted.
+    pub header_crc32c: u32,
+    _pad0: [u8; 28],
 
     /// The writer claim: [`ClaimWord`].
     pub claim: AtomicU64,
@@ -132,6 +135,17 @@ pub struct SegmentHeader {
     /// [`ActiveReplicaWord`].
     pub active_replica: AtomicU64,
     _pad3: [u8; 8],
+}
+
+/// Bytes of the header covered by `header_crc32c` (everything before it).
+pub const CHECKSUMMED_BYTES: usize = 352;
+
+/// The checksum of a header's immutable bytes (`layout_version` counted as 0,
+/// since it is published after the checksum is written).
+pub fn header_checksum(bytes: &[u8; CHECKSUMMED_BYTES]) -> u32 {
+    let mut copy = *bytes;
+    copy[8..12].fill(0);
+    crc32c::crc32c(&copy)
 }
 
 /// Lifecycle flag: the name has been unlinked.
@@ -209,6 +223,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
     assert!(offset_of!(SegmentHeader, section_bytes_max) == 56);
     assert!(offset_of!(SegmentHeader, name) == 96);
+    assert!(offset_of!(SegmentHeader, header_crc32c) == CHECKSUMMED_BYTES);
     assert!(offset_of!(SegmentHeader, claim) == 384);
     assert!(offset_of!(SegmentHeader, log_tail) == 448);
     assert!(offset_of!(SegmentHeader, sections_live) == 512);

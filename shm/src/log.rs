@@ -27,6 +27,12 @@ use crate::sync::{fence, AtomicU64, Ordering};
 pub trait RingBytes {
     /// Copies `src` to ring offset `at` (`at + src.len()` ≤ capacity).
     fn write(&self, at: usize, src: &[u8]);
+    /// Stores little-endian words at ring offset `at` (8-aligned).
+    fn write_words(&self, at: usize, words: &[u64]) {
+        for (i, w) in words.iter().enumerate() {
+            self.write(at + 8 * i, &w.to_le_bytes());
+        }
+    }
     /// Copies ring bytes at `at` into `dst` (may observe concurrent writes).
     fn read(&self, at: usize, dst: &mut [u8]);
     /// Ring capacity in bytes (a power of two).
@@ -108,9 +114,10 @@ impl<'a, B: RingBytes> Log<'a, B> {
         let capacity = self.bytes.capacity() as u64;
         let bytes = header.frame_bytes() as u64;
         debug_assert!(bytes <= elide_threshold(capacity as usize) as u64 || bytes <= capacity);
+        let mask = capacity - 1;
         // Only the claim holder moves the tail, so Relaxed reads our own value.
         let tail = self.tail.load(Ordering::Relaxed);
-        let offset = tail % capacity;
+        let offset = tail & mask;
         // A frame never straddles the end; a gap too short for a pad header is
         // skipped by consumers without one.
         let pad = if offset + bytes > capacity {
@@ -126,27 +133,36 @@ impl<'a, B: RingBytes> Log<'a, B> {
         fence(Ordering::Release);
         if pad >= HEADER_BYTES as u64 {
             let pad_header = FrameHeader::pad(tail, pad as usize);
-            self.bytes.write(offset as usize, &pad_header.to_bytes());
+            self.bytes
+                .write_words(offset as usize, &pad_header.to_words());
         }
         header.lsn = lsn;
-        let at = (lsn % capacity) as usize;
-        self.bytes.write(at, &header.to_bytes());
+        let at = (lsn & mask) as usize;
+        let frame_end = at + bytes as usize;
+        // Zero the last word first: it holds the padding (if any), and the id
+        // and data written next overwrite the rest of it.
+        self.bytes.write_words(frame_end - FRAME_ALIGN, &[0]);
+        self.bytes.write_words(at, &header.to_words());
         let mut cursor = at + HEADER_BYTES;
         self.bytes.write(cursor, id);
         cursor += id.len();
         if header.flags & frame::FLAG_DATA_ELIDED == 0 {
             self.bytes.write(cursor, data);
-            cursor += data.len();
         }
-        let padding = (at + bytes as usize) - cursor;
-        self.bytes.write(cursor, &[0u8; FRAME_ALIGN][..padding]);
         Pending { lsn, end }
     }
 
     /// Publishes every frame below `end`. Claim holder only (and recovery).
+    ///
+    /// A SeqCst swap, not a plain store: besides the Release that pairs with
+    /// the Acquire load in `tail`/`read_next`, it orders the publication before
+    /// the writer's later SeqCst load of the sleeper count (Dekker with
+    /// `notify::Sleeper::register`; see notify.rs).
+    #[inline]
     pub fn publish(&self, end: u64) {
-        // SYNC POINT: Release pairs with the Acquire load in `tail`/`read_next`.
-        self.tail.store(end, Ordering::Release);
+        // SYNC POINT: SeqCst swap: Release half pairs with the Acquire loads of
+        // the tail; SeqCst half pairs with the sleeper's SeqCst RMW + load.
+        self.tail.swap(end, Ordering::SeqCst);
     }
 
     /// Forgets an unpublished frame (its operation never reached its commit point).
@@ -173,7 +189,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
                     oldest: tail.saturating_sub(capacity),
                 });
             }
-            let at = (*cursor % capacity) as usize;
+            let at = (*cursor & (capacity - 1)) as usize;
             if at + HEADER_BYTES > capacity as usize {
                 // Too short for a pad frame: the writer went on at the next lap.
                 *cursor += capacity - at as u64;

@@ -33,7 +33,7 @@ use crate::layout::{
 use crate::log::{elide_threshold, Log, LogError, RingBytes};
 use crate::segment::{now, Mapped, Segment};
 use crate::slot::{self, ReadFail, ReadMeta};
-use crate::sync::{fence, Ordering};
+use crate::sync::Ordering;
 use crate::{notify, proc};
 
 /// A section found in the index: its slot and incarnation.
@@ -101,6 +101,15 @@ impl RingBytes for ShmRing {
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(at), src.len()) };
     }
     #[inline]
+    fn write_words(&self, at: usize, words: &[u64]) {
+        assert!(at % 8 == 0 && at + 8 * words.len() <= self.capacity);
+        for (i, w) in words.iter().enumerate() {
+            // SAFETY: in bounds (asserted); the ring base is page aligned and
+            // `at` is 8-aligned, so each u64 store is aligned; claim holder only.
+            unsafe { (self.base.add(at + 8 * i) as *mut u64).write(w.to_le()) };
+        }
+    }
+    #[inline]
     fn read(&self, at: usize, dst: &mut [u8]) {
         assert!(at + dst.len() <= self.capacity);
         // SAFETY: in bounds (asserted); the copy may race with the claim holder,
@@ -113,15 +122,28 @@ impl RingBytes for ShmRing {
     }
 }
 
-/// Releases the claim on drop (also when an operation returns early).
+/// Releases the claim on drop (also when an operation returns early), then
+/// wakes sleeping standbys if the operation published frames. Waking after
+/// the release matters: a woken standby that writes back finds the claim free.
 struct Held<'a> {
     segment: &'a Segment,
     word: ClaimWord,
+    tail_at_claim: u64,
 }
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
-        claim::release(&self.segment.header().claim, self.word);
+        let h = self.segment.header();
+        claim::release(&h.claim, self.word);
+        // SYNC POINT: SeqCst load, after the SeqCst swap in `Log::publish`:
+        // Dekker with `Sleeper::register` (SeqCst RMW, then a SeqCst load of
+        // the tail). Either we see the sleeper, or it sees the new tail.
+        if h.log_tail.load(Ordering::Relaxed) != self.tail_at_claim
+            && h.waiters.load(Ordering::SeqCst) != 0
+        {
+            notify::wake_all(&h.log_tail);
+        }
     }
 }
 
@@ -171,6 +193,7 @@ impl Mapped {
         unsafe { std::slice::from_raw_parts(self.slot_id_ptr(slot), len) }
     }
 
+    #[inline]
     fn confirm(&self, word: BucketWord, id: &[u8]) -> Option<SectionRef> {
         if word.slot >= self.geometry().sections_max {
             return None;
@@ -192,6 +215,7 @@ impl Mapped {
 
     /// Finds section `id`. Expired sections are still found: check
     /// [`Segment::is_expired`]. `Err` if compactions kept racing the lookup.
+    #[inline]
     pub fn lookup(&self, id: &[u8]) -> Result<Option<SectionRef>, ReadFail> {
         if id.len() as u64 > self.attributes().section_id_bytes_max {
             return Ok(None);
@@ -212,6 +236,7 @@ impl Mapped {
     }
 
     /// True if `section` still names a live section.
+    #[inline]
     pub fn is_live(&self, section: SectionRef) -> bool {
         section.slot < self.geometry().sections_max
             && LifeWord::from(self.slot(section.slot).life.load(Ordering::Acquire))
@@ -364,6 +389,7 @@ impl Segment {
             return Ok(Held {
                 segment: self,
                 word,
+                tail_at_claim: h.log_tail.load(Ordering::Relaxed),
             });
         }
         let deadline = Instant::now() + self.config().claim_timeout;
@@ -377,6 +403,7 @@ impl Segment {
         let held = Held {
             segment: self,
             word: acquired.word(),
+            tail_at_claim: h.log_tail.load(Ordering::Relaxed),
         };
         if let Acquired::Stolen(_) = acquired {
             self.recover();
@@ -400,18 +427,11 @@ impl Segment {
             .store(IntentWord::default().value(), Ordering::Release);
     }
 
-    /// Publishes the log up to `end` and wakes sleeping standbys.
+    /// Publishes the log up to `end`; sleepers are woken when the claim is
+    /// released (see `Held`).
     #[inline]
     fn publish(&self, end: u64) {
-        let h = self.header();
         self.log().publish(end);
-        // SYNC POINT: SeqCst fence, Dekker with `Sleeper::register` (SeqCst RMW)
-        // followed by the sleeper's tail re-check: either we see the sleeper or
-        // it sees the new tail. See notify.rs.
-        fence(Ordering::SeqCst);
-        if h.waiters.load(Ordering::Relaxed) != 0 {
-            notify::wake_all(&h.log_tail);
-        }
     }
 
     /// Finishes or undoes the mutation of a dead claim holder, then recomputes
@@ -536,12 +556,36 @@ impl Segment {
         offset: Option<u64>,
         data: &[u8],
     ) -> Result<(), WriteError> {
-        let element = [WriteElement {
+        let e = WriteElement {
             section,
             offset,
             data,
-        }];
-        self.write_many(&element).map_err(|(_, e)| e)
+        };
+        let max = self.attributes().section_bytes_max;
+        let end = offset.unwrap_or(0).checked_add(data.len() as u64);
+        if end.is_none_or(|end| end > max) {
+            return Err(WriteError::TooLarge);
+        }
+        let _held = self.claim()?;
+        if !self.is_live(section) || self.is_expired(section) {
+            return Err(WriteError::NotExist);
+        }
+        let old_size = committed_size(self.slot(section.slot));
+        if old_size > max {
+            return Err(WriteError::Corrupt);
+        }
+        let new_size = new_size(&e, old_size)?;
+        let fits = |s: &Self| {
+            let used = s.header().memory_used.load(Ordering::Relaxed);
+            used.saturating_sub(old_size).saturating_add(new_size)
+                <= s.attributes().checkpoint_bytes
+        };
+        // Expired sections still count until swept: sweep before refusing.
+        if !fits(self) && (self.sweep_expired_held(now()) == 0 || !fits(self)) {
+            return Err(WriteError::CheckpointFull);
+        }
+        self.write_held(&e, old_size, new_size);
+        Ok(())
     }
 
     /// Applies several writes under one claim, in order: every element is
@@ -557,32 +601,53 @@ impl Segment {
             }
         }
         let _held = self.claim().map_err(|e| (0, e.into()))?;
+        match self.plan_writes(elements) {
+            // Expired sections still count until swept: sweep, then re-plan.
+            Err((_, WriteError::CheckpointFull)) if self.sweep_expired_held(now()) > 0 => {
+                self.plan_writes(elements)?
+            }
+            other => other?,
+        }
+        for (i, e) in elements.iter().enumerate() {
+            let old_size = committed_size(self.slot(e.section.slot));
+            // The plan checked this with the same sizes; a failure here would
+            // mean the segment changed under the claim.
+            let new_size = new_size(e, old_size).map_err(|_| (i, WriteError::Corrupt))?;
+            self.write_held(e, old_size, new_size);
+        }
+        Ok(())
+    }
+
+    /// Validates the elements in the order they will apply: each one sees the
+    /// sizes the earlier ones leave, and `checkpointSize` counts each section's
+    /// final size once.
+    #[inline]
+    fn plan_writes(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
+        let max = self.attributes().section_bytes_max;
         let mut used = self.header().memory_used.load(Ordering::Relaxed);
         for (i, e) in elements.iter().enumerate() {
             if !self.is_live(e.section) || self.is_expired(e.section) {
                 return Err((i, WriteError::NotExist));
             }
-            let old_size = committed_size(self.slot(e.section.slot));
-            if old_size > max {
+            let mut before = committed_size(self.slot(e.section.slot));
+            if before > max {
                 return Err((i, WriteError::Corrupt));
             }
-            let new_size = new_size(e, old_size).map_err(|err| (i, err))?;
-            used = used.saturating_sub(old_size).saturating_add(new_size);
+            for earlier in elements[..i].iter().filter(|p| p.section == e.section) {
+                before = new_size(earlier, before).map_err(|err| (i, err))?;
+            }
+            let after = new_size(e, before).map_err(|err| (i, err))?;
+            used = used.saturating_sub(before).saturating_add(after);
             if used > self.attributes().checkpoint_bytes {
                 return Err((i, WriteError::CheckpointFull));
             }
         }
-        for e in elements {
-            self.write_held(e);
-        }
         Ok(())
     }
 
-    /// One validated write, with the claim held.
+    /// One planned write, with the claim held.
     #[inline]
-    fn write_held(&self, e: &WriteElement<'_>) {
-        let old_size = committed_size(self.slot(e.section.slot));
-        let new_size = new_size(e, old_size).unwrap_or(old_size);
+    fn write_held(&self, e: &WriteElement<'_>, old_size: u64, new_size: u64) {
         let next = self.begin_version(e.section);
         let at = match e.offset {
             Some(o) => {
@@ -707,6 +772,9 @@ impl Segment {
         if id.is_some_and(|i| i.len() as u64 > attrs.section_id_bytes_max) {
             return Err(SectionCreateError::IdTooLong);
         }
+        if id.is_some_and(|i| i.is_empty()) {
+            return Err(SectionCreateError::EmptyId);
+        }
         if data.len() as u64 > attrs.section_bytes_max {
             return Err(SectionCreateError::DataTooLarge);
         }
@@ -721,10 +789,23 @@ impl Segment {
                 return Err(SectionCreateError::NoSpace);
             }
         }
-        let used = h.memory_used.load(Ordering::Relaxed);
-        if used.saturating_add(data.len() as u64) > attrs.checkpoint_bytes {
+        let fits = |h: &crate::layout::SegmentHeader| {
+            h.memory_used
+                .load(Ordering::Relaxed)
+                .saturating_add(data.len() as u64)
+                <= attrs.checkpoint_bytes
+        };
+        // Expired sections still count until swept: sweep before refusing.
+        if !fits(h) && (self.sweep_expired_held(now()) == 0 || !fits(h)) {
             return Err(SectionCreateError::CheckpointFull);
         }
+        // An expired section's id is free again: delete it first.
+        if let Some(existing) = id.and_then(|id| self.lookup(id).ok().flatten()) {
+            if self.is_expired(existing) {
+                self.delete_held(existing);
+            }
+        }
+        let used = h.memory_used.load(Ordering::Relaxed);
         let index = self.index();
         let mut generated = [0u8; 4];
         let (id, h_id, position) = match id {

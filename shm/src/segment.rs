@@ -134,11 +134,13 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
+    #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
         self.map.as_mut_ptr()
     }
 
     /// The header.
+    #[inline]
     pub fn header(&self) -> &SegmentHeader {
         // SAFETY: the mapping is at least HEADER_REGION_BYTES long and page
         // aligned (checked in `map_validated`/`create`); SegmentHeader is
@@ -148,6 +150,7 @@ impl Mapped {
     }
 
     /// Slot `slot`'s header. Panics on an out-of-range slot (callers check).
+    #[inline]
     pub(crate) fn slot(&self, slot: u32) -> &SlotHeader {
         assert!(
             slot < self.geometry.sections_max,
@@ -162,6 +165,7 @@ impl Mapped {
     }
 
     /// Pointer to slot `slot`'s id bytes (`section_id_bytes_max` of them).
+    #[inline]
     pub(crate) fn slot_id_ptr(&self, slot: u32) -> *mut u8 {
         assert!(slot < self.geometry.sections_max);
         let offset = self.geometry.slot_header(slot) + 64;
@@ -170,6 +174,7 @@ impl Mapped {
     }
 
     /// Pointer to buffer `buffer` of slot `slot` (`buffer_stride` bytes).
+    #[inline]
     pub(crate) fn buffer_ptr(&self, slot: u32, buffer: u32) -> *mut u8 {
         assert!(slot < self.geometry.sections_max && buffer < 2);
         // SAFETY: in bounds: the data region holds 2 * sections_max buffers.
@@ -323,6 +328,19 @@ pub fn now() -> Time {
     Time(d.as_nanos().min(i64::MAX as u128) as i64)
 }
 
+/// The header as bytes (it is repr(C) integers and atomics with no padding).
+fn header_bytes(h: &SegmentHeader) -> &[u8] {
+    // SAFETY: SegmentHeader is repr(C) with const-asserted size and offsets and
+    // no implicit padding (explicit `_pad` fields), so all its bytes are
+    // initialized; the slice borrows `h` and lives no longer.
+    unsafe {
+        std::slice::from_raw_parts(
+            h as *const SegmentHeader as *const u8,
+            size_of::<SegmentHeader>(),
+        )
+    }
+}
+
 fn attributes_from_header(h: &SegmentHeader) -> Option<CreationAttributes> {
     let attrs = CreationAttributes {
         flags: CreationFlags::from_bits(h.creation_flags)?,
@@ -366,12 +384,21 @@ pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, Segm
     if h.magic != MAGIC {
         return Err(SegmentFault::Corrupt);
     }
+    let mut immutable = [0u8; layout::CHECKSUMMED_BYTES];
+    // SAFETY: the mapping holds at least HEADER_REGION_BYTES > CHECKSUMMED_BYTES
+    // bytes; `immutable` is a distinct stack buffer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(map.as_mut_ptr(), immutable.as_mut_ptr(), immutable.len())
+    };
     // SYNC POINT: Acquire pairs with the Release store publishing the segment
     // in `create_new`: every field written before it is visible.
     match h.layout_version.load(Ordering::Acquire) {
         LAYOUT_VERSION => {}
         0 => return Err(SegmentFault::Corrupt),
         _ => return Err(SegmentFault::Incompatible),
+    }
+    if layout::header_checksum(&immutable) != h.header_crc32c {
+        return Err(SegmentFault::Corrupt);
     }
     if h.header_bytes as usize != size_of::<SegmentHeader>()
         || h.segment_bytes != size
@@ -466,6 +493,9 @@ fn create_new(
         h.creator_pid = me.pid;
         h.name_len = name.as_bytes().len() as u32;
         h.name[..name.as_bytes().len()].copy_from_slice(name.as_bytes());
+        let mut immutable = [0u8; layout::CHECKSUMMED_BYTES];
+        immutable.copy_from_slice(&header_bytes(h)[..layout::CHECKSUMMED_BYTES]);
+        h.header_crc32c = layout::header_checksum(&immutable);
         h.retention_ns.store(attrs.retention_ns, Ordering::Relaxed);
         // Non-collocated asynchronous checkpoints have an active replica from
         // the start (the service places it: here, this node).

@@ -74,6 +74,21 @@ enum Cmd {
         /// Checkpoint name.
         name: String,
     },
+    /// Run the local benchmarks beside their baselines and print the ratios.
+    Bench {
+        /// A shorter run (seconds instead of a minute; 256 MiB takeover).
+        #[arg(long)]
+        quick: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The standby process of `ckpt bench` (started by it).
+    #[command(hide = true)]
+    BenchStandby {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// A worker of the demo (started by `ckpt demo`).
     #[command(hide = true)]
     DemoWorker {
@@ -141,6 +156,30 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
             };
             Ok(ExitCode::from(demo::worker_main(&opts) as u8))
         }
+        Cmd::Bench { quick, json } => {
+            let exe =
+                std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+            let opts = ckpt::bench::BenchOptions {
+                dir: dir.unwrap_or_else(|| {
+                    PathBuf::from(format!("/dev/shm/ckpt-bench-{}", std::process::id()))
+                }),
+                quick,
+                standby_cmd: Some(vec![exe.into(), "bench-standby".into()]),
+            };
+            let mut progress = |row: &ckpt::bench::BenchRow| {
+                if json {
+                    println!("{}", ckpt::bench::to_json_line(row));
+                } else {
+                    eprintln!("  measured: {}", row.scenario);
+                }
+            };
+            let rows = ckpt::bench::run(&opts, &mut progress)?;
+            if !json {
+                ckpt::bench::print_table(&rows, &mut out).map_err(io)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::BenchStandby { args } => Ok(ExitCode::from(ckpt::bench::standby_main(&args) as u8)),
         Cmd::List { json } => {
             let (list, refused) = inspect::list(&config)
                 .map_err(|e| format!("cannot read {}: {e}", config.dir.display()))?;

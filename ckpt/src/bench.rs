@@ -1,0 +1,1568 @@
+//! The engine behind `ckpt bench`: the issue's local performance scenarios,
+//! each measured **beside its baseline in the same run**.
+//!
+//! The project machine drifts by ±20% between invocations (and a cross-vCPU
+//! wake-up costs 20–80 µs depending on the hour), so a number is only
+//! meaningful next to its floor measured at the same time. Every scenario here
+//! therefore interleaves ours and the baseline (alternating which goes first)
+//! and reports both, with the ratio:
+//!
+//! | # | scenario | baseline | target |
+//! |---|---|---|---|
+//! | 1 | 64 B overwrite through a `SectionRef` | 64 B `memcpy` into a shared mapping; a Release store of a sequence counter | p50 ≤ 25 ns, ≥ 20 M/s |
+//! | 2 | 64 B overwrite by section id (lookup + write) | 64 B `memcpy` | p50 ≤ 60 ns |
+//! | 3 | 4 KiB hot overwrite | 4 KiB `memcpy` | p50 ≤ 80 ns |
+//! | 4 | 64 B consistent read | 64 B `memcpy` out | p50 ≤ 25 ns |
+//! | 5 | change visible to a spinning standby process | raw cache-line ping-pong | p50 ≤ 1 µs |
+//! | 6 | change visible to a sleeping standby process | pipe ping-pong | p50 ≤ 60 µs |
+//! | 7 | standby takeover of a mapped 1 GiB checkpoint | open + mmap of the same file | ≤ 1 ms |
+//! | 8 | iterate 100k sections | one `u64` load per 64-byte line | ≤ 20 ns/section |
+//!
+//! Nanosecond-scale operations are timed in batches (one `Instant` pair per
+//! batch of N ops, divided by N); their p50/p99/max are over batches, and the
+//! scenario text says so. Cross-process visibility is measured as half a round
+//! trip (`Instant`s are not comparable across processes): the writer overwrites
+//! section `ping` of one checkpoint, the standby follows that checkpoint's
+//! delta log, sees it and overwrites section `pong` of a second checkpoint,
+//! whose log the writer follows. Each checkpoint has one writer, as between an
+//! active process and its standby, so neither side waits for the other's claim.
+//!
+//! The baselines' "shared mapping" is memory inside a scratch checkpoint's
+//! segment — the same tmpfs `MAP_SHARED` kind of page as ours — reached without
+//! `unsafe` through [`Segment::overwrite_with`], which hands its closure the
+//! section's uncommitted buffer; the baseline loops run inside that closure.
+//! The sequence-counter baseline stores into that segment's `recoveries`
+//! header word (restored afterwards). The raw cache-line ping-pong uses two atomics of a dedicated scratch
+//! segment's header (`next_generated_id` and `recoveries`, in different cache
+//! lines, unused by a checkpoint nobody writes to).
+//!
+//! Everything lives in a fresh directory under [`BenchOptions::dir`], removed at
+//! the end. Runs are bounded: `quick` finishes in well under 20 s, a full run
+//! in well under 90 s; the two-process scenarios spin in short bursts so that
+//! both vCPUs of a 2-vCPU VM never busy-poll for long at once.
+
+use std::ffi::OsString;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ckpt_core::frame::FrameKind;
+use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, SectionsChosen, Time};
+use ckpt_shm::{Config, Consumer, SectionRef, Segment};
+use serde::Serialize;
+
+/// What to run and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// The segment directory; the run works in a fresh subdirectory of it and
+    /// removes that at the end.
+    pub dir: PathBuf,
+    /// Fewer samples and a 256 MiB takeover checkpoint: finishes in < 20 s.
+    pub quick: bool,
+    /// The command that starts a standby process: the program and its leading
+    /// arguments, e.g. `[current_exe, "bench-standby"]`; the run appends the
+    /// mode and its arguments, and that process must call [`standby_main`]
+    /// with them. `None`: scenarios 5 and 6 are reported as not measured.
+    pub standby_cmd: Option<Vec<OsString>>,
+}
+
+/// One scenario's result beside its baseline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchRow {
+    /// What was measured, including how the percentiles were taken.
+    pub scenario: String,
+    /// Median cost of one operation, in ns (NaN if not measured).
+    pub p50_ns: f64,
+    /// 99th percentile, in ns.
+    pub p99_ns: f64,
+    /// Largest sample, in ns.
+    pub max_ns: f64,
+    /// Our operations per second over the whole measurement (round trips per
+    /// second for the visibility scenarios, takeovers per second for 7,
+    /// sections per second for 8).
+    pub ops_per_s: f64,
+    /// The baseline measured in the same run.
+    pub baseline: String,
+    /// The baseline's median, in ns.
+    pub baseline_p50_ns: f64,
+    /// `p50_ns / baseline_p50_ns`.
+    pub ratio: f64,
+    /// The target, e.g. `"p50 <= 25 ns"`; says why when not measured.
+    pub target: String,
+    /// Whether the target is met; `None` if the scenario could not be measured.
+    pub met: Option<bool>,
+}
+
+/// Runs every scenario, calling `progress` with each row as it completes.
+///
+/// Returns `Err` only if the run cannot start (no work directory); a scenario
+/// that cannot be measured yields a row with `met: None` and the reason in
+/// `target`, never a made-up number.
+pub fn run(
+    opts: &BenchOptions,
+    progress: &mut dyn FnMut(&BenchRow),
+) -> Result<Vec<BenchRow>, String> {
+    let plan = if opts.quick { Plan::QUICK } else { Plan::FULL };
+    let work = Work::new(&opts.dir)?;
+    let mut rows = Vec::new();
+    {
+        let mut emit = |row: BenchRow| {
+            progress(&row);
+            rows.push(row);
+        };
+        local_path(&work, &plan, &mut emit);
+        visibility(&work, &plan, opts.standby_cmd.as_deref(), &mut emit);
+        takeover(&work, &plan, &mut emit);
+        iterate(&work, &plan, &mut emit);
+    }
+    Ok(rows)
+}
+
+/// Prints the rows as a table: each scenario on one line, its baseline on the
+/// next.
+pub fn print_table(rows: &[BenchRow], out: &mut dyn Write) -> std::io::Result<()> {
+    let name_width = rows
+        .iter()
+        .flat_map(|r| [r.scenario.len(), r.baseline.len() + 5])
+        .max()
+        .unwrap_or(0)
+        .max("scenario / baseline".len());
+    writeln!(
+        out,
+        "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>7}  {:<4}  target",
+        "scenario / baseline", "p50", "p99", "max", "ops/s", "ratio", "met"
+    )?;
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "n/a",
+        };
+        writeln!(
+            out,
+            "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>7}  {:<4}  {}",
+            r.scenario,
+            fmt_ns(r.p50_ns),
+            fmt_ns(r.p99_ns),
+            fmt_ns(r.max_ns),
+            fmt_rate(r.ops_per_s),
+            fmt_ratio(r.ratio),
+            met,
+            r.target
+        )?;
+        writeln!(
+            out,
+            "{:<name_width$}  {:>10}",
+            format!("  vs {}", r.baseline),
+            fmt_ns(r.baseline_p50_ns)
+        )?;
+    }
+    Ok(())
+}
+
+/// One row as a JSON object on one line: `scenario`, `p50_ns`, `p99_ns`,
+/// `max_ns`, `ops_per_s`, `baseline`, `baseline_p50_ns`, `ratio`, `target`,
+/// `met` (numbers that were not measured are `null`).
+pub fn to_json_line(row: &BenchRow) -> String {
+    serde_json::to_string(row).unwrap_or_else(|e| {
+        serde_json::json!({ "scenario": row.scenario, "error": e.to_string() }).to_string()
+    })
+}
+
+/// The standby side of the two-process scenarios: the hidden `bench-standby`
+/// command calls this with the arguments [`run`] appended to
+/// [`BenchOptions::standby_cmd`] (a leading `"bench-standby"` is skipped).
+/// Returns the process exit code: 0 done, 1 failed, 2 bad arguments.
+///
+/// Modes: `ckpt-pong DIR NAME SPIN_US` (follow the delta log of checkpoint
+/// `NAME-ping`, answer every `ping` overwrite with a `pong` overwrite in
+/// `NAME-pong`, spinning up to `SPIN_US` before sleeping on the futex),
+/// `raw-pong DIR NAME` (answer a header atomic of checkpoint `NAME` with
+/// another) and `pipe-pong` (echo 8-byte messages from stdin to stdout).
+pub fn standby_main(args: &[String]) -> i32 {
+    let args = match args.first() {
+        Some(first) if first == "bench-standby" => &args[1..],
+        _ => args,
+    };
+    let result = match args {
+        [mode, dir, name, spin_us] if mode == "ckpt-pong" => match spin_us.parse::<u64>() {
+            Ok(us) => ckpt_pong(Path::new(dir), name, Duration::from_micros(us)),
+            Err(_) => return usage(),
+        },
+        [mode, dir, name] if mode == "raw-pong" => raw_pong(Path::new(dir), name),
+        [mode] if mode == "pipe-pong" => pipe_pong(),
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("bench-standby: {e}");
+            1
+        }
+    }
+}
+
+fn usage() -> i32 {
+    eprintln!(
+        "usage: bench-standby ckpt-pong DIR NAME SPIN_US | raw-pong DIR NAME | pipe-pong \
+         (started by `ckpt bench`, not meant to be run by hand)"
+    );
+    2
+}
+
+// ---------------------------------------------------------------------------
+// Plan, samples and statistics
+
+/// Sample counts and sizes of a run.
+struct Plan {
+    /// Interleaved rounds of the local scenarios (each round: one batch of each).
+    rounds: u32,
+    /// Rounds run first and discarded.
+    warmup_rounds: u32,
+    /// Ops per batch for the 64 B operations.
+    batch: u32,
+    /// Ops per batch for 4 KiB overwrites.
+    batch_4k: u32,
+    /// Bursts per side of the spinning visibility scenario.
+    spin_bursts: u32,
+    /// Round trips per burst (spinning).
+    spin_per_burst: u32,
+    /// Bursts per side of the sleeping visibility scenario.
+    sleep_bursts: u32,
+    /// Round trips per burst (sleeping).
+    sleep_per_burst: u32,
+    /// Most time one visibility scenario may take (both sides).
+    visibility_budget: Duration,
+    /// 1 MiB sections of the takeover checkpoint.
+    takeover_sections: u32,
+    /// Timed takeovers (and as many baseline maps).
+    takeover_reps: u32,
+    /// Timed iteration passes (and as many baseline passes).
+    iterate_passes: u32,
+}
+
+impl Plan {
+    const QUICK: Plan = Plan {
+        rounds: 2000,
+        warmup_rounds: 100,
+        batch: 1000,
+        batch_4k: 200,
+        spin_bursts: 10,
+        spin_per_burst: 1500,
+        sleep_bursts: 8,
+        sleep_per_burst: 300,
+        visibility_budget: Duration::from_secs(3),
+        takeover_sections: 256,
+        takeover_reps: 20,
+        iterate_passes: 50,
+    };
+    const FULL: Plan = Plan {
+        rounds: 12000,
+        warmup_rounds: 300,
+        batch: 1000,
+        batch_4k: 200,
+        spin_bursts: 40,
+        spin_per_burst: 2500,
+        sleep_bursts: 30,
+        sleep_per_burst: 500,
+        visibility_budget: Duration::from_secs(15),
+        takeover_sections: 1024,
+        takeover_reps: 50,
+        iterate_passes: 300,
+    };
+}
+
+/// Round trips at the start of every burst that are not recorded (the peer
+/// may have parked between bursts).
+const BURST_WARMUP: u32 = 20;
+/// Pause between bursts, so neither vCPU spins for long.
+const BURST_PAUSE: Duration = Duration::from_millis(3);
+/// How long the spinning standby spins before it parks (between bursts).
+const STANDBY_SPIN: Duration = Duration::from_micros(200);
+/// How long a round trip may take before the peer is declared stuck.
+const ROUND_TRIP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a standby may take to start and report ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the start-up wait checks whether the standby exited.
+const READY_POLL: Duration = Duration::from_millis(20);
+/// A standby with nothing to do for this long exits (its parent died).
+const STANDBY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One side's samples.
+#[derive(Default)]
+struct Series {
+    /// Per-operation cost of each sample, in ns.
+    samples_ns: Vec<f64>,
+    /// Operations behind the samples.
+    ops: u64,
+    /// Wall time behind the samples, in ns.
+    elapsed_ns: f64,
+}
+
+impl Series {
+    fn record(&mut self, sample_ns: f64, ops: u64, elapsed_ns: f64) {
+        self.samples_ns.push(sample_ns);
+        self.ops += ops;
+        self.elapsed_ns += elapsed_ns;
+    }
+
+    /// A batch of `ops` operations that took `per_op_ns` each.
+    fn record_batch(&mut self, per_op_ns: f64, ops: u32) {
+        self.record(per_op_ns, ops as u64, per_op_ns * ops as f64);
+    }
+
+    fn summary(&self) -> Summary {
+        let mut sorted = self.samples_ns.clone();
+        sorted.sort_by(f64::total_cmp);
+        Summary {
+            p50_ns: percentile(&sorted, 0.50),
+            p99_ns: percentile(&sorted, 0.99),
+            max_ns: sorted.last().copied().unwrap_or(f64::NAN),
+            ops_per_s: if self.elapsed_ns > 0.0 {
+                self.ops as f64 * 1e9 / self.elapsed_ns
+            } else {
+                f64::NAN
+            },
+        }
+    }
+}
+
+struct Summary {
+    p50_ns: f64,
+    p99_ns: f64,
+    max_ns: f64,
+    ops_per_s: f64,
+}
+
+/// Nearest-rank percentile of sorted samples (NaN when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Times `n` calls of `op` and returns ns per call.
+#[inline(always)]
+fn batch(n: u32, mut op: impl FnMut(u64)) -> f64 {
+    let start = Instant::now();
+    for i in 0..n {
+        op(i as u64);
+    }
+    start.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn elapsed_ns(start: Instant) -> f64 {
+    start.elapsed().as_nanos() as f64
+}
+
+/// A measured row. `met_when(p50, ops_per_s)` decides the target.
+fn row(
+    scenario: String,
+    ours: &Series,
+    baseline: String,
+    base: &Series,
+    target: &str,
+    met_when: impl Fn(&Summary) -> bool,
+) -> BenchRow {
+    let s = ours.summary();
+    let b = base.summary();
+    let measured = s.p50_ns.is_finite();
+    BenchRow {
+        scenario,
+        p50_ns: s.p50_ns,
+        p99_ns: s.p99_ns,
+        max_ns: s.max_ns,
+        ops_per_s: s.ops_per_s,
+        baseline,
+        baseline_p50_ns: b.p50_ns,
+        ratio: s.p50_ns / b.p50_ns,
+        target: target.to_string(),
+        met: measured.then(|| met_when(&s)),
+    }
+}
+
+/// A row for a scenario that could not be measured, with the reason.
+fn unmeasured(scenario: String, baseline: String, target: &str, why: &str) -> BenchRow {
+    BenchRow {
+        scenario,
+        p50_ns: f64::NAN,
+        p99_ns: f64::NAN,
+        max_ns: f64::NAN,
+        ops_per_s: f64::NAN,
+        baseline,
+        baseline_p50_ns: f64::NAN,
+        ratio: f64::NAN,
+        target: format!("{target}; not measured: {why}"),
+        met: None,
+    }
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if !ns.is_finite() {
+        "-".into()
+    } else if ns < 10.0 {
+        format!("{ns:.2} ns")
+    } else if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} us", ns / 1e3)
+    } else {
+        format!("{:.2} ms", ns / 1e6)
+    }
+}
+
+fn fmt_rate(per_s: f64) -> String {
+    if !per_s.is_finite() {
+        "-".into()
+    } else if per_s >= 1e6 {
+        format!("{:.2} M", per_s / 1e6)
+    } else if per_s >= 1e3 {
+        format!("{:.1} k", per_s / 1e3)
+    } else {
+        format!("{per_s:.1}")
+    }
+}
+
+fn fmt_ratio(ratio: f64) -> String {
+    if ratio.is_finite() {
+        format!("{ratio:.1}x")
+    } else {
+        "-".into()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The work directory and the baseline memory
+
+/// Bytes of the scratch section: room for the iteration baseline's 100k lines.
+const SCRATCH_BYTES: usize = ITERATE_SECTIONS as usize * 64;
+
+/// Removes the work directory on drop.
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The run's directory and the scratch checkpoint whose section memory the
+/// baselines use.
+struct Work {
+    scratch: Segment,
+    section: SectionRef,
+    // Declared last: the directory goes after the scratch segment is closed.
+    dir: DirGuard,
+}
+
+impl Work {
+    fn new(parent: &Path) -> Result<Work, String> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let path = parent.join(format!("bench-{}-{stamp}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let dir = DirGuard(path);
+        let config = Config::with_dir(&dir.0);
+        let scratch = create(
+            &config,
+            "bench-scratch",
+            attributes(2, SCRATCH_BYTES as u64),
+        )?;
+        let (section, _) = scratch
+            .create_section(Some(b"memory"), Time::END, &[])
+            .map_err(|e| format!("scratch section: {e:?}"))?;
+        let work = Work {
+            scratch,
+            section,
+            dir,
+        };
+        // Fault both buffers in once, as a segment's pages are after creation.
+        work.with_memory(SCRATCH_BYTES, |_| ())?;
+        work.with_memory(SCRATCH_BYTES, |_| ())?;
+        Ok(work)
+    }
+
+    /// A configuration for segments in the work directory.
+    fn config(&self, log_bytes: Option<u64>) -> Config {
+        Config {
+            log_bytes,
+            ..Config::with_dir(&self.dir.0)
+        }
+    }
+
+    /// Runs `f` on `len` zeroed bytes of shared-mapping memory (the scratch
+    /// section's uncommitted buffer, handed out by `overwrite_with`).
+    fn with_memory<R>(&self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, String> {
+        let mut result = None;
+        self.scratch
+            .overwrite_with(self.section, len, |memory| {
+                memory.fill(0);
+                result = Some(f(memory));
+            })
+            .map_err(|e| format!("scratch memory: {e:?}"))?;
+        result.ok_or_else(|| "scratch memory: fill did not run".to_string())
+    }
+
+    /// The scratch segment's header word used as the sequence-counter baseline.
+    fn counter(&self) -> &AtomicU64 {
+        &self.scratch.header().recoveries
+    }
+}
+
+/// Bench checkpoints: no retention, 16-byte ids.
+fn attributes(sections_max: u32, section_bytes_max: u64) -> CreationAttributes {
+    CreationAttributes {
+        retention_ns: 0,
+        section_id_bytes_max: 16,
+        ..CreationAttributes::new(sections_max, section_bytes_max)
+    }
+}
+
+fn create(config: &Config, name: &str, attrs: CreationAttributes) -> Result<Segment, String> {
+    let name = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;
+    let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    Segment::open(config, &name, flags, Some(&attrs)).map_err(|e| format!("create {name:?}: {e:?}"))
+}
+
+fn open_existing(config: &Config, name: &str) -> Result<Segment, String> {
+    let name = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;
+    Segment::open(config, &name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .map_err(|e| format!("open {name:?}: {e:?}"))
+}
+
+fn lookup(segment: &Segment, id: &[u8]) -> Result<SectionRef, String> {
+    segment
+        .lookup(id)
+        .map_err(|e| format!("lookup: {e:?}"))?
+        .ok_or_else(|| format!("section {:?} missing", String::from_utf8_lossy(id)))
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios 1-4: the local write and read path
+
+fn local_path(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
+    let n = plan.batch;
+    let handle = format!("64 B overwrite via SectionRef (percentiles over batches of {n})");
+    let by_id = format!("64 B overwrite by section id, lookup + write (batches of {n})");
+    let big = format!(
+        "4 KiB hot overwrite via SectionRef (batches of {})",
+        plan.batch_4k
+    );
+    let read = format!("64 B consistent read via SectionRef (batches of {n})");
+    let memcpy_in = "64 B memcpy into a shm mapping".to_string();
+    let seq_store = "u64 seq-counter Release store in a shm mapping".to_string();
+    let memcpy_4k = "4 KiB memcpy into a shm mapping".to_string();
+    let memcpy_out = "64 B memcpy out of a shm mapping".to_string();
+    const T1: &str = "p50 <= 25 ns and >= 20 M/s";
+    const T2: &str = "p50 <= 60 ns";
+    const T3: &str = "p50 <= 80 ns";
+    const T4: &str = "p50 <= 25 ns";
+    match measure_local(work, plan) {
+        Ok(s) => {
+            let t1 = |s: &Summary| s.p50_ns <= 25.0 && s.ops_per_s >= 20e6;
+            emit(row(
+                handle.clone(),
+                &s.handle,
+                memcpy_in.clone(),
+                &s.memcpy_in,
+                T1,
+                t1,
+            ));
+            emit(row(handle, &s.handle, seq_store, &s.seq_store, T1, t1));
+            emit(row(by_id, &s.by_id, memcpy_in, &s.memcpy_in, T2, |s| {
+                s.p50_ns <= 60.0
+            }));
+            emit(row(big, &s.big, memcpy_4k, &s.memcpy_4k, T3, |s| {
+                s.p50_ns <= 80.0
+            }));
+            emit(row(read, &s.read, memcpy_out, &s.memcpy_out, T4, |s| {
+                s.p50_ns <= 25.0
+            }));
+        }
+        Err(why) => {
+            emit(unmeasured(handle.clone(), memcpy_in.clone(), T1, &why));
+            emit(unmeasured(handle, seq_store, T1, &why));
+            emit(unmeasured(by_id, memcpy_in, T2, &why));
+            emit(unmeasured(big, memcpy_4k, T3, &why));
+            emit(unmeasured(read, memcpy_out, T4, &why));
+        }
+    }
+}
+
+#[derive(Default)]
+struct LocalSeries {
+    handle: Series,
+    by_id: Series,
+    big: Series,
+    read: Series,
+    memcpy_in: Series,
+    seq_store: Series,
+    memcpy_4k: Series,
+    memcpy_out: Series,
+}
+
+fn measure_local(work: &Work, plan: &Plan) -> Result<LocalSeries, String> {
+    let seg = create(&work.config(None), "bench-local", attributes(4, 4096))?;
+    let created = |id: &[u8], data: &[u8]| {
+        seg.create_section(Some(id), Time::END, data)
+            .map(|(s, _)| s)
+            .map_err(|e| format!("create section: {e:?}"))
+    };
+    let s64 = created(b"s64", &[0; 64])?;
+    let s4k = created(b"s4k", &[0; 4096])?;
+    let rd = created(b"read", &[0x5A; 64])?;
+    let data_64 = [0x5Au8; 64];
+    let data_4k = [0xA5u8; 4096];
+    let (n, n4k) = (plan.batch, plan.batch_4k);
+    let word = work.counter();
+    let saved = word.load(Ordering::Relaxed);
+    let mut s = LocalSeries::default();
+    let mut failures = 0u64;
+    let mut seq = 0u64;
+    work.with_memory(8192, |memory| {
+        let (dst, rest) = memory.split_at_mut(4096);
+        let src = &mut rest[..64];
+        src.fill(0x5A);
+        let mut out = [0u8; 64];
+        for round in 0..plan.warmup_rounds + plan.rounds {
+            let keep = round >= plan.warmup_rounds;
+            for k in 0..8 {
+                match (round + k) % 8 {
+                    0 => {
+                        let t = batch(n, |_| {
+                            failures += seg.write(s64, None, black_box(&data_64)).is_err() as u64;
+                        });
+                        if keep {
+                            s.handle.record_batch(t, n);
+                        }
+                    }
+                    1 => {
+                        let t = batch(n, |_| {
+                            let ok = match seg.lookup(black_box(b"s64")) {
+                                Ok(Some(section)) => {
+                                    seg.write(section, None, black_box(&data_64)).is_ok()
+                                }
+                                _ => false,
+                            };
+                            failures += !ok as u64;
+                        });
+                        if keep {
+                            s.by_id.record_batch(t, n);
+                        }
+                    }
+                    2 => {
+                        let t = batch(n4k, |_| {
+                            failures += seg.write(s4k, None, black_box(&data_4k)).is_err() as u64;
+                        });
+                        if keep {
+                            s.big.record_batch(t, n4k);
+                        }
+                    }
+                    3 => {
+                        let t = batch(n, |_| {
+                            let ok = matches!(seg.read(black_box(rd), 0, &mut out), Ok((64, _)));
+                            black_box(&mut out);
+                            failures += !ok as u64;
+                        });
+                        if keep {
+                            s.read.record_batch(t, n);
+                        }
+                    }
+                    4 => {
+                        let t = batch(n, |_| {
+                            dst[..64].copy_from_slice(black_box(&data_64));
+                            black_box(&mut dst[..64]);
+                        });
+                        if keep {
+                            s.memcpy_in.record_batch(t, n);
+                        }
+                    }
+                    5 => {
+                        let t = batch(n, |i| word.store(black_box(seq + i), Ordering::Release));
+                        seq += n as u64;
+                        if keep {
+                            s.seq_store.record_batch(t, n);
+                        }
+                    }
+                    6 => {
+                        let t = batch(n4k, |_| {
+                            dst.copy_from_slice(black_box(&data_4k));
+                            black_box(&mut *dst);
+                        });
+                        if keep {
+                            s.memcpy_4k.record_batch(t, n4k);
+                        }
+                    }
+                    _ => {
+                        let t = batch(n, |_| {
+                            out.copy_from_slice(black_box(&*src));
+                            black_box(&mut out);
+                        });
+                        if keep {
+                            s.memcpy_out.record_batch(t, n);
+                        }
+                    }
+                }
+            }
+        }
+    })?;
+    word.store(saved, Ordering::Relaxed);
+    if failures > 0 {
+        return Err(format!("{failures} operations failed"));
+    }
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios 5-6: visibility to a standby in another process
+
+const PING: &[u8] = b"ping";
+const PONG: &[u8] = b"pong";
+/// The standby's first `pong`: it is following the log.
+const READY: u64 = u64::MAX - 1;
+/// The last `ping`: the standby exits.
+const STOP: u64 = u64::MAX;
+
+fn visibility(work: &Work, plan: &Plan, cmd: Option<&[OsString]>, emit: &mut dyn FnMut(BenchRow)) {
+    let spin = "change visible to a SPINNING standby process, one way = RTT/2 of \
+                ping->pong, each followed through its checkpoint's delta log \
+                (percentiles over round trips)"
+        .to_string();
+    let spin_base = "raw cache-line ping-pong via AtomicU64s in a shm mapping, RTT/2".to_string();
+    let sleep = "change visible to a SLEEPING standby process (futex), one way = RTT/2 \
+                 of ping->pong, each followed through its checkpoint's delta log \
+                 (percentiles over round trips)"
+        .to_string();
+    let sleep_base = "pipe ping-pong between the same processes (blocking), RTT/2".to_string();
+    const T5: &str = "p50 <= 1 us";
+    const T6: &str = "p50 <= 60 us";
+    let Some(cmd) = cmd.filter(|c| !c.is_empty()) else {
+        let why = "no standby command (BenchOptions::standby_cmd)";
+        emit(unmeasured(spin, spin_base, T5, why));
+        emit(unmeasured(sleep, sleep_base, T6, why));
+        return;
+    };
+    let with_placement = |v: &Visibility, scenario: &str, baseline: &str| {
+        (
+            format!("{scenario} [{}{}]", v.ours_placement.describe(), v.note),
+            format!("{baseline} [{}]", v.base_placement.describe()),
+        )
+    };
+    match measure_spinning(work, plan, cmd) {
+        Ok(v) => {
+            let (scenario, baseline) = with_placement(&v, &spin, &spin_base);
+            emit(row(scenario, &v.ours, baseline, &v.base, T5, |s| {
+                s.p50_ns <= 1e3
+            }))
+        }
+        Err(why) => emit(unmeasured(spin, spin_base, T5, &why)),
+    }
+    match measure_sleeping(work, plan, cmd) {
+        Ok(v) => {
+            let (scenario, baseline) = with_placement(&v, &sleep, &sleep_base);
+            emit(row(scenario, &v.ours, baseline, &v.base, T6, |s| {
+                s.p50_ns <= 60e3
+            }))
+        }
+        Err(why) => emit(unmeasured(sleep, sleep_base, T6, &why)),
+    }
+}
+
+/// A standby process, killed if still running when dropped.
+struct Standby {
+    child: Child,
+}
+
+impl Standby {
+    fn spawn(cmd: &[OsString], args: &[String], pipes: bool) -> Result<Standby, String> {
+        let stdio = || if pipes { Stdio::piped() } else { Stdio::null() };
+        let child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .args(args)
+            .stdin(stdio())
+            .stdout(stdio())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the standby {:?}: {e}", cmd[0]))?;
+        Ok(Standby { child })
+    }
+
+    /// Waits for the standby to exit on its own; an error carries its stderr.
+    fn finish(mut self) -> Result<(), String> {
+        let deadline = Instant::now() + ROUND_TRIP_TIMEOUT;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Ok(None) => return Err("the standby did not exit".into()),
+                Err(e) => return Err(format!("waiting for the standby: {e}")),
+            }
+        };
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the standby failed ({status}): {}", self.stderr()))
+        }
+    }
+
+    /// While waiting for the standby to report ready: why to give up, if so
+    /// (it exited, or did not answer within [`READY_TIMEOUT`]).
+    fn not_ready(&mut self, started: Instant) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("the standby exited ({status})")),
+            Err(e) => Some(format!("waiting for the standby: {e}")),
+            Ok(None) if started.elapsed() > READY_TIMEOUT => Some(format!(
+                "the standby was not ready within {READY_TIMEOUT:?}"
+            )),
+            Ok(None) => None,
+        }
+    }
+
+    /// What the standby printed on stderr (once it has exited or been killed).
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = err.read_to_string(&mut text);
+        }
+        text.trim().to_string()
+    }
+
+    /// Turns a failure into a message that includes the standby's stderr.
+    fn failed(&mut self, what: String) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        match self.stderr() {
+            e if e.is_empty() => what,
+            e => format!("{what}; standby: {e}"),
+        }
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Our side of the ckpt ping-pong.
+struct CkptPeer<'a> {
+    /// The checkpoint only we write (section `ping`).
+    ping_seg: &'a Segment,
+    ping: SectionRef,
+    /// Follows the checkpoint only the standby writes (section `pong`).
+    consumer: Consumer<'a>,
+    spin: Duration,
+    standby: Standby,
+}
+
+impl<'a> CkptPeer<'a> {
+    /// Starts a standby that follows `segs.0` (`NAME-ping`) and answers in
+    /// `segs.1` (`NAME-pong`).
+    fn start(
+        work: &Work,
+        segs: &'a (Segment, Segment),
+        name: &str,
+        cmd: &[OsString],
+        spin: Duration,
+    ) -> Result<CkptPeer<'a>, String> {
+        let ping = lookup(&segs.0, PING)?;
+        let consumer = segs.1.consumer(None);
+        let args = [
+            "ckpt-pong".to_string(),
+            work.dir.0.to_string_lossy().into_owned(),
+            name.to_string(),
+            spin.as_micros().to_string(),
+        ];
+        let standby = Standby::spawn(cmd, &args, false)?;
+        let mut peer = CkptPeer {
+            ping_seg: &segs.0,
+            ping,
+            consumer,
+            spin,
+            standby,
+        };
+        let started = Instant::now();
+        while let Err(e) = peer.await_pong(READY, Instant::now(), READY_POLL) {
+            if let Some(why) = peer.standby.not_ready(started) {
+                return Err(peer.standby.failed(format!("{why} ({e})")));
+            }
+        }
+        Ok(peer)
+    }
+
+    fn await_pong(&mut self, value: u64, start: Instant, timeout: Duration) -> Result<(), String> {
+        let want = value.to_le_bytes();
+        loop {
+            while let Some(frame) = self
+                .consumer
+                .next_frame()
+                .map_err(|e| format!("log: {e}"))?
+            {
+                if frame.header.kind == FrameKind::Overwrite
+                    && frame.id == PONG
+                    && frame.data == want
+                {
+                    return Ok(());
+                }
+            }
+            if start.elapsed() > timeout {
+                return Err(format!("no pong within {timeout:?}"));
+            }
+            self.consumer.wait(Duration::from_millis(50), self.spin);
+        }
+    }
+
+    fn stop(mut self) -> Result<(), String> {
+        if let Err(e) = self.ping_seg.write(self.ping, None, &STOP.to_le_bytes()) {
+            return Err(self.standby.failed(format!("stop write: {e:?}")));
+        }
+        self.standby.finish()
+    }
+}
+
+impl Peer for CkptPeer<'_> {
+    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
+        let start = Instant::now();
+        if let Err(e) = self.ping_seg.write(self.ping, None, &value.to_le_bytes()) {
+            return Err(format!("ping write: {e:?}"));
+        }
+        self.await_pong(value, start, ROUND_TRIP_TIMEOUT)
+            .map_err(|e| self.standby.failed(e))?;
+        Ok(elapsed_ns(start))
+    }
+
+    fn standby_pid(&self) -> u32 {
+        self.standby.child.id()
+    }
+}
+
+/// Creates the ping-pong checkpoints of one scenario: `NAME-ping`, written
+/// only by us, and `NAME-pong`, written only by the standby. One writer per
+/// checkpoint, as between an active and its standbys: neither side ever waits
+/// for the other's writer claim.
+fn pingpong_segments(work: &Work, name: &str) -> Result<(Segment, Segment), String> {
+    let make = |suffix: &str, id: &[u8]| {
+        let seg = create(
+            &work.config(None),
+            &format!("{name}-{suffix}"),
+            attributes(2, 64),
+        )?;
+        seg.create_section(Some(id), Time::END, &0u64.to_le_bytes())
+            .map_err(|e| format!("create section: {e:?}"))?;
+        Ok::<_, String>(seg)
+    };
+    Ok((make("ping", PING)?, make("pong", PONG)?))
+}
+
+/// Our side of the raw cache-line ping-pong.
+struct RawPeer<'a> {
+    ping: &'a AtomicU64,
+    pong: &'a AtomicU64,
+    standby: Standby,
+}
+
+impl<'a> RawPeer<'a> {
+    fn start(
+        work: &Work,
+        seg: &'a Segment,
+        name: &str,
+        cmd: &[OsString],
+    ) -> Result<RawPeer<'a>, String> {
+        let (ping, pong) = raw_words(seg);
+        ping.store(0, Ordering::SeqCst);
+        pong.store(0, Ordering::SeqCst);
+        let args = [
+            "raw-pong".to_string(),
+            work.dir.0.to_string_lossy().into_owned(),
+            name.to_string(),
+        ];
+        let standby = Standby::spawn(cmd, &args, false)?;
+        let mut peer = RawPeer {
+            ping,
+            pong,
+            standby,
+        };
+        let started = Instant::now();
+        while let Err(e) = peer.await_pong(READY, Instant::now(), READY_POLL) {
+            if let Some(why) = peer.standby.not_ready(started) {
+                return Err(peer.standby.failed(format!("{why} ({e})")));
+            }
+        }
+        Ok(peer)
+    }
+
+    fn await_pong(&self, value: u64, start: Instant, timeout: Duration) -> Result<(), String> {
+        let mut spins = 0u32;
+        while self.pong.load(Ordering::Acquire) != value {
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 4096 == 0 && start.elapsed() > timeout {
+                return Err(format!("no pong within {timeout:?}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn stop(self) -> Result<(), String> {
+        self.ping.store(STOP, Ordering::Release);
+        self.standby.finish()
+    }
+}
+
+impl Peer for RawPeer<'_> {
+    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
+        let start = Instant::now();
+        self.ping.store(value, Ordering::Release);
+        self.await_pong(value, start, ROUND_TRIP_TIMEOUT)
+            .map_err(|e| self.standby.failed(e))?;
+        Ok(elapsed_ns(start))
+    }
+
+    fn standby_pid(&self) -> u32 {
+        self.standby.child.id()
+    }
+}
+
+/// The raw ping-pong's words: two header atomics in different cache lines of
+/// a segment used for nothing else.
+fn raw_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
+    let h = seg.header();
+    (&h.next_generated_id, &h.recoveries)
+}
+
+/// Our side of the pipe ping-pong.
+struct PipePeer {
+    to: ChildStdin,
+    from: ChildStdout,
+    standby: Standby,
+}
+
+impl PipePeer {
+    fn start(cmd: &[OsString]) -> Result<PipePeer, String> {
+        let mut standby = Standby::spawn(cmd, &["pipe-pong".to_string()], true)?;
+        let (Some(to), Some(from)) = (standby.child.stdin.take(), standby.child.stdout.take())
+        else {
+            return Err("the standby's pipes are missing".into());
+        };
+        let mut peer = PipePeer { to, from, standby };
+        peer.round_trip(READY)?;
+        Ok(peer)
+    }
+
+    fn stop(self) -> Result<(), String> {
+        let PipePeer { to, from, standby } = self;
+        drop(to);
+        drop(from);
+        standby.finish()
+    }
+}
+
+impl Peer for PipePeer {
+    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
+        let start = Instant::now();
+        let mut back = [0u8; 8];
+        let io = self
+            .to
+            .write_all(&value.to_le_bytes())
+            .and_then(|()| self.from.read_exact(&mut back));
+        let took = elapsed_ns(start);
+        match io {
+            Ok(()) if back == value.to_le_bytes() => Ok(took),
+            Ok(()) => Err(self.standby.failed("pipe echo mismatch".into())),
+            Err(e) => Err(self.standby.failed(format!("pipe: {e}"))),
+        }
+    }
+
+    fn standby_pid(&self) -> u32 {
+        self.standby.child.id()
+    }
+}
+
+/// One side of a two-process ping-pong.
+trait Peer {
+    /// One round trip carrying `value`; its duration in ns.
+    fn round_trip(&mut self, value: u64) -> Result<f64, String>;
+    /// The standby process's pid.
+    fn standby_pid(&self) -> u32;
+}
+
+/// Where the two processes ran, sampled after each burst: the scheduler
+/// places them, and on a 2-vCPU VM that changes wake-up costs by 10x.
+#[derive(Default)]
+struct Placement {
+    same: u32,
+    sampled: u32,
+}
+
+impl Placement {
+    fn sample(&mut self, standby: u32) {
+        if let (Some(a), Some(b)) = (last_cpu("self"), last_cpu(&standby.to_string())) {
+            self.sampled += 1;
+            self.same += (a == b) as u32;
+        }
+    }
+
+    fn describe(&self) -> String {
+        if self.sampled == 0 {
+            "placement unknown".into()
+        } else {
+            format!("same vCPU after {} of {} bursts", self.same, self.sampled)
+        }
+    }
+}
+
+/// The CPU a process last ran on (`/proc/PID/stat` field 39).
+fn last_cpu(pid: &str) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(36)?.parse().ok()
+}
+
+/// Alternates bursts of round trips of two peers; records one-way = RTT/2.
+/// Stops early (after a whole pair of bursts) once `budget` has passed: on a
+/// loaded host, spinning pairs lose milliseconds to preemption at every turn.
+fn interleave_bursts(
+    bursts: u32,
+    per_burst: u32,
+    budget: Duration,
+    ours: &mut dyn Peer,
+    base: &mut dyn Peer,
+) -> Result<Visibility, String> {
+    let mut sides: [(Series, Placement); 2] = Default::default();
+    let mut value = 1u64;
+    let start = Instant::now();
+    let mut note = String::new();
+    for burst in 0..bursts {
+        if start.elapsed() > budget {
+            note = format!("; time budget of {budget:?} hit after {burst} of {bursts} bursts");
+            break;
+        }
+        for k in 0..2 {
+            let side = ((burst + k) % 2) as usize;
+            let peer: &mut dyn Peer = if side == 0 { &mut *ours } else { &mut *base };
+            for i in 0..per_burst {
+                let rtt = peer.round_trip(value)?;
+                value += 1;
+                if i >= BURST_WARMUP {
+                    sides[side].0.record(rtt / 2.0, 1, rtt);
+                }
+            }
+            sides[side].1.sample(peer.standby_pid());
+            std::thread::sleep(BURST_PAUSE);
+        }
+    }
+    let [(ours, ours_placement), (base, base_placement)] = sides;
+    Ok(Visibility {
+        ours,
+        ours_placement,
+        base,
+        base_placement,
+        note,
+    })
+}
+
+/// Visibility measured against its baseline, with where the processes ran.
+struct Visibility {
+    ours: Series,
+    ours_placement: Placement,
+    base: Series,
+    base_placement: Placement,
+    /// Says so if the time budget cut the run short.
+    note: String,
+}
+
+fn measure_spinning(work: &Work, plan: &Plan, cmd: &[OsString]) -> Result<Visibility, String> {
+    let segs = pingpong_segments(work, "bench-spin")?;
+    let raw_seg = create(&work.config(None), "bench-spin-raw", attributes(2, 64))?;
+    let mut ckpt = CkptPeer::start(work, &segs, "bench-spin", cmd, STANDBY_SPIN)?;
+    let mut raw = RawPeer::start(work, &raw_seg, "bench-spin-raw", cmd)?;
+    let result = interleave_bursts(
+        plan.spin_bursts,
+        plan.spin_per_burst + BURST_WARMUP,
+        plan.visibility_budget,
+        &mut ckpt,
+        &mut raw,
+    );
+    let stopped = ckpt.stop().and(raw.stop());
+    let visibility = result?;
+    stopped?;
+    Ok(visibility)
+}
+
+fn measure_sleeping(work: &Work, plan: &Plan, cmd: &[OsString]) -> Result<Visibility, String> {
+    let segs = pingpong_segments(work, "bench-sleep")?;
+    let mut ckpt = CkptPeer::start(work, &segs, "bench-sleep", cmd, Duration::ZERO)?;
+    let mut pipe = PipePeer::start(cmd)?;
+    let result = interleave_bursts(
+        plan.sleep_bursts,
+        plan.sleep_per_burst + BURST_WARMUP,
+        plan.visibility_budget,
+        &mut ckpt,
+        &mut pipe,
+    );
+    let stopped = ckpt.stop().and(pipe.stop());
+    let visibility = result?;
+    stopped?;
+    Ok(visibility)
+}
+
+/// `ckpt-pong`: follow `NAME-ping`'s log; answer each `ping` with a `pong`
+/// in `NAME-pong`.
+fn ckpt_pong(dir: &Path, name: &str, spin: Duration) -> Result<(), String> {
+    let config = Config::with_dir(dir);
+    let ping_seg = open_existing(&config, &format!("{name}-ping"))?;
+    let seg = open_existing(&config, &format!("{name}-pong"))?;
+    let pong = lookup(&seg, PONG)?;
+    let mut consumer = ping_seg.consumer(None);
+    seg.write(pong, None, &READY.to_le_bytes())
+        .map_err(|e| format!("ready write: {e:?}"))?;
+    let mut last_ping = Instant::now();
+    loop {
+        let mut latest = None;
+        while let Some(frame) = consumer.next_frame().map_err(|e| format!("log: {e}"))? {
+            if frame.header.kind == FrameKind::Overwrite && frame.id == PING {
+                let bytes: [u8; 8] = frame.data.try_into().map_err(|_| "short ping")?;
+                latest = Some(u64::from_le_bytes(bytes));
+            }
+        }
+        match latest {
+            Some(STOP) => return Ok(()),
+            Some(value) => {
+                seg.write(pong, None, &value.to_le_bytes())
+                    .map_err(|e| format!("pong write: {e:?}"))?;
+                last_ping = Instant::now();
+            }
+            None if last_ping.elapsed() > STANDBY_IDLE_TIMEOUT => {
+                return Err("no ping for 30 s".into())
+            }
+            None => {
+                consumer.wait(Duration::from_millis(100), spin);
+            }
+        }
+    }
+}
+
+/// `raw-pong`: copy the ping word into the pong word whenever it changes.
+fn raw_pong(dir: &Path, name: &str) -> Result<(), String> {
+    let seg = open_existing(&Config::with_dir(dir), name)?;
+    let (ping, pong) = raw_words(&seg);
+    let mut last = ping.load(Ordering::Acquire);
+    pong.store(READY, Ordering::Release);
+    let mut idle_spins = 0u32;
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let value = ping.load(Ordering::Acquire);
+        if value != last {
+            if value == STOP {
+                return Ok(());
+            }
+            pong.store(value, Ordering::Release);
+            last = value;
+            idle_spins = 0;
+            idle_since = None;
+            continue;
+        }
+        idle_spins = idle_spins.wrapping_add(1);
+        if idle_spins % 1024 == 0 {
+            // Spin about as long as the ckpt standby does, then park in short
+            // sleeps (between bursts) so the two vCPUs do not both spin.
+            let idle = idle_since.get_or_insert_with(Instant::now).elapsed();
+            if idle > STANDBY_IDLE_TIMEOUT {
+                return Err("no ping for 30 s".into());
+            }
+            if idle > STANDBY_SPIN {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// `pipe-pong`: echo 8-byte messages until stdin closes.
+fn pipe_pong() -> Result<(), String> {
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut message = [0u8; 8];
+    loop {
+        match input.read_exact(&mut message) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(format!("stdin: {e}")),
+        }
+        output
+            .write_all(&message)
+            .and_then(|()| output.flush())
+            .map_err(|e| format!("stdout: {e}"))?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 7: standby takeover
+
+fn takeover(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
+    let n = plan.takeover_sections;
+    let size = if n >= 1024 {
+        format!("{} GiB", n / 1024)
+    } else {
+        format!("{n} MiB")
+    };
+    let quick = if n < 1024 { ", quick mode" } else { "" };
+    let scenario = format!(
+        "standby takeover of an already-mapped {size} checkpoint ({n} x 1 MiB{quick}): \
+         open + set active + lookup & 0-byte read of every section (percentiles over {} takeovers)",
+        plan.takeover_reps
+    );
+    let baseline = "open + fstat + mmap (no populate) + header check of the same file \
+                    (ckpt_shm::segment::inspect)"
+        .to_string();
+    const T7: &str = "<= 1 ms";
+    match measure_takeover(work, plan) {
+        Ok((ours, base)) => emit(row(scenario, &ours, baseline, &base, T7, |s| {
+            s.p50_ns <= 1e6
+        })),
+        Err(why) => emit(unmeasured(scenario, baseline, T7, &why)),
+    }
+}
+
+fn measure_takeover(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
+    const NAME: &str = "bench-takeover";
+    const SECTION_BYTES: usize = 1 << 20;
+    let n = plan.takeover_sections;
+    // A 1 MiB ring elides the 1 MiB frames: the fill copies the data once.
+    let config = work.config(Some(1 << 20));
+    let creator = create(&config, NAME, attributes(n, SECTION_BYTES as u64))?;
+    let ids: Vec<Vec<u8>> = (0..n).map(|i| format!("t{i:05}").into_bytes()).collect();
+    let mut chunk = vec![0u8; SECTION_BYTES];
+    for (i, id) in ids.iter().enumerate() {
+        chunk.fill(i as u8);
+        creator
+            .create_section(Some(id), Time::END, &chunk)
+            .map_err(|e| format!("fill: {e:?}"))?;
+    }
+    drop(chunk);
+    let path = creator.path().to_path_buf();
+    let take_over = || -> Result<f64, String> {
+        let start = Instant::now();
+        let standby = open_existing(&config, NAME)?;
+        standby.set_active_replica();
+        let mut versions = 0u64;
+        for id in &ids {
+            let section = lookup(&standby, id)?;
+            let (_, meta) = standby
+                .read(section, 0, &mut [])
+                .map_err(|e| format!("read: {e:?}"))?;
+            versions += meta.version;
+        }
+        let took = elapsed_ns(start);
+        black_box(versions);
+        drop(standby);
+        Ok(took)
+    };
+    let map_only = || -> Result<f64, String> {
+        let start = Instant::now();
+        let mapped =
+            ckpt_shm::segment::inspect(&config, &path).map_err(|e| format!("inspect: {e:?}"))?;
+        black_box(mapped.header().magic);
+        let took = elapsed_ns(start);
+        drop(mapped);
+        Ok(took)
+    };
+    let (mut ours, mut base) = (Series::default(), Series::default());
+    // One untimed pass of each first.
+    take_over()?;
+    map_only()?;
+    for rep in 0..plan.takeover_reps {
+        for side in 0..2 {
+            if (rep + side) % 2 == 0 {
+                let t = take_over()?;
+                ours.record(t, 1, t);
+            } else {
+                let t = map_only()?;
+                base.record(t, 1, t);
+            }
+        }
+    }
+    Ok((ours, base))
+}
+
+// ---------------------------------------------------------------------------
+// Scenario 8: iteration
+
+const ITERATE_SECTIONS: u32 = 100_000;
+
+fn iterate(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
+    let scenario = format!(
+        "iterate {ITERATE_SECTIONS} sections (for_each_section), per section \
+         (percentiles over {} passes)",
+        plan.iterate_passes
+    );
+    let baseline =
+        format!("load one u64 per 64-byte line over {ITERATE_SECTIONS} lines of a shm mapping");
+    const T8: &str = "p50 <= 20 ns per section";
+    match measure_iterate(work, plan) {
+        Ok((ours, base, stride)) => {
+            let scenario = format!("{scenario} [slot headers {stride} B apart]");
+            emit(row(scenario, &ours, baseline, &base, T8, |s| {
+                s.p50_ns <= 20.0
+            }))
+        }
+        Err(why) => emit(unmeasured(scenario, baseline, T8, &why)),
+    }
+}
+
+/// Ours, the baseline, and the slot-header stride ours walks.
+fn measure_iterate(work: &Work, plan: &Plan) -> Result<(Series, Series, u64), String> {
+    let seg = create(
+        &work.config(Some(1 << 20)),
+        "bench-iterate",
+        attributes(ITERATE_SECTIONS, 64),
+    )?;
+    for i in 0..ITERATE_SECTIONS {
+        seg.create_section(
+            Some(format!("s{i}").as_bytes()),
+            Time::END,
+            &(i as u64).to_le_bytes(),
+        )
+        .map_err(|e| format!("create section {i}: {e:?}"))?;
+    }
+    let sections = ITERATE_SECTIONS as u64;
+    let mut missing = 0u64;
+    let series = work.with_memory(SCRATCH_BYTES, |lines| {
+        let mut pass = |ours_now: bool| -> f64 {
+            let start = Instant::now();
+            if ours_now {
+                let (mut seen, mut bytes) = (0u64, 0u64);
+                seg.for_each_section(SectionsChosen::Any, |view| {
+                    seen += 1;
+                    bytes += view.size_bytes + view.id.len() as u64;
+                });
+                black_box(bytes);
+                missing += sections.abs_diff(seen);
+            } else {
+                let mut sum = 0u64;
+                for line in black_box(&*lines).chunks_exact(64) {
+                    sum = sum
+                        .wrapping_add(u64::from_le_bytes(line[..8].try_into().unwrap_or_default()));
+                }
+                black_box(sum);
+            }
+            elapsed_ns(start) / sections as f64
+        };
+        pass(true);
+        pass(false);
+        let (mut ours, mut base) = (Series::default(), Series::default());
+        for p in 0..plan.iterate_passes {
+            for side in 0..2 {
+                let ours_now = (p + side) % 2 == 0;
+                let t = pass(ours_now);
+                let series = if ours_now { &mut ours } else { &mut base };
+                series.record(t, sections, t * sections as f64);
+            }
+        }
+        (ours, base)
+    })?;
+    if missing > 0 {
+        return Err(format!("iteration missed {missing} sections"));
+    }
+    let stride = seg.geometry().slot_header_stride;
+    Ok((series.0, series.1, stride))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_row() -> BenchRow {
+        BenchRow {
+            scenario: "s".into(),
+            p50_ns: 10.0,
+            p99_ns: 20.0,
+            max_ns: 30.0,
+            ops_per_s: 1e8,
+            baseline: "b".into(),
+            baseline_p50_ns: 5.0,
+            ratio: 2.0,
+            target: "p50 <= 25 ns".into(),
+            met: Some(true),
+        }
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn json_lines_carry_every_field_and_null_for_unmeasured() {
+        let line = to_json_line(&sample_row());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        for key in [
+            "scenario",
+            "p50_ns",
+            "p99_ns",
+            "max_ns",
+            "ops_per_s",
+            "baseline",
+            "baseline_p50_ns",
+            "ratio",
+            "target",
+            "met",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing from {line}");
+        }
+        assert!(!line.contains('\n'));
+        let none = unmeasured("s".into(), "b".into(), "p50 <= 1 us", "no standby");
+        let v: serde_json::Value = serde_json::from_str(&to_json_line(&none)).unwrap();
+        assert!(v["p50_ns"].is_null() && v["met"].is_null());
+        assert!(v["target"]
+            .as_str()
+            .unwrap()
+            .contains("not measured: no standby"));
+    }
+
+    #[test]
+    fn the_table_shows_each_row_and_its_baseline() {
+        let mut out = Vec::new();
+        let none = unmeasured("u".into(), "ub".into(), "t", "why");
+        print_table(&[sample_row(), none], &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.contains("10.0 ns") && text.contains("5.00 ns") && text.contains("2.0x"));
+        assert!(text.contains("  vs b") && text.contains("n/a"));
+    }
+
+    #[test]
+    fn standby_main_rejects_bad_arguments() {
+        assert_eq!(standby_main(&[]), 2);
+        assert_eq!(
+            standby_main(&["bench-standby".into(), "nonsense".into()]),
+            2
+        );
+    }
+}
