@@ -420,10 +420,10 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
         id_end + header.data_len as usize
     };
     match header.kind {
-        FrameKind::Pad => {
-            if header.id_len != 0 || elided || header.version != 0 || header.arg != 0 {
-                return Err(DecodeError::BadField);
-            }
+        FrameKind::Pad
+            if header.id_len != 0 || elided || header.version != 0 || header.arg != 0 =>
+        {
+            return Err(DecodeError::BadField)
         }
         FrameKind::Write if header.arg < 0 => return Err(DecodeError::BadField),
         FrameKind::Create | FrameKind::ExpirationSet if header.arg < 0 => {

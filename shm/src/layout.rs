@@ -265,7 +265,7 @@ pub struct Geometry {
 }
 
 const fn align_up(x: u64, to: u64) -> u64 {
-    (x + to - 1) / to * to
+    x.div_ceil(to) * to
 }
 
 /// The default log ring for these attributes: room for at least 64 frames of a

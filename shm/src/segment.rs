@@ -373,7 +373,7 @@ pub(crate) fn check_file(file: &File, config: &Config) -> Result<std::fs::Metada
 pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, SegmentFault> {
     let meta = check_file(file, config)?;
     let size = meta.len();
-    if size < layout::HEADER_REGION_BYTES || size > limits::SEGMENT_BYTES_MAX * 2 {
+    if !(layout::HEADER_REGION_BYTES..=limits::SEGMENT_BYTES_MAX * 2).contains(&size) {
         return Err(SegmentFault::Corrupt);
     }
     let map = MmapRaw::map_raw(file).map_err(|_| SegmentFault::Corrupt)?;
