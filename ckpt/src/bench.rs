@@ -122,12 +122,30 @@ pub fn run(
     Ok(rows)
 }
 
+/// The part of a scenario or baseline description before its first detail
+/// (a parenthesis, bracket or comma), for the table; the whole text goes in
+/// the notes under it.
+fn short_name(text: &str) -> &str {
+    let cut = [" (", " [", ", "]
+        .iter()
+        .filter_map(|p| text.find(p))
+        .min()
+        .unwrap_or(text.len());
+    text[..cut].trim_end()
+}
+
 /// Prints the rows as a table: each scenario on one line, its baseline on the
-/// next.
+/// next, then numbered notes with the full descriptions (how percentiles were
+/// taken, process placement).
 pub fn print_table(rows: &[BenchRow], out: &mut dyn Write) -> std::io::Result<()> {
     let name_width = rows
         .iter()
-        .flat_map(|r| [r.scenario.len(), r.baseline.len() + 5])
+        .flat_map(|r| {
+            [
+                short_name(&r.scenario).len() + 4,
+                short_name(&r.baseline).len() + 7,
+            ]
+        })
         .max()
         .unwrap_or(0)
         .max("scenario / baseline".len());
@@ -136,7 +154,7 @@ pub fn print_table(rows: &[BenchRow], out: &mut dyn Write) -> std::io::Result<()
         "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>7}  {:<4}  target",
         "scenario / baseline", "p50", "p99", "max", "ops/s", "ratio", "met"
     )?;
-    for r in rows {
+    for (i, r) in rows.iter().enumerate() {
         let met = match r.met {
             Some(true) => "yes",
             Some(false) => "NO",
@@ -145,7 +163,7 @@ pub fn print_table(rows: &[BenchRow], out: &mut dyn Write) -> std::io::Result<()
         writeln!(
             out,
             "{:<name_width$}  {:>10}  {:>10}  {:>10}  {:>10}  {:>7}  {:<4}  {}",
-            r.scenario,
+            format!("{}. {}", i + 1, short_name(&r.scenario)),
             fmt_ns(r.p50_ns),
             fmt_ns(r.p99_ns),
             fmt_ns(r.max_ns),
@@ -157,9 +175,17 @@ pub fn print_table(rows: &[BenchRow], out: &mut dyn Write) -> std::io::Result<()
         writeln!(
             out,
             "{:<name_width$}  {:>10}",
-            format!("  vs {}", r.baseline),
+            format!("     vs {}", short_name(&r.baseline)),
             fmt_ns(r.baseline_p50_ns)
         )?;
+    }
+    writeln!(
+        out,
+        "\nnotes (ratio = ours p50 / baseline p50; both measured in this run):"
+    )?;
+    for (i, r) in rows.iter().enumerate() {
+        writeln!(out, "{:>3}. {}", i + 1, r.scenario)?;
+        writeln!(out, "     baseline: {}", r.baseline)?;
     }
     Ok(())
 }

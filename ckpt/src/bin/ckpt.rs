@@ -159,6 +159,8 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
         Cmd::Bench { quick, json } => {
             let exe =
                 std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+            // A private directory unless --dir names one; removed afterwards.
+            let private = dir.is_none();
             let opts = ckpt::bench::BenchOptions {
                 dir: dir.unwrap_or_else(|| {
                     PathBuf::from(format!("/dev/shm/ckpt-bench-{}", std::process::id()))
@@ -173,7 +175,11 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
                     eprintln!("  measured: {}", row.scenario);
                 }
             };
-            let rows = ckpt::bench::run(&opts, &mut progress)?;
+            let rows = ckpt::bench::run(&opts, &mut progress);
+            if private {
+                let _ = std::fs::remove_dir_all(&opts.dir);
+            }
+            let rows = rows?;
             if !json {
                 ckpt::bench::print_table(&rows, &mut out).map_err(io)?;
             }
