@@ -1578,9 +1578,11 @@ mod tests {
         let none = unmeasured("u".into(), "ub".into(), "t", "why");
         print_table(&[sample_row(), none], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text.lines().count(), 5);
+        // Header, two lines per row, a blank line, the notes title, two per row.
+        assert_eq!(text.lines().count(), 1 + 2 * 2 + 2 + 2 * 2);
         assert!(text.contains("10.0 ns") && text.contains("5.00 ns") && text.contains("2.0x"));
-        assert!(text.contains("  vs b") && text.contains("n/a"));
+        assert!(text.contains("vs b") && text.contains("n/a"));
+        assert!(text.contains("  2. u") && text.contains("baseline: ub"));
     }
 
     #[test]

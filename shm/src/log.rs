@@ -125,8 +125,10 @@ impl<'a, B: RingBytes> Log<'a, B> {
         } else {
             0
         };
-        let lsn = tail + pad;
-        let end = lsn + bytes;
+        // Positions never get near 2^64 (validated at open); wrapping keeps a
+        // damaged tail from panicking: consumers then report the log corrupt.
+        let lsn = tail.wrapping_add(pad);
+        let end = lsn.wrapping_add(bytes);
         self.reserve.store(end, Ordering::Relaxed);
         // SYNC POINT: Release fence pairs with the Acquire fence in `read_next`:
         // a consumer that copied any byte written below sees this reserve.

@@ -102,11 +102,11 @@ impl RingBytes for ShmRing {
     }
     #[inline]
     fn write_words(&self, at: usize, words: &[u64]) {
-        assert!(at % 8 == 0 && at + 8 * words.len() <= self.capacity);
+        assert!(at + 8 * words.len() <= self.capacity);
         for (i, w) in words.iter().enumerate() {
-            // SAFETY: in bounds (asserted); the ring base is page aligned and
-            // `at` is 8-aligned, so each u64 store is aligned; claim holder only.
-            unsafe { (self.base.add(at + 8 * i) as *mut u64).write(w.to_le()) };
+            // SAFETY: in bounds (asserted); claim holder only. Unaligned-safe:
+            // `at` is 8-aligned unless another process damaged the log tail.
+            unsafe { (self.base.add(at + 8 * i) as *mut u64).write_unaligned(w.to_le()) };
         }
     }
     #[inline]
@@ -225,9 +225,13 @@ impl Mapped {
             .map_err(|_| ReadFail::Busy)
     }
 
-    /// True if the section's expiration time has passed.
+    /// True if the section's expiration time has passed (or the reference
+    /// names no slot at all).
     #[inline]
     pub fn is_expired(&self, section: SectionRef) -> bool {
+        if section.slot >= self.geometry().sections_max {
+            return true;
+        }
         let expiration = self
             .slot(section.slot)
             .expiration_ns
@@ -280,6 +284,9 @@ impl Mapped {
 
     /// Reads a whole section into a new vector.
     pub fn read_to_vec(&self, section: SectionRef) -> Result<(Vec<u8>, ReadMeta), ReadFail> {
+        if section.slot >= self.geometry().sections_max {
+            return Err(ReadFail::Gone);
+        }
         let mut out = Vec::new();
         let max = self.attributes().section_bytes_max;
         let slot = self.slot(section.slot);
@@ -593,13 +600,6 @@ impl Segment {
     /// everything unwritten. A writer killed halfway leaves each section at its
     /// old or new version, the earlier elements committed first.
     pub fn write_many(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
-        let max = self.attributes().section_bytes_max;
-        for (i, e) in elements.iter().enumerate() {
-            let end = e.offset.unwrap_or(0).checked_add(e.data.len() as u64);
-            if end.is_none_or(|end| end > max) {
-                return Err((i, WriteError::TooLarge));
-            }
-        }
         let _held = self.claim().map_err(|e| (0, e.into()))?;
         match self.plan_writes(elements) {
             // Expired sections still count until swept: sweep, then re-plan.
@@ -626,6 +626,10 @@ impl Segment {
         let max = self.attributes().section_bytes_max;
         let mut used = self.header().memory_used.load(Ordering::Relaxed);
         for (i, e) in elements.iter().enumerate() {
+            let end = e.offset.unwrap_or(0).checked_add(e.data.len() as u64);
+            if end.is_none_or(|end| end > max) {
+                return Err((i, WriteError::TooLarge));
+            }
             if !self.is_live(e.section) || self.is_expired(e.section) {
                 return Err((i, WriteError::NotExist));
             }
@@ -823,7 +827,8 @@ impl Segment {
                 let width = (attrs.section_id_bytes_max as usize).min(4);
                 let mut found = None;
                 for _ in 0..=attrs.sections_max {
-                    let n = h.next_generated_id.fetch_add(1, Ordering::Relaxed) as u32 + 1;
+                    let n = (h.next_generated_id.fetch_add(1, Ordering::Relaxed) as u32)
+                        .wrapping_add(1);
                     generated = n.to_be_bytes();
                     let candidate = &generated[4 - width..];
                     let h_id = hash_id(candidate);

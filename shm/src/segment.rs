@@ -37,6 +37,9 @@ pub const DEFAULT_DIR: &str = "/dev/shm/ckpt";
 /// Segments up to this size are fully allocated at creation (no SIGBUS later
 /// if the filesystem fills); larger ones are sparse.
 pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
+/// Log positions beyond this are refused as damage (2^62 bytes: centuries of
+/// logging at memory bandwidth).
+const LOG_POSITION_MAX: u64 = 1 << 62;
 /// Bounded retries of the open loop (creation races, sweeps in progress).
 const OPEN_ATTEMPTS_MAX: u32 = 200;
 
@@ -411,6 +414,17 @@ pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, Segm
     let attrs = attributes_from_header(h).ok_or(SegmentFault::Corrupt)?;
     let geometry = Geometry::new(&attrs, h.log_bytes).ok_or(SegmentFault::Corrupt)?;
     if geometry.index_buckets != h.index_buckets || geometry.end > size {
+        return Err(SegmentFault::Corrupt);
+    }
+    // The log positions are mutable, so the checksum does not cover them:
+    // check they are aligned, ordered and far from overflow.
+    let tail = h.log_tail.load(Ordering::Acquire);
+    let reserve = h.log_reserve.load(Ordering::Acquire);
+    if tail % 8 != 0
+        || tail > LOG_POSITION_MAX
+        || reserve < tail
+        || reserve - tail > geometry.log_bytes
+    {
         return Err(SegmentFault::Corrupt);
     }
     let name =
