@@ -412,15 +412,7 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
         if first_new <= committed {
             verdict.repeated += 1;
         }
-        if let Ok(audit) = wait_for(
-            &rx,
-            &mut pending,
-            workers[standby].id,
-            "audit",
-            Duration::from_secs(5),
-        ) {
-            add_audit(&mut verdict, &audit);
-        }
+        collect_audit(&rx, &mut pending, workers[standby].id, &mut verdict);
         w(out, format!(
             "{}  {}: took over in {:.0} µs (AMF to first write {:.0} µs): read seq={}, continues with {} {}",
             at(t_first),
@@ -455,15 +447,7 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
     let standby = 1 - active;
     epoch += 1;
     let _ = control.overwrite(&[], &encode_control(epoch, 0, STOP));
-    if let Ok(audit) = wait_for(
-        &rx,
-        &mut pending,
-        workers[standby].id,
-        "audit",
-        Duration::from_secs(5),
-    ) {
-        add_audit(&mut verdict, &audit);
-    }
+    collect_audit(&rx, &mut pending, workers[standby].id, &mut verdict);
     drop(workers);
     verdict.last_seq = app
         .read_section(SEQ_SECTION)
@@ -502,6 +486,18 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
         verdict.audited_frames, verdict.audit_gaps, verdict.audit_repeats, verdict.audit_resyncs
     ));
     Ok(verdict)
+}
+
+/// Waits (up to 5 s) for a standby's audit report and adds it to the verdict.
+fn collect_audit(
+    events: &mpsc::Receiver<Event>,
+    pending: &mut Vec<Event>,
+    worker: usize,
+    verdict: &mut Verdict,
+) {
+    if let Ok(audit) = wait_for(events, pending, worker, "audit", Duration::from_secs(5)) {
+        add_audit(verdict, &audit);
+    }
 }
 
 fn add_audit(verdict: &mut Verdict, audit: &Event) {

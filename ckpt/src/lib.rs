@@ -287,41 +287,29 @@ impl Checkpoint {
 
     /// Deletes a section (`saCkptSectionDelete`); the default section cannot be.
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionDeleteError> {
-        if id.is_empty() {
-            return Err(SectionDeleteError::DefaultSection);
-        }
-        if !self.writable() {
-            return Err(SectionDeleteError::Access);
-        }
-        if !self.has_active_replica() {
-            return Err(SectionDeleteError::NoActiveReplica);
-        }
-        let section = self.find(id).map_err(|e| match e {
-            LookupError::IdTooLong => SectionDeleteError::IdTooLong,
-            LookupError::TryAgain => SectionDeleteError::TryAgain,
-            _ => SectionDeleteError::NotExist,
-        })?;
+        let section = self.section_to_change(id)?;
         self.segment.delete_section(section)
     }
 
     /// Sets a section's absolute expiration (`saCkptSectionExpirationTimeSet`);
     /// [`Time::END`] for never. Not allowed on the default section.
     pub fn set_expiration(&self, id: &[u8], expiration: Time) -> Result<(), ExpirationSetError> {
+        let section = self.section_to_change(id)?;
+        self.segment.set_expiration(section, expiration)
+    }
+
+    /// The checks of delete and expiration change, in the spec's order.
+    fn section_to_change(&self, id: &[u8]) -> Result<SectionRef, Refusal> {
         if id.is_empty() {
-            return Err(ExpirationSetError::DefaultSection);
+            return Err(Refusal::DefaultSection);
         }
         if !self.writable() {
-            return Err(ExpirationSetError::Access);
+            return Err(Refusal::Access);
         }
         if !self.has_active_replica() {
-            return Err(ExpirationSetError::NoActiveReplica);
+            return Err(Refusal::NoActiveReplica);
         }
-        let section = self.find(id).map_err(|e| match e {
-            LookupError::IdTooLong => ExpirationSetError::IdTooLong,
-            LookupError::TryAgain => ExpirationSetError::TryAgain,
-            _ => ExpirationSetError::NotExist,
-        })?;
-        self.segment.set_expiration(section, expiration)
+        self.find(id).map_err(Refusal::Lookup)
     }
 
     /// Writes the elements in order (`saCkptCheckpointWrite`): all or nothing
@@ -462,6 +450,44 @@ impl Checkpoint {
     /// The underlying segment, for tools and benchmarks.
     pub fn segment(&self) -> &Segment {
         &self.segment
+    }
+}
+
+/// Why a delete or expiration change was refused before reaching the segment.
+enum Refusal {
+    DefaultSection,
+    Access,
+    NoActiveReplica,
+    Lookup(LookupError),
+}
+
+impl From<Refusal> for SectionDeleteError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::DefaultSection => SectionDeleteError::DefaultSection,
+            Refusal::Access => SectionDeleteError::Access,
+            Refusal::NoActiveReplica => SectionDeleteError::NoActiveReplica,
+            Refusal::Lookup(LookupError::IdTooLong) => SectionDeleteError::IdTooLong,
+            Refusal::Lookup(LookupError::TryAgain) => SectionDeleteError::TryAgain,
+            Refusal::Lookup(LookupError::NotExist | LookupError::NoActiveReplica) => {
+                SectionDeleteError::NotExist
+            }
+        }
+    }
+}
+
+impl From<Refusal> for ExpirationSetError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::DefaultSection => ExpirationSetError::DefaultSection,
+            Refusal::Access => ExpirationSetError::Access,
+            Refusal::NoActiveReplica => ExpirationSetError::NoActiveReplica,
+            Refusal::Lookup(LookupError::IdTooLong) => ExpirationSetError::IdTooLong,
+            Refusal::Lookup(LookupError::TryAgain) => ExpirationSetError::TryAgain,
+            Refusal::Lookup(LookupError::NotExist | LookupError::NoActiveReplica) => {
+                ExpirationSetError::NotExist
+            }
+        }
     }
 }
 

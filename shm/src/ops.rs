@@ -877,21 +877,7 @@ impl Segment {
                 data.len(),
             );
         }
-        slot.id_len.store(id.len() as u32, Ordering::Relaxed);
-        slot.expiration_ns.store(expiration.0, Ordering::Relaxed);
-        slot.buffers[0]
-            .size
-            .store(data.len() as u64, Ordering::Relaxed);
-        slot.buffers[0].time_ns.store(time, Ordering::Relaxed);
-        slot.commit.store(
-            CommitWord {
-                pending: false,
-                cur: 0,
-                version: 1,
-            }
-            .value(),
-            Ordering::Relaxed,
-        );
+        slot::init_first_version(slot, id.len() as u32, expiration.0, data.len() as u64, time);
         index.store(
             position,
             BucketWord {

@@ -21,9 +21,9 @@ use memmap2::MmapRaw;
 
 use crate::claim::Owner;
 use crate::layout::{
-    self, default_log_bytes, slot_state, ActiveReplicaWord, CommitWord, Geometry, LifeWord,
-    OpenerEntry, OpenerWord, SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED,
-    LIFECYCLE_UNLINKED, MAGIC, NAME_BYTES, OPENERS_MAX,
+    self, default_log_bytes, slot_state, ActiveReplicaWord, Geometry, LifeWord, OpenerEntry,
+    OpenerWord, SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED,
+    MAGIC, NAME_BYTES, OPENERS_MAX,
 };
 use crate::sync::{AtomicU64, Ordering};
 use crate::{dir, proc};
@@ -532,17 +532,7 @@ fn create_new(
     if attrs.has_default_section() {
         // The default section: slot 0, empty id, version 1, no data.
         let slot = mapped.slot(0);
-        slot.expiration_ns.store(Time::END.0, Ordering::Relaxed);
-        slot.commit.store(
-            CommitWord {
-                pending: false,
-                cur: 0,
-                version: 1,
-            }
-            .value(),
-            Ordering::Relaxed,
-        );
-        slot.buffers[0].time_ns.store(now.0, Ordering::Relaxed);
+        crate::slot::init_first_version(slot, 0, Time::END.0, 0, now.0);
         let h = crate::index::hash_id(&[]);
         let index = crate::index::Index::new(mapped.buckets(), &mapped.header().index_seq);
         let pos = index

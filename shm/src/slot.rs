@@ -160,6 +160,28 @@ pub fn write_abandon(slot: &SlotHeader) {
     }
 }
 
+/// Writes version 1 of a reserved (not yet visible) slot: its id length,
+/// expiration, and buffer 0 holding `size` bytes written at `time_ns`. The
+/// caller has copied the id and data; `publish_created` makes it visible.
+pub fn init_first_version(
+    slot: &SlotHeader,
+    id_len: u32,
+    expiration_ns: i64,
+    size: u64,
+    time_ns: i64,
+) {
+    slot.id_len.store(id_len, Ordering::Relaxed);
+    slot.expiration_ns.store(expiration_ns, Ordering::Relaxed);
+    slot.buffers[0].size.store(size, Ordering::Relaxed);
+    slot.buffers[0].time_ns.store(time_ns, Ordering::Relaxed);
+    let first = CommitWord {
+        pending: false,
+        cur: 0,
+        version: 1,
+    };
+    slot.commit.store(first.value(), Ordering::Relaxed);
+}
+
 /// Makes a reserved slot a live section: the commit point of a create.
 pub fn publish_created(slot: &SlotHeader, gen: u32) {
     let live = LifeWord {
