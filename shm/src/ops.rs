@@ -214,7 +214,7 @@ impl Mapped {
     }
 
     /// Finds section `id`. Expired sections are still found: check
-    /// [`Segment::is_expired`]. `Err` if compactions kept racing the lookup.
+    /// [`Mapped::is_expired`]. `Err` if compactions kept racing the lookup.
     #[inline]
     pub fn lookup(&self, id: &[u8]) -> Result<Option<SectionRef>, ReadFail> {
         if id.len() as u64 > self.attributes().section_id_bytes_max {
