@@ -314,24 +314,40 @@ impl Checkpoint {
 
     /// Writes the elements in order (`saCkptCheckpointWrite`): all or nothing
     /// on error, with the index of the first failing element.
-    pub fn write(&self, elements: &[WriteVec<'_>]) -> Result<(), (usize, WriteError)> {
+    pub fn write<'a>(&self, elements: &[WriteVec<'a>]) -> Result<(), (usize, WriteError)> {
         if !self.writable() {
             return Err((0, WriteError::Access));
         }
         if !self.has_active_replica() {
             return Err((0, WriteError::NoActiveReplica));
         }
-        let resolved = elements
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
+        let resolve =
+            |i: usize, e: &WriteVec<'a>| -> Result<WriteElement<'a>, (usize, WriteError)> {
                 let section = self.find(e.id).map_err(|err| (i, lookup_to_write(err)))?;
                 Ok(WriteElement {
                     section,
                     offset: Some(e.offset),
                     data: e.data,
                 })
-            })
+            };
+        // Short vectors (the common case) resolve on the stack: no allocation.
+        const INLINE: usize = 8;
+        if elements.len() <= INLINE {
+            let unused = WriteElement {
+                section: SectionRef { slot: 0, gen: 0 },
+                offset: None,
+                data: &[],
+            };
+            let mut resolved = [unused; INLINE];
+            for (i, (slot, e)) in resolved.iter_mut().zip(elements).enumerate() {
+                *slot = resolve(i, e)?;
+            }
+            return self.segment.write_many(&resolved[..elements.len()]);
+        }
+        let resolved = elements
+            .iter()
+            .enumerate()
+            .map(|(i, e)| resolve(i, e))
             .collect::<Result<Vec<_>, _>>()?;
         self.segment.write_many(&resolved)
     }

@@ -2437,3 +2437,43 @@ fn error_codes_have_the_sa_ais_h_values() {
         assert_eq!(e.code(), code, "{e:?}");
     }
 }
+
+mod long_vectors {
+    use super::*;
+
+    /// Vectors longer than the eight elements resolved on the stack take the
+    /// same path semantics: in order, all or nothing, the first failing index.
+    #[test]
+    fn a_twenty_element_write_applies_in_order_or_not_at_all() {
+        let (_dir, service) = service();
+        let ckpt = create(&service, &attrs(4, 64));
+        ckpt.create_section(b"k", Time::END, b"").unwrap();
+        let bytes: Vec<[u8; 1]> = (0..20u8).map(|i| [b'a' + i]).collect();
+        let vector: Vec<WriteVec<'_>> = (0..20)
+            .map(|i| WriteVec {
+                id: b"k",
+                offset: i as u64,
+                data: &bytes[i],
+            })
+            .collect();
+        ckpt.write(&vector).unwrap();
+        assert_eq!(ckpt.read_section(b"k").unwrap(), b"abcdefghijklmnopqrst");
+        let mut failing = vector.clone();
+        failing[15] = WriteVec {
+            id: b"missing",
+            offset: 0,
+            data: b"x",
+        };
+        failing[0] = WriteVec {
+            id: b"k",
+            offset: 0,
+            data: b"Z",
+        };
+        assert_eq!(err(ckpt.write(&failing)), (15, WriteError::NotExist));
+        assert_eq!(
+            ckpt.read_section(b"k").unwrap(),
+            b"abcdefghijklmnopqrst",
+            "nothing written"
+        );
+    }
+}
