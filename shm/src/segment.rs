@@ -21,9 +21,9 @@ use memmap2::MmapRaw;
 
 use crate::claim::Owner;
 use crate::layout::{
-    self, default_log_bytes, slot_state, ActiveReplicaWord, Geometry, LifeWord, OpenerEntry,
-    OpenerWord, SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED,
-    MAGIC, NAME_BYTES, OPENERS_MAX,
+    self, default_log_bytes, ActiveReplicaWord, Geometry, OpenerEntry, OpenerWord, SegmentHeader,
+    SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED, MAGIC, NAME_BYTES,
+    OPENERS_MAX,
 };
 use crate::sync::{AtomicU64, Ordering};
 use crate::{dir, proc};
@@ -547,14 +547,7 @@ fn create_new(
                 slot: 0,
             },
         );
-        slot.life.store(
-            LifeWord {
-                state: slot_state::LIVE,
-                gen: 1,
-            }
-            .value(),
-            Ordering::Relaxed,
-        );
+        crate::slot::publish_created(slot, 1);
         mapped.header().sections_live.store(1, Ordering::Relaxed);
     }
     // SYNC POINT: Release pairs with the Acquire load in `map_validated`:
