@@ -1631,6 +1631,23 @@ mod expiration {
         assert_eq!(c.read_section(b"new").unwrap(), [1; 16]);
         c.overwrite(b"new", &[2; 16]).unwrap();
     }
+
+    #[test]
+    fn an_expired_sections_bytes_do_not_block_growth_by_any_write_path() {
+        // The zero-copy overwrite sweeps expired sections like every other write.
+        let (_d, s) = service();
+        let a = CreationAttributes {
+            checkpoint_bytes: 16,
+            ..attrs(4, 16)
+        };
+        let c = create(&s, &a);
+        let keep = c.create_section(b"keep", Time::END, &[0; 8]).unwrap();
+        c.create_section(b"brief", after(ms(30)), &[0; 8]).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        keep.overwrite_with(16, |buf| buf.fill(7)).unwrap();
+        assert_eq!(c.read_section(b"keep").unwrap(), [7; 16]);
+        assert_eq!(c.status().unwrap().memory_used_bytes, 16);
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -582,13 +582,7 @@ impl Segment {
             return Err(WriteError::Corrupt);
         }
         let new_size = new_size(&e, old_size)?;
-        let fits = |s: &Self| {
-            let used = s.header().memory_used.load(Ordering::Relaxed);
-            used.saturating_sub(old_size).saturating_add(new_size)
-                <= s.attributes().checkpoint_bytes
-        };
-        // Expired sections still count until swept: sweep before refusing.
-        if !fits(self) && (self.sweep_expired_held(now()) == 0 || !fits(self)) {
+        if !self.has_room(old_size, new_size) {
             return Err(WriteError::CheckpointFull);
         }
         self.write_held(&e, old_size, new_size);
@@ -647,6 +641,19 @@ impl Segment {
             }
         }
         Ok(())
+    }
+
+    /// True if a section growing from `old_size` to `new_size` bytes keeps the
+    /// sections within `checkpointSize`. Expired sections still count until
+    /// swept, so when short of room this sweeps them and checks again. Claim held.
+    #[inline]
+    fn has_room(&self, old_size: u64, new_size: u64) -> bool {
+        let fits = |s: &Self| {
+            let used = s.header().memory_used.load(Ordering::Relaxed);
+            used.saturating_sub(old_size).saturating_add(new_size)
+                <= s.attributes().checkpoint_bytes
+        };
+        fits(self) || (self.sweep_expired_held(now()) > 0 && fits(self))
     }
 
     /// One planned write, with the claim held.
@@ -744,10 +751,7 @@ impl Segment {
             return Err(WriteError::NotExist);
         }
         let old_size = committed_size(self.slot(section.slot)).min(max);
-        let used = self.header().memory_used.load(Ordering::Relaxed);
-        if used.saturating_sub(old_size).saturating_add(len as u64)
-            > self.attributes().checkpoint_bytes
-        {
+        if !self.has_room(old_size, len as u64) {
             return Err(WriteError::CheckpointFull);
         }
         let next = self.begin_version(section);
@@ -793,14 +797,7 @@ impl Segment {
                 return Err(SectionCreateError::NoSpace);
             }
         }
-        let fits = |h: &crate::layout::SegmentHeader| {
-            h.memory_used
-                .load(Ordering::Relaxed)
-                .saturating_add(data.len() as u64)
-                <= attrs.checkpoint_bytes
-        };
-        // Expired sections still count until swept: sweep before refusing.
-        if !fits(h) && (self.sweep_expired_held(now()) == 0 || !fits(h)) {
+        if !self.has_room(0, data.len() as u64) {
             return Err(SectionCreateError::CheckpointFull);
         }
         // An expired section's id is free again: delete it first.
