@@ -422,12 +422,11 @@ impl Checkpoint {
     pub fn for_each_section(
         &self,
         chosen: SectionsChosen,
-        f: impl FnMut(&[u8], u64, Time),
+        mut f: impl FnMut(&[u8], u64, Time),
     ) -> Result<(), IterationError> {
         if !self.has_active_replica() {
             return Err(IterationError::NoActiveReplica);
         }
-        let mut f = f;
         self.segment
             .for_each_section(chosen, |v| f(v.id, v.size_bytes, v.expiration));
         Ok(())

@@ -118,7 +118,7 @@ pub(crate) fn preallocate(file: &File, size: u64) -> io::Result<()> {
 
 /// Removes `path` if it is still the file of `mapped` (same inode).
 fn remove_if_same(mapped: &Mapped, path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.ino() == mapped.inode || mapped.inode == 0) {
+    if std::fs::metadata(path).is_ok_and(|m| m.ino() == mapped.inode) {
         let _ = std::fs::remove_file(path);
     }
 }

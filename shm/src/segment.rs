@@ -448,13 +448,14 @@ fn io_to_open_error(e: &io::Error) -> OpenError {
 }
 
 /// Creates, initializes and publishes a new segment at `path`. Returns
-/// `Ok(None)` if another process published one there first.
+/// `Ok(())` also when another process published one there first (the caller
+/// then opens that one).
 fn create_new(
     config: &Config,
     path: &Path,
     name: &CheckpointName,
     attrs: &CreationAttributes,
-) -> Result<Option<()>, OpenError> {
+) -> Result<(), OpenError> {
     let log_bytes = match config.log_bytes {
         Some(b) => b,
         None => default_log_bytes(attrs),
@@ -527,7 +528,7 @@ fn create_new(
         geometry,
         attrs: *attrs,
         name: name.clone(),
-        inode: 0,
+        inode: 0, // this mapping is dropped before the file is linked; never removed by inode
     };
     if attrs.has_default_section() {
         // The default section: slot 0, empty id, version 1, no data.
@@ -558,8 +559,8 @@ fn create_new(
         .store(LAYOUT_VERSION, Ordering::Release);
     drop(mapped);
     let published = match std::fs::hard_link(&tmp, path) {
-        Ok(()) => Ok(Some(())),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_to_open_error(&e)),
     };
     let _ = std::fs::remove_file(&tmp);
