@@ -22,7 +22,7 @@ fn log(c: &mut Criterion) {
     // 1 MiB ring: 1000 frames of 120 bytes fit without lapping the consumer.
     let seg = scratch.segment("log", 4, 64, Some(1 << 20));
     let (s64, _) = seg.create_section(Some(ID), Time::END, &[0; 64]).unwrap();
-    let frame = frame_bytes(ID.len(), 64, false);
+    let frame = frame_bytes(ID.len(), 64);
     let mut memory = scratch.region("frames", frame * FRAMES as usize);
     let mut buf = vec![0u8; frame];
     let data = [0x5Au8; 64];

@@ -1392,7 +1392,9 @@ fn measure_takeover(work: &Work, plan: &Plan) -> Result<(Series, Series), String
     let take_over = || -> Result<f64, String> {
         let start = Instant::now();
         let standby = open_existing(&config, NAME)?;
-        standby.set_active_replica();
+        standby
+            .set_active_replica(config.node_id)
+            .map_err(|e| format!("set active replica: {e:?}"))?;
         let mut versions = 0u64;
         for id in &ids {
             let section = lookup(&standby, id)?;

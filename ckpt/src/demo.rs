@@ -540,7 +540,7 @@ impl Audit {
         self.last = Some(seq);
     }
 
-    fn drain(&mut self, app: &Checkpoint, watcher: &mut crate::Watcher<'_>) {
+    fn drain(&mut self, watcher: &mut crate::Watcher<'_>) {
         loop {
             match watcher.next_change() {
                 Ok(Some(change)) => match change.mutation {
@@ -553,13 +553,17 @@ impl Audit {
                 },
                 Ok(None) => return,
                 Err(WatchError::Lagged { .. }) => {
-                    // Fell behind the ring: re-read the section and go on from the tail.
+                    // Fell behind the ring: take a snapshot of the sections and
+                    // go on right after the changes it holds.
                     self.resyncs += 1;
-                    watcher.resync();
-                    self.last = app
-                        .read_section(SEQ_SECTION)
-                        .ok()
-                        .and_then(|d| decode_seq(&d));
+                    match watcher.resync() {
+                        Ok(snapshot) => {
+                            self.last = snapshot
+                                .section(SEQ_SECTION)
+                                .and_then(|s| decode_seq(&s.data));
+                        }
+                        Err(_) => return,
+                    }
                 }
                 Err(WatchError::Corrupt { .. }) => return,
             }
@@ -609,16 +613,16 @@ fn worker(opts: &WorkerOptions) -> Result<(), String> {
         // Empty until the AMF assigns a role for the first time.
         let (pid, flags) = decode_control(&assignment).unwrap_or((0, 0));
         if flags & STOP != 0 {
-            audit.drain(&app, &mut watcher);
+            audit.drain(&mut watcher);
             audit.report();
             return Ok(());
         }
         if pid == me {
-            audit.drain(&app, &mut watcher);
+            audit.drain(&mut watcher);
             audit.report();
             return be_active(&app, opts);
         }
-        audit.drain(&app, &mut watcher);
+        audit.drain(&mut watcher);
         // Sleep on the control checkpoint (futex) until the AMF writes to it.
         assignments.wait(Duration::from_millis(20), Duration::ZERO);
         while let Ok(Some(_)) = assignments.next_change() {}

@@ -43,8 +43,12 @@ pub struct CheckpointInfo {
     pub last_close_ns: Option<i64>,
     /// The active replica, if set: node and the pid that set it.
     pub active_replica: Option<ActiveReplica>,
-    /// The delta log's published tail (bytes ever logged).
+    /// The delta log's published tail (bytes ever logged in this host's ring).
     pub log_tail: u64,
+    /// The sequence number of the last frame logged.
+    pub last_seq: u64,
+    /// The checkpoint's incarnation (random at creation), in hex.
+    pub incarnation: String,
     /// Writer crashes recovered so far.
     pub recoveries: u64,
 }
@@ -63,6 +67,8 @@ pub struct Opener {
 pub struct ActiveReplica {
     /// Node id.
     pub node: u32,
+    /// The term it was set in.
+    pub term: u32,
     /// Pid of the process that set it last.
     pub pid: u32,
 }
@@ -108,9 +114,12 @@ pub fn describe(mapped: &Mapped, path: PathBuf) -> CheckpointInfo {
         last_close_ns: (last_close != 0).then_some(last_close),
         active_replica: mapped.active_replica().map(|a| ActiveReplica {
             node: a.node,
-            pid: a.pid,
+            term: a.term,
+            pid: h.active_pid.load(std::sync::atomic::Ordering::Relaxed) as u32,
         }),
         log_tail: mapped.log_tail(),
+        last_seq: mapped.last_seq(),
+        incarnation: format!("{:016x}", h.incarnation),
         recoveries: h.recoveries.load(std::sync::atomic::Ordering::Relaxed),
     }
 }

@@ -44,7 +44,7 @@ pub use ckpt_core::{
 pub use ckpt_shm::log::LogError as WatchError;
 pub use ckpt_shm::Config;
 
-use ckpt_core::frame::FLAG_DATA_ELIDED;
+use ckpt_core::frame::{FrameKind, FLAG_MORE, FLAG_STAGED};
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{SectionRef, Segment, WriteElement};
 
@@ -185,8 +185,9 @@ impl Checkpoint {
         if self.segment.is_unlinked() {
             return Err(RetentionSetError::Unlinked);
         }
-        self.segment.set_retention(retention);
-        Ok(())
+        self.segment
+            .set_retention(retention)
+            .map_err(|_| RetentionSetError::TryAgain)
     }
 
     /// Makes this host's replica the active replica (`saCkptActiveReplicaSet`):
@@ -199,7 +200,9 @@ impl Checkpoint {
         if !(flags.is_collocated() && flags.mode().is_asynchronous()) {
             return Err(ActiveReplicaSetError::NotCollocatedAsync);
         }
-        self.segment.set_active_replica();
+        self.segment
+            .set_active_replica(self.segment.config().node_id)
+            .map_err(|_| ActiveReplicaSetError::TryAgain)?;
         Ok(())
     }
 
@@ -645,17 +648,21 @@ impl Iterator for Sections<'_> {
 /// One change a [`Watcher`] reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change<'a> {
-    /// The change's position in the delta log.
-    pub lsn: u64,
-    /// The section's version after it.
+    /// The change's sequence number (checkpoint-wide, +1 per frame).
+    pub seq: u64,
+    /// The active replica's term when it was made.
+    pub term: u32,
+    /// The section's version after it (0 for checkpoint-wide changes).
     pub version: u64,
     /// The writer's clock.
     pub time: Time,
-    /// What changed, with the data (empty if elided).
+    /// What changed, with the data.
     pub mutation: Mutation<'a>,
-    /// True if the frame was too large for the log and carries no data: read
-    /// the section itself.
-    pub data_elided: bool,
+    /// True if the data was too large for one frame: `mutation` carries only
+    /// its last piece; read the section itself.
+    pub staged: bool,
+    /// True if more changes of the same call follow (a vector write).
+    pub more: bool,
 }
 
 /// Follows a checkpoint's changes (hot standby). See [`Checkpoint::watch`].
@@ -664,25 +671,36 @@ pub struct Watcher<'a> {
 }
 
 impl Watcher<'_> {
-    /// The next change, or `None` if there is none yet.
+    /// The next change, or `None` if there is none yet. The pieces of a
+    /// large change (`Stage` frames) are not reported; its own change is.
     ///
     /// `Err(WatchError::Lagged)` means the watcher fell more than the log ring
-    /// behind: read the sections you need, call [`Watcher::resync`], go on.
+    /// behind: call [`Watcher::resync`] and go on.
     pub fn next_change(&mut self) -> Result<Option<Change<'_>>, WatchError> {
-        let Some(frame) = self.consumer.next_frame()? else {
-            return Ok(None);
-        };
-        let header = frame.header;
-        let Some(mutation) = frame.mutation() else {
-            return Ok(None);
-        };
-        Ok(Some(Change {
-            lsn: header.lsn,
-            version: header.version,
-            time: Time(header.time_ns),
-            mutation,
-            data_elided: header.flags & FLAG_DATA_ELIDED != 0,
-        }))
+        loop {
+            let Some(header) = self.consumer.advance()? else {
+                return Ok(None);
+            };
+            if matches!(
+                header.kind,
+                FrameKind::Pad | FrameKind::Stage | FrameKind::StageAbort
+            ) {
+                continue;
+            }
+            let at = self.consumer.position();
+            let frame = self.consumer.current()?;
+            // Only pads have no mutation, and they were skipped above.
+            let mutation = frame.mutation().ok_or(WatchError::Corrupt { at })?;
+            return Ok(Some(Change {
+                seq: header.seq,
+                term: header.term,
+                version: header.version,
+                time: Time(header.time_ns),
+                mutation,
+                staged: header.flags & FLAG_STAGED != 0,
+                more: header.flags & FLAG_MORE != 0,
+            }));
+        }
     }
 
     /// Waits for a change: spins up to `spin`, then sleeps (futex) up to
@@ -691,9 +709,12 @@ impl Watcher<'_> {
         self.consumer.wait(timeout, spin)
     }
 
-    /// Skips to the newest change (after re-reading the sections).
-    pub fn resync(&mut self) -> u64 {
-        self.consumer.skip_to_tail()
+    /// Catches up after `Lagged`: copies the checkpoint's sections while
+    /// writers go on (the returned snapshot: the state to take over) and
+    /// resumes after exactly the changes the copy holds, none lost, none
+    /// repeated.
+    pub fn resync(&mut self) -> Result<ckpt_shm::Snapshot, ReadError> {
+        self.consumer.resync().map_err(read_fail)
     }
 
     /// The log position of the next change.

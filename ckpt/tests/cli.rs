@@ -59,7 +59,8 @@ fn list_sections_dump_and_unlink_show_what_is_there() {
     );
     assert!(t.contains("2/4") && t.contains("13 B / 256 B"), "{t}");
     assert!(
-        t.contains(&format!("node 0 (pid {})", std::process::id())),
+        // Set once by this process: term 2 (a checkpoint starts in term 1).
+        t.contains(&format!("node 0 term 2 (pid {})", std::process::id())),
         "{t}"
     );
 

@@ -140,6 +140,13 @@ fn apply(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, m: Mutation<'_>) {
             );
         }
         Mutation::ExpirationSet { .. } => {}
+        // Checkpoint-wide frames do not change sections; this writer's data
+        // always fits one frame, so no stages either.
+        Mutation::CheckpointCreated { .. }
+        | Mutation::ActiveReplicaSet { .. }
+        | Mutation::RetentionSet { .. }
+        | Mutation::Unlink => {}
+        Mutation::Stage { .. } | Mutation::StageAbort { .. } => panic!("unexpected stage frame"),
     }
 }
 

@@ -2210,7 +2210,7 @@ mod watch {
         ExpirationSet(Vec<u8>, Time),
     }
 
-    /// Every pending change as (lsn, version, what).
+    /// Every pending change as (seq, version, what).
     fn drain(w: &mut ckpt::Watcher<'_>) -> Vec<(u64, u64, Seen)> {
         let mut out = Vec::new();
         while let Some(c) = w.next_change().unwrap() {
@@ -2228,9 +2228,10 @@ mod watch {
                 Mutation::ExpirationSet { id, expiration } => {
                     Seen::ExpirationSet(id.to_vec(), expiration)
                 }
+                other => panic!("unexpected change {other:?}"),
             };
-            assert!(!c.data_elided);
-            out.push((c.lsn, c.version, seen));
+            assert!(!c.staged);
+            out.push((c.seq, c.version, seen));
         }
         out
     }
@@ -2265,10 +2266,11 @@ mod watch {
                 (3, Seen::Delete(b"k".to_vec())),
             ]
         );
-        let lsns: Vec<_> = changes.iter().map(|(l, _, _)| *l).collect();
-        assert!(lsns.windows(2).all(|p| p[0] < p[1]), "{lsns:?}");
+        // Sequence numbers are dense: +1 per change, after the creation (1)
+        // and the active replica's setting (2).
+        let seqs: Vec<_> = changes.iter().map(|(q, _, _)| *q).collect();
+        assert_eq!(seqs, [3, 4, 5, 6, 7]);
         assert!(w.next_change().unwrap().is_none());
-        assert!(w.position() > lsns[4]);
     }
 
     #[test]
@@ -2390,10 +2392,10 @@ mod watch {
             panic!("expected Lagged, got {lagged:?}");
         };
         assert!(oldest > 0);
-        // Resynchronize: read the section itself, skip to the newest change.
-        assert_eq!(c.read_section(b"k").unwrap(), [199u8; 512]);
-        let position = w.resync();
-        assert_eq!(position, w.position());
+        // Resynchronize: a snapshot of the sections, and nothing it holds again.
+        let snapshot = w.resync().unwrap();
+        assert_eq!(snapshot.section(b"k").unwrap().data, [199u8; 512]);
+        assert_eq!(snapshot.section(b"k").unwrap().version, 201);
         assert!(w.next_change().unwrap().is_none());
         k.overwrite(b"after").unwrap();
         let changes = drain(&mut w);
@@ -2406,7 +2408,7 @@ mod watch {
     }
 
     #[test]
-    fn a_change_too_large_for_the_log_is_reported_with_its_data_elided() {
+    fn a_change_too_large_for_one_frame_is_reported_staged_with_its_last_piece() {
         let dir = tempfile::tempdir().unwrap();
         let s = Service::with_config(Config {
             log_bytes: Some(65536),
@@ -2417,12 +2419,13 @@ mod watch {
         let mut w = c.watch();
         k.overwrite(&[7; 32 * 1024]).unwrap();
         let change = w.next_change().unwrap().unwrap();
-        assert!(change.data_elided);
+        assert!(change.staged);
         assert_eq!(change.version, 2);
         match change.mutation {
             Mutation::Overwrite { id, data } => {
                 assert_eq!(id, b"k");
-                assert!(data.is_empty());
+                assert!(!data.is_empty() && data.len() < 32 * 1024);
+                assert!(data.iter().all(|&b| b == 7));
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -94,6 +94,10 @@ op_error! {
         Permission => (Access, "segment owned by another user"),
         /// The segment directory could not be used.
         Io => (Library, "segment directory I/O failed"),
+        /// Another writer held the checkpoint past the timeout; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        /// No opener entry was free to log the unlink.
+        NoResources => (NoResources, "the checkpoint's opener table is full"),
     }
 }
 
@@ -104,6 +108,8 @@ op_error! {
         InvalidParam => (InvalidParam, "retention duration is negative"),
         /// The checkpoint has been unlinked.
         Unlinked => (BadOperation, "checkpoint has been unlinked"),
+        /// Another writer held the checkpoint past the timeout; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
     }
 }
 
@@ -114,6 +120,8 @@ op_error! {
         Access => (Access, "checkpoint not opened for writing"),
         /// Only collocated, asynchronous checkpoints have a settable active replica.
         NotCollocatedAsync => (BadOperation, "checkpoint is not collocated and asynchronous"),
+        /// Another writer held the checkpoint past the timeout; retry.
+        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
     }
 }
 

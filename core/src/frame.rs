@@ -1,54 +1,83 @@
-//! The delta-log frame: the **one** byte format of a checkpoint mutation.
+//! The delta-log frame: the **one** byte format of a checkpoint mutation, and
+//! the replication protocol.
 //!
-//! Every mutation of a checkpoint (section create, write, overwrite, delete and
-//! expiration change) is appended to the segment's log ring as one frame; the
+//! Every mutation of a checkpoint (its creation, section create, write,
+//! overwrite, delete and expiration change, the active replica's change,
+//! retention and unlink) is appended to the segment's log ring as frames; the
 //! replication engine ships the same bytes to replicas, which decode them with
-//! [`decode`]. Little-endian, 8-byte aligned, a 48-byte header:
+//! [`decode`] and apply them in `seq` order. The log alone rebuilds a replica.
+//! Little-endian, 8-byte aligned, a 64-byte header:
 //!
 //! ```text
-//!  0       4       8              16                      24
-//!  +-------+-------+---------------+-------+------+--------+
-//!  | bytes | crc32c|      lsn      | kind  |flags | id_len | data_len |
-//!  +-------+-------+---------------+-------+------+--------+----------+
-//!  24                  32                  40                  48
-//!  +-------------------+-------------------+-------------------+
-//!  |     time_ns       |  arg (offset or   |     version       |
-//!  |     (i64)         |  expiration, i64) |     (u64)         |
-//!  +-------------------+-------------------+-------------------+
-//!  48: section id (id_len bytes), data (data_len bytes unless DATA_ELIDED),
-//!      zero padding to a multiple of 8 = `bytes`
+//!  0       4       8               16    17    18     20         24
+//!  +-------+-------+---------------+-----+-----+------+----------+
+//!  | bytes | crc32c|      seq      |kind |flags|id_len| data_len |
+//!  +-------+-------+---------------+-----+-----+------+----------+
+//!  24   25      28      32              40          48          56          64
+//!  +----+-------+-------+---------------+-----------+-----------+-----------+
+//!  |fmt | zero  | term  |  incarnation  |  time_ns  |    arg    |  version  |
+//!  +----+-------+-------+---------------+-----------+-----------+-----------+
+//!  64: id (id_len bytes), data (data_len bytes), zero padding to a multiple of
+//!      8 = `bytes`
 //! ```
 //!
 //! - `bytes` is the whole frame, header and padding included.
-//! - `crc32c` covers bytes `8..bytes` and is valid only when the `SEALED` flag is
+//! - `crc32c` covers bytes `8..bytes` and is valid only when [`FLAG_SEALED`] is
 //!   set. The shared-memory ring does not seal (its publication protocol already
 //!   guarantees a consumer never sees a partial frame, and a checksum per write
 //!   would double the cost of a 4 KiB overwrite); the replication engine seals
-//!   each frame before it leaves the host, and receivers demand the seal.
-//! - `lsn` is the frame's position in the log (bytes since the log began).
+//!   each frame before it leaves the host, and receivers demand the seal
+//!   (`decode(.., true)`).
+//! - `seq` is the checkpoint-wide sequence number: +1 per frame from 1 (the
+//!   [`FrameKind::CheckpointCreated`] frame), independent of the ring's size and
+//!   of where the frame sits in it. A receiver that sees `seq` jump knows a
+//!   frame is missing.
+//! - `fmt` is [`FORMAT_VERSION`]; a frame of another format is refused.
+//! - `term` is the active replica's term when the frame was written: it grows
+//!   with every [`FrameKind::ActiveReplicaSet`], and a replica refuses frames
+//!   of a term older than its own, so a deposed active cannot damage it.
+//! - `incarnation` is random at the checkpoint's creation: a checkpoint
+//!   re-created under the same name has another one.
 //! - `version` is the section's version after the mutation; `time_ns` the
-//!   writer's wall clock (`lastUpdate`).
-//! - `DATA_ELIDED`: the frame was too large for the ring, so it carries only
-//!   `data_len`; a consumer reads the section itself (still at `version`, or it
-//!   must resynchronize).
-//! - A `Pad` frame fills the ring's tail end and carries nothing.
+//!   writer's wall clock (`lastUpdate`, or the creation time).
+//! - **Groups.** [`FLAG_MORE`] says "the next frame belongs to the same call":
+//!   the elements of one vector write, or the chunks of one large mutation. A
+//!   call's frames end at the first frame without it; a replica applies them
+//!   together and its standbys see the call's boundary.
+//! - **Large data.** A mutation whose data does not fit one frame (the ring's
+//!   limit, or `u32`) is sent as [`FrameKind::Stage`] frames, each carrying the
+//!   next piece of the data at `arg` (its position within the data), followed by
+//!   the mutation's own frame with [`FLAG_STAGED`] carrying the last piece: its
+//!   data is the staged pieces followed by its own. A writer that dies after
+//!   publishing stages and before committing is followed by a
+//!   [`FrameKind::StageAbort`] frame: the receiver drops what it staged.
+//! - A `Pad` frame fills the ring's tail end and carries nothing; it has no
+//!   `seq` of its own (0) and never leaves the host.
 
 use core::fmt;
 
-use crate::attrs::Time;
+use crate::attrs::{CreationAttributes, CreationFlags, Time};
 
 /// Bytes in a frame header.
-pub const HEADER_BYTES: usize = 48;
+pub const HEADER_BYTES: usize = 64;
 /// Frames start and end on this boundary.
 pub const FRAME_ALIGN: usize = 8;
 /// Largest frame (`bytes` is a `u32`, rounded down to the alignment).
 pub const FRAME_BYTES_MAX: usize = (u32::MAX as usize) & !(FRAME_ALIGN - 1);
+/// The frame format this build writes and reads.
+pub const FORMAT_VERSION: u8 = 2;
 
-/// Flag: the data bytes are not in the frame.
-pub const FLAG_DATA_ELIDED: u8 = 0x1;
 /// Flag: `crc32c` is valid.
 pub const FLAG_SEALED: u8 = 0x2;
-const FLAGS_KNOWN: u8 = FLAG_DATA_ELIDED | FLAG_SEALED;
+/// Flag: the next frame belongs to the same call (vector write, staged data).
+pub const FLAG_MORE: u8 = 0x4;
+/// Flag: the frame's data is the preceding `Stage` frames' data followed by
+/// its own.
+pub const FLAG_STAGED: u8 = 0x8;
+const FLAGS_KNOWN: u8 = FLAG_SEALED | FLAG_MORE | FLAG_STAGED;
+
+/// Bytes of the [`FrameKind::CheckpointCreated`] payload.
+pub const CREATED_PAYLOAD_BYTES: usize = 40;
 
 /// What a frame records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +95,20 @@ pub enum FrameKind {
     ExpirationSet = 5,
     /// Padding to the end of the ring; consumers skip it.
     Pad = 6,
+    /// The checkpoint was created: id is its name, data its creation
+    /// attributes ([`encode_attributes`]), `time_ns` the creation time.
+    CheckpointCreated = 7,
+    /// The active replica moved to node `arg`; the frame's `term` is the new term.
+    ActiveReplicaSet = 8,
+    /// The retention duration became `arg` nanoseconds.
+    RetentionSet = 9,
+    /// The checkpoint's name was unlinked.
+    Unlink = 10,
+    /// A piece of a large mutation's data, at position `arg` within it; the
+    /// section id names the section the mutation is for.
+    Stage = 11,
+    /// The staged pieces for section id are dropped (their writer died).
+    StageAbort = 12,
 }
 
 impl FrameKind {
@@ -77,8 +120,34 @@ impl FrameKind {
             4 => FrameKind::Delete,
             5 => FrameKind::ExpirationSet,
             6 => FrameKind::Pad,
+            7 => FrameKind::CheckpointCreated,
+            8 => FrameKind::ActiveReplicaSet,
+            9 => FrameKind::RetentionSet,
+            10 => FrameKind::Unlink,
+            11 => FrameKind::Stage,
+            12 => FrameKind::StageAbort,
             _ => return None,
         })
+    }
+
+    /// True for the kinds that carry data bytes.
+    pub const fn carries_data(self) -> bool {
+        matches!(
+            self,
+            FrameKind::Create
+                | FrameKind::Write
+                | FrameKind::Overwrite
+                | FrameKind::CheckpointCreated
+                | FrameKind::Stage
+        )
+    }
+
+    /// True for the kinds that may be completed by staged data.
+    pub const fn may_be_staged(self) -> bool {
+        matches!(
+            self,
+            FrameKind::Create | FrameKind::Write | FrameKind::Overwrite
+        )
     }
 }
 
@@ -89,44 +158,63 @@ pub struct FrameHeader {
     pub kind: FrameKind,
     /// `FLAG_*` bits.
     pub flags: u8,
-    /// Position of the frame in the log.
-    pub lsn: u64,
-    /// Section id length.
+    /// The checkpoint-wide sequence number (0 only for pads).
+    pub seq: u64,
+    /// The active replica's term.
+    pub term: u32,
+    /// The checkpoint's incarnation.
+    pub incarnation: u64,
+    /// Section id (or name) length.
     pub id_len: u16,
-    /// Data length (also when elided).
+    /// Data length in this frame.
     pub data_len: u32,
     /// Writer's wall clock, nanoseconds since the epoch.
     pub time_ns: i64,
-    /// Offset (write) or expiration (create, expiration change); 0 otherwise.
+    /// Kind-specific: offset (write), expiration (create, expiration change),
+    /// node (active replica), retention, position (stage); 0 otherwise.
     pub arg: i64,
-    /// Section version after the mutation.
+    /// Section version after the mutation; 0 for checkpoint-wide kinds.
     pub version: u64,
 }
 
 /// Bytes a frame with these lengths occupies.
-pub const fn frame_bytes(id_len: usize, data_len: usize, elided: bool) -> usize {
-    let body = HEADER_BYTES + id_len + if elided { 0 } else { data_len };
+pub const fn frame_bytes(id_len: usize, data_len: usize) -> usize {
+    let body = HEADER_BYTES + id_len + data_len;
     (body + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
 }
 
 impl FrameHeader {
-    /// The frame's total size in bytes.
-    pub const fn frame_bytes(&self) -> usize {
-        frame_bytes(
-            self.id_len as usize,
-            self.data_len as usize,
-            self.flags & FLAG_DATA_ELIDED != 0,
-        )
+    /// A header with the given kind and zero everywhere else.
+    pub const fn new(kind: FrameKind) -> FrameHeader {
+        FrameHeader {
+            kind,
+            flags: 0,
+            seq: 0,
+            term: 0,
+            incarnation: 0,
+            id_len: 0,
+            data_len: 0,
+            time_ns: 0,
+            arg: 0,
+            version: 0,
+        }
     }
 
-    /// The header as six little-endian 64-bit words, with `crc32c` zero: how
-    /// the ring writer stores it (six word stores, no byte shuffling).
+    /// The frame's total size in bytes.
+    pub const fn frame_bytes(&self) -> usize {
+        frame_bytes(self.id_len as usize, self.data_len as usize)
+    }
+
+    /// The header as eight little-endian 64-bit words, with `crc32c` zero: how
+    /// the ring writer stores it (eight word stores, no byte shuffling).
     #[inline]
     pub fn to_words(&self) -> [u64; HEADER_BYTES / 8] {
         let FrameHeader {
             kind,
             flags,
-            lsn,
+            seq,
+            term,
+            incarnation,
             id_len,
             data_len,
             time_ns,
@@ -135,8 +223,10 @@ impl FrameHeader {
         } = *self;
         [
             self.frame_bytes() as u64,
-            lsn,
+            seq,
             kind as u64 | (flags as u64) << 8 | (id_len as u64) << 16 | (data_len as u64) << 32,
+            FORMAT_VERSION as u64 | (term as u64) << 32,
+            incarnation,
             time_ns as u64,
             arg as u64,
             version,
@@ -153,18 +243,11 @@ impl FrameHeader {
     }
 
     /// A pad frame covering `bytes` (a multiple of 8, at least a header).
-    pub const fn pad(lsn: u64, bytes: usize) -> FrameHeader {
+    pub const fn pad(bytes: usize) -> FrameHeader {
         // A pad's data_len is the filler after the header, so `frame_bytes` is `bytes`.
-        FrameHeader {
-            kind: FrameKind::Pad,
-            flags: 0,
-            lsn,
-            id_len: 0,
-            data_len: (bytes - HEADER_BYTES) as u32,
-            time_ns: 0,
-            arg: 0,
-            version: 0,
-        }
+        let mut h = FrameHeader::new(FrameKind::Pad);
+        h.data_len = (bytes - HEADER_BYTES) as u32;
+        h
     }
 }
 
@@ -177,8 +260,10 @@ pub enum DecodeError {
     BadLength,
     /// Unknown kind.
     BadKind(u8),
-    /// Unknown flag bits.
+    /// Unknown flag bits, or flags the kind cannot have.
     BadFlags(u8),
+    /// Another frame format.
+    BadFormat(u8),
     /// The frame is not sealed but a seal was required.
     Unsealed,
     /// The checksum does not match.
@@ -195,7 +280,13 @@ impl fmt::Display for DecodeError {
             DecodeError::Truncated => f.write_str("frame is truncated"),
             DecodeError::BadLength => f.write_str("frame length is inconsistent"),
             DecodeError::BadKind(k) => write!(f, "unknown frame kind {k}"),
-            DecodeError::BadFlags(x) => write!(f, "unknown frame flags {x:#x}"),
+            DecodeError::BadFlags(x) => {
+                write!(f, "frame flags {x:#x} are unknown or wrong for its kind")
+            }
+            DecodeError::BadFormat(v) => write!(
+                f,
+                "frame format {v} is not the format {FORMAT_VERSION} this build reads"
+            ),
             DecodeError::Unsealed => f.write_str("frame is not sealed"),
             DecodeError::BadChecksum => f.write_str("frame checksum mismatch"),
             DecodeError::NonZeroPadding => f.write_str("frame padding is not zero"),
@@ -211,9 +302,9 @@ impl core::error::Error for DecodeError {}
 pub struct Frame<'a> {
     /// The header.
     pub header: FrameHeader,
-    /// The section id.
+    /// The section id (the checkpoint name for `CheckpointCreated`).
     pub id: &'a [u8],
-    /// The data (empty when elided).
+    /// The data.
     pub data: &'a [u8],
 }
 
@@ -222,28 +313,55 @@ impl<'a> Frame<'a> {
     pub fn mutation(&self) -> Option<Mutation<'a>> {
         let h = &self.header;
         let id = self.id;
+        let data = self.data;
         Some(match h.kind {
             FrameKind::Create => Mutation::Create {
                 id,
                 expiration: Time(h.arg),
-                data: self.data,
+                data,
             },
             FrameKind::Write => Mutation::Write {
                 id,
                 offset: h.arg as u64,
-                data: self.data,
+                data,
             },
-            FrameKind::Overwrite => Mutation::Overwrite {
-                id,
-                data: self.data,
-            },
+            FrameKind::Overwrite => Mutation::Overwrite { id, data },
             FrameKind::Delete => Mutation::Delete { id },
             FrameKind::ExpirationSet => Mutation::ExpirationSet {
                 id,
                 expiration: Time(h.arg),
             },
             FrameKind::Pad => return None,
+            FrameKind::CheckpointCreated => Mutation::CheckpointCreated {
+                name: id,
+                // Checked by `decode`.
+                attributes: decode_attributes(data)?,
+            },
+            FrameKind::ActiveReplicaSet => Mutation::ActiveReplicaSet {
+                node: h.arg as u32,
+                term: h.term,
+            },
+            FrameKind::RetentionSet => Mutation::RetentionSet {
+                retention: Time(h.arg),
+            },
+            FrameKind::Unlink => Mutation::Unlink,
+            FrameKind::Stage => Mutation::Stage {
+                id,
+                at: h.arg as u64,
+                data,
+            },
+            FrameKind::StageAbort => Mutation::StageAbort { id },
         })
+    }
+
+    /// True if this frame's data is completed by the `Stage` frames before it.
+    pub fn is_staged(&self) -> bool {
+        self.header.flags & FLAG_STAGED != 0
+    }
+
+    /// True if the next frame belongs to the same call.
+    pub fn has_more(&self) -> bool {
+        self.header.flags & FLAG_MORE != 0
     }
 }
 
@@ -256,7 +374,7 @@ pub enum Mutation<'a> {
         id: &'a [u8],
         /// Absolute expiration.
         expiration: Time,
-        /// Initial data.
+        /// Initial data (the last piece, if staged).
         data: &'a [u8],
     },
     /// Bytes written at an offset.
@@ -265,14 +383,14 @@ pub enum Mutation<'a> {
         id: &'a [u8],
         /// Offset in the section.
         offset: u64,
-        /// Bytes written.
+        /// Bytes written (the last piece, if staged).
         data: &'a [u8],
     },
     /// Data and size replaced.
     Overwrite {
         /// Section id.
         id: &'a [u8],
-        /// New contents.
+        /// New contents (the last piece, if staged).
         data: &'a [u8],
     },
     /// Section deleted.
@@ -287,6 +405,71 @@ pub enum Mutation<'a> {
         /// New absolute expiration.
         expiration: Time,
     },
+    /// The checkpoint was created.
+    CheckpointCreated {
+        /// Its name.
+        name: &'a [u8],
+        /// Its creation attributes.
+        attributes: CreationAttributes,
+    },
+    /// The active replica moved.
+    ActiveReplicaSet {
+        /// Its node.
+        node: u32,
+        /// The new term.
+        term: u32,
+    },
+    /// The retention duration changed.
+    RetentionSet {
+        /// The new duration.
+        retention: Time,
+    },
+    /// The name was unlinked.
+    Unlink,
+    /// A piece of a large mutation's data.
+    Stage {
+        /// Section id.
+        id: &'a [u8],
+        /// Position of the piece within the mutation's data.
+        at: u64,
+        /// The piece.
+        data: &'a [u8],
+    },
+    /// Staged pieces dropped.
+    StageAbort {
+        /// Section id.
+        id: &'a [u8],
+    },
+}
+
+/// The [`FrameKind::CheckpointCreated`] payload: every creation attribute.
+pub fn encode_attributes(a: &CreationAttributes) -> [u8; CREATED_PAYLOAD_BYTES] {
+    let mut out = [0u8; CREATED_PAYLOAD_BYTES];
+    out[0..4].copy_from_slice(&a.flags.bits().to_le_bytes());
+    out[4..8].copy_from_slice(&a.sections_max.to_le_bytes());
+    out[8..16].copy_from_slice(&a.checkpoint_bytes.to_le_bytes());
+    out[16..24].copy_from_slice(&a.retention_ns.to_le_bytes());
+    out[24..32].copy_from_slice(&a.section_bytes_max.to_le_bytes());
+    out[32..40].copy_from_slice(&a.section_id_bytes_max.to_le_bytes());
+    out
+}
+
+/// Decodes a [`FrameKind::CheckpointCreated`] payload; `None` unless it is
+/// exactly one and the attributes are valid.
+pub fn decode_attributes(b: &[u8]) -> Option<CreationAttributes> {
+    if b.len() != CREATED_PAYLOAD_BYTES {
+        return None;
+    }
+    let attrs = CreationAttributes {
+        flags: CreationFlags::from_bits(le_u32(b, 0))?,
+        sections_max: le_u32(b, 4),
+        checkpoint_bytes: le_u64(b, 8),
+        retention_ns: le_u64(b, 16) as i64,
+        section_bytes_max: le_u64(b, 24),
+        section_id_bytes_max: le_u64(b, 32),
+    };
+    attrs.validate().ok()?;
+    Some(attrs)
 }
 
 /// Why a frame could not be encoded.
@@ -313,11 +496,9 @@ impl core::error::Error for EncodeError {}
 ///
 /// ```
 /// use ckpt_core::frame::{decode, encode, FrameHeader, FrameKind, Mutation};
-/// let header = FrameHeader {
-///     kind: FrameKind::Overwrite, flags: 0, lsn: 0, id_len: 3, data_len: 4,
-///     time_ns: 1, arg: 0, version: 2,
-/// };
-/// let mut buf = [0u8; 64];
+/// let mut header = FrameHeader::new(FrameKind::Overwrite);
+/// (header.seq, header.term, header.id_len, header.data_len, header.version) = (9, 1, 3, 4, 2);
+/// let mut buf = [0u8; 80];
 /// let n = encode(&header, b"seq", &7u32.to_be_bytes(), &mut buf).unwrap();
 /// let frame = decode(&buf[..n], false).unwrap();
 /// assert_eq!(frame.mutation(), Some(Mutation::Overwrite { id: b"seq", data: &[0, 0, 0, 7] }));
@@ -328,10 +509,8 @@ pub fn encode(
     data: &[u8],
     out: &mut [u8],
 ) -> Result<usize, EncodeError> {
-    let elided = header.flags & FLAG_DATA_ELIDED != 0;
-    if id.len() != header.id_len as usize
-        || (!elided && data.len() != header.data_len as usize && header.kind != FrameKind::Pad)
-    {
+    let pad = header.kind == FrameKind::Pad;
+    if id.len() != header.id_len as usize || (!pad && data.len() != header.data_len as usize) {
         return Err(EncodeError::BadLength);
     }
     let bytes = header.frame_bytes();
@@ -343,7 +522,7 @@ pub fn encode(
     let mut at = HEADER_BYTES;
     out[at..at + id.len()].copy_from_slice(id);
     at += id.len();
-    if !elided && header.kind != FrameKind::Pad {
+    if !pad {
         out[at..at + data.len()].copy_from_slice(data);
         at += data.len();
     }
@@ -351,8 +530,12 @@ pub fn encode(
     Ok(bytes)
 }
 
-/// Sets `SEALED` and writes the checksum of a whole encoded frame.
+/// Sets `SEALED` and writes the checksum of a whole encoded frame. Bytes that
+/// are not a whole frame are left as they are.
 pub fn seal(frame: &mut [u8]) {
+    if frame.len() < HEADER_BYTES {
+        return;
+    }
     frame[17] |= FLAG_SEALED;
     let crc = crc32c::crc32c(&frame[8..]);
     frame[4..8].copy_from_slice(&crc.to_le_bytes());
@@ -377,21 +560,83 @@ pub fn decode_header(buf: &[u8]) -> Result<FrameHeader, DecodeError> {
     if flags & !FLAGS_KNOWN != 0 {
         return Err(DecodeError::BadFlags(flags));
     }
+    if b[24] != FORMAT_VERSION {
+        return Err(DecodeError::BadFormat(b[24]));
+    }
+    if b[25..28] != [0, 0, 0] {
+        return Err(DecodeError::NonZeroPadding);
+    }
     let header = FrameHeader {
         kind,
         flags,
-        lsn: le_u64(b, 8),
+        seq: le_u64(b, 8),
         id_len: u16::from_le_bytes([b[18], b[19]]),
         data_len: le_u32(b, 20),
-        time_ns: le_u64(b, 24) as i64,
-        arg: le_u64(b, 32) as i64,
-        version: le_u64(b, 40),
+        term: le_u32(b, 28),
+        incarnation: le_u64(b, 32),
+        time_ns: le_u64(b, 40) as i64,
+        arg: le_u64(b, 48) as i64,
+        version: le_u64(b, 56),
     };
     let declared = le_u32(b, 0) as usize;
     if declared % FRAME_ALIGN != 0 || declared != header.frame_bytes() {
         return Err(DecodeError::BadLength);
     }
     Ok(header)
+}
+
+/// Checks the header's fields against its kind.
+fn check_fields(h: &FrameHeader) -> Result<(), DecodeError> {
+    use FrameKind as K;
+    let staged = h.flags & FLAG_STAGED != 0;
+    let more = h.flags & FLAG_MORE != 0;
+    if (staged && !h.kind.may_be_staged()) || (h.kind == K::Stage && !more) {
+        return Err(DecodeError::BadFlags(h.flags));
+    }
+    if h.kind == K::Pad {
+        let nonzero = h.flags != 0
+            || h.seq != 0
+            || h.term != 0
+            || h.incarnation != 0
+            || h.id_len != 0
+            || h.time_ns != 0
+            || h.arg != 0
+            || h.version != 0;
+        return if nonzero {
+            Err(DecodeError::BadField)
+        } else {
+            Ok(())
+        };
+    }
+    if h.seq == 0 || (!h.kind.carries_data() && h.data_len != 0) {
+        return Err(DecodeError::BadField);
+    }
+    let section = matches!(
+        h.kind,
+        K::Create | K::Write | K::Overwrite | K::Delete | K::ExpirationSet
+    );
+    if section && h.version == 0 {
+        return Err(DecodeError::BadField);
+    }
+    let ok = match h.kind {
+        K::Create | K::Write | K::ExpirationSet | K::Stage | K::RetentionSet => h.arg >= 0,
+        K::ActiveReplicaSet => (0..=u32::MAX as i64).contains(&h.arg) && h.version == 0,
+        K::CheckpointCreated => {
+            h.data_len as usize == CREATED_PAYLOAD_BYTES
+                && h.id_len != 0
+                && h.arg == 0
+                && h.version == 0
+                && !more
+        }
+        K::Unlink => h.id_len == 0 && h.arg == 0 && h.version == 0,
+        K::Overwrite | K::Delete | K::StageAbort => h.arg == 0,
+        K::Pad => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::BadField)
+    }
 }
 
 /// Decodes and validates one frame at the start of `buf`.
@@ -412,35 +657,24 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
     } else if le_u32(frame, 4) != 0 {
         return Err(DecodeError::NonZeroPadding);
     }
-    let elided = header.flags & FLAG_DATA_ELIDED != 0;
+    check_fields(&header)?;
     let id_end = HEADER_BYTES + header.id_len as usize;
-    let data_end = if elided || header.kind == FrameKind::Pad {
+    let data_end = if header.kind == FrameKind::Pad {
         id_end
     } else {
         id_end + header.data_len as usize
     };
-    match header.kind {
-        FrameKind::Pad
-            if header.id_len != 0 || elided || header.version != 0 || header.arg != 0 =>
-        {
-            return Err(DecodeError::BadField)
-        }
-        FrameKind::Write if header.arg < 0 => return Err(DecodeError::BadField),
-        FrameKind::Create | FrameKind::ExpirationSet if header.arg < 0 => {
-            return Err(DecodeError::BadField)
-        }
-        FrameKind::Delete | FrameKind::ExpirationSet if header.data_len != 0 => {
-            return Err(DecodeError::BadField)
-        }
-        _ => {}
-    }
     if header.kind != FrameKind::Pad && frame[data_end..].iter().any(|&b| b != 0) {
         return Err(DecodeError::NonZeroPadding);
+    }
+    let data = &frame[id_end..data_end];
+    if header.kind == FrameKind::CheckpointCreated && decode_attributes(data).is_none() {
+        return Err(DecodeError::BadField);
     }
     Ok(Frame {
         header,
         id: &frame[HEADER_BYTES..id_end],
-        data: &frame[id_end..data_end],
+        data,
     })
 }
 
@@ -452,7 +686,9 @@ mod tests {
         FrameHeader {
             kind,
             flags: 0,
-            lsn: 4096,
+            seq: 4096,
+            term: 3,
+            incarnation: 0xABCD,
             id_len,
             data_len,
             time_ns: 77,
@@ -465,15 +701,32 @@ mod tests {
     fn header_layout_is_fixed() {
         let h = header(FrameKind::Write, 2, 3);
         let b = h.to_bytes();
-        assert_eq!(le_u32(&b, 0), 56);
+        assert_eq!(le_u32(&b, 0), 72);
         assert_eq!(le_u32(&b, 4), 0);
         assert_eq!(le_u64(&b, 8), 4096);
         assert_eq!(b[16], 2);
         assert_eq!(u16::from_le_bytes([b[18], b[19]]), 2);
         assert_eq!(le_u32(&b, 20), 3);
-        assert_eq!(le_u64(&b, 24), 77);
-        assert_eq!(le_u64(&b, 32), 5);
-        assert_eq!(le_u64(&b, 40), 9);
+        assert_eq!(b[24], FORMAT_VERSION);
+        assert_eq!(le_u32(&b, 28), 3);
+        assert_eq!(le_u64(&b, 32), 0xABCD);
+        assert_eq!(le_u64(&b, 40), 77);
+        assert_eq!(le_u64(&b, 48), 5);
+        assert_eq!(le_u64(&b, 56), 9);
+    }
+
+    fn round_trip(h: FrameHeader, id: &[u8], data: &[u8]) {
+        let mut buf = vec![0xAAu8; h.frame_bytes() + 16];
+        let n = encode(&h, id, data, &mut buf).unwrap();
+        assert_eq!(n % FRAME_ALIGN, 0);
+        let f = decode(&buf[..n], false).unwrap();
+        assert_eq!((f.header, f.id, f.data), (h, id, data));
+        assert_eq!(decode(&buf[..n], true), Err(DecodeError::Unsealed));
+        seal(&mut buf[..n]);
+        let f = decode(&buf[..n], true).unwrap();
+        assert_eq!((f.id, f.data), (id, data));
+        buf[n - 1] ^= 1;
+        assert_eq!(decode(&buf[..n], true), Err(DecodeError::BadChecksum));
     }
 
     #[test]
@@ -486,24 +739,54 @@ mod tests {
             (FrameKind::ExpirationSet, b"id", b""),
         ];
         for (kind, id, data) in cases {
-            let h = header(kind, id.len() as u16, data.len() as u32);
-            let mut buf = vec![0xAAu8; 128];
-            let n = encode(&h, id, data, &mut buf).unwrap();
-            assert_eq!(n % FRAME_ALIGN, 0);
-            let f = decode(&buf[..n], false).unwrap();
-            assert_eq!((f.header, f.id, f.data), (h, id, data));
-            assert_eq!(decode(&buf[..n], true), Err(DecodeError::Unsealed));
-            seal(&mut buf[..n]);
-            let f = decode(&buf[..n], true).unwrap();
-            assert_eq!((f.id, f.data), (id, data));
-            buf[n - 1] ^= 1;
-            assert_eq!(decode(&buf[..n], true), Err(DecodeError::BadChecksum));
+            let mut h = header(kind, id.len() as u16, data.len() as u32);
+            if kind == FrameKind::Overwrite || kind == FrameKind::Delete {
+                h.arg = 0;
+            }
+            round_trip(h, id, data);
         }
+        let attrs = encode_attributes(&CreationAttributes::new(4, 100));
+        let mut created = header(FrameKind::CheckpointCreated, 4, attrs.len() as u32);
+        (created.arg, created.version) = (0, 0);
+        round_trip(created, b"name", &attrs);
+        let mut ar = header(FrameKind::ActiveReplicaSet, 0, 0);
+        ar.version = 0;
+        round_trip(ar, b"", b"");
+        let mut stage = header(FrameKind::Stage, 1, 4);
+        stage.flags = FLAG_MORE;
+        round_trip(stage, b"s", b"abcd");
+        let mut staged = header(FrameKind::Write, 1, 2);
+        staged.flags = FLAG_STAGED;
+        round_trip(staged, b"s", b"ef");
+    }
+
+    #[test]
+    fn mutations_carry_what_the_kind_means() {
+        let attrs = CreationAttributes::new(4, 100);
+        let payload = encode_attributes(&attrs);
+        let mut h = header(FrameKind::CheckpointCreated, 1, payload.len() as u32);
+        (h.arg, h.version) = (0, 0);
+        let mut buf = [0u8; 128];
+        let n = encode(&h, b"n", &payload, &mut buf).unwrap();
+        assert_eq!(
+            decode(&buf[..n], false).unwrap().mutation(),
+            Some(Mutation::CheckpointCreated {
+                name: b"n",
+                attributes: attrs
+            })
+        );
+        let mut h = header(FrameKind::ActiveReplicaSet, 0, 0);
+        (h.arg, h.version, h.term) = (7, 0, 12);
+        let n = encode(&h, b"", b"", &mut buf).unwrap();
+        assert_eq!(
+            decode(&buf[..n], false).unwrap().mutation(),
+            Some(Mutation::ActiveReplicaSet { node: 7, term: 12 })
+        );
     }
 
     #[test]
     fn pad_frames_cover_their_span() {
-        let h = FrameHeader::pad(8, 200);
+        let h = FrameHeader::pad(200);
         assert_eq!(h.frame_bytes(), 200);
         let mut buf = vec![0u8; 200];
         assert_eq!(encode(&h, b"", b"", &mut buf), Ok(200));
@@ -513,22 +796,10 @@ mod tests {
     }
 
     #[test]
-    fn elided_frames_keep_only_the_length() {
-        let mut h = header(FrameKind::Overwrite, 1, 1 << 20);
-        h.flags = FLAG_DATA_ELIDED;
-        assert_eq!(h.frame_bytes(), 56);
-        let mut buf = [0u8; 56];
-        encode(&h, b"s", &[], &mut buf).unwrap();
-        let f = decode(&buf, false).unwrap();
-        assert_eq!(f.header.data_len, 1 << 20);
-        assert!(f.data.is_empty());
-    }
-
-    #[test]
     fn garbage_is_refused_not_trusted() {
         assert_eq!(decode(&[0u8; 10], false), Err(DecodeError::Truncated));
         let h = header(FrameKind::Write, 1, 1);
-        let mut buf = [0u8; 56];
+        let mut buf = [0u8; 72];
         encode(&h, b"a", b"b", &mut buf).unwrap();
         let mut bad = buf;
         bad[16] = 99;
@@ -537,14 +808,48 @@ mod tests {
         bad[17] = 0x80;
         assert_eq!(decode(&bad, false), Err(DecodeError::BadFlags(0x80)));
         let mut bad = buf;
-        bad[0] = 64;
-        assert_eq!(decode(&bad, false), Err(DecodeError::BadLength));
+        bad[24] = 1;
+        assert_eq!(decode(&bad, false), Err(DecodeError::BadFormat(1)));
         let mut bad = buf;
-        bad[55] = 1;
+        bad[26] = 1;
         assert_eq!(decode(&bad, false), Err(DecodeError::NonZeroPadding));
         let mut bad = buf;
-        bad[32..40].copy_from_slice(&(-1i64).to_le_bytes());
+        bad[0] = 80;
+        assert_eq!(decode(&bad, false), Err(DecodeError::BadLength));
+        let mut bad = buf;
+        bad[71] = 1;
+        assert_eq!(decode(&bad, false), Err(DecodeError::NonZeroPadding));
+        let mut bad = buf;
+        bad[48..56].copy_from_slice(&(-1i64).to_le_bytes());
         assert_eq!(decode(&bad, false), Err(DecodeError::BadField));
-        assert_eq!(decode(&buf[..48], false), Err(DecodeError::Truncated));
+        let mut bad = buf;
+        bad[8..16].fill(0);
+        assert_eq!(decode(&bad, false), Err(DecodeError::BadField), "seq 0");
+        let mut bad = buf;
+        bad[56..64].fill(0);
+        assert_eq!(decode(&bad, false), Err(DecodeError::BadField), "version 0");
+        let mut bad = buf;
+        bad[17] = FLAG_STAGED;
+        bad[16] = FrameKind::Delete as u8;
+        assert!(decode(&bad, false).is_err());
+        assert_eq!(decode(&buf[..64], false), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn a_stage_without_more_and_bad_attributes_are_refused() {
+        let mut h = header(FrameKind::Stage, 1, 1);
+        let mut buf = [0u8; 72];
+        encode(&h, b"a", b"b", &mut buf).unwrap();
+        assert_eq!(decode(&buf, false), Err(DecodeError::BadFlags(0)));
+        h.flags = FLAG_MORE;
+        encode(&h, b"a", b"b", &mut buf).unwrap();
+        assert!(decode(&buf, false).is_ok());
+        let mut payload = encode_attributes(&CreationAttributes::new(4, 100));
+        payload[4..8].fill(0); // zero sections
+        let mut h = header(FrameKind::CheckpointCreated, 1, payload.len() as u32);
+        (h.arg, h.version) = (0, 0);
+        let mut buf = [0u8; 128];
+        let n = encode(&h, b"n", &payload, &mut buf).unwrap();
+        assert_eq!(decode(&buf[..n], false), Err(DecodeError::BadField));
     }
 }

@@ -10,14 +10,18 @@
 //!   per-section descriptor, with every limit of the spec;
 //! - [`ais`]: the `SaAisErrorT` codes, and [`error`]: one small `Copy` error enum
 //!   per operation, each variant mapping 1:1 to an `SaAisErrorT` code;
-//! - [`frame`]: the **one** byte format of a delta-log record. The shared-memory
-//!   log ring stores these frames and the replication engine ships them as-is.
+//! - [`frame`]: the **one** byte format of a delta-log record and the
+//!   replication protocol. The shared-memory log ring stores these frames and
+//!   the replication engine ships them as-is;
+//! - [`catchup`]: the rule that says which frames a fuzzy copy of a checkpoint
+//!   already contains.
 //!
 //! The crate forbids `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod ais;
 pub mod attrs;
+pub mod catchup;
 pub mod error;
 pub mod frame;
 pub mod name;

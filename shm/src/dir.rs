@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 use ckpt_core::error::{OpenError, UnlinkError};
 use ckpt_core::CheckpointName;
 
-use crate::layout::{LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED};
-use crate::segment::{self, Config, Mapped, SegmentFault};
+use crate::layout::LIFECYCLE_DOOMED;
+use crate::ops::checkpoint::UnlinkFail;
+use crate::segment::{self, Config, Mapped, Segment, SegmentFault};
 use crate::sync::Ordering;
 
 /// Extension of segment files.
@@ -172,23 +173,20 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
         doom_and_remove(&mapped, &path);
         return Err(UnlinkError::NotExist);
     }
-    let h = mapped.header();
-    let mut current = h.lifecycle.load(Ordering::SeqCst);
-    loop {
-        if current & (LIFECYCLE_DOOMED | LIFECYCLE_UNLINKED) != 0 {
-            return Err(UnlinkError::NotExist);
-        }
-        match h.lifecycle.compare_exchange(
-            current,
-            current | LIFECYCLE_UNLINKED,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        ) {
-            Ok(_) => break,
-            Err(now) => current = now,
-        }
+    // The unlink is a logged mutation (replicas and standbys see it): take
+    // the claim as a registered, non-opening participant.
+    let segment = match Segment::attach(mapped, &path, config) {
+        Ok(Some(segment)) => segment,
+        Ok(None) => return Err(UnlinkError::NotExist),
+        Err(OpenError::NoResources) => return Err(UnlinkError::NoResources),
+        Err(_) => return Err(UnlinkError::TryAgain),
+    };
+    match segment.log_unlink() {
+        Ok(()) => {}
+        Err(UnlinkFail::Gone) => return Err(UnlinkError::NotExist),
+        Err(UnlinkFail::Contended) => return Err(UnlinkError::TryAgain),
     }
-    remove_if_same(&mapped, &path);
+    remove_if_same(&segment, &path);
     Ok(())
 }
 

@@ -5,17 +5,18 @@
 //!
 //! ```text
 //!  0      ┌──────────────────────────────┐
-//!         │ SegmentHeader (576 B)        │ magic, layout version (published last),
-//!         │   attributes, geometry, name │ creation attributes, geometry, name;
-//!         │   claim + recovery intent    │ the writer claim and its intent record;
-//!         │   index seq, log tail/reserve│ the log's published tail; state words
+//!         │ SegmentHeader (704 B)        │ immutable: magic, layout version (published
+//!         │   immutable + CRC            │   last), attributes, geometry, incarnation, name;
+//!         │   replicated state           │ replicated: last seq, active replica + term,
+//!         │   host-local state           │   retention, counters, role; host-local: claim,
+//!         │                              │   intent, log tail, sleepers, lifecycle, acks
 //!  4096   ├──────────────────────────────┤
 //!         │ OpenerEntry × openers_max    │ who has the checkpoint open (pid, start time)
 //!         ├──────────────────────────────┤
 //!         │ index: u64 bucket × 2^k      │ open-addressing hash table: BucketWord
 //!         ├──────────────────────────────┤
-//!         │ SlotHeader × sections_max    │ 64 B header + the id bytes, each slot
-//!         │   (stride slot_header_stride)│   life word, commit word, expiration, sizes
+//!         │ SlotHeader × sections_max    │ 96 B fixed part + the id bytes, each slot:
+//!         │   (stride slot_header_stride)│   life, commit, expiration (+ seq), buffer metas
 //!         ├──────────────────────────────┤
 //!         │ data: 2 buffers per slot     │ section bytes, double buffered
 //!         │   (stride 2 × buffer_stride) │
@@ -26,7 +27,7 @@
 //!
 //! Packed atomic words are read and written only through the decoder structs
 //! below ([`CommitWord`], [`LifeWord`], [`BucketWord`], [`ClaimWord`],
-//! [`OpenerWord`]), each with a test proving its fields do not overlap.
+//! [`OpenerWord`], [`ActiveReplicaWord`], [`RoleWord`]), each with a test proving its fields do not overlap.
 
 use ckpt_core::CreationAttributes;
 
@@ -35,7 +36,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field.
@@ -53,8 +54,17 @@ pub const LOG_BYTES_MAX: u64 = 1 << 30;
 /// Default log ring when the opener does not choose.
 pub const LOG_BYTES_DEFAULT_MAX: u64 = 16 << 20;
 
-/// The segment header. Immutable fields are written before the layout version
-/// is published and never again; the rest are atomics, grouped by writer.
+/// The segment header, in three parts:
+///
+/// - **immutable** (`magic` .. `header_crc32c`): written before the layout
+///   version is published and never again, covered by the CRC;
+/// - **replicated** (`log_seq` .. `role`): the checkpoint-wide state a replica
+///   mirrors, each word changed only by a logged mutation under the claim (a
+///   replica's apply writes the same values), plus the counters derived from
+///   the sections (recomputed by recovery);
+/// - **host-local** (`claim` ..): this host's writer claim and intent record,
+///   its log ring positions, sleepers, openers' retention clock, lifecycle
+///   flags and acknowledgements. A replica has its own.
 #[repr(C)]
 pub struct SegmentHeader {
     /// [`MAGIC`].
@@ -89,28 +99,53 @@ pub struct SegmentHeader {
     pub creator_pid: u32,
     /// Bytes of `name` in use.
     pub name_len: u32,
+    /// Random at creation: tells a re-created checkpoint of the same name from
+    /// the old one; in every frame.
+    pub incarnation: u64,
     /// The checkpoint's name.
     pub name: [u8; NAME_BYTES],
     /// CRC32C of bytes `0..CHECKSUMMED_BYTES` with `layout_version` read as 0:
     /// every immutable field, so an altered attribute is refused, not trusted.
     pub header_crc32c: u32,
-    _pad0: [u8; 28],
+    _pad0: [u8; 20],
 
+    // ---- replicated state ----
+    /// Sequence number of the last published frame (a replica: the last
+    /// applied one).
+    pub log_seq: AtomicU64,
+    /// [`ActiveReplicaWord`]: the active replica and the term.
+    pub active_replica: AtomicU64,
+    /// Current retention duration.
+    pub retention_ns: AtomicI64,
+    /// Sequence number of the last checkpoint-wide frame (active replica,
+    /// retention); stored after the value it describes.
+    pub state_seq: AtomicU64,
+    /// Live sections (derived from the slots).
+    pub sections_live: AtomicU64,
+    /// Sum of live sections' sizes (derived from the slots).
+    pub memory_used: AtomicU64,
+    /// Counter for generated section ids.
+    pub next_generated_id: AtomicU64,
+    /// [`RoleWord`]: primary or replica.
+    pub role: AtomicU64,
+
+    // ---- host-local state ----
     /// The writer claim: [`ClaimWord`].
     pub claim: AtomicU64,
     /// The claim holder's intent: [`IntentWord`].
     pub intent_op: AtomicU64,
     /// The value the intent's commit-point store writes.
     pub intent_target: AtomicU64,
-    /// The bucket an index intent touches.
+    /// The bucket an index intent touches (for an expiration change: unused).
     pub intent_bucket: AtomicU64,
     /// The log position to publish once the commit point is passed.
     pub intent_log_end: AtomicU64,
+    /// The sequence number the intent's frames start at (stages come first).
+    pub intent_seq: AtomicU64,
     /// How many claims were recovered from dead writers.
     pub recoveries: AtomicU64,
     /// Odd while the claim holder compacts the index (lookups that miss retry).
     pub index_seq: AtomicU64,
-    _pad1: [u8; 8],
 
     /// Log position up to which frames are published.
     pub log_tail: AtomicU64,
@@ -118,27 +153,39 @@ pub struct SegmentHeader {
     pub log_reserve: AtomicU64,
     /// Processes sleeping on `log_tail` (futex).
     pub waiters: AtomicU32,
-    _pad2: [u8; 44],
-
-    /// Live sections.
-    pub sections_live: AtomicU64,
-    /// Sum of live sections' sizes.
-    pub memory_used: AtomicU64,
-    /// Counter for generated section ids.
-    pub next_generated_id: AtomicU64,
-    /// Current retention duration.
-    pub retention_ns: AtomicI64,
+    /// Writers sleeping on acknowledgements (futex on `ack_epoch`).
+    pub ack_waiters: AtomicU32,
     /// When the last opener closed (ns since the epoch), 0 while open.
     pub last_close_ns: AtomicI64,
     /// [`LIFECYCLE_UNLINKED`] | [`LIFECYCLE_DOOMED`].
     pub lifecycle: AtomicU64,
-    /// [`ActiveReplicaWord`].
-    pub active_replica: AtomicU64,
-    _pad3: [u8; 8],
+    /// Pid of the process that last set the active replica (for operators).
+    pub active_pid: AtomicU64,
+    /// Bumped (and futex-woken) whenever an acknowledgement advances.
+    pub ack_epoch: AtomicU32,
+    _pad1: [u8; 4],
+    /// The sequence number of the intent's own (last) frame, recorded with
+    /// `intent_log_end`.
+    pub intent_end_seq: AtomicU64,
+    /// Per replica: the highest sequence number it has acknowledged.
+    pub acks: [AckSlot; ACK_SLOTS],
 }
 
+/// One replica's acknowledgement.
+#[repr(C)]
+pub struct AckSlot {
+    /// The replica's node id + 1; 0 while the slot is free.
+    pub node: AtomicU64,
+    /// The highest sequence number it has acknowledged (it holds every frame
+    /// up to it).
+    pub seq: AtomicU64,
+}
+
+/// Acknowledgement slots (replicas one checkpoint can track).
+pub const ACK_SLOTS: usize = 8;
+
 /// Bytes of the header covered by `header_crc32c` (everything before it).
-pub const CHECKSUMMED_BYTES: usize = 352;
+pub const CHECKSUMMED_BYTES: usize = 360;
 
 /// The checksum of a header's immutable bytes (`layout_version` counted as 0,
 /// since it is published after the checksum is written).
@@ -165,14 +212,22 @@ pub struct OpenerEntry {
     _pad: [u8; 40],
 }
 
-/// Size and time of one of a slot's two buffers.
+/// Size, time and sequence number of the version one of a slot's two
+/// buffers holds.
 #[repr(C)]
 pub struct BufferMeta {
     /// Bytes of data in the buffer.
     pub size: AtomicU64,
     /// `lastUpdate` of the version in the buffer.
     pub time_ns: AtomicI64,
+    /// Sequence number of the frame that made this version: read under the
+    /// slot's seqlock with the data, so a snapshot knows exactly which frames
+    /// its copy already contains.
+    pub seq: AtomicU64,
 }
+
+/// Bytes of a slot's fixed part; its id bytes follow.
+pub const SLOT_FIXED_BYTES: u64 = 96;
 
 /// The fixed part of a section slot; the id bytes follow it.
 #[repr(C)]
@@ -183,9 +238,12 @@ pub struct SlotHeader {
     pub commit: AtomicU64,
     /// Absolute expiration, `i64::MAX` for never.
     pub expiration_ns: AtomicI64,
+    /// Sequence number of the frame that set `expiration_ns` (the create, or
+    /// the last expiration change); stored after it.
+    pub expiration_seq: AtomicU64,
     /// Bytes of id, written while the slot is reserved.
     pub id_len: AtomicU32,
-    _pad: u32,
+    _pad: [u8; 12],
     /// The two buffers' metadata.
     pub buffers: [BufferMeta; 2],
 }
@@ -196,13 +254,15 @@ impl SlotHeader {
         let meta = || BufferMeta {
             size: AtomicU64::new(0),
             time_ns: AtomicI64::new(0),
+            seq: AtomicU64::new(0),
         };
         SlotHeader {
             life: AtomicU64::new(0),
             commit: AtomicU64::new(0),
             expiration_ns: AtomicI64::new(i64::MAX),
+            expiration_seq: AtomicU64::new(0),
             id_len: AtomicU32::new(0),
-            _pad: 0,
+            _pad: [0; 12],
             buffers: [meta(), meta()],
         }
     }
@@ -217,23 +277,27 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 576);
+    assert!(size_of::<SegmentHeader>() == 704);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
     assert!(offset_of!(SegmentHeader, section_bytes_max) == 56);
-    assert!(offset_of!(SegmentHeader, name) == 96);
+    assert!(offset_of!(SegmentHeader, incarnation) == 96);
+    assert!(offset_of!(SegmentHeader, name) == 104);
     assert!(offset_of!(SegmentHeader, header_crc32c) == CHECKSUMMED_BYTES);
-    assert!(offset_of!(SegmentHeader, claim) == 384);
-    assert!(offset_of!(SegmentHeader, log_tail) == 448);
-    assert!(offset_of!(SegmentHeader, sections_live) == 512);
-    assert!(offset_of!(SegmentHeader, active_replica) == 560);
+    // Replicated state: one cache line.
+    assert!(offset_of!(SegmentHeader, log_seq) == 384);
+    assert!(offset_of!(SegmentHeader, role) == 440);
+    // Host-local state.
+    assert!(offset_of!(SegmentHeader, claim) == 448);
+    assert!(offset_of!(SegmentHeader, log_tail) == 512);
+    assert!(offset_of!(SegmentHeader, acks) == 576);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
-    assert!(size_of::<SlotHeader>() == 64);
+    assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);
     assert!(offset_of!(SlotHeader, commit) == 8);
-    assert!(offset_of!(SlotHeader, buffers) == 32);
-    assert!(size_of::<BufferMeta>() == 16);
+    assert!(offset_of!(SlotHeader, buffers) == 48);
+    assert!(size_of::<BufferMeta>() == 24);
 };
 
 /// Where everything lives in a segment, derived from the attributes alone so
@@ -290,7 +354,7 @@ impl Geometry {
         let index_offset = align_up(openers_offset + OPENERS_MAX as u64 * 64, REGION_ALIGN);
         let index_buckets = (sections * 2).max(8).next_power_of_two();
         let slots_offset = align_up(index_offset + index_buckets * 8, REGION_ALIGN);
-        let slot_header_stride = 64 + align_up(attrs.section_id_bytes_max, 64);
+        let slot_header_stride = align_up(SLOT_FIXED_BYTES + attrs.section_id_bytes_max, 64);
         let data_offset = align_up(
             slots_offset.checked_add(sections.checked_mul(slot_header_stride)?)?,
             REGION_ALIGN,
@@ -312,6 +376,11 @@ impl Geometry {
             end,
             sections_max: attrs.sections_max,
         })
+    }
+
+    /// Offset of slot `slot`'s id bytes.
+    pub const fn slot_id(&self, slot: u32) -> u64 {
+        self.slot_header(slot) + SLOT_FIXED_BYTES
     }
 
     /// Offset of slot `slot`'s header.
@@ -474,6 +543,12 @@ pub mod intent_op {
     pub const DELETE: u8 = 3;
     /// A section's expiration is being changed.
     pub const EXPIRE: u8 = 4;
+    /// The active replica (and term) is being changed.
+    pub const ACTIVE: u8 = 5;
+    /// The retention duration is being changed.
+    pub const RETAIN: u8 = 6;
+    /// The checkpoint's name is being unlinked.
+    pub const UNLINK: u8 = 7;
 }
 
 packed_word! {
@@ -499,14 +574,32 @@ packed_word! {
 }
 
 packed_word! {
-    /// The active replica (collocated asynchronous checkpoints).
+    /// The active replica and the term. Changed only by a logged
+    /// `ActiveReplicaSet` under the claim (or its apply on a replica): the
+    /// store of this word is that mutation's commit point.
     pub struct ActiveReplicaWord {
         /// True once an active replica is set.
         set: bool = 0, 1;
         /// Node id of the active replica.
         node: u32 = 1, 31;
-        /// Pid of the process that set it last (for operators).
-        pid: u32 = 32, 32;
+        /// The term: 1 at creation, +1 with every change of active replica.
+        term: u32 = 32, 32;
+    }
+}
+
+/// Roles in [`RoleWord::role`].
+pub mod role {
+    /// The checkpoint's primary copy: local writers write it.
+    pub const PRIMARY: u8 = 0;
+    /// A replica: written only by applying a primary's frames.
+    pub const REPLICA: u8 = 1;
+}
+
+packed_word! {
+    /// What this copy of the checkpoint is.
+    pub struct RoleWord {
+        /// One of [`role`].
+        role: u8 = 0, 8;
     }
 }
 
@@ -534,6 +627,7 @@ mod tests {
         assert_disjoint(IntentWord::FIELDS);
         assert_disjoint(OpenerWord::FIELDS);
         assert_disjoint(ActiveReplicaWord::FIELDS);
+        assert_disjoint(RoleWord::FIELDS);
     }
 
     #[test]
@@ -566,7 +660,7 @@ mod tests {
         let a = ActiveReplicaWord {
             set: true,
             node: (1 << 31) - 1,
-            pid: u32::MAX,
+            term: u32::MAX,
         };
         assert_eq!(ActiveReplicaWord::from(a.value()), a);
         assert_eq!(LifeWord::from(LifeWord { state: 2, gen: 7 }.value()).gen, 7);

@@ -36,6 +36,6 @@ pub mod proc;
 pub mod segment;
 
 #[cfg(not(loom))]
-pub use ops::{Consumer, SectionRef, SectionView, WriteElement};
+pub use ops::{Consumer, SectionRef, SectionView, Snapshot, SnapshotSection, WriteElement};
 #[cfg(not(loom))]
 pub use segment::{Config, Mapped, Segment};

@@ -2,7 +2,10 @@
 //!
 //! Positions are byte counts since the log began (`u64`, never wrap); a frame
 //! at position `p` lives at ring offset `p % capacity`. A frame never straddles
-//! the ring's end: the writer pads to the end first.
+//! the ring's end: the writer pads to the end first. Positions are this ring's
+//! own business: frames carry the checkpoint-wide sequence number instead
+//! (`seq`, +1 per frame), which the log publishes with the tail and which a
+//! consumer checks for density (a jump means the ring is damaged).
 //!
 //! **Appending** (claim holder only): announce the end of the bytes about to be
 //! written in `reserve`, write the frame, pass the operation's commit point,
@@ -16,8 +19,10 @@
 //! consumer more than `capacity` bytes behind has lost frames: it gets
 //! [`LogError::Lagged`] with the oldest position still intact, and must
 //! resynchronize from the sections themselves (they are the authority; the log
-//! is only their history) before continuing from the tail it noted. Overrun is
-//! detected, seqlock style, by re-reading `reserve` after copying a frame out.
+//! is only their history): it notes the tail *before* reading them, then
+//! continues from there and skips every frame its copy already contains (see
+//! the catch-up rule in `ops::consume`). Overrun is detected, seqlock style, by
+//! re-reading `reserve` after copying a frame out.
 
 use ckpt_core::frame::{self, Frame, FrameHeader, FRAME_ALIGN, HEADER_BYTES};
 
@@ -39,8 +44,9 @@ pub trait RingBytes {
     fn capacity(&self) -> usize;
 }
 
-/// Frames larger than this share of the ring carry no data (`DATA_ELIDED`).
-pub const fn elide_threshold(capacity: usize) -> usize {
+/// The largest frame a ring of `capacity` bytes takes; larger mutations are
+/// split into `Stage` frames.
+pub const fn frame_bytes_max(capacity: usize) -> usize {
     capacity / 4
 }
 
@@ -48,16 +54,19 @@ pub const fn elide_threshold(capacity: usize) -> usize {
 pub struct Log<'a, B: RingBytes> {
     tail: &'a AtomicU64,
     reserve: &'a AtomicU64,
+    seq: &'a AtomicU64,
     bytes: B,
 }
 
 /// A frame written but not yet published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pending {
-    /// The frame's position.
-    pub lsn: u64,
+    /// The frame's ring position.
+    pub position: u64,
     /// The tail to publish.
     pub end: u64,
+    /// The frame's sequence number.
+    pub seq: u64,
 }
 
 /// Why a consumer could not read the next frame.
@@ -91,14 +100,23 @@ impl core::fmt::Display for LogError {
 impl core::error::Error for LogError {}
 
 impl<'a, B: RingBytes> Log<'a, B> {
-    /// A view of a log.
-    pub fn new(tail: &'a AtomicU64, reserve: &'a AtomicU64, bytes: B) -> Self {
+    /// A view of a log: its published tail, reserve, last published sequence
+    /// number and ring bytes.
+    pub fn new(tail: &'a AtomicU64, reserve: &'a AtomicU64, seq: &'a AtomicU64, bytes: B) -> Self {
         debug_assert!(bytes.capacity().is_power_of_two());
         Self {
             tail,
             reserve,
+            seq,
             bytes,
         }
+    }
+
+    /// The sequence number of the last published frame.
+    pub fn seq(&self) -> u64 {
+        // SYNC POINT: Acquire pairs with the Release half of the tail swap in
+        // `publish`, which follows the seq store.
+        self.seq.load(Ordering::Acquire)
     }
 
     /// The published tail.
@@ -107,16 +125,16 @@ impl<'a, B: RingBytes> Log<'a, B> {
         self.tail.load(Ordering::Acquire)
     }
 
-    /// Writes one frame (and any padding before it) without publishing it.
-    /// `header.lsn` is filled in; elide the data beforehand if the frame is larger
-    /// than [`elide_threshold`]. Claim holder only.
-    pub fn write(&self, mut header: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
+    /// Writes one frame (and any padding before it) after position `after`
+    /// (the tail, or the end of the frames written since) without publishing
+    /// it. The caller sets `header.seq` and keeps the frame within
+    /// [`frame_bytes_max`]. Claim holder only.
+    pub fn write(&self, after: u64, header: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
         let capacity = self.bytes.capacity() as u64;
         let bytes = header.frame_bytes() as u64;
-        debug_assert!(bytes <= elide_threshold(capacity as usize) as u64 || bytes <= capacity);
+        assert!(bytes <= frame_bytes_max(capacity as usize) as u64);
         let mask = capacity - 1;
-        // Only the claim holder moves the tail, so Relaxed reads our own value.
-        let tail = self.tail.load(Ordering::Relaxed);
+        let tail = after;
         let offset = tail & mask;
         // A frame never straddles the end; a gap too short for a pad header is
         // skipped by consumers without one.
@@ -134,11 +152,10 @@ impl<'a, B: RingBytes> Log<'a, B> {
         // a consumer that copied any byte written below sees this reserve.
         fence(Ordering::Release);
         if pad >= HEADER_BYTES as u64 {
-            let pad_header = FrameHeader::pad(tail, pad as usize);
+            let pad_header = FrameHeader::pad(pad as usize);
             self.bytes
                 .write_words(offset as usize, &pad_header.to_words());
         }
-        header.lsn = lsn;
         let at = (lsn & mask) as usize;
         let frame_end = at + bytes as usize;
         // Zero the last word first: it holds the padding (if any), and the id
@@ -148,22 +165,36 @@ impl<'a, B: RingBytes> Log<'a, B> {
         let mut cursor = at + HEADER_BYTES;
         self.bytes.write(cursor, id);
         cursor += id.len();
-        if header.flags & frame::FLAG_DATA_ELIDED == 0 {
-            self.bytes.write(cursor, data);
+        self.bytes.write(cursor, data);
+        Pending {
+            position: lsn,
+            end,
+            seq: header.seq,
         }
-        Pending { lsn, end }
     }
 
-    /// Publishes every frame below `end`. Claim holder only (and recovery).
+    /// The end of the frames written so far: the tail, or (after writes not
+    /// yet published) `reserve`. Claim holder only.
+    pub fn written_end(&self) -> u64 {
+        // Only the claim holder moves either, so Relaxed reads our own values.
+        self.reserve
+            .load(Ordering::Relaxed)
+            .max(self.tail.load(Ordering::Relaxed))
+    }
+
+    /// Publishes every frame below `end`, the last of which has sequence
+    /// number `seq`. Claim holder only (and recovery).
     ///
     /// A SeqCst swap, not a plain store: besides the Release that pairs with
     /// the Acquire load in `tail`/`read_next`, it orders the publication before
     /// the writer's later SeqCst load of the sleeper count (Dekker with
     /// `notify::Sleeper::register`; see notify.rs).
     #[inline]
-    pub fn publish(&self, end: u64) {
+    pub fn publish(&self, end: u64, seq: u64) {
+        self.seq.store(seq, Ordering::Relaxed);
         // SYNC POINT: SeqCst swap: Release half pairs with the Acquire loads of
-        // the tail; SeqCst half pairs with the sleeper's SeqCst RMW + load.
+        // the tail (and of `seq`, stored just before); SeqCst half pairs with
+        // the sleeper's SeqCst RMW + load.
         self.tail.swap(end, Ordering::SeqCst);
     }
 
@@ -201,7 +232,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
             self.bytes.read(at, &mut head);
             let header = frame::decode_header(&head);
             let bytes = header.map(|h| h.frame_bytes() as u64).unwrap_or(0);
-            let well_formed = header.map(|h| h.lsn) == Ok(*cursor)
+            let well_formed = header.is_ok()
                 && bytes >= HEADER_BYTES as u64
                 && at as u64 + bytes <= capacity
                 && *cursor + bytes <= tail;
@@ -257,32 +288,39 @@ mod tests {
     }
 
     fn overwrite(id: &[u8], data: &[u8], version: u64) -> FrameHeader {
-        FrameHeader {
-            kind: FrameKind::Overwrite,
-            flags: 0,
-            lsn: 0,
-            id_len: id.len() as u16,
-            data_len: data.len() as u32,
-            time_ns: 0,
-            arg: 0,
-            version,
-        }
+        let mut h = FrameHeader::new(FrameKind::Overwrite);
+        (h.id_len, h.data_len, h.version, h.seq) =
+            (id.len() as u16, data.len() as u32, version, version);
+        h
+    }
+
+    /// Writes one frame after the tail and publishes it.
+    fn append(log: &Log<'_, VecRing>, h: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
+        let p = log.write(log.written_end(), h, id, data);
+        log.publish(p.end, p.seq);
+        p
     }
 
     #[test]
     fn frames_come_out_in_order_across_wraps() {
-        let (tail, reserve) = (AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0xEE; 1024])));
+        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(
+            &tail,
+            &reserve,
+            &seq,
+            VecRing(RefCell::new(vec![0xEE; 1024])),
+        );
         let mut cursor = 0;
         let mut buf = Vec::new();
         for v in 1..=200u64 {
             let data = vec![v as u8; (v % 37) as usize];
-            let pending = log.write(overwrite(b"s", &data, v), b"s", &data);
+            let pending = log.write(log.written_end(), overwrite(b"s", &data, v), b"s", &data);
             assert!(
                 log.tail() < pending.end,
                 "written frames are not published yet"
             );
-            log.publish(pending.end);
+            log.publish(pending.end, pending.seq);
+            assert_eq!(log.seq(), v);
             let frame = log.read_next(&mut cursor, &mut buf).unwrap().unwrap();
             assert_eq!(frame.header.version, v);
             assert_eq!(
@@ -298,17 +336,16 @@ mod tests {
 
     #[test]
     fn unpublished_frames_are_invisible() {
-        let (tail, reserve) = (AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0; 1024])));
-        log.write(overwrite(b"s", b"x", 1), b"s", b"x");
+        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(&tail, &reserve, &seq, VecRing(RefCell::new(vec![0; 1024])));
+        log.write(log.written_end(), overwrite(b"s", b"x", 1), b"s", b"x");
         let mut cursor = 0;
         assert!(log
             .read_next(&mut cursor, &mut Vec::new())
             .unwrap()
             .is_none());
         log.forget_unpublished();
-        let p = log.write(overwrite(b"s", b"y", 1), b"s", b"y");
-        log.publish(p.end);
+        append(&log, overwrite(b"s", b"y", 1), b"s", b"y");
         let mut buf = Vec::new();
         let f = log.read_next(&mut cursor, &mut buf).unwrap().unwrap();
         assert_eq!(f.data, b"y");
@@ -316,11 +353,10 @@ mod tests {
 
     #[test]
     fn a_lagging_consumer_is_told_not_fed_garbage() {
-        let (tail, reserve) = (AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0; 1024])));
+        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(&tail, &reserve, &seq, VecRing(RefCell::new(vec![0; 1024])));
         for v in 1..=100 {
-            let p = log.write(overwrite(b"s", b"0123456789", v), b"s", b"0123456789");
-            log.publish(p.end);
+            append(&log, overwrite(b"s", b"0123456789", v), b"s", b"0123456789");
         }
         let mut cursor = 0;
         match log.read_next(&mut cursor, &mut Vec::new()) {
@@ -331,8 +367,13 @@ mod tests {
 
     #[test]
     fn corrupt_bytes_below_the_tail_are_reported() {
-        let (tail, reserve) = (AtomicU64::new(64), AtomicU64::new(64));
-        let log = Log::new(&tail, &reserve, VecRing(RefCell::new(vec![0x5A; 1024])));
+        let (tail, reserve, seq) = (AtomicU64::new(64), AtomicU64::new(64), AtomicU64::new(0));
+        let log = Log::new(
+            &tail,
+            &reserve,
+            &seq,
+            VecRing(RefCell::new(vec![0x5A; 1024])),
+        );
         let mut cursor = 0;
         assert_eq!(
             log.read_next(&mut cursor, &mut Vec::new()).unwrap_err(),
@@ -372,30 +413,27 @@ mod loom_model {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
         builder.check(|| {
-            let ring = Arc::new(AtomicRing((0..128).map(|_| AtomicU8::new(0)).collect()));
+            let ring = Arc::new(AtomicRing((0..512).map(|_| AtomicU8::new(0)).collect()));
             let tail = Arc::new(AtomicU64::new(0));
             let reserve = Arc::new(AtomicU64::new(0));
-            let header = |v| FrameHeader {
-                kind: FrameKind::Overwrite,
-                flags: 0,
-                lsn: 0,
-                id_len: 0,
-                data_len: 8,
-                time_ns: 0,
-                arg: 0,
-                version: v,
+            let seq = Arc::new(AtomicU64::new(0));
+            let header = |v| {
+                let mut h = FrameHeader::new(FrameKind::Overwrite);
+                (h.data_len, h.version, h.seq) = (8, v, v);
+                h
             };
             let writer = {
-                let (ring, tail, reserve) = (ring.clone(), tail.clone(), reserve.clone());
+                let (ring, tail, reserve, seq) =
+                    (ring.clone(), tail.clone(), reserve.clone(), seq.clone());
                 loom::thread::spawn(move || {
-                    let log = Log::new(&tail, &reserve, &*ring);
+                    let log = Log::new(&tail, &reserve, &seq, &*ring);
                     for v in 1..=2u64 {
-                        let p = log.write(header(v), b"", &[v as u8; 8]);
-                        log.publish(p.end);
+                        let p = log.write(log.written_end(), header(v), b"", &[v as u8; 8]);
+                        log.publish(p.end, p.seq);
                     }
                 })
             };
-            let log = Log::new(&tail, &reserve, &*ring);
+            let log = Log::new(&tail, &reserve, &seq, &*ring);
             let mut cursor = 0;
             let mut buf = Vec::new();
             let mut expect = 1;
@@ -403,6 +441,7 @@ mod loom_model {
                 match log.read_next(&mut cursor, &mut buf) {
                     Ok(Some(f)) => {
                         assert_eq!(f.header.version, expect);
+                        assert!(log.seq() >= expect, "a frame is visible before its seq");
                         assert_eq!(f.data, &[expect as u8; 8]);
                         expect += 1;
                     }

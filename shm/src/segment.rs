@@ -27,6 +27,7 @@ use crate::layout::{
 };
 use crate::sync::{AtomicU64, Ordering};
 use crate::{dir, proc};
+use ckpt_core::frame::{self, FrameHeader, FrameKind};
 
 /// Environment variable naming the segment directory.
 pub const ENV_DIR: &str = "CKPT_DIR";
@@ -171,8 +172,9 @@ impl Mapped {
     #[inline]
     pub(crate) fn slot_id_ptr(&self, slot: u32) -> *mut u8 {
         assert!(slot < self.geometry.sections_max);
-        let offset = self.geometry.slot_header(slot) + 64;
-        // SAFETY: in bounds as for `slot`; the id area follows the 64-byte header.
+        let offset = self.geometry.slot_id(slot);
+        // SAFETY: in bounds as for `slot`; the id area follows the slot's
+        // fixed part, within its stride.
         unsafe { self.base().add(offset as usize) }
     }
 
@@ -321,6 +323,19 @@ pub struct OpenerInfo {
     pub flags: u16,
     /// When it opened.
     pub opened: Time,
+}
+
+/// A random incarnation id (never 0).
+fn new_incarnation() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let mut id = u64::from_le_bytes(bytes);
+    if n != bytes.len() as isize {
+        // No entropy source: the clock and pid still tell incarnations apart.
+        id = (now().0 as u64) ^ ((std::process::id() as u64) << 40);
+    }
+    id.max(1)
 }
 
 /// The wall clock, nanoseconds since the epoch.
@@ -507,21 +522,22 @@ fn create_new(
         h.created_ns = now.0;
         h.creator_pid = me.pid;
         h.name_len = name.as_bytes().len() as u32;
+        h.incarnation = new_incarnation();
         h.name[..name.as_bytes().len()].copy_from_slice(name.as_bytes());
         let mut immutable = [0u8; layout::CHECKSUMMED_BYTES];
         immutable.copy_from_slice(&header_bytes(h)[..layout::CHECKSUMMED_BYTES]);
         h.header_crc32c = layout::header_checksum(&immutable);
         h.retention_ns.store(attrs.retention_ns, Ordering::Relaxed);
-        // Non-collocated asynchronous checkpoints have an active replica from
-        // the start (the service places it: here, this node).
-        if attrs.flags.mode().is_asynchronous() && !attrs.flags.is_collocated() {
-            let word = ActiveReplicaWord {
-                set: true,
-                node: config.node_id,
-                pid: me.pid,
-            };
-            h.active_replica.store(word.value(), Ordering::Relaxed);
-        }
+        // Term 1. Non-collocated asynchronous checkpoints have an active
+        // replica from the start (the service places it: here, this node).
+        let placed = attrs.flags.mode().is_asynchronous() && !attrs.flags.is_collocated();
+        let word = ActiveReplicaWord {
+            set: placed,
+            node: if placed { config.node_id } else { 0 },
+            term: 1,
+        };
+        h.active_replica.store(word.value(), Ordering::Relaxed);
+        h.active_pid.store(me.pid as u64, Ordering::Relaxed);
     }
     let mapped = Mapped {
         map,
@@ -530,10 +546,36 @@ fn create_new(
         name: name.clone(),
         inode: 0, // this mapping is dropped before the file is linked; never removed by inode
     };
+    // The log begins with the checkpoint's creation (seq 1): every attribute,
+    // so the log alone can rebuild a replica.
+    let created = {
+        let h = mapped.header();
+        let payload = frame::encode_attributes(attrs);
+        let header = FrameHeader {
+            seq: 1,
+            term: 1,
+            incarnation: h.incarnation,
+            id_len: name.as_bytes().len() as u16,
+            data_len: payload.len() as u32,
+            time_ns: now.0,
+            ..FrameHeader::new(FrameKind::CheckpointCreated)
+        };
+        let log = mapped.log();
+        let p = log.write(0, header, name.as_bytes(), &payload);
+        log.publish(p.end, p.seq);
+        p.seq
+    };
     if attrs.has_default_section() {
-        // The default section: slot 0, empty id, version 1, no data.
+        // The default section: slot 0, empty id, version 1, no data, made by
+        // the creation frame.
         let slot = mapped.slot(0);
-        crate::slot::init_first_version(slot, 0, Time::END.0, 0, now.0);
+        let first = crate::slot::FirstVersion {
+            id_len: 0,
+            expiration_ns: Time::END.0,
+            size: 0,
+            time_ns: now.0,
+        };
+        crate::slot::init_first_version(slot, first);
         let h = crate::index::hash_id(&[]);
         let index = crate::index::Index::new(mapped.buckets(), &mapped.header().index_seq);
         let pos = index
@@ -548,7 +590,7 @@ fn create_new(
                 slot: 0,
             },
         );
-        crate::slot::publish_created(slot, 1);
+        crate::slot::publish_created(slot, 1, created);
         mapped.header().sections_live.store(1, Ordering::Relaxed);
     }
     // SYNC POINT: Release pairs with the Acquire load in `map_validated`:
@@ -576,6 +618,10 @@ pub struct Segment {
     pub(crate) owner: Owner,
     /// Where the next free-slot scan starts (a per-process hint).
     pub(crate) free_hint: std::sync::atomic::AtomicU32,
+    /// False for a registration that must not count as an open (an unlink
+    /// logging its frame): its close neither starts the retention clock nor
+    /// deletes the checkpoint.
+    counts_as_open: bool,
 }
 
 impl std::ops::Deref for Segment {
@@ -635,7 +681,7 @@ impl Segment {
             let owner = register_opener(&mapped, flags)?;
             if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
                 // A sweeper decided to delete it before seeing us: let it.
-                deregister_opener(&mapped, owner, now);
+                deregister_opener(&mapped, owner, Some(now));
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -646,6 +692,7 @@ impl Segment {
                 flags,
                 owner,
                 free_hint: std::sync::atomic::AtomicU32::new(0),
+                counts_as_open: true,
             };
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
             return Ok(segment);
@@ -672,32 +719,42 @@ impl Segment {
     pub fn is_unlinked(&self) -> bool {
         self.lifecycle() & LIFECYCLE_UNLINKED != 0
     }
+}
 
-    /// Sets the retention duration.
-    pub fn set_retention(&self, retention: Time) {
-        self.header()
-            .retention_ns
-            .store(retention.0, Ordering::SeqCst);
-    }
-
-    /// Makes this node's replica (the segment) the active replica.
-    pub fn set_active_replica(&self) {
-        let word = ActiveReplicaWord {
-            set: true,
-            node: self.config.node_id,
-            pid: proc::current().pid,
-        };
-        // SYNC POINT: Release pairs with the Acquire load in `active_replica`.
-        self.header()
-            .active_replica
-            .store(word.value(), Ordering::Release);
+impl Segment {
+    /// Registers this process on an already mapped segment for a mutation
+    /// that is not an open (logging an unlink): the retention clock is left
+    /// alone. `None` if a retention sweep is deleting the checkpoint.
+    pub(crate) fn attach(
+        mapped: Mapped,
+        path: &Path,
+        config: &Config,
+    ) -> Result<Option<Segment>, OpenError> {
+        let owner = register_opener(&mapped, OpenFlags::READ)?;
+        if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
+            deregister_opener(&mapped, owner, None);
+            return Ok(None);
+        }
+        Ok(Some(Segment {
+            mapped,
+            path: path.to_path_buf(),
+            config: config.clone(),
+            flags: OpenFlags::READ,
+            owner,
+            free_hint: std::sync::atomic::AtomicU32::new(0),
+            counts_as_open: false,
+        }))
     }
 }
 
 impl Drop for Segment {
     fn drop(&mut self) {
         let now = now();
-        deregister_opener(&self.mapped, self.owner, now);
+        if !self.counts_as_open {
+            deregister_opener(&self.mapped, self.owner, None);
+            return;
+        }
+        deregister_opener(&self.mapped, self.owner, Some(now));
         // The last close of a checkpoint with no retention deletes it at once
         // (an unlinked one disappears with its last mapping anyway).
         if self.header().retention_ns.load(Ordering::SeqCst) == 0
@@ -750,7 +807,9 @@ fn try_register_opener(mapped: &Mapped, flags: OpenFlags) -> Option<Owner> {
     None
 }
 
-fn deregister_opener(mapped: &Mapped, owner: Owner, now: Time) {
+/// Frees our opener entry; with `closed_at`, the last one out starts the
+/// retention clock.
+fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     let entry = &mapped.openers()[owner.entry as usize - 1];
     let raw = entry.word.load(Ordering::SeqCst);
     let word = OpenerWord::from(raw);
@@ -766,6 +825,9 @@ fn deregister_opener(mapped: &Mapped, owner: Owner, now: Time) {
     let _ = entry
         .word
         .compare_exchange(raw, free.value(), Ordering::SeqCst, Ordering::Relaxed);
+    let Some(now) = closed_at else {
+        return;
+    };
     let any_left = mapped
         .openers()
         .iter()

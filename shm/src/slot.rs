@@ -43,6 +43,8 @@ pub struct ReadMeta {
     pub size: u64,
     /// `lastUpdate` of that version.
     pub time_ns: i64,
+    /// Sequence number of the frame that made that version.
+    pub seq: u64,
 }
 
 /// True if a copy taken from the buffer of `before` is still that version,
@@ -80,6 +82,7 @@ pub fn read_consistent(
         let meta = &slot.buffers[before.cur as usize];
         let size = meta.size.load(Ordering::Relaxed);
         let time_ns = meta.time_ns.load(Ordering::Relaxed);
+        let seq = meta.seq.load(Ordering::Relaxed);
         copy(before.cur, size.min(size_max));
         // SYNC POINT: this Acquire fence pairs with the Release fence in
         // `write_begin`: if the copy read any byte of a writer that started
@@ -98,6 +101,7 @@ pub fn read_consistent(
                 version: before.version,
                 size,
                 time_ns,
+                seq,
             });
         }
         spin_hint();
@@ -132,10 +136,12 @@ pub fn write_commit(
     buffer: u32,
     size: u64,
     time_ns: i64,
+    seq: u64,
 ) -> CommitWord {
     let meta = &slot.buffers[buffer as usize];
     meta.size.store(size, Ordering::Relaxed);
     meta.time_ns.store(time_ns, Ordering::Relaxed);
+    meta.seq.store(seq, Ordering::Relaxed);
     let next = CommitWord {
         pending: false,
         cur: buffer,
@@ -160,20 +166,29 @@ pub fn write_abandon(slot: &SlotHeader) {
     }
 }
 
+/// The first version of a section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstVersion {
+    /// Bytes of id (already copied into the slot).
+    pub id_len: u32,
+    /// Absolute expiration.
+    pub expiration_ns: i64,
+    /// Bytes of data (already copied into buffer 0).
+    pub size: u64,
+    /// `lastUpdate`.
+    pub time_ns: i64,
+}
+
 /// Writes version 1 of a reserved (not yet visible) slot: its id length,
-/// expiration, and buffer 0 holding `size` bytes written at `time_ns`. The
-/// caller has copied the id and data; `publish_created` makes it visible.
-pub fn init_first_version(
-    slot: &SlotHeader,
-    id_len: u32,
-    expiration_ns: i64,
-    size: u64,
-    time_ns: i64,
-) {
-    slot.id_len.store(id_len, Ordering::Relaxed);
-    slot.expiration_ns.store(expiration_ns, Ordering::Relaxed);
-    slot.buffers[0].size.store(size, Ordering::Relaxed);
-    slot.buffers[0].time_ns.store(time_ns, Ordering::Relaxed);
+/// expiration, and buffer 0's metadata. The caller has copied the id and data;
+/// `publish_created` makes it visible.
+pub fn init_first_version(slot: &SlotHeader, first: FirstVersion) {
+    slot.id_len.store(first.id_len, Ordering::Relaxed);
+    slot.expiration_ns
+        .store(first.expiration_ns, Ordering::Relaxed);
+    let meta = &slot.buffers[0];
+    meta.size.store(first.size, Ordering::Relaxed);
+    meta.time_ns.store(first.time_ns, Ordering::Relaxed);
     let first = CommitWord {
         pending: false,
         cur: 0,
@@ -182,8 +197,11 @@ pub fn init_first_version(
     slot.commit.store(first.value(), Ordering::Relaxed);
 }
 
-/// Makes a reserved slot a live section: the commit point of a create.
-pub fn publish_created(slot: &SlotHeader, gen: u32) {
+/// Makes a reserved slot a live section, made by the frame `seq`: the commit
+/// point of a create.
+pub fn publish_created(slot: &SlotHeader, gen: u32, seq: u64) {
+    slot.buffers[0].seq.store(seq, Ordering::Relaxed);
+    slot.expiration_seq.store(seq, Ordering::Relaxed);
     let live = LifeWord {
         state: slot_state::LIVE,
         gen,
@@ -191,6 +209,41 @@ pub fn publish_created(slot: &SlotHeader, gen: u32) {
     // SYNC POINT: Release pairs with the Acquire loads of `life` in readers,
     // the index lookup and iteration.
     slot.life.store(live.value(), Ordering::Release);
+}
+
+/// Sets a live section's expiration, by the frame `seq`: the expiration store
+/// is the commit point; its sequence number follows it.
+pub fn set_expiration(slot: &SlotHeader, expiration_ns: i64, seq: u64) {
+    // SYNC POINT: Release pairs with the Acquire loads of the expiration in
+    // lookups, iteration and `read_expiration`.
+    slot.expiration_ns.store(expiration_ns, Ordering::Release);
+    // SYNC POINT: Release pairs with the Acquire loads in `read_expiration`.
+    slot.expiration_seq.store(seq, Ordering::Release);
+}
+
+/// A section's expiration and the sequence number of the frame that set it.
+///
+/// The writer stores the expiration, then its number, so a reader may see a
+/// new expiration with the previous number, never an old expiration with a new
+/// number: the pair read twice with the same number is either exact, or one
+/// frame behind with that frame's value already applied (re-applying it is a
+/// no-op: it sets the same value). Bounded retries; `None` if writers kept
+/// changing it.
+pub fn read_expiration(slot: &SlotHeader) -> Option<(i64, u64)> {
+    for _ in 0..READ_ATTEMPTS_MAX {
+        // SYNC POINT: Acquire pairs with the Release store of the number in
+        // `set_expiration` (and with `publish_created` via the life word).
+        let seq = slot.expiration_seq.load(Ordering::Acquire);
+        let expiration = slot.expiration_ns.load(Ordering::Acquire);
+        // SYNC POINT: Acquire fence: the reload below is ordered after the
+        // expiration load.
+        fence(Ordering::Acquire);
+        if slot.expiration_seq.load(Ordering::Relaxed) == seq {
+            return Some((expiration, seq));
+        }
+        spin_hint();
+    }
+    None
 }
 
 /// Frees a slot: the commit point of a delete (from LIVE) or the undo of a
@@ -240,6 +293,7 @@ mod loom_model {
         for meta in &slot.buffers {
             meta.size.store(WIDTH as u64, Ordering::Relaxed);
         }
+        slot.buffers[0].seq.store(1, Ordering::Relaxed);
         Model {
             slot,
             data: [
@@ -254,11 +308,12 @@ mod loom_model {
         for byte in &m.data[buffer as usize] {
             byte.store(value, Ordering::Relaxed);
         }
-        write_commit(&m.slot, current, buffer, WIDTH as u64, 0);
+        write_commit(&m.slot, current, buffer, WIDTH as u64, 0, value as u64);
     }
 
     /// Guarantee 1: a reader sees a whole version (all bytes equal), never a mix,
-    /// and versions it reports are those a writer committed.
+    /// and versions it reports are those a writer committed, each with its own
+    /// sequence number (what catch-up relies on).
     #[test]
     fn readers_never_see_torn_versions() {
         let mut builder = loom::model::Builder::new();
@@ -281,6 +336,8 @@ mod loom_model {
                 Ok(meta) => {
                     assert!(out.iter().all(|&b| b == out[0]), "torn read {out:?}");
                     assert_eq!(out[0] as u64, meta.version);
+                    // The sequence number read with the data is that version's.
+                    assert_eq!(meta.seq, meta.version, "seq of another version");
                 }
                 Err(ReadFail::Busy) => {}
                 Err(other) => panic!("unexpected {other:?}"),

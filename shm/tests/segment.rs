@@ -45,11 +45,22 @@ fn create_write_read_delete_and_follow_the_log() {
             }
             Mutation::Delete { id } => format!("delete {}", String::from_utf8_lossy(id)),
             Mutation::ExpirationSet { .. } => "expire".into(),
+            Mutation::CheckpointCreated { name, .. } => {
+                format!("created {}", String::from_utf8_lossy(name))
+            }
+            other => format!("{other:?}"),
         });
     }
+    // The log starts with the checkpoint's creation, so it alone rebuilds a replica.
     assert_eq!(
         kinds,
-        ["create hello", "overwrite world!", "write 5 ??", "delete a"]
+        [
+            "created t",
+            "create hello",
+            "overwrite world!",
+            "write 5 ??",
+            "delete a"
+        ]
     );
 }
 

@@ -342,7 +342,7 @@ fn print_list(
                 openers,
                 duration_ns(c.retention_ns),
                 c.active_replica.as_ref().map_or("none".into(), |a| {
-                    format!("node {} (pid {})", a.node, a.pid)
+                    format!("node {} term {} (pid {})", a.node, a.term, a.pid)
                 }),
             ]
         })

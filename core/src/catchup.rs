@@ -1,0 +1,123 @@
+//! The catch-up rule: which frames a fuzzy copy of a checkpoint already
+//! contains.
+//!
+//! A consumer that fell behind (a standby past the ring, a new replica) copies
+//! the checkpoint's sections while the writer goes on, then replays the log
+//! from a position it noted *before* copying. Replaying a frame whose effect
+//! the copy already holds is not harmless (an older write at an offset over
+//! newer bytes creates a state that never existed, or fails), so every frame
+//! is checked against the copy first.
+//!
+//! The copy records, per section, the sequence number of the frame that made
+//! the data it copied (`data_seq`, read under the section's seqlock with the
+//! data) and of the frame that set its expiration (`expiration_seq`); and for
+//! the checkpoint, the frame that set the active replica or retention it
+//! copied (`state_seq`). Every mutation of one section aspect has a larger
+//! sequence number than the ones before it, so a frame is contained exactly
+//! when its number is at most the copy's number for what it changes. Section
+//! versions cannot serve: they restart at 1 when a section is re-created.
+
+use crate::frame::{FrameHeader, FrameKind};
+
+/// What a copy knows about one section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SectionSeqs {
+    /// Sequence number of the frame that made the copied data (the create, a
+    /// write or an overwrite).
+    pub data_seq: u64,
+    /// Sequence number of the frame that set the copied expiration.
+    pub expiration_seq: u64,
+}
+
+impl SectionSeqs {
+    /// The newest frame of this incarnation the copy holds.
+    pub const fn newest(&self) -> u64 {
+        if self.data_seq > self.expiration_seq {
+            self.data_seq
+        } else {
+            self.expiration_seq
+        }
+    }
+}
+
+/// True if a copy already holds the effect of the frame `header`, so that
+/// replaying it must skip it. `section` is the copy's entry for the frame's
+/// section id (`None`: the copy has no such section); `state_seq` the copy's
+/// number for checkpoint-wide state.
+///
+/// `Stage` frames are never decided on their own: they belong to the frame
+/// that commits them, and a consumer stages them and drops them with it.
+pub fn contains(header: &FrameHeader, section: Option<SectionSeqs>, state_seq: u64) -> bool {
+    let seq = header.seq;
+    match header.kind {
+        // A section created after the copy was taken is absent from it; one
+        // the copy holds (this incarnation or a later one) has seqs >= its own.
+        FrameKind::Create => section.is_some_and(|s| seq <= s.newest()),
+        // A write for a section the copy lacks belongs to an incarnation that
+        // was deleted before the copy looked, or whose create comes first in
+        // the replay (which then fills the copy): nothing to do either way.
+        FrameKind::Write | FrameKind::Overwrite => section.is_none_or(|s| seq <= s.data_seq),
+        FrameKind::ExpirationSet => section.is_none_or(|s| seq <= s.expiration_seq),
+        // Deleting an incarnation the copy does not hold (an older one, or none).
+        FrameKind::Delete => section.is_none_or(|s| seq <= s.newest()),
+        FrameKind::ActiveReplicaSet | FrameKind::RetentionSet => seq <= state_seq,
+        FrameKind::Pad | FrameKind::Stage | FrameKind::StageAbort => false,
+        FrameKind::CheckpointCreated | FrameKind::Unlink => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(kind: FrameKind, seq: u64) -> FrameHeader {
+        let mut h = FrameHeader::new(kind);
+        h.seq = seq;
+        h
+    }
+
+    #[test]
+    fn older_writes_are_contained_newer_ones_are_not() {
+        let s = Some(SectionSeqs {
+            data_seq: 10,
+            expiration_seq: 4,
+        });
+        assert!(contains(&h(FrameKind::Write, 9), s, 0));
+        assert!(contains(&h(FrameKind::Overwrite, 10), s, 0));
+        assert!(!contains(&h(FrameKind::Write, 11), s, 0));
+        // The expiration aspect has its own number.
+        assert!(!contains(&h(FrameKind::ExpirationSet, 5), s, 0));
+        assert!(contains(&h(FrameKind::ExpirationSet, 4), s, 0));
+    }
+
+    #[test]
+    fn incarnations_are_told_apart_by_seq_not_version() {
+        // The copy holds a re-created section whose create was seq 13.
+        let later = Some(SectionSeqs {
+            data_seq: 13,
+            expiration_seq: 13,
+        });
+        assert!(
+            contains(&h(FrameKind::Delete, 12), later, 0),
+            "old incarnation's delete"
+        );
+        assert!(contains(&h(FrameKind::Create, 13), later, 0));
+        // The copy holds the old incarnation: its delete and the new create apply.
+        let older = Some(SectionSeqs {
+            data_seq: 10,
+            expiration_seq: 3,
+        });
+        assert!(!contains(&h(FrameKind::Delete, 12), older, 0));
+        assert!(!contains(&h(FrameKind::Create, 13), older, 0));
+        // Absent from the copy: writes are moot, a create applies.
+        assert!(contains(&h(FrameKind::Write, 20), None, 0));
+        assert!(!contains(&h(FrameKind::Create, 20), None, 0));
+    }
+
+    #[test]
+    fn checkpoint_state_uses_its_own_number() {
+        assert!(contains(&h(FrameKind::RetentionSet, 7), None, 7));
+        assert!(!contains(&h(FrameKind::ActiveReplicaSet, 8), None, 7));
+        assert!(!contains(&h(FrameKind::Stage, 1), None, 7));
+    }
+}

@@ -1,0 +1,346 @@
+//! Following the delta log, and catching up when a consumer fell behind.
+//!
+//! A [`Consumer`] reads frames in sequence order and checks that the numbers
+//! are dense (a jump means the ring is damaged). Writers never wait for it: a
+//! consumer more than the ring behind gets `Lagged` and catches up with
+//! [`Consumer::resync`], which takes a **fuzzy snapshot** while the writer goes
+//! on: it notes the log position first, copies every section with the
+//! sequence numbers its copy reflects, and then resumes from the noted position,
+//! skipping every frame the copy already contains ([`ckpt_core::catchup`]).
+
+use std::time::{Duration, Instant};
+
+use ckpt_core::catchup::{self, SectionSeqs};
+use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, HEADER_BYTES};
+use ckpt_core::Time;
+
+use crate::layout::{slot_state, ActiveReplicaWord, LifeWord};
+use crate::log::LogError;
+use crate::notify;
+use crate::segment::Mapped;
+use crate::slot::{self, ReadFail};
+use crate::sync::Ordering;
+
+/// Snapshots retried when writers keep a section busy.
+const SNAPSHOT_ATTEMPTS_MAX: u32 = 16;
+
+/// One section as a snapshot copied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSection {
+    /// Its id.
+    pub id: Vec<u8>,
+    /// Its data.
+    pub data: Vec<u8>,
+    /// Its version.
+    pub version: u64,
+    /// `lastUpdate`.
+    pub last_update: Time,
+    /// Absolute expiration (the section may have expired and not been swept).
+    pub expiration: Time,
+    /// The sequence numbers the copy reflects.
+    pub seqs: SectionSeqs,
+}
+
+/// A fuzzy copy of a checkpoint, taken while writers go on, and where to
+/// resume following its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The log position noted before anything was copied.
+    pub resume: u64,
+    /// The last sequence number published when the copy began.
+    pub start_seq: u64,
+    /// The last sequence number published when the copy ended, + 1 (the frame
+    /// then in flight may be committed): no later frame is contained in it.
+    pub end_seq: u64,
+    /// The sections, sorted by id.
+    pub sections: Vec<SnapshotSection>,
+    /// The active replica word copied (node, term).
+    pub active_replica: ActiveReplicaWord,
+    /// The retention duration copied.
+    pub retention: Time,
+    /// Sequence number of the checkpoint-wide frame the copy reflects.
+    pub state_seq: u64,
+}
+
+impl Snapshot {
+    /// The copied section `id`.
+    pub fn section(&self, id: &[u8]) -> Option<&SnapshotSection> {
+        self.sections
+            .binary_search_by(|s| s.id.as_slice().cmp(id))
+            .ok()
+            .map(|i| &self.sections[i])
+    }
+
+    /// True if the copy already holds the effect of this frame (replay skips it).
+    pub fn contains(&self, header: &FrameHeader, id: &[u8]) -> bool {
+        header.seq <= self.end_seq
+            && catchup::contains(header, self.section(id).map(|s| s.seqs), self.state_seq)
+    }
+
+    fn filter(&self) -> Filter {
+        Filter {
+            end_seq: self.end_seq,
+            state_seq: self.state_seq,
+            sections: self
+                .sections
+                .iter()
+                .map(|s| (s.id.clone(), s.seqs))
+                .collect(),
+        }
+    }
+}
+
+/// What a consumer that resynchronized skips: the frames its copy holds.
+struct Filter {
+    end_seq: u64,
+    state_seq: u64,
+    sections: Vec<(Vec<u8>, SectionSeqs)>,
+}
+
+impl Filter {
+    fn contains(&self, header: &FrameHeader, id: &[u8]) -> bool {
+        let section = self
+            .sections
+            .binary_search_by(|(s, _)| s.as_slice().cmp(id))
+            .ok()
+            .map(|i| self.sections[i].1);
+        catchup::contains(header, section, self.state_seq)
+    }
+}
+
+impl Mapped {
+    /// The log position where the next frame will be published.
+    pub fn log_tail(&self) -> u64 {
+        self.log().tail()
+    }
+
+    /// The sequence number of the last published frame.
+    pub fn last_seq(&self) -> u64 {
+        self.log().seq()
+    }
+
+    /// A consumer of the delta log starting at position `from` (default: the
+    /// tail now).
+    pub fn consumer(&self, from: Option<u64>) -> Consumer<'_> {
+        Consumer {
+            mapped: self,
+            cursor: from.unwrap_or_else(|| self.log_tail()),
+            buf: Vec::new(),
+            current_at: 0,
+            next_seq: 0,
+            filter: None,
+        }
+    }
+
+    /// Takes a fuzzy snapshot: notes where the log is, then copies every live
+    /// section (each consistent with the sequence numbers it records) while
+    /// writers go on. Replaying the log from `resume` while skipping what
+    /// [`Snapshot::contains`] gives exactly the checkpoint's state.
+    pub fn snapshot(&self) -> Result<Snapshot, ReadFail> {
+        let mut last = ReadFail::Busy;
+        for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
+            match self.snapshot_once() {
+                Ok(s) => return Ok(s),
+                Err(ReadFail::Corrupt) => return Err(ReadFail::Corrupt),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn snapshot_once(&self) -> Result<Snapshot, ReadFail> {
+        let log = self.log();
+        // The resume point first: every frame published from here on is
+        // either replayed or contained in what is copied below.
+        let resume = log.tail();
+        let start_seq = log.seq();
+        let h = self.header();
+        // Checkpoint-wide state: its number is stored after the values (lag
+        // by at most the frame in flight, whose re-application is a no-op).
+        let state_seq = h.state_seq.load(Ordering::Acquire);
+        let active_replica = ActiveReplicaWord::from(h.active_replica.load(Ordering::Acquire));
+        let retention = Time(h.retention_ns.load(Ordering::SeqCst));
+        let mut sections: Vec<SnapshotSection> = Vec::new();
+        let max = self.attributes().section_bytes_max;
+        for s in 0..self.geometry().sections_max {
+            let header = self.slot(s);
+            let life = LifeWord::from(header.life.load(Ordering::Acquire));
+            if life.state != slot_state::LIVE {
+                continue;
+            }
+            let mut data = Vec::new();
+            let meta = match slot::read_consistent(header, life.gen, max, |buffer, size| {
+                data.resize(size as usize, 0);
+                let src = self.buffer_ptr(s, buffer);
+                // SAFETY: size <= maxSectionSize <= buffer_stride (clamped by
+                // read_consistent), inside the buffer; `data` has size bytes. A
+                // racing writer's bytes are discarded by the protocol.
+                unsafe { std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), size as usize) };
+            }) {
+                Ok(meta) => meta,
+                // Deleted (or re-created) meanwhile: its frames come after `resume`.
+                Err(ReadFail::Gone) => continue,
+                Err(e) => return Err(e),
+            };
+            let id = self.id_slice(s).to_vec();
+            let (expiration, expiration_seq) =
+                slot::read_expiration(header).ok_or(ReadFail::Busy)?;
+            if LifeWord::from(header.life.load(Ordering::Acquire)) != life {
+                continue;
+            }
+            let copied = SnapshotSection {
+                id,
+                data,
+                version: meta.version,
+                last_update: Time(meta.time_ns),
+                expiration: Time(expiration),
+                seqs: SectionSeqs {
+                    data_seq: meta.seq,
+                    expiration_seq,
+                },
+            };
+            sections.push(copied);
+        }
+        // Copies of one id from two slots (deleted from one and re-created in
+        // another while the scan ran): the newer incarnation is the state.
+        sections.sort_by(|a, b| a.id.cmp(&b.id).then(b.seqs.newest().cmp(&a.seqs.newest())));
+        sections.dedup_by(|later, first| later.id == first.id);
+        // A copied version may be committed and not yet published: only the
+        // claim holder's one frame in flight, numbered the last published + 1.
+        let end_seq = log.seq() + 1;
+        if log.tail().wrapping_sub(resume) > self.geometry().log_bytes {
+            // The writer lapped the ring while we copied: the resume point is gone.
+            return Err(ReadFail::Busy);
+        }
+        Ok(Snapshot {
+            resume,
+            start_seq,
+            end_seq,
+            sections,
+            active_replica,
+            retention,
+            state_seq,
+        })
+    }
+}
+
+/// Follows the delta log: every mutation in commit order.
+pub struct Consumer<'a> {
+    mapped: &'a Mapped,
+    cursor: u64,
+    buf: Vec<u8>,
+    /// The position of the frame in `buf`.
+    current_at: u64,
+    /// The sequence number the next frame must have (0: not known yet).
+    next_seq: u64,
+    /// After a resync: the frames the snapshot holds.
+    filter: Option<Filter>,
+}
+
+impl Consumer<'_> {
+    /// The next frame, or `None` at the tail. After [`Consumer::resync`],
+    /// frames the snapshot already holds are skipped.
+    pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, LogError> {
+        if self.advance()?.is_none() {
+            return Ok(None);
+        }
+        self.current().map(Some)
+    }
+
+    /// Moves to the next frame and returns its header (`None` at the tail);
+    /// [`Consumer::current`] then decodes it. Checks that sequence numbers are
+    /// dense and, after a resync, skips what the snapshot holds.
+    pub fn advance(&mut self) -> Result<Option<FrameHeader>, LogError> {
+        loop {
+            let position = self.cursor;
+            let header = {
+                let log = self.mapped.log();
+                let Some(frame) = log.read_next(&mut self.cursor, &mut self.buf)? else {
+                    return Ok(None);
+                };
+                frame.header
+            };
+            self.current_at = position;
+            if self.next_seq != 0 && header.seq != self.next_seq {
+                // Frames are dense: a jump means the ring was damaged.
+                self.cursor = position;
+                return Err(LogError::Corrupt { at: position });
+            }
+            self.next_seq = header.seq + 1;
+            if let Some(filter) = &self.filter {
+                if header.seq > filter.end_seq {
+                    self.filter = None;
+                } else {
+                    let id = &self.buf[HEADER_BYTES..][..header.id_len as usize];
+                    if header.kind != FrameKind::Stage && filter.contains(&header, id) {
+                        continue;
+                    }
+                }
+            }
+            return Ok(Some(header));
+        }
+    }
+
+    /// The frame [`Consumer::advance`] moved to.
+    pub fn current(&self) -> Result<Frame<'_>, LogError> {
+        // `read_next` validated these bytes; a failure means they changed.
+        frame::decode(&self.buf, false).map_err(|_| LogError::Corrupt {
+            at: self.current_at,
+        })
+    }
+
+    /// The position of the next frame to read.
+    pub fn position(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Catches up after `Lagged` (or to start from the current state): takes a
+    /// fuzzy snapshot, resumes from the position noted before it, and skips
+    /// the frames the snapshot holds. Returns the snapshot.
+    pub fn resync(&mut self) -> Result<Snapshot, ReadFail> {
+        let snapshot = self.mapped.snapshot()?;
+        self.cursor = snapshot.resume;
+        self.next_seq = 0;
+        self.filter = Some(snapshot.filter());
+        Ok(snapshot)
+    }
+
+    /// True if frames are waiting.
+    pub fn has_next(&self) -> bool {
+        self.mapped.log_tail() > self.cursor
+    }
+
+    /// Waits until a frame is published or `timeout` passes: spins for up to
+    /// `spin` first (a standby on its own core sees a change within about a
+    /// microsecond), then sleeps on the futex. Returns true if frames wait.
+    pub fn wait(&self, timeout: Duration, spin: Duration) -> bool {
+        let start = Instant::now();
+        let mut polls = 0u32;
+        while start.elapsed() < spin {
+            if self.has_next() {
+                return true;
+            }
+            polls += 1;
+            if polls % 64 == 0 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let h = self.mapped.header();
+        let _sleeper = notify::Sleeper::register(&h.waiters);
+        loop {
+            // SYNC POINT: SeqCst load, the sleeper's half of the Dekker pair with
+            // the writer's SeqCst swap in `Log::publish`.
+            let tail = h.log_tail.load(Ordering::SeqCst);
+            if tail > self.cursor {
+                return true;
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return false;
+            }
+            notify::wait(&h.log_tail, tail, left);
+        }
+    }
+}

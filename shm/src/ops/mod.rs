@@ -1,0 +1,380 @@
+//! Checkpoint operations on a segment, and the **one mutation path** they all
+//! take.
+//!
+//! Every mutation (section create, write, overwrite, delete, expiration
+//! change, active-replica change, retention change) runs [`Segment::mutate`]
+//! under the writer claim, supplying only its preparation and its commit point:
+//!
+//! 1. **intent**: record `{op, slot}`, the value the commit point will store,
+//!    the bucket it touches, and the sequence number its frames start at;
+//! 2. **prepare** (the operation's): invisible state: the other buffer, a
+//!    reserved slot;
+//! 3. **log**: write the frame into the ring without publishing it; data too
+//!    large for one frame goes first as `Stage` frames, published as they fill
+//!    (a consumer must be able to drain them), and the last piece rides in the
+//!    mutation's own frame (`FLAG_STAGED`); record the end to publish;
+//! 4. **commit** (the operation's): one Release store that makes the change
+//!    visible (commit word, life word, expiration, active-replica word,
+//!    retention), with the frame's sequence number stored where a snapshot
+//!    reads it; then the derived counters;
+//! 5. **publish** the frame (sequence number, then the tail) and clear the
+//!    intent. Releasing the claim wakes sleeping standbys.
+//!
+//! A successor that steals the claim from a dead writer (or the writer itself,
+//! if the operation panicked) runs `recover`: it compares the commit point's
+//! word with the intent. Reached: it publishes the finished frame. Not
+//! reached: it undoes step 2, forgets the unpublished frame, and if stages
+//! were already published, logs a `StageAbort` so consumers drop them.
+//! Nothing is allocated and no syscall is made on the write path unless a
+//! standby sleeps or a writer must wait for another.
+//!
+//! The operations live by concern: [`read`] (lookups, consistent reads,
+//! iteration, snapshots), [`write`] (writes and overwrites), [`section`]
+//! (create, delete, expiration), [`checkpoint`] (active replica, retention),
+//! `recover` (crash recovery) and [`consume`] (following the log, catch-up).
+
+use std::time::Instant;
+
+use ckpt_core::error::{ExpirationSetError, SectionCreateError, SectionDeleteError, WriteError};
+use ckpt_core::frame::{FrameHeader, FrameKind, FLAG_MORE, FLAG_STAGED, FRAME_ALIGN, HEADER_BYTES};
+
+use crate::claim::{self, Acquired};
+use crate::index::Index;
+use crate::layout::{intent_op, ActiveReplicaWord, ClaimWord, IntentWord, OpenerWord};
+use crate::log::{frame_bytes_max, Log, Pending, RingBytes};
+use crate::segment::{Mapped, Segment};
+use crate::sync::Ordering;
+use crate::{notify, proc};
+
+pub mod checkpoint;
+pub mod consume;
+pub mod read;
+mod recover;
+pub mod section;
+pub mod write;
+
+pub use consume::{Consumer, Snapshot, SnapshotSection};
+pub use read::SectionView;
+pub use write::WriteElement;
+
+/// A section found in the index: its slot and incarnation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SectionRef {
+    /// The slot.
+    pub slot: u32,
+    /// The slot's generation when found; a delete or reuse invalidates the ref.
+    pub gen: u32,
+}
+
+/// Why a mutation could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimFail {
+    /// Another live writer held the claim past the timeout.
+    Contended,
+}
+
+macro_rules! claim_fail_is_try_again {
+    ($($error:ty),*) => {$(
+        impl From<ClaimFail> for $error {
+            fn from(_: ClaimFail) -> Self {
+                <$error>::TryAgain
+            }
+        }
+    )*};
+}
+claim_fail_is_try_again!(
+    WriteError,
+    SectionCreateError,
+    SectionDeleteError,
+    ExpirationSetError
+);
+
+/// The wall clock at kernel-tick resolution (a few ns to read): the
+/// `lastUpdate` and frame times of writes.
+#[inline]
+pub fn coarse_now() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// The ring's bytes in the mapping.
+pub struct ShmRing {
+    base: *mut u8,
+    capacity: usize,
+}
+
+impl RingBytes for ShmRing {
+    #[inline]
+    fn write(&self, at: usize, src: &[u8]) {
+        assert!(at + src.len() <= self.capacity);
+        // SAFETY: in bounds (asserted); the ring lies inside the mapping; only
+        // the claim holder writes ring bytes, and readers validate what they copy.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(at), src.len()) };
+    }
+    #[inline]
+    fn write_words(&self, at: usize, words: &[u64]) {
+        assert!(at + 8 * words.len() <= self.capacity);
+        for (i, w) in words.iter().enumerate() {
+            // SAFETY: in bounds (asserted); claim holder only. Unaligned-safe:
+            // `at` is 8-aligned unless another process damaged the log tail.
+            unsafe { (self.base.add(at + 8 * i) as *mut u64).write_unaligned(w.to_le()) };
+        }
+    }
+    #[inline]
+    fn read(&self, at: usize, dst: &mut [u8]) {
+        assert!(at + dst.len() <= self.capacity);
+        // SAFETY: in bounds (asserted); the copy may race with the claim holder,
+        // which `Log::read_next` detects through `reserve` and discards.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), dst.as_mut_ptr(), dst.len()) };
+    }
+    #[inline]
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Holds the claim; on drop (also when an operation returns early or panics)
+/// finishes or undoes an interrupted mutation, releases the claim, then wakes
+/// sleeping standbys if frames were published. Waking after the release
+/// matters: a woken standby that writes back finds the claim free.
+pub(crate) struct Held<'a> {
+    segment: &'a Segment,
+    word: ClaimWord,
+    tail_at_claim: u64,
+}
+
+impl Drop for Held<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        let h = self.segment.header();
+        // Only a mutation that did not finish (a panic in the caller's fill
+        // closure, or in the path itself) leaves its intent set: recover it
+        // exactly as a successor would, instead of releasing a half-made change.
+        if IntentWord::from(h.intent_op.load(Ordering::Relaxed)).op != intent_op::NONE {
+            self.segment.recover();
+        }
+        claim::release(&h.claim, self.word);
+        // SYNC POINT: SeqCst load, after the SeqCst swap in `Log::publish`:
+        // Dekker with `Sleeper::register` (SeqCst RMW, then a SeqCst load of
+        // the tail). Either we see the sleeper, or it sees the new tail.
+        if h.log_tail.load(Ordering::Relaxed) != self.tail_at_claim
+            && h.waiters.load(Ordering::SeqCst) != 0
+        {
+            notify::wake_all(&h.log_tail);
+        }
+    }
+}
+
+impl Mapped {
+    pub(crate) fn index(&self) -> Index<'_> {
+        Index::new(self.buckets(), &self.header().index_seq)
+    }
+
+    pub(crate) fn log(&self) -> Log<'_, ShmRing> {
+        let g = self.geometry();
+        let h = self.header();
+        // SAFETY: [log_offset, log_offset + log_bytes) lies inside the mapping.
+        let base = unsafe { self.base().add(g.log_offset as usize) };
+        Log::new(
+            &h.log_tail,
+            &h.log_reserve,
+            &h.log_seq,
+            ShmRing {
+                base,
+                capacity: g.log_bytes as usize,
+            },
+        )
+    }
+}
+
+/// What recovery needs to finish or undo a mutation: the operation, its slot,
+/// the value its commit-point store writes, and the index bucket it touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Intent {
+    pub op: u8,
+    pub slot: u32,
+    pub target: u64,
+    pub bucket: u64,
+}
+
+/// The frame a mutation logs; `mutate` fills in the sequence number and the
+/// incarnation, and splits data too large for one frame into stages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FrameSpec<'a> {
+    pub kind: FrameKind,
+    /// More frames of the same call follow (vector writes).
+    pub more: bool,
+    pub id: &'a [u8],
+    pub data: &'a [u8],
+    pub arg: i64,
+    pub version: u64,
+    pub time_ns: i64,
+    /// The active replica's term (for `ActiveReplicaSet`: the new one).
+    pub term: u32,
+}
+
+impl Segment {
+    fn holder_alive(&self, held: ClaimWord) -> bool {
+        let Some(entry) = (held.owner as usize)
+            .checked_sub(1)
+            .and_then(|i| self.openers().get(i))
+        else {
+            return false;
+        };
+        let word = OpenerWord::from(entry.word.load(Ordering::SeqCst));
+        word.pid != 0
+            && word.gen == held.owner_gen
+            && proc::is_alive(word.pid, entry.start_ticks.load(Ordering::Acquire))
+    }
+
+    /// Takes the writer claim (recovering a dead holder's mutation).
+    pub(crate) fn claim(&self) -> Result<Held<'_>, ClaimFail> {
+        let h = self.header();
+        if let Ok(word) = claim::try_acquire(&h.claim, self.owner) {
+            return Ok(Held {
+                segment: self,
+                word,
+                tail_at_claim: h.log_tail.load(Ordering::Relaxed),
+            });
+        }
+        let deadline = Instant::now() + self.config().claim_timeout;
+        let acquired = claim::acquire(
+            &h.claim,
+            self.owner,
+            |held| self.holder_alive(held),
+            || Instant::now() > deadline,
+        )
+        .map_err(|_| ClaimFail::Contended)?;
+        let held = Held {
+            segment: self,
+            word: acquired.word(),
+            tail_at_claim: h.log_tail.load(Ordering::Relaxed),
+        };
+        if let Acquired::Stolen(_) = acquired {
+            self.recover();
+        }
+        Ok(held)
+    }
+
+    /// The term frames are written in now. Claim held (only the claim holder
+    /// changes it).
+    #[inline]
+    pub(crate) fn term(&self) -> u32 {
+        ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed)).term
+    }
+
+    /// A frame of `kind` for section `id`, written now in the current term.
+    #[inline]
+    pub(crate) fn frame<'a>(
+        &self,
+        kind: FrameKind,
+        id: &'a [u8],
+        data: &'a [u8],
+        arg: i64,
+        version: u64,
+        time_ns: i64,
+    ) -> FrameSpec<'a> {
+        FrameSpec {
+            kind,
+            more: false,
+            id,
+            data,
+            arg,
+            version,
+            time_ns,
+            term: self.term(),
+        }
+    }
+
+    fn set_intent(&self, intent: Intent) {
+        let h = self.header();
+        h.intent_target.store(intent.target, Ordering::Relaxed);
+        h.intent_bucket.store(intent.bucket, Ordering::Relaxed);
+        let first_seq = h.log_seq.load(Ordering::Relaxed) + 1;
+        h.intent_seq.store(first_seq, Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the Acquire load in `recover` (after
+        // the stealer's AcqRel CAS): target, bucket and seq are visible with the op.
+        h.intent_op.store(
+            IntentWord {
+                op: intent.op,
+                slot: intent.slot,
+            }
+            .value(),
+            Ordering::Release,
+        );
+    }
+
+    fn clear_intent(&self) {
+        self.header()
+            .intent_op
+            .store(IntentWord::default().value(), Ordering::Release);
+    }
+
+    /// **The mutation path** (claim held). `prepare` makes the invisible
+    /// changes and says what to log; `commit` passes the commit point (it gets
+    /// the frame's sequence number) and updates the counters.
+    #[inline]
+    pub(crate) fn mutate<'a, P>(
+        &'a self,
+        intent: Intent,
+        prepare: impl FnOnce() -> (FrameSpec<'a>, P),
+        commit: impl FnOnce(P, u64),
+    ) {
+        self.set_intent(intent);
+        let (spec, prepared) = prepare();
+        let pending = self.log_frames(&spec);
+        let h = self.header();
+        h.intent_end_seq.store(pending.seq, Ordering::Relaxed);
+        h.intent_log_end.store(pending.end, Ordering::Relaxed);
+        commit(prepared, pending.seq);
+        self.log().publish(pending.end, pending.seq);
+        self.clear_intent();
+    }
+
+    /// Writes `spec`'s frame, unpublished; data too large for one frame goes
+    /// first as `Stage` frames, each published at once. Claim held.
+    #[inline]
+    fn log_frames(&self, spec: &FrameSpec<'_>) -> Pending {
+        let log = self.log();
+        let h = self.header();
+        let incarnation = h.incarnation;
+        let header = |kind, flags, seq, data_len: usize, arg| FrameHeader {
+            kind,
+            flags,
+            seq,
+            term: spec.term,
+            incarnation,
+            id_len: spec.id.len() as u16,
+            data_len: data_len as u32,
+            time_ns: spec.time_ns,
+            arg,
+            version: spec.version,
+        };
+        let mut seq = h.log_seq.load(Ordering::Relaxed) + 1;
+        let mut data = spec.data;
+        // The data one frame carries: the ring's frame limit (at least 16 KiB,
+        // ids at most 4 KiB), whole words.
+        let room =
+            (frame_bytes_max(self.geometry().log_bytes as usize) - HEADER_BYTES - spec.id.len())
+                & !(FRAME_ALIGN - 1);
+        let mut staged = false;
+        if data.len() > room {
+            let mut at = 0u64;
+            while data.len() > room {
+                let (piece, rest) = data.split_at(room);
+                let stage = header(FrameKind::Stage, FLAG_MORE, seq, piece.len(), at as i64);
+                let p = log.write(log.written_end(), stage, spec.id, piece);
+                log.publish(p.end, p.seq);
+                (seq, at, data, staged) = (seq + 1, at + piece.len() as u64, rest, true);
+            }
+        }
+        let flags = if spec.more { FLAG_MORE } else { 0 } | if staged { FLAG_STAGED } else { 0 };
+        let own = header(spec.kind, flags, seq, data.len(), spec.arg);
+        log.write(log.written_end(), own, spec.id, data)
+    }
+}

@@ -1,0 +1,216 @@
+//! Reading never waits and needs no registration as an opener: lookups,
+//! consistent reads, iteration. These work on any validated mapping (the CLI
+//! inspects segments this way without touching retention).
+
+use ckpt_core::{SectionsChosen, Time};
+
+use super::SectionRef;
+use crate::index::hash_id;
+use crate::layout::{slot_state, BucketWord, CommitWord, LifeWord, SlotHeader};
+use crate::segment::{now, Mapped};
+use crate::slot::{self, ReadFail, ReadMeta};
+use crate::sync::Ordering;
+
+/// A section as iteration reports it, borrowing its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionView<'a> {
+    /// The section.
+    pub section: SectionRef,
+    /// Its id.
+    pub id: &'a [u8],
+    /// Absolute expiration.
+    pub expiration: Time,
+    /// Committed size.
+    pub size_bytes: u64,
+    /// `lastUpdate`.
+    pub last_update: Time,
+}
+
+/// Reading needs no registration as an opener: these work on any validated
+/// mapping (the CLI inspects segments this way without touching retention).
+impl Mapped {
+    /// The id bytes of a slot whose id the caller knows is stable (claim held,
+    /// or validated afterwards through the life word).
+    pub(crate) fn id_slice(&self, slot: u32) -> &[u8] {
+        let len = (self.slot(slot).id_len.load(Ordering::Acquire) as u64)
+            .min(self.attributes().section_id_bytes_max) as usize;
+        // SAFETY: len is clamped to the slot's id area, which is in the mapping.
+        unsafe { std::slice::from_raw_parts(self.slot_id_ptr(slot), len) }
+    }
+
+    #[inline]
+    pub(crate) fn confirm(&self, word: BucketWord, id: &[u8]) -> Option<SectionRef> {
+        if word.slot >= self.geometry().sections_max {
+            return None;
+        }
+        let slot = self.slot(word.slot);
+        // SYNC POINT: Acquire pairs with the Release store in `publish_created`.
+        let life = LifeWord::from(slot.life.load(Ordering::Acquire));
+        if life.state != slot_state::LIVE || life.gen as u16 != word.gen {
+            return None;
+        }
+        if !self.slot_id_is(word.slot, id) {
+            return None;
+        }
+        (LifeWord::from(slot.life.load(Ordering::Acquire)) == life).then_some(SectionRef {
+            slot: word.slot,
+            gen: life.gen,
+        })
+    }
+
+    /// Finds section `id`. Expired sections are still found: check
+    /// [`Mapped::is_expired`]. `Err` if compactions kept racing the lookup.
+    #[inline]
+    pub fn lookup(&self, id: &[u8]) -> Result<Option<SectionRef>, ReadFail> {
+        if id.len() as u64 > self.attributes().section_id_bytes_max {
+            return Ok(None);
+        }
+        self.index()
+            .lookup(hash_id(id), |w| self.confirm(w, id))
+            .map_err(|_| ReadFail::Busy)
+    }
+
+    /// True if the section's expiration time has passed (or the reference
+    /// names no slot at all).
+    #[inline]
+    pub fn is_expired(&self, section: SectionRef) -> bool {
+        if section.slot >= self.geometry().sections_max {
+            return true;
+        }
+        let expiration = self
+            .slot(section.slot)
+            .expiration_ns
+            .load(Ordering::Acquire);
+        expiration != Time::END.0 && now().0 >= expiration
+    }
+
+    /// True if `section` still names a live section.
+    #[inline]
+    pub fn is_live(&self, section: SectionRef) -> bool {
+        section.slot < self.geometry().sections_max
+            && LifeWord::from(self.slot(section.slot).life.load(Ordering::Acquire))
+                == LifeWord {
+                    state: slot_state::LIVE,
+                    gen: section.gen,
+                }
+    }
+
+    /// Copies a consistent version of the section, from byte `offset`, into
+    /// `dst`. Returns the bytes copied and the version's metadata.
+    #[inline]
+    pub fn read(
+        &self,
+        section: SectionRef,
+        offset: u64,
+        dst: &mut [u8],
+    ) -> Result<(usize, ReadMeta), ReadFail> {
+        if section.slot >= self.geometry().sections_max {
+            return Err(ReadFail::Gone);
+        }
+        let slot = self.slot(section.slot);
+        let max = self.attributes().section_bytes_max;
+        let mut copied = 0;
+        let meta = slot::read_consistent(slot, section.gen, max, |buffer, size| {
+            let n = size.saturating_sub(offset).min(dst.len() as u64) as usize;
+            if n > 0 {
+                let src = self.buffer_ptr(section.slot, buffer);
+                // SAFETY: offset + n <= size <= section_bytes_max <= buffer_stride,
+                // so the source is inside the buffer; `dst` has n bytes. The
+                // source may be rewritten concurrently: the protocol discards
+                // such a copy and retries.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.add(offset as usize), dst.as_mut_ptr(), n)
+                };
+            }
+            copied = n;
+        })?;
+        Ok((copied, meta))
+    }
+
+    /// Reads a whole section into a new vector.
+    pub fn read_to_vec(&self, section: SectionRef) -> Result<(Vec<u8>, ReadMeta), ReadFail> {
+        if section.slot >= self.geometry().sections_max {
+            return Err(ReadFail::Gone);
+        }
+        let mut out = Vec::new();
+        let max = self.attributes().section_bytes_max;
+        let slot = self.slot(section.slot);
+        let meta = slot::read_consistent(slot, section.gen, max, |buffer, size| {
+            out.resize(size as usize, 0);
+            let src = self.buffer_ptr(section.slot, buffer);
+            // SAFETY: size <= section_bytes_max (clamped by read_consistent),
+            // inside the buffer; `out` has exactly size bytes.
+            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), size as usize) };
+        })?;
+        Ok((out, meta))
+    }
+
+    /// Sections and memory used, from the counters.
+    pub fn usage(&self) -> (u32, u64) {
+        let h = self.header();
+        (
+            h.sections_live.load(Ordering::Relaxed).min(u32::MAX as u64) as u32,
+            h.memory_used.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Mapped {
+    /// Calls `f` for every live, unexpired section that `chosen` selects, in
+    /// slot order, without allocating. Each section existing throughout is
+    /// visited exactly once.
+    pub fn for_each_section(&self, chosen: SectionsChosen, mut f: impl FnMut(SectionView<'_>)) {
+        let now = now();
+        for s in 0..self.geometry().sections_max {
+            if let Some(view) = self.section_view(s, chosen, now) {
+                f(view);
+            }
+        }
+    }
+
+    /// The section in slot `slot`, if it is live, unexpired at `now` and chosen.
+    #[inline]
+    pub fn section_view(
+        &self,
+        slot: u32,
+        chosen: SectionsChosen,
+        now: Time,
+    ) -> Option<SectionView<'_>> {
+        if slot >= self.geometry().sections_max {
+            return None;
+        }
+        let header = self.slot(slot);
+        // SYNC POINT: Acquire pairs with the Release store in `publish_created`.
+        let life = LifeWord::from(header.life.load(Ordering::Acquire));
+        if life.state != slot_state::LIVE {
+            return None;
+        }
+        let expiration = Time(header.expiration_ns.load(Ordering::Acquire));
+        if (expiration != Time::END && now >= expiration) || !chosen.selects(expiration) {
+            return None;
+        }
+        if header.id_len.load(Ordering::Relaxed) as u64 > self.attributes().section_id_bytes_max {
+            return None;
+        }
+        let commit = CommitWord::from(header.commit.load(Ordering::Acquire));
+        let meta = &header.buffers[commit.cur as usize];
+        Some(SectionView {
+            section: SectionRef {
+                slot,
+                gen: life.gen,
+            },
+            id: self.id_slice(slot),
+            expiration,
+            size_bytes: meta.size.load(Ordering::Relaxed),
+            last_update: Time(meta.time_ns.load(Ordering::Relaxed)),
+        })
+    }
+}
+
+/// The committed size of a slot (unvalidated: callers clamp or check).
+pub(crate) fn committed_size(slot: &SlotHeader) -> u64 {
+    let commit = CommitWord::from(slot.commit.load(Ordering::Acquire));
+    slot.buffers[commit.cur as usize]
+        .size
+        .load(Ordering::Relaxed)
+}

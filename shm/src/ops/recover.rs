@@ -1,0 +1,163 @@
+//! Crash recovery: finishing or undoing the mutation of a claim holder that
+//! died (or panicked) inside the mutation path, and the derived state it
+//! recomputes.
+
+use ckpt_core::frame::{FrameHeader, FrameKind, FLAG_MORE};
+
+use super::coarse_now;
+use super::read::committed_size;
+use crate::index::hash_id;
+use crate::layout::{
+    bucket_state, intent_op, slot_state, ActiveReplicaWord, IntentWord, LifeWord,
+    LIFECYCLE_UNLINKED,
+};
+use crate::segment::Segment;
+use crate::slot;
+use crate::sync::Ordering;
+
+impl Segment {
+    /// Finishes or undoes the mutation of a dead (or panicked) claim holder,
+    /// then recomputes the counters. Runs with the claim held.
+    pub(crate) fn recover(&self) {
+        let h = self.header();
+        // SYNC POINT: Acquire pairs with the Release store in `set_intent`.
+        let intent = IntentWord::from(h.intent_op.load(Ordering::Acquire));
+        let target = h.intent_target.load(Ordering::Relaxed);
+        let bucket = h.intent_bucket.load(Ordering::Relaxed);
+        let first_seq = h.intent_seq.load(Ordering::Relaxed);
+        let log_end = h.intent_log_end.load(Ordering::Relaxed);
+        let end_seq = h.intent_end_seq.load(Ordering::Relaxed);
+        let log = self.log();
+        let tail = log.tail();
+        let last_seq = log.seq();
+        // The mutation's own frame was written (and not yet published) exactly
+        // when the recorded end lies beyond the tail; its number was recorded
+        // with it (the writer may have died between storing the published
+        // number and moving the tail, so `last_seq` may already be it).
+        let publishable = log_end > tail
+            && log_end - tail <= self.geometry().log_bytes
+            && (end_seq == last_seq + 1 || end_seq == last_seq);
+        let final_seq = end_seq;
+        let in_range = intent.slot < self.geometry().sections_max;
+        let committed = match intent.op {
+            intent_op::WRITE if in_range => {
+                self.slot(intent.slot).commit.load(Ordering::Acquire) == target
+            }
+            intent_op::CREATE | intent_op::DELETE if in_range => {
+                self.slot(intent.slot).life.load(Ordering::Acquire) == target
+            }
+            // An expiration, active replica or retention that already had the
+            // target value counts as committed only with its frame written.
+            intent_op::EXPIRE if in_range => {
+                publishable
+                    && self.slot(intent.slot).expiration_ns.load(Ordering::Acquire) == target as i64
+            }
+            intent_op::ACTIVE => publishable && h.active_replica.load(Ordering::Acquire) == target,
+            intent_op::RETAIN => {
+                publishable && h.retention_ns.load(Ordering::Acquire) == target as i64
+            }
+            intent_op::UNLINK => {
+                publishable && h.lifecycle.load(Ordering::Acquire) & LIFECYCLE_UNLINKED != 0
+            }
+            _ => false,
+        };
+        if committed {
+            match intent.op {
+                intent_op::DELETE => self.remove_bucket_of(bucket, intent.slot),
+                // SYNC POINT: Release pairs with the Acquire loads in
+                // `slot::read_expiration` (committed implies in range).
+                intent_op::EXPIRE => self
+                    .slot(intent.slot)
+                    .expiration_seq
+                    .store(final_seq, Ordering::Release),
+                intent_op::ACTIVE | intent_op::RETAIN => {
+                    h.state_seq.store(final_seq, Ordering::Release)
+                }
+                _ => {}
+            }
+            if publishable {
+                log.publish(log_end, final_seq);
+            }
+        } else {
+            if in_range {
+                let slot = self.slot(intent.slot);
+                match intent.op {
+                    intent_op::WRITE => slot::write_abandon(slot),
+                    intent_op::CREATE => {
+                        self.remove_bucket_of(bucket, intent.slot);
+                        slot::retire(slot, LifeWord::from(target).gen);
+                    }
+                    _ => {}
+                }
+            }
+            log.forget_unpublished();
+            // Stages of this mutation went out already: tell consumers to drop them.
+            if intent.op != intent_op::NONE && first_seq != 0 && last_seq >= first_seq {
+                self.log_stage_abort(intent.slot, last_seq + 1);
+            }
+        }
+        if self.index().interrupted() {
+            self.compact_index();
+        }
+        self.recount();
+        self.clear_intent();
+        h.recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Logs and publishes a `StageAbort` for the section in `slot` (whose id
+    /// the aborted mutation had written).
+    fn log_stage_abort(&self, slot: u32, seq: u64) {
+        let id: &[u8] = if slot < self.geometry().sections_max {
+            self.id_slice(slot)
+        } else {
+            &[]
+        };
+        let header = FrameHeader {
+            seq,
+            term: ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed))
+                .term,
+            incarnation: self.header().incarnation,
+            id_len: id.len() as u16,
+            time_ns: coarse_now(),
+            ..FrameHeader::new(FrameKind::StageAbort)
+        };
+        debug_assert_eq!(header.flags & FLAG_MORE, 0);
+        let log = self.log();
+        let p = log.write(log.written_end(), header, id, &[]);
+        log.publish(p.end, p.seq);
+    }
+
+    fn remove_bucket_of(&self, bucket: u64, slot: u32) {
+        let index = self.index();
+        if bucket < self.geometry().index_buckets {
+            let word = index.get(bucket);
+            if word.state == bucket_state::LIVE && word.slot == slot {
+                index.remove(bucket);
+            }
+        }
+    }
+
+    pub(crate) fn compact_index(&self) {
+        self.index().compact(|w| {
+            (w.slot < self.geometry().sections_max).then_some(())?;
+            let life = LifeWord::from(self.slot(w.slot).life.load(Ordering::Acquire));
+            (life.state == slot_state::LIVE && life.gen as u16 == w.gen)
+                .then(|| hash_id(self.id_slice(w.slot)))
+        });
+    }
+
+    /// Recomputes the section count and memory used from the slots.
+    fn recount(&self) {
+        let (mut live, mut bytes) = (0u64, 0u64);
+        for s in 0..self.geometry().sections_max {
+            let slot = self.slot(s);
+            if LifeWord::from(slot.life.load(Ordering::Acquire)).state == slot_state::LIVE {
+                live += 1;
+                bytes += committed_size(slot).min(self.attributes().section_bytes_max);
+            }
+        }
+        let h = self.header();
+        h.sections_live.store(live, Ordering::Relaxed);
+        h.memory_used.store(bytes, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,278 @@
+//! Writes: overwrite, write at an offset, vector writes and the zero-copy
+//! overwrite. Each element is one new version of its section, made by
+//! [`Segment::write_version`] through the mutation path.
+
+use ckpt_core::error::WriteError;
+use ckpt_core::frame::FrameKind;
+
+use super::read::committed_size;
+use super::{coarse_now, FrameSpec, Intent, SectionRef};
+use crate::layout::{intent_op, CommitWord};
+use crate::segment::{now, Segment};
+use crate::slot;
+use crate::sync::Ordering;
+
+/// One element of [`Segment::write_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct WriteElement<'a> {
+    /// The section.
+    pub section: SectionRef,
+    /// `None` to overwrite (replace data and size), `Some(offset)` to write there.
+    pub offset: Option<u64>,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// The size a section of `old_size` bytes will have after `len` bytes are
+/// written at `offset` (`None`: overwritten).
+fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> Result<u64, WriteError> {
+    match offset {
+        None => Ok(len as u64),
+        Some(o) if o > old_size => Err(WriteError::OffsetPastEnd),
+        Some(o) => Ok((o + len as u64).max(old_size)),
+    }
+}
+
+/// How a new version's buffer is filled.
+enum Fill<'d, F> {
+    /// `data` at `offset`, over a copy of the old version (`None`: from 0,
+    /// nothing kept).
+    Copy { offset: Option<u64>, data: &'d [u8] },
+    /// `len` bytes that the caller's closure writes in place.
+    InPlace { len: usize, fill: F },
+}
+
+impl Segment {
+    /// Replaces a section's data: `offset == None` overwrites (data and size),
+    /// `Some(o)` writes `data` at `o` (the section may grow). The hot path.
+    #[inline]
+    pub fn write(
+        &self,
+        section: SectionRef,
+        offset: Option<u64>,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
+        let max = self.attributes().section_bytes_max;
+        let end = offset.unwrap_or(0).checked_add(data.len() as u64);
+        if end.is_none_or(|end| end > max) {
+            return Err(WriteError::TooLarge);
+        }
+        let _held = self.claim()?;
+        let (old_size, new_size) = self.check_write(section, offset, data.len())?;
+        self.write_version::<fn(&mut [u8])>(
+            section,
+            old_size,
+            new_size,
+            Fill::Copy { offset, data },
+            false,
+        );
+        Ok(())
+    }
+
+    /// Overwrites a section with `len` bytes that `fill` writes straight into
+    /// the segment (zero-copy: no intermediate buffer). If `fill` panics, the
+    /// section keeps its old version.
+    pub fn overwrite_with(
+        &self,
+        section: SectionRef,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), WriteError> {
+        if len as u64 > self.attributes().section_bytes_max {
+            return Err(WriteError::TooLarge);
+        }
+        let _held = self.claim()?;
+        let (old_size, _) = self.check_write(section, None, len)?;
+        self.write_version(
+            section,
+            old_size,
+            len as u64,
+            Fill::InPlace { len, fill },
+            false,
+        );
+        Ok(())
+    }
+
+    /// Checks a write of `len` bytes at `offset` against the section as it is
+    /// (claim held): it exists, the offset is within it, and the checkpoint has
+    /// room. Returns the old and new sizes.
+    #[inline]
+    fn check_write(
+        &self,
+        section: SectionRef,
+        offset: Option<u64>,
+        len: usize,
+    ) -> Result<(u64, u64), WriteError> {
+        if !self.is_live(section) || self.is_expired(section) {
+            return Err(WriteError::NotExist);
+        }
+        let old_size = committed_size(self.slot(section.slot));
+        if old_size > self.attributes().section_bytes_max {
+            return Err(WriteError::Corrupt);
+        }
+        let new_size = new_size(offset, len, old_size)?;
+        if !self.has_room(old_size, new_size) {
+            return Err(WriteError::CheckpointFull);
+        }
+        Ok((old_size, new_size))
+    }
+
+    /// Applies several writes under one claim, in order: every element is
+    /// validated first, so an error (with the failing element's index) leaves
+    /// everything unwritten. Their frames form one group (`FLAG_MORE` on all
+    /// but the last). A writer killed halfway leaves each section at its old or
+    /// new version, the earlier elements committed first.
+    pub fn write_many(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
+        let _held = self.claim().map_err(|e| (0, e.into()))?;
+        match self.plan_writes(elements) {
+            // Expired sections still count until swept: sweep, then re-plan.
+            Err((_, WriteError::CheckpointFull)) if self.sweep_expired_held(now()) > 0 => {
+                self.plan_writes(elements)?
+            }
+            other => other?,
+        }
+        for (i, e) in elements.iter().enumerate() {
+            let old_size = committed_size(self.slot(e.section.slot));
+            // The plan checked this with the same sizes; a failure here would
+            // mean the segment changed under the claim.
+            let new_size =
+                new_size(e.offset, e.data.len(), old_size).map_err(|_| (i, WriteError::Corrupt))?;
+            let fill = Fill::Copy {
+                offset: e.offset,
+                data: e.data,
+            };
+            let more = i + 1 < elements.len();
+            self.write_version::<fn(&mut [u8])>(e.section, old_size, new_size, fill, more);
+        }
+        Ok(())
+    }
+
+    /// Validates the elements in the order they will apply: each one sees the
+    /// sizes the earlier ones leave, and `checkpointSize` counts each section's
+    /// final size once.
+    #[inline]
+    fn plan_writes(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
+        let max = self.attributes().section_bytes_max;
+        let mut used = self.header().memory_used.load(Ordering::Relaxed);
+        for (i, e) in elements.iter().enumerate() {
+            let end = e.offset.unwrap_or(0).checked_add(e.data.len() as u64);
+            if end.is_none_or(|end| end > max) {
+                return Err((i, WriteError::TooLarge));
+            }
+            if !self.is_live(e.section) || self.is_expired(e.section) {
+                return Err((i, WriteError::NotExist));
+            }
+            let mut before = committed_size(self.slot(e.section.slot));
+            if before > max {
+                return Err((i, WriteError::Corrupt));
+            }
+            for earlier in elements[..i].iter().filter(|p| p.section == e.section) {
+                before =
+                    new_size(earlier.offset, earlier.data.len(), before).map_err(|err| (i, err))?;
+            }
+            let after = new_size(e.offset, e.data.len(), before).map_err(|err| (i, err))?;
+            used = used.saturating_sub(before).saturating_add(after);
+            if used > self.attributes().checkpoint_bytes {
+                return Err((i, WriteError::CheckpointFull));
+            }
+        }
+        Ok(())
+    }
+
+    /// True if a section growing from `old_size` to `new_size` bytes keeps the
+    /// sections within `checkpointSize`. Expired sections still count until
+    /// swept, so when short of room this sweeps them and checks again. Claim held.
+    #[inline]
+    pub(crate) fn has_room(&self, old_size: u64, new_size: u64) -> bool {
+        let fits = |s: &Self| {
+            let used = s.header().memory_used.load(Ordering::Relaxed);
+            used.saturating_sub(old_size).saturating_add(new_size)
+                <= s.attributes().checkpoint_bytes
+        };
+        fits(self) || (self.sweep_expired_held(now()) > 0 && fits(self))
+    }
+
+    /// One new version of a checked section, through the mutation path: the
+    /// other buffer is filled, the frame logged, the commit word flipped.
+    /// Claim held; sizes validated (`old_size`, `new_size` <= maxSectionSize).
+    #[inline]
+    fn write_version<F: FnOnce(&mut [u8])>(
+        &self,
+        section: SectionRef,
+        old_size: u64,
+        new_size: u64,
+        fill: Fill<'_, F>,
+        more: bool,
+    ) {
+        let slot = self.slot(section.slot);
+        let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
+        let target = CommitWord {
+            pending: false,
+            cur: current.cur ^ 1,
+            version: current.version + 1,
+        };
+        let intent = Intent {
+            op: intent_op::WRITE,
+            slot: section.slot,
+            target: target.value(),
+            bucket: 0,
+        };
+        let time = coarse_now();
+        self.mutate(
+            intent,
+            || {
+                let (current, buffer) = slot::write_begin(slot);
+                let dst = self.buffer_ptr(section.slot, buffer);
+                let (kind, at, data): (_, u64, &[u8]) = match fill {
+                    Fill::Copy {
+                        offset: Some(o),
+                        data,
+                    } => {
+                        let src = self.buffer_ptr(section.slot, current.cur);
+                        // SAFETY: both buffers are buffer_stride >= maxSectionSize
+                        // bytes long and in the mapping; old_size <= max and
+                        // o + len <= max (validated). The claim makes us the only
+                        // writer of `dst`; `src` is committed and stable while we
+                        // hold it.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(src, dst, old_size as usize);
+                            let at = dst.add(o as usize);
+                            std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len());
+                        }
+                        (FrameKind::Write, o, data)
+                    }
+                    Fill::Copy { offset: None, data } => {
+                        // SAFETY: len <= maxSectionSize <= buffer_stride (validated);
+                        // claim held, `dst` is the uncommitted buffer.
+                        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+                        (FrameKind::Overwrite, 0, data)
+                    }
+                    Fill::InPlace { len, fill } => {
+                        // SAFETY: the uncommitted buffer is written only by the
+                        // claim holder (us) until we release; `len <= max <=
+                        // buffer_stride`. Readers of an older version may still be
+                        // copying from it: they only read, and discard their copy
+                        // (pending bit), so handing out `&mut` to our process is
+                        // sound for us; their side is discussed in ARCHITECTURE §3.
+                        let buf = unsafe { std::slice::from_raw_parts_mut(dst, len) };
+                        fill(&mut *buf);
+                        (FrameKind::Overwrite, 0, &*buf)
+                    }
+                };
+                let id = self.id_slice(section.slot);
+                let spec = FrameSpec {
+                    more,
+                    ..self.frame(kind, id, data, at as i64, target.version, time)
+                };
+                (spec, (current, buffer))
+            },
+            |(current, buffer), seq| {
+                slot::write_commit(slot, current, buffer, new_size, time, seq);
+                let h = self.header();
+                let used = h.memory_used.load(Ordering::Relaxed);
+                h.memory_used
+                    .store(used.saturating_sub(old_size) + new_size, Ordering::Relaxed);
+            },
+        );
+    }
+}
