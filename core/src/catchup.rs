@@ -45,24 +45,26 @@ impl SectionSeqs {
 /// section id (`None`: the copy has no such section); `state_seq` the copy's
 /// number for checkpoint-wide state.
 ///
+/// A frame for a section the copy lacks is never contained: the section was
+/// created after the copy looked (its create is replayed first), or it was
+/// deleted before the copy looked, and then the frames of that incarnation
+/// find no section in the replica. A replica applying a replay therefore
+/// treats a write, expiration change or delete of a section it does not have
+/// as a no-op while the frame's number is within the snapshot (at most its
+/// `end_seq`); after that, it is a divergence.
+///
 /// `Stage` frames are never decided on their own: they belong to the frame
 /// that commits them, and a consumer stages them and drops them with it.
 pub fn contains(header: &FrameHeader, section: Option<SectionSeqs>, state_seq: u64) -> bool {
     let seq = header.seq;
-    match header.kind {
-        // A section created after the copy was taken is absent from it; one
-        // the copy holds (this incarnation or a later one) has seqs >= its own.
-        FrameKind::Create => section.is_some_and(|s| seq <= s.newest()),
-        // A write for a section the copy lacks belongs to an incarnation that
-        // was deleted before the copy looked, or whose create comes first in
-        // the replay (which then fills the copy): nothing to do either way.
-        FrameKind::Write | FrameKind::Overwrite => section.is_none_or(|s| seq <= s.data_seq),
-        FrameKind::ExpirationSet => section.is_none_or(|s| seq <= s.expiration_seq),
-        // Deleting an incarnation the copy does not hold (an older one, or none).
-        FrameKind::Delete => section.is_none_or(|s| seq <= s.newest()),
-        FrameKind::ActiveReplicaSet | FrameKind::RetentionSet => seq <= state_seq,
-        FrameKind::Pad | FrameKind::Stage | FrameKind::StageAbort => false,
-        FrameKind::CheckpointCreated | FrameKind::Unlink => false,
+    match (header.kind, section) {
+        // The copy holds this incarnation (or a later one): every frame of it
+        // up to the copy's numbers, and every frame of older incarnations.
+        (FrameKind::Create | FrameKind::Delete, Some(s)) => seq <= s.newest(),
+        (FrameKind::Write | FrameKind::Overwrite, Some(s)) => seq <= s.data_seq,
+        (FrameKind::ExpirationSet, Some(s)) => seq <= s.expiration_seq,
+        (FrameKind::ActiveReplicaSet | FrameKind::RetentionSet, _) => seq <= state_seq,
+        _ => false,
     }
 }
 
@@ -109,9 +111,11 @@ mod tests {
         });
         assert!(!contains(&h(FrameKind::Delete, 12), older, 0));
         assert!(!contains(&h(FrameKind::Create, 13), older, 0));
-        // Absent from the copy: writes are moot, a create applies.
-        assert!(contains(&h(FrameKind::Write, 20), None, 0));
+        // Absent from the copy: nothing is contained (a create made after the
+        // copy looked is replayed, and then that incarnation's writes too).
         assert!(!contains(&h(FrameKind::Create, 20), None, 0));
+        assert!(!contains(&h(FrameKind::Write, 21), None, 0));
+        assert!(!contains(&h(FrameKind::Delete, 22), None, 0));
     }
 
     #[test]
