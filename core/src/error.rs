@@ -98,6 +98,8 @@ op_error! {
         TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
         /// No opener entry was free to log the unlink.
         NoResources => (NoResources, "the checkpoint's opener table is full"),
+        /// This host holds a replica: the checkpoint is unlinked through its primary.
+        Replica => (BadOperation, "this host holds a replica; unlink it through the primary"),
     }
 }
 

@@ -96,7 +96,8 @@ pub enum FrameKind {
     /// Padding to the end of the ring; consumers skip it.
     Pad = 6,
     /// The checkpoint was created: id is its name, data its creation
-    /// attributes ([`encode_attributes`]), `time_ns` the creation time.
+    /// attributes ([`encode_attributes`]), `time_ns` the creation time, `arg`
+    /// the node placed as active replica + 1 (0: none yet).
     CheckpointCreated = 7,
     /// The active replica moved to node `arg`; the frame's `term` is the new term.
     ActiveReplicaSet = 8,
@@ -336,6 +337,7 @@ impl<'a> Frame<'a> {
                 name: id,
                 // Checked by `decode`.
                 attributes: decode_attributes(data)?,
+                active_replica: (h.arg > 0).then(|| (h.arg - 1) as u32),
             },
             FrameKind::ActiveReplicaSet => Mutation::ActiveReplicaSet {
                 node: h.arg as u32,
@@ -411,6 +413,9 @@ pub enum Mutation<'a> {
         name: &'a [u8],
         /// Its creation attributes.
         attributes: CreationAttributes,
+        /// The node placed as active replica at creation (non-collocated
+        /// asynchronous checkpoints).
+        active_replica: Option<u32>,
     },
     /// The active replica moved.
     ActiveReplicaSet {
@@ -624,7 +629,7 @@ fn check_fields(h: &FrameHeader) -> Result<(), DecodeError> {
         K::CheckpointCreated => {
             h.data_len as usize == CREATED_PAYLOAD_BYTES
                 && h.id_len != 0
-                && h.arg == 0
+                && (0..=u32::MAX as i64 + 1).contains(&h.arg)
                 && h.version == 0
                 && !more
         }
@@ -772,7 +777,8 @@ mod tests {
             decode(&buf[..n], false).unwrap().mutation(),
             Some(Mutation::CheckpointCreated {
                 name: b"n",
-                attributes: attrs
+                attributes: attrs,
+                active_replica: None,
             })
         );
         let mut h = header(FrameKind::ActiveReplicaSet, 0, 0);

@@ -26,6 +26,7 @@ use ckpt_core::CheckpointName;
 
 use crate::layout::LIFECYCLE_DOOMED;
 use crate::ops::checkpoint::UnlinkFail;
+use crate::ops::ClaimFail;
 use crate::segment::{self, Config, Mapped, Segment, SegmentFault};
 use crate::sync::Ordering;
 
@@ -184,7 +185,8 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
     match segment.log_unlink() {
         Ok(()) => {}
         Err(UnlinkFail::Gone) => return Err(UnlinkError::NotExist),
-        Err(UnlinkFail::Contended) => return Err(UnlinkError::TryAgain),
+        Err(UnlinkFail::Claim(ClaimFail::Contended)) => return Err(UnlinkError::TryAgain),
+        Err(UnlinkFail::Claim(ClaimFail::Replica)) => return Err(UnlinkError::Replica),
     }
     remove_if_same(&segment, &path);
     Ok(())

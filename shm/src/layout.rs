@@ -549,6 +549,9 @@ pub mod intent_op {
     pub const RETAIN: u8 = 6;
     /// The checkpoint's name is being unlinked.
     pub const UNLINK: u8 = 7;
+    /// A replica is being promoted: the active replica changes and the copy
+    /// becomes the primary.
+    pub const PROMOTE: u8 = 8;
 }
 
 packed_word! {

@@ -21,13 +21,13 @@ use memmap2::MmapRaw;
 
 use crate::claim::Owner;
 use crate::layout::{
-    self, default_log_bytes, ActiveReplicaWord, Geometry, OpenerEntry, OpenerWord, SegmentHeader,
-    SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED, MAGIC, NAME_BYTES,
-    OPENERS_MAX,
+    self, default_log_bytes, role, ActiveReplicaWord, Geometry, OpenerEntry, OpenerWord, RoleWord,
+    SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED, MAGIC,
+    NAME_BYTES, OPENERS_MAX,
 };
 use crate::sync::{AtomicU64, Ordering};
 use crate::{dir, proc};
-use ckpt_core::frame::{self, FrameHeader, FrameKind};
+use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, Mutation};
 
 /// Environment variable naming the segment directory.
 pub const ENV_DIR: &str = "CKPT_DIR";
@@ -292,6 +292,12 @@ impl Mapped {
             && now.0.saturating_sub(closed) >= h.retention_ns.load(Ordering::SeqCst)
     }
 
+    /// True if this copy is a replica (written only by applying frames).
+    pub fn is_replica(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release store in `Segment::set_role`.
+        RoleWord::from(self.header().role.load(Ordering::Acquire)).role == role::REPLICA
+    }
+
     /// The active replica, if set.
     pub fn active_replica(&self) -> Option<ActiveReplicaWord> {
         let word = ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Acquire));
@@ -465,11 +471,26 @@ fn io_to_open_error(e: &io::Error) -> OpenError {
 /// Creates, initializes and publishes a new segment at `path`. Returns
 /// `Ok(())` also when another process published one there first (the caller
 /// then opens that one).
+/// Where a new segment comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Created here: the primary, a new incarnation, placed on this node if
+    /// the checkpoint is non-collocated asynchronous.
+    Primary,
+    /// A replica of a primary's checkpoint, from its creation frame.
+    Replica {
+        incarnation: u64,
+        created_ns: i64,
+        active_replica: Option<u32>,
+    },
+}
+
 fn create_new(
     config: &Config,
     path: &Path,
     name: &CheckpointName,
     attrs: &CreationAttributes,
+    origin: Origin,
 ) -> Result<(), OpenError> {
     let log_bytes = match config.log_bytes {
         Some(b) => b,
@@ -501,7 +522,22 @@ fn create_new(
     let map = MmapRaw::map_raw(&file).map_err(|e| cleanup(io_to_open_error(&e)))?;
     let base = map.as_mut_ptr();
     let me = proc::current();
-    let now = now();
+    // Non-collocated asynchronous checkpoints have an active replica from the
+    // start (the service places it: here, this node; a replica copies it).
+    let placed = attrs.flags.mode().is_asynchronous() && !attrs.flags.is_collocated();
+    let (incarnation, now, active, copy_role) = match origin {
+        Origin::Primary => (
+            new_incarnation(),
+            now(),
+            placed.then_some(config.node_id),
+            role::PRIMARY,
+        ),
+        Origin::Replica {
+            incarnation,
+            created_ns,
+            active_replica,
+        } => (incarnation, Time(created_ns), active_replica, role::REPLICA),
+    };
     {
         // SAFETY: the file is new, exclusively ours (O_EXCL, not yet linked
         // under its name), at least HEADER_REGION_BYTES long and page aligned;
@@ -522,22 +558,22 @@ fn create_new(
         h.created_ns = now.0;
         h.creator_pid = me.pid;
         h.name_len = name.as_bytes().len() as u32;
-        h.incarnation = new_incarnation();
+        h.incarnation = incarnation;
         h.name[..name.as_bytes().len()].copy_from_slice(name.as_bytes());
         let mut immutable = [0u8; layout::CHECKSUMMED_BYTES];
         immutable.copy_from_slice(&header_bytes(h)[..layout::CHECKSUMMED_BYTES]);
         h.header_crc32c = layout::header_checksum(&immutable);
         h.retention_ns.store(attrs.retention_ns, Ordering::Relaxed);
-        // Term 1. Non-collocated asynchronous checkpoints have an active
-        // replica from the start (the service places it: here, this node).
-        let placed = attrs.flags.mode().is_asynchronous() && !attrs.flags.is_collocated();
+        // Term 1.
         let word = ActiveReplicaWord {
-            set: placed,
-            node: if placed { config.node_id } else { 0 },
+            set: active.is_some(),
+            node: active.unwrap_or(0),
             term: 1,
         };
         h.active_replica.store(word.value(), Ordering::Relaxed);
         h.active_pid.store(me.pid as u64, Ordering::Relaxed);
+        h.role
+            .store(RoleWord { role: copy_role }.value(), Ordering::Relaxed);
     }
     let mapped = Mapped {
         map,
@@ -558,6 +594,7 @@ fn create_new(
             id_len: name.as_bytes().len() as u16,
             data_len: payload.len() as u32,
             time_ns: now.0,
+            arg: active.map_or(0, |node| node as i64 + 1),
             ..FrameHeader::new(FrameKind::CheckpointCreated)
         };
         let log = mapped.log();
@@ -654,7 +691,7 @@ impl Segment {
                     let Some(a) = attrs else {
                         return Err(OpenError::NotExist);
                     };
-                    create_new(config, &path, name, a)?;
+                    create_new(config, &path, name, a, Origin::Primary)?;
                     continue;
                 }
                 Err(e) => return Err(io_to_open_error(&e)),
@@ -722,6 +759,44 @@ impl Segment {
 }
 
 impl Segment {
+    /// Opens this host's replica of a primary's checkpoint, creating it from
+    /// the primary's creation frame (seq 1) if it does not exist. An existing
+    /// segment of that name must be a replica of the same incarnation.
+    pub fn open_replica(config: &Config, created: &Frame<'_>) -> Result<Segment, OpenError> {
+        let Some(Mutation::CheckpointCreated {
+            name,
+            attributes,
+            active_replica,
+        }) = created.mutation()
+        else {
+            return Err(OpenError::InvalidAttributes);
+        };
+        if created.header.seq != 1 {
+            return Err(OpenError::InvalidAttributes);
+        }
+        let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
+        dir::ensure_dir(config).map_err(|e| io_to_open_error(&e))?;
+        let path = dir::segment_path(&config.dir, &name);
+        if !path.exists() {
+            let origin = Origin::Replica {
+                incarnation: created.header.incarnation,
+                created_ns: created.header.time_ns,
+                active_replica,
+            };
+            create_new(config, &path, &name, &attributes, origin)?;
+        }
+        let flags = OpenFlags::READ | OpenFlags::WRITE;
+        let segment = Segment::open(config, &name, flags, None)?;
+        if segment.header().incarnation != created.header.incarnation
+            || !segment.is_replica()
+            || segment.attrs != attributes
+        {
+            // Another checkpoint of that name lives here: never mix them.
+            return Err(OpenError::AttributesDiffer);
+        }
+        Ok(segment)
+    }
+
     /// Registers this process on an already mapped segment for a mutation
     /// that is not an open (logging an unlink): the retention clock is left
     /// alone. `None` if a retention sweep is deleting the checkpoint.

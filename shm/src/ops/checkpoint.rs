@@ -1,12 +1,14 @@
 //! Checkpoint-wide mutations: the active replica (a new term), the retention
-//! duration and the unlink, each a logged mutation under the claim, so that a
-//! replica rebuilt from the log alone has them too.
+//! duration, the unlink and a replica's promotion, each a logged mutation
+//! under the claim, so that a replica rebuilt from the log alone has them too.
 
 use ckpt_core::frame::FrameKind;
 use ckpt_core::Time;
 
-use super::{coarse_now, ClaimFail, FrameSpec, Intent};
-use crate::layout::{intent_op, ActiveReplicaWord, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED};
+use super::{ClaimFail, FrameSpec, Intent, Stamp};
+use crate::layout::{
+    intent_op, role, ActiveReplicaWord, RoleWord, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED,
+};
 use crate::segment::Segment;
 use crate::sync::Ordering;
 
@@ -15,38 +17,48 @@ use crate::sync::Ordering;
 pub enum UnlinkFail {
     /// Already unlinked, or being deleted by a retention sweep.
     Gone,
-    /// The claim could not be taken.
-    Contended,
+    /// The claim could not be taken (or this copy is a replica).
+    Claim(ClaimFail),
 }
 
 impl Segment {
     /// Makes `node` the active replica, in a new term (the current one + 1),
     /// and returns the term. The active-replica word is the commit point.
     pub fn set_active_replica(&self, node: u32) -> Result<u32, ClaimFail> {
+        let _held = self.claim_local()?;
+        let term = self.term().wrapping_add(1).max(1);
+        self.set_active_replica_held(node, term, intent_op::ACTIVE, Stamp::now());
+        Ok(term)
+    }
+
+    /// Promotes this replica to primary with `node` as the active replica, in
+    /// a new term; from then on local writers write it and frames of older
+    /// terms are refused. Returns the term.
+    pub fn promote(&self, node: u32) -> Result<u32, ClaimFail> {
         let _held = self.claim()?;
+        let term = self.term().wrapping_add(1).max(1);
+        self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
+        Ok(term)
+    }
+
+    /// The active replica becomes `node` in `term` (claim held). `op` is
+    /// `ACTIVE`, or `PROMOTE`, which also makes this copy the primary.
+    pub(crate) fn set_active_replica_held(&self, node: u32, term: u32, op: u8, stamp: Stamp) {
         let h = self.header();
-        let current = ActiveReplicaWord::from(h.active_replica.load(Ordering::Relaxed));
         let next = ActiveReplicaWord {
             set: true,
             node,
-            term: current.term.wrapping_add(1).max(1),
+            term,
         };
         let intent = Intent {
-            op: intent_op::ACTIVE,
+            op,
             slot: 0,
             target: next.value(),
             bucket: 0,
         };
         let spec = FrameSpec {
-            term: next.term,
-            ..self.frame(
-                FrameKind::ActiveReplicaSet,
-                &[],
-                &[],
-                node as i64,
-                0,
-                coarse_now(),
-            )
+            term,
+            ..self.frame(FrameKind::ActiveReplicaSet, &[], &[], node as i64, 0, stamp)
         };
         self.mutate(
             intent,
@@ -54,17 +66,31 @@ impl Segment {
             |(), seq| {
                 // SYNC POINT: Release pairs with the Acquire load in `active_replica`.
                 h.active_replica.store(next.value(), Ordering::Release);
+                if op == intent_op::PROMOTE {
+                    self.set_role(role::PRIMARY);
+                }
                 h.state_seq.store(seq, Ordering::Release);
                 h.active_pid
                     .store(crate::proc::current().pid as u64, Ordering::Relaxed);
             },
         );
-        Ok(next.term)
+    }
+
+    pub(crate) fn set_role(&self, r: u8) {
+        // SYNC POINT: Release pairs with the Acquire load in `is_replica`.
+        self.header()
+            .role
+            .store(RoleWord { role: r }.value(), Ordering::Release);
     }
 
     /// Sets the retention duration (validated by the caller: not negative).
     pub fn set_retention(&self, retention: Time) -> Result<(), ClaimFail> {
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
+        self.set_retention_held(retention, Stamp::now());
+        Ok(())
+    }
+
+    pub(crate) fn set_retention_held(&self, retention: Time, stamp: Stamp) {
         let h = self.header();
         let intent = Intent {
             op: intent_op::RETAIN,
@@ -72,14 +98,7 @@ impl Segment {
             target: retention.0 as u64,
             bucket: 0,
         };
-        let spec = self.frame(
-            FrameKind::RetentionSet,
-            &[],
-            &[],
-            retention.0,
-            0,
-            coarse_now(),
-        );
+        let spec = self.frame(FrameKind::RetentionSet, &[], &[], retention.0, 0, stamp);
         self.mutate(
             intent,
             || (spec, ()),
@@ -90,24 +109,30 @@ impl Segment {
                 h.state_seq.store(seq, Ordering::Release);
             },
         );
-        Ok(())
     }
 
     /// Marks the checkpoint's name unlinked, logging it (the caller removes the
     /// file). The `UNLINKED` bit is the commit point.
     pub fn log_unlink(&self) -> Result<(), UnlinkFail> {
-        let _held = self.claim().map_err(|_| UnlinkFail::Contended)?;
-        let h = self.header();
-        if h.lifecycle.load(Ordering::SeqCst) & (LIFECYCLE_DOOMED | LIFECYCLE_UNLINKED) != 0 {
+        let _held = self.claim_local().map_err(UnlinkFail::Claim)?;
+        let lifecycle = self.header().lifecycle.load(Ordering::SeqCst);
+        if lifecycle & (LIFECYCLE_DOOMED | LIFECYCLE_UNLINKED) != 0 {
             return Err(UnlinkFail::Gone);
         }
+        self.unlink_held(Stamp::now());
+        Ok(())
+    }
+
+    /// Logs the unlink and sets `UNLINKED` (claim held).
+    pub(crate) fn unlink_held(&self, stamp: Stamp) {
+        let h = self.header();
         let intent = Intent {
             op: intent_op::UNLINK,
             slot: 0,
             target: 0,
             bucket: 0,
         };
-        let spec = self.frame(FrameKind::Unlink, &[], &[], 0, 0, coarse_now());
+        let spec = self.frame(FrameKind::Unlink, &[], &[], 0, 0, stamp);
         self.mutate(
             intent,
             || (spec, ()),
@@ -117,6 +142,5 @@ impl Segment {
                 h.lifecycle.fetch_or(LIFECYCLE_UNLINKED, Ordering::SeqCst);
             },
         );
-        Ok(())
     }
 }

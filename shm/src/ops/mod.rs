@@ -46,6 +46,7 @@ use crate::segment::{Mapped, Segment};
 use crate::sync::Ordering;
 use crate::{notify, proc};
 
+pub mod apply;
 pub mod checkpoint;
 pub mod consume;
 pub mod read;
@@ -53,6 +54,7 @@ mod recover;
 pub mod section;
 pub mod write;
 
+pub use apply::{Applied, ApplyError};
 pub use consume::{Consumer, Snapshot, SnapshotSection};
 pub use read::SectionView;
 pub use write::WriteElement;
@@ -71,13 +73,18 @@ pub struct SectionRef {
 pub enum ClaimFail {
     /// Another live writer held the claim past the timeout.
     Contended,
+    /// This copy is a replica: only the primary's frames change it.
+    Replica,
 }
 
 macro_rules! claim_fail_is_try_again {
     ($($error:ty),*) => {$(
         impl From<ClaimFail> for $error {
-            fn from(_: ClaimFail) -> Self {
-                <$error>::TryAgain
+            fn from(f: ClaimFail) -> Self {
+                match f {
+                    ClaimFail::Contended => <$error>::TryAgain,
+                    ClaimFail::Replica => <$error>::NoActiveReplica,
+                }
             }
         }
     )*};
@@ -202,6 +209,27 @@ pub(crate) struct Intent {
     pub bucket: u64,
 }
 
+/// When and how a mutation is stamped: now, by a local writer, or as the
+/// primary stamped it, when a replica applies its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    /// `lastUpdate` (and the frame's time).
+    pub time_ns: i64,
+    /// More frames of the same call follow (vector writes).
+    pub more: bool,
+}
+
+impl Stamp {
+    /// A local mutation, now, on its own.
+    #[inline]
+    pub fn now() -> Stamp {
+        Stamp {
+            time_ns: coarse_now(),
+            more: false,
+        }
+    }
+}
+
 /// The frame a mutation logs; `mutate` fills in the sequence number and the
 /// incarnation, and splits data too large for one frame into stages.
 #[derive(Debug, Clone, Copy)]
@@ -230,6 +258,15 @@ impl Segment {
         word.pid != 0
             && word.gen == held.owner_gen
             && proc::is_alive(word.pid, entry.start_ticks.load(Ordering::Acquire))
+    }
+
+    /// Takes the writer claim for a local writer: refused on a replica.
+    #[inline]
+    pub(crate) fn claim_local(&self) -> Result<Held<'_>, ClaimFail> {
+        if self.is_replica() {
+            return Err(ClaimFail::Replica);
+        }
+        self.claim()
     }
 
     /// Takes the writer claim (recovering a dead holder's mutation).
@@ -268,7 +305,7 @@ impl Segment {
         ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed)).term
     }
 
-    /// A frame of `kind` for section `id`, written now in the current term.
+    /// A frame of `kind` for section `id`, stamped `stamp`, in the current term.
     #[inline]
     pub(crate) fn frame<'a>(
         &self,
@@ -277,16 +314,16 @@ impl Segment {
         data: &'a [u8],
         arg: i64,
         version: u64,
-        time_ns: i64,
+        stamp: Stamp,
     ) -> FrameSpec<'a> {
         FrameSpec {
             kind,
-            more: false,
+            more: stamp.more,
             id,
             data,
             arg,
             version,
-            time_ns,
+            time_ns: stamp.time_ns,
             term: self.term(),
         }
     }

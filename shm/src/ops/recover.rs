@@ -8,7 +8,7 @@ use super::coarse_now;
 use super::read::committed_size;
 use crate::index::hash_id;
 use crate::layout::{
-    bucket_state, intent_op, slot_state, ActiveReplicaWord, IntentWord, LifeWord,
+    bucket_state, intent_op, role, slot_state, ActiveReplicaWord, IntentWord, LifeWord,
     LIFECYCLE_UNLINKED,
 };
 use crate::segment::Segment;
@@ -52,7 +52,9 @@ impl Segment {
                 publishable
                     && self.slot(intent.slot).expiration_ns.load(Ordering::Acquire) == target as i64
             }
-            intent_op::ACTIVE => publishable && h.active_replica.load(Ordering::Acquire) == target,
+            intent_op::ACTIVE | intent_op::PROMOTE => {
+                publishable && h.active_replica.load(Ordering::Acquire) == target
+            }
             intent_op::RETAIN => {
                 publishable && h.retention_ns.load(Ordering::Acquire) == target as i64
             }
@@ -71,6 +73,10 @@ impl Segment {
                     .expiration_seq
                     .store(final_seq, Ordering::Release),
                 intent_op::ACTIVE | intent_op::RETAIN => {
+                    h.state_seq.store(final_seq, Ordering::Release)
+                }
+                intent_op::PROMOTE => {
+                    self.set_role(role::PRIMARY);
                     h.state_seq.store(final_seq, Ordering::Release)
                 }
                 _ => {}

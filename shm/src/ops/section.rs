@@ -6,12 +6,23 @@ use ckpt_core::frame::FrameKind;
 use ckpt_core::{SectionId, Time};
 
 use super::read::committed_size;
-use super::{coarse_now, ClaimFail, Intent, SectionRef};
+use super::{ClaimFail, Intent, SectionRef, Stamp};
 use crate::index::{hash_id, tag_of, InsertError};
 use crate::layout::{bucket_state, intent_op, slot_state, BucketWord, CommitWord, LifeWord};
 use crate::segment::{now, Segment};
 use crate::slot::{self, FirstVersion};
 use crate::sync::Ordering;
+
+/// A section to create, checked: its id, hash and index position, a free
+/// slot, and its first version.
+pub(crate) struct NewSection<'a> {
+    pub id: &'a [u8],
+    pub h_id: u64,
+    pub position: u64,
+    pub slot: u32,
+    pub expiration: Time,
+    pub data: &'a [u8],
+}
 
 impl Segment {
     /// Creates a section. `id == None` generates one (4-byte big-endian counter,
@@ -38,7 +49,7 @@ impl Segment {
         if expiration.0 < 0 {
             return Err(SectionCreateError::InvalidExpiration);
         }
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
         let h = self.header();
         if h.sections_live.load(Ordering::Relaxed) >= attrs.sections_max as u64 {
             self.sweep_expired_held(now());
@@ -52,7 +63,7 @@ impl Segment {
         // An expired section's id is free again: delete it first.
         if let Some(existing) = id.and_then(|id| self.lookup(id).ok().flatten()) {
             if self.is_expired(existing) {
-                self.delete_held(existing);
+                self.delete_held(existing, Stamp::now());
             }
         }
         let index = self.index();
@@ -91,6 +102,33 @@ impl Segment {
             }
         };
         let slot_index = self.free_slot().ok_or(SectionCreateError::NoSpace)?;
+        let section = self.create_held(
+            NewSection {
+                id,
+                h_id,
+                position,
+                slot: slot_index,
+                expiration,
+                data,
+            },
+            Stamp::now(),
+        );
+        Ok((section, SectionId(id.to_vec())))
+    }
+
+    /// Creates a checked section (claim held; a free slot and an index
+    /// position found) through the mutation path.
+    pub(crate) fn create_held(&self, new: NewSection<'_>, stamp: Stamp) -> SectionRef {
+        let NewSection {
+            id,
+            h_id,
+            position,
+            slot: slot_index,
+            expiration,
+            data,
+        } = new;
+        let h = self.header();
+        let index = self.index();
         let slot = self.slot(slot_index);
         let gen = match LifeWord::from(slot.life.load(Ordering::Relaxed))
             .gen
@@ -109,7 +147,6 @@ impl Segment {
             target: live.value(),
             bucket: position,
         };
-        let time = coarse_now();
         self.mutate(
             intent,
             || {
@@ -120,7 +157,7 @@ impl Segment {
                 slot.life.store(reserved.value(), Ordering::Release);
                 // SAFETY: the slot is reserved by us (claim held), so nobody
                 // reads its id area or buffer 0 until `publish_created`; lengths
-                // are within the slot's id area and buffer (checked above).
+                // are within the slot's id area and buffer (checked by callers).
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         id.as_ptr(),
@@ -137,7 +174,7 @@ impl Segment {
                     id_len: id.len() as u32,
                     expiration_ns: expiration.0,
                     size: data.len() as u64,
-                    time_ns: time,
+                    time_ns: stamp.time_ns,
                 };
                 slot::init_first_version(slot, first);
                 index.store(
@@ -149,7 +186,7 @@ impl Segment {
                         slot: slot_index,
                     },
                 );
-                let spec = self.frame(FrameKind::Create, id, data, expiration.0, 1, time);
+                let spec = self.frame(FrameKind::Create, id, data, expiration.0, 1, stamp);
                 (spec, ())
             },
             |(), seq| {
@@ -160,16 +197,13 @@ impl Segment {
                     .store(used + data.len() as u64, Ordering::Relaxed);
             },
         );
-        Ok((
-            SectionRef {
-                slot: slot_index,
-                gen,
-            },
-            SectionId(id.to_vec()),
-        ))
+        SectionRef {
+            slot: slot_index,
+            gen,
+        }
     }
 
-    fn free_slot(&self) -> Option<u32> {
+    pub(crate) fn free_slot(&self) -> Option<u32> {
         let n = self.geometry().sections_max;
         let start = self.free_hint.load(std::sync::atomic::Ordering::Relaxed) % n;
         (0..n).map(|k| (start + k) % n).find(|&s| {
@@ -185,15 +219,16 @@ impl Segment {
 
     /// Deletes a section.
     pub fn delete_section(&self, section: SectionRef) -> Result<(), SectionDeleteError> {
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
         if !self.is_live(section) || self.is_expired(section) {
             return Err(SectionDeleteError::NotExist);
         }
-        self.delete_held(section).ok_or(SectionDeleteError::Corrupt)
+        self.delete_held(section, Stamp::now())
+            .ok_or(SectionDeleteError::Corrupt)
     }
 
     /// Deletes with the claim held; `None` if the index does not hold the section.
-    pub(crate) fn delete_held(&self, section: SectionRef) -> Option<()> {
+    pub(crate) fn delete_held(&self, section: SectionRef, stamp: Stamp) -> Option<()> {
         let h = self.header();
         let slot = self.slot(section.slot);
         let id = self.id_slice(section.slot);
@@ -217,7 +252,7 @@ impl Segment {
         };
         let version = CommitWord::from(slot.commit.load(Ordering::Relaxed)).version;
         let size = committed_size(slot).min(self.attributes().section_bytes_max);
-        let spec = self.frame(FrameKind::Delete, id, &[], 0, version, coarse_now());
+        let spec = self.frame(FrameKind::Delete, id, &[], 0, version, stamp);
         self.mutate(
             intent,
             || (spec, ()),
@@ -246,10 +281,16 @@ impl Segment {
         if expiration.0 < 0 {
             return Err(ExpirationSetError::InvalidExpiration);
         }
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
         if !self.is_live(section) || self.is_expired(section) {
             return Err(ExpirationSetError::NotExist);
         }
+        self.set_expiration_held(section, expiration, Stamp::now());
+        Ok(())
+    }
+
+    /// Sets a live section's expiration (claim held).
+    pub(crate) fn set_expiration_held(&self, section: SectionRef, expiration: Time, stamp: Stamp) {
         let slot = self.slot(section.slot);
         let intent = Intent {
             op: intent_op::EXPIRE,
@@ -265,23 +306,26 @@ impl Segment {
             &[],
             expiration.0,
             version,
-            coarse_now(),
+            stamp,
         );
         self.mutate(
             intent,
             || (spec, ()),
             |(), seq| slot::set_expiration(slot, expiration.0, seq),
         );
-        Ok(())
     }
 
     /// Deletes every expired section (logging each delete). Returns how many.
+    /// A replica sweeps nothing: expiry reaches it as the primary's deletes.
     pub fn sweep_expired(&self) -> Result<u32, ClaimFail> {
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
         Ok(self.sweep_expired_held(now()))
     }
 
     pub(crate) fn sweep_expired_held(&self, now: Time) -> u32 {
+        if self.is_replica() {
+            return 0;
+        }
         let mut swept = 0;
         for s in 0..self.geometry().sections_max {
             let slot = self.slot(s);
@@ -292,7 +336,7 @@ impl Segment {
                     slot: s,
                     gen: life.gen,
                 };
-                if self.delete_held(section).is_some() {
+                if self.delete_held(section, Stamp::now()).is_some() {
                     swept += 1;
                 }
             }

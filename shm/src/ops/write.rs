@@ -6,7 +6,7 @@ use ckpt_core::error::WriteError;
 use ckpt_core::frame::FrameKind;
 
 use super::read::committed_size;
-use super::{coarse_now, FrameSpec, Intent, SectionRef};
+use super::{Intent, SectionRef, Stamp};
 use crate::layout::{intent_op, CommitWord};
 use crate::segment::{now, Segment};
 use crate::slot;
@@ -25,7 +25,7 @@ pub struct WriteElement<'a> {
 
 /// The size a section of `old_size` bytes will have after `len` bytes are
 /// written at `offset` (`None`: overwritten).
-fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> Result<u64, WriteError> {
+pub(crate) fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> Result<u64, WriteError> {
     match offset {
         None => Ok(len as u64),
         Some(o) if o > old_size => Err(WriteError::OffsetPastEnd),
@@ -34,7 +34,7 @@ fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> Result<u64, Write
 }
 
 /// How a new version's buffer is filled.
-enum Fill<'d, F> {
+pub(crate) enum Fill<'d, F> {
     /// `data` at `offset`, over a copy of the old version (`None`: from 0,
     /// nothing kept).
     Copy { offset: Option<u64>, data: &'d [u8] },
@@ -57,14 +57,14 @@ impl Segment {
         if end.is_none_or(|end| end > max) {
             return Err(WriteError::TooLarge);
         }
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
         let (old_size, new_size) = self.check_write(section, offset, data.len())?;
         self.write_version::<fn(&mut [u8])>(
             section,
             old_size,
             new_size,
             Fill::Copy { offset, data },
-            false,
+            Stamp::now(),
         );
         Ok(())
     }
@@ -81,14 +81,14 @@ impl Segment {
         if len as u64 > self.attributes().section_bytes_max {
             return Err(WriteError::TooLarge);
         }
-        let _held = self.claim()?;
+        let _held = self.claim_local()?;
         let (old_size, _) = self.check_write(section, None, len)?;
         self.write_version(
             section,
             old_size,
             len as u64,
             Fill::InPlace { len, fill },
-            false,
+            Stamp::now(),
         );
         Ok(())
     }
@@ -123,7 +123,7 @@ impl Segment {
     /// but the last). A writer killed halfway leaves each section at its old or
     /// new version, the earlier elements committed first.
     pub fn write_many(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
-        let _held = self.claim().map_err(|e| (0, e.into()))?;
+        let _held = self.claim_local().map_err(|e| (0, e.into()))?;
         match self.plan_writes(elements) {
             // Expired sections still count until swept: sweep, then re-plan.
             Err((_, WriteError::CheckpointFull)) if self.sweep_expired_held(now()) > 0 => {
@@ -141,8 +141,11 @@ impl Segment {
                 offset: e.offset,
                 data: e.data,
             };
-            let more = i + 1 < elements.len();
-            self.write_version::<fn(&mut [u8])>(e.section, old_size, new_size, fill, more);
+            let stamp = Stamp {
+                more: i + 1 < elements.len(),
+                ..Stamp::now()
+            };
+            self.write_version::<fn(&mut [u8])>(e.section, old_size, new_size, fill, stamp);
         }
         Ok(())
     }
@@ -196,13 +199,13 @@ impl Segment {
     /// other buffer is filled, the frame logged, the commit word flipped.
     /// Claim held; sizes validated (`old_size`, `new_size` <= maxSectionSize).
     #[inline]
-    fn write_version<F: FnOnce(&mut [u8])>(
+    pub(crate) fn write_version<F: FnOnce(&mut [u8])>(
         &self,
         section: SectionRef,
         old_size: u64,
         new_size: u64,
         fill: Fill<'_, F>,
-        more: bool,
+        stamp: Stamp,
     ) {
         let slot = self.slot(section.slot);
         let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
@@ -217,7 +220,7 @@ impl Segment {
             target: target.value(),
             bucket: 0,
         };
-        let time = coarse_now();
+        let time = stamp.time_ns;
         self.mutate(
             intent,
             || {
@@ -260,10 +263,7 @@ impl Segment {
                     }
                 };
                 let id = self.id_slice(section.slot);
-                let spec = FrameSpec {
-                    more,
-                    ..self.frame(kind, id, data, at as i64, target.version, time)
-                };
+                let spec = self.frame(kind, id, data, at as i64, target.version, stamp);
                 (spec, (current, buffer))
             },
             |(current, buffer), seq| {

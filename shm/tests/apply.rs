@@ -1,0 +1,238 @@
+//! Replicas: a segment rebuilt from a primary's frames alone, through the same
+//! mutation path, equals the primary; what a replica refuses.
+
+use ckpt_core::error::WriteError;
+use ckpt_core::frame::{FrameHeader, FrameKind};
+use ckpt_core::{
+    CheckpointName, CreationAttributes, CreationFlags, OpenFlags, SectionsChosen, Time, UpdateMode,
+};
+use ckpt_shm::ops::{Applied, ApplyError};
+use ckpt_shm::{Config, Consumer, Segment, WriteElement};
+
+fn dir_config(dir: &tempfile::TempDir) -> Config {
+    Config {
+        log_bytes: Some(1 << 20),
+        ..Config::with_dir(dir.path())
+    }
+}
+
+fn rwc() -> OpenFlags {
+    OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE
+}
+
+/// The replica, made from the primary's first frame (its creation).
+fn replica_of(consumer: &mut Consumer<'_>, replica_config: &Config) -> Segment {
+    let frame = consumer.next_frame().unwrap().unwrap();
+    assert_eq!(frame.header.kind, FrameKind::CheckpointCreated);
+    Segment::open_replica(replica_config, &frame).unwrap()
+}
+
+/// Applies every frame the consumer has not passed yet; returns their headers.
+fn ship(consumer: &mut Consumer<'_>, replica: &Segment) -> Vec<FrameHeader> {
+    let mut shipped = Vec::new();
+    while let Some(frame) = consumer.next_frame().unwrap() {
+        shipped.push(frame.header);
+        assert_eq!(
+            replica.apply(&frame),
+            Ok(Applied::Done),
+            "{:?}",
+            frame.header
+        );
+    }
+    shipped
+}
+
+/// (id, data, version, expiration, lastUpdate) of a section.
+type Copied = (Vec<u8>, Vec<u8>, u64, Time, Time);
+
+/// Every section, sorted.
+fn sections(seg: &Segment) -> Vec<Copied> {
+    let mut out = Vec::new();
+    let mut views = Vec::new();
+    seg.for_each_section(SectionsChosen::Any, |v| {
+        views.push((v.section, v.id.to_vec(), v.expiration, v.last_update))
+    });
+    for (s, id, exp, t) in views {
+        let (data, meta) = seg.read_to_vec(s).unwrap();
+        out.push((id, data, meta.version, exp, t));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_replica_fed_the_log_alone_equals_the_primary_and_its_standbys_see_the_same_frames() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("safCkpt=replicated").unwrap();
+    let primary = Segment::open(&pc, &name, rwc(), Some(&CreationAttributes::new(8, 128))).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    // A standby on the replica's host follows the replica's own ring.
+    let mut standby = replica.consumer(None);
+
+    primary.set_active_replica(7).unwrap();
+    let (a, _) = primary
+        .create_section(Some(b"a"), Time::END, b"alpha")
+        .unwrap();
+    let (b, _) = primary
+        .create_section(None, Time(4_102_444_800_000_000_000), b"generated")
+        .unwrap();
+    primary.write(a, Some(5), b"-beta").unwrap();
+    primary.write(b, None, b"over").unwrap();
+    let elements = [
+        WriteElement {
+            section: a,
+            offset: Some(0),
+            data: b"A",
+        },
+        WriteElement {
+            section: b,
+            offset: None,
+            data: b"vec",
+        },
+    ];
+    primary.write_many(&elements).unwrap();
+    primary
+        .overwrite_with(a, 3, |buf| buf.copy_from_slice(b"zcp"))
+        .unwrap();
+    primary
+        .set_expiration(a, Time(4_102_444_800_000_000_001))
+        .unwrap();
+    primary.set_retention(Time::from_secs(5)).unwrap();
+    let (c, _) = primary
+        .create_section(Some(b"c"), Time::END, b"doomed")
+        .unwrap();
+    primary.delete_section(c).unwrap();
+    let shipped = ship(&mut consumer, &replica);
+
+    assert_eq!(sections(&replica), sections(&primary));
+    assert_eq!(replica.usage(), primary.usage());
+    assert_eq!(replica.last_seq(), primary.last_seq());
+    let (p_ar, r_ar) = (primary.active_replica(), replica.active_replica());
+    assert_eq!(p_ar, r_ar);
+    assert_eq!(r_ar.unwrap().node, 7);
+    assert_eq!(
+        replica
+            .header()
+            .retention_ns
+            .load(std::sync::atomic::Ordering::SeqCst),
+        Time::from_secs(5).0
+    );
+    // The replica republished exactly the frames it applied.
+    let mut mirrored = Vec::new();
+    while let Some(frame) = standby.next_frame().unwrap() {
+        mirrored.push(frame.header);
+    }
+    assert_eq!(mirrored, shipped);
+    assert!(shipped
+        .iter()
+        .any(|h| h.flags & ckpt_core::frame::FLAG_MORE != 0));
+}
+
+#[test]
+fn a_replica_refuses_local_writers_gaps_other_incarnations_and_deposed_terms() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("refusals").unwrap();
+    let primary = Segment::open(&pc, &name, rwc(), Some(&CreationAttributes::new(8, 64))).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    primary
+        .create_section(Some(b"k"), Time::END, b"v1")
+        .unwrap();
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    assert!(replica.is_replica());
+
+    // Local writers are refused: only the primary's frames change a replica.
+    let k = replica.lookup(b"k").unwrap().unwrap();
+    assert_eq!(
+        replica.write(k, None, b"local"),
+        Err(WriteError::NoActiveReplica)
+    );
+    assert!(replica.create_section(Some(b"x"), Time::END, b"").is_err());
+    assert!(replica.set_retention(Time(0)).is_err());
+
+    // Re-applying what it holds changes nothing; a gap is refused.
+    let mut again = primary.consumer(Some(0));
+    while let Some(f) = again.next_frame().unwrap() {
+        if f.header.seq > 1 {
+            assert_eq!(replica.apply(&f), Ok(Applied::Already));
+        }
+    }
+    let k_primary = primary.lookup(b"k").unwrap().unwrap();
+    primary.write(k_primary, None, b"v2").unwrap();
+    primary.write(k_primary, None, b"v3").unwrap();
+    let mut late = primary.consumer(Some(consumer.position()));
+    let v2 = late.next_frame().unwrap().unwrap().header.seq;
+    let v3 = late.next_frame().unwrap().unwrap();
+    assert_eq!(
+        replica.apply(&v3),
+        Err(ApplyError::Gap { expected: v2 }),
+        "v3 before v2"
+    );
+
+    // A frame of another incarnation (the name re-created elsewhere) is refused.
+    let mut foreign = v3;
+    foreign.header.incarnation ^= 1;
+    assert!(matches!(
+        replica.apply(&foreign),
+        Err(ApplyError::Incarnation { .. })
+    ));
+
+    // After a change of active replica (a new term), the deposed active's
+    // frames, written in the old term, are refused.
+    let old_term = v3.header.term;
+    drop(late);
+    primary.set_active_replica(2).unwrap();
+    let mut rest = primary.consumer(Some(consumer.position()));
+    while let Some(f) = rest.next_frame().unwrap() {
+        assert_eq!(replica.apply(&f), Ok(Applied::Done));
+    }
+    let mut deposed = primary.consumer(Some(consumer.position()));
+    let mut stale = deposed.next_frame().unwrap().unwrap();
+    stale.header.seq = replica.last_seq() + 1;
+    assert_eq!(stale.header.term, old_term);
+    assert_eq!(
+        replica.apply(&stale),
+        Err(ApplyError::StaleTerm {
+            ours: old_term + 1,
+            frame: old_term
+        })
+    );
+    assert_eq!(sections(&replica), sections(&primary));
+}
+
+#[test]
+fn a_promoted_replica_is_writable_in_a_new_term_and_applies_nothing() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("promote").unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    // Non-collocated: placed on this node (0) at creation; the replica copies it.
+    assert_eq!(primary.active_replica().unwrap().node, 0);
+    let mut consumer = primary.consumer(Some(0));
+    primary
+        .create_section(Some(b"s"), Time::END, b"state")
+        .unwrap();
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    assert_eq!(replica.active_replica(), primary.active_replica());
+
+    let term = replica.promote(9).unwrap();
+    assert_eq!(term, primary.active_replica().unwrap().term + 1);
+    assert!(!replica.is_replica());
+    let s = replica.lookup(b"s").unwrap().unwrap();
+    replica.write(s, None, b"new state").unwrap();
+    let (data, _) = replica.read_to_vec(s).unwrap();
+    assert_eq!(data, b"new state");
+    // The old primary's next frame finds a primary, not a replica.
+    let p = primary.lookup(b"s").unwrap().unwrap();
+    primary.write(p, None, b"split brain").unwrap();
+    let frame = consumer.next_frame().unwrap().unwrap();
+    assert_eq!(replica.apply(&frame), Err(ApplyError::NotReplica));
+}
