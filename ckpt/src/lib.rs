@@ -45,6 +45,7 @@ pub use ckpt_shm::log::LogError as WatchError;
 pub use ckpt_shm::Config;
 
 use ckpt_core::frame::{FrameKind, FLAG_MORE, FLAG_STAGED};
+use ckpt_shm::ack::Need;
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{SectionRef, Segment, WriteElement};
 
@@ -232,6 +233,7 @@ impl Checkpoint {
     ) -> Result<Section<'_>, SectionCreateError> {
         self.create_checks()?;
         let (section, _) = self.segment.create_section(Some(id), expiration, data)?;
+        self.replicated(SectionCreateError::Timeout)?;
         Ok(Section {
             checkpoint: self,
             section,
@@ -247,6 +249,7 @@ impl Checkpoint {
     ) -> Result<(SectionId, Section<'_>), SectionCreateError> {
         self.create_checks()?;
         let (section, id) = self.segment.create_section(None, expiration, data)?;
+        self.replicated(SectionCreateError::Timeout)?;
         Ok((
             id,
             Section {
@@ -291,14 +294,16 @@ impl Checkpoint {
     /// Deletes a section (`saCkptSectionDelete`); the default section cannot be.
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionDeleteError> {
         let section = self.section_to_change(id)?;
-        self.segment.delete_section(section)
+        self.segment.delete_section(section)?;
+        self.replicated(SectionDeleteError::Timeout)
     }
 
     /// Sets a section's absolute expiration (`saCkptSectionExpirationTimeSet`);
     /// [`Time::END`] for never. Not allowed on the default section.
     pub fn set_expiration(&self, id: &[u8], expiration: Time) -> Result<(), ExpirationSetError> {
         let section = self.section_to_change(id)?;
-        self.segment.set_expiration(section, expiration)
+        self.segment.set_expiration(section, expiration)?;
+        self.replicated(ExpirationSetError::Timeout)
     }
 
     /// The checks of delete and expiration change, in the spec's order.
@@ -345,14 +350,33 @@ impl Checkpoint {
             for (i, (slot, e)) in resolved.iter_mut().zip(elements).enumerate() {
                 *slot = resolve(i, e)?;
             }
-            return self.segment.write_many(&resolved[..elements.len()]);
+            self.segment.write_many(&resolved[..elements.len()])?;
+        } else {
+            let resolved = elements
+                .iter()
+                .enumerate()
+                .map(|(i, e)| resolve(i, e))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.segment.write_many(&resolved)?;
         }
-        let resolved = elements
-            .iter()
-            .enumerate()
-            .map(|(i, e)| resolve(i, e))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.segment.write_many(&resolved)
+        self.replicated(WriteError::Timeout).map_err(|e| (0, e))
+    }
+
+    /// For a synchronous checkpoint (`WR_ALL_REPLICAS`), waits until every
+    /// replica holds the changes made so far; `Err(timeout)` if they do not
+    /// within `Config::ack_timeout`. Asynchronous checkpoints never wait.
+    #[inline]
+    fn replicated<E>(&self, timeout: E) -> Result<(), E> {
+        if self.attributes().flags.mode() != UpdateMode::AllReplicas {
+            return Ok(());
+        }
+        let segment = &self.segment;
+        let deadline = segment.config().ack_timeout;
+        if segment.wait_acknowledged(Need::All, segment.last_seq(), deadline) {
+            Ok(())
+        } else {
+            Err(timeout)
+        }
     }
 
     /// Replaces a section's data and size (`saCkptSectionOverwrite`).
@@ -364,7 +388,8 @@ impl Checkpoint {
             return Err(WriteError::NoActiveReplica);
         }
         let section = self.find(id).map_err(lookup_to_write)?;
-        self.segment.write(section, None, data)
+        self.segment.write(section, None, data)?;
+        self.replicated(WriteError::Timeout)
     }
 
     /// Reads the elements (`saCkptCheckpointRead`), filling each `read_bytes`.
@@ -436,8 +461,10 @@ impl Checkpoint {
     }
 
     /// Propagates earlier writes to the other replicas
-    /// (`saCkptCheckpointSynchronize`). On one host the active replica is the
-    /// only replica, so this returns as soon as the checks pass.
+    /// (`saCkptCheckpointSynchronize`): waits, at most `timeout`, until every
+    /// replica registered with the checkpoint has acknowledged every change
+    /// made so far. With no replica registered (one host), it returns as soon
+    /// as the checks pass.
     pub fn synchronize(&self, timeout: Time) -> Result<(), SynchronizeError> {
         if !self.writable() {
             return Err(SynchronizeError::Access);
@@ -451,7 +478,17 @@ impl Checkpoint {
         if !self.has_active_replica() {
             return Err(SynchronizeError::NoActiveReplica);
         }
-        Ok(())
+        // Every replica registered with this checkpoint must hold every
+        // change made so far (none registered: this host's copy is all).
+        let wait = Duration::from_nanos(timeout.0 as u64);
+        if self
+            .segment
+            .wait_acknowledged(Need::All, self.segment.last_seq(), wait)
+        {
+            Ok(())
+        } else {
+            Err(SynchronizeError::Timeout)
+        }
     }
 
     /// Follows every change from now on (hot standby): which sections changed,
@@ -561,7 +598,8 @@ impl Section<'_> {
     #[inline]
     pub fn overwrite(&self, data: &[u8]) -> Result<(), WriteError> {
         self.write_checks()?;
-        self.checkpoint.segment.write(self.section, None, data)
+        self.checkpoint.segment.write(self.section, None, data)?;
+        self.checkpoint.replicated(WriteError::Timeout)
     }
 
     /// Writes `data` at `offset` (at most the current size; the section grows).
@@ -569,7 +607,8 @@ impl Section<'_> {
         self.write_checks()?;
         self.checkpoint
             .segment
-            .write(self.section, Some(offset), data)
+            .write(self.section, Some(offset), data)?;
+        self.checkpoint.replicated(WriteError::Timeout)
     }
 
     /// Replaces the section with `len` bytes that `fill` writes directly into
@@ -583,7 +622,8 @@ impl Section<'_> {
         self.write_checks()?;
         self.checkpoint
             .segment
-            .overwrite_with(self.section, len, fill)
+            .overwrite_with(self.section, len, fill)?;
+        self.checkpoint.replicated(WriteError::Timeout)
     }
 
     /// Copies from `offset` into `buf`; returns the bytes read.

@@ -160,6 +160,9 @@ op_error! {
         TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
+        /// A synchronous checkpoint's replicas did not confirm in time (the
+        /// change is made here and reaches them later).
+        Timeout => (Timeout, "replicas did not confirm the change in time"),
     }
 }
 
@@ -180,6 +183,9 @@ op_error! {
         TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
+        /// A synchronous checkpoint's replicas did not confirm in time (the
+        /// change is made here and reaches them later).
+        Timeout => (Timeout, "replicas did not confirm the change in time"),
     }
 }
 
@@ -202,6 +208,9 @@ op_error! {
         TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
+        /// A synchronous checkpoint's replicas did not confirm in time (the
+        /// change is made here and reaches them later).
+        Timeout => (Timeout, "replicas did not confirm the change in time"),
     }
 }
 
@@ -249,6 +258,9 @@ op_error! {
         TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
+        /// A synchronous checkpoint's replicas did not confirm in time (the
+        /// change is made here and reaches them later).
+        Timeout => (Timeout, "replicas did not confirm the change in time"),
     }
 }
 

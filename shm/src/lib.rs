@@ -17,6 +17,7 @@
 //! comment, every Acquire names its Release in a `// SYNC POINT:` comment, and
 //! the lock-free protocols have loom models (`RUSTFLAGS="--cfg loom"`).
 
+pub mod ack;
 pub mod claim;
 pub mod index;
 pub mod layout;

@@ -15,22 +15,24 @@ fn futex_word(tail: &AtomicU64) -> *const u32 {
     (tail as *const AtomicU64).cast::<u32>()
 }
 
-/// Sleeps while the low 32 bits of `tail` equal `seen as u32`, at most `timeout`.
-/// Returns early on a wake, a signal, or a changed value (callers re-check).
-pub fn wait(tail: &AtomicU64, seen: u64, timeout: Duration) {
+/// Sleeps while the 32-bit word at `word` equals `seen`, at most `timeout`.
+///
+/// # Safety
+/// `word` points to a live, 4-aligned `u32` that other processes change only
+/// atomically, in memory that outlives the call.
+unsafe fn futex_wait(word: *const u32, seen: u32, timeout: Duration) {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: the futex word is the first 4 bytes of a live, 8-aligned AtomicU64
-    // in a MAP_SHARED mapping that outlives this call; FUTEX_WAIT (not PRIVATE)
-    // only reads it, and `ts` lives on this stack frame.
+    // SAFETY: the caller vouches for `word`; FUTEX_WAIT (not PRIVATE: the
+    // word is in a MAP_SHARED mapping) only reads it; `ts` lives on this frame.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
-            futex_word(tail),
+            word,
             libc::FUTEX_WAIT,
-            seen as u32,
+            seen,
             &ts as *const libc::timespec,
             std::ptr::null::<u32>(),
             0u32,
@@ -38,13 +40,13 @@ pub fn wait(tail: &AtomicU64, seen: u64, timeout: Duration) {
     }
 }
 
-/// Wakes every process sleeping on `tail`.
-pub fn wake_all(tail: &AtomicU64) {
-    // SAFETY: as in `wait`; FUTEX_WAKE reads no user memory beyond the address.
+/// Wakes every process sleeping on the 32-bit word at `word`.
+fn futex_wake_all(word: *const u32) {
+    // SAFETY: FUTEX_WAKE reads no user memory: the address only names the queue.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
-            futex_word(tail),
+            word,
             libc::FUTEX_WAKE,
             i32::MAX,
             std::ptr::null::<libc::timespec>(),
@@ -52,6 +54,31 @@ pub fn wake_all(tail: &AtomicU64) {
             0u32,
         );
     }
+}
+
+/// Sleeps while the low 32 bits of `tail` equal `seen as u32`, at most `timeout`.
+/// Returns early on a wake, a signal, or a changed value (callers re-check).
+pub fn wait(tail: &AtomicU64, seen: u64, timeout: Duration) {
+    // SAFETY: the futex word is the first 4 bytes of a live, 8-aligned
+    // AtomicU64 in a mapping that outlives this call (borrowed here).
+    unsafe { futex_wait(futex_word(tail), seen as u32, timeout) }
+}
+
+/// Wakes every process sleeping on `tail`.
+pub fn wake_all(tail: &AtomicU64) {
+    futex_wake_all(futex_word(tail))
+}
+
+/// Sleeps while `word` equals `seen`, at most `timeout` (same contract as
+/// [`wait`]).
+pub fn wait32(word: &AtomicU32, seen: u32, timeout: Duration) {
+    // SAFETY: a live AtomicU32, borrowed for the call.
+    unsafe { futex_wait(word.as_ptr(), seen, timeout) }
+}
+
+/// Wakes every process sleeping on `word`.
+pub fn wake_all32(word: &AtomicU32) {
+    futex_wake_all(word.as_ptr())
 }
 
 /// Counts a sleeper for the duration of a wait.

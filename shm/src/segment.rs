@@ -57,6 +57,9 @@ pub struct Config {
     pub node_id: u32,
     /// How long a writer waits for another live writer before `TRY_AGAIN`.
     pub claim_timeout: Duration,
+    /// How long a writer of a synchronous checkpoint waits for its replicas'
+    /// acknowledgements before `TIMEOUT`.
+    pub ack_timeout: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +70,7 @@ impl Default for Config {
             log_bytes: None,
             node_id: 0,
             claim_timeout: Duration::from_secs(2),
+            ack_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -46,6 +46,7 @@ use crate::segment::{Mapped, Segment};
 use crate::sync::Ordering;
 use crate::{notify, proc};
 
+mod acks;
 pub mod apply;
 pub mod checkpoint;
 pub mod consume;
