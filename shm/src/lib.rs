@@ -22,6 +22,7 @@ pub mod claim;
 pub mod index;
 pub mod layout;
 pub mod log;
+pub mod racy;
 pub mod slot;
 pub mod sync;
 

@@ -17,6 +17,7 @@ use ckpt_core::Time;
 use crate::layout::{slot_state, ActiveReplicaWord, LifeWord};
 use crate::log::LogError;
 use crate::notify;
+use crate::racy;
 use crate::segment::Mapped;
 use crate::slot::{self, ReadFail};
 use crate::sync::Ordering;
@@ -175,7 +176,7 @@ impl Mapped {
                 // SAFETY: size <= maxSectionSize <= buffer_stride (clamped by
                 // read_consistent), inside the buffer; `data` has size bytes. A
                 // racing writer's bytes are discarded by the protocol.
-                unsafe { std::ptr::copy_nonoverlapping(src, data.as_mut_ptr(), size as usize) };
+                unsafe { racy::load(&mut data, src) };
             }) {
                 Ok(meta) => meta,
                 // Deleted (or re-created) meanwhile: its frames come after `resume`.

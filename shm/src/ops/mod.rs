@@ -43,8 +43,8 @@ use crate::index::Index;
 use crate::layout::{intent_op, ActiveReplicaWord, ClaimWord, IntentWord, OpenerWord};
 use crate::log::{frame_bytes_max, Log, Pending, RingBytes};
 use crate::segment::{Mapped, Segment};
-use crate::sync::Ordering;
-use crate::{notify, proc};
+use crate::sync::{AtomicU64, Ordering};
+use crate::{notify, proc, racy};
 
 mod acks;
 pub mod apply;
@@ -121,24 +121,35 @@ impl RingBytes for ShmRing {
     fn write(&self, at: usize, src: &[u8]) {
         assert!(at + src.len() <= self.capacity);
         // SAFETY: in bounds (asserted); the ring lies inside the mapping; only
-        // the claim holder writes ring bytes, and readers validate what they copy.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(at), src.len()) };
+        // the claim holder writes ring bytes, and readers (copying atomically)
+        // validate what they copy.
+        unsafe { racy::store(self.base.add(at), src) };
     }
     #[inline]
     fn write_words(&self, at: usize, words: &[u64]) {
         assert!(at + 8 * words.len() <= self.capacity);
+        if at % 8 != 0 {
+            // Only if another process damaged the log tail: still no UB.
+            for (i, w) in words.iter().enumerate() {
+                self.write(at + 8 * i, &w.to_le_bytes());
+            }
+            return;
+        }
         for (i, w) in words.iter().enumerate() {
-            // SAFETY: in bounds (asserted); claim holder only. Unaligned-safe:
-            // `at` is 8-aligned unless another process damaged the log tail.
-            unsafe { (self.base.add(at + 8 * i) as *mut u64).write_unaligned(w.to_le()) };
+            // SAFETY: in bounds (asserted) and 8-aligned (the ring is page
+            // aligned, `at` a multiple of 8); claim holder only; readers load
+            // these words atomically.
+            let word = unsafe { &*(self.base.add(at + 8 * i) as *const AtomicU64) };
+            word.store(w.to_le(), Ordering::Relaxed);
         }
     }
     #[inline]
     fn read(&self, at: usize, dst: &mut [u8]) {
         assert!(at + dst.len() <= self.capacity);
-        // SAFETY: in bounds (asserted); the copy may race with the claim holder,
-        // which `Log::read_next` detects through `reserve` and discards.
-        unsafe { std::ptr::copy_nonoverlapping(self.base.add(at), dst.as_mut_ptr(), dst.len()) };
+        // SAFETY: in bounds (asserted); the copy may race with the claim holder
+        // (atomic on both sides), which `Log::read_next` detects through
+        // `reserve` and discards.
+        unsafe { racy::load(dst, self.base.add(at)) };
     }
     #[inline]
     fn capacity(&self) -> usize {

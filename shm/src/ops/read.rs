@@ -7,6 +7,7 @@ use ckpt_core::{SectionsChosen, Time};
 use super::SectionRef;
 use crate::index::hash_id;
 use crate::layout::{slot_state, BucketWord, CommitWord, LifeWord, SlotHeader};
+use crate::racy;
 use crate::segment::{now, Mapped};
 use crate::slot::{self, ReadFail, ReadMeta};
 use crate::sync::Ordering;
@@ -116,11 +117,9 @@ impl Mapped {
                 let src = self.buffer_ptr(section.slot, buffer);
                 // SAFETY: offset + n <= size <= section_bytes_max <= buffer_stride,
                 // so the source is inside the buffer; `dst` has n bytes. The
-                // source may be rewritten concurrently: the protocol discards
-                // such a copy and retries.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(src.add(offset as usize), dst.as_mut_ptr(), n)
-                };
+                // source may be rewritten concurrently (atomically, by `racy`):
+                // the protocol discards such a copy and retries.
+                unsafe { racy::load(&mut dst[..n], src.add(offset as usize)) };
             }
             copied = n;
         })?;
@@ -139,8 +138,9 @@ impl Mapped {
             out.resize(size as usize, 0);
             let src = self.buffer_ptr(section.slot, buffer);
             // SAFETY: size <= section_bytes_max (clamped by read_consistent),
-            // inside the buffer; `out` has exactly size bytes.
-            unsafe { std::ptr::copy_nonoverlapping(src, out.as_mut_ptr(), size as usize) };
+            // inside the buffer; `out` has exactly size bytes; a racing writer's
+            // bytes are discarded by the protocol.
+            unsafe { racy::load(&mut out, src) };
         })?;
         Ok((out, meta))
     }

@@ -9,6 +9,7 @@ use super::read::committed_size;
 use super::{ClaimFail, Intent, SectionRef, Stamp};
 use crate::index::{hash_id, tag_of, InsertError};
 use crate::layout::{bucket_state, intent_op, slot_state, BucketWord, CommitWord, LifeWord};
+use crate::racy;
 use crate::segment::{now, Segment};
 use crate::slot::{self, FirstVersion};
 use crate::sync::Ordering;
@@ -155,20 +156,13 @@ impl Segment {
                     gen,
                 };
                 slot.life.store(reserved.value(), Ordering::Release);
-                // SAFETY: the slot is reserved by us (claim held), so nobody
-                // reads its id area or buffer 0 until `publish_created`; lengths
-                // are within the slot's id area and buffer (checked by callers).
+                // SAFETY: the slot is reserved by us (claim held); readers that
+                // still copy the slot's previous section (and discard it, seeing
+                // the new life word) copy atomically; lengths are within the
+                // slot's id area and buffer (checked by callers).
                 unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        id.as_ptr(),
-                        self.slot_id_ptr(slot_index),
-                        id.len(),
-                    );
-                    std::ptr::copy_nonoverlapping(
-                        data.as_ptr(),
-                        self.buffer_ptr(slot_index, 0),
-                        data.len(),
-                    );
+                    racy::store(self.slot_id_ptr(slot_index), id);
+                    racy::store(self.buffer_ptr(slot_index, 0), data);
                 }
                 let first = FirstVersion {
                     id_len: id.len() as u32,

@@ -8,6 +8,7 @@ use ckpt_core::frame::FrameKind;
 use super::read::committed_size;
 use super::{Intent, SectionRef, Stamp};
 use crate::layout::{intent_op, CommitWord};
+use crate::racy;
 use crate::segment::{now, Segment};
 use crate::slot;
 use crate::sync::Ordering;
@@ -237,17 +238,19 @@ impl Segment {
                         // o + len <= max (validated). The claim makes us the only
                         // writer of `dst`; `src` is committed and stable while we
                         // hold it.
+                        // Readers of older versions may still copy from `dst`: every
+                        // access is atomic (`racy`).
                         unsafe {
-                            std::ptr::copy_nonoverlapping(src, dst, old_size as usize);
-                            let at = dst.add(o as usize);
-                            std::ptr::copy_nonoverlapping(data.as_ptr(), at, data.len());
+                            racy::copy(dst, src, old_size as usize);
+                            racy::store(dst.add(o as usize), data);
                         }
                         (FrameKind::Write, o, data)
                     }
                     Fill::Copy { offset: None, data } => {
                         // SAFETY: len <= maxSectionSize <= buffer_stride (validated);
-                        // claim held, `dst` is the uncommitted buffer.
-                        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
+                        // claim held, `dst` is the uncommitted buffer; readers of
+                        // an older version copy from it atomically.
+                        unsafe { racy::store(dst, data) };
                         (FrameKind::Overwrite, 0, data)
                     }
                     Fill::InPlace { len, fill } => {
