@@ -17,11 +17,12 @@
 //!  +----+-------+-------+---------------+-----------+-----------+-----------+
 //!  |fmt | zero  | term  |  incarnation  |  time_ns  |    arg    |  version  |
 //!  +----+-------+-------+---------------+-----------+-----------+-----------+
-//!  64: id (id_len bytes), data (data_len bytes), zero padding to a multiple of
-//!      8 = `bytes`
+//!  64: id (id_len bytes), zero padding to a multiple of 8, data (data_len
+//!      bytes), zero padding to a multiple of 8 = `bytes`
 //! ```
 //!
-//! - `bytes` is the whole frame, header and padding included.
+//! - `bytes` is the whole frame, header and padding included. The data starts
+//!   8-aligned (a ring writer and a receiver copy it in whole words).
 //! - `crc32c` covers bytes `8..bytes` and is valid only when [`FLAG_SEALED`] is
 //!   set. The shared-memory ring does not seal (its publication protocol already
 //!   guarantees a consumer never sees a partial frame, and a checksum per write
@@ -178,10 +179,18 @@ pub struct FrameHeader {
     pub version: u64,
 }
 
+const fn align(n: usize) -> usize {
+    (n + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
+}
+
+/// Where a frame's data starts: after the header and the id, 8-aligned.
+pub const fn data_offset(id_len: usize) -> usize {
+    HEADER_BYTES + align(id_len)
+}
+
 /// Bytes a frame with these lengths occupies.
 pub const fn frame_bytes(id_len: usize, data_len: usize) -> usize {
-    let body = HEADER_BYTES + id_len + data_len;
-    (body + FRAME_ALIGN - 1) & !(FRAME_ALIGN - 1)
+    align(data_offset(id_len) + data_len)
 }
 
 impl FrameHeader {
@@ -523,15 +532,13 @@ pub fn encode(
         return Err(EncodeError::BadLength);
     }
     let out = out.get_mut(..bytes).ok_or(EncodeError::BufferTooSmall)?;
+    out.fill(0);
     out[..HEADER_BYTES].copy_from_slice(&header.to_bytes());
-    let mut at = HEADER_BYTES;
-    out[at..at + id.len()].copy_from_slice(id);
-    at += id.len();
+    out[HEADER_BYTES..HEADER_BYTES + id.len()].copy_from_slice(id);
     if !pad {
+        let at = data_offset(id.len());
         out[at..at + data.len()].copy_from_slice(data);
-        at += data.len();
     }
-    out[at..].fill(0);
     Ok(bytes)
 }
 
@@ -624,8 +631,11 @@ fn check_fields(h: &FrameHeader) -> Result<(), DecodeError> {
         return Err(DecodeError::BadField);
     }
     let ok = match h.kind {
-        K::Create | K::Write | K::ExpirationSet | K::Stage | K::RetentionSet => h.arg >= 0,
-        K::ActiveReplicaSet => (0..=u32::MAX as i64).contains(&h.arg) && h.version == 0,
+        K::Create | K::Write | K::ExpirationSet | K::Stage => h.arg >= 0,
+        K::RetentionSet => h.arg >= 0 && h.version == 0 && h.id_len == 0,
+        K::ActiveReplicaSet => {
+            (0..=u32::MAX as i64).contains(&h.arg) && h.version == 0 && h.id_len == 0
+        }
         K::CheckpointCreated => {
             h.data_len as usize == CREATED_PAYLOAD_BYTES
                 && h.id_len != 0
@@ -634,7 +644,8 @@ fn check_fields(h: &FrameHeader) -> Result<(), DecodeError> {
                 && !more
         }
         K::Unlink => h.id_len == 0 && h.arg == 0 && h.version == 0,
-        K::Overwrite | K::Delete | K::StageAbort => h.arg == 0,
+        K::Overwrite | K::Delete => h.arg == 0,
+        K::StageAbort => h.arg == 0 && h.version == 0,
         K::Pad => true,
     };
     if ok {
@@ -664,15 +675,19 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
     }
     check_fields(&header)?;
     let id_end = HEADER_BYTES + header.id_len as usize;
+    let data_start = data_offset(header.id_len as usize);
     let data_end = if header.kind == FrameKind::Pad {
-        id_end
+        data_start
     } else {
-        id_end + header.data_len as usize
+        data_start + header.data_len as usize
     };
-    if header.kind != FrameKind::Pad && frame[data_end..].iter().any(|&b| b != 0) {
+    if header.kind != FrameKind::Pad
+        && (frame[id_end..data_start].iter().any(|&b| b != 0)
+            || frame[data_end..].iter().any(|&b| b != 0))
+    {
         return Err(DecodeError::NonZeroPadding);
     }
-    let data = &frame[id_end..data_end];
+    let data = &frame[data_start..data_end];
     if header.kind == FrameKind::CheckpointCreated && decode_attributes(data).is_none() {
         return Err(DecodeError::BadField);
     }
@@ -706,7 +721,11 @@ mod tests {
     fn header_layout_is_fixed() {
         let h = header(FrameKind::Write, 2, 3);
         let b = h.to_bytes();
-        assert_eq!(le_u32(&b, 0), 72);
+        assert_eq!(
+            le_u32(&b, 0),
+            80,
+            "header, id padded to 8, data padded to 8"
+        );
         assert_eq!(le_u32(&b, 4), 0);
         assert_eq!(le_u64(&b, 8), 4096);
         assert_eq!(b[16], 2);
@@ -791,6 +810,21 @@ mod tests {
     }
 
     #[test]
+    fn data_starts_aligned_after_a_padded_id() {
+        let h = header(FrameKind::Write, 3, 5);
+        assert_eq!(h.frame_bytes(), 64 + 8 + 8);
+        let mut buf = [0u8; 80];
+        encode(&h, b"abc", b"12345", &mut buf).unwrap();
+        assert_eq!(&buf[64..72], b"abc\0\0\0\0\0");
+        assert_eq!(&buf[72..77], b"12345");
+        let f = decode(&buf, false).unwrap();
+        assert_eq!((f.id, f.data), (&b"abc"[..], &b"12345"[..]));
+        let mut bad = buf;
+        bad[68] = 1;
+        assert_eq!(decode(&bad, false), Err(DecodeError::NonZeroPadding));
+    }
+
+    #[test]
     fn pad_frames_cover_their_span() {
         let h = FrameHeader::pad(200);
         assert_eq!(h.frame_bytes(), 200);
@@ -805,7 +839,7 @@ mod tests {
     fn garbage_is_refused_not_trusted() {
         assert_eq!(decode(&[0u8; 10], false), Err(DecodeError::Truncated));
         let h = header(FrameKind::Write, 1, 1);
-        let mut buf = [0u8; 72];
+        let mut buf = [0u8; 80];
         encode(&h, b"a", b"b", &mut buf).unwrap();
         let mut bad = buf;
         bad[16] = 99;
@@ -820,10 +854,10 @@ mod tests {
         bad[26] = 1;
         assert_eq!(decode(&bad, false), Err(DecodeError::NonZeroPadding));
         let mut bad = buf;
-        bad[0] = 80;
+        bad[0] = 88;
         assert_eq!(decode(&bad, false), Err(DecodeError::BadLength));
         let mut bad = buf;
-        bad[71] = 1;
+        bad[79] = 1;
         assert_eq!(decode(&bad, false), Err(DecodeError::NonZeroPadding));
         let mut bad = buf;
         bad[48..56].copy_from_slice(&(-1i64).to_le_bytes());
@@ -844,7 +878,7 @@ mod tests {
     #[test]
     fn a_stage_without_more_and_bad_attributes_are_refused() {
         let mut h = header(FrameKind::Stage, 1, 1);
-        let mut buf = [0u8; 72];
+        let mut buf = [0u8; 80];
         encode(&h, b"a", b"b", &mut buf).unwrap();
         assert_eq!(decode(&buf, false), Err(DecodeError::BadFlags(0)));
         h.flags = FLAG_MORE;

@@ -3,26 +3,41 @@
 //! The input decodes (with `arbitrary`) into a checkpoint shape and a sequence
 //! of operations. Each operation runs on the segment and on the model, and both
 //! must agree on success or the exact error, on the data read, on lookups, on
-//! iteration and on usage. Every successful mutation must append exactly one
-//! frame to the delta log, describing it; a replica fed only by the log (and,
-//! for frames too large to carry their data, by reading the section) must end
-//! up equal to the model. Finally a second opener must see the same sections.
+//! iteration and on usage. Every successful mutation must append the frames
+//! describing it to the delta log (format 2): sequence numbers dense from the
+//! `CheckpointCreated` frame (seq 1, with the checkpoint's attributes), the
+//! elements of a `write_many` grouped with `FLAG_MORE`, and data too large for
+//! one frame sent ahead as `Stage` pieces completed by the mutation's own frame
+//! (`FLAG_STAGED`). A replica fed only by the log (reassembling staged data)
+//! must end up equal to the model. A call whose frames outgrow the whole ring
+//! (a `write_many` of large sections) laps even a consumer that keeps up: only
+//! then may the replica resynchronize from a snapshot, which must equal the
+//! model. Finally the segment's own snapshot and a second opener must see the
+//! same sections.
 //!
 //! Expirations are "never" or far in the future: a section whose expiration
 //! passes vanishes on a timer the model does not have.
+//!
+//! With `CKPT_FUZZ_SEED_DIR` set, start-up writes seed inputs there (encoded
+//! the way `arbitrary` decodes them, and checked by decoding them back): the
+//! large shape with staged creates, writes and overwrites, and a vector write
+//! larger than the ring, which only a resynchronization can follow.
+//! `CKPT_FUZZ_TRACE=1` prints each operation and the frames it logged.
 
 #![no_main]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use ckpt_core::error::{ExpirationSetError, SectionCreateError, SectionDeleteError, WriteError};
-use ckpt_core::frame::{FrameKind, Mutation, FLAG_DATA_ELIDED};
+use ckpt_core::frame::{FrameHeader, FrameKind, Mutation, FLAG_MORE, FLAG_STAGED};
 use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, SectionsChosen, Time};
 use ckpt_fuzz::scratch_dir;
 use ckpt_shm::layout::LOG_BYTES_MIN;
+use ckpt_shm::log::{frame_bytes_max, LogError};
 use ckpt_shm::slot::ReadFail;
-use ckpt_shm::{Config, Consumer, SectionRef, Segment, WriteElement};
+use ckpt_shm::{Config, Consumer, SectionRef, Segment, Snapshot, WriteElement};
 use libfuzzer_sys::fuzz_target;
 
 /// Checkpoint shapes: `(sections_max, section_bytes_max, section_id_bytes_max,
@@ -38,8 +53,8 @@ const SHAPES: [(u32, u64, u64, u64); 6] = [
     (3, 16, 2, 48),
     // 1-byte ids: generated ones wrap around and meet the explicit ones.
     (3, 8, 1, 16),
-    // Sections larger than a quarter of the (smallest) log ring: their frames
-    // carry no data, and the ring wraps after a few writes.
+    // Sections larger than a quarter of the (smallest) log ring: their data
+    // goes as Stage frames, and the ring wraps after a few writes.
     (2, 20_000, 4, 40_000),
 ];
 
@@ -189,6 +204,7 @@ struct Section {
 }
 
 /// The frame a successful mutation must log.
+#[derive(Debug)]
 struct Expected {
     kind: FrameKind,
     id: Vec<u8>,
@@ -223,10 +239,23 @@ struct Harness<'a> {
     consumer: Consumer<'a>,
     /// Sections as the delta log tells them.
     replica: BTreeMap<Vec<u8>, Section>,
+    /// The sequence number of the last frame followed.
+    last_seq: u64,
+    /// The checkpoint's incarnation, in every frame.
+    incarnation: u64,
+}
+
+/// A frame copied out of the consumer.
+struct Logged {
+    header: FrameHeader,
+    id: Vec<u8>,
+    data: Vec<u8>,
 }
 
 impl<'a> Harness<'a> {
-    fn new(segment: &'a Segment) -> Self {
+    fn new(segment: &'a Segment, name: &CheckpointName, attrs: &CreationAttributes) -> Self {
+        let incarnation = segment.header().incarnation;
+        assert_ne!(incarnation, 0, "incarnations are never 0");
         let mut h = Harness {
             segment,
             attrs: *segment.attributes(),
@@ -235,20 +264,87 @@ impl<'a> Harness<'a> {
             generated: 0,
             consumer: segment.consumer(Some(0)),
             replica: BTreeMap::new(),
+            last_seq: 0,
+            incarnation,
         };
+        assert_eq!(h.attrs, *attrs, "the segment's attributes");
+        // The log begins with the checkpoint's creation: every attribute, so
+        // that a replica can be made from the log alone.
+        let created = h
+            .next_logged()
+            .expect("log readable")
+            .expect("a new checkpoint's log holds its creation");
+        let c = created.header;
+        assert_eq!(
+            (c.kind, c.seq, c.term, c.flags, c.arg, c.version),
+            (FrameKind::CheckpointCreated, 1, 1, 0, 0, 0),
+            "the first frame"
+        );
+        h.check_frame(&c);
+        let frame = ckpt_core::frame::Frame {
+            header: c,
+            id: &created.id,
+            data: &created.data,
+        };
+        match frame.mutation() {
+            Some(Mutation::CheckpointCreated {
+                name: logged,
+                attributes,
+                active_replica,
+            }) => {
+                assert_eq!(logged, name.as_bytes(), "the logged name");
+                assert_eq!(attributes, *attrs, "the logged attributes");
+                // Collocated: no active replica is placed at creation.
+                assert_eq!(active_replica, None, "the logged active replica");
+            }
+            other => panic!("the first frame records {other:?}"),
+        }
         if h.attrs.has_default_section() {
-            // Created with the segment, so it is in no frame.
+            // Made by the creation frame: a replica makes it from that frame.
+            h.replica.insert(
+                Vec::new(),
+                Section {
+                    data: Vec::new(),
+                    expiration: Time::END,
+                    version: 1,
+                },
+            );
             let handle = segment.lookup(b"").unwrap().expect("default section");
             let section = Section {
                 data: Vec::new(),
                 expiration: Time::END,
                 version: 1,
             };
-            h.replica.insert(Vec::new(), section.clone());
             h.model.insert(Vec::new(), (handle, section));
             h.handles.push(handle);
         }
+        assert_eq!(segment.last_seq(), 1);
         h
+    }
+
+    /// The next frame, copied out of the consumer.
+    fn next_logged(&mut self) -> Result<Option<Logged>, LogError> {
+        Ok(self.consumer.next_frame()?.map(|f| Logged {
+            header: f.header,
+            id: f.id.to_vec(),
+            data: f.data.to_vec(),
+        }))
+    }
+
+    /// What every frame must have: the next sequence number, the checkpoint's
+    /// incarnation, the current term, a size the ring takes.
+    fn check_frame(&mut self, h: &FrameHeader) {
+        assert_eq!(h.seq, self.last_seq + 1, "sequence numbers are dense");
+        self.last_seq = h.seq;
+        assert_eq!(h.incarnation, self.incarnation, "incarnation of {h:?}");
+        // No active replica changes here: the term stays 1.
+        assert_eq!(h.term, 1, "term of {h:?}");
+        assert!(h.time_ns > 0, "time of {h:?}");
+        let max = frame_bytes_max(self.segment.geometry().log_bytes as usize);
+        assert!(
+            h.frame_bytes() <= max,
+            "{h:?} is larger than the ring takes"
+        );
     }
 
     fn id_width(&self) -> usize {
@@ -307,6 +403,9 @@ impl<'a> Harness<'a> {
     }
 
     fn run(&mut self, op: &Op) {
+        if trace() {
+            eprintln!("{op:?}");
+        }
         match op {
             Op::Create {
                 id,
@@ -391,13 +490,13 @@ impl<'a> Harness<'a> {
                     Some(id) => {
                         assert_eq!(got, Ok(()), "delete {id:?}");
                         let (_, s) = self.model.remove(&id).unwrap();
-                        self.follow_log(Expected {
+                        self.follow_call(vec![Expected {
                             kind: FrameKind::Delete,
                             id,
                             arg: 0,
                             data: Vec::new(),
                             version: s.version,
-                        });
+                        }]);
                     }
                     None => assert_eq!(got, Err(SectionDeleteError::NotExist), "{handle:?}"),
                 }
@@ -420,13 +519,13 @@ impl<'a> Harness<'a> {
                         let (_, s) = self.model.get_mut(&id).unwrap();
                         s.expiration = expiration;
                         let version = s.version;
-                        self.follow_log(Expected {
+                        self.follow_call(vec![Expected {
                             kind: FrameKind::ExpirationSet,
                             id,
                             arg: expiration.0,
                             data: Vec::new(),
                             version,
-                        });
+                        }]);
                     }
                 }
             }
@@ -483,6 +582,7 @@ impl<'a> Harness<'a> {
             self.consumer.next_frame().expect("log readable").is_none(),
             "{op:?} logged a frame the model did not expect"
         );
+        assert_eq!(self.segment.last_seq(), self.last_seq, "after {op:?}");
     }
 
     fn create(&mut self, id: Option<&[u8]>, expiration: Time, data: Vec<u8>) {
@@ -502,13 +602,13 @@ impl<'a> Harness<'a> {
                     version: 1,
                 };
                 self.model.insert(id.clone(), (handle, section));
-                self.follow_log(Expected {
+                self.follow_call(vec![Expected {
                     kind: FrameKind::Create,
                     id,
                     arg: expiration.0,
                     data,
                     version: 1,
-                });
+                }]);
             }
             (Err(got), Err(expected)) => assert_eq!(got, expected, "create {id:?}"),
             (got, expected) => panic!("create {id:?}: got {got:?}, model expects {expected:?}"),
@@ -573,9 +673,7 @@ impl<'a> Harness<'a> {
         match (got, self.model_writes(elements)) {
             (Ok(()), Ok((model, frames))) => {
                 self.model = model;
-                for frame in frames {
-                    self.follow_log(frame);
-                }
+                self.follow_call(frames);
             }
             (Err(got), Err(expected)) => assert_eq!(got, expected, "writes {elements:?}"),
             (got, expected) => panic!(
@@ -629,48 +727,135 @@ impl<'a> Harness<'a> {
         Ok((model, frames))
     }
 
-    /// Takes the one frame the last mutation logged, checks it and replays it.
-    fn follow_log(&mut self, expected: Expected) {
-        let frame = self
-            .consumer
-            .next_frame()
-            .expect("log readable")
-            .expect("a successful mutation logs a frame");
-        let h = frame.header;
-        let elided = h.flags & FLAG_DATA_ELIDED != 0;
-        assert_eq!(
-            (h.kind, frame.id, h.arg, h.data_len as usize, h.version),
-            (
-                expected.kind,
-                &expected.id[..],
-                expected.arg,
-                expected.data.len(),
-                expected.version
-            ),
-            "logged frame"
-        );
-        assert_eq!(
-            frame.data,
-            if elided { &[][..] } else { &expected.data[..] }
-        );
-        // An elided frame's consumer reads the section instead. It is at the
-        // frame's version, or a later one if the same `write_many` wrote it
-        // again: then the frames still to come lead to that version too.
-        let current = elided.then(|| {
-            let section = self
-                .segment
-                .lookup(frame.id)
-                .unwrap()
-                .expect("live section");
-            let (data, meta) = self.segment.read_to_vec(section).expect("readable section");
-            assert!(
-                meta.version >= h.version,
-                "section older than its elided frame"
+    /// Takes the frames one successful call logged (`expected`: one per
+    /// mutation, in order), checks them and replays them onto the replica.
+    fn follow_call(&mut self, expected: Vec<Expected>) {
+        let n = expected.len();
+        let max = frame_bytes_max(self.segment.geometry().log_bytes as usize);
+        for (i, e) in expected.into_iter().enumerate() {
+            // Data staged ahead of the mutation's own frame.
+            let mut staged = Vec::new();
+            let mut stages = 0;
+            let own = loop {
+                let f = match self.next_logged() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => panic!("a successful mutation logs a frame: {e:?}"),
+                    Err(LogError::Lagged { oldest }) => return self.resync_after_lag(oldest),
+                    Err(err) => panic!("log unreadable: {err}"),
+                };
+                self.check_frame(&f.header);
+                if f.header.kind != FrameKind::Stage {
+                    break f;
+                }
+                let h = f.header;
+                assert_eq!(
+                    (&f.id, h.flags, h.arg, h.version),
+                    (&e.id, FLAG_MORE, staged.len() as i64, e.version),
+                    "a stage of {e:?}"
+                );
+                assert!(!f.data.is_empty(), "an empty stage");
+                staged.extend_from_slice(&f.data);
+                stages += 1;
+            };
+            let h = own.header;
+            let more = if i + 1 < n { FLAG_MORE } else { 0 };
+            let is_staged = if staged.is_empty() { 0 } else { FLAG_STAGED };
+            assert_eq!(
+                (h.kind, &own.id[..], h.arg, h.version, h.flags),
+                (e.kind, &e.id[..], e.arg, e.version, more | is_staged),
+                "logged frame for {e:?}"
             );
-            data
-        });
-        let mutation = frame.mutation().expect("not a pad");
-        replay(&mut self.replica, mutation, h.version, current);
+            // Staged exactly when the data does not fit one frame.
+            let whole = ckpt_core::frame::frame_bytes(e.id.len(), e.data.len());
+            assert_eq!(
+                !staged.is_empty(),
+                whole > max,
+                "staging of {} bytes",
+                e.data.len()
+            );
+            if trace() {
+                eprintln!(
+                    "  {:?} {:?} seq {} v{} {} bytes, {stages} stage(s) first",
+                    h.kind,
+                    own.id,
+                    h.seq,
+                    h.version,
+                    e.data.len()
+                );
+            }
+            staged.extend_from_slice(&own.data);
+            assert!(
+                staged == e.data,
+                "the logged data of {:?} {:?} differs",
+                e.kind,
+                e.id
+            );
+            replay(&mut self.replica, &h, &own.id, staged);
+        }
+    }
+
+    /// The consumer lost frames though it kept up: only a call whose frames
+    /// are more than the whole ring may do that. Resynchronizes the replica
+    /// from a snapshot, which (nothing running concurrently) must be the model.
+    fn resync_after_lag(&mut self, oldest: u64) {
+        let log_bytes = self.segment.geometry().log_bytes;
+        let from = self.consumer.position();
+        let tail = self.segment.log_tail();
+        assert!(
+            tail - from > log_bytes,
+            "lagged (oldest {oldest}) behind a call of {} bytes, in a ring of {log_bytes}",
+            tail - from
+        );
+        let snapshot = self.consumer.resync().expect("snapshot");
+        self.check_snapshot(&snapshot);
+        self.replica = snapshot
+            .sections
+            .into_iter()
+            .map(|s| {
+                let section = Section {
+                    data: s.data,
+                    expiration: s.expiration,
+                    version: s.version,
+                };
+                (s.id, section)
+            })
+            .collect();
+        self.last_seq = snapshot.end_seq - 1;
+        if trace() {
+            eprintln!(
+                "  lagged behind a call of {} bytes: resynchronized",
+                tail - from
+            );
+        }
+    }
+
+    /// A snapshot taken with nothing running concurrently is the model.
+    fn check_snapshot(&self, snapshot: &Snapshot) {
+        let last = self.segment.last_seq();
+        assert_eq!(
+            (snapshot.resume, snapshot.start_seq, snapshot.end_seq),
+            (self.segment.log_tail(), last, last + 1),
+            "a quiescent snapshot's positions"
+        );
+        let copied: Vec<_> = snapshot
+            .sections
+            .iter()
+            .map(|s| (&s.id, &s.data, s.version, s.expiration))
+            .collect();
+        let model: Vec<_> = self
+            .model
+            .iter()
+            .map(|(id, (_, s))| (id, &s.data, s.version, s.expiration))
+            .collect();
+        assert!(copied == model, "the snapshot differs from the model");
+        for s in &snapshot.sections {
+            assert!(
+                s.seqs.data_seq >= 1 && s.seqs.expiration_seq >= 1 && s.seqs.newest() <= last,
+                "{:?}: seqs {:?} (last {last})",
+                s.id,
+                s.seqs
+            );
+        }
     }
 
     fn check_iteration(&self, chosen: SectionsChosen) {
@@ -698,6 +883,7 @@ impl<'a> Harness<'a> {
             .map(|(id, (_, s))| (id.clone(), s.clone()))
             .collect();
         assert_eq!(self.replica, sections, "the log's replica differs");
+        self.check_snapshot(&self.segment.snapshot().expect("snapshot"));
         let other = Segment::open(config, name, OpenFlags::READ, None).expect("second opener");
         for (id, s) in &sections {
             let section = other
@@ -713,35 +899,24 @@ impl<'a> Harness<'a> {
     }
 }
 
-/// Applies one logged mutation to a replica. `current` is the section's data
-/// when the frame had to leave it out.
-fn replay(
-    replica: &mut BTreeMap<Vec<u8>, Section>,
-    mutation: Mutation<'_>,
-    version: u64,
-    current: Option<Vec<u8>>,
-) {
-    fn section<'r>(
+/// Applies one logged mutation (with its whole data, staged pieces included)
+/// to a replica, refusing what a replica could not apply.
+fn replay(replica: &mut BTreeMap<Vec<u8>, Section>, h: &FrameHeader, id: &[u8], data: Vec<u8>) {
+    fn live<'r>(
         replica: &'r mut BTreeMap<Vec<u8>, Section>,
+        h: &FrameHeader,
         id: &[u8],
-        version: u64,
     ) -> &'r mut Section {
-        let s = replica
+        replica
             .get_mut(id)
-            .unwrap_or_else(|| panic!("frame for {id:?}, which the log never created"));
-        s.version = version;
-        s
+            .unwrap_or_else(|| panic!("{:?} frame for {id:?}, which the log never created", h.kind))
     }
-    match mutation {
-        Mutation::Create {
-            id,
-            expiration,
-            data,
-        } => {
-            let data = current.unwrap_or_else(|| data.to_vec());
+    let version = h.version;
+    match h.kind {
+        FrameKind::Create => {
             let section = Section {
                 data,
-                expiration,
+                expiration: Time(h.arg),
                 version,
             };
             assert!(
@@ -749,30 +924,365 @@ fn replay(
                 "created twice"
             );
         }
-        Mutation::Write { id, offset, data } => {
-            let s = section(replica, id, version);
-            match current {
-                Some(all) => s.data = all,
-                None => {
-                    let at = offset as usize;
-                    s.data.resize(s.data.len().max(at + data.len()), 0);
-                    s.data[at..at + data.len()].copy_from_slice(data);
-                }
-            }
+        FrameKind::Write => {
+            let s = live(replica, h, id);
+            let at = h.arg as usize;
+            assert!(at <= s.data.len(), "a write past the end of {id:?}");
+            s.data.resize(s.data.len().max(at + data.len()), 0);
+            s.data[at..at + data.len()].copy_from_slice(&data);
+            s.version = version;
         }
-        Mutation::Overwrite { id, data } => {
-            section(replica, id, version).data = current.unwrap_or_else(|| data.to_vec());
+        FrameKind::Overwrite => {
+            let s = live(replica, h, id);
+            s.data = data;
+            s.version = version;
         }
-        Mutation::Delete { id } => {
+        FrameKind::Delete => {
             assert!(replica.remove(id).is_some(), "deleted twice");
         }
-        Mutation::ExpirationSet { id, expiration } => {
-            section(replica, id, version).expiration = expiration;
+        FrameKind::ExpirationSet => {
+            let s = live(replica, h, id);
+            assert_eq!(
+                s.version, version,
+                "an expiration change changed the version"
+            );
+            s.expiration = Time(h.arg);
+        }
+        other => panic!("a section mutation logged a {other:?} frame"),
+    }
+}
+
+fn trace() -> bool {
+    static TRACE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACE.get_or_init(|| std::env::var_os("CKPT_FUZZ_TRACE").is_some_and(|v| v == "1"))
+}
+
+/// Encodes inputs the way `arbitrary` (1.x, derived) decodes them: integers
+/// little-endian, `bool` and `Option` as a byte (bit 0), an enum variant `k` of
+/// `n` as a `u32` `x` with `x * n >> 32 == k`, a `Vec` as elements each
+/// preceded by a "keep going" byte (and, except the input's last field, a 0
+/// byte after them).
+trait Encode {
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+fn variant(out: &mut Vec<u8>, k: u64, n: u64) {
+    let x = (k << 32).div_ceil(n);
+    out.extend_from_slice(&(x as u32).to_le_bytes());
+}
+
+impl Encode for u8 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self);
+    }
+}
+
+impl Encode for u16 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Encode for u32 {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Encode for bool {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+}
+
+impl<T: Encode> Encode for Option<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.is_some().encode(out);
+        if let Some(t) = self {
+            t.encode(out);
         }
     }
 }
 
-fuzz_target!(|input: Input| {
+impl<T: Encode> Encode for Vec<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        for t in self {
+            out.push(1);
+            t.encode(out);
+        }
+        out.push(0);
+    }
+}
+
+impl<A: Encode, B: Encode, C: Encode> Encode for (A, B, C) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+        self.1.encode(out);
+        self.2.encode(out);
+    }
+}
+
+impl Encode for Input {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.shape.encode(out);
+        for op in &self.ops {
+            out.push(1);
+            op.encode(out);
+        }
+    }
+}
+
+impl Encode for Op {
+    fn encode(&self, out: &mut Vec<u8>) {
+        const N: u64 = 12;
+        match self {
+            Op::Create {
+                id,
+                expiration,
+                data,
+            } => {
+                variant(out, 0, N);
+                (id, expiration, data).encode(out);
+            }
+            Op::Write {
+                target,
+                offset,
+                data,
+            } => {
+                variant(out, 1, N);
+                (target, offset, data).encode(out);
+            }
+            Op::Overwrite {
+                target,
+                data,
+                zero_copy,
+            } => {
+                variant(out, 2, N);
+                (target, data, zero_copy).encode(out);
+            }
+            Op::Churn { target, len, times } => {
+                variant(out, 3, N);
+                (target, len, times).encode(out);
+            }
+            Op::WriteMany { elements } => {
+                variant(out, 4, N);
+                elements.encode(out);
+            }
+            Op::Delete { target } => {
+                variant(out, 5, N);
+                target.encode(out);
+            }
+            Op::SetExpiration { target, expiration } => {
+                variant(out, 6, N);
+                target.encode(out);
+                expiration.encode(out);
+            }
+            Op::Read {
+                target,
+                offset,
+                len,
+            } => {
+                variant(out, 7, N);
+                (target, offset, len).encode(out);
+            }
+            Op::ReadAll { target } => {
+                variant(out, 8, N);
+                target.encode(out);
+            }
+            Op::Lookup { id } => {
+                variant(out, 9, N);
+                id.encode(out);
+            }
+            Op::Iterate { chosen } => {
+                variant(out, 10, N);
+                chosen.encode(out);
+            }
+            Op::Sweep => variant(out, 11, N),
+        }
+    }
+}
+
+impl<T: Encode + ?Sized> Encode for &T {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (**self).encode(out);
+    }
+}
+
+impl Encode for Id {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Id::Text(t) => {
+                variant(out, 0, 3);
+                t.encode(out);
+            }
+            Id::Number(n) => {
+                variant(out, 1, 3);
+                n.encode(out);
+            }
+            Id::Empty => variant(out, 2, 3),
+        }
+    }
+}
+
+impl Encode for Target {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Target::Id(id) => {
+                variant(out, 0, 3);
+                id.encode(out);
+            }
+            Target::Handle(i) => {
+                variant(out, 1, 3);
+                i.encode(out);
+            }
+            Target::Forged { slot, gen } => {
+                variant(out, 2, 3);
+                slot.encode(out);
+                gen.encode(out);
+            }
+        }
+    }
+}
+
+impl Encode for Expiry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Expiry::Never => variant(out, 0, 3),
+            Expiry::Far(s) => {
+                variant(out, 1, 3);
+                s.encode(out);
+            }
+            Expiry::Negative => variant(out, 2, 3),
+        }
+    }
+}
+
+impl Encode for Data {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Data::Bytes(b) => {
+                variant(out, 0, 2);
+                b.encode(out);
+            }
+            Data::Fill { byte, len } => {
+                variant(out, 1, 2);
+                byte.encode(out);
+                len.encode(out);
+            }
+        }
+    }
+}
+
+impl Encode for Chosen {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let expiry = |k, e: &Expiry, out: &mut Vec<u8>| {
+            variant(out, k, 5);
+            e.encode(out);
+        };
+        match self {
+            Chosen::Forever => variant(out, 0, 5),
+            Chosen::AtOrBefore(e) => expiry(1, e, out),
+            Chosen::AtOrAfter(e) => expiry(2, e, out),
+            Chosen::Corrupted => variant(out, 3, 5),
+            Chosen::Any => variant(out, 4, 5),
+        }
+    }
+}
+
+/// Seed inputs: what a fuzzer would take long to assemble.
+fn seeds() -> Vec<(&'static str, Input)> {
+    let first = || Target::Id(Id::Number(1));
+    let second = || Target::Id(Id::Number(2));
+    let fill = |byte, len| Data::Fill { byte, len };
+    let big = SHAPES.len() as u8 - 1;
+    vec![
+        (
+            // Creates, writes and overwrites of sections larger than a frame.
+            "staged",
+            Input {
+                shape: big,
+                ops: vec![
+                    Op::Create {
+                        id: None,
+                        expiration: Expiry::Never,
+                        data: fill(7, 20_000),
+                    },
+                    Op::Write {
+                        target: first(),
+                        offset: 100,
+                        data: fill(8, 19_000),
+                    },
+                    Op::Overwrite {
+                        target: first(),
+                        data: fill(9, 17_000),
+                        zero_copy: true,
+                    },
+                    Op::Churn {
+                        target: first(),
+                        len: 16_500,
+                        times: 3,
+                    },
+                    Op::ReadAll { target: first() },
+                ],
+            },
+        ),
+        (
+            // A vector write of 4 x 19 000 bytes: more than the whole ring.
+            "write-many-laps-the-ring",
+            Input {
+                shape: big,
+                ops: vec![
+                    Op::Create {
+                        id: None,
+                        expiration: Expiry::Never,
+                        data: fill(1, 100),
+                    },
+                    Op::Create {
+                        id: None,
+                        expiration: Expiry::Far(5),
+                        data: fill(2, 100),
+                    },
+                    Op::WriteMany {
+                        elements: vec![
+                            (first(), None, fill(3, 19_000)),
+                            (second(), Some(0), fill(4, 19_000)),
+                            (first(), Some(10), fill(5, 18_990)),
+                            (second(), None, fill(6, 19_000)),
+                        ],
+                    },
+                    Op::Write {
+                        target: second(),
+                        offset: 5,
+                        data: Data::Bytes(b"after".to_vec()),
+                    },
+                ],
+            },
+        ),
+    ]
+}
+
+fn write_seeds(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("create seed directory");
+    for (name, input) in seeds() {
+        let mut bytes = Vec::new();
+        input.encode(&mut bytes);
+        let decoded = Input::arbitrary_take_rest(Unstructured::new(&bytes)).expect("decodes");
+        assert_eq!(
+            format!("{decoded:?}"),
+            format!("{input:?}"),
+            "seed {name} does not decode as encoded: the encoder lags the types"
+        );
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).expect("write seed");
+    }
+}
+
+fuzz_target!(
+    init: {
+        if let Some(dir) = std::env::var_os("CKPT_FUZZ_SEED_DIR") {
+            write_seeds(Path::new(&dir));
+        }
+    },
+    |input: Input| {
     let (sections_max, section_bytes_max, section_id_bytes_max, checkpoint_bytes) =
         SHAPES[input.shape as usize % SHAPES.len()];
     let attrs = CreationAttributes {
@@ -788,7 +1298,7 @@ fuzz_target!(|input: Input| {
     let name = CheckpointName::new("model").unwrap();
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let segment = Segment::open(&config, &name, flags, Some(&attrs)).expect("create segment");
-    let mut harness = Harness::new(&segment);
+    let mut harness = Harness::new(&segment, &name, &attrs);
     for op in input.ops.iter().take(OPS_MAX) {
         harness.run(op);
     }

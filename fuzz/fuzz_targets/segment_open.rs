@@ -1,20 +1,26 @@
 //! `Segment::open` (and the CLI's `segment::inspect`) on a damaged or foreign
 //! segment file: it returns `Ok` or `Err`, never panics; and if it accepts the
 //! file, reading it (lookups, iteration, section reads, the log from position
-//! 0, usage) and, on request, mutating it does not panic either.
+//! 0, usage, a snapshot replayed from its resume point, a consumer's resync)
+//! and, on request, mutating it does not panic either.
 //!
 //! The first input byte picks the mode:
 //! - bit 0 clear: the rest of the input *is* the file (the seed corpus holds
 //!   real segments, see `.ci/fuzz.sh`);
 //! - bit 0 set: the rest is a list of 4-byte patches applied to a real segment
-//!   built at start-up (bit 1 picks which), keeping its length, so that most
-//!   inputs pass the magic, version and geometry checks and reach the code
-//!   behind them;
+//!   built at start-up (bits 1 and 3 pick which), keeping its length, so that
+//!   most inputs pass the magic, version and geometry checks and reach the
+//!   code behind them. Patches aim at offsets of the layout (version 2, a
+//!   704-byte header; `shm/src/layout.rs`), and so do the regression inputs,
+//!   which must be re-aimed when the layout changes: all patch base 0's
+//!   header, `next_generated_id` (offset 432) filled with `0xFF`, `log_tail`
+//!   (512) filled with `0xFF`, and `log_tail` + 1;
 //! - bit 2 set: after reading, also create, write, overwrite, re-expire and
-//!   delete sections and sweep (under the writer claim, with recovery if the
-//!   file names a dead claim holder).
+//!   delete sections, sweep, change the active replica and the retention and
+//!   log an unlink (under the writer claim, with recovery if the file names a
+//!   dead claim holder).
 //!
-//! With `CKPT_FUZZ_SEED_DIR` set, start-up also writes both real segments as
+//! With `CKPT_FUZZ_SEED_DIR` set, start-up also writes the real segments as
 //! seed inputs into that directory.
 
 #![no_main]
@@ -57,15 +63,18 @@ fn name() -> CheckpointName {
     CheckpointName::new(NAME).expect("valid name")
 }
 
-/// Builds a segment of `sections_max` sections (64 bytes, 8-byte ids), runs
-/// `fill` on it, closes it and returns its bytes. Retention is "forever", so
-/// a copy never counts as expired however long the fuzzer runs.
-fn build(sections_max: u32, fill: impl FnOnce(&Segment)) -> Base {
+/// Retention "forever", so a copy never counts as expired however long the
+/// fuzzer runs.
+const FOREVER: Time = Time(i64::MAX);
+
+/// Builds a segment of `sections_max` sections (`section_bytes` bytes, 8-byte
+/// ids), runs `fill` on it, closes it and returns its bytes.
+fn build(sections_max: u32, section_bytes: u64, fill: impl FnOnce(&Segment)) -> Base {
     let dir = scratch_dir();
     let attrs = CreationAttributes {
-        retention_ns: i64::MAX,
+        retention_ns: FOREVER.0,
         section_id_bytes_max: 8,
-        ..CreationAttributes::new(sections_max, 64)
+        ..CreationAttributes::new(sections_max, section_bytes)
     };
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let segment =
@@ -77,13 +86,18 @@ fn build(sections_max: u32, fill: impl FnOnce(&Segment)) -> Base {
     Base { bytes, geometry }
 }
 
-/// Two segments: named sections with every kind of log frame and an index
-/// tombstone; and a checkpoint with only its default section.
-fn bases() -> &'static [Base; 2] {
-    static BASES: OnceLock<[Base; 2]> = OnceLock::new();
+/// Bytes of the large sections: more than a quarter of the smallest ring, so
+/// their frames are staged.
+const LARGE: usize = 20_000;
+
+/// Three segments: named sections with every kind of section and checkpoint
+/// frame and an index tombstone; a checkpoint with only its default section;
+/// and large sections whose data was logged as `Stage` frames.
+fn bases() -> &'static [Base; 3] {
+    static BASES: OnceLock<[Base; 3]> = OnceLock::new();
     BASES.get_or_init(|| {
         let far = Time::from_secs(4_102_444_800); // 2100-01-01
-        let sections = build(4, |s| {
+        let sections = build(4, 64, |s| {
             let (a, _) = s.create_section(Some(b"a"), Time::END, b"hello").unwrap();
             let (gen, _) = s.create_section(None, far, b"generated").unwrap();
             let (gone, _) = s.create_section(Some(b"gone"), Time::END, b"").unwrap();
@@ -91,13 +105,30 @@ fn bases() -> &'static [Base; 2] {
             s.write(gen, None, b"replaced").unwrap();
             s.set_expiration(gen, Time::END).unwrap();
             s.delete_section(gone).unwrap();
+            assert_eq!(s.set_active_replica(3), Ok(2));
+            s.set_retention(FOREVER).unwrap();
         });
-        let default = build(1, |s| {
+        let default = build(1, 64, |s| {
             let section = s.lookup(b"").unwrap().expect("default section");
             s.write(section, None, b"default data").unwrap();
         });
-        [sections, default]
+        let large = build(2, LARGE as u64, |s| {
+            let data: Vec<u8> = (0..LARGE).map(|i| (i % 251) as u8).collect();
+            let (big, _) = s.create_section(Some(b"big"), Time::END, &data).unwrap();
+            s.write(big, Some(100), &data[..LARGE - 100]).unwrap();
+            s.write(big, None, &data[..LARGE - 3000]).unwrap();
+            let (small, _) = s.create_section(Some(b"small"), far, b"s").unwrap();
+            s.delete_section(small).unwrap();
+        });
+        [sections, default, large]
     })
+}
+
+/// The base segment a patch input's mode byte picks (bits 1 and 3).
+fn base_of(mode: u8) -> &'static Base {
+    let bases = bases();
+    let i = ((mode >> 1) & 1) | ((mode >> 2) & 2);
+    &bases[i as usize % bases.len()]
 }
 
 /// Writes seed inputs: each base as a whole file, and unpatched, each with and
@@ -109,7 +140,11 @@ fn write_seeds(dir: &Path) {
             let mut raw = vec![mutate];
             raw.extend_from_slice(&base.bytes);
             std::fs::write(dir.join(format!("seed-file-{i}-{mutate}")), raw).expect("write seed");
-            let patch = [mutate | (i as u8) << 1 | 1];
+            let patch = [mutate | (i as u8 & 1) << 1 | (i as u8 & 2) << 2 | 1];
+            assert!(
+                std::ptr::eq(base_of(patch[0]), base),
+                "seed {i} picks its base"
+            );
             std::fs::write(dir.join(format!("seed-patch-{i}-{mutate}")), patch)
                 .expect("write seed");
         }
@@ -195,6 +230,21 @@ fn read_all(mapped: &Mapped) {
     }
     let _ = mapped.usage();
     let _ = mapped.log_tail();
+    let _ = mapped.last_seq();
+    let _ = mapped.active_replica();
+    if let Ok(snapshot) = mapped.snapshot() {
+        // Replay the log from the snapshot's resume point, as catch-up does.
+        let mut consumer = mapped.consumer(Some(snapshot.resume));
+        while let Ok(Some(frame)) = consumer.next_frame() {
+            let _ = snapshot.contains(&frame.header, frame.id);
+        }
+    }
+    let mut consumer = mapped.consumer(None);
+    if consumer.resync().is_ok() {
+        while let Ok(Some(frame)) = consumer.next_frame() {
+            let _ = frame.mutation();
+        }
+    }
 }
 
 /// One of each mutation; results are ignored, only panics matter.
@@ -207,14 +257,21 @@ fn mutate(segment: &Segment) {
     segment.for_each_section(SectionsChosen::Any, |v| {
         first.get_or_insert(v.section);
     });
+    // Large enough to be staged in the large base (and refused elsewhere).
+    let large = vec![0x5Au8; LARGE];
     for section in first.into_iter().chain(created.ok()) {
         let _ = segment.write(section, Some(0), b"patched");
         let _ = segment.write(section, None, b"over");
         let _ = segment.overwrite_with(section, 3, |d| d.fill(7));
+        let _ = segment.write(section, None, &large);
         let _ = segment.set_expiration(section, Time::END);
         let _ = segment.delete_section(section);
     }
     let _ = segment.sweep_expired();
+    let _ = segment.set_active_replica(9);
+    let _ = segment.set_retention(FOREVER);
+    read_all(segment);
+    let _ = segment.log_unlink();
     read_all(segment);
 }
 
@@ -226,7 +283,7 @@ fn run(data: &[u8]) {
     let bytes = if mode & 1 == 0 {
         rest.to_vec()
     } else {
-        patched(&bases()[(mode >> 1) as usize & 1], rest)
+        patched(base_of(mode), rest)
     };
     let dir = scratch_dir();
     let path = dir.path().join(FILE);

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  0      ┌──────────────────────────────┐
-//!         │ SegmentHeader (704 B)        │ immutable: magic, layout version (published
+//!         │ SegmentHeader (712 B)        │ immutable: magic, layout version (published
 //!         │   immutable + CRC            │   last), attributes, geometry, incarnation, name;
 //!         │   replicated state           │ replicated: last seq, active replica + term,
 //!         │   host-local state           │   retention, counters, role; host-local: claim,
@@ -167,6 +167,10 @@ pub struct SegmentHeader {
     /// The sequence number of the intent's own (last) frame, recorded with
     /// `intent_log_end`.
     pub intent_end_seq: AtomicU64,
+    /// The log position where the intent's frames begin (its stages, if any,
+    /// are published from there before its commit point): a snapshot resumes
+    /// no later than this while the mutation is in flight.
+    pub intent_log_start: AtomicU64,
     /// Per replica: the highest sequence number it has acknowledged.
     pub acks: [AckSlot; ACK_SLOTS],
 }
@@ -277,7 +281,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 704);
+    assert!(size_of::<SegmentHeader>() == 712);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -291,7 +295,7 @@ const _: () = {
     // Host-local state.
     assert!(offset_of!(SegmentHeader, claim) == 448);
     assert!(offset_of!(SegmentHeader, log_tail) == 512);
-    assert!(offset_of!(SegmentHeader, acks) == 576);
+    assert!(offset_of!(SegmentHeader, acks) == 584);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);

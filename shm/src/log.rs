@@ -129,6 +129,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
     /// (the tail, or the end of the frames written since) without publishing
     /// it. The caller sets `header.seq` and keeps the frame within
     /// [`frame_bytes_max`]. Claim holder only.
+    #[inline]
     pub fn write(&self, after: u64, header: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
         let capacity = self.bytes.capacity() as u64;
         let bytes = header.frame_bytes() as u64;
@@ -158,14 +159,17 @@ impl<'a, B: RingBytes> Log<'a, B> {
         }
         let at = (lsn & mask) as usize;
         let frame_end = at + bytes as usize;
-        // Zero the last word first: it holds the padding (if any), and the id
-        // and data written next overwrite the rest of it.
+        // Zero the words that end the id and the data first: they hold the
+        // padding (if any), and the id and data written next overwrite the
+        // rest of them.
+        let data_at = at + frame::data_offset(id.len());
+        if id.len() % FRAME_ALIGN != 0 {
+            self.bytes.write_words(data_at - FRAME_ALIGN, &[0]);
+        }
         self.bytes.write_words(frame_end - FRAME_ALIGN, &[0]);
         self.bytes.write_words(at, &header.to_words());
-        let mut cursor = at + HEADER_BYTES;
-        self.bytes.write(cursor, id);
-        cursor += id.len();
-        self.bytes.write(cursor, data);
+        self.bytes.write(at + HEADER_BYTES, id);
+        self.bytes.write(data_at, data);
         Pending {
             position: lsn,
             end,

@@ -452,6 +452,12 @@ pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, Segm
     {
         return Err(SegmentFault::Corrupt);
     }
+    // Sequence numbers are +1 per frame: like positions, far from overflow.
+    if h.log_seq.load(Ordering::Acquire) > LOG_POSITION_MAX
+        || h.state_seq.load(Ordering::Acquire) > LOG_POSITION_MAX
+    {
+        return Err(SegmentFault::Corrupt);
+    }
     let name =
         CheckpointName::new(&h.name[..h.name_len as usize]).map_err(|_| SegmentFault::Corrupt)?;
     Ok(Mapped {

@@ -14,7 +14,7 @@ use ckpt_core::catchup::{self, SectionSeqs};
 use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, HEADER_BYTES};
 use ckpt_core::Time;
 
-use crate::layout::{slot_state, ActiveReplicaWord, LifeWord};
+use crate::layout::{intent_op, slot_state, ActiveReplicaWord, IntentWord, LifeWord};
 use crate::log::LogError;
 use crate::notify;
 use crate::racy;
@@ -151,11 +151,24 @@ impl Mapped {
 
     fn snapshot_once(&self) -> Result<Snapshot, ReadFail> {
         let log = self.log();
-        // The resume point first: every frame published from here on is
-        // either replayed or contained in what is copied below.
-        let resume = log.tail();
-        let start_seq = log.seq();
         let h = self.header();
+        // The resume point first: every frame published from here on is
+        // either replayed or contained in what is copied below. A mutation in
+        // flight may have published stages already: resume at its first
+        // frame, or its own frame would be replayed without them. (Read after
+        // the tail: a mutation whose intent is gone by then has committed,
+        // and its frames are contained in the copy.)
+        let tail = log.tail();
+        let start_seq = log.seq();
+        // SYNC POINT: Acquire pairs with the Release stores of the intent
+        // (`set_intent`, `clear_intent`).
+        let in_flight = IntentWord::from(h.intent_op.load(Ordering::Acquire)).op != intent_op::NONE;
+        let start = h.intent_log_start.load(Ordering::Relaxed);
+        let resume = if in_flight && start <= tail && tail - start <= self.geometry().log_bytes {
+            start
+        } else {
+            tail
+        };
         // Checkpoint-wide state: its number is stored after the values (lag
         // by at most the frame in flight, whose re-application is a no-op).
         let state_seq = h.state_seq.load(Ordering::Acquire);
@@ -208,7 +221,7 @@ impl Mapped {
         sections.dedup_by(|later, first| later.id == first.id);
         // A copied version may be committed and not yet published: only the
         // claim holder's one frame in flight, numbered the last published + 1.
-        let end_seq = log.seq() + 1;
+        let end_seq = log.seq().saturating_add(1);
         if log.tail().wrapping_sub(resume) > self.geometry().log_bytes {
             // The writer lapped the ring while we copied: the resume point is gone.
             return Err(ReadFail::Busy);
@@ -262,7 +275,7 @@ impl Consumer<'_> {
                 frame.header
             };
             self.current_at = position;
-            if self.next_seq != 0 && header.seq != self.next_seq {
+            if (self.next_seq != 0 && header.seq != self.next_seq) || header.seq == u64::MAX {
                 // Frames are dense: a jump means the ring was damaged.
                 self.cursor = position;
                 return Err(LogError::Corrupt { at: position });

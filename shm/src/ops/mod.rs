@@ -344,8 +344,12 @@ impl Segment {
         let h = self.header();
         h.intent_target.store(intent.target, Ordering::Relaxed);
         h.intent_bucket.store(intent.bucket, Ordering::Relaxed);
-        let first_seq = h.log_seq.load(Ordering::Relaxed) + 1;
+        // Wrapping: a log_seq damaged to u64::MAX after open yields frames of
+        // seq 0, which every decoder refuses (never a panic here).
+        let first_seq = h.log_seq.load(Ordering::Relaxed).wrapping_add(1);
         h.intent_seq.store(first_seq, Ordering::Relaxed);
+        h.intent_log_start
+            .store(self.log().written_end(), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load in `recover` (after
         // the stealer's AcqRel CAS): target, bucket and seq are visible with the op.
         h.intent_op.store(
@@ -404,7 +408,7 @@ impl Segment {
             arg,
             version: spec.version,
         };
-        let mut seq = h.log_seq.load(Ordering::Relaxed) + 1;
+        let mut seq = h.log_seq.load(Ordering::Relaxed).wrapping_add(1);
         let mut data = spec.data;
         // The data one frame carries: the ring's frame limit (at least 16 KiB,
         // ids at most 4 KiB), whole words.
@@ -419,7 +423,8 @@ impl Segment {
                 let stage = header(FrameKind::Stage, FLAG_MORE, seq, piece.len(), at as i64);
                 let p = log.write(log.written_end(), stage, spec.id, piece);
                 log.publish(p.end, p.seq);
-                (seq, at, data, staged) = (seq + 1, at + piece.len() as u64, rest, true);
+                (seq, at, data, staged) =
+                    (seq.wrapping_add(1), at + piece.len() as u64, rest, true);
             }
         }
         let flags = if spec.more { FLAG_MORE } else { 0 } | if staged { FLAG_STAGED } else { 0 };
