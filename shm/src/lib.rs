@@ -27,6 +27,8 @@ pub mod slot;
 pub mod sync;
 
 #[cfg(not(loom))]
+pub mod clock;
+#[cfg(not(loom))]
 pub mod dir;
 #[cfg(not(loom))]
 pub mod notify;
@@ -38,6 +40,9 @@ pub mod proc;
 pub mod segment;
 
 #[cfg(not(loom))]
-pub use ops::{Consumer, SectionRef, SectionView, Snapshot, SnapshotSection, WriteElement};
+pub use ops::{
+    Consumer, SectionCopy, SectionRef, SectionView, Snapshot, SnapshotHead, SnapshotSection,
+    WriteElement,
+};
 #[cfg(not(loom))]
 pub use segment::{Config, Mapped, Segment};

@@ -129,7 +129,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
     /// (the tail, or the end of the frames written since) without publishing
     /// it. The caller sets `header.seq` and keeps the frame within
     /// [`frame_bytes_max`]. Claim holder only.
-    #[inline]
+    #[inline(always)]
     pub fn write(&self, after: u64, header: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
         let capacity = self.bytes.capacity() as u64;
         let bytes = header.frame_bytes() as u64;

@@ -6,7 +6,8 @@
 //! race in Rust's memory model, which plain `ptr::copy` would be. So every
 //! such copy here is a sequence of atomic accesses: Relaxed `AtomicU64` words
 //! for the aligned middle and `AtomicU8` bytes for the ends (the byte-wise
-//! atomic memcpy of C++ proposal P1478). Ordering comes from the protocols'
+//! atomic memcpy of C++ proposal P1478) on the shared side, plain accesses on
+//! the private side. Ordering comes from the protocols'
 //! fences around the copy, as for any Relaxed access.
 //!
 //! Large copies on x86_64 use `rep movsb` in inline assembly instead: the
@@ -25,10 +26,34 @@ const STRING_COPY_MIN: usize = 256;
 /// # Safety
 /// `src..src + dst.len()` is valid for reads (inside a live mapping) and every
 /// access to it by others is atomic or another copy of this module.
-#[inline]
+#[inline(always)]
 pub unsafe fn load(dst: &mut [u8], src: *const u8) {
-    // SAFETY: forwarded; `dst` is exclusively ours.
-    unsafe { copy(dst.as_mut_ptr(), src, dst.len()) }
+    let len = dst.len();
+    let dst = dst.as_mut_ptr();
+    #[cfg(target_arch = "x86_64")]
+    if len >= STRING_COPY_MIN {
+        // SAFETY: forwarded; `dst` is exclusively ours.
+        return unsafe { string_copy(dst, src, len) };
+    }
+    // Atomic on the shared side (`src`, aligned to words), plain on ours.
+    let head = src.align_offset(8).min(len);
+    // SAFETY: all offsets below are < len: inside both ranges; AtomicU8 needs
+    // no alignment, AtomicU64 is used only at 8-aligned `src + i`.
+    unsafe {
+        for i in 0..head {
+            *dst.add(i) = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
+        }
+        let mut i = head;
+        while i + 8 <= len {
+            let v = AtomicU64::from_ptr(src.add(i) as *mut u64).load(Ordering::Relaxed);
+            (dst.add(i) as *mut u64).write_unaligned(v);
+            i += 8;
+        }
+        while i < len {
+            *dst.add(i) = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
+            i += 1;
+        }
+    }
 }
 
 /// Copies `src` into shared memory at `dst`.
@@ -36,13 +61,37 @@ pub unsafe fn load(dst: &mut [u8], src: *const u8) {
 /// # Safety
 /// `dst..dst + src.len()` is valid for writes (inside a live mapping) and every
 /// access to it by others is atomic or another copy of this module.
-#[inline]
+#[inline(always)]
 pub unsafe fn store(dst: *mut u8, src: &[u8]) {
-    // SAFETY: forwarded; `src` is ours to read.
-    unsafe { copy(dst, src.as_ptr(), src.len()) }
+    let len = src.len();
+    let src = src.as_ptr();
+    #[cfg(target_arch = "x86_64")]
+    if len >= STRING_COPY_MIN {
+        // SAFETY: forwarded; `src` is ours to read.
+        return unsafe { string_copy(dst, src, len) };
+    }
+    // Atomic on the shared side (`dst`, aligned to words), plain on ours.
+    let head = dst.align_offset(8).min(len);
+    // SAFETY: all offsets below are < len: inside both ranges; AtomicU8 needs
+    // no alignment, AtomicU64 is used only at 8-aligned `dst + i`.
+    unsafe {
+        for i in 0..head {
+            AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed);
+        }
+        let mut i = head;
+        while i + 8 <= len {
+            let v = (src.add(i) as *const u64).read_unaligned();
+            AtomicU64::from_ptr(dst.add(i) as *mut u64).store(v, Ordering::Relaxed);
+            i += 8;
+        }
+        while i < len {
+            AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed);
+            i += 1;
+        }
+    }
 }
 
-/// Copies `len` bytes from `src` to `dst`; either or both may be shared.
+/// Copies `len` bytes from `src` to `dst`, both shared.
 ///
 /// # Safety
 /// Both ranges are valid, do not overlap, and every concurrent access to them
@@ -51,59 +100,52 @@ pub unsafe fn store(dst: *mut u8, src: &[u8]) {
 pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     if len >= STRING_COPY_MIN {
-        // SAFETY: the caller vouches for both ranges; `rep movsb` moves `len`
-        // bytes forward from `src` to `dst`, reads and writes nothing else, and
-        // leaves the direction flag (clear, per the ABI) as it found it.
-        unsafe {
-            core::arch::asm!(
-                "rep movsb",
-                inout("rcx") len => _,
-                inout("rsi") src => _,
-                inout("rdi") dst => _,
-                options(nostack, preserves_flags),
-            );
-        }
-        return;
+        // SAFETY: forwarded.
+        return unsafe { string_copy(dst, src, len) };
     }
-    // SAFETY: forwarded.
-    unsafe { copy_words(dst, src, len) }
+    // SAFETY: offsets < len are inside both ranges; words only where both
+    // sides are 8-aligned (they are aligned alike), else bytes.
+    unsafe {
+        let mut i = 0;
+        if (dst as usize) % 8 == (src as usize) % 8 {
+            while i < len && (src as usize + i) % 8 != 0 {
+                let v = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
+                AtomicU8::from_ptr(dst.add(i)).store(v, Ordering::Relaxed);
+                i += 1;
+            }
+            while i + 8 <= len {
+                let v = AtomicU64::from_ptr(src.add(i) as *mut u64).load(Ordering::Relaxed);
+                AtomicU64::from_ptr(dst.add(i) as *mut u64).store(v, Ordering::Relaxed);
+                i += 8;
+            }
+        }
+        while i < len {
+            let v = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
+            AtomicU8::from_ptr(dst.add(i)).store(v, Ordering::Relaxed);
+            i += 1;
+        }
+    }
 }
 
-/// The portable path: atomic bytes up to `src`'s 8-byte alignment, atomic
-/// words, atomic bytes. A word is stored as one atomic access where `dst` is
-/// aligned too, else as bytes.
+/// `rep movsb`: a byte-atomic copy at memcpy speed (see the module docs).
 ///
 /// # Safety
 /// As for [`copy`].
+#[cfg(target_arch = "x86_64")]
 #[inline]
-unsafe fn copy_words(dst: *mut u8, src: *const u8, len: usize) {
-    let byte = |i: usize| {
-        // SAFETY: i < len: both bytes are in the caller's ranges; AtomicU8 has
-        // alignment 1.
-        unsafe {
-            let v = (*(src.add(i) as *const AtomicU8)).load(Ordering::Relaxed);
-            (*(dst.add(i) as *const AtomicU8)).store(v, Ordering::Relaxed);
-        }
-    };
-    let head = (src.align_offset(8)).min(len);
-    (0..head).for_each(byte);
-    let mut i = head;
-    let dst_aligned = (dst as usize + head) % 8 == 0;
-    while i + 8 <= len {
-        // SAFETY: src + i is 8-aligned (past the head) and in range.
-        let v = unsafe { (*(src.add(i) as *const AtomicU64)).load(Ordering::Relaxed) };
-        if dst_aligned {
-            // SAFETY: dst + i is 8-aligned too, and in range.
-            unsafe { (*(dst.add(i) as *const AtomicU64)).store(v, Ordering::Relaxed) };
-        } else {
-            for (k, b) in v.to_ne_bytes().into_iter().enumerate() {
-                // SAFETY: in range; AtomicU8 has alignment 1.
-                unsafe { (*(dst.add(i + k) as *const AtomicU8)).store(b, Ordering::Relaxed) };
-            }
-        }
-        i += 8;
+unsafe fn string_copy(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: the caller vouches for both ranges; `rep movsb` moves `len`
+    // bytes forward from `src` to `dst`, reads and writes nothing else, and
+    // leaves the direction flag (clear, per the ABI) as it found it.
+    unsafe {
+        core::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rsi") src => _,
+            inout("rdi") dst => _,
+            options(nostack, preserves_flags),
+        );
     }
-    (i..len).for_each(byte);
 }
 
 #[cfg(all(test, not(loom)))]
@@ -116,12 +158,23 @@ mod tests {
         for len in [0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 257, 1000] {
             for s_off in 0..9 {
                 for d_off in 0..9 {
+                    let check = |dst: &[u8]| {
+                        assert_eq!(&dst[d_off..d_off + len], &src[s_off..s_off + len]);
+                        assert!(dst[..d_off].iter().all(|&b| b == 0xEE));
+                        assert!(dst[d_off + len..].iter().all(|&b| b == 0xEE));
+                    };
                     let mut dst = vec![0xEEu8; 1200];
                     // SAFETY: both ranges are inside their vectors and unshared.
                     unsafe { copy(dst.as_mut_ptr().add(d_off), src.as_ptr().add(s_off), len) };
-                    assert_eq!(&dst[d_off..d_off + len], &src[s_off..s_off + len]);
-                    assert!(dst[..d_off].iter().all(|&b| b == 0xEE));
-                    assert!(dst[d_off + len..].iter().all(|&b| b == 0xEE));
+                    check(&dst);
+                    let mut dst = vec![0xEEu8; 1200];
+                    // SAFETY: as above.
+                    unsafe { store(dst.as_mut_ptr().add(d_off), &src[s_off..s_off + len]) };
+                    check(&dst);
+                    let mut dst = vec![0xEEu8; 1200];
+                    // SAFETY: as above.
+                    unsafe { load(&mut dst[d_off..d_off + len], src.as_ptr().add(s_off)) };
+                    check(&dst);
                 }
             }
         }

@@ -297,6 +297,7 @@ impl Mapped {
     }
 
     /// True if this copy is a replica (written only by applying frames).
+    #[inline]
     pub fn is_replica(&self) -> bool {
         // SYNC POINT: Acquire pairs with the Release store in `Segment::set_role`.
         RoleWord::from(self.header().role.load(Ordering::Acquire)).role == role::REPLICA

@@ -62,6 +62,7 @@ pub fn copy_is_consistent(before: CommitWord, after: CommitWord) -> bool {
 /// `copy(buffer, size)` copies up to `size` bytes out of data buffer `buffer`
 /// (`size` is clamped to `size_max`; the copy may observe a concurrent writer's
 /// bytes and is then discarded and retried).
+#[inline(always)]
 pub fn read_consistent(
     slot: &SlotHeader,
     gen: u32,

@@ -150,6 +150,43 @@ impl Mapped {
     }
 
     fn snapshot_once(&self) -> Result<Snapshot, ReadFail> {
+        let mut sections: Vec<SnapshotSection> = Vec::new();
+        let head = self.snapshot_with(|c| {
+            sections.push(SnapshotSection {
+                id: c.id.to_vec(),
+                data: c.data.to_vec(),
+                version: c.version,
+                last_update: c.last_update,
+                expiration: c.expiration,
+                seqs: c.seqs,
+            })
+        })?;
+        // Copies of one id from two slots (deleted from one and re-created in
+        // another while the scan ran): the newer incarnation is the state.
+        sections.sort_by(|a, b| a.id.cmp(&b.id).then(b.seqs.newest().cmp(&a.seqs.newest())));
+        sections.dedup_by(|later, first| later.id == first.id);
+        Ok(Snapshot {
+            resume: head.resume,
+            start_seq: head.start_seq,
+            end_seq: head.end_seq,
+            sections,
+            active_replica: head.active_replica,
+            retention: head.retention,
+            state_seq: head.state_seq,
+        })
+    }
+
+    /// The streaming form of [`Mapped::snapshot`], for copies too large to
+    /// hold (shipping a checkpoint to a new replica): each live section is
+    /// copied into one reused buffer and handed to `each` in slot order. Two
+    /// copies of one id can come (deleted from one slot and re-created in
+    /// another during the scan): the one with the larger `seqs.newest()` is
+    /// the state. `Err(Busy)` if the writer lapped the ring meanwhile: the
+    /// receiver drops what it got and starts again.
+    pub fn snapshot_with(
+        &self,
+        mut each: impl FnMut(SectionCopy<'_>),
+    ) -> Result<SnapshotHead, ReadFail> {
         let log = self.log();
         let h = self.header();
         // The resume point first: every frame published from here on is
@@ -174,15 +211,14 @@ impl Mapped {
         let state_seq = h.state_seq.load(Ordering::Acquire);
         let active_replica = ActiveReplicaWord::from(h.active_replica.load(Ordering::Acquire));
         let retention = Time(h.retention_ns.load(Ordering::SeqCst));
-        let mut sections: Vec<SnapshotSection> = Vec::new();
         let max = self.attributes().section_bytes_max;
+        let mut data = Vec::new();
         for s in 0..self.geometry().sections_max {
             let header = self.slot(s);
             let life = LifeWord::from(header.life.load(Ordering::Acquire));
             if life.state != slot_state::LIVE {
                 continue;
             }
-            let mut data = Vec::new();
             let meta = match slot::read_consistent(header, life.gen, max, |buffer, size| {
                 data.resize(size as usize, 0);
                 let src = self.buffer_ptr(s, buffer);
@@ -196,15 +232,15 @@ impl Mapped {
                 Err(ReadFail::Gone) => continue,
                 Err(e) => return Err(e),
             };
-            let id = self.id_slice(s).to_vec();
             let (expiration, expiration_seq) =
                 slot::read_expiration(header).ok_or(ReadFail::Busy)?;
+            let id = self.id_slice(s);
             if LifeWord::from(header.life.load(Ordering::Acquire)) != life {
                 continue;
             }
-            let copied = SnapshotSection {
+            each(SectionCopy {
                 id,
-                data,
+                data: &data,
                 version: meta.version,
                 last_update: Time(meta.time_ns),
                 expiration: Time(expiration),
@@ -212,13 +248,8 @@ impl Mapped {
                     data_seq: meta.seq,
                     expiration_seq,
                 },
-            };
-            sections.push(copied);
+            });
         }
-        // Copies of one id from two slots (deleted from one and re-created in
-        // another while the scan ran): the newer incarnation is the state.
-        sections.sort_by(|a, b| a.id.cmp(&b.id).then(b.seqs.newest().cmp(&a.seqs.newest())));
-        sections.dedup_by(|later, first| later.id == first.id);
         // A copied version may be committed and not yet published: only the
         // claim holder's one frame in flight, numbered the last published + 1.
         let end_seq = log.seq().saturating_add(1);
@@ -226,16 +257,51 @@ impl Mapped {
             // The writer lapped the ring while we copied: the resume point is gone.
             return Err(ReadFail::Busy);
         }
-        Ok(Snapshot {
+        Ok(SnapshotHead {
             resume,
             start_seq,
             end_seq,
-            sections,
             active_replica,
             retention,
             state_seq,
         })
     }
+}
+
+/// One section as [`Mapped::snapshot_with`] copied it (borrowed until the
+/// next one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionCopy<'a> {
+    /// Its id.
+    pub id: &'a [u8],
+    /// Its data.
+    pub data: &'a [u8],
+    /// Its version.
+    pub version: u64,
+    /// `lastUpdate`.
+    pub last_update: Time,
+    /// Absolute expiration.
+    pub expiration: Time,
+    /// The sequence numbers the copy reflects.
+    pub seqs: SectionSeqs,
+}
+
+/// What a streamed snapshot says besides its sections: where to resume and
+/// what the copy reflects (the fields of [`Snapshot`] but the sections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotHead {
+    /// The log position noted before anything was copied.
+    pub resume: u64,
+    /// The last sequence number published when the copy began.
+    pub start_seq: u64,
+    /// The last sequence number published when the copy ended, + 1.
+    pub end_seq: u64,
+    /// The active replica word copied (node, term).
+    pub active_replica: ActiveReplicaWord,
+    /// The retention duration copied.
+    pub retention: Time,
+    /// Sequence number of the checkpoint-wide frame the copy reflects.
+    pub state_seq: u64,
 }
 
 /// Follows the delta log: every mutation in commit order.

@@ -56,7 +56,7 @@ pub mod section;
 pub mod write;
 
 pub use apply::{Applied, ApplyError};
-pub use consume::{Consumer, Snapshot, SnapshotSection};
+pub use consume::{Consumer, SectionCopy, Snapshot, SnapshotHead, SnapshotSection};
 pub use read::SectionView;
 pub use write::WriteElement;
 
@@ -97,17 +97,11 @@ claim_fail_is_try_again!(
     ExpirationSetError
 );
 
-/// The wall clock at kernel-tick resolution (a few ns to read): the
-/// `lastUpdate` and frame times of writes.
+/// The wall clock at 1 ms resolution (about a nanosecond to read): the
+/// `lastUpdate` and frame times of writes. See [`crate::clock`].
 #[inline]
 pub fn coarse_now() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    crate::clock::now()
 }
 
 /// The ring's bytes in the mapping.
@@ -117,7 +111,7 @@ pub struct ShmRing {
 }
 
 impl RingBytes for ShmRing {
-    #[inline]
+    #[inline(always)]
     fn write(&self, at: usize, src: &[u8]) {
         assert!(at + src.len() <= self.capacity);
         // SAFETY: in bounds (asserted); the ring lies inside the mapping; only
@@ -125,7 +119,7 @@ impl RingBytes for ShmRing {
         // validate what they copy.
         unsafe { racy::store(self.base.add(at), src) };
     }
-    #[inline]
+    #[inline(always)]
     fn write_words(&self, at: usize, words: &[u64]) {
         assert!(at + 8 * words.len() <= self.capacity);
         if at % 8 != 0 {
@@ -135,12 +129,13 @@ impl RingBytes for ShmRing {
             }
             return;
         }
+        // SAFETY: in bounds (asserted) and 8-aligned (the ring is page
+        // aligned, `at` a multiple of 8); claim holder only; readers load
+        // these words atomically.
+        let base = unsafe { self.base.add(at) } as *mut u64;
         for (i, w) in words.iter().enumerate() {
-            // SAFETY: in bounds (asserted) and 8-aligned (the ring is page
-            // aligned, `at` a multiple of 8); claim holder only; readers load
-            // these words atomically.
-            let word = unsafe { &*(self.base.add(at + 8 * i) as *const AtomicU64) };
-            word.store(w.to_le(), Ordering::Relaxed);
+            // SAFETY: as above, word i of the asserted range.
+            unsafe { AtomicU64::from_ptr(base.add(i)) }.store(w.to_le(), Ordering::Relaxed);
         }
     }
     #[inline]
@@ -159,12 +154,12 @@ impl RingBytes for ShmRing {
 
 /// Holds the claim; on drop (also when an operation returns early or panics)
 /// finishes or undoes an interrupted mutation, releases the claim, then wakes
-/// sleeping standbys if frames were published. Waking after the release
-/// matters: a woken standby that writes back finds the claim free.
+/// sleeping standbys. Waking after the release matters: a woken standby that
+/// writes back finds the claim free. (A claim that published nothing wakes a
+/// sleeper for nothing; it re-checks the tail and sleeps again.)
 pub(crate) struct Held<'a> {
     segment: &'a Segment,
     word: ClaimWord,
-    tail_at_claim: u64,
 }
 
 impl Drop for Held<'_> {
@@ -181,9 +176,7 @@ impl Drop for Held<'_> {
         // SYNC POINT: SeqCst load, after the SeqCst swap in `Log::publish`:
         // Dekker with `Sleeper::register` (SeqCst RMW, then a SeqCst load of
         // the tail). Either we see the sleeper, or it sees the new tail.
-        if h.log_tail.load(Ordering::Relaxed) != self.tail_at_claim
-            && h.waiters.load(Ordering::SeqCst) != 0
-        {
+        if h.waiters.load(Ordering::SeqCst) != 0 {
             notify::wake_all(&h.log_tail);
         }
     }
@@ -282,15 +275,22 @@ impl Segment {
     }
 
     /// Takes the writer claim (recovering a dead holder's mutation).
+    #[inline]
     pub(crate) fn claim(&self) -> Result<Held<'_>, ClaimFail> {
-        let h = self.header();
-        if let Ok(word) = claim::try_acquire(&h.claim, self.owner) {
-            return Ok(Held {
+        match claim::try_acquire(&self.header().claim, self.owner) {
+            Ok(word) => Ok(Held {
                 segment: self,
                 word,
-                tail_at_claim: h.log_tail.load(Ordering::Relaxed),
-            });
+            }),
+            Err(_) => self.claim_contended(),
         }
+    }
+
+    /// The claim is held: wait for it, or steal it from a dead holder.
+    #[cold]
+    #[inline(never)]
+    fn claim_contended(&self) -> Result<Held<'_>, ClaimFail> {
+        let h = self.header();
         let deadline = Instant::now() + self.config().claim_timeout;
         let acquired = claim::acquire(
             &h.claim,
@@ -302,7 +302,6 @@ impl Segment {
         let held = Held {
             segment: self,
             word: acquired.word(),
-            tail_at_claim: h.log_tail.load(Ordering::Relaxed),
         };
         if let Acquired::Stolen(_) = acquired {
             self.recover();
@@ -340,6 +339,7 @@ impl Segment {
         }
     }
 
+    #[inline]
     fn set_intent(&self, intent: Intent) {
         let h = self.header();
         h.intent_target.store(intent.target, Ordering::Relaxed);
@@ -362,6 +362,7 @@ impl Segment {
         );
     }
 
+    #[inline]
     fn clear_intent(&self) {
         self.header()
             .intent_op

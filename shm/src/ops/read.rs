@@ -32,6 +32,7 @@ pub struct SectionView<'a> {
 impl Mapped {
     /// The id bytes of a slot whose id the caller knows is stable (claim held,
     /// or validated afterwards through the life word).
+    #[inline]
     pub(crate) fn id_slice(&self, slot: u32) -> &[u8] {
         let len = (self.slot(slot).id_len.load(Ordering::Acquire) as u64)
             .min(self.attributes().section_id_bytes_max) as usize;
@@ -208,6 +209,7 @@ impl Mapped {
 }
 
 /// The committed size of a slot (unvalidated: callers clamp or check).
+#[inline]
 pub(crate) fn committed_size(slot: &SlotHeader) -> u64 {
     let commit = CommitWord::from(slot.commit.load(Ordering::Acquire));
     slot.buffers[commit.cur as usize]

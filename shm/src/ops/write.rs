@@ -26,6 +26,7 @@ pub struct WriteElement<'a> {
 
 /// The size a section of `old_size` bytes will have after `len` bytes are
 /// written at `offset` (`None`: overwritten).
+#[inline]
 pub(crate) fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> Result<u64, WriteError> {
     match offset {
         None => Ok(len as u64),
