@@ -47,7 +47,9 @@
 //!   together and its standbys see the call's boundary.
 //! - **Large data.** A mutation whose data does not fit one frame (the ring's
 //!   limit, or `u32`) is sent as [`FrameKind::Stage`] frames, each carrying the
-//!   next piece of the data at `arg` (its position within the data), followed by
+//!   next piece of the data and in `arg` where the piece goes in the section's
+//!   new contents (for a write at an offset, the offset plus the piece's
+//!   position in the data; the pieces are contiguous), followed by
 //!   the mutation's own frame with [`FLAG_STAGED`] carrying the last piece: its
 //!   data is the staged pieces followed by its own. A writer that dies after
 //!   publishing stages and before committing is followed by a
@@ -106,8 +108,8 @@ pub enum FrameKind {
     RetentionSet = 9,
     /// The checkpoint's name was unlinked.
     Unlink = 10,
-    /// A piece of a large mutation's data, at position `arg` within it; the
-    /// section id names the section the mutation is for.
+    /// A piece of a large mutation's data, going at byte `arg` of the
+    /// section's new contents; the section id names the section.
     Stage = 11,
     /// The staged pieces for section id are dropped (their writer died).
     StageAbort = 12,
@@ -444,7 +446,7 @@ pub enum Mutation<'a> {
     Stage {
         /// Section id.
         id: &'a [u8],
-        /// Position of the piece within the mutation's data.
+        /// Where the piece goes in the section's new contents.
         at: u64,
         /// The piece.
         data: &'a [u8],

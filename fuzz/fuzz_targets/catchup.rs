@@ -217,8 +217,9 @@ struct Replica {
     state_seq: u64,
     /// The last frame seen (applied or skipped).
     last_seq: u64,
-    /// Staged pieces: the section id, the data so far, and the last stage's seq.
-    staged: Option<(Vec<u8>, Vec<u8>, u64)>,
+    /// Staged pieces: the section id, the data so far, the last stage's seq,
+    /// and where the first piece goes in the section.
+    staged: Option<(Vec<u8>, Vec<u8>, u64, i64)>,
     /// A replay from a snapshot: its `end_seq`, up to which a frame for a
     /// section the replica lacks is a no-op (0: every frame must apply).
     within: u64,
@@ -307,11 +308,11 @@ impl Replica {
                     h.flags & FLAG_MORE != 0,
                     "{what}: a stage without FLAG_MORE"
                 );
-                let (id, data, last) = self
+                let (id, data, last, base) = self
                     .staged
-                    .get_or_insert_with(|| (frame.id.clone(), Vec::new(), 0));
+                    .get_or_insert_with(|| (frame.id.clone(), Vec::new(), 0, h.arg));
                 assert_eq!(*id, frame.id, "{what}: stages of two sections interleave");
-                assert_eq!(h.arg, data.len() as i64, "{what}: a stage out of place");
+                assert_eq!(h.arg, *base + data.len() as i64, "{what}: a stage out of place");
                 data.extend_from_slice(&frame.data);
                 *last = h.seq;
                 return;
@@ -323,11 +324,13 @@ impl Replica {
             _ => {}
         }
         let data = if h.flags & FLAG_STAGED != 0 {
-            let (id, mut data, _) = self
+            let (id, mut data, _, base) = self
                 .staged
                 .take()
                 .unwrap_or_else(|| panic!("{what}: a staged frame without its stages: {h:?}"));
             assert_eq!(id, frame.id, "{what}: stages of another section");
+            let offset = if h.kind == FrameKind::Write { h.arg } else { 0 };
+            assert_eq!(base, offset, "{what}: stages placed for another offset");
             data.extend_from_slice(&frame.data);
             data
         } else {

@@ -748,9 +748,12 @@ impl<'a> Harness<'a> {
                     break f;
                 }
                 let h = f.header;
+                // A piece goes at `arg` in the section: a write's offset plus
+                // its position in the data.
+                let base = if e.kind == FrameKind::Write { e.arg } else { 0 };
                 assert_eq!(
                     (&f.id, h.flags, h.arg, h.version),
-                    (&e.id, FLAG_MORE, staged.len() as i64, e.version),
+                    (&e.id, FLAG_MORE, base + staged.len() as i64, e.version),
                     "a stage of {e:?}"
                 );
                 assert!(!f.data.is_empty(), "an empty stage");

@@ -556,6 +556,19 @@ pub mod intent_op {
     /// A replica is being promoted: the active replica changes and the copy
     /// becomes the primary.
     pub const PROMOTE: u8 = 8;
+    /// A replica is staging a large write or overwrite of a live section into
+    /// its spare buffer (`pending` set), across applies: `target` is where the
+    /// data starts in the section, `bucket` where the next piece goes. Kept by
+    /// recovery: the next piece continues it.
+    pub const STAGE_WRITE: u8 = 9;
+    /// A replica is staging a large create into a reserved slot (id copied),
+    /// as `STAGE_WRITE` otherwise.
+    pub const STAGE_CREATE: u8 = 10;
+
+    /// True for the intents that outlive a claim (a replica's staging).
+    pub const fn is_staging(op: u8) -> bool {
+        op == STAGE_WRITE || op == STAGE_CREATE
+    }
 }
 
 packed_word! {

@@ -236,3 +236,102 @@ fn a_promoted_replica_is_writable_in_a_new_term_and_applies_nothing() {
     let frame = consumer.next_frame().unwrap().unwrap();
     assert_eq!(replica.apply(&frame), Err(ApplyError::NotReplica));
 }
+
+#[test]
+fn large_mutations_are_staged_into_a_replica_and_equal_the_primary() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // 64 KiB rings: frames of at most 16 KiB, so 50 KB of data goes in stages.
+    let small = |dir: &tempfile::TempDir| Config {
+        log_bytes: Some(64 * 1024),
+        ..Config::with_dir(dir.path())
+    };
+    let (pc, rc) = (small(&pd), small(&rd));
+    let name = CheckpointName::new("staged").unwrap();
+    let primary =
+        Segment::open(&pc, &name, rwc(), Some(&CreationAttributes::new(4, 60_000))).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    // A standby of the replica, drained after each mutation (the ring holds
+    // about one of them).
+    let mut standby = replica.consumer(None);
+    let mut mirror = |shipped: Vec<FrameHeader>| {
+        let mut mirrored = Vec::new();
+        while let Some(f) = standby.next_frame().unwrap() {
+            mirrored.push(f.header);
+        }
+        assert_eq!(
+            mirrored, shipped,
+            "the replica's ring carries the same frames"
+        );
+        shipped
+    };
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let (big, _) = primary
+        .create_section(Some(b"big"), Time::END, &data)
+        .unwrap();
+    let created = mirror(ship(&mut consumer, &replica));
+    assert_eq!(created.len(), 4, "3 stages and the create: {created:?}");
+    primary.write(big, Some(9_000), &data[..40_000]).unwrap();
+    mirror(ship(&mut consumer, &replica));
+    assert_eq!(sections(&replica), sections(&primary));
+    primary.write(big, None, &data[7..47_007]).unwrap();
+    mirror(ship(&mut consumer, &replica));
+    primary
+        .create_section(Some(b"small"), Time::END, b"after")
+        .unwrap();
+    mirror(ship(&mut consumer, &replica));
+    assert_eq!(sections(&replica), sections(&primary));
+    assert_eq!(replica.usage(), primary.usage());
+}
+
+#[test]
+fn a_replica_drops_stages_the_primary_aborted() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let small = |dir: &tempfile::TempDir| Config {
+        log_bytes: Some(64 * 1024),
+        ..Config::with_dir(dir.path())
+    };
+    let (pc, rc) = (small(&pd), small(&rd));
+    let name = CheckpointName::new("aborted").unwrap();
+    let primary =
+        Segment::open(&pc, &name, rwc(), Some(&CreationAttributes::new(4, 60_000))).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let (k, _) = primary
+        .create_section(Some(b"k"), Time::END, b"before")
+        .unwrap();
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    let before = sections(&replica);
+    // A large overwrite whose writer died after its stages: the replica gets
+    // the stages, then the StageAbort the successor logged in its place.
+    primary.write(k, None, &[7u8; 40_000]).unwrap();
+    let mut last = None;
+    while let Some(f) = consumer.next_frame().unwrap() {
+        if f.header.kind == FrameKind::Stage {
+            assert_eq!(replica.apply(&f), Ok(Applied::Done));
+        } else {
+            last = Some((f.header, f.id.to_vec()));
+        }
+    }
+    let (own, id) = last.unwrap();
+    let abort = FrameHeader {
+        kind: FrameKind::StageAbort,
+        flags: 0,
+        id_len: id.len() as u16,
+        data_len: 0,
+        arg: 0,
+        version: 0,
+        ..own
+    };
+    let mut bytes = vec![0u8; abort.frame_bytes()];
+    ckpt_core::frame::encode(&abort, &id, &[], &mut bytes).unwrap();
+    let frame = ckpt_core::frame::decode(&bytes, false).unwrap();
+    assert_eq!(replica.apply(&frame), Ok(Applied::Done));
+    assert_eq!(
+        sections(&replica),
+        before,
+        "the aborted overwrite left nothing"
+    );
+    // The section is writable again by the next (regular) frame.
+    assert_eq!(replica.last_seq(), own.seq);
+}

@@ -70,7 +70,7 @@ fn state_of(seg: &Segment) -> BTreeMap<Vec<u8>, Model> {
 /// lacks belongs to an incarnation deleted before the copy looked: a no-op.
 fn apply(
     model: &mut BTreeMap<Vec<u8>, Model>,
-    staged: &mut Vec<u8>,
+    (staged, stage_base): (&mut Vec<u8>, &mut u64),
     frame: &Frame<'_>,
     end_seq: u64,
 ) -> Result<(), String> {
@@ -145,10 +145,11 @@ fn apply(
                 .expiration = expiration;
         }
         Mutation::Stage { at, data, .. } => {
-            if at == 0 {
-                staged.clear();
+            // Pieces go at `at` in the section: contiguous from the first one.
+            if staged.is_empty() {
+                *stage_base = at;
             }
-            if at as usize != staged.len() {
+            if at != *stage_base + staged.len() as u64 {
                 return Err("stage out of order".into());
             }
             staged.extend_from_slice(data);
@@ -167,7 +168,7 @@ fn replay(
     filter: bool,
 ) -> Result<BTreeMap<Vec<u8>, Model>, String> {
     let mut model = model_of(snapshot);
-    let mut staged = Vec::new();
+    let (mut staged, mut stage_base) = (Vec::new(), 0);
     let mut consumer = seg.consumer(Some(snapshot.resume));
     while let Some(frame) = consumer.next_frame().map_err(|e| e.to_string())? {
         if filter
@@ -176,7 +177,12 @@ fn replay(
         {
             continue;
         }
-        apply(&mut model, &mut staged, &frame, snapshot.end_seq)?;
+        apply(
+            &mut model,
+            (&mut staged, &mut stage_base),
+            &frame,
+            snapshot.end_seq,
+        )?;
     }
     Ok(model)
 }

@@ -46,8 +46,9 @@ impl Drop for Zeros {
 
 fn free_bytes(dir: &std::path::Path) -> u64 {
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: statvfs fills the struct we own from a NUL-terminated path.
+    // SAFETY: statvfs is plain integers: all zeroes is a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs fills the struct we own from a NUL-terminated path.
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return 0;
     }
@@ -106,8 +107,15 @@ fn a_write_of_more_than_4_gib_is_logged_whole_and_read_back() {
     seg.write(section, None, data).unwrap();
     let room = ((16u64 << 20) / 4 - 64) & !7;
     let stages = (len - 1) / room;
-    assert_eq!(seg.last_seq() - before, stages + 1, "{stages} stages and the overwrite");
-    assert!(seg.log_tail() - position > len, "every byte went through the ring");
+    assert_eq!(
+        seg.last_seq() - before,
+        stages + 1,
+        "{stages} stages and the overwrite"
+    );
+    assert!(
+        seg.log_tail() - position > len,
+        "every byte went through the ring"
+    );
     let mut tail = [1u8; 64];
     let (n, meta) = seg.read(section, len - 64, &mut tail).unwrap();
     assert_eq!((n, meta.size, meta.version), (64, len, 2));

@@ -9,16 +9,19 @@
 //! publish, and recovery publishes a mutation whose commit point was passed,
 //! so re-applying after a crash is a no-op (`Applied::Already`).
 
-use ckpt_core::frame::{Frame, FrameKind, Mutation};
+use ckpt_core::frame::{Frame, FrameHeader, FrameKind, Mutation, FLAG_SEALED};
 use ckpt_core::Time;
 
 use super::read::committed_size;
 use super::section::NewSection;
 use super::write::{new_size, Fill};
-use super::{ClaimFail, Stamp};
+use super::{ClaimFail, Intent, Stamp};
 use crate::index::hash_id;
-use crate::layout::{intent_op, CommitWord};
+use crate::layout::{intent_op, slot_state, CommitWord, IntentWord, LifeWord};
+use crate::log::frame_bytes_max;
+use crate::racy;
 use crate::segment::Segment;
+use crate::slot;
 use crate::sync::Ordering;
 
 /// What applying a frame did.
@@ -64,8 +67,6 @@ pub enum ApplyError {
         /// What did not match.
         why: &'static str,
     },
-    /// Staged (large) mutations are not applied yet.
-    Staged,
     /// The claim could not be taken.
     Contended,
 }
@@ -86,7 +87,6 @@ impl core::fmt::Display for ApplyError {
             }
             ApplyError::Gap { expected } => write!(f, "frames missing: expected seq {expected}"),
             ApplyError::Diverged { seq, why } => write!(f, "replica diverged at seq {seq}: {why}"),
-            ApplyError::Staged => f.write_str("staged frames are not applied yet"),
             ApplyError::Contended => f.write_str("another writer holds the replica"),
         }
     }
@@ -131,9 +131,11 @@ impl Segment {
         if h.term > term && h.kind != FrameKind::ActiveReplicaSet {
             return Err(diverged("a newer term without its active-replica frame"));
         }
-        if frame.is_staged() || matches!(h.kind, FrameKind::Stage | FrameKind::StageAbort) {
-            return Err(ApplyError::Staged);
+        if h.frame_bytes() > frame_bytes_max(self.geometry().log_bytes as usize) {
+            // Republished as is, it would have to be split: other numbers.
+            return Err(diverged("a frame larger than this replica's ring takes"));
         }
+        let staging = self.staging();
         let stamp = Stamp {
             time_ns: h.time_ns,
             more: frame.has_more(),
@@ -142,6 +144,17 @@ impl Segment {
             return Err(diverged("a pad frame"));
         };
         let find = |id: &[u8]| self.lookup(id).ok().flatten();
+        if let Some(st) = staging {
+            // Only the staged mutation's own pieces, its own frame or an
+            // abort may follow its stages.
+            let own =
+                frame.is_staged() || matches!(h.kind, FrameKind::Stage | FrameKind::StageAbort);
+            if !own || self.id_slice(st.slot) != frame.id {
+                return Err(diverged("a frame inside another mutation's stages"));
+            }
+        } else if frame.is_staged() {
+            return Err(diverged("a staged frame without its stages"));
+        }
         match mutation {
             Mutation::Create {
                 id,
@@ -149,11 +162,13 @@ impl Segment {
                 data,
             } => {
                 let attrs = self.attributes();
+                let prestaged = staging.map_or(0, |st| st.next - st.base);
                 if id.len() as u64 > attrs.section_id_bytes_max
-                    || data.len() as u64 > attrs.section_bytes_max
+                    || prestaged + data.len() as u64 > attrs.section_bytes_max
                     || h.version != 1
+                    || staging.is_some_and(|st| st.op != intent_op::STAGE_CREATE || st.base != 0)
                 {
-                    return Err(diverged("a create beyond the attributes"));
+                    return Err(diverged("a create beyond the attributes or its stages"));
                 }
                 if find(id).is_some() {
                     return Err(diverged("a create of a section the replica has"));
@@ -163,9 +178,12 @@ impl Segment {
                     .index()
                     .insert_position(h_id, |w| self.confirm(w, id).is_some())
                     .map_err(|_| diverged("no index position for a create"))?;
-                let slot = self
-                    .free_slot()
-                    .ok_or(diverged("no free slot for a create"))?;
+                let slot = match staging {
+                    Some(st) => st.slot,
+                    None => self
+                        .free_slot()
+                        .ok_or(diverged("no free slot for a create"))?,
+                };
                 let new = NewSection {
                     id,
                     h_id,
@@ -173,6 +191,7 @@ impl Segment {
                     slot,
                     expiration,
                     data,
+                    prestaged,
                 };
                 self.create_held(new, stamp);
             }
@@ -186,12 +205,39 @@ impl Segment {
                 let offset = (h.kind == FrameKind::Write).then_some(h.arg as u64);
                 let old_size = committed_size(slot);
                 let max = self.attributes().section_bytes_max;
-                let new_size = new_size(offset, data.len(), old_size)
+                let staged = match staging {
+                    Some(st)
+                        if st.op == intent_op::STAGE_WRITE
+                            && st.slot == section.slot
+                            && st.base == offset.unwrap_or(0) =>
+                    {
+                        st.next - st.base
+                    }
+                    Some(_) => return Err(diverged("a write that its stages do not match")),
+                    None => 0,
+                };
+                let new_size = new_size(offset, staged as usize + data.len(), old_size)
                     .ok()
                     .filter(|&n| n <= max && old_size <= max)
                     .ok_or(diverged("a write past the section's end or size"))?;
-                let fill = Fill::Copy { offset, data };
-                self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
+                if staging.is_some() {
+                    let fill = Fill::Staged {
+                        offset,
+                        staged,
+                        last: data,
+                    };
+                    self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
+                } else {
+                    let fill = Fill::Copy { offset, data };
+                    self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
+                }
+            }
+            Mutation::Stage { id, at, data } => self.stage(staging, id, at, data, frame)?,
+            Mutation::StageAbort { .. } => {
+                if let Some(st) = staging {
+                    self.drop_staging(st);
+                }
+                self.republish(frame);
             }
             Mutation::Delete { id } => {
                 let section = find(id).ok_or(diverged("a delete of a missing section"))?;
@@ -215,10 +261,143 @@ impl Segment {
             Mutation::CheckpointCreated { .. } => {
                 return Err(diverged("a second creation frame"));
             }
-            Mutation::Stage { .. } | Mutation::StageAbort { .. } => {
-                return Err(ApplyError::Staged);
-            }
         }
         Ok(Applied::Done)
     }
+
+    /// The replica's staging in progress, if any (claim held).
+    fn staging(&self) -> Option<Staging> {
+        let h = self.header();
+        let intent = IntentWord::from(h.intent_op.load(Ordering::Relaxed));
+        (intent_op::is_staging(intent.op) && intent.slot < self.geometry().sections_max).then(
+            || Staging {
+                op: intent.op,
+                slot: intent.slot,
+                base: h.intent_target.load(Ordering::Relaxed),
+                next: h.intent_bucket.load(Ordering::Relaxed),
+            },
+        )
+    }
+
+    /// Applies one `Stage` piece: begins staging (the spare buffer of a live
+    /// section, or a reserved slot for a create) or continues it, copies the
+    /// piece to its place, and republishes the frame. Claim held.
+    fn stage(
+        &self,
+        staging: Option<Staging>,
+        id: &[u8],
+        at: u64,
+        data: &[u8],
+        frame: &Frame<'_>,
+    ) -> Result<(), ApplyError> {
+        let seq = frame.header.seq;
+        let diverged = |why| ApplyError::Diverged { seq, why };
+        let attrs = *self.attributes();
+        let end = at
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= attrs.section_bytes_max)
+            .ok_or(diverged("a stage past maxSectionSize"))?;
+        let st = match staging {
+            Some(st) if st.next == at => st,
+            Some(_) => return Err(diverged("a stage out of place")),
+            None => self.begin_staging(id, at, seq)?,
+        };
+        let buffer = match st.op {
+            intent_op::STAGE_WRITE => {
+                CommitWord::from(self.slot(st.slot).commit.load(Ordering::Relaxed)).cur ^ 1
+            }
+            _ => 0,
+        };
+        // SAFETY: at + len <= maxSectionSize <= buffer_stride (checked); the
+        // buffer is the spare one (pending set) or a reserved slot's, written
+        // only by the claim holder; readers of older versions copy atomically.
+        unsafe { racy::store(self.buffer_ptr(st.slot, buffer).add(at as usize), data) };
+        self.header().intent_bucket.store(end, Ordering::Relaxed);
+        self.republish(frame);
+        Ok(())
+    }
+
+    /// Starts staging a large mutation for section `id` whose data starts at
+    /// `base` in the section. Claim held.
+    fn begin_staging(&self, id: &[u8], base: u64, seq: u64) -> Result<Staging, ApplyError> {
+        let diverged = |why| ApplyError::Diverged { seq, why };
+        let (op, slot) = match self.lookup(id).ok().flatten() {
+            Some(section) => {
+                slot::write_begin(self.slot(section.slot));
+                (intent_op::STAGE_WRITE, section.slot)
+            }
+            None => {
+                if id.len() as u64 > self.attributes().section_id_bytes_max || base != 0 {
+                    return Err(diverged("a staged create beyond the attributes"));
+                }
+                let s = self
+                    .free_slot()
+                    .ok_or(diverged("no free slot for a create"))?;
+                let header = self.slot(s);
+                let gen = match LifeWord::from(header.life.load(Ordering::Relaxed))
+                    .gen
+                    .wrapping_add(1)
+                {
+                    0 => 1,
+                    g => g,
+                };
+                let reserved = LifeWord {
+                    state: slot_state::RESERVED,
+                    gen,
+                };
+                header.life.store(reserved.value(), Ordering::Release);
+                // SAFETY: the slot is reserved by us (claim held); its id area
+                // holds maxSectionIdSize bytes (checked above).
+                unsafe { racy::store(self.slot_id_ptr(s), id) };
+                header.id_len.store(id.len() as u32, Ordering::Relaxed);
+                (intent_op::STAGE_CREATE, s)
+            }
+        };
+        self.set_intent(Intent {
+            op,
+            slot,
+            target: base,
+            bucket: base,
+        });
+        Ok(Staging {
+            op,
+            slot,
+            base,
+            next: base,
+        })
+    }
+
+    /// Drops a staging in progress (the primary aborted it, or this replica
+    /// is promoted). Claim held.
+    pub(crate) fn drop_staging(&self, st: Staging) {
+        let slot = self.slot(st.slot);
+        match st.op {
+            intent_op::STAGE_WRITE => slot::write_abandon(slot),
+            _ => slot::retire(slot, LifeWord::from(slot.life.load(Ordering::Relaxed)).gen),
+        }
+        self.clear_intent();
+    }
+
+    /// Publishes a frame that changes no state here (a stage, an abort) into
+    /// the replica's ring, as it is. Claim held.
+    fn republish(&self, frame: &Frame<'_>) {
+        let log = self.log();
+        let header = FrameHeader {
+            flags: frame.header.flags & !FLAG_SEALED,
+            ..frame.header
+        };
+        let p = log.write(log.written_end(), header, frame.id, frame.data);
+        log.publish(p.end, p.seq);
+    }
+}
+
+/// A replica's staging in progress: what the intent record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Staging {
+    op: u8,
+    slot: u32,
+    /// Where the data starts in the section.
+    base: u64,
+    /// Where the next piece goes.
+    next: u64,
 }

@@ -7,7 +7,8 @@ use ckpt_core::Time;
 
 use super::{ClaimFail, FrameSpec, Intent, Stamp};
 use crate::layout::{
-    intent_op, role, ActiveReplicaWord, RoleWord, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED,
+    intent_op, role, ActiveReplicaWord, IntentWord, LifeWord, RoleWord, LIFECYCLE_DOOMED,
+    LIFECYCLE_UNLINKED,
 };
 use crate::segment::Segment;
 use crate::sync::Ordering;
@@ -36,9 +37,27 @@ impl Segment {
     /// terms are refused. Returns the term.
     pub fn promote(&self, node: u32) -> Result<u32, ClaimFail> {
         let _held = self.claim()?;
+        self.abort_staging();
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
         Ok(term)
+    }
+
+    /// Drops a replica's staging in progress, logging a `StageAbort` so that
+    /// its standbys drop the pieces too (claim held).
+    fn abort_staging(&self) {
+        let intent = IntentWord::from(self.header().intent_op.load(Ordering::Relaxed));
+        if !intent_op::is_staging(intent.op) || intent.slot >= self.geometry().sections_max {
+            return;
+        }
+        let slot = self.slot(intent.slot);
+        match intent.op {
+            intent_op::STAGE_WRITE => crate::slot::write_abandon(slot),
+            _ => crate::slot::retire(slot, LifeWord::from(slot.life.load(Ordering::Relaxed)).gen),
+        }
+        let last = self.log().seq();
+        self.clear_intent();
+        self.log_stage_abort(intent.slot, last + 1);
     }
 
     /// The active replica becomes `node` in `term` (claim held). `op` is

@@ -169,7 +169,8 @@ impl Drop for Held<'_> {
         // Only a mutation that did not finish (a panic in the caller's fill
         // closure, or in the path itself) leaves its intent set: recover it
         // exactly as a successor would, instead of releasing a half-made change.
-        if IntentWord::from(h.intent_op.load(Ordering::Relaxed)).op != intent_op::NONE {
+        let op = IntentWord::from(h.intent_op.load(Ordering::Relaxed)).op;
+        if op != intent_op::NONE && !intent_op::is_staging(op) {
             self.segment.recover();
         }
         claim::release(&h.claim, self.word);
@@ -249,6 +250,9 @@ pub(crate) struct FrameSpec<'a> {
     pub time_ns: i64,
     /// The active replica's term (for `ActiveReplicaSet`: the new one).
     pub term: u32,
+    /// The data's first part went ahead as `Stage` frames already (a
+    /// replica completing a staged mutation): set `FLAG_STAGED`.
+    pub prestaged: bool,
 }
 
 impl Segment {
@@ -336,11 +340,12 @@ impl Segment {
             version,
             time_ns: stamp.time_ns,
             term: self.term(),
+            prestaged: false,
         }
     }
 
     #[inline]
-    fn set_intent(&self, intent: Intent) {
+    pub(crate) fn set_intent(&self, intent: Intent) {
         let h = self.header();
         h.intent_target.store(intent.target, Ordering::Relaxed);
         h.intent_bucket.store(intent.bucket, Ordering::Relaxed);
@@ -363,7 +368,7 @@ impl Segment {
     }
 
     #[inline]
-    fn clear_intent(&self) {
+    pub(crate) fn clear_intent(&self) {
         self.header()
             .intent_op
             .store(IntentWord::default().value(), Ordering::Release);
@@ -418,7 +423,12 @@ impl Segment {
                 & !(FRAME_ALIGN - 1);
         let mut staged = false;
         if data.len() > room {
-            let mut at = 0u64;
+            // Where each piece goes in the section's new contents.
+            let mut at = if spec.kind == FrameKind::Write {
+                spec.arg as u64
+            } else {
+                0
+            };
             while data.len() > room {
                 let (piece, rest) = data.split_at(room);
                 let stage = header(FrameKind::Stage, FLAG_MORE, seq, piece.len(), at as i64);
@@ -428,6 +438,7 @@ impl Segment {
                     (seq.wrapping_add(1), at + piece.len() as u64, rest, true);
             }
         }
+        let staged = staged || spec.prestaged;
         let flags = if spec.more { FLAG_MORE } else { 0 } | if staged { FLAG_STAGED } else { 0 };
         let own = header(spec.kind, flags, seq, data.len(), spec.arg);
         log.write(log.written_end(), own, spec.id, data)

@@ -6,7 +6,7 @@ use ckpt_core::frame::FrameKind;
 use ckpt_core::{SectionId, Time};
 
 use super::read::committed_size;
-use super::{ClaimFail, Intent, SectionRef, Stamp};
+use super::{ClaimFail, FrameSpec, Intent, SectionRef, Stamp};
 use crate::index::{hash_id, tag_of, InsertError};
 use crate::layout::{bucket_state, intent_op, slot_state, BucketWord, CommitWord, LifeWord};
 use crate::racy;
@@ -23,6 +23,9 @@ pub(crate) struct NewSection<'a> {
     pub slot: u32,
     pub expiration: Time,
     pub data: &'a [u8],
+    /// Bytes of data already in buffer 0 before `data` (a replica's staged
+    /// create); 0 otherwise.
+    pub prestaged: u64,
 }
 
 impl Segment {
@@ -111,6 +114,7 @@ impl Segment {
                 slot: slot_index,
                 expiration,
                 data,
+                prestaged: 0,
             },
             Stamp::now(),
         );
@@ -127,7 +131,9 @@ impl Segment {
             slot: slot_index,
             expiration,
             data,
+            prestaged,
         } = new;
+        let size = prestaged + data.len() as u64;
         let h = self.header();
         let index = self.index();
         let slot = self.slot(slot_index);
@@ -162,12 +168,13 @@ impl Segment {
                 // slot's id area and buffer (checked by callers).
                 unsafe {
                     racy::store(self.slot_id_ptr(slot_index), id);
-                    racy::store(self.buffer_ptr(slot_index, 0), data);
+                    let at = self.buffer_ptr(slot_index, 0).add(prestaged as usize);
+                    racy::store(at, data);
                 }
                 let first = FirstVersion {
                     id_len: id.len() as u32,
                     expiration_ns: expiration.0,
-                    size: data.len() as u64,
+                    size,
                     time_ns: stamp.time_ns,
                 };
                 slot::init_first_version(slot, first);
@@ -180,15 +187,17 @@ impl Segment {
                         slot: slot_index,
                     },
                 );
-                let spec = self.frame(FrameKind::Create, id, data, expiration.0, 1, stamp);
+                let spec = FrameSpec {
+                    prestaged: prestaged > 0,
+                    ..self.frame(FrameKind::Create, id, data, expiration.0, 1, stamp)
+                };
                 (spec, ())
             },
             |(), seq| {
                 slot::publish_created(slot, gen, seq);
                 h.sections_live.fetch_add(1, Ordering::Relaxed);
                 let used = h.memory_used.load(Ordering::Relaxed);
-                h.memory_used
-                    .store(used + data.len() as u64, Ordering::Relaxed);
+                h.memory_used.store(used + size, Ordering::Relaxed);
             },
         );
         SectionRef {

@@ -6,7 +6,7 @@ use ckpt_core::error::WriteError;
 use ckpt_core::frame::FrameKind;
 
 use super::read::committed_size;
-use super::{Intent, SectionRef, Stamp};
+use super::{FrameSpec, Intent, SectionRef, Stamp};
 use crate::layout::{intent_op, CommitWord};
 use crate::racy;
 use crate::segment::{now, Segment};
@@ -42,6 +42,14 @@ pub(crate) enum Fill<'d, F> {
     Copy { offset: Option<u64>, data: &'d [u8] },
     /// `len` bytes that the caller's closure writes in place.
     InPlace { len: usize, fill: F },
+    /// A replica's staged write: the first `staged` bytes of the data are in
+    /// the spare buffer already, at `offset` (0 for an overwrite); `last`
+    /// follows them. The old contents around them are copied in.
+    Staged {
+        offset: Option<u64>,
+        staged: u64,
+        last: &'d [u8],
+    },
 }
 
 impl Segment {
@@ -223,6 +231,7 @@ impl Segment {
             bucket: 0,
         };
         let time = stamp.time_ns;
+        let prestaged = matches!(fill, Fill::Staged { .. });
         self.mutate(
             intent,
             || {
@@ -254,6 +263,35 @@ impl Segment {
                         unsafe { racy::store(dst, data) };
                         (FrameKind::Overwrite, 0, data)
                     }
+                    Fill::Staged {
+                        offset,
+                        staged,
+                        last,
+                    } => {
+                        let o = offset.unwrap_or(0);
+                        let end = o + staged + last.len() as u64;
+                        let src = self.buffer_ptr(section.slot, current.cur);
+                        // SAFETY: o + staged + len(last) <= new_size <= max <=
+                        // buffer_stride and old_size <= max (checked by the
+                        // apply); claim held, `dst` the uncommitted buffer;
+                        // readers of older versions copy atomically.
+                        unsafe {
+                            racy::store(dst.add((o + staged) as usize), last);
+                            if offset.is_some() {
+                                racy::copy(dst, src, o.min(old_size) as usize);
+                                if old_size > end {
+                                    let tail = (old_size - end) as usize;
+                                    racy::copy(dst.add(end as usize), src.add(end as usize), tail);
+                                }
+                            }
+                        }
+                        let kind = if offset.is_some() {
+                            FrameKind::Write
+                        } else {
+                            FrameKind::Overwrite
+                        };
+                        (kind, o, last)
+                    }
                     Fill::InPlace { len, fill } => {
                         // SAFETY: the uncommitted buffer is written only by the
                         // claim holder (us) until we release; `len <= max <=
@@ -267,7 +305,10 @@ impl Segment {
                     }
                 };
                 let id = self.id_slice(section.slot);
-                let spec = self.frame(kind, id, data, at as i64, target.version, stamp);
+                let spec = FrameSpec {
+                    prestaged,
+                    ..self.frame(kind, id, data, at as i64, target.version, stamp)
+                };
                 (spec, (current, buffer))
             },
             |(current, buffer), seq| {
