@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  0      ┌──────────────────────────────┐
-//!         │ SegmentHeader (712 B)        │ immutable: magic, layout version (published
+//!         │ SegmentHeader (752 B)        │ immutable: magic, layout version (published
 //!         │   immutable + CRC            │   last), attributes, geometry, incarnation, name;
 //!         │   replicated state           │ replicated: last seq, active replica + term,
 //!         │   host-local state           │   retention, counters, role; host-local: claim,
@@ -27,7 +27,7 @@
 //!
 //! Packed atomic words are read and written only through the decoder structs
 //! below ([`CommitWord`], [`LifeWord`], [`BucketWord`], [`ClaimWord`],
-//! [`OpenerWord`], [`ActiveReplicaWord`], [`RoleWord`]), each with a test proving its fields do not overlap.
+//! [`OpenerWord`], [`ActiveReplicaWord`], [`RoleWord`], [`StageWord`]), each with a test proving its fields do not overlap.
 
 use ckpt_core::CreationAttributes;
 
@@ -171,6 +171,19 @@ pub struct SegmentHeader {
     /// are published from there before its commit point): a snapshot resumes
     /// no later than this while the mutation is in flight.
     pub intent_log_start: AtomicU64,
+    /// A replica's staging of a large mutation, which spans several applies
+    /// (and outlives a dead applier): [`StageWord`]; 0 when none.
+    pub stage: AtomicU64,
+    /// Where the staged data starts in the section.
+    pub stage_base: AtomicU64,
+    /// Where the next piece goes.
+    pub stage_next: AtomicU64,
+    /// The sequence number of the last piece placed (its frame may not be
+    /// published yet: it is then accepted again).
+    pub stage_seq: AtomicU64,
+    /// The log position of the staging's first frame (a snapshot resumes no
+    /// later while the staging lasts).
+    pub stage_log_start: AtomicU64,
     /// Per replica: the highest sequence number it has acknowledged.
     pub acks: [AckSlot; ACK_SLOTS],
 }
@@ -281,7 +294,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 712);
+    assert!(size_of::<SegmentHeader>() == 752);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -295,7 +308,7 @@ const _: () = {
     // Host-local state.
     assert!(offset_of!(SegmentHeader, claim) == 448);
     assert!(offset_of!(SegmentHeader, log_tail) == 512);
-    assert!(offset_of!(SegmentHeader, acks) == 584);
+    assert!(offset_of!(SegmentHeader, acks) == 624);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);
@@ -556,19 +569,6 @@ pub mod intent_op {
     /// A replica is being promoted: the active replica changes and the copy
     /// becomes the primary.
     pub const PROMOTE: u8 = 8;
-    /// A replica is staging a large write or overwrite of a live section into
-    /// its spare buffer (`pending` set), across applies: `target` is where the
-    /// data starts in the section, `bucket` where the next piece goes. Kept by
-    /// recovery: the next piece continues it.
-    pub const STAGE_WRITE: u8 = 9;
-    /// A replica is staging a large create into a reserved slot (id copied),
-    /// as `STAGE_WRITE` otherwise.
-    pub const STAGE_CREATE: u8 = 10;
-
-    /// True for the intents that outlive a claim (a replica's staging).
-    pub const fn is_staging(op: u8) -> bool {
-        op == STAGE_WRITE || op == STAGE_CREATE
-    }
 }
 
 packed_word! {
@@ -604,6 +604,27 @@ packed_word! {
         node: u32 = 1, 31;
         /// The term: 1 at creation, +1 with every change of active replica.
         term: u32 = 32, 32;
+    }
+}
+
+/// Kinds of staging in [`StageWord::kind`].
+pub mod stage_kind {
+    /// None in progress.
+    pub const NONE: u8 = 0;
+    /// A large write or overwrite of a live section, into its spare buffer
+    /// (`pending` set).
+    pub const WRITE: u8 = 1;
+    /// A large create, into a slot reserved for it (id copied).
+    pub const CREATE: u8 = 2;
+}
+
+packed_word! {
+    /// A replica's staging in progress.
+    pub struct StageWord {
+        /// One of [`stage_kind`].
+        kind: u8 = 0, 8;
+        /// The slot the pieces go to.
+        slot: u32 = 32, 32;
     }
 }
 
@@ -648,6 +669,7 @@ mod tests {
         assert_disjoint(OpenerWord::FIELDS);
         assert_disjoint(ActiveReplicaWord::FIELDS);
         assert_disjoint(RoleWord::FIELDS);
+        assert_disjoint(StageWord::FIELDS);
     }
 
     #[test]

@@ -15,9 +15,9 @@ use ckpt_core::Time;
 use super::read::committed_size;
 use super::section::NewSection;
 use super::write::{new_size, Fill};
-use super::{ClaimFail, Intent, Stamp};
+use super::{ClaimFail, Stamp};
 use crate::index::hash_id;
-use crate::layout::{intent_op, slot_state, CommitWord, IntentWord, LifeWord};
+use crate::layout::{intent_op, slot_state, stage_kind, CommitWord, LifeWord, StageWord};
 use crate::log::frame_bytes_max;
 use crate::racy;
 use crate::segment::Segment;
@@ -166,7 +166,7 @@ impl Segment {
                 if id.len() as u64 > attrs.section_id_bytes_max
                     || prestaged + data.len() as u64 > attrs.section_bytes_max
                     || h.version != 1
-                    || staging.is_some_and(|st| st.op != intent_op::STAGE_CREATE || st.base != 0)
+                    || staging.is_some_and(|st| st.kind != stage_kind::CREATE || st.base != 0)
                 {
                     return Err(diverged("a create beyond the attributes or its stages"));
                 }
@@ -194,6 +194,9 @@ impl Segment {
                     prestaged,
                 };
                 self.create_held(new, stamp);
+                if let Some(st) = staging {
+                    self.end_staging(st, true);
+                }
             }
             Mutation::Write { id, data, .. } | Mutation::Overwrite { id, data } => {
                 let section = find(id).ok_or(diverged("a write to a missing section"))?;
@@ -207,7 +210,7 @@ impl Segment {
                 let max = self.attributes().section_bytes_max;
                 let staged = match staging {
                     Some(st)
-                        if st.op == intent_op::STAGE_WRITE
+                        if st.kind == stage_kind::WRITE
                             && st.slot == section.slot
                             && st.base == offset.unwrap_or(0) =>
                     {
@@ -220,13 +223,14 @@ impl Segment {
                     .ok()
                     .filter(|&n| n <= max && old_size <= max)
                     .ok_or(diverged("a write past the section's end or size"))?;
-                if staging.is_some() {
+                if let Some(st) = staging {
                     let fill = Fill::Staged {
                         offset,
                         staged,
                         last: data,
                     };
                     self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
+                    self.end_staging(st, true);
                 } else {
                     let fill = Fill::Copy { offset, data };
                     self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
@@ -235,7 +239,7 @@ impl Segment {
             Mutation::Stage { id, at, data } => self.stage(staging, id, at, data, frame)?,
             Mutation::StageAbort { .. } => {
                 if let Some(st) = staging {
-                    self.drop_staging(st);
+                    self.end_staging(st, false);
                 }
                 self.republish(frame);
             }
@@ -266,17 +270,28 @@ impl Segment {
     }
 
     /// The replica's staging in progress, if any (claim held).
-    fn staging(&self) -> Option<Staging> {
+    ///
+    /// A staging's pieces and its own frame (or the abort) have consecutive
+    /// numbers; once a frame after its last piece is published, it is over,
+    /// even if its applier died before recording that.
+    pub(crate) fn staging(&self) -> Option<Staging> {
         let h = self.header();
-        let intent = IntentWord::from(h.intent_op.load(Ordering::Relaxed));
-        (intent_op::is_staging(intent.op) && intent.slot < self.geometry().sections_max).then(
-            || Staging {
-                op: intent.op,
-                slot: intent.slot,
-                base: h.intent_target.load(Ordering::Relaxed),
-                next: h.intent_bucket.load(Ordering::Relaxed),
-            },
-        )
+        let word = StageWord::from(h.stage.load(Ordering::Relaxed));
+        if word.kind == stage_kind::NONE || word.slot >= self.geometry().sections_max {
+            return None;
+        }
+        let st = Staging {
+            kind: word.kind,
+            slot: word.slot,
+            base: h.stage_base.load(Ordering::Relaxed),
+            next: h.stage_next.load(Ordering::Relaxed),
+            seq: h.stage_seq.load(Ordering::Relaxed),
+        };
+        if self.log().seq() > st.seq {
+            h.stage.store(0, Ordering::Release);
+            return None;
+        }
+        Some(st)
     }
 
     /// Applies one `Stage` piece: begins staging (the spare buffer of a live
@@ -292,27 +307,30 @@ impl Segment {
     ) -> Result<(), ApplyError> {
         let seq = frame.header.seq;
         let diverged = |why| ApplyError::Diverged { seq, why };
-        let attrs = *self.attributes();
         let end = at
             .checked_add(data.len() as u64)
-            .filter(|&e| e <= attrs.section_bytes_max)
+            .filter(|&e| e <= self.attributes().section_bytes_max)
             .ok_or(diverged("a stage past maxSectionSize"))?;
         let st = match staging {
-            Some(st) if st.next == at => st,
+            // The next piece, or this one again: its applier died after
+            // placing it and before publishing its frame.
+            Some(st) if st.next == at || st.seq == seq => st,
             Some(_) => return Err(diverged("a stage out of place")),
             None => self.begin_staging(id, at, seq)?,
         };
-        let buffer = match st.op {
-            intent_op::STAGE_WRITE => {
+        let buffer = match st.kind {
+            stage_kind::WRITE => {
                 CommitWord::from(self.slot(st.slot).commit.load(Ordering::Relaxed)).cur ^ 1
             }
             _ => 0,
         };
+        let h = self.header();
+        h.stage_seq.store(seq, Ordering::Relaxed);
         // SAFETY: at + len <= maxSectionSize <= buffer_stride (checked); the
         // buffer is the spare one (pending set) or a reserved slot's, written
         // only by the claim holder; readers of older versions copy atomically.
         unsafe { racy::store(self.buffer_ptr(st.slot, buffer).add(at as usize), data) };
-        self.header().intent_bucket.store(end, Ordering::Relaxed);
+        h.stage_next.store(end, Ordering::Relaxed);
         self.republish(frame);
         Ok(())
     }
@@ -321,10 +339,10 @@ impl Segment {
     /// `base` in the section. Claim held.
     fn begin_staging(&self, id: &[u8], base: u64, seq: u64) -> Result<Staging, ApplyError> {
         let diverged = |why| ApplyError::Diverged { seq, why };
-        let (op, slot) = match self.lookup(id).ok().flatten() {
+        let (kind, slot) = match self.lookup(id).ok().flatten() {
             Some(section) => {
                 slot::write_begin(self.slot(section.slot));
-                (intent_op::STAGE_WRITE, section.slot)
+                (stage_kind::WRITE, section.slot)
             }
             None => {
                 if id.len() as u64 > self.attributes().section_id_bytes_max || base != 0 {
@@ -333,49 +351,61 @@ impl Segment {
                 let s = self
                     .free_slot()
                     .ok_or(diverged("no free slot for a create"))?;
-                let header = self.slot(s);
-                let gen = match LifeWord::from(header.life.load(Ordering::Relaxed))
-                    .gen
-                    .wrapping_add(1)
-                {
-                    0 => 1,
-                    g => g,
-                };
-                let reserved = LifeWord {
-                    state: slot_state::RESERVED,
-                    gen,
-                };
-                header.life.store(reserved.value(), Ordering::Release);
-                // SAFETY: the slot is reserved by us (claim held); its id area
-                // holds maxSectionIdSize bytes (checked above).
-                unsafe { racy::store(self.slot_id_ptr(s), id) };
-                header.id_len.store(id.len() as u32, Ordering::Relaxed);
-                (intent_op::STAGE_CREATE, s)
+                self.reserve_for_staging(s, id);
+                (stage_kind::CREATE, s)
             }
         };
-        self.set_intent(Intent {
-            op,
-            slot,
-            target: base,
-            bucket: base,
-        });
+        let h = self.header();
+        h.stage_base.store(base, Ordering::Relaxed);
+        h.stage_next.store(base, Ordering::Relaxed);
+        h.stage_seq.store(seq, Ordering::Relaxed);
+        h.stage_log_start
+            .store(self.log().written_end(), Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the Acquire load in `snapshot_with`:
+        // a snapshot that sees the staging sees where it started.
+        h.stage
+            .store(StageWord { kind, slot }.value(), Ordering::Release);
         Ok(Staging {
-            op,
+            kind,
             slot,
             base,
             next: base,
+            seq,
         })
     }
 
-    /// Drops a staging in progress (the primary aborted it, or this replica
-    /// is promoted). Claim held.
-    pub(crate) fn drop_staging(&self, st: Staging) {
-        let slot = self.slot(st.slot);
-        match st.op {
-            intent_op::STAGE_WRITE => slot::write_abandon(slot),
-            _ => slot::retire(slot, LifeWord::from(slot.life.load(Ordering::Relaxed)).gen),
+    /// Reserves slot `s` for a staged create and copies the id in (claim held).
+    fn reserve_for_staging(&self, s: u32, id: &[u8]) {
+        let header = self.slot(s);
+        let gen = match LifeWord::from(header.life.load(Ordering::Relaxed))
+            .gen
+            .wrapping_add(1)
+        {
+            0 => 1,
+            g => g,
+        };
+        let reserved = LifeWord {
+            state: slot_state::RESERVED,
+            gen,
+        };
+        header.life.store(reserved.value(), Ordering::Release);
+        // SAFETY: the slot is reserved by us (claim held); its id area holds
+        // maxSectionIdSize bytes (checked by the caller).
+        unsafe { racy::store(self.slot_id_ptr(s), id) };
+        header.id_len.store(id.len() as u32, Ordering::Relaxed);
+    }
+
+    /// Ends a staging: its mutation committed (`keep`), or it is dropped (the
+    /// primary aborted it, or this replica is promoted). Claim held.
+    pub(crate) fn end_staging(&self, st: Staging, keep: bool) {
+        if !keep {
+            let slot = self.slot(st.slot);
+            match st.kind {
+                stage_kind::WRITE => slot::write_abandon(slot),
+                _ => slot::retire(slot, LifeWord::from(slot.life.load(Ordering::Relaxed)).gen),
+            }
         }
-        self.clear_intent();
+        self.header().stage.store(0, Ordering::Release);
     }
 
     /// Publishes a frame that changes no state here (a stage, an abort) into
@@ -391,13 +421,15 @@ impl Segment {
     }
 }
 
-/// A replica's staging in progress: what the intent record holds.
+/// A replica's staging in progress, as the header records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Staging {
-    op: u8,
-    slot: u32,
+    kind: u8,
+    pub(crate) slot: u32,
     /// Where the data starts in the section.
     base: u64,
     /// Where the next piece goes.
     next: u64,
+    /// The last piece placed.
+    seq: u64,
 }

@@ -7,8 +7,7 @@ use ckpt_core::Time;
 
 use super::{ClaimFail, FrameSpec, Intent, Stamp};
 use crate::layout::{
-    intent_op, role, ActiveReplicaWord, IntentWord, LifeWord, RoleWord, LIFECYCLE_DOOMED,
-    LIFECYCLE_UNLINKED,
+    intent_op, role, ActiveReplicaWord, RoleWord, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED,
 };
 use crate::segment::Segment;
 use crate::sync::Ordering;
@@ -46,18 +45,10 @@ impl Segment {
     /// Drops a replica's staging in progress, logging a `StageAbort` so that
     /// its standbys drop the pieces too (claim held).
     fn abort_staging(&self) {
-        let intent = IntentWord::from(self.header().intent_op.load(Ordering::Relaxed));
-        if !intent_op::is_staging(intent.op) || intent.slot >= self.geometry().sections_max {
-            return;
+        if let Some(st) = self.staging() {
+            self.end_staging(st, false);
+            self.log_stage_abort(st.slot, self.log().seq() + 1);
         }
-        let slot = self.slot(intent.slot);
-        match intent.op {
-            intent_op::STAGE_WRITE => crate::slot::write_abandon(slot),
-            _ => crate::slot::retire(slot, LifeWord::from(slot.life.load(Ordering::Relaxed)).gen),
-        }
-        let last = self.log().seq();
-        self.clear_intent();
-        self.log_stage_abort(intent.slot, last + 1);
     }
 
     /// The active replica becomes `node` in `term` (claim held). `op` is

@@ -14,7 +14,9 @@ use ckpt_core::catchup::{self, SectionSeqs};
 use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, HEADER_BYTES};
 use ckpt_core::Time;
 
-use crate::layout::{intent_op, slot_state, ActiveReplicaWord, IntentWord, LifeWord};
+use crate::layout::{
+    intent_op, slot_state, stage_kind, ActiveReplicaWord, IntentWord, LifeWord, StageWord,
+};
 use crate::log::LogError;
 use crate::notify;
 use crate::racy;
@@ -201,11 +203,21 @@ impl Mapped {
         // (`set_intent`, `clear_intent`).
         let in_flight = IntentWord::from(h.intent_op.load(Ordering::Acquire)).op != intent_op::NONE;
         let start = h.intent_log_start.load(Ordering::Relaxed);
-        let resume = if in_flight && start <= tail && tail - start <= self.geometry().log_bytes {
+        let usable = |p: u64| p <= tail && tail - p <= self.geometry().log_bytes;
+        let mut resume = if in_flight && usable(start) {
             start
         } else {
             tail
         };
+        // A replica staging a large mutation across applies: resume at its
+        // first piece. SYNC POINT: Acquire pairs with the Release store of the
+        // stage word in `begin_staging`.
+        if StageWord::from(h.stage.load(Ordering::Acquire)).kind != stage_kind::NONE {
+            let stage_start = h.stage_log_start.load(Ordering::Relaxed);
+            if usable(stage_start) {
+                resume = resume.min(stage_start);
+            }
+        }
         // Checkpoint-wide state: its number is stored after the values (lag
         // by at most the frame in flight, whose re-application is a no-op).
         let state_seq = h.state_seq.load(Ordering::Acquire);

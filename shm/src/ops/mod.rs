@@ -169,8 +169,7 @@ impl Drop for Held<'_> {
         // Only a mutation that did not finish (a panic in the caller's fill
         // closure, or in the path itself) leaves its intent set: recover it
         // exactly as a successor would, instead of releasing a half-made change.
-        let op = IntentWord::from(h.intent_op.load(Ordering::Relaxed)).op;
-        if op != intent_op::NONE && !intent_op::is_staging(op) {
+        if IntentWord::from(h.intent_op.load(Ordering::Relaxed)).op != intent_op::NONE {
             self.segment.recover();
         }
         claim::release(&h.claim, self.word);

@@ -22,17 +22,7 @@ impl Segment {
         let h = self.header();
         // SYNC POINT: Acquire pairs with the Release store in `set_intent`.
         let intent = IntentWord::from(h.intent_op.load(Ordering::Acquire));
-        if intent_op::is_staging(intent.op) {
-            // A replica's staging outlives its applier: the next piece from
-            // the primary continues it. Only a half-written piece's frame is
-            // dropped (it will be sent again).
-            self.log().forget_unpublished();
-            if self.index().interrupted() {
-                self.compact_index();
-            }
-            h.recoveries.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
+
         let target = h.intent_target.load(Ordering::Relaxed);
         let bucket = h.intent_bucket.load(Ordering::Relaxed);
         let first_seq = h.intent_seq.load(Ordering::Relaxed);
