@@ -2,7 +2,7 @@
 //! take.
 //!
 //! Every mutation (section create, write, overwrite, delete, expiration
-//! change, active-replica change, retention change) runs [`Segment::mutate`]
+//! change, active-replica change, retention change) runs `Segment::mutate`
 //! under the writer claim, supplying only its preparation and its commit point:
 //!
 //! 1. **intent**: record `{op, slot}`, the value the commit point will store,
@@ -29,7 +29,7 @@
 //! standby sleeps or a writer must wait for another.
 //!
 //! The operations live by concern: [`read`] (lookups, consistent reads,
-//! iteration, snapshots), [`write`] (writes and overwrites), [`section`]
+//! iteration, snapshots), [`write`](mod@write) (writes and overwrites), [`section`]
 //! (create, delete, expiration), [`checkpoint`] (active replica, retention),
 //! `recover` (crash recovery) and [`consume`] (following the log, catch-up).
 

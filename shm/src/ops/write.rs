@@ -1,6 +1,6 @@
 //! Writes: overwrite, write at an offset, vector writes and the zero-copy
 //! overwrite. Each element is one new version of its section, made by
-//! [`Segment::write_version`] through the mutation path.
+//! `Segment::write_version` through the mutation path.
 
 use ckpt_core::error::WriteError;
 use ckpt_core::frame::FrameKind;
@@ -298,7 +298,7 @@ impl Segment {
                         // buffer_stride`. Readers of an older version may still be
                         // copying from it: they only read, and discard their copy
                         // (pending bit), so handing out `&mut` to our process is
-                        // sound for us; their side is discussed in ARCHITECTURE §3.
+                        // sound for us; their side is still open (docs/ARCHITECTURE.md §3).
                         let buf = unsafe { std::slice::from_raw_parts_mut(dst, len) };
                         fill(&mut *buf);
                         (FrameKind::Overwrite, 0, &*buf)
