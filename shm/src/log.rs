@@ -24,7 +24,7 @@
 //! the catch-up rule in `ops::consume`). Overrun is detected, seqlock style, by
 //! re-reading `reserve` after copying a frame out.
 
-use ckpt_core::frame::{self, Frame, FrameHeader, FRAME_ALIGN, HEADER_BYTES};
+use ckpt_core::frame::{self, Frame, FrameHeader, HEADER_BYTES};
 
 use crate::sync::{fence, AtomicU64, Ordering};
 
@@ -37,6 +37,13 @@ pub trait RingBytes {
         for (i, w) in words.iter().enumerate() {
             self.write(at + 8 * i, &w.to_le_bytes());
         }
+    }
+    /// Copies `src` to ring offset `at` (8-aligned) followed by zero bytes up
+    /// to the next multiple of 8.
+    fn write_padded(&self, at: usize, src: &[u8]) {
+        self.write(at, src);
+        let pad = src.len().next_multiple_of(8) - src.len();
+        self.write(at + src.len(), &[0u8; 8][..pad]);
     }
     /// Copies ring bytes at `at` into `dst` (may observe concurrent writes).
     fn read(&self, at: usize, dst: &mut [u8]);
@@ -112,6 +119,12 @@ impl<'a, B: RingBytes> Log<'a, B> {
         }
     }
 
+    /// Ring capacity in bytes.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// The sequence number of the last published frame.
     pub fn seq(&self) -> u64 {
         // SYNC POINT: Acquire pairs with the Release half of the tail swap in
@@ -159,17 +172,12 @@ impl<'a, B: RingBytes> Log<'a, B> {
         }
         let at = (lsn & mask) as usize;
         let frame_end = at + bytes as usize;
-        // Zero the words that end the id and the data first: they hold the
-        // padding (if any), and the id and data written next overwrite the
-        // rest of them.
+        // The id and the data each end with zero padding to a whole word.
         let data_at = at + frame::data_offset(id.len());
-        if id.len() % FRAME_ALIGN != 0 {
-            self.bytes.write_words(data_at - FRAME_ALIGN, &[0]);
-        }
-        self.bytes.write_words(frame_end - FRAME_ALIGN, &[0]);
         self.bytes.write_words(at, &header.to_words());
-        self.bytes.write(at + HEADER_BYTES, id);
-        self.bytes.write(data_at, data);
+        self.bytes.write_padded(at + HEADER_BYTES, id);
+        self.bytes.write_padded(data_at, data);
+        debug_assert_eq!(data_at + data.len().next_multiple_of(8), frame_end);
         Pending {
             position: lsn,
             end,

@@ -36,7 +36,9 @@
 use std::time::Instant;
 
 use ckpt_core::error::{ExpirationSetError, SectionCreateError, SectionDeleteError, WriteError};
-use ckpt_core::frame::{FrameHeader, FrameKind, FLAG_MORE, FLAG_STAGED, FRAME_ALIGN, HEADER_BYTES};
+use ckpt_core::frame::{
+    frame_bytes, FrameHeader, FrameKind, FLAG_MORE, FLAG_STAGED, FRAME_ALIGN, HEADER_BYTES,
+};
 
 use crate::claim::{self, Acquired};
 use crate::index::Index;
@@ -118,6 +120,20 @@ impl RingBytes for ShmRing {
         // the claim holder writes ring bytes, and readers (copying atomically)
         // validate what they copy.
         unsafe { racy::store(self.base.add(at), src) };
+    }
+    #[inline(always)]
+    fn write_padded(&self, at: usize, src: &[u8]) {
+        let whole = src.len() & !7;
+        assert!(at % 8 == 0 && at + src.len().next_multiple_of(8) <= self.capacity);
+        // SAFETY: in bounds (asserted); claim holder only; readers copy atomically.
+        unsafe { racy::store(self.base.add(at), &src[..whole]) };
+        let rest = &src[whole..];
+        if !rest.is_empty() {
+            // The last partial word and its zero padding, as one word.
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.write_words(at + whole, &[u64::from_le_bytes(last)]);
+        }
     }
     #[inline(always)]
     fn write_words(&self, at: usize, words: &[u64]) {
@@ -343,17 +359,19 @@ impl Segment {
         }
     }
 
+    /// Records the intent; returns the sequence number and the log position
+    /// its frames start at.
     #[inline]
-    pub(crate) fn set_intent(&self, intent: Intent) {
+    fn set_intent_on(&self, log: &Log<'_, ShmRing>, intent: Intent) -> (u64, u64) {
         let h = self.header();
         h.intent_target.store(intent.target, Ordering::Relaxed);
         h.intent_bucket.store(intent.bucket, Ordering::Relaxed);
         // Wrapping: a log_seq damaged to u64::MAX after open yields frames of
         // seq 0, which every decoder refuses (never a panic here).
         let first_seq = h.log_seq.load(Ordering::Relaxed).wrapping_add(1);
+        let start = log.written_end();
         h.intent_seq.store(first_seq, Ordering::Relaxed);
-        h.intent_log_start
-            .store(self.log().written_end(), Ordering::Relaxed);
+        h.intent_log_start.store(start, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load in `recover` (after
         // the stealer's AcqRel CAS): target, bucket and seq are visible with the op.
         h.intent_op.store(
@@ -364,6 +382,7 @@ impl Segment {
             .value(),
             Ordering::Release,
         );
+        (first_seq, start)
     }
 
     #[inline]
@@ -383,24 +402,29 @@ impl Segment {
         prepare: impl FnOnce() -> (FrameSpec<'a>, P),
         commit: impl FnOnce(P, u64),
     ) {
-        self.set_intent(intent);
+        let log = self.log();
+        let (seq, start) = self.set_intent_on(&log, intent);
         let (spec, prepared) = prepare();
-        let pending = self.log_frames(&spec);
+        let pending = self.log_frames(&log, &spec, seq, start);
         let h = self.header();
         h.intent_end_seq.store(pending.seq, Ordering::Relaxed);
         h.intent_log_end.store(pending.end, Ordering::Relaxed);
         commit(prepared, pending.seq);
-        self.log().publish(pending.end, pending.seq);
+        log.publish(pending.end, pending.seq);
         self.clear_intent();
     }
 
     /// Writes `spec`'s frame, unpublished; data too large for one frame goes
     /// first as `Stage` frames, each published at once. Claim held.
     #[inline]
-    fn log_frames(&self, spec: &FrameSpec<'_>) -> Pending {
-        let log = self.log();
-        let h = self.header();
-        let incarnation = h.incarnation;
+    fn log_frames(
+        &self,
+        log: &Log<'_, ShmRing>,
+        spec: &FrameSpec<'_>,
+        mut seq: u64,
+        start: u64,
+    ) -> Pending {
+        let incarnation = self.header().incarnation;
         let header = |kind, flags, seq, data_len: usize, arg| FrameHeader {
             kind,
             flags,
@@ -413,15 +437,14 @@ impl Segment {
             arg,
             version: spec.version,
         };
-        let mut seq = h.log_seq.load(Ordering::Relaxed).wrapping_add(1);
         let mut data = spec.data;
-        // The data one frame carries: the ring's frame limit (at least 16 KiB,
-        // ids at most 4 KiB), whole words.
-        let room =
-            (frame_bytes_max(self.geometry().log_bytes as usize) - HEADER_BYTES - spec.id.len())
-                & !(FRAME_ALIGN - 1);
+        let frame_max = frame_bytes_max(log.capacity());
         let mut staged = false;
-        if data.len() > room {
+        let mut after = start;
+        if frame_bytes(spec.id.len(), data.len()) > frame_max {
+            // The data one frame carries: the ring's frame limit (at least
+            // 16 KiB, ids at most 4 KiB), whole words.
+            let room = (frame_max - HEADER_BYTES - spec.id.len()) & !(FRAME_ALIGN - 1);
             // Where each piece goes in the section's new contents.
             let mut at = if spec.kind == FrameKind::Write {
                 spec.arg as u64
@@ -431,8 +454,9 @@ impl Segment {
             while data.len() > room {
                 let (piece, rest) = data.split_at(room);
                 let stage = header(FrameKind::Stage, FLAG_MORE, seq, piece.len(), at as i64);
-                let p = log.write(log.written_end(), stage, spec.id, piece);
+                let p = log.write(after, stage, spec.id, piece);
                 log.publish(p.end, p.seq);
+                after = p.end;
                 (seq, at, data, staged) =
                     (seq.wrapping_add(1), at + piece.len() as u64, rest, true);
             }
@@ -440,6 +464,6 @@ impl Segment {
         let staged = staged || spec.prestaged;
         let flags = if spec.more { FLAG_MORE } else { 0 } | if staged { FLAG_STAGED } else { 0 };
         let own = header(spec.kind, flags, seq, data.len(), spec.arg);
-        log.write(log.written_end(), own, spec.id, data)
+        log.write(after, own, spec.id, data)
     }
 }
