@@ -198,6 +198,29 @@ pub fn init_first_version(slot: &SlotHeader, first: FirstVersion) {
     slot.commit.store(first.value(), Ordering::Relaxed);
 }
 
+/// The generation a slot's next section will have (never 0).
+pub fn next_gen(slot: &SlotHeader) -> u32 {
+    match LifeWord::from(slot.life.load(Ordering::Relaxed))
+        .gen
+        .wrapping_add(1)
+    {
+        0 => 1,
+        g => g,
+    }
+}
+
+/// Reserves a free slot for a section of generation `gen` being created
+/// (claim held): invisible to readers until `publish_created`.
+pub fn reserve(slot: &SlotHeader, gen: u32) {
+    let reserved = LifeWord {
+        state: slot_state::RESERVED,
+        gen,
+    };
+    // SYNC POINT: Release pairs with the Acquire loads of `life`: a reader
+    // still copying the slot's previous section sees it gone.
+    slot.life.store(reserved.value(), Ordering::Release);
+}
+
 /// Makes a reserved slot a live section, made by the frame `seq`: the commit
 /// point of a create.
 pub fn publish_created(slot: &SlotHeader, gen: u32, seq: u64) {

@@ -17,7 +17,7 @@ use super::section::NewSection;
 use super::write::{new_size, Fill};
 use super::{ClaimFail, Stamp};
 use crate::index::hash_id;
-use crate::layout::{intent_op, slot_state, stage_kind, CommitWord, LifeWord, StageWord};
+use crate::layout::{intent_op, stage_kind, CommitWord, LifeWord, StageWord};
 use crate::log::frame_bytes_max;
 use crate::racy;
 use crate::segment::Segment;
@@ -377,18 +377,7 @@ impl Segment {
     /// Reserves slot `s` for a staged create and copies the id in (claim held).
     fn reserve_for_staging(&self, s: u32, id: &[u8]) {
         let header = self.slot(s);
-        let gen = match LifeWord::from(header.life.load(Ordering::Relaxed))
-            .gen
-            .wrapping_add(1)
-        {
-            0 => 1,
-            g => g,
-        };
-        let reserved = LifeWord {
-            state: slot_state::RESERVED,
-            gen,
-        };
-        header.life.store(reserved.value(), Ordering::Release);
+        slot::reserve(header, slot::next_gen(header));
         // SAFETY: the slot is reserved by us (claim held); its id area holds
         // maxSectionIdSize bytes (checked by the caller).
         unsafe { racy::store(self.slot_id_ptr(s), id) };

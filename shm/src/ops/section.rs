@@ -157,11 +157,7 @@ impl Segment {
         self.mutate(
             intent,
             || {
-                let reserved = LifeWord {
-                    state: slot_state::RESERVED,
-                    gen,
-                };
-                slot.life.store(reserved.value(), Ordering::Release);
+                slot::reserve(slot, gen);
                 // SAFETY: the slot is reserved by us (claim held); readers that
                 // still copy the slot's previous section (and discard it, seeing
                 // the new life word) copy atomically; lengths are within the
