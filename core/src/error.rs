@@ -57,6 +57,8 @@ op_error! {
         InvalidName => (InvalidParam, "invalid checkpoint name"),
         /// The creation attributes break the spec's rules.
         InvalidAttributes => (InvalidParam, "invalid creation attributes"),
+        /// The configured node id is beyond 2^31 - 1.
+        InvalidNode => (InvalidParam, "the configured node id is beyond 2^31 - 1"),
         /// `CREATE` was given without creation attributes.
         MissingAttributes => (InvalidParam, "CREATE needs creation attributes"),
         /// Creation attributes were given without `CREATE`.

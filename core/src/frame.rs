@@ -79,6 +79,9 @@ pub const FLAG_MORE: u8 = 0x4;
 pub const FLAG_STAGED: u8 = 0x8;
 const FLAGS_KNOWN: u8 = FLAG_SEALED | FLAG_MORE | FLAG_STAGED;
 
+/// The largest node id (31 bits: the active-replica word keeps a node in 31).
+pub const NODE_ID_MAX: u32 = (1 << 31) - 1;
+
 /// Bytes of the [`FrameKind::CheckpointCreated`] payload.
 pub const CREATED_PAYLOAD_BYTES: usize = 40;
 
@@ -633,15 +636,17 @@ fn check_fields(h: &FrameHeader) -> Result<(), DecodeError> {
         return Err(DecodeError::BadField);
     }
     let ok = match h.kind {
-        K::Create | K::Write | K::ExpirationSet | K::Stage => h.arg >= 0,
+        K::Create | K::Write | K::ExpirationSet => h.arg >= 0,
+        // A piece carries bytes: the pieces of a mutation are never empty.
+        K::Stage => h.arg >= 0 && h.data_len > 0,
         K::RetentionSet => h.arg >= 0 && h.version == 0 && h.id_len == 0,
         K::ActiveReplicaSet => {
-            (0..=u32::MAX as i64).contains(&h.arg) && h.version == 0 && h.id_len == 0
+            (0..=NODE_ID_MAX as i64).contains(&h.arg) && h.version == 0 && h.id_len == 0
         }
         K::CheckpointCreated => {
             h.data_len as usize == CREATED_PAYLOAD_BYTES
                 && h.id_len != 0
-                && (0..=u32::MAX as i64 + 1).contains(&h.arg)
+                && (0..=NODE_ID_MAX as i64 + 1).contains(&h.arg)
                 && h.version == 0
                 && !more
         }

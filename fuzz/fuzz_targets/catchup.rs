@@ -312,7 +312,11 @@ impl Replica {
                     .staged
                     .get_or_insert_with(|| (frame.id.clone(), Vec::new(), 0, h.arg));
                 assert_eq!(*id, frame.id, "{what}: stages of two sections interleave");
-                assert_eq!(h.arg, *base + data.len() as i64, "{what}: a stage out of place");
+                assert_eq!(
+                    h.arg,
+                    *base + data.len() as i64,
+                    "{what}: a stage out of place"
+                );
                 data.extend_from_slice(&frame.data);
                 *last = h.seq;
                 return;

@@ -693,6 +693,9 @@ impl Segment {
         if let Some(a) = attrs {
             a.validate().map_err(|_| OpenError::InvalidAttributes)?;
         }
+        if config.node_id > ckpt_core::frame::NODE_ID_MAX {
+            return Err(OpenError::InvalidNode);
+        }
         dir::ensure_dir(config).map_err(|e| io_to_open_error(&e))?;
         let path = dir::segment_path(&config.dir, name);
         for _ in 0..OPEN_ATTEMPTS_MAX {

@@ -162,9 +162,9 @@ impl Segment {
                 data,
             } => {
                 let attrs = self.attributes();
-                let prestaged = staging.map_or(0, |st| st.next - st.base);
+                let prestaged = staging.map(|st| st.next - st.base);
                 if id.len() as u64 > attrs.section_id_bytes_max
-                    || prestaged + data.len() as u64 > attrs.section_bytes_max
+                    || prestaged.unwrap_or(0) + data.len() as u64 > attrs.section_bytes_max
                     || h.version != 1
                     || staging.is_some_and(|st| st.kind != stage_kind::CREATE || st.base != 0)
                 {

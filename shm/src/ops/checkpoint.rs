@@ -2,7 +2,7 @@
 //! duration, the unlink and a replica's promotion, each a logged mutation
 //! under the claim, so that a replica rebuilt from the log alone has them too.
 
-use ckpt_core::frame::FrameKind;
+use ckpt_core::frame::{FrameKind, NODE_ID_MAX};
 use ckpt_core::Time;
 
 use super::{ClaimFail, FrameSpec, Intent, Stamp};
@@ -11,6 +11,21 @@ use crate::layout::{
 };
 use crate::segment::Segment;
 use crate::sync::Ordering;
+
+/// Why the active replica could not be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveFail {
+    /// The claim could not be taken (or this copy is a replica).
+    Claim(ClaimFail),
+    /// The node id is beyond [`NODE_ID_MAX`].
+    InvalidNode,
+}
+
+impl From<ClaimFail> for ActiveFail {
+    fn from(f: ClaimFail) -> Self {
+        ActiveFail::Claim(f)
+    }
+}
 
 /// Why the name could not be unlinked through an open segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +39,10 @@ pub enum UnlinkFail {
 impl Segment {
     /// Makes `node` the active replica, in a new term (the current one + 1),
     /// and returns the term. The active-replica word is the commit point.
-    pub fn set_active_replica(&self, node: u32) -> Result<u32, ClaimFail> {
+    pub fn set_active_replica(&self, node: u32) -> Result<u32, ActiveFail> {
+        if node > NODE_ID_MAX {
+            return Err(ActiveFail::InvalidNode);
+        }
         let _held = self.claim_local()?;
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::ACTIVE, Stamp::now());
@@ -34,7 +52,10 @@ impl Segment {
     /// Promotes this replica to primary with `node` as the active replica, in
     /// a new term; from then on local writers write it and frames of older
     /// terms are refused. Returns the term.
-    pub fn promote(&self, node: u32) -> Result<u32, ClaimFail> {
+    pub fn promote(&self, node: u32) -> Result<u32, ActiveFail> {
+        if node > NODE_ID_MAX {
+            return Err(ActiveFail::InvalidNode);
+        }
         let _held = self.claim()?;
         self.abort_staging();
         let term = self.term().wrapping_add(1).max(1);

@@ -24,8 +24,8 @@ pub(crate) struct NewSection<'a> {
     pub expiration: Time,
     pub data: &'a [u8],
     /// Bytes of data already in buffer 0 before `data` (a replica's staged
-    /// create); 0 otherwise.
-    pub prestaged: u64,
+    /// create: its own frame then carries `FLAG_STAGED`); `None` otherwise.
+    pub prestaged: Option<u64>,
 }
 
 impl Segment {
@@ -114,7 +114,7 @@ impl Segment {
                 slot: slot_index,
                 expiration,
                 data,
-                prestaged: 0,
+                prestaged: None,
             },
             Stamp::now(),
         );
@@ -133,7 +133,8 @@ impl Segment {
             data,
             prestaged,
         } = new;
-        let size = prestaged + data.len() as u64;
+        let before = prestaged.unwrap_or(0);
+        let size = before + data.len() as u64;
         let h = self.header();
         let index = self.index();
         let slot = self.slot(slot_index);
@@ -164,7 +165,7 @@ impl Segment {
                 // slot's id area and buffer (checked by callers).
                 unsafe {
                     racy::store(self.slot_id_ptr(slot_index), id);
-                    let at = self.buffer_ptr(slot_index, 0).add(prestaged as usize);
+                    let at = self.buffer_ptr(slot_index, 0).add(before as usize);
                     racy::store(at, data);
                 }
                 let first = FirstVersion {
@@ -184,7 +185,7 @@ impl Segment {
                     },
                 );
                 let spec = FrameSpec {
-                    prestaged: prestaged > 0,
+                    prestaged: prestaged.is_some(),
                     ..self.frame(FrameKind::Create, id, data, expiration.0, 1, stamp)
                 };
                 (spec, ())
