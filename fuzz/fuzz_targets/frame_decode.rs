@@ -175,7 +175,7 @@ fn write_seeds(dir: &Path) {
     encode(
         "ActiveReplicaSet",
         FrameHeader {
-            arg: u32::MAX as i64,
+            arg: frame::NODE_ID_MAX as i64,
             version: 0,
             term: 4,
             ..header(FrameKind::ActiveReplicaSet, b"", b"")
