@@ -123,8 +123,16 @@ impl RingBytes for ShmRing {
     }
     #[inline(always)]
     fn write_padded(&self, at: usize, src: &[u8]) {
+        let pad = src.len().next_multiple_of(8) - src.len();
+        if at % 8 != 0 {
+            // Only if another process damaged the log tail: still no UB (and
+            // consumers then report the ring corrupt).
+            self.write(at, src);
+            self.write(at + src.len(), &[0u8; 8][..pad]);
+            return;
+        }
         let whole = src.len() & !7;
-        assert!(at % 8 == 0 && at + src.len().next_multiple_of(8) <= self.capacity);
+        assert!(at + src.len() + pad <= self.capacity);
         // SAFETY: in bounds (asserted); claim holder only; readers copy atomically.
         unsafe { racy::store(self.base.add(at), &src[..whole]) };
         let rest = &src[whole..];
