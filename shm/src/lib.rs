@@ -8,10 +8,14 @@
 //! - [`index`]: the lock-free section index;
 //! - [`log`]: the delta-log ring consumers follow;
 //! - [`claim`]: the word that serializes mutations and recovers dead writers;
-//! - `segment`: creating, validating and mapping segments, and every checkpoint
-//!   operation on them; `dir`: the segment directory (names, listing, unlink,
-//!   retention sweeps); `notify`: futex waits for standbys; `proc`: process
-//!   liveness.
+//! - [`ack`]: replicas' acknowledgements and the synchronous writer's wait;
+//! - [`racy`]: byte-wise atomic copies of memory others may be writing;
+//! - `segment`: creating, validating and mapping segments; `ops`: every
+//!   checkpoint operation on them, on one mutation path (writes, section
+//!   lifecycle, checkpoint-wide changes, recovery, log consumption and
+//!   snapshots, applying a primary's frames); `dir`: the segment directory
+//!   (names, listing, unlink, retention sweeps); `notify`: futex waits;
+//!   `proc`: process liveness; `clock`: the writers' 1 ms wall clock.
 //!
 //! Every `unsafe` block names the invariant it relies on in a `// SAFETY:`
 //! comment, every Acquire names its Release in a `// SYNC POINT:` comment, and
