@@ -53,15 +53,18 @@ impl SectionSeqs {
 /// as a no-op while the frame's number is within the snapshot (at most its
 /// `end_seq`); after that, it is a divergence.
 ///
-/// `Stage` frames are never decided on their own: they belong to the frame
-/// that commits them, and a consumer stages them and drops them with it.
+/// A `Stage` piece is contained exactly when the mutation it belongs to is:
+/// no other mutation commits between a mutation's first piece and its own
+/// frame (the claim is held throughout), so the copy's data number is either
+/// below the piece's or at least the own frame's. A consumer that skips a
+/// mutation skips its pieces too.
 pub fn contains(header: &FrameHeader, section: Option<SectionSeqs>, state_seq: u64) -> bool {
     let seq = header.seq;
     match (header.kind, section) {
         // The copy holds this incarnation (or a later one): every frame of it
         // up to the copy's numbers, and every frame of older incarnations.
         (FrameKind::Create | FrameKind::Delete, Some(s)) => seq <= s.newest(),
-        (FrameKind::Write | FrameKind::Overwrite, Some(s)) => seq <= s.data_seq,
+        (FrameKind::Write | FrameKind::Overwrite | FrameKind::Stage, Some(s)) => seq <= s.data_seq,
         (FrameKind::ExpirationSet, Some(s)) => seq <= s.expiration_seq,
         (FrameKind::ActiveReplicaSet | FrameKind::RetentionSet, _) => seq <= state_seq,
         _ => false,
@@ -123,5 +126,13 @@ mod tests {
         assert!(contains(&h(FrameKind::RetentionSet, 7), None, 7));
         assert!(!contains(&h(FrameKind::ActiveReplicaSet, 8), None, 7));
         assert!(!contains(&h(FrameKind::Stage, 1), None, 7));
+        // A piece goes with its mutation: contained when the copy's data is
+        // the mutation's (seq 12, pieces 10 and 11) or later.
+        let s = Some(SectionSeqs {
+            data_seq: 12,
+            expiration_seq: 3,
+        });
+        assert!(contains(&h(FrameKind::Stage, 10), s, 0));
+        assert!(!contains(&h(FrameKind::Stage, 13), s, 0));
     }
 }

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use ckpt_core::catchup::{self, SectionSeqs};
-use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, HEADER_BYTES};
+use ckpt_core::frame::{self, Frame, FrameHeader, HEADER_BYTES};
 use ckpt_core::Time;
 
 use crate::layout::{
@@ -364,7 +364,7 @@ impl Consumer<'_> {
                     self.filter = None;
                 } else {
                     let id = &self.buf[HEADER_BYTES..][..header.id_len as usize];
-                    if header.kind != FrameKind::Stage && filter.contains(&header, id) {
+                    if filter.contains(&header, id) {
                         continue;
                     }
                 }
