@@ -443,6 +443,7 @@ impl Checkpoint {
             chosen,
             slot: 0,
             now: ckpt_shm::segment::now(),
+            id: vec![0; self.attributes().section_id_bytes_max as usize],
         })
     }
 
@@ -661,6 +662,8 @@ pub struct Sections<'a> {
     chosen: SectionsChosen,
     slot: u32,
     now: Time,
+    /// Where each section's id is copied.
+    id: Vec<u8>,
 }
 
 impl Iterator for Sections<'_> {
@@ -671,7 +674,7 @@ impl Iterator for Sections<'_> {
         while self.slot < segment.geometry().sections_max {
             let slot = self.slot;
             self.slot += 1;
-            if let Some(v) = segment.section_view(slot, self.chosen, self.now) {
+            if let Some(v) = segment.section_view(slot, self.chosen, self.now, &mut self.id) {
                 return Some(SectionDescriptor {
                     id: SectionId(v.id.to_vec()),
                     expiration: v.expiration,

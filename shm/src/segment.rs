@@ -221,11 +221,18 @@ impl Mapped {
         if len != id.len() || len as u64 > self.attrs.section_id_bytes_max {
             return false;
         }
-        // SAFETY: len bytes of the id area are in bounds (checked above); the
-        // bytes may change concurrently only if the slot is deleted and reused,
-        // which callers detect with the slot's life word afterwards.
-        let stored = unsafe { std::slice::from_raw_parts(self.slot_id_ptr(slot), len) };
-        stored == id
+        // The bytes may change concurrently only if the slot is deleted and
+        // reused, which callers detect with the slot's life word afterwards;
+        // they are copied atomically, a chunk at a time, to compare.
+        let base = self.slot_id_ptr(slot);
+        let mut chunk = [0u8; 64];
+        id.chunks(chunk.len()).enumerate().all(|(i, want)| {
+            let got = &mut chunk[..want.len()];
+            // SAFETY: i * 64 + want.len() <= len bytes of the id area, in
+            // bounds (checked above); writers store ids atomically (`racy`).
+            unsafe { crate::racy::load(got, base.add(i * 64)) };
+            got == want
+        })
     }
 
     /// Lifecycle flags.

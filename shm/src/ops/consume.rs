@@ -225,6 +225,7 @@ impl Mapped {
         let retention = Time(h.retention_ns.load(Ordering::SeqCst));
         let max = self.attributes().section_bytes_max;
         let mut data = Vec::new();
+        let mut id = Vec::new();
         for s in 0..self.geometry().sections_max {
             let header = self.slot(s);
             let life = LifeWord::from(header.life.load(Ordering::Acquire));
@@ -246,12 +247,21 @@ impl Mapped {
             };
             let (expiration, expiration_seq) =
                 slot::read_expiration(header).ok_or(ReadFail::Busy)?;
-            let id = self.id_slice(s);
-            if LifeWord::from(header.life.load(Ordering::Acquire)) != life {
+            let id_len = (header.id_len.load(Ordering::Relaxed) as u64)
+                .min(self.attributes().section_id_bytes_max) as usize;
+            id.resize(id_len, 0);
+            // SAFETY: id_len <= maxSectionIdSize bytes of the slot's id area;
+            // writers store ids atomically (`racy`); a reused slot shows in
+            // the life word checked below.
+            unsafe { racy::load(&mut id, self.slot_id_ptr(s)) };
+            // SYNC POINT: Acquire fence: the copies above are ordered before
+            // the life word's reload (paired with its Release store on reuse).
+            crate::sync::fence(Ordering::Acquire);
+            if LifeWord::from(header.life.load(Ordering::Relaxed)) != life {
                 continue;
             }
             each(SectionCopy {
-                id,
+                id: &id,
                 data: &data,
                 version: meta.version,
                 last_update: Time(meta.time_ns),

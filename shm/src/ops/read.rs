@@ -2,6 +2,7 @@
 //! consistent reads, iteration. These work on any validated mapping (the CLI
 //! inspects segments this way without touching retention).
 
+use ckpt_core::attrs::limits;
 use ckpt_core::{SectionsChosen, Time};
 
 use super::SectionRef;
@@ -10,7 +11,7 @@ use crate::layout::{slot_state, BucketWord, CommitWord, LifeWord, SlotHeader};
 use crate::racy;
 use crate::segment::{now, Mapped};
 use crate::slot::{self, ReadFail, ReadMeta};
-use crate::sync::Ordering;
+use crate::sync::{fence, Ordering};
 
 /// A section as iteration reports it, borrowing its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,21 +163,26 @@ impl Mapped {
     /// visited exactly once.
     pub fn for_each_section(&self, chosen: SectionsChosen, mut f: impl FnMut(SectionView<'_>)) {
         let now = now();
+        let mut id = [0u8; limits::SECTION_ID_BYTES_MAX as usize];
         for s in 0..self.geometry().sections_max {
-            if let Some(view) = self.section_view(s, chosen, now) {
+            if let Some(view) = self.section_view(s, chosen, now, &mut id) {
                 f(view);
             }
         }
     }
 
-    /// The section in slot `slot`, if it is live, unexpired at `now` and chosen.
+    /// The section in slot `slot`, if it is live, unexpired at `now` and
+    /// chosen; its id is copied into `id` (at least `maxSectionIdSize` bytes,
+    /// else `None`), so that it stays the id of the incarnation viewed even if
+    /// the slot is reused meanwhile.
     #[inline]
-    pub fn section_view(
+    pub fn section_view<'b>(
         &self,
         slot: u32,
         chosen: SectionsChosen,
         now: Time,
-    ) -> Option<SectionView<'_>> {
+        id: &'b mut [u8],
+    ) -> Option<SectionView<'b>> {
         if slot >= self.geometry().sections_max {
             return None;
         }
@@ -190,20 +196,36 @@ impl Mapped {
         if (expiration != Time::END && now >= expiration) || !chosen.selects(expiration) {
             return None;
         }
-        if header.id_len.load(Ordering::Relaxed) as u64 > self.attributes().section_id_bytes_max {
+        let id_len = header.id_len.load(Ordering::Relaxed) as usize;
+        if id_len as u64 > self.attributes().section_id_bytes_max || id_len > id.len() {
             return None;
         }
+        let id = &mut id[..id_len];
+        // SAFETY: id_len <= maxSectionIdSize bytes of the slot's id area (in
+        // the mapping); writers store ids atomically (`racy`).
+        unsafe { racy::load(id, self.slot_id_ptr(slot)) };
         let commit = CommitWord::from(header.commit.load(Ordering::Acquire));
         let meta = &header.buffers[commit.cur as usize];
+        let (size_bytes, time_ns) = (
+            meta.size.load(Ordering::Relaxed),
+            meta.time_ns.load(Ordering::Relaxed),
+        );
+        // SYNC POINT: Acquire fence pairs with the Release store of the life
+        // word when the slot is reserved again: a changed word means the id
+        // copied may be another section's.
+        fence(Ordering::Acquire);
+        if LifeWord::from(header.life.load(Ordering::Relaxed)) != life {
+            return None;
+        }
         Some(SectionView {
             section: SectionRef {
                 slot,
                 gen: life.gen,
             },
-            id: self.id_slice(slot),
+            id,
             expiration,
-            size_bytes: meta.size.load(Ordering::Relaxed),
-            last_update: Time(meta.time_ns.load(Ordering::Relaxed)),
+            size_bytes,
+            last_update: Time(time_ns),
         })
     }
 }
