@@ -1694,8 +1694,7 @@ fn measure_catch_up(work: &Work, plan: &Plan) -> Result<(Series, Series), String
                             .binary_search_by(|(id, _)| id.as_slice().cmp(f.id))
                             .ok()
                             .map(|i| seqs[i].1);
-                        let contained = f.header.seq <= head.end_seq
-                            && ckpt_core::catchup::contains(&f.header, copied, head.state_seq);
+                        let contained = head.contains(&f.header, copied);
                         replayed += !contained as u64;
                     }
                     let took = elapsed_ns(start);

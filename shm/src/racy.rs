@@ -29,39 +29,8 @@ const STRING_COPY_MIN: usize = 256;
 /// access to it by others is atomic or another copy of this module.
 #[inline(always)]
 pub unsafe fn load(dst: &mut [u8], src: *const u8) {
-    let len = dst.len();
-    let dst = dst.as_mut_ptr();
-    #[cfg(target_arch = "x86_64")]
-    if len >= STRING_COPY_MIN {
-        // SAFETY: forwarded; `dst` is exclusively ours.
-        return unsafe { string_copy(dst, src, len) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    let (dst, src, len) = {
-        // SAFETY: forwarded; `dst` is exclusively ours.
-        let done = unsafe { chunks16(dst, src, len) };
-        // SAFETY: done <= len: still inside both ranges.
-        unsafe { (dst.add(done), src.add(done), len - done) }
-    };
-    // Atomic on the shared side (`src`, aligned to words), plain on ours.
-    let head = src.align_offset(8).min(len);
-    // SAFETY: all offsets below are < len: inside both ranges; AtomicU8 needs
-    // no alignment, AtomicU64 is used only at 8-aligned `src + i`.
-    unsafe {
-        for i in 0..head {
-            *dst.add(i) = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
-        }
-        let mut i = head;
-        while i + 8 <= len {
-            let v = AtomicU64::from_ptr(src.add(i) as *mut u64).load(Ordering::Relaxed);
-            (dst.add(i) as *mut u64).write_unaligned(v);
-            i += 8;
-        }
-        while i < len {
-            *dst.add(i) = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
-            i += 1;
-        }
-    }
+    // SAFETY: forwarded; `dst` is exclusively ours.
+    unsafe { copy_one_side_shared::<false>(dst.as_mut_ptr(), src, dst.len()) }
 }
 
 /// Copies `src` into shared memory at `dst`.
@@ -71,39 +40,71 @@ pub unsafe fn load(dst: &mut [u8], src: *const u8) {
 /// access to it by others is atomic or another copy of this module.
 #[inline(always)]
 pub unsafe fn store(dst: *mut u8, src: &[u8]) {
-    let len = src.len();
-    let src = src.as_ptr();
+    // SAFETY: forwarded; `src` is ours to read.
+    unsafe { copy_one_side_shared::<true>(dst, src.as_ptr(), src.len()) }
+}
+
+/// Copies `len` bytes where one side is shared (`dst` if `SHARED_DST`, else
+/// `src`) and the other is private: atomic accesses on the shared side,
+/// aligned to its words, plain ones on the private side.
+///
+/// # Safety
+/// Both ranges are valid and do not overlap; the private one is ours alone,
+/// and every concurrent access to the shared one is atomic or another copy of
+/// this module.
+#[inline(always)]
+unsafe fn copy_one_side_shared<const SHARED_DST: bool>(dst: *mut u8, src: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     if len >= STRING_COPY_MIN {
-        // SAFETY: forwarded; `src` is ours to read.
+        // SAFETY: forwarded.
         return unsafe { string_copy(dst, src, len) };
     }
     #[cfg(target_arch = "x86_64")]
     let (dst, src, len) = {
-        // SAFETY: forwarded; `src` is ours to read.
+        // SAFETY: forwarded.
         let done = unsafe { chunks16(dst, src, len) };
         // SAFETY: done <= len: still inside both ranges.
         unsafe { (dst.add(done), src.add(done), len - done) }
     };
-    // Atomic on the shared side (`dst`, aligned to words), plain on ours.
-    let head = dst.align_offset(8).min(len);
-    // SAFETY: all offsets below are < len: inside both ranges; AtomicU8 needs
-    // no alignment, AtomicU64 is used only at 8-aligned `dst + i`.
-    unsafe {
-        for i in 0..head {
-            AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed);
+    let shared = if SHARED_DST {
+        dst as usize
+    } else {
+        src as usize
+    };
+    // Callers keep i < len (both ranges); the private side is accessed
+    // plainly (unaligned), the shared side atomically.
+    let byte = |i: usize| {
+        // SAFETY: i < len keeps both ranges; AtomicU8 needs no alignment.
+        unsafe {
+            if SHARED_DST {
+                AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed);
+            } else {
+                *dst.add(i) = AtomicU8::from_ptr(src.add(i) as *mut u8).load(Ordering::Relaxed);
+            }
         }
-        let mut i = head;
-        while i + 8 <= len {
-            let v = (src.add(i) as *const u64).read_unaligned();
-            AtomicU64::from_ptr(dst.add(i) as *mut u64).store(v, Ordering::Relaxed);
-            i += 8;
+    };
+    let word = |i: usize| {
+        // SAFETY: i + 8 <= len keeps both ranges; the shared side is 8-aligned
+        // at `i` (past the head), as AtomicU64 needs.
+        unsafe {
+            if SHARED_DST {
+                let v = (src.add(i) as *const u64).read_unaligned();
+                AtomicU64::from_ptr(dst.add(i) as *mut u64).store(v, Ordering::Relaxed);
+            } else {
+                let v = AtomicU64::from_ptr(src.add(i) as *mut u64).load(Ordering::Relaxed);
+                (dst.add(i) as *mut u64).write_unaligned(v);
+            }
         }
-        while i < len {
-            AtomicU8::from_ptr(dst.add(i)).store(*src.add(i), Ordering::Relaxed);
-            i += 1;
-        }
+    };
+    let head = shared.wrapping_neg() % 8;
+    let head = head.min(len);
+    (0..head).for_each(byte);
+    let mut i = head;
+    while i + 8 <= len {
+        word(i);
+        i += 8;
     }
+    (i..len).for_each(byte);
 }
 
 /// Copies `len` bytes from `src` to `dst`, both shared.

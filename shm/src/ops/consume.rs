@@ -14,6 +14,7 @@ use ckpt_core::catchup::{self, SectionSeqs};
 use ckpt_core::frame::{self, Frame, FrameHeader, HEADER_BYTES};
 use ckpt_core::Time;
 
+use super::SectionRef;
 use crate::layout::{
     intent_op, slot_state, stage_kind, ActiveReplicaWord, IntentWord, LifeWord, StageWord,
 };
@@ -76,14 +77,25 @@ impl Snapshot {
 
     /// True if the copy already holds the effect of this frame (replay skips it).
     pub fn contains(&self, header: &FrameHeader, id: &[u8]) -> bool {
-        header.seq <= self.end_seq
-            && catchup::contains(header, self.section(id).map(|s| s.seqs), self.state_seq)
+        self.head()
+            .contains(header, self.section(id).map(|s| s.seqs))
+    }
+
+    /// Everything but the sections.
+    pub fn head(&self) -> SnapshotHead {
+        SnapshotHead {
+            resume: self.resume,
+            start_seq: self.start_seq,
+            end_seq: self.end_seq,
+            active_replica: self.active_replica,
+            retention: self.retention,
+            state_seq: self.state_seq,
+        }
     }
 
     fn filter(&self) -> Filter {
         Filter {
-            end_seq: self.end_seq,
-            state_seq: self.state_seq,
+            head: self.head(),
             sections: self
                 .sections
                 .iter()
@@ -95,8 +107,7 @@ impl Snapshot {
 
 /// What a consumer that resynchronized skips: the frames its copy holds.
 struct Filter {
-    end_seq: u64,
-    state_seq: u64,
+    head: SnapshotHead,
     sections: Vec<(Vec<u8>, SectionSeqs)>,
 }
 
@@ -107,7 +118,7 @@ impl Filter {
             .binary_search_by(|(s, _)| s.as_slice().cmp(id))
             .ok()
             .map(|i| self.sections[i].1);
-        catchup::contains(header, section, self.state_seq)
+        self.head.contains(header, section)
     }
 }
 
@@ -223,7 +234,6 @@ impl Mapped {
         let state_seq = h.state_seq.load(Ordering::Acquire);
         let active_replica = ActiveReplicaWord::from(h.active_replica.load(Ordering::Acquire));
         let retention = Time(h.retention_ns.load(Ordering::SeqCst));
-        let max = self.attributes().section_bytes_max;
         let mut data = Vec::new();
         let mut id = Vec::new();
         for s in 0..self.geometry().sections_max {
@@ -232,14 +242,11 @@ impl Mapped {
             if life.state != slot_state::LIVE {
                 continue;
             }
-            let meta = match slot::read_consistent(header, life.gen, max, |buffer, size| {
-                data.resize(size as usize, 0);
-                let src = self.buffer_ptr(s, buffer);
-                // SAFETY: size <= maxSectionSize <= buffer_stride (clamped by
-                // read_consistent), inside the buffer; `data` has size bytes. A
-                // racing writer's bytes are discarded by the protocol.
-                unsafe { racy::load(&mut data, src) };
-            }) {
+            let section = SectionRef {
+                slot: s,
+                gen: life.gen,
+            };
+            let meta = match self.read_whole(section, &mut data) {
                 Ok(meta) => meta,
                 // Deleted (or re-created) meanwhile: its frames come after `resume`.
                 Err(ReadFail::Gone) => continue,
@@ -326,6 +333,14 @@ pub struct SnapshotHead {
     pub state_seq: u64,
 }
 
+impl SnapshotHead {
+    /// True if the copy already holds the effect of this frame (replay skips
+    /// it); `section` is the copy's entry for the frame's section id.
+    pub fn contains(&self, header: &FrameHeader, section: Option<SectionSeqs>) -> bool {
+        header.seq <= self.end_seq && catchup::contains(header, section, self.state_seq)
+    }
+}
+
 /// Follows the delta log: every mutation in commit order.
 pub struct Consumer<'a> {
     mapped: &'a Mapped,
@@ -370,7 +385,7 @@ impl Consumer<'_> {
             }
             self.next_seq = header.seq + 1;
             if let Some(filter) = &self.filter {
-                if header.seq > filter.end_seq {
+                if header.seq > filter.head.end_seq {
                     self.filter = None;
                 } else {
                     let id = &self.buf[HEADER_BYTES..][..header.id_len as usize];

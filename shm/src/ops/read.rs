@@ -130,21 +130,30 @@ impl Mapped {
 
     /// Reads a whole section into a new vector.
     pub fn read_to_vec(&self, section: SectionRef) -> Result<(Vec<u8>, ReadMeta), ReadFail> {
+        let mut out = Vec::new();
+        let meta = self.read_whole(section, &mut out)?;
+        Ok((out, meta))
+    }
+
+    /// Reads a whole section into `out` (resized to it; its allocation reused).
+    pub(crate) fn read_whole(
+        &self,
+        section: SectionRef,
+        out: &mut Vec<u8>,
+    ) -> Result<ReadMeta, ReadFail> {
         if section.slot >= self.geometry().sections_max {
             return Err(ReadFail::Gone);
         }
-        let mut out = Vec::new();
         let max = self.attributes().section_bytes_max;
         let slot = self.slot(section.slot);
-        let meta = slot::read_consistent(slot, section.gen, max, |buffer, size| {
+        slot::read_consistent(slot, section.gen, max, |buffer, size| {
             out.resize(size as usize, 0);
             let src = self.buffer_ptr(section.slot, buffer);
             // SAFETY: size <= section_bytes_max (clamped by read_consistent),
             // inside the buffer; `out` has exactly size bytes; a racing writer's
             // bytes are discarded by the protocol.
-            unsafe { racy::load(&mut out, src) };
-        })?;
-        Ok((out, meta))
+            unsafe { racy::load(out, src) };
+        })
     }
 
     /// Sections and memory used, from the counters.

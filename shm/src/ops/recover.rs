@@ -2,14 +2,13 @@
 //! died (or panicked) inside the mutation path, and the derived state it
 //! recomputes.
 
-use ckpt_core::frame::{FrameHeader, FrameKind, FLAG_MORE};
+use ckpt_core::frame::FrameKind;
 
-use super::coarse_now;
 use super::read::committed_size;
+use super::Stamp;
 use crate::index::hash_id;
 use crate::layout::{
-    bucket_state, intent_op, role, slot_state, ActiveReplicaWord, IntentWord, LifeWord,
-    LIFECYCLE_UNLINKED,
+    bucket_state, intent_op, role, slot_state, IntentWord, LifeWord, LIFECYCLE_UNLINKED,
 };
 use crate::segment::Segment;
 use crate::slot;
@@ -119,18 +118,9 @@ impl Segment {
         } else {
             &[]
         };
-        let header = FrameHeader {
-            seq,
-            term: ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed))
-                .term,
-            incarnation: self.header().incarnation,
-            id_len: id.len() as u16,
-            time_ns: coarse_now(),
-            ..FrameHeader::new(FrameKind::StageAbort)
-        };
-        debug_assert_eq!(header.flags & FLAG_MORE, 0);
+        let spec = self.frame(FrameKind::StageAbort, id, &[], 0, 0, Stamp::now());
         let log = self.log();
-        let p = log.write(log.written_end(), header, id, &[]);
+        let p = self.log_frames(&log, &spec, seq, log.written_end());
         log.publish(p.end, p.seq);
     }
 
