@@ -44,23 +44,27 @@ pub fn register(slots: &[AckSlot], node: u32, from: u64) -> Result<(), SlotsFull
         return Ok(());
     }
     for slot in slots {
-        // Raise the number first: a slot becomes visible (its node stored)
-        // only with a meaningful number.
-        if slot.node.load(Ordering::Acquire) == 0 {
+        // Take the slot first (only then is its number ours to set), then set
+        // the number, then name the node: a waiter sees the node only with
+        // its starting number.
+        if slot
+            .node
+            .compare_exchange(0, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             slot.seq.store(from, Ordering::Relaxed);
-            // SYNC POINT: AcqRel CAS pairs with the Acquire loads of `node` in
-            // `acked`: a waiter that sees the node sees its starting number.
-            if slot
-                .node
-                .compare_exchange(0, tag, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                return Ok(());
-            }
+            // SYNC POINT: Release pairs with the Acquire loads of `node` in
+            // `acked` and `acknowledge`: who sees the node sees the number.
+            slot.node.store(tag, Ordering::Release);
+            return Ok(());
         }
     }
     Err(SlotsFull)
 }
+
+/// A slot's node word while its registrant sets it up (no node id is this:
+/// ids are at most 2^31 - 1, so their tags at most 2^31).
+const CLAIMING: u64 = u64::MAX;
 
 /// Removes `node` (it left the cluster): writers stop waiting for it.
 pub fn unregister(slots: &[AckSlot], epoch: &AtomicU32, node: u32) -> bool {
@@ -116,9 +120,10 @@ pub fn epoch_to_sleep_on(epoch: &AtomicU32) -> u32 {
 pub fn acked(slots: &[AckSlot], need: Need, seq: u64) -> bool {
     match need {
         Need::All => slots.iter().all(|s| {
-            // SYNC POINT: Acquire pairs with the CAS in `register` and the
-            // Release fetch_max in `acknowledge`.
-            s.node.load(Ordering::Acquire) == 0 || s.seq.load(Ordering::Acquire) >= seq
+            // SYNC POINT: Acquire pairs with the Release store of the node in
+            // `register` and the Release fetch_max in `acknowledge`.
+            let node = s.node.load(Ordering::Acquire);
+            node == 0 || node == CLAIMING || s.seq.load(Ordering::Acquire) >= seq
         }),
         Need::Node(node) => slots.iter().any(|s| {
             s.node.load(Ordering::Acquire) == node as u64 + 1
@@ -218,6 +223,34 @@ mod loom_model {
             // read the epoch before the bump (after it, it would have seen the
             // number), so the acknowledger must have seen it registered.
             assert!(done || woke, "lost wake-up: slept on epoch {seen}");
+        });
+    }
+
+    /// Two replicas registering at once each end with their own starting
+    /// number (never the other's, as when the number was set before the slot
+    /// was taken).
+    #[test]
+    fn racing_registrations_keep_their_own_numbers() {
+        loom::model(|| {
+            let slots = Arc::new([0, 1].map(|_| AckSlot {
+                node: AtomicU64::new(0),
+                seq: AtomicU64::new(0),
+            }));
+            let other = {
+                let slots = slots.clone();
+                loom::thread::spawn(move || register(&*slots, 2, 9).unwrap())
+            };
+            register(&*slots, 1, 5).unwrap();
+            other.join().unwrap();
+            for s in slots.iter() {
+                let node = s.node.load(Ordering::Acquire);
+                let want = match node {
+                    2 => 5,
+                    3 => 9,
+                    other => panic!("slot node word {other}"),
+                };
+                assert_eq!(s.seq.load(Ordering::Relaxed), want, "node tag {node}");
+            }
         });
     }
 }
