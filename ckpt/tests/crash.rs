@@ -10,10 +10,12 @@
 //! Every version of every section has known contents (`content`), so the
 //! checker can tell a whole version from a torn one. Seed: `CKPT_CRASH_SEED`.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use common::{Rng, ENV_SEED};
 
 use ckpt::{
     Checkpoint, Config, CreationAttributes, CreationFlags, Mutation, OpenFlags, SectionsChosen,
@@ -23,7 +25,6 @@ use ckpt::{
 const KILLS: u32 = 250;
 const IDS: u64 = 12;
 const ENV_DIR: &str = "CKPT_CRASH_CHILD_DIR";
-const ENV_SEED: &str = "CKPT_CRASH_SEED";
 
 fn attrs() -> CreationAttributes {
     CreationAttributes {
@@ -40,18 +41,6 @@ fn config(dir: &std::path::Path) -> Config {
     Config {
         log_bytes: Some(64 << 20),
         ..Config::with_dir(dir)
-    }
-}
-
-/// xorshift64*: deterministic from the seed, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 
@@ -214,11 +203,7 @@ fn check(ck: &Checkpoint) -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 #[test]
 fn writers_killed_at_any_moment_leave_whole_versions_and_a_complete_log() {
-    let seed = std::env::var(ENV_SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::process::id() as u64 * 0x9e37_79b9);
-    println!("crash test seed: {seed} (rerun with {ENV_SEED}={seed})");
+    let seed = common::seed("crash test");
     let dir = tempfile::tempdir().unwrap();
     let service = Service::with_config(config(dir.path()));
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
@@ -226,30 +211,18 @@ fn writers_killed_at_any_moment_leave_whole_versions_and_a_complete_log() {
     let mut log = ck.watch();
     let mut model = BTreeMap::new();
     let mut rng = Rng(seed | 1);
-    let exe = std::env::current_exe().unwrap();
     let mut frames = 0u64;
     for round in 0..KILLS {
-        let mut child = Command::new(&exe)
-            .args([
-                "crash_writer_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ENV_DIR, dir.path())
-            .env(ENV_SEED, (seed ^ (round as u64 + 1)).to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        assert!(
-            lines.any(|l| l.is_ok_and(|l| l.trim_end().ends_with("ready"))),
-            "round {round}: the writer could not open the checkpoint (seed {seed})"
+        let envs = [
+            (ENV_DIR, dir.path().to_str().unwrap().to_string()),
+            (ENV_SEED, (seed ^ (round as u64 + 1)).to_string()),
+        ];
+        common::kill_after(
+            "crash_writer_child",
+            &envs,
+            Duration::from_micros(rng.next() % 3000),
+            &format!("round {round}: the writer could not open the checkpoint (seed {seed})"),
         );
-        std::thread::sleep(Duration::from_micros(rng.next() % 3000));
-        child.kill().unwrap();
-        child.wait().unwrap();
 
         let sections = check(&ck);
         loop {

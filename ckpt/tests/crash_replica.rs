@@ -11,9 +11,11 @@
 //! moment, finishes the round's applies itself and compares. Seed:
 //! `CKPT_CRASH_SEED`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::Duration;
+
+use common::Rng;
 
 use ckpt_core::frame::FrameKind;
 use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, SectionsChosen, Time};
@@ -24,7 +26,6 @@ const ROUNDS: u32 = 60;
 const ENV_PRIMARY: &str = "CKPT_CRASH_PRIMARY_DIR";
 const ENV_REPLICA: &str = "CKPT_CRASH_REPLICA_DIR";
 const ENV_FROM: &str = "CKPT_CRASH_FROM";
-const ENV_SEED: &str = "CKPT_CRASH_SEED";
 const NAME: &str = "safCkpt=crash-replica";
 /// Frames of at most 64 KiB: a 150 KB write goes as 2 stages and its frame.
 const RING: u64 = 256 * 1024;
@@ -40,18 +41,6 @@ fn config(dir: &str) -> Config {
 fn name() -> CheckpointName {
     CheckpointName::new(NAME).unwrap()
 }
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// Applies every frame from `consumer` that `replica` does not hold yet.
 fn apply_all(consumer: &mut Consumer<'_>, replica: &Segment) -> Result<u64, String> {
     let mut applied = 0;
@@ -134,16 +123,7 @@ fn write_round(primary: &Segment, rng: &mut Rng, round: u32) {
 
 #[test]
 fn appliers_killed_at_any_moment_leave_a_replica_that_catches_up_exactly() {
-    let seed = std::env::var(ENV_SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("replica crash test seed: {seed} (rerun with {ENV_SEED}={seed})");
+    let seed = common::seed("replica crash test");
     let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (pdir, rdir) = (
         pd.path().to_str().unwrap().to_string(),
@@ -159,35 +139,23 @@ fn appliers_killed_at_any_moment_leave_a_replica_that_catches_up_exactly() {
     let created = consumer.next_frame().unwrap().unwrap();
     assert_eq!(created.header.kind, FrameKind::CheckpointCreated);
     let replica = Segment::open_replica(&config(&rdir), &created).unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rng = Rng(seed | 1);
     let (mut killed_mid_staging, mut applied_by_children) = (0, 0u64);
     for round in 0..ROUNDS {
         let from = consumer.position();
         let before = replica.last_seq();
         write_round(&primary, &mut rng, round);
-        let mut child = Command::new(&exe)
-            .args([
-                "crash_applier_child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ENV_PRIMARY, &pdir)
-            .env(ENV_REPLICA, &rdir)
-            .env(ENV_FROM, from.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        assert!(
-            lines.any(|l| l.is_ok_and(|l| l.trim_end().ends_with("ready"))),
-            "round {round}: the applier could not start (seed {seed})"
+        let envs = [
+            (ENV_PRIMARY, pdir.clone()),
+            (ENV_REPLICA, rdir.clone()),
+            (ENV_FROM, from.to_string()),
+        ];
+        common::kill_after(
+            "crash_applier_child",
+            &envs,
+            Duration::from_micros(rng.next() % 1500),
+            &format!("round {round}: the applier could not start (seed {seed})"),
         );
-        std::thread::sleep(Duration::from_micros(rng.next() % 1500));
-        child.kill().unwrap();
-        child.wait().unwrap();
         applied_by_children += replica.last_seq() - before;
         let staging = replica
             .header()

@@ -10,8 +10,8 @@
 //! random moment, recovers its claim and checks the section. Seed:
 //! `CKPT_CRASH_SEED`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -21,7 +21,6 @@ use ckpt_shm::{Config, Segment};
 
 const ROUNDS: u32 = 40;
 const ENV_DIR: &str = "CKPT_CRASH_STAGED_DIR";
-const ENV_SEED: &str = "CKPT_CRASH_SEED";
 /// Frames of at most 256 KiB: a 600 KB overwrite goes as 2 stages + its frame.
 const RING: u64 = 1 << 20;
 const SIZE: usize = 600_000;
@@ -65,16 +64,7 @@ fn crash_staged_writer_child() {
 
 #[test]
 fn writers_killed_inside_staged_writes_leave_whole_versions_and_aborted_stages() {
-    let seed = std::env::var(ENV_SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    println!("staged crash test seed: {seed} (rerun with {ENV_SEED}={seed})");
+    let seed = common::seed("staged crash test");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_str().unwrap().to_string();
     let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
@@ -83,9 +73,8 @@ fn writers_killed_inside_staged_writes_leave_whole_versions_and_aborted_stages()
     let (section, _) = seg
         .create_section(Some(b"big"), Time::END, &content(1))
         .unwrap();
-    let exe = std::env::current_exe().unwrap();
     let stop = AtomicBool::new(false);
-    let mut rng = seed | 1;
+    let mut rng = common::Rng(seed | 1);
     let (mut aborts, mut committed) = (0u64, 0u64);
     std::thread::scope(|scope| {
         // The follower: reassembles staged overwrites and checks each one.
@@ -121,29 +110,12 @@ fn writers_killed_inside_staged_writes_leave_whole_versions_and_aborted_stages()
             (last, aborts, committed)
         });
         for round in 0..ROUNDS {
-            let mut child = Command::new(&exe)
-                .args([
-                    "crash_staged_writer_child",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(ENV_DIR, &dir)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            assert!(
-                lines.any(|l| l.is_ok_and(|l| l.trim_end().ends_with("ready"))),
-                "round {round}: the writer could not open the checkpoint"
+            common::kill_after(
+                "crash_staged_writer_child",
+                &[(ENV_DIR, dir.clone())],
+                Duration::from_micros(rng.next() % 4000),
+                &format!("round {round}: the writer could not open the checkpoint"),
             );
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            std::thread::sleep(Duration::from_micros(rng % 4000));
-            child.kill().unwrap();
-            child.wait().unwrap();
             // Taking the claim recovers the dead writer's mutation.
             seg.sweep_expired().unwrap();
             let (data, meta) = seg.read_to_vec(section).unwrap();
