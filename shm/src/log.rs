@@ -45,6 +45,14 @@ pub trait RingBytes {
         let pad = src.len().next_multiple_of(8) - src.len();
         self.write(at + src.len(), &[0u8; 8][..pad]);
     }
+    /// Writes a whole frame at ring offset `at` (8-aligned, the frame inside
+    /// the ring): the header's words, then the id and the data, each padded
+    /// with zeros to a whole word.
+    fn write_frame(&self, at: usize, header: &[u64; HEADER_BYTES / 8], id: &[u8], data: &[u8]) {
+        self.write_words(at, header);
+        self.write_padded(at + HEADER_BYTES, id);
+        self.write_padded(at + frame::data_offset(id.len()), data);
+    }
     /// Copies ring bytes at `at` into `dst` (may observe concurrent writes).
     fn read(&self, at: usize, dst: &mut [u8]);
     /// Ring capacity in bytes (a power of two).
@@ -171,13 +179,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
                 .write_words(offset as usize, &pad_header.to_words());
         }
         let at = (lsn & mask) as usize;
-        let frame_end = at + bytes as usize;
-        // The id and the data each end with zero padding to a whole word.
-        let data_at = at + frame::data_offset(id.len());
-        self.bytes.write_words(at, &header.to_words());
-        self.bytes.write_padded(at + HEADER_BYTES, id);
-        self.bytes.write_padded(data_at, data);
-        debug_assert_eq!(data_at + data.len().next_multiple_of(8), frame_end);
+        self.bytes.write_frame(at, &header.to_words(), id, data);
         Pending {
             position: lsn,
             end,

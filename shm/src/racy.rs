@@ -44,6 +44,62 @@ pub unsafe fn store(dst: *mut u8, src: &[u8]) {
     unsafe { copy_one_side_shared::<true>(dst, src.as_ptr(), src.len()) }
 }
 
+/// Copies `src` into shared memory at the 8-aligned `dst` as whole words: the
+/// last word is completed with zero bytes, so `src.len()` rounded up to a
+/// multiple of 8 bytes are written. The frame format pads ids and data this
+/// way, and a section buffer's bytes past its size are never read as data.
+///
+/// # Safety
+/// `dst` is 8-aligned, `dst..dst + src.len().next_multiple_of(8)` is valid for
+/// writes (inside a live mapping), and every access to it by others is atomic
+/// or another copy of this module.
+#[inline(always)]
+pub unsafe fn store_padded(dst: *mut u64, src: &[u8]) {
+    let len = src.len();
+    let whole = len / 8;
+    #[cfg(target_arch = "x86_64")]
+    if len >= STRING_COPY_MIN {
+        // SAFETY: forwarded: the first `8 * whole` bytes.
+        unsafe { string_copy(dst as *mut u8, src.as_ptr(), 8 * whole) };
+    }
+    #[cfg(target_arch = "x86_64")]
+    let first = if len >= STRING_COPY_MIN { whole } else { 0 };
+    #[cfg(not(target_arch = "x86_64"))]
+    let first = 0;
+    for i in first..whole {
+        // SAFETY: word i lies inside `src` (i < len / 8) and inside the
+        // caller's aligned destination range.
+        unsafe {
+            let v = (src.as_ptr().add(8 * i) as *const u64).read_unaligned();
+            AtomicU64::from_ptr(dst.add(i)).store(v, Ordering::Relaxed);
+        }
+    }
+    if len % 8 != 0 {
+        // SAFETY: word `whole` is the last of the caller's destination range.
+        unsafe { AtomicU64::from_ptr(dst.add(whole)) }
+            .store(tail_word(src).to_le(), Ordering::Relaxed);
+    }
+}
+
+/// The last `src.len() % 8` bytes of `src` as the low bytes of a
+/// little-endian word, zero above: one unaligned load and a shift when `src`
+/// has at least 8 bytes.
+#[inline(always)]
+fn tail_word(src: &[u8]) -> u64 {
+    let rest = src.len() % 8;
+    match src.len().checked_sub(8) {
+        Some(start) if rest != 0 => {
+            let mut last = [0u8; 8];
+            last.copy_from_slice(&src[start..]);
+            u64::from_le_bytes(last) >> (8 * (8 - rest))
+        }
+        _ => src[src.len() - rest..]
+            .iter()
+            .rev()
+            .fold(0u64, |v, &b| v << 8 | b as u64),
+    }
+}
+
 /// Copies `len` bytes where one side is shared (`dst` if `SHARED_DST`, else
 /// `src`) and the other is private: atomic accesses on the shared side,
 /// aligned to its words, plain ones on the private side.
@@ -205,7 +261,7 @@ mod tests {
     #[test]
     fn every_length_and_alignment_copies_exactly() {
         let src: Vec<u8> = (0..1200u32).map(|i| (i * 7 + 3) as u8).collect();
-        for len in [0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 257, 1000] {
+        for len in [0, 1, 7, 8, 9, 63, 64, 65, 255, 256, 257, 262, 1000] {
             for s_off in 0..9 {
                 for d_off in 0..9 {
                     let check = |dst: &[u8]| {
@@ -226,6 +282,15 @@ mod tests {
                     unsafe { load(&mut dst[d_off..d_off + len], src.as_ptr().add(s_off)) };
                     check(&dst);
                 }
+                let mut words = vec![u64::MAX; 160];
+                // SAFETY: the vector is 8-aligned and holds len rounded up to
+                // whole words (len <= 1000 < 1280 bytes); unshared.
+                unsafe { store_padded(words.as_mut_ptr(), &src[s_off..s_off + len]) };
+                let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+                let padded = len.next_multiple_of(8);
+                assert_eq!(&bytes[..len], &src[s_off..s_off + len], "len {len}");
+                assert!(bytes[len..padded].iter().all(|&b| b == 0), "len {len}");
+                assert!(bytes[padded..].iter().all(|&b| b == 0xFF), "len {len}");
             }
         }
     }

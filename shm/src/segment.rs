@@ -132,6 +132,10 @@ pub struct Mapped {
     pub(crate) attrs: CreationAttributes,
     pub(crate) name: CheckpointName,
     pub(crate) inode: u64,
+    /// The slot headers and the data buffers, computed once from the geometry
+    /// (the hot paths index them instead of recomputing offsets).
+    slots: *mut u8,
+    data: *mut u8,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and
@@ -142,6 +146,36 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
+    /// A validated mapping: `geometry` fits inside `map`.
+    fn new(
+        map: MmapRaw,
+        geometry: Geometry,
+        attrs: CreationAttributes,
+        name: CheckpointName,
+        inode: u64,
+    ) -> Mapped {
+        debug_assert!(map.len() as u64 >= geometry.end);
+        let base = map.as_mut_ptr();
+        // SAFETY: both offsets lie inside the mapping (the geometry was
+        // validated against its length); the mapping outlives these pointers
+        // (they live in the same struct, and MmapRaw never moves its pages).
+        let (slots, data) = unsafe {
+            (
+                base.add(geometry.slots_offset as usize),
+                base.add(geometry.data_offset as usize),
+            )
+        };
+        Mapped {
+            map,
+            geometry,
+            attrs,
+            name,
+            inode,
+            slots,
+            data,
+        }
+    }
+
     #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
         self.map.as_mut_ptr()
@@ -164,30 +198,29 @@ impl Mapped {
             slot < self.geometry.sections_max,
             "slot {slot} out of range"
         );
-        let offset = self.geometry.slot_header(slot);
+        let offset = slot as usize * self.geometry.slot_header_stride as usize;
         // SAFETY: slot < sections_max, so [offset, offset + stride) lies in the
         // slots region, which `Geometry` places inside the validated mapping;
-        // offsets are multiples of 64, so the header is aligned; SlotHeader is
+        // strides are multiples of 64, so the header is aligned; SlotHeader is
         // atomics and integers, valid for any bit pattern.
-        unsafe { &*(self.base().add(offset as usize) as *const SlotHeader) }
+        unsafe { &*(self.slots.add(offset) as *const SlotHeader) }
     }
 
     /// Pointer to slot `slot`'s id bytes (`section_id_bytes_max` of them).
     #[inline]
     pub(crate) fn slot_id_ptr(&self, slot: u32) -> *mut u8 {
-        assert!(slot < self.geometry.sections_max);
-        let offset = self.geometry.slot_id(slot);
-        // SAFETY: in bounds as for `slot`; the id area follows the slot's
-        // fixed part, within its stride.
-        unsafe { self.base().add(offset as usize) }
+        let header = self.slot(slot) as *const SlotHeader as *mut u8;
+        // SAFETY: the id area follows the slot's fixed part, within its stride.
+        unsafe { header.add(layout::SLOT_FIXED_BYTES as usize) }
     }
 
     /// Pointer to buffer `buffer` of slot `slot` (`buffer_stride` bytes).
     #[inline]
     pub(crate) fn buffer_ptr(&self, slot: u32, buffer: u32) -> *mut u8 {
         assert!(slot < self.geometry.sections_max && buffer < 2);
+        let index = slot as usize * 2 + buffer as usize;
         // SAFETY: in bounds: the data region holds 2 * sections_max buffers.
-        unsafe { self.base().add(self.geometry.buffer(slot, buffer) as usize) }
+        unsafe { self.data.add(index * self.geometry.buffer_stride as usize) }
     }
 
     /// The index buckets.
@@ -468,13 +501,7 @@ pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, Segm
     }
     let name =
         CheckpointName::new(&h.name[..h.name_len as usize]).map_err(|_| SegmentFault::Corrupt)?;
-    Ok(Mapped {
-        map,
-        geometry,
-        attrs,
-        name,
-        inode: meta.ino(),
-    })
+    Ok(Mapped::new(map, geometry, attrs, name, meta.ino()))
 }
 
 fn io_to_open_error(e: &io::Error) -> OpenError {
@@ -593,13 +620,9 @@ fn create_new(
         h.role
             .store(RoleWord { role: copy_role }.value(), Ordering::Relaxed);
     }
-    let mapped = Mapped {
-        map,
-        geometry,
-        attrs: *attrs,
-        name: name.clone(),
-        inode: 0, // this mapping is dropped before the file is linked; never removed by inode
-    };
+    // Inode 0: this mapping is dropped before the file is linked; never
+    // removed by inode.
+    let mapped = Mapped::new(map, geometry, *attrs, name.clone(), 0);
     // The log begins with the checkpoint's creation (seq 1): every attribute,
     // so the log alone can rebuild a replica.
     let created = {

@@ -110,12 +110,12 @@ pub fn read_consistent(
     Err(ReadFail::Busy)
 }
 
-/// Starts a new version: marks the commit word pending and returns the current
-/// word and the buffer to write. Claim holder only.
+/// Starts a new version: marks the commit word pending and returns the buffer
+/// to write. `current` is the commit word as it is (only the claim holder
+/// stores it, so the caller read its own value). Claim holder only.
 #[inline]
-pub fn write_begin(slot: &SlotHeader) -> (CommitWord, u32) {
-    // Only the claim holder stores the commit word, so Relaxed reads our own value.
-    let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
+pub fn write_begin(slot: &SlotHeader, current: CommitWord) -> u32 {
+    debug_assert_eq!(slot.commit.load(Ordering::Relaxed), current.value());
     let pending = CommitWord {
         pending: true,
         ..current
@@ -125,7 +125,7 @@ pub fn write_begin(slot: &SlotHeader) -> (CommitWord, u32) {
     // `read_consistent`: the pending store is ordered before every store into
     // the buffer that follows.
     fence(Ordering::Release);
-    (current, current.cur ^ 1)
+    current.cur ^ 1
 }
 
 /// Commits the version written into `buffer`: the flip is the commit point.
@@ -328,7 +328,8 @@ mod loom_model {
     }
 
     fn write_version(m: &Model, value: u8) {
-        let (current, buffer) = write_begin(&m.slot);
+        let current = CommitWord::from(m.slot.commit.load(Ordering::Relaxed));
+        let buffer = write_begin(&m.slot, current);
         for byte in &m.data[buffer as usize] {
             byte.store(value, Ordering::Relaxed);
         }

@@ -341,7 +341,9 @@ impl Segment {
         let diverged = |why| ApplyError::Diverged { seq, why };
         let (kind, slot) = match self.lookup(id).ok().flatten() {
             Some(section) => {
-                slot::write_begin(self.slot(section.slot));
+                let slot = self.slot(section.slot);
+                // Claim held: Relaxed reads our own commit word.
+                slot::write_begin(slot, CommitWord::from(slot.commit.load(Ordering::Relaxed)));
                 (stage_kind::WRITE, section.slot)
             }
             None => {

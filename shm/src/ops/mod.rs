@@ -37,7 +37,8 @@ use std::time::Instant;
 
 use ckpt_core::error::{ExpirationSetError, SectionCreateError, SectionDeleteError, WriteError};
 use ckpt_core::frame::{
-    frame_bytes, FrameHeader, FrameKind, FLAG_MORE, FLAG_STAGED, FRAME_ALIGN, HEADER_BYTES,
+    data_offset as frame_data_offset, frame_bytes, FrameHeader, FrameKind, FLAG_MORE, FLAG_STAGED,
+    FRAME_ALIGN, HEADER_BYTES,
 };
 
 use crate::claim::{self, Acquired};
@@ -123,25 +124,18 @@ impl RingBytes for ShmRing {
     }
     #[inline(always)]
     fn write_padded(&self, at: usize, src: &[u8]) {
-        let pad = src.len().next_multiple_of(8) - src.len();
+        let end = at + src.len().next_multiple_of(8);
+        assert!(end <= self.capacity);
         if at % 8 != 0 {
             // Only if another process damaged the log tail: still no UB (and
             // consumers then report the ring corrupt).
             self.write(at, src);
-            self.write(at + src.len(), &[0u8; 8][..pad]);
+            self.write(at + src.len(), &[0u8; 8][..end - at - src.len()]);
             return;
         }
-        let whole = src.len() & !7;
-        assert!(at + src.len() + pad <= self.capacity);
-        // SAFETY: in bounds (asserted); claim holder only; readers copy atomically.
-        unsafe { racy::store(self.base.add(at), &src[..whole]) };
-        let rest = &src[whole..];
-        if !rest.is_empty() {
-            // The last partial word and its zero padding, as one word.
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.write_words(at + whole, &[u64::from_le_bytes(last)]);
-        }
+        // SAFETY: [at, end) is in bounds (asserted) and 8-aligned (the ring is
+        // page aligned); claim holder only; readers copy atomically.
+        unsafe { racy::store_padded(self.base.add(at) as *mut u64, src) };
     }
     #[inline(always)]
     fn write_words(&self, at: usize, words: &[u64]) {
@@ -160,6 +154,30 @@ impl RingBytes for ShmRing {
         for (i, w) in words.iter().enumerate() {
             // SAFETY: as above, word i of the asserted range.
             unsafe { AtomicU64::from_ptr(base.add(i)) }.store(w.to_le(), Ordering::Relaxed);
+        }
+    }
+    #[inline(always)]
+    fn write_frame(&self, at: usize, header: &[u64; HEADER_BYTES / 8], id: &[u8], data: &[u8]) {
+        let data_at = at + frame_data_offset(id.len());
+        let end = data_at + data.len().next_multiple_of(8);
+        if at % 8 != 0 || end > self.capacity {
+            // Only if another process damaged the log tail: the checked,
+            // piecewise path (consumers then report the ring corrupt).
+            self.write_words(at, header);
+            self.write_padded(at + HEADER_BYTES, id);
+            self.write_padded(data_at, data);
+            return;
+        }
+        // SAFETY: [at, end) is inside the ring (checked) and 8-aligned (the
+        // ring is page aligned, `at` and the data offset multiples of 8); only
+        // the claim holder writes ring bytes; readers load them atomically.
+        unsafe {
+            let frame = self.base.add(at) as *mut u64;
+            for (i, w) in header.iter().enumerate() {
+                AtomicU64::from_ptr(frame.add(i)).store(w.to_le(), Ordering::Relaxed);
+            }
+            racy::store_padded(frame.add(HEADER_BYTES / 8), id);
+            racy::store_padded(self.base.add(data_at) as *mut u64, data);
         }
     }
     #[inline]

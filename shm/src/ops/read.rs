@@ -7,7 +7,7 @@ use ckpt_core::{SectionsChosen, Time};
 
 use super::SectionRef;
 use crate::index::hash_id;
-use crate::layout::{slot_state, BucketWord, CommitWord, LifeWord, SlotHeader};
+use crate::layout::{slot_state, BucketWord, CommitWord, LifeWord, SlotHeader, SLOT_FIXED_BYTES};
 use crate::racy;
 use crate::segment::{now, Mapped};
 use crate::slot::{self, ReadFail, ReadMeta};
@@ -35,10 +35,38 @@ impl Mapped {
     /// or validated afterwards through the life word).
     #[inline]
     pub(crate) fn id_slice(&self, slot: u32) -> &[u8] {
-        let len = (self.slot(slot).id_len.load(Ordering::Acquire) as u64)
+        self.id_of(self.slot(slot))
+    }
+
+    /// [`Self::id_slice`] of a slot header of this mapping.
+    #[inline]
+    pub(crate) fn id_of<'s>(&'s self, slot: &'s SlotHeader) -> &'s [u8] {
+        let len = (slot.id_len.load(Ordering::Acquire) as u64)
             .min(self.attributes().section_id_bytes_max) as usize;
-        // SAFETY: len is clamped to the slot's id area, which is in the mapping.
-        unsafe { std::slice::from_raw_parts(self.slot_id_ptr(slot), len) }
+        let id = (slot as *const SlotHeader as *const u8).wrapping_add(SLOT_FIXED_BYTES as usize);
+        // SAFETY: `slot` is a slot header of this mapping (callers get it from
+        // `slot()`); its id area follows the fixed part, and len is clamped to
+        // the area's size.
+        unsafe { std::slice::from_raw_parts(id, len) }
+    }
+
+    /// The slot of `section` if it still names a live, unexpired section:
+    /// one bounds check, one slot lookup.
+    #[inline]
+    pub(crate) fn live_slot(&self, section: SectionRef) -> Option<&SlotHeader> {
+        if section.slot >= self.geometry().sections_max {
+            return None;
+        }
+        let slot = self.slot(section.slot);
+        // SYNC POINT: Acquire pairs with the Release store in `publish_created`.
+        let life = LifeWord::from(slot.life.load(Ordering::Acquire));
+        let live = LifeWord {
+            state: slot_state::LIVE,
+            gen: section.gen,
+        };
+        // SYNC POINT: Acquire pairs with the Release store in `set_expiration`.
+        let expiration = slot.expiration_ns.load(Ordering::Acquire);
+        (life == live && (expiration == Time::END.0 || now().0 < expiration)).then_some(slot)
     }
 
     #[inline]

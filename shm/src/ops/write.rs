@@ -113,10 +113,10 @@ impl Segment {
         offset: Option<u64>,
         len: usize,
     ) -> Result<(u64, u64), WriteError> {
-        if !self.is_live(section) || self.is_expired(section) {
+        let Some(slot) = self.live_slot(section) else {
             return Err(WriteError::NotExist);
-        }
-        let old_size = committed_size(self.slot(section.slot));
+        };
+        let old_size = committed_size(slot);
         if old_size > self.attributes().section_bytes_max {
             return Err(WriteError::Corrupt);
         }
@@ -218,6 +218,7 @@ impl Segment {
         stamp: Stamp,
     ) {
         let slot = self.slot(section.slot);
+        // Only the claim holder stores the commit word: Relaxed reads our own.
         let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
         let target = CommitWord {
             pending: false,
@@ -235,7 +236,7 @@ impl Segment {
         self.mutate(
             intent,
             || {
-                let (current, buffer) = slot::write_begin(slot);
+                let buffer = slot::write_begin(slot, current);
                 let dst = self.buffer_ptr(section.slot, buffer);
                 let (kind, at, data): (_, u64, &[u8]) = match fill {
                     Fill::Copy {
@@ -304,7 +305,7 @@ impl Segment {
                         (FrameKind::Overwrite, 0, &*buf)
                     }
                 };
-                let id = self.id_slice(section.slot);
+                let id = self.id_of(slot);
                 let spec = FrameSpec {
                     prestaged,
                     ..self.frame(kind, id, data, at as i64, target.version, stamp)
