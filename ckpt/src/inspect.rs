@@ -56,8 +56,13 @@ pub struct CheckpointInfo {
 /// An opener, for `ckpt list`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Opener {
-    /// Its pid.
+    /// Its pid, in its own PID namespace.
     pub pid: u32,
+    /// That namespace (inode of its `/proc/self/ns/pid`, 0 if unknown).
+    pub pid_ns: u64,
+    /// True if that is not this process's namespace (a container): the pid
+    /// then names another process, or none, here.
+    pub other_namespace: bool,
     /// `R`, `W`, `C` letters of its open flags.
     pub mode: String,
 }
@@ -89,7 +94,12 @@ fn opener(o: &OpenerInfo) -> Opener {
             mode.push(c);
         }
     }
-    Opener { pid: o.pid, mode }
+    Opener {
+        pid: o.pid,
+        pid_ns: o.pid_ns,
+        other_namespace: o.pid_ns != ckpt_shm::proc::current().pid_ns,
+        mode,
+    }
 }
 
 /// Everything `ckpt list` shows about one mapped segment.

@@ -117,9 +117,9 @@ fn a_garbage_file_under_the_checkpoints_name_is_corrupt_library() {
         ("zeros", vec![0; 16384]),
         ("random", random),
         ("magic, unpublished (version 0)", magic_only.clone()),
-        ("magic, current version 2, nothing else", {
+        ("magic, current version, nothing else", {
             let mut v = magic_only;
-            v[8] = 2;
+            v[8..12].copy_from_slice(&ckpt_shm::layout::LAYOUT_VERSION.to_le_bytes());
             v
         }),
     ];
@@ -235,7 +235,10 @@ fn a_segment_with_another_layout_version_is_incompatible_library() {
     let path = path_in(dir.path());
     let mut bytes = valid_segment_bytes();
     assert_eq!(&bytes[..8], b"CKPTSEG\0");
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
+    assert_eq!(
+        u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+        ckpt_shm::layout::LAYOUT_VERSION
+    );
     bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
     put(&path, &bytes, 0o600);
     let e = err(s.open(NAME, rw(), None));

@@ -6,17 +6,21 @@
 //! (uncontended: a few nanoseconds, no syscall), records its intent, mutates,
 //! and releases it with one store. Readers never touch it.
 //!
-//! A waiter never sleeps on it. It spins briefly, yields, and checks whether the
-//! holder's process is still alive; if not, it **steals** the claim (bumping the
-//! epoch so no stale CAS can succeed) and runs recovery from the intent record.
-//! If a live holder keeps it past the deadline, the waiter gives up with
-//! `TRY_AGAIN`. Every loop here is bounded.
+//! A waiter spins briefly (a mutation takes tens of nanoseconds), then checks
+//! whether the holder is still alive (its lease, see `lease`); if not, it
+//! **steals** the claim (bumping the epoch so no stale CAS can succeed) and
+//! runs recovery from the intent record. Otherwise it sleeps (a futex on the
+//! claim word, woken by the release, at most a millisecond) and checks again,
+//! so a holder stopped by a debugger or a frozen cgroup costs the others
+//! microseconds of CPU per millisecond, not a spinning core. If a live holder
+//! keeps it past the deadline, the waiter gives up with `TRY_AGAIN`. Every
+//! loop here is bounded.
 
 use crate::layout::ClaimWord;
 use crate::sync::{spin_hint, AtomicU64, Ordering};
 
-/// Spins between liveness checks of the holder.
-pub const SPINS_BETWEEN_CHECKS: u32 = 256;
+/// Spins before a waiter checks the holder's liveness and starts sleeping.
+pub const SPINS_BEFORE_SLEEP: u32 = 256;
 
 /// Who is asking: an opener-table entry (index + 1) and its generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,13 +85,15 @@ pub fn try_acquire(claim: &AtomicU64, me: Owner) -> Result<ClaimWord, ClaimWord>
 /// Takes the claim, stealing it from a dead holder.
 ///
 /// `holder_alive(word)` says whether the holder named in `word` still runs;
-/// `expired()` says whether the caller's deadline has passed. Both are called
-/// only while the claim is held by someone else.
+/// `expired()` says whether the caller's deadline has passed; `wait(word)`
+/// sleeps a bounded time or until the claim changes from `word`. All three
+/// are called only while the claim is held by someone else, after a short spin.
 pub fn acquire(
     claim: &AtomicU64,
     me: Owner,
     mut holder_alive: impl FnMut(ClaimWord) -> bool,
     mut expired: impl FnMut() -> bool,
+    mut wait: impl FnMut(ClaimWord),
 ) -> Result<Acquired, Contended> {
     let mut spins = 0u32;
     loop {
@@ -95,8 +101,8 @@ pub fn acquire(
             Ok(word) => return Ok(Acquired::Free(word)),
             Err(held) if held.owner == 0 => continue,
             Err(held) => {
-                spins += 1;
-                if spins % SPINS_BETWEEN_CHECKS != 0 {
+                if spins < SPINS_BEFORE_SLEEP {
+                    spins += 1;
                     spin_hint();
                     continue;
                 }
@@ -125,8 +131,7 @@ pub fn acquire(
                 if expired() {
                     return Err(Contended { holder: held });
                 }
-                #[cfg(not(loom))]
-                std::thread::yield_now();
+                wait(held);
             }
         }
     }
@@ -166,6 +171,7 @@ mod tests {
         let claim = AtomicU64::new(0);
         let held = try_acquire(&claim, A).unwrap();
         let mut polls = 0;
+        let mut waits = 0;
         let err = acquire(
             &claim,
             B,
@@ -174,10 +180,15 @@ mod tests {
                 polls += 1;
                 polls > 3
             },
+            |w| {
+                assert_eq!(w, held);
+                waits += 1;
+            },
         )
         .unwrap_err();
         assert_eq!(err.holder, held);
-        match acquire(&claim, B, |w| w.owner != 1, || false).unwrap() {
+        assert_eq!(waits, 3, "a live holder is waited for between checks");
+        match acquire(&claim, B, |w| w.owner != 1, || false, |_| ()).unwrap() {
             Acquired::Stolen(w) => {
                 assert_eq!((w.owner, w.owner_gen), (2, 5));
                 assert_eq!(w.epoch, held.epoch + 1);
@@ -202,7 +213,15 @@ mod loom_model {
             let data = Arc::new(Cell::new(0));
             let run = |me: Owner, claim: Arc<AtomicU64>, data: Arc<Cell>| {
                 move || {
-                    let held = acquire(&claim, me, |_| true, || false).unwrap().word();
+                    let held = acquire(
+                        &claim,
+                        me,
+                        |_| true,
+                        || false,
+                        |_| loom::thread::yield_now(),
+                    )
+                    .unwrap()
+                    .word();
                     let v = data.load(Ordering::Relaxed);
                     data.store(v + 1, Ordering::Relaxed);
                     release(&claim, held);

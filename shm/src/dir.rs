@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 
@@ -25,6 +25,7 @@ use ckpt_core::error::{OpenError, UnlinkError};
 use ckpt_core::CheckpointName;
 
 use crate::layout::LIFECYCLE_DOOMED;
+use crate::lease;
 use crate::ops::checkpoint::UnlinkFail;
 use crate::ops::ClaimFail;
 use crate::segment::{self, Config, Mapped, Segment, SegmentFault};
@@ -79,8 +80,19 @@ pub fn segment_path(dir: &Path, name: &CheckpointName) -> PathBuf {
 pub(crate) fn temp_path(dir: &Path) -> PathBuf {
     static COUNTER: StdAtomicU64 = StdAtomicU64::new(0);
     let n = COUNTER.fetch_add(1, StdOrdering::Relaxed);
-    dir.join(format!(".new.{}.{n}", std::process::id()))
+    // Pids repeat across PID namespaces (every container has a pid 1): a
+    // random part keeps two creators' temporaries apart.
+    let nonce = crate::segment::new_incarnation();
+    dir.join(format!(".new.{}.{n}.{nonce:016x}", std::process::id()))
 }
+
+/// The byte of a temporary segment file its creator leases until the file is
+/// linked under its name (see `lease`).
+pub(crate) const TEMP_LEASE_BYTE: u64 = 0;
+
+/// A temporary nobody leases is abandoned once it is this old (its creator
+/// may not have taken the lease yet in the instant after creating it).
+const TEMP_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Creates the segment directory if it does not exist.
 pub(crate) fn ensure_dir(config: &Config) -> io::Result<()> {
@@ -158,7 +170,7 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
         }
         Err(_) => return Err(UnlinkError::Io),
     };
-    let mapped = match segment::map_validated(&file, config) {
+    let mapped = match segment::map_validated(file, config) {
         Ok(m) => m,
         Err(SegmentFault::Permission) => return Err(UnlinkError::Permission),
         // A damaged or foreign file under a checkpoint's name: free the name.
@@ -213,8 +225,8 @@ pub fn list(config: &Config) -> io::Result<Vec<Listed>> {
         let entry = entry?;
         let file_name = entry.file_name();
         let file_name = file_name.to_string_lossy();
-        if let Some(rest) = file_name.strip_prefix(".new.") {
-            remove_stale_temp(&entry.path(), rest);
+        if file_name.starts_with(".new.") {
+            remove_stale_temp(&entry.path());
             continue;
         }
         if !file_name.ends_with(SEGMENT_SUFFIX) {
@@ -236,13 +248,26 @@ pub fn list(config: &Config) -> io::Result<Vec<Listed>> {
     Ok(out)
 }
 
-/// Removes a `.new.<pid>.<n>` file whose creator died before publishing it.
-fn remove_stale_temp(path: &Path, rest: &str) {
-    let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
-    if let Some(pid) = pid {
-        if !crate::proc::is_alive(pid, 0) {
-            let _ = std::fs::remove_file(path);
-        }
+/// Removes a `.new.*` temporary whose creator died before publishing it: no
+/// description holds its lease, and it is older than a creator needs to take
+/// the lease. Never a live creator's, whatever its PID namespace.
+fn remove_stale_temp(path: &Path) {
+    let Ok(file) = File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
+        return;
+    };
+    let old_enough = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age >= TEMP_ABANDONED_AFTER);
+    if old_enough && !lease::held_by_other(&file, TEMP_LEASE_BYTE) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

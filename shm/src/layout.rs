@@ -11,7 +11,7 @@
 //!         │   host-local state           │   retention, counters, role; host-local: claim,
 //!         │                              │   intent, log tail, sleepers, lifecycle, acks
 //!  4096   ├──────────────────────────────┤
-//!         │ OpenerEntry × openers_max    │ who has the checkpoint open (pid, start time)
+//!         │ OpenerEntry × openers_max    │ who has the checkpoint open (pid, PID ns, lease)
 //!         ├──────────────────────────────┤
 //!         │ index: u64 bucket × 2^k      │ open-addressing hash table: BucketWord
 //!         ├──────────────────────────────┤
@@ -36,7 +36,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field.
@@ -163,7 +163,8 @@ pub struct SegmentHeader {
     pub active_pid: AtomicU64,
     /// Bumped (and futex-woken) whenever an acknowledgement advances.
     pub ack_epoch: AtomicU32,
-    _pad1: [u8; 4],
+    /// Writers sleeping on the claim (futex on its low half).
+    pub claim_waiters: AtomicU32,
     /// The sequence number of the intent's own (last) frame, recorded with
     /// `intent_log_end`.
     pub intent_end_seq: AtomicU64,
@@ -222,8 +223,10 @@ pub const LIFECYCLE_DOOMED: u64 = 2;
 pub struct OpenerEntry {
     /// [`OpenerWord`].
     pub word: AtomicU64,
-    /// Start time of the process (`/proc/<pid>/stat` field 22), 0 while being set.
-    pub start_ticks: AtomicU64,
+    /// The opener's PID namespace (the inode of its `/proc/self/ns/pid`), for
+    /// operators reading `pid`: a pid means a process only in that
+    /// namespace. Liveness never depends on it (see `lease`).
+    pub pid_ns: AtomicU64,
     /// When it opened, ns since the epoch.
     pub opened_ns: AtomicI64,
     _pad: [u8; 40],

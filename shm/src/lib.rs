@@ -15,7 +15,8 @@
 //!   lifecycle, checkpoint-wide changes, recovery, log consumption and
 //!   snapshots, applying a primary's frames); `dir`: the segment directory
 //!   (names, listing, unlink, retention sweeps); `notify`: futex waits;
-//!   `proc`: process liveness; `clock`: the writers' 1 ms wall clock.
+//!   `lease`: liveness of openers across PID namespaces (file locks); `proc`:
+//!   this process's pid and namespace; `clock`: the writers' 1 ms wall clock.
 //!
 //! Every `unsafe` block names the invariant it relies on in a `// SAFETY:`
 //! comment, every Acquire names its Release in a `// SYNC POINT:` comment, and
@@ -34,6 +35,8 @@ pub mod sync;
 pub mod clock;
 #[cfg(not(loom))]
 pub mod dir;
+#[cfg(not(loom))]
+pub mod lease;
 #[cfg(not(loom))]
 pub mod notify;
 #[cfg(not(loom))]

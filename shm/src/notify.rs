@@ -1,8 +1,9 @@
-//! Change notification: standbys sleep on the log tail with a futex.
+//! Futex waits on segment words: standbys sleep on the log tail, writers on
+//! the claim.
 //!
-//! The futex word is the low half of the `log_tail` `u64` (ckpt is
-//! little-endian only). Writers pay one SeqCst fence and one load per mutation
-//! to learn whether anyone sleeps; the `FUTEX_WAKE` syscall happens only then.
+//! The futex word is the low half of a `u64` (ckpt is little-endian only).
+//! Writers pay one load per mutation to learn whether anyone sleeps; the
+//! `FUTEX_WAKE` syscall happens only then.
 
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use crate::sync::{AtomicU32, AtomicU64};
 #[cfg(not(target_endian = "little"))]
 compile_error!("ckpt's futex word is the low half of a u64: little-endian targets only");
 
-fn futex_word(tail: &AtomicU64) -> *const u32 {
-    (tail as *const AtomicU64).cast::<u32>()
+fn futex_word(word: &AtomicU64) -> *const u32 {
+    (word as *const AtomicU64).cast::<u32>()
 }
 
 /// Sleeps while the 32-bit word at `word` equals `seen`, at most `timeout`.
@@ -56,17 +57,18 @@ fn futex_wake_all(word: *const u32) {
     }
 }
 
-/// Sleeps while the low 32 bits of `tail` equal `seen as u32`, at most `timeout`.
-/// Returns early on a wake, a signal, or a changed value (callers re-check).
-pub fn wait(tail: &AtomicU64, seen: u64, timeout: Duration) {
+/// Sleeps while the low 32 bits of `word` equal `seen as u32`, at most
+/// `timeout`. Returns early on a wake, a signal, or a changed value (callers
+/// re-check).
+pub fn wait(word: &AtomicU64, seen: u64, timeout: Duration) {
     // SAFETY: the futex word is the first 4 bytes of a live, 8-aligned
     // AtomicU64 in a mapping that outlives this call (borrowed here).
-    unsafe { futex_wait(futex_word(tail), seen as u32, timeout) }
+    unsafe { futex_wait(futex_word(word), seen as u32, timeout) }
 }
 
-/// Wakes every process sleeping on `tail`.
-pub fn wake_all(tail: &AtomicU64) {
-    futex_wake_all(futex_word(tail))
+/// Wakes every process sleeping on `word`.
+pub fn wake_all(word: &AtomicU64) {
+    futex_wake_all(futex_word(word))
 }
 
 /// Sleeps while `word` equals `seen`, at most `timeout` (same contract as

@@ -1,63 +1,43 @@
-//! Process identity and liveness, for openers and claim holders.
+//! This process as a segment records it: its pid and its PID namespace.
 //!
-//! A pid alone is not an identity (pids are reused), so ckpt records the
-//! process start time (`/proc/<pid>/stat` field 22) beside it. A process is
-//! alive if `/proc/<pid>/stat` exists, shows the same start time, and the
-//! process is not a zombie (a SIGKILLed child nobody has reaped yet is dead).
+//! A pid is only an identity inside one PID namespace, and containers sharing
+//! `/dev/shm` have different ones, so ckpt records both for operators and
+//! never judges liveness from them: that is the leases' job (`lease`).
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A process as ckpt records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessStamp {
-    /// The pid.
+    /// The pid, in its own namespace.
     pub pid: u32,
-    /// Start time in clock ticks since boot.
-    pub start_ticks: u64,
-}
-
-/// Reads state and start time of `pid`; `None` if there is no such process.
-fn stat(pid: u32) -> Option<(u8, u64)> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and ')'; fields resume after
-    // the last ')'.
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(text.get(close + 2..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.bytes().next()?;
-    // `rest` starts at field 3 (state); start time is field 22.
-    let start_ticks = fields.nth(18)?.parse().ok()?;
-    Some((state, start_ticks))
+    /// The inode of `/proc/self/ns/pid` (0 if /proc is not mounted).
+    pub pid_ns: u64,
 }
 
 /// This process.
 pub fn current() -> ProcessStamp {
-    static CACHED: AtomicU64 = AtomicU64::new(0);
+    static CACHED_NS: AtomicU64 = AtomicU64::new(0);
     static CACHED_PID: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
+    // A forked child has another pid: it looks its namespace up again (it
+    // may have been forked into a new one by `unshare --fork`).
     if CACHED_PID.load(Ordering::Acquire) == pid as u64 {
         return ProcessStamp {
             pid,
-            start_ticks: CACHED.load(Ordering::Relaxed),
+            pid_ns: CACHED_NS.load(Ordering::Relaxed),
         };
     }
-    let start_ticks = stat(pid).map_or(0, |(_, t)| t);
-    CACHED.store(start_ticks, Ordering::Relaxed);
+    let pid_ns = pid_namespace();
+    CACHED_NS.store(pid_ns, Ordering::Relaxed);
     CACHED_PID.store(pid as u64, Ordering::Release);
-    ProcessStamp { pid, start_ticks }
+    ProcessStamp { pid, pid_ns }
 }
 
-/// True if `pid` runs and started at `start_ticks` (0: start time not yet
-/// recorded, so only the pid is checked).
-pub fn is_alive(pid: u32, start_ticks: u64) -> bool {
-    if pid == 0 {
-        return false;
-    }
-    match stat(pid) {
-        None => false,
-        Some((state, _)) if state == b'Z' || state == b'X' => false,
-        Some((_, ticks)) => start_ticks == 0 || ticks == start_ticks,
-    }
+/// The inode of this process's PID namespace, 0 if unknown.
+pub fn pid_namespace() -> u64 {
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes on one host
@@ -77,37 +57,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_is_alive_and_a_dead_child_is_not() {
+    fn this_process_has_a_pid_and_a_namespace() {
         let me = current();
-        assert!(me.start_ticks > 0);
-        assert!(is_alive(me.pid, me.start_ticks));
-        assert!(
-            !is_alive(me.pid, me.start_ticks + 1),
-            "wrong start time must not match"
-        );
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        assert!(!is_alive(pid, 0));
-    }
-
-    #[test]
-    fn an_unreaped_killed_child_is_dead() {
-        let child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        // SAFETY: kill(2) with a pid we own; no memory is involved.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while is_alive(pid, 0) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "zombie still counted alive"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        drop(child);
+        assert_eq!(me.pid, std::process::id());
+        assert_ne!(me.pid_ns, 0, "/proc is mounted where the tests run");
+        assert_eq!(current(), me);
     }
 }

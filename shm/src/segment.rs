@@ -26,7 +26,7 @@ use crate::layout::{
     NAME_BYTES, OPENERS_MAX,
 };
 use crate::sync::{AtomicU64, Ordering};
-use crate::{dir, proc};
+use crate::{dir, lease, proc};
 use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, Mutation};
 
 /// Environment variable naming the segment directory.
@@ -136,6 +136,9 @@ pub struct Mapped {
     /// (the hot paths index them instead of recomputing offsets).
     slots: *mut u8,
     data: *mut u8,
+    /// The open file description the segment was mapped from: it holds a
+    /// registered opener's lease, and asks about the others' (see `lease`).
+    file: File,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics and
@@ -149,6 +152,7 @@ impl Mapped {
     /// A validated mapping: `geometry` fits inside `map`.
     fn new(
         map: MmapRaw,
+        file: File,
         geometry: Geometry,
         attrs: CreationAttributes,
         name: CheckpointName,
@@ -173,7 +177,20 @@ impl Mapped {
             inode,
             slots,
             data,
+            file,
         }
+    }
+
+    /// The byte of the segment file whose lease says opener entry `index`
+    /// is alive: the entry's first byte.
+    fn lease_byte(&self, index: usize) -> u64 {
+        self.geometry.openers_offset + index as u64 * size_of::<OpenerEntry>() as u64
+    }
+
+    /// True if the opener of entry `index`, registered as `word`, still has
+    /// the segment open: its lease is held (whatever its PID namespace).
+    pub(crate) fn opener_alive(&self, index: usize, word: OpenerWord) -> bool {
+        word.pid != 0 && lease::held_by_other(&self.file, self.lease_byte(index))
     }
 
     #[inline]
@@ -277,11 +294,12 @@ impl Mapped {
     pub fn live_openers(&self) -> Vec<OpenerInfo> {
         self.openers()
             .iter()
-            .filter_map(|e| {
+            .enumerate()
+            .filter_map(|(i, e)| {
                 let word = OpenerWord::from(e.word.load(Ordering::SeqCst));
-                let start_ticks = e.start_ticks.load(Ordering::Acquire);
-                (word.pid != 0 && proc::is_alive(word.pid, start_ticks)).then(|| OpenerInfo {
+                self.opener_alive(i, word).then(|| OpenerInfo {
                     pid: word.pid,
+                    pid_ns: e.pid_ns.load(Ordering::Relaxed),
                     flags: word.flags,
                     opened: Time(e.opened_ns.load(Ordering::Relaxed)),
                 })
@@ -293,13 +311,13 @@ impl Mapped {
     pub fn reap_openers(&self, now: Time) -> usize {
         let mut live = 0;
         let mut reaped = false;
-        for entry in self.openers() {
+        for (i, entry) in self.openers().iter().enumerate() {
             let raw = entry.word.load(Ordering::SeqCst);
             let word = OpenerWord::from(raw);
             if word.pid == 0 {
                 continue;
             }
-            if proc::is_alive(word.pid, entry.start_ticks.load(Ordering::Acquire)) {
+            if self.opener_alive(i, word) {
                 live += 1;
                 continue;
             }
@@ -368,16 +386,18 @@ impl Mapped {
 /// An opener as the CLI shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenerInfo {
-    /// Its pid.
+    /// Its pid, in its own PID namespace.
     pub pid: u32,
+    /// That namespace (the inode of its `/proc/self/ns/pid`; 0 if unknown).
+    pub pid_ns: u64,
     /// Its open flags.
     pub flags: u16,
     /// When it opened.
     pub opened: Time,
 }
 
-/// A random incarnation id (never 0).
-fn new_incarnation() -> u64 {
+/// A random incarnation id (never 0); also the random part of temporary names.
+pub(crate) fn new_incarnation() -> u64 {
     let mut bytes = [0u8; 8];
     // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer we own.
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
@@ -439,13 +459,13 @@ pub(crate) fn check_file(file: &File, config: &Config) -> Result<std::fs::Metada
 }
 
 /// Maps `file` and validates everything an opener relies on.
-pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, SegmentFault> {
-    let meta = check_file(file, config)?;
+pub(crate) fn map_validated(file: File, config: &Config) -> Result<Mapped, SegmentFault> {
+    let meta = check_file(&file, config)?;
     let size = meta.len();
     if !(layout::HEADER_REGION_BYTES..=limits::SEGMENT_BYTES_MAX * 2).contains(&size) {
         return Err(SegmentFault::Corrupt);
     }
-    let map = MmapRaw::map_raw(file).map_err(|_| SegmentFault::Corrupt)?;
+    let map = MmapRaw::map_raw(&file).map_err(|_| SegmentFault::Corrupt)?;
     // SAFETY: the mapping is at least HEADER_REGION_BYTES long (checked above)
     // and page aligned; SegmentHeader is integers and atomics, valid for any
     // bit pattern. The reference is not used after `map` moves below.
@@ -501,7 +521,7 @@ pub(crate) fn map_validated(file: &File, config: &Config) -> Result<Mapped, Segm
     }
     let name =
         CheckpointName::new(&h.name[..h.name_len as usize]).map_err(|_| SegmentFault::Corrupt)?;
-    Ok(Mapped::new(map, geometry, attrs, name, meta.ino()))
+    Ok(Mapped::new(map, file, geometry, attrs, name, meta.ino()))
 }
 
 fn io_to_open_error(e: &io::Error) -> OpenError {
@@ -554,6 +574,10 @@ fn create_new(
         let _ = std::fs::remove_file(&tmp);
         e
     };
+    // Leased until linked: a directory sweep removes only abandoned
+    // temporaries (`dir::remove_stale_temp`), whatever the creator's PID
+    // namespace. The file is new (O_EXCL): nobody else can hold it.
+    lease::try_take(&file, dir::TEMP_LEASE_BYTE).map_err(|e| cleanup(io_to_open_error(&e)))?;
     // The umask may have narrowed the mode; set it exactly.
     file.set_permissions(std::fs::Permissions::from_mode(config.file_mode()))
         .map_err(|e| cleanup(io_to_open_error(&e)))?;
@@ -620,9 +644,8 @@ fn create_new(
         h.role
             .store(RoleWord { role: copy_role }.value(), Ordering::Relaxed);
     }
-    // Inode 0: this mapping is dropped before the file is linked; never
-    // removed by inode.
-    let mapped = Mapped::new(map, geometry, *attrs, name.clone(), 0);
+    // Inode 0: this mapping is never registered or removed by inode.
+    let mapped = Mapped::new(map, file, geometry, *attrs, name.clone(), 0);
     // The log begins with the checkpoint's creation (seq 1): every attribute,
     // so the log alone can rebuild a replica.
     let created = {
@@ -677,13 +700,14 @@ fn create_new(
         .header()
         .layout_version
         .store(LAYOUT_VERSION, Ordering::Release);
-    drop(mapped);
     let published = match std::fs::hard_link(&tmp, path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_to_open_error(&e)),
     };
     let _ = std::fs::remove_file(&tmp);
+    // Closing the description drops the temporary's lease.
+    drop(mapped);
     published
 }
 
@@ -740,7 +764,7 @@ impl Segment {
                 }
                 Err(e) => return Err(io_to_open_error(&e)),
             };
-            let mapped = map_validated(&file, config)?;
+            let mapped = map_validated(file, config)?;
             if mapped.name != *name {
                 // Two long names hashing to one file name: refuse, never mix them.
                 return Err(OpenError::Corrupt);
@@ -897,11 +921,18 @@ fn register_opener(mapped: &Mapped, flags: OpenFlags) -> Result<Owner, OpenError
 fn try_register_opener(mapped: &Mapped, flags: OpenFlags) -> Option<Owner> {
     let me = proc::current();
     for (i, entry) in mapped.openers().iter().enumerate() {
-        let raw = entry.word.load(Ordering::SeqCst);
-        let word = OpenerWord::from(raw);
-        if word.pid != 0 {
+        if OpenerWord::from(entry.word.load(Ordering::SeqCst)).pid != 0 {
             continue;
         }
+        // The lease first: an entry whose word names a process is then always
+        // leased while that process lives, so nobody reaps it in between.
+        // Another description holding it is registering (or finishing a close).
+        let byte = mapped.lease_byte(i);
+        if !lease::try_take(&mapped.file, byte).unwrap_or(false) {
+            continue;
+        }
+        let raw = entry.word.load(Ordering::SeqCst);
+        let word = OpenerWord::from(raw);
         let mine = OpenerWord {
             pid: me.pid,
             gen: word.gen.wrapping_add(1),
@@ -909,19 +940,20 @@ fn try_register_opener(mapped: &Mapped, flags: OpenFlags) -> Option<Owner> {
         };
         // SYNC POINT: SeqCst, with the SeqCst lifecycle loads around it: Dekker
         // against a sweeper that sets DOOMED and then scans the openers.
-        if entry
-            .word
-            .compare_exchange(raw, mine.value(), Ordering::SeqCst, Ordering::Relaxed)
-            .is_ok()
+        if word.pid == 0
+            && entry
+                .word
+                .compare_exchange(raw, mine.value(), Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
         {
             entry.opened_ns.store(now().0, Ordering::Relaxed);
-            // SYNC POINT: Release pairs with the Acquire load in liveness checks.
-            entry.start_ticks.store(me.start_ticks, Ordering::Release);
+            entry.pid_ns.store(me.pid_ns, Ordering::Relaxed);
             return Some(Owner {
                 entry: i as u16 + 1,
                 gen: mine.gen,
             });
         }
+        lease::give_up(&mapped.file, byte);
     }
     None
 }
@@ -935,7 +967,6 @@ fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     if word.gen != owner.gen || word.pid == 0 {
         return;
     }
-    entry.start_ticks.store(0, Ordering::Relaxed);
     let free = OpenerWord {
         pid: 0,
         flags: 0,
@@ -944,6 +975,8 @@ fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     let _ = entry
         .word
         .compare_exchange(raw, free.value(), Ordering::SeqCst, Ordering::Relaxed);
+    // After the entry is free: a lease never lapses under a word that names us.
+    lease::give_up(&mapped.file, mapped.lease_byte(owner.entry as usize - 1));
     let Some(now) = closed_at else {
         return;
     };
@@ -969,5 +1002,5 @@ pub fn inspect(config: &Config, path: &Path) -> Result<Mapped, OpenError> {
             io::ErrorKind::NotFound => OpenError::NotExist,
             _ => io_to_open_error(&e),
         })?;
-    Ok(map_validated(&file, config)?)
+    Ok(map_validated(file, config)?)
 }

@@ -325,7 +325,11 @@ fn print_list(
                 let pids: Vec<String> = c
                     .openers
                     .iter()
-                    .map(|o| format!("{}:{}", o.pid, o.mode))
+                    .map(|o| match o.other_namespace {
+                        // A pid of another PID namespace, marked as such.
+                        true => format!("{}@pidns:{}:{}", o.pid, o.pid_ns, o.mode),
+                        false => format!("{}:{}", o.pid, o.mode),
+                    })
                     .collect();
                 format!("{} ({})", c.openers.len(), pids.join(","))
             };

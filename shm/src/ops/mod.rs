@@ -47,7 +47,7 @@ use crate::layout::{intent_op, ActiveReplicaWord, ClaimWord, IntentWord, OpenerW
 use crate::log::{frame_bytes_max, Log, Pending, RingBytes};
 use crate::segment::{Mapped, Segment};
 use crate::sync::{AtomicU64, Ordering};
-use crate::{notify, proc, racy};
+use crate::{notify, racy};
 
 mod acks;
 pub mod apply;
@@ -194,6 +194,10 @@ impl RingBytes for ShmRing {
     }
 }
 
+/// The longest a writer waiting for the claim sleeps before it checks again
+/// whether the holder is alive (and whether its own deadline has passed).
+pub const CLAIM_SLEEP_MAX: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Holds the claim; on drop (also when an operation returns early or panics)
 /// finishes or undoes an interrupted mutation, releases the claim, then wakes
 /// sleeping standbys. Waking after the release matters: a woken standby that
@@ -220,6 +224,11 @@ impl Drop for Held<'_> {
         // the tail). Either we see the sleeper, or it sees the new tail.
         if h.waiters.load(Ordering::SeqCst) != 0 {
             notify::wake_all(&h.log_tail);
+        }
+        // SYNC POINT: pairs with the registration in `claim_sleep` (which
+        // bounds its sleep: the release above is not SeqCst, see there).
+        if h.claim_waiters.load(Ordering::SeqCst) != 0 {
+            notify::wake_all(&h.claim);
         }
     }
 }
@@ -297,17 +306,37 @@ pub(crate) struct FrameSpec<'a> {
 }
 
 impl Segment {
+    /// True if the claim holder named in `held` still has the segment open:
+    /// its opener entry is the one it claimed with and its lease is held. Our
+    /// own entry is alive (another thread of ours holds the claim).
     fn holder_alive(&self, held: ClaimWord) -> bool {
-        let Some(entry) = (held.owner as usize)
+        if (held.owner, held.owner_gen) == (self.owner.entry, self.owner.gen) {
+            return true;
+        }
+        let Some((index, entry)) = (held.owner as usize)
             .checked_sub(1)
-            .and_then(|i| self.openers().get(i))
+            .and_then(|i| Some((i, self.openers().get(i)?)))
         else {
             return false;
         };
         let word = OpenerWord::from(entry.word.load(Ordering::SeqCst));
-        word.pid != 0
-            && word.gen == held.owner_gen
-            && proc::is_alive(word.pid, entry.start_ticks.load(Ordering::Acquire))
+        word.gen == held.owner_gen && self.opener_alive(index, word)
+    }
+
+    /// Sleeps until the claim changes from `held` (woken by its release) or
+    /// [`CLAIM_SLEEP_MAX`] passes.
+    fn claim_sleep(&self, held: ClaimWord) {
+        let h = self.header();
+        let _sleeper = notify::Sleeper::register(&h.claim_waiters);
+        // SYNC POINT: SeqCst load after the SeqCst registration, against
+        // `Held::drop` (release, then a SeqCst load of `claim_waiters`). The
+        // release is a Release store, not SeqCst (that would put a locked
+        // instruction on every write), so the two may cross and the wake be
+        // missed: the sleep is bounded by CLAIM_SLEEP_MAX, so that costs at
+        // most that much latency, never progress.
+        if h.claim.load(Ordering::SeqCst) == held.value() {
+            notify::wait(&h.claim, held.value(), CLAIM_SLEEP_MAX);
+        }
     }
 
     /// Takes the writer claim for a local writer: refused on a replica.
@@ -342,6 +371,7 @@ impl Segment {
             self.owner,
             |held| self.holder_alive(held),
             || Instant::now() > deadline,
+            |held| self.claim_sleep(held),
         )
         .map_err(|_| ClaimFail::Contended)?;
         let held = Held {

@@ -1,0 +1,296 @@
+//! The engine on hostile hosts: writers in other PID namespaces (containers
+//! sharing /dev/shm), and claim holders that are stopped.
+//!
+//! The processes are this test binary re-executed as `hostile_child` with a
+//! role (`hold`: take the claim and keep it inside `overwrite_with` until
+//! told; `write`: one overwrite, reporting the result and the recovery count),
+//! in this PID namespace or under `unshare --pid --fork --mount-proc`. Tests
+//! that need a new PID namespace skip with a message where `unshare` cannot
+//! make one (no root, no user namespaces).
+
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, Time};
+use ckpt_shm::{Config, Segment};
+
+const ENV_DIR: &str = "CKPT_HOSTILE_DIR";
+const ENV_ROLE: &str = "CKPT_HOSTILE_ROLE";
+const OLD: u8 = 0x00;
+const HELD: u8 = 0xAA;
+const WRITTEN: u8 = 0xBB;
+
+fn name() -> CheckpointName {
+    CheckpointName::new("hostile").unwrap()
+}
+
+fn config(dir: &Path, claim_timeout: Duration) -> Config {
+    Config {
+        claim_timeout,
+        ..Config::with_dir(dir)
+    }
+}
+
+/// A fresh segment directory holding checkpoint `hostile` with section `s`
+/// (64 bytes of OLD), kept open by the returned segment.
+fn setup(tag: &str) -> (tempfile::TempDir, Segment) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ckpt-hostile-{tag}-"))
+        .tempdir_in("/dev/shm")
+        .unwrap();
+    let attrs = CreationAttributes {
+        retention_ns: 60_000_000_000,
+        ..CreationAttributes::new(4, 64)
+    };
+    let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let seg = Segment::open(
+        &config(dir.path(), Duration::from_secs(2)),
+        &name(),
+        flags,
+        Some(&attrs),
+    )
+    .unwrap();
+    seg.create_section(Some(b"s"), Time::END, &[OLD; 64])
+        .unwrap();
+    (dir, seg)
+}
+
+/// True if `unshare` can start a process in a new PID namespace here; says
+/// why not otherwise.
+fn pid_namespaces_available() -> bool {
+    let ok = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: `unshare --pid --fork --mount-proc` does not work here (needs root or \
+             user namespaces): cannot test writers in other PID namespaces"
+        );
+    }
+    ok
+}
+
+/// A child process in its role, and its output.
+struct Proc {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Proc {
+    fn start(role: &str, dir: &Path, new_pid_namespace: bool) -> Proc {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = if new_pid_namespace {
+            let mut c = Command::new("unshare");
+            // --kill-child: killing `unshare` kills the namespace's init (our
+            // child), as a container runtime stopping a container would.
+            c.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                .arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let mut child = cmd
+            .args([
+                "hostile_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ENV_DIR, dir)
+            .env(ENV_ROLE, role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Proc { child, lines }
+    }
+
+    /// What follows `prefix` on the first output line that has it (the test
+    /// harness may have started the line with the test's name).
+    fn expect(&mut self, prefix: &str) -> String {
+        for line in self.lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(at) = line.find(prefix) {
+                return line[at + prefix.len()..].trim().to_string();
+            }
+        }
+        panic!("the child exited before printing {prefix:?}");
+    }
+
+    /// Tells a holder to finish its write.
+    fn release(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn finish(mut self) {
+        drop(self.child.stdin.take());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// The child's side: `hold` or `write`, as `ENV_ROLE` says.
+#[test]
+fn hostile_child() {
+    let (Ok(dir), Ok(role)) = (std::env::var(ENV_DIR), std::env::var(ENV_ROLE)) else {
+        return; // Only meaningful when a test below starts it.
+    };
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let seg = Segment::open(
+        &config(Path::new(&dir), Duration::from_secs(10)),
+        &name(),
+        rw,
+        None,
+    )
+    .unwrap();
+    let s = seg.lookup(b"s").unwrap().unwrap();
+    match role.as_str() {
+        "hold" => {
+            let result = seg.overwrite_with(s, 64, |buf| {
+                println!("holding");
+                // Until the parent says go (or closes our stdin).
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                buf.fill(HELD);
+            });
+            println!("held {result:?}");
+        }
+        "write" => {
+            let result = seg.write(s, None, &[WRITTEN; 64]);
+            let recoveries = seg
+                .header()
+                .recoveries
+                .load(std::sync::atomic::Ordering::SeqCst);
+            println!("wrote {result:?} recoveries {recoveries}");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn contents(seg: &Segment) -> Vec<u8> {
+    let s = seg.lookup(b"s").unwrap().unwrap();
+    seg.read_to_vec(s).unwrap().0
+}
+
+fn recoveries(seg: &Segment) -> u64 {
+    seg.header()
+        .recoveries
+        .load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Finding 1: a claim holder in one PID namespace and a writer in another.
+/// Each used to read the other's pid in its own /proc, find nothing (or
+/// another process), and steal the claim from a live holder: two writers at
+/// once. Now the writer waits for the holder, whichever side is the
+/// container, and nothing is recovered.
+#[test]
+fn a_live_holder_in_another_pid_namespace_keeps_its_claim() {
+    if !pid_namespaces_available() {
+        return;
+    }
+    for holder_in_container in [true, false] {
+        let (dir, seg) = setup("live");
+        let mut holder = Proc::start("hold", dir.path(), holder_in_container);
+        holder.expect("holding");
+        let mut writer = Proc::start("write", dir.path(), !holder_in_container);
+        // Give the writer time to find the claim held (it must not steal it).
+        std::thread::sleep(Duration::from_millis(300));
+        holder.release();
+        let held = holder.expect("held");
+        let wrote = writer.expect("wrote");
+        holder.finish();
+        writer.finish();
+        let case = if holder_in_container {
+            "holder in a new PID namespace"
+        } else {
+            "writer in a new PID namespace"
+        };
+        assert_eq!(held, "Ok(())", "{case}: the holder's write");
+        assert_eq!(wrote, "Ok(()) recoveries 0", "{case}: the writer waited");
+        assert_eq!(recoveries(&seg), 0, "{case}: a live claim was stolen");
+        assert_eq!(
+            contents(&seg),
+            [WRITTEN; 64],
+            "{case}: the writer came second"
+        );
+    }
+}
+
+/// Finding 1, the other half: a holder in another PID namespace that dies
+/// (its container is killed) is recovered at once, as a local one is.
+#[test]
+fn a_dead_holder_in_another_pid_namespace_is_recovered() {
+    if !pid_namespaces_available() {
+        return;
+    }
+    let (dir, seg) = setup("dead");
+    let mut holder = Proc::start("hold", dir.path(), true);
+    holder.expect("holding");
+    holder.kill();
+    let mut writer = Proc::start("write", dir.path(), false);
+    let wrote = writer.expect("wrote");
+    writer.finish();
+    assert_eq!(wrote, "Ok(()) recoveries 1");
+    assert_eq!(contents(&seg), [WRITTEN; 64]);
+}
+
+/// CPU time this thread has used.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage writes the rusage we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    let t = |tv: libc::timeval| Duration::new(tv.tv_sec as u64, tv.tv_usec as u32 * 1000);
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
+
+/// Finding 3: with the claim holder stopped (SIGSTOP, a debugger, a frozen
+/// cgroup), another writer used to spin a whole core until its claim timeout.
+/// Now it sleeps: a one-second wait that ends in TRY_AGAIN costs a small part
+/// of that second in CPU time.
+#[test]
+fn a_writer_waiting_for_a_stopped_holder_sleeps() {
+    let (dir, _seg) = setup("stopped");
+    let mut holder = Proc::start("hold", dir.path(), false);
+    holder.expect("holding");
+    let pid = holder.child.id() as i32;
+    // SAFETY: kill(2) on our own child; no memory involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let timeout = Duration::from_secs(1);
+    let seg = Segment::open(&config(dir.path(), timeout), &name(), rw, None).unwrap();
+    let s = seg.lookup(b"s").unwrap().unwrap();
+    let cpu_before = thread_cpu();
+    let started = std::time::Instant::now();
+    let result = seg.write(s, None, &[WRITTEN; 64]);
+    let waited = started.elapsed();
+    let cpu = thread_cpu() - cpu_before;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    holder.release();
+    assert_eq!(holder.expect("held"), "Ok(())");
+    holder.finish();
+    println!("waited {waited:?} for a stopped holder, using {cpu:?} of CPU");
+    assert_eq!(result, Err(ckpt_core::error::WriteError::TryAgain));
+    assert!(waited >= timeout, "gave up early: {waited:?}");
+    assert!(
+        cpu < waited / 4,
+        "a waiter burned {cpu:?} of CPU in {waited:?}: it must sleep, not spin"
+    );
+    assert_eq!(contents(&seg), [HELD; 64]);
+}
