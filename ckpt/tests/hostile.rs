@@ -131,9 +131,18 @@ impl Proc {
         stdin.flush().unwrap();
     }
 
+    /// Kills the child (for `unshare`, the whole namespace: --kill-child)
+    /// and returns once every process that had its output is gone. Its stdin
+    /// stays open until then, so a holder cannot finish instead of dying.
     fn kill(mut self) {
+        // `Child::wait` closes stdin: hold it ourselves until the end.
+        let stdin = self.child.stdin.take();
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+        for line in self.lines.by_ref() {
+            assert!(line.is_ok());
+        }
+        drop(stdin);
     }
 
     fn finish(mut self) {
@@ -293,4 +302,135 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
         "a waiter burned {cpu:?} of CPU in {waited:?}: it must sleep, not spin"
     );
     assert_eq!(contents(&seg), [HELD; 64]);
+}
+
+const ENV_SMALL_FS: &str = "CKPT_HOSTILE_SMALL_FS";
+
+/// True if `unshare --mount` can mount a tmpfs here; says why not otherwise.
+fn private_mounts_available() -> bool {
+    let ok = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o size=1m tmpfs /mnt",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "SKIPPED: `unshare --mount` cannot mount a tmpfs here (needs root): cannot test a \
+             full filesystem"
+        );
+    }
+    ok
+}
+
+/// The child's side of the full-filesystem test: an 8 MiB tmpfs, mounted in
+/// its own mount namespace at `ENV_SMALL_FS`.
+#[test]
+fn small_fs_child() {
+    let Ok(dir) = std::env::var(ENV_SMALL_FS) else {
+        return; // Only meaningful when the test below starts it.
+    };
+    let dir = Path::new(&dir);
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let open = |name: &str, attrs: &CreationAttributes| {
+        let config = Config {
+            log_bytes: Some(1 << 20),
+            ..Config::with_dir(dir)
+        };
+        Segment::open(
+            &config,
+            &CheckpointName::new(name).unwrap(),
+            rwc,
+            Some(attrs),
+        )
+    };
+    let list = || {
+        let config = Config::with_dir(dir);
+        let listed = ckpt_shm::dir::list(&config).unwrap();
+        for l in &listed {
+            let mapped = l.segment.as_ref().unwrap();
+            let mut n = 0;
+            mapped.for_each_section(ckpt_core::SectionsChosen::Any, |_| n += 1);
+            println!("listed {} with {n} sections", mapped.name());
+        }
+        listed.len()
+    };
+    // 2^22 one-byte sections: more than a gigabyte of slot headers and index
+    // that every call touches. Creation fails; nothing is left behind.
+    let many = CreationAttributes::new(1 << 22, 1);
+    let e = open("many", &many).err().unwrap();
+    assert_eq!(e, ckpt_core::error::OpenError::NoResources);
+    assert_eq!(list(), 0, "a failed creation leaves nothing behind");
+
+    // Two 1 GiB sections at most: metadata and ring fit, the data does not.
+    // Data pages are allocated as sections are written.
+    let big = CreationAttributes {
+        retention_ns: 0,
+        ..CreationAttributes::new(2, 1 << 30)
+    };
+    let seg = open("big", &big).unwrap();
+    let (a, _) = seg
+        .create_section(Some(b"a"), Time::END, &[7; 1024])
+        .unwrap();
+    assert_eq!(list(), 1);
+    let sixteen_mib = vec![9u8; 16 << 20];
+    assert_eq!(
+        seg.write(a, None, &sixteen_mib),
+        Err(ckpt_core::error::WriteError::NoMemory)
+    );
+    assert_eq!(
+        seg.read_to_vec(a).unwrap().0,
+        vec![7; 1024],
+        "the old version stays"
+    );
+    assert_eq!(
+        seg.create_section(Some(b"b"), Time::END, &sixteen_mib)
+            .err(),
+        Some(ckpt_core::error::SectionCreateError::NoMemory)
+    );
+    let one_mib = vec![5u8; 1 << 20];
+    seg.write(a, None, &one_mib).unwrap();
+    assert_eq!(seg.read_to_vec(a).unwrap().0, one_mib);
+    assert_eq!(list(), 1);
+    println!("small fs: ok");
+}
+
+/// Finding 2: on a filesystem that cannot back a checkpoint, creation or the
+/// write that needs the memory fails with NO_RESOURCES; no call ever dies of
+/// SIGBUS (before: creation succeeded sparse, and iterating, listing or
+/// creating sections then killed the process).
+#[test]
+fn a_full_filesystem_is_an_error_never_a_sigbus() {
+    if !private_mounts_available() {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let mnt = scratch.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=8m,mode=0700 tmpfs '{}' && exec '{}' small_fs_child --exact \
+         --nocapture --test-threads=1",
+        mnt.display(),
+        exe.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env(ENV_SMALL_FS, &mnt)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), None, "the child died of a signal");
+    assert!(out.status.success());
+    assert!(stdout.contains("small fs: ok"));
 }

@@ -152,6 +152,8 @@ op_error! {
         NoSpace => (NoSpace, "checkpoint already has maxSections sections"),
         /// The data would make the sections exceed `checkpointSize`.
         CheckpointFull => (NoResources, "sections would exceed checkpointSize"),
+        /// The segment directory's filesystem has no room left for the data.
+        NoMemory => (NoResources, "no room left in the segment's filesystem for the data"),
         /// A section with this id exists, or the checkpoint has only its default section.
         Exist => (Exist, "section exists (or checkpoint has only its default section)"),
         /// An asynchronous checkpoint has no active replica yet.
@@ -250,6 +252,8 @@ op_error! {
         OffsetPastEnd => (InvalidParam, "offset past the section's end"),
         /// The sections would exceed `checkpointSize`.
         CheckpointFull => (NoResources, "sections would exceed checkpointSize"),
+        /// The segment directory's filesystem has no room left for the data.
+        NoMemory => (NoResources, "no room left in the segment's filesystem for the data"),
         /// No such section (or it has expired).
         NotExist => (NotExist, "no such section"),
         /// An asynchronous checkpoint has no active replica yet.

@@ -118,10 +118,15 @@ pub(crate) fn fs_block_bytes(file: &File) -> Option<u64> {
     Some(st.f_bsize as u64)
 }
 
-/// Allocates the whole file now, so later page faults cannot hit a full filesystem.
-pub(crate) fn preallocate(file: &File, size: u64) -> io::Result<()> {
-    // SAFETY: posix_fallocate on an open fd with a valid range.
-    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, size as libc::off_t) };
+/// Allocates bytes `at..at + len` of the file now, so later page faults there
+/// cannot hit a full filesystem.
+pub(crate) fn preallocate_range(file: &File, at: u64, len: u64) -> io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    // SAFETY: posix_fallocate on an open fd; it validates the range itself.
+    let rc =
+        unsafe { libc::posix_fallocate(file.as_raw_fd(), at as libc::off_t, len as libc::off_t) };
     match rc {
         0 => Ok(()),
         // Filesystems without fallocate (some hugetlbfs setups): stay sparse.

@@ -263,7 +263,11 @@ pub struct SlotHeader {
     pub expiration_seq: AtomicU64,
     /// Bytes of id, written while the slot is reserved.
     pub id_len: AtomicU32,
-    _pad: [u8; 12],
+    _pad: [u8; 4],
+    /// Host-local: how many bytes of each of the slot's two buffers are known
+    /// to be allocated in the file (segments whose data region is created
+    /// sparse allocate it as it is first written; see `Mapped::back_buffers`).
+    pub backed: AtomicU64,
     /// The two buffers' metadata.
     pub buffers: [BufferMeta; 2],
 }
@@ -282,7 +286,8 @@ impl SlotHeader {
             expiration_ns: AtomicI64::new(i64::MAX),
             expiration_seq: AtomicU64::new(0),
             id_len: AtomicU32::new(0),
-            _pad: [0; 12],
+            _pad: [0; 4],
+            backed: AtomicU64::new(0),
             buffers: [meta(), meta()],
         }
     }

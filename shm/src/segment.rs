@@ -36,7 +36,8 @@ pub const ENV_GROUP_ACCESS: &str = "CKPT_GROUP_ACCESS";
 /// The default segment directory.
 pub const DEFAULT_DIR: &str = "/dev/shm/ckpt";
 /// Segments up to this size are fully allocated at creation (no SIGBUS later
-/// if the filesystem fills); larger ones are sparse.
+/// if the filesystem fills); larger ones allocate everything but their data
+/// buffers at creation, and each buffer's pages before they are first written.
 pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
 /// Log positions beyond this are refused as damage (2^62 bytes: centuries of
 /// logging at memory bandwidth).
@@ -139,7 +140,14 @@ pub struct Mapped {
     /// The open file description the segment was mapped from: it holds a
     /// registered opener's lease, and asks about the others' (see `lease`).
     file: File,
+    /// True if the whole file was allocated at creation; otherwise data
+    /// buffers are allocated as they are first written (`back_buffers`).
+    data_backed: bool,
 }
+
+/// The data region could not be allocated in the segment's filesystem.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
 
 // SAFETY: the mapping is shared memory accessed only through atomics and
 // validated byte copies; the raw pointer inside MmapRaw is never handed out as
@@ -159,6 +167,7 @@ impl Mapped {
         inode: u64,
     ) -> Mapped {
         debug_assert!(map.len() as u64 >= geometry.end);
+        let data_backed = map.len() as u64 <= PREALLOCATE_BYTES_MAX;
         let base = map.as_mut_ptr();
         // SAFETY: both offsets lie inside the mapping (the geometry was
         // validated against its length); the mapping outlives these pointers
@@ -178,7 +187,34 @@ impl Mapped {
             slots,
             data,
             file,
+            data_backed,
         }
+    }
+
+    /// Makes sure the first `bytes` bytes of both of slot `slot`'s buffers
+    /// are allocated in the file before they are written, so that a write to
+    /// a segment whose filesystem is full fails with an error instead of a
+    /// SIGBUS. A load and a branch unless the slot's buffers grow (claim held).
+    #[inline]
+    pub(crate) fn back_buffers(&self, slot: u32, bytes: u64) -> Result<(), NoRoom> {
+        if self.data_backed || bytes <= self.slot(slot).backed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.back_buffers_cold(slot, bytes)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn back_buffers_cold(&self, slot: u32, bytes: u64) -> Result<(), NoRoom> {
+        let g = &self.geometry;
+        // Whole pages (at most the buffer), so small growths do not each cost
+        // a system call.
+        let want = bytes.next_multiple_of(4096).min(g.buffer_stride);
+        for buffer in 0..2 {
+            dir::preallocate_range(&self.file, g.buffer(slot, buffer), want).map_err(|_| NoRoom)?;
+        }
+        self.slot(slot).backed.store(want, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The byte of the segment file whose lease says opener entry `index`
@@ -585,8 +621,17 @@ fn create_new(
     let size = geometry.end.div_ceil(block) * block;
     file.set_len(size)
         .map_err(|e| cleanup(io_to_open_error(&e)))?;
+    // Allocate now what every call touches (or fail with NO_RESOURCES): the
+    // whole file up to 1 GiB; above, everything but the data buffers, which
+    // are allocated as they are first written (`Mapped::back_buffers`).
+    let allocate = |at: u64, len: u64| {
+        dir::preallocate_range(&file, at, len).map_err(|e| cleanup(io_to_open_error(&e)))
+    };
     if size <= PREALLOCATE_BYTES_MAX {
-        dir::preallocate(&file, size).map_err(|e| cleanup(io_to_open_error(&e)))?;
+        allocate(0, size)?;
+    } else {
+        allocate(0, geometry.data_offset)?;
+        allocate(geometry.log_offset, size - geometry.log_offset)?;
     }
     let map = MmapRaw::map_raw(&file).map_err(|e| cleanup(io_to_open_error(&e)))?;
     let base = map.as_mut_ptr();

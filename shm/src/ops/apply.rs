@@ -69,6 +69,9 @@ pub enum ApplyError {
     },
     /// The claim could not be taken.
     Contended,
+    /// The replica's filesystem has no room for the frame's data (the
+    /// replica is unchanged; the frame can be applied again later).
+    NoResources,
 }
 
 impl core::fmt::Display for ApplyError {
@@ -88,6 +91,9 @@ impl core::fmt::Display for ApplyError {
             ApplyError::Gap { expected } => write!(f, "frames missing: expected seq {expected}"),
             ApplyError::Diverged { seq, why } => write!(f, "replica diverged at seq {seq}: {why}"),
             ApplyError::Contended => f.write_str("another writer holds the replica"),
+            ApplyError::NoResources => {
+                f.write_str("no room left in the replica's filesystem for the frame's data")
+            }
         }
     }
 }
@@ -184,6 +190,9 @@ impl Segment {
                         .free_slot()
                         .ok_or(diverged("no free slot for a create"))?,
                 };
+                let size = prestaged.unwrap_or(0) + data.len() as u64;
+                self.back_buffers(slot, size)
+                    .map_err(|_| ApplyError::NoResources)?;
                 let new = NewSection {
                     id,
                     h_id,
@@ -223,6 +232,8 @@ impl Segment {
                     .ok()
                     .filter(|&n| n <= max && old_size <= max)
                     .ok_or(diverged("a write past the section's end or size"))?;
+                self.back_buffers(section.slot, new_size)
+                    .map_err(|_| ApplyError::NoResources)?;
                 if let Some(st) = staging {
                     let fill = Fill::Staged {
                         offset,
@@ -318,6 +329,8 @@ impl Segment {
             Some(_) => return Err(diverged("a stage out of place")),
             None => self.begin_staging(id, at, seq)?,
         };
+        self.back_buffers(st.slot, end)
+            .map_err(|_| ApplyError::NoResources)?;
         let buffer = match st.kind {
             stage_kind::WRITE => {
                 CommitWord::from(self.slot(st.slot).commit.load(Ordering::Relaxed)).cur ^ 1

@@ -106,6 +106,8 @@ impl Segment {
             }
         };
         let slot_index = self.free_slot().ok_or(SectionCreateError::NoSpace)?;
+        self.back_buffers(slot_index, data.len() as u64)
+            .map_err(|_| SectionCreateError::NoMemory)?;
         let section = self.create_held(
             NewSection {
                 id,

@@ -124,6 +124,8 @@ impl Segment {
         if !self.has_room(old_size, new_size) {
             return Err(WriteError::CheckpointFull);
         }
+        self.back_buffers(section.slot, new_size)
+            .map_err(|_| WriteError::NoMemory)?;
         Ok((old_size, new_size))
     }
 
@@ -188,6 +190,8 @@ impl Segment {
             if used > self.attributes().checkpoint_bytes {
                 return Err((i, WriteError::CheckpointFull));
             }
+            self.back_buffers(e.section.slot, after)
+                .map_err(|_| (i, WriteError::NoMemory))?;
         }
         Ok(())
     }
