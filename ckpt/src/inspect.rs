@@ -154,10 +154,7 @@ pub fn list(config: &Config) -> std::io::Result<(Vec<CheckpointInfo>, Vec<Refuse
 pub fn open(config: &Config, name: &str) -> Result<(Mapped, PathBuf), OpenError> {
     let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
     let path = dir::segment_path(&config.dir, &name);
-    let mapped = segment::inspect(config, &path)?;
-    if mapped.name() != &name {
-        return Err(OpenError::NotExist);
-    }
+    let mapped = segment::inspect(config, &name)?;
     Ok((mapped, path))
 }
 

@@ -434,3 +434,260 @@ fn a_full_filesystem_is_an_error_never_a_sigbus() {
     assert!(out.status.success());
     assert!(stdout.contains("small fs: ok"));
 }
+
+// ---------------------------------------------------------------------------
+// Finding 4: the segment directory is checked, and nothing in it is followed.
+
+fn rw_create() -> OpenFlags {
+    OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE
+}
+
+fn small_attrs() -> CreationAttributes {
+    CreationAttributes {
+        retention_ns: 60_000_000_000,
+        ..CreationAttributes::new(4, 64)
+    }
+}
+
+/// A directory others can write to, one another user owns, and a symlink to
+/// a good directory are all refused (before: any existing directory was used,
+/// so a user who made /dev/shm/ckpt first, 0777, controlled every name in it).
+#[test]
+fn an_untrusted_segment_directory_is_refused() {
+    use ckpt_core::error::OpenError;
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = tempfile::tempdir_in("/dev/shm").unwrap();
+    let open = |dir: &Path| {
+        Segment::open(
+            &Config::with_dir(dir),
+            &name(),
+            rw_create(),
+            Some(&small_attrs()),
+        )
+        .err()
+    };
+    let world = scratch.path().join("world");
+    std::fs::create_dir(&world).unwrap();
+    std::fs::set_permissions(&world, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(open(&world), Some(OpenError::UntrustedDir), "0777");
+    let listed = ckpt_shm::dir::list(&Config::with_dir(&world));
+    assert_eq!(
+        listed.err().map(|e| e.kind()),
+        Some(std::io::ErrorKind::PermissionDenied)
+    );
+    let group = scratch.path().join("group");
+    std::fs::create_dir(&group).unwrap();
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o770)).unwrap();
+    assert_eq!(
+        open(&group),
+        Some(OpenError::UntrustedDir),
+        "0770 without group access"
+    );
+
+    let good = scratch.path().join("good");
+    assert_eq!(
+        open(&good),
+        None,
+        "a directory ckpt makes itself is trusted"
+    );
+    let link = scratch.path().join("link");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    assert_eq!(open(&link), Some(OpenError::UntrustedDir), "a symlink");
+
+    let theirs = scratch.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(60_101), Some(60_101)).is_ok() {
+        assert_eq!(
+            open(&theirs),
+            Some(OpenError::UntrustedDir),
+            "another user's"
+        );
+    } else {
+        eprintln!("SKIPPED (one case): chown needs root: another user's directory");
+    }
+}
+
+/// A symlink planted under a checkpoint's file name, pointing at another
+/// directory's checkpoint, is never followed: open refuses it, the checkpoint
+/// it points to is untouched, unlink removes the symlink only. A FIFO there
+/// is refused at once (an open for writing would block).
+#[test]
+fn symlinks_and_fifos_under_a_checkpoint_name_are_not_followed() {
+    use ckpt_core::error::{OpenError, UnlinkError};
+    let victim_dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let victim_config = Config::with_dir(victim_dir.path());
+    let victim = Segment::open(&victim_config, &name(), rw_create(), Some(&small_attrs())).unwrap();
+    victim
+        .create_section(Some(b"s"), Time::END, &[OLD; 64])
+        .unwrap();
+    let file = ckpt_shm::dir::file_name(&name());
+
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let config = Config::with_dir(dir.path());
+    std::os::unix::fs::symlink(victim_dir.path().join(&file), dir.path().join(&file)).unwrap();
+    for flags in [rw_create(), OpenFlags::READ | OpenFlags::WRITE] {
+        let attrs = flags.contains(OpenFlags::CREATE).then(small_attrs);
+        let e = Segment::open(&config, &name(), flags, attrs.as_ref()).err();
+        assert_eq!(e, Some(OpenError::Permission), "{flags:?}");
+    }
+    let listed = ckpt_shm::dir::list(&config).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].segment.is_err(),
+        "listing does not follow it either"
+    );
+    assert_eq!(ckpt_shm::dir::unlink(&config, &name()), Ok(()));
+    assert!(std::fs::symlink_metadata(dir.path().join(&file)).is_err());
+    assert_eq!(
+        contents(&victim),
+        [OLD; 64],
+        "the victim checkpoint is untouched"
+    );
+    assert!(victim_dir.path().join(&file).exists(), "and still there");
+    assert_eq!(
+        ckpt_shm::dir::unlink(&config, &name()),
+        Err(UnlinkError::NotExist)
+    );
+
+    let fifo =
+        std::ffi::CString::new(dir.path().join(&file).as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let e = Segment::open(&config, &name(), OpenFlags::READ | OpenFlags::WRITE, None).err();
+    assert_eq!(e, Some(OpenError::Permission), "a FIFO");
+}
+
+// ---------------------------------------------------------------------------
+// Finding 5: group sharing between two users.
+
+const ENV_GROUP: &str = "CKPT_HOSTILE_GROUP_ACCESS";
+/// Ids no account on the machine uses (setuid to them needs no account).
+const USER_A: u32 = 60_101;
+const USER_B: u32 = 60_102;
+const USER_C: u32 = 60_103;
+const SHARED_GROUP: u32 = 60_200;
+
+/// The child's side of the group test: `group-create` or `group-write`.
+#[test]
+fn group_child() {
+    let (Ok(dir), Ok(role)) = (std::env::var(ENV_DIR), std::env::var(ENV_ROLE)) else {
+        return; // Only meaningful when the test below starts it.
+    };
+    let config = Config {
+        group_access: std::env::var(ENV_GROUP).is_ok_and(|v| v == "1"),
+        ..Config::with_dir(&dir)
+    };
+    let shared = CheckpointName::new("shared").unwrap();
+    match role.as_str() {
+        "group-create" => {
+            let seg = Segment::open(&config, &shared, rw_create(), Some(&small_attrs())).unwrap();
+            seg.create_section(Some(b"s"), Time::END, &[OLD; 64])
+                .unwrap();
+            println!("result created");
+        }
+        "group-write" => {
+            let rw = OpenFlags::READ | OpenFlags::WRITE;
+            match Segment::open(&config, &shared, rw, None) {
+                Ok(seg) => {
+                    let s = seg.lookup(b"s").unwrap().unwrap();
+                    let wrote = seg.write(s, None, &[WRITTEN; 64]);
+                    let back = seg.read_to_vec(s).unwrap().0[0];
+                    println!("result wrote {wrote:?} read {back:#x}");
+                }
+                Err(e) => println!("result open {e:?}"),
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Runs `group_child` as user `uid` with primary group `gid` and
+/// supplementary `groups`; its result line, or None if it could not run.
+fn as_user(
+    role: &str,
+    dir: &Path,
+    group_access: bool,
+    (uid, gid, groups): (u32, u32, &[u32]),
+) -> Option<String> {
+    use std::os::unix::process::CommandExt;
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["group_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env(ENV_DIR, dir)
+        .env(ENV_ROLE, role)
+        .env(ENV_GROUP, if group_access { "1" } else { "0" })
+        .stderr(Stdio::inherit());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // three system calls (async-signal-safe), on memory it owns.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ok = libc::setgroups(groups.len(), groups.as_ptr()) == 0
+                && libc::setgid(gid) == 0
+                && libc::setuid(uid) == 0;
+            match ok {
+                true => Ok(()),
+                false => Err(std::io::Error::last_os_error()),
+            }
+        })
+    };
+    let out = cmd.output().ok()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| Some(l.split_once("result ")?.1.to_string()));
+    if line.is_none() {
+        eprintln!("group child {role} as {uid}: {}", out.status);
+    }
+    line
+}
+
+/// Two users of one group share a checkpoint with `CKPT_GROUP_ACCESS=1`: the
+/// first creates the directory (02770, the group's) and the checkpoint
+/// (0660), the second opens and writes it (before: refused, the owner check
+/// wanted the same user). A user outside the group, and a member without
+/// group access configured, are refused.
+#[test]
+fn group_members_share_checkpoints_with_group_access() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: switching to test users needs root");
+        return;
+    }
+    let scratch = tempfile::tempdir_in("/dev/shm").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Like /dev/shm: anyone may make a directory in it.
+        std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    }
+    let dir = scratch.path().join("shared");
+    let a = (USER_A, SHARED_GROUP, &[SHARED_GROUP][..]);
+    let b = (USER_B, USER_B, &[SHARED_GROUP][..]);
+    let c = (USER_C, USER_C, &[][..]);
+    let Some(created) = as_user("group-create", &dir, true, a) else {
+        eprintln!("SKIPPED: the test binary cannot run as another user here");
+        return;
+    };
+    assert_eq!(created, "created");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o2770, "a shared group directory");
+        assert_eq!(meta.gid(), SHARED_GROUP);
+    }
+    assert_eq!(
+        as_user("group-write", &dir, true, b).as_deref(),
+        Some("wrote Ok(()) read 0xbb"),
+        "a member of the group writes"
+    );
+    assert_eq!(
+        as_user("group-write", &dir, true, c).as_deref(),
+        Some("open Permission"),
+        "a user outside the group cannot"
+    );
+    assert_eq!(
+        as_user("group-write", &dir, false, b).as_deref(),
+        Some("open UntrustedDir"),
+        "without group access, a group-writable directory is not trusted"
+    );
+}

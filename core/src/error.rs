@@ -74,6 +74,12 @@ op_error! {
         NoResources => (NoResources, "not enough resources for the checkpoint"),
         /// The segment is owned by another user or its mode is looser than allowed.
         Permission => (Access, "segment owned by another user or with looser permissions"),
+        /// The segment directory is a symlink, or another user owns it, or
+        /// others can write to it (with group access: others than its group).
+        UntrustedDir => (
+            Access,
+            "segment directory untrusted: a symlink, another user's, or writable by others"
+        ),
         /// The segment is not a ckpt segment, or is damaged.
         Corrupt => (Library, "segment is corrupt or not a ckpt segment"),
         /// The segment was written by an incompatible layout version.

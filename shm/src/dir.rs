@@ -13,11 +13,13 @@
 //! (`DOOMED`), so exactly one process unlinks the file, and an opener that
 //! raced it backs off.
 
+use std::ffi::{CStr, CString, OsString};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 
@@ -76,14 +78,14 @@ pub fn segment_path(dir: &Path, name: &CheckpointName) -> PathBuf {
     dir.join(file_name(name))
 }
 
-/// A fresh temporary path for a segment being created.
-pub(crate) fn temp_path(dir: &Path) -> PathBuf {
+/// A fresh temporary name for a segment being created.
+pub(crate) fn temp_name() -> String {
     static COUNTER: StdAtomicU64 = StdAtomicU64::new(0);
     let n = COUNTER.fetch_add(1, StdOrdering::Relaxed);
     // Pids repeat across PID namespaces (every container has a pid 1): a
     // random part keeps two creators' temporaries apart.
     let nonce = crate::segment::new_incarnation();
-    dir.join(format!(".new.{}.{n}.{nonce:016x}", std::process::id()))
+    format!(".new.{}.{n}.{nonce:016x}", std::process::id())
 }
 
 /// The byte of a temporary segment file its creator leases until the file is
@@ -94,15 +96,297 @@ pub(crate) const TEMP_LEASE_BYTE: u64 = 0;
 /// may not have taken the lease yet in the instant after creating it).
 const TEMP_ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Creates the segment directory if it does not exist.
-pub(crate) fn ensure_dir(config: &Config) -> io::Result<()> {
-    if config.dir.is_dir() {
-        return Ok(());
+/// Why the segment directory cannot be used.
+#[derive(Debug)]
+pub enum DirFault {
+    /// It is a symlink, or another user owns it, or users ckpt does not trust
+    /// can write to it (see [`SegmentDir::open`]).
+    Untrusted,
+    /// It could not be created or opened.
+    Io(io::Error),
+}
+
+impl From<DirFault> for OpenError {
+    fn from(f: DirFault) -> OpenError {
+        match f {
+            DirFault::Untrusted => OpenError::UntrustedDir,
+            DirFault::Io(e) if e.kind() == io::ErrorKind::NotFound => OpenError::NotExist,
+            DirFault::Io(e) => segment::io_to_open_error(&e),
+        }
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(if config.group_access { 0o770 } else { 0o700 })
-        .create(&config.dir)
+}
+
+/// Why a file in the segment directory cannot be opened as a segment.
+#[derive(Debug)]
+pub(crate) enum FileFault {
+    /// No such file.
+    NotFound,
+    /// A symlink, a directory, a FIFO, a device: anything but a regular file.
+    NotRegular,
+    /// Another error.
+    Io(io::Error),
+}
+
+impl From<FileFault> for OpenError {
+    fn from(f: FileFault) -> OpenError {
+        match f {
+            FileFault::NotFound => OpenError::NotExist,
+            FileFault::NotRegular => OpenError::Permission,
+            FileFault::Io(e) => segment::io_to_open_error(&e),
+        }
+    }
+}
+
+/// The segment directory, opened and checked once; every file operation on
+/// it is relative to that descriptor and never follows a symlink, so renaming
+/// or replacing the directory, or planting symlinks in it, cannot redirect a
+/// ckpt call to another file.
+#[derive(Debug)]
+pub struct SegmentDir {
+    fd: OwnedFd,
+}
+
+fn c_name(name: &str) -> io::Result<CString> {
+    CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// `fstatat` without following a final symlink.
+fn stat_at(dir: &OwnedFd, name: &CStr) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstatat writes a stat into the buffer we own; the descriptor is
+    // open and `name` is NUL-terminated.
+    let rc = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatat returned 0, so it initialized the struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn stat_fd(fd: &impl AsRawFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a stat into the buffer we own; the fd is open.
+    if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat returned 0, so it initialized the struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn is_regular(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+/// True if this process is a member of group `gid` (effective or supplementary).
+pub(crate) fn in_group(gid: libc::gid_t) -> bool {
+    // SAFETY: getegid has no preconditions.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    let mut groups = vec![0 as libc::gid_t; 256];
+    // SAFETY: getgroups writes at most `groups.len()` ids into the buffer.
+    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+    n > 0 && groups[..n as usize].contains(&gid)
+}
+
+impl SegmentDir {
+    /// Opens the configured directory, with `create` creating it (and missing
+    /// parents) if absent: mode 0700, or with group access 02770 (group members share it;
+    /// the setgid bit gives new segments its group). It is trusted if its last
+    /// component is not a symlink, nobody else can write to it (the group
+    /// can, with group access, if this process is in that group), and it is
+    /// owned by this user or by root (with group access: or by a member of a
+    /// group this process is in, which it shares).
+    pub fn open(config: &Config, create: bool) -> Result<SegmentDir, DirFault> {
+        let path = &config.dir;
+        if create && std::fs::symlink_metadata(path).is_err() {
+            let mode = if config.group_access { 0o2770 } else { 0o700 };
+            let made = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(path);
+            match made {
+                // The umask may have narrowed the mode (and drops setgid on
+                // some systems): set it exactly.
+                Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .map_err(DirFault::Io)?,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(DirFault::Io(e)),
+            }
+        }
+        let c_path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| DirFault::Io(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        // SAFETY: open with a NUL-terminated path; the result is checked.
+        let raw = unsafe {
+            libc::open(
+                c_path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                // The last component is a symlink (O_DIRECTORY may report
+                // ENOTDIR for one before O_NOFOLLOW reports ELOOP).
+                Some(libc::ELOOP) => DirFault::Untrusted,
+                Some(libc::ENOTDIR)
+                    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) =>
+                {
+                    DirFault::Untrusted
+                }
+                _ => DirFault::Io(e),
+            });
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let st = stat_fd(&fd).map_err(DirFault::Io)?;
+        if !Self::trusted(&st, config) {
+            return Err(DirFault::Untrusted);
+        }
+        Ok(SegmentDir { fd })
+    }
+
+    fn trusted(st: &libc::stat, config: &Config) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        let mode = st.st_mode & 0o7777;
+        if mode & 0o002 != 0 {
+            return false;
+        }
+        let group_shared = config.group_access && in_group(st.st_gid);
+        if mode & 0o020 != 0 && !group_shared {
+            return false;
+        }
+        st.st_uid == euid || st.st_uid == 0 || group_shared
+    }
+
+    /// Another descriptor of the same directory.
+    pub(crate) fn try_clone(&self) -> io::Result<SegmentDir> {
+        Ok(SegmentDir {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
+    /// Opens the existing regular file `name` for reading and writing: a
+    /// symlink, a FIFO, a device or a directory there is refused before it is
+    /// opened, and one swapped in meanwhile after (same inode, or refused).
+    pub(crate) fn open_file(&self, name: &str) -> Result<File, FileFault> {
+        let c = c_name(name).map_err(FileFault::Io)?;
+        let before = match stat_at(&self.fd, &c) {
+            Ok(st) => st,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(FileFault::NotFound),
+            Err(e) => return Err(FileFault::Io(e)),
+        };
+        if !is_regular(&before) {
+            return Err(FileFault::NotRegular);
+        }
+        let flags =
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
+        // SAFETY: openat on our open directory with a NUL-terminated name.
+        let raw = unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags) };
+        if raw < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ENOENT) => FileFault::NotFound,
+                Some(libc::ELOOP) => FileFault::NotRegular,
+                _ => FileFault::Io(e),
+            });
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        let file = unsafe { File::from_raw_fd(raw) };
+        let after = stat_fd(&file).map_err(FileFault::Io)?;
+        if !is_regular(&after) || (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) {
+            return Err(FileFault::NotRegular);
+        }
+        Ok(file)
+    }
+
+    /// Creates the new file `name` (never an existing one, never through a
+    /// symlink) with mode `mode`.
+    pub(crate) fn create_file(&self, name: &str, mode: u32) -> io::Result<File> {
+        let c = c_name(name)?;
+        let flags =
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: openat on our open directory with a NUL-terminated name.
+        let raw =
+            unsafe { libc::openat(self.fd.as_raw_fd(), c.as_ptr(), flags, mode as libc::c_uint) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a descriptor we just opened and own.
+        Ok(unsafe { File::from_raw_fd(raw) })
+    }
+
+    /// Links the existing `from` as `to` (failing if `to` exists).
+    pub(crate) fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_name(from)?, c_name(to)?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: linkat within our open directory; flags 0: a symlink at
+        // `from` is linked itself, never followed.
+        if unsafe { libc::linkat(fd, from.as_ptr(), fd, to.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Removes the directory entry `name` (a symlink itself, not its target).
+    pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
+        let c = c_name(name)?;
+        // SAFETY: unlinkat within our open directory, NUL-terminated name.
+        if unsafe { libc::unlinkat(self.fd.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The inode of the entry `name` (not following a symlink), if any.
+    pub(crate) fn inode(&self, name: &str) -> Option<u64> {
+        stat_at(&self.fd, &c_name(name).ok()?)
+            .ok()
+            .map(|st| st.st_ino)
+    }
+
+    /// The names in the directory (without `.` and `..`).
+    pub(crate) fn names(&self) -> io::Result<Vec<OsString>> {
+        // fdopendir takes ownership of its descriptor: give it a duplicate.
+        let dup = self.fd.try_clone()?;
+        // SAFETY: fdopendir on a directory descriptor we own; on success the
+        // DIR owns it (closedir closes it), on failure we still own it.
+        let dirp = unsafe { libc::fdopendir(dup.as_raw_fd()) };
+        if dirp.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        std::mem::forget(dup);
+        // The directory may have been read before through another duplicate
+        // (descriptors share their position): start at the beginning.
+        // SAFETY: dirp is a live DIR.
+        unsafe { libc::rewinddir(dirp) };
+        let mut names = Vec::new();
+        loop {
+            // SAFETY: dirp is a live DIR; readdir returns null at the end.
+            let entry = unsafe { libc::readdir(dirp) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: d_name of a returned entry is NUL-terminated and valid
+            // until the next readdir on this DIR; it is copied out at once.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            let bytes = name.to_bytes();
+            if bytes != b"." && bytes != b".." {
+                names.push(OsString::from_vec(bytes.to_vec()));
+            }
+        }
+        // SAFETY: dirp is live and closed once.
+        unsafe { libc::closedir(dirp) };
+        Ok(names)
+    }
 }
 
 /// The filesystem's block size (the huge page size on hugetlbfs).
@@ -135,17 +419,10 @@ pub(crate) fn preallocate_range(file: &File, at: u64, len: u64) -> io::Result<()
     }
 }
 
-/// Removes `path` if it is still the file of `mapped` (same inode).
-fn remove_if_same(mapped: &Mapped, path: &Path) {
-    if std::fs::metadata(path).is_ok_and(|m| m.ino() == mapped.inode) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
 /// Deletes the checkpoint if nobody has it open: claims `DOOMED`, re-checks the
 /// openers (an opener registers before it checks `DOOMED`), then unlinks.
 /// Returns true if it was removed.
-pub fn doom_and_remove(mapped: &Mapped, path: &Path) -> bool {
+pub fn doom_and_remove(mapped: &Mapped) -> bool {
     let h = mapped.header();
     // SYNC POINT: SeqCst, Dekker with `register_opener` (register, then load the
     // lifecycle) against this (doom, then scan the openers).
@@ -159,28 +436,59 @@ pub fn doom_and_remove(mapped: &Mapped, path: &Path) -> bool {
         h.lifecycle.fetch_and(!LIFECYCLE_DOOMED, Ordering::SeqCst);
         return false;
     }
-    remove_if_same(mapped, path);
+    mapped.remove_name_if_same();
     true
+}
+
+/// Maps and validates the segment file `name` of `dir`.
+pub(crate) fn inspect_in(
+    dir: &SegmentDir,
+    name: &str,
+    config: &Config,
+) -> Result<Mapped, OpenError> {
+    let file = dir.open_file(name)?;
+    let at = (
+        dir.try_clone().map_err(|e| segment::io_to_open_error(&e))?,
+        name.to_string(),
+    );
+    Ok(segment::map_validated(file, at, config)?)
 }
 
 /// Unlinks checkpoint `name`: the name is free at once; processes that have it
 /// open keep using it until they close it, and then it is gone.
 pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError> {
-    let path = segment_path(&config.dir, name);
-    let file = match File::options().read(true).write(true).open(&path) {
+    let dir = match SegmentDir::open(config, false) {
+        Ok(dir) => dir,
+        Err(DirFault::Untrusted) => return Err(UnlinkError::Permission),
+        Err(DirFault::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(UnlinkError::NotExist)
+        }
+        Err(DirFault::Io(_)) => return Err(UnlinkError::Io),
+    };
+    let file_name = file_name(name);
+    let file = match dir.open_file(&file_name) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(UnlinkError::NotExist),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+        Err(FileFault::NotFound) => return Err(UnlinkError::NotExist),
+        // A symlink, FIFO or other non-file under a checkpoint's name: free
+        // the name (the entry itself goes, never what it points to).
+        Err(FileFault::NotRegular) => {
+            return dir.remove(&file_name).map_err(|_| UnlinkError::Io);
+        }
+        Err(FileFault::Io(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
             return Err(UnlinkError::Permission)
         }
-        Err(_) => return Err(UnlinkError::Io),
+        Err(FileFault::Io(_)) => return Err(UnlinkError::Io),
     };
-    let mapped = match segment::map_validated(file, config) {
+    let at = (
+        dir.try_clone().map_err(|_| UnlinkError::Io)?,
+        file_name.clone(),
+    );
+    let mapped = match segment::map_validated(file, at, config) {
         Ok(m) => m,
         Err(SegmentFault::Permission) => return Err(UnlinkError::Permission),
         // A damaged or foreign file under a checkpoint's name: free the name.
         Err(SegmentFault::Corrupt | SegmentFault::Incompatible) => {
-            return std::fs::remove_file(&path).map_err(|_| UnlinkError::Io);
+            return dir.remove(&file_name).map_err(|_| UnlinkError::Io);
         }
     };
     if mapped.name() != name {
@@ -188,11 +496,12 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
     }
     // A checkpoint whose retention ran out no longer exists, swept or not.
     if mapped.retention_expired(segment::now()) {
-        doom_and_remove(&mapped, &path);
+        doom_and_remove(&mapped);
         return Err(UnlinkError::NotExist);
     }
     // The unlink is a logged mutation (replicas and standbys see it): take
     // the claim as a registered, non-opening participant.
+    let path = config.dir.join(&file_name);
     let segment = match Segment::attach(mapped, &path, config) {
         Ok(Some(segment)) => segment,
         Ok(None) => return Err(UnlinkError::NotExist),
@@ -205,7 +514,7 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
         Err(UnlinkFail::Claim(ClaimFail::Contended)) => return Err(UnlinkError::TryAgain),
         Err(UnlinkFail::Claim(ClaimFail::Replica)) => return Err(UnlinkError::Replica),
     }
-    remove_if_same(&segment, &path);
+    segment.remove_name_if_same();
     Ok(())
 }
 
@@ -217,36 +526,43 @@ pub struct Listed {
     pub segment: Result<Mapped, OpenError>,
 }
 
-/// Lists the segment directory (after deleting what retention allows).
+/// Lists the segment directory (after deleting what retention allows). An
+/// untrusted directory is an error of kind `PermissionDenied`.
 pub fn list(config: &Config) -> io::Result<Vec<Listed>> {
-    let entries = match std::fs::read_dir(&config.dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let dir = match SegmentDir::open(config, false) {
+        Ok(dir) => dir,
+        Err(DirFault::Io(e)) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(DirFault::Io(e)) => return Err(e),
+        Err(DirFault::Untrusted) => {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                OpenError::UntrustedDir.to_string(),
+            ))
+        }
     };
     let now = segment::now();
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let file_name = entry.file_name();
-        let file_name = file_name.to_string_lossy();
-        if file_name.starts_with(".new.") {
-            remove_stale_temp(&entry.path());
+    for name in dir.names()? {
+        let Some(name) = name.to_str() else {
+            continue; // Not a name ckpt makes (they are ASCII).
+        };
+        if name.starts_with(".new.") {
+            remove_stale_temp(&dir, name);
             continue;
         }
-        if !file_name.ends_with(SEGMENT_SUFFIX) {
+        if !name.ends_with(SEGMENT_SUFFIX) {
             continue;
         }
-        let path = entry.path();
-        let segment = segment::inspect(config, &path);
+        let segment = inspect_in(&dir, name, config);
         if let Ok(mapped) = &segment {
             if mapped.lifecycle() & LIFECYCLE_DOOMED == 0
                 && mapped.retention_expired(now)
-                && doom_and_remove(mapped, &path)
+                && doom_and_remove(mapped)
             {
                 continue;
             }
         }
+        let path = config.dir.join(name);
         out.push(Listed { path, segment });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -256,13 +572,8 @@ pub fn list(config: &Config) -> io::Result<Vec<Listed>> {
 /// Removes a `.new.*` temporary whose creator died before publishing it: no
 /// description holds its lease, and it is older than a creator needs to take
 /// the lease. Never a live creator's, whatever its PID namespace.
-fn remove_stale_temp(path: &Path) {
-    let Ok(file) = File::options()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    else {
+fn remove_stale_temp(dir: &SegmentDir, name: &str) {
+    let Ok(file) = dir.open_file(name) else {
         return;
     };
     let old_enough = file
@@ -272,7 +583,7 @@ fn remove_stale_temp(path: &Path) {
         .and_then(|t| t.elapsed().ok())
         .is_some_and(|age| age >= TEMP_ABANDONED_AFTER);
     if old_enough && !lease::held_by_other(&file, TEMP_LEASE_BYTE) {
-        let _ = std::fs::remove_file(path);
+        let _ = dir.remove(name);
     }
 }
 

@@ -8,9 +8,9 @@
 //! touches anything else; every offset read from the segment later is bounds
 //! checked again at its use. A foreign or damaged file is refused with an error.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use ckpt_core::{CheckpointName, CreationAttributes, CreationFlags, OpenFlags, Ti
 use memmap2::MmapRaw;
 
 use crate::claim::Owner;
+use crate::dir::{FileFault, SegmentDir};
 use crate::layout::{
     self, default_log_bytes, role, ActiveReplicaWord, Geometry, OpenerEntry, OpenerWord, RoleWord,
     SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED, MAGIC,
@@ -143,6 +144,10 @@ pub struct Mapped {
     /// True if the whole file was allocated at creation; otherwise data
     /// buffers are allocated as they are first written (`back_buffers`).
     data_backed: bool,
+    /// The segment directory and the file's name in it (what removing the
+    /// checkpoint unlinks, if it is still this file).
+    dir: SegmentDir,
+    file_name: String,
 }
 
 /// The data region could not be allocated in the segment's filesystem.
@@ -158,9 +163,11 @@ unsafe impl Sync for Mapped {}
 
 impl Mapped {
     /// A validated mapping: `geometry` fits inside `map`.
+    #[allow(clippy::too_many_arguments)]
     fn new(
         map: MmapRaw,
         file: File,
+        (dir, file_name): (SegmentDir, String),
         geometry: Geometry,
         attrs: CreationAttributes,
         name: CheckpointName,
@@ -188,6 +195,15 @@ impl Mapped {
             data,
             file,
             data_backed,
+            dir,
+            file_name,
+        }
+    }
+
+    /// Removes the checkpoint's name if it is still this file (same inode).
+    pub(crate) fn remove_name_if_same(&self) {
+        if self.dir.inode(&self.file_name) == Some(self.inode) {
+            let _ = self.dir.remove(&self.file_name);
         }
     }
 
@@ -484,7 +500,10 @@ pub(crate) fn check_file(file: &File, config: &Config) -> Result<std::fs::Metada
     let meta = file.metadata().map_err(|_| SegmentFault::Corrupt)?;
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    if !meta.is_file() || meta.uid() != euid {
+    // With group access, a segment of another member of a group we are in
+    // (made 0660 in the shared directory) is ours to share.
+    let owner_ok = meta.uid() == euid || (config.group_access && dir::in_group(meta.gid()));
+    if !meta.is_file() || !owner_ok {
         return Err(SegmentFault::Permission);
     }
     let allowed = config.file_mode();
@@ -495,7 +514,11 @@ pub(crate) fn check_file(file: &File, config: &Config) -> Result<std::fs::Metada
 }
 
 /// Maps `file` and validates everything an opener relies on.
-pub(crate) fn map_validated(file: File, config: &Config) -> Result<Mapped, SegmentFault> {
+pub(crate) fn map_validated(
+    file: File,
+    at: (SegmentDir, String),
+    config: &Config,
+) -> Result<Mapped, SegmentFault> {
     let meta = check_file(&file, config)?;
     let size = meta.len();
     if !(layout::HEADER_REGION_BYTES..=limits::SEGMENT_BYTES_MAX * 2).contains(&size) {
@@ -557,10 +580,18 @@ pub(crate) fn map_validated(file: File, config: &Config) -> Result<Mapped, Segme
     }
     let name =
         CheckpointName::new(&h.name[..h.name_len as usize]).map_err(|_| SegmentFault::Corrupt)?;
-    Ok(Mapped::new(map, file, geometry, attrs, name, meta.ino()))
+    Ok(Mapped::new(
+        map,
+        file,
+        at,
+        geometry,
+        attrs,
+        name,
+        meta.ino(),
+    ))
 }
 
-fn io_to_open_error(e: &io::Error) -> OpenError {
+pub(crate) fn io_to_open_error(e: &io::Error) -> OpenError {
     match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::ENOMEM) | Some(libc::EDQUOT) | Some(libc::EMFILE)
         | Some(libc::ENFILE) | Some(libc::EFBIG) => OpenError::NoResources,
@@ -588,7 +619,8 @@ enum Origin {
 
 fn create_new(
     config: &Config,
-    path: &Path,
+    dir: &SegmentDir,
+    file_name: &str,
     name: &CheckpointName,
     attrs: &CreationAttributes,
     origin: Origin,
@@ -598,16 +630,12 @@ fn create_new(
         None => default_log_bytes(attrs),
     };
     let geometry = Geometry::new(attrs, log_bytes).ok_or(OpenError::NoResources)?;
-    let tmp = dir::temp_path(&config.dir);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(config.file_mode())
-        .open(&tmp)
+    let tmp = dir::temp_name();
+    let file = dir
+        .create_file(&tmp, config.file_mode())
         .map_err(|e| io_to_open_error(&e))?;
     let cleanup = |e: OpenError| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = dir.remove(&tmp);
         e
     };
     // Leased until linked: a directory sweep removes only abandoned
@@ -690,7 +718,11 @@ fn create_new(
             .store(RoleWord { role: copy_role }.value(), Ordering::Relaxed);
     }
     // Inode 0: this mapping is never registered or removed by inode.
-    let mapped = Mapped::new(map, file, geometry, *attrs, name.clone(), 0);
+    let at = (
+        dir.try_clone().map_err(|e| cleanup(io_to_open_error(&e)))?,
+        tmp.clone(),
+    );
+    let mapped = Mapped::new(map, file, at, geometry, *attrs, name.clone(), 0);
     // The log begins with the checkpoint's creation (seq 1): every attribute,
     // so the log alone can rebuild a replica.
     let created = {
@@ -745,12 +777,12 @@ fn create_new(
         .header()
         .layout_version
         .store(LAYOUT_VERSION, Ordering::Release);
-    let published = match std::fs::hard_link(&tmp, path) {
+    let published = match dir.link(&tmp, file_name) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(io_to_open_error(&e)),
     };
-    let _ = std::fs::remove_file(&tmp);
+    let _ = dir.remove(&tmp);
     // Closing the description drops the temporary's lease.
     drop(mapped);
     published
@@ -795,21 +827,26 @@ impl Segment {
         if config.node_id > ckpt_core::frame::NODE_ID_MAX {
             return Err(OpenError::InvalidNode);
         }
-        dir::ensure_dir(config).map_err(|e| io_to_open_error(&e))?;
-        let path = dir::segment_path(&config.dir, name);
+        let dir = SegmentDir::open(config, attrs.is_some())?;
+        let file_name = dir::file_name(name);
+        let path = config.dir.join(&file_name);
         for _ in 0..OPEN_ATTEMPTS_MAX {
-            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+            let file = match dir.open_file(&file_name) {
                 Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(FileFault::NotFound) => {
                     let Some(a) = attrs else {
                         return Err(OpenError::NotExist);
                     };
-                    create_new(config, &path, name, a, Origin::Primary)?;
+                    create_new(config, &dir, &file_name, name, a, Origin::Primary)?;
                     continue;
                 }
-                Err(e) => return Err(io_to_open_error(&e)),
+                Err(e) => return Err(e.into()),
             };
-            let mapped = map_validated(file, config)?;
+            let at = (
+                dir.try_clone().map_err(|e| io_to_open_error(&e))?,
+                file_name.clone(),
+            );
+            let mapped = map_validated(file, at, config)?;
             if mapped.name != *name {
                 // Two long names hashing to one file name: refuse, never mix them.
                 return Err(OpenError::Corrupt);
@@ -820,7 +857,7 @@ impl Segment {
                 continue;
             }
             if mapped.retention_expired(now) {
-                dir::doom_and_remove(&mapped, &path);
+                dir::doom_and_remove(&mapped);
                 continue;
             }
             if let Some(a) = attrs {
@@ -888,15 +925,15 @@ impl Segment {
             return Err(OpenError::InvalidAttributes);
         }
         let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
-        dir::ensure_dir(config).map_err(|e| io_to_open_error(&e))?;
-        let path = dir::segment_path(&config.dir, &name);
-        if !path.exists() {
+        let dir = SegmentDir::open(config, true)?;
+        let file_name = dir::file_name(&name);
+        if dir.inode(&file_name).is_none() {
             let origin = Origin::Replica {
                 incarnation: created.header.incarnation,
                 created_ns: created.header.time_ns,
                 active_replica,
             };
-            create_new(config, &path, &name, &attributes, origin)?;
+            create_new(config, &dir, &file_name, &name, &attributes, origin)?;
         }
         let flags = OpenFlags::READ | OpenFlags::WRITE;
         let segment = Segment::open(config, &name, flags, None)?;
@@ -949,7 +986,7 @@ impl Drop for Segment {
             && !self.is_unlinked()
             && self.mapped.reap_openers(now) == 0
         {
-            dir::doom_and_remove(&self.mapped, &self.path);
+            dir::doom_and_remove(&self.mapped);
         }
     }
 }
@@ -1037,15 +1074,14 @@ fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     }
 }
 
-/// Opens an existing segment for inspection (CLI) without registering as an opener.
-pub fn inspect(config: &Config, path: &Path) -> Result<Mapped, OpenError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => OpenError::NotExist,
-            _ => io_to_open_error(&e),
-        })?;
-    Ok(map_validated(file, config)?)
+/// Opens an existing checkpoint for inspection (CLI) without registering as
+/// an opener.
+pub fn inspect(config: &Config, name: &CheckpointName) -> Result<Mapped, OpenError> {
+    let dir = SegmentDir::open(config, false)?;
+    let mapped = dir::inspect_in(&dir, &dir::file_name(name), config)?;
+    if mapped.name != *name {
+        // Two long names hashing to one file name.
+        return Err(OpenError::NotExist);
+    }
+    Ok(mapped)
 }
