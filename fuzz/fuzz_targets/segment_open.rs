@@ -290,7 +290,7 @@ fn run(data: &[u8]) {
     write_file(&path, &bytes);
     let config = config(dir.path());
     // The CLI's way in: mapped and validated, but not registered.
-    if let Ok(mapped) = inspect(&config, &path) {
+    if let Ok(mapped) = inspect(&config, &name()) {
         read_all(&mapped);
     }
     let flags = OpenFlags::READ | OpenFlags::WRITE;

@@ -115,7 +115,10 @@ pub fn read_consistent(
 /// stores it, so the caller read its own value). Claim holder only.
 #[inline]
 pub fn write_begin(slot: &SlotHeader, current: CommitWord) -> u32 {
-    debug_assert_eq!(slot.commit.load(Ordering::Relaxed), current.value());
+    debug_assert_eq!(
+        CommitWord::from(slot.commit.load(Ordering::Relaxed)),
+        current
+    );
     let pending = CommitWord {
         pending: true,
         ..current
