@@ -99,29 +99,41 @@ pub struct BenchRow {
     pub met: Option<bool>,
 }
 
-/// Runs every scenario, calling `progress` with each row as it completes.
+/// Runs every scenario, calling `progress` with each row as it completes;
+/// `progress` returning false stops the run after that scenario (its reader
+/// went away), and the rows so far are returned.
 ///
 /// Returns `Err` only if the run cannot start (no work directory); a scenario
 /// that cannot be measured yields a row with `met: None` and the reason in
 /// `target`, never a made-up number.
 pub fn run(
     opts: &BenchOptions,
-    progress: &mut dyn FnMut(&BenchRow),
+    progress: &mut dyn FnMut(&BenchRow) -> bool,
 ) -> Result<Vec<BenchRow>, String> {
     let plan = if opts.quick { Plan::QUICK } else { Plan::FULL };
     let work = Work::new(&opts.dir)?;
     let mut rows = Vec::new();
+    let go_on = std::cell::Cell::new(true);
     {
         let mut emit = |row: BenchRow| {
-            progress(&row);
+            go_on.set(go_on.get() && progress(&row));
             rows.push(row);
         };
-        local_path(&work, &plan, &mut emit);
-        visibility(&work, &plan, opts.standby_cmd.as_deref(), &mut emit);
-        takeover(&work, &plan, &mut emit);
-        iterate(&work, &plan, &mut emit);
-        apply_rate(&work, &plan, &mut emit);
-        catch_up(&work, &plan, &mut emit);
+        type Scenario = fn(&Work, &Plan, Option<&[OsString]>, &mut dyn FnMut(BenchRow));
+        let scenarios: [Scenario; 6] = [
+            |w, p, _, e| local_path(w, p, e),
+            visibility,
+            |w, p, _, e| takeover(w, p, e),
+            |w, p, _, e| iterate(w, p, e),
+            |w, p, _, e| apply_rate(w, p, e),
+            |w, p, _, e| catch_up(w, p, e),
+        ];
+        for scenario in scenarios {
+            scenario(&work, &plan, opts.standby_cmd.as_deref(), &mut emit);
+            if !go_on.get() {
+                break;
+            }
+        }
     }
     Ok(rows)
 }

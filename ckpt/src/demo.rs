@@ -465,9 +465,10 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
     w(
         out,
         format!(
-            "verdict: {} — {} takeovers, last seq {}, numbers lost: {}, repeated: {}",
+            "verdict: {} — {} takeover{}, last seq {}, numbers lost: {}, repeated: {}",
             if verdict.passed() { "PASS" } else { "FAIL" },
             verdict.takeovers,
+            if verdict.takeovers == 1 { "" } else { "s" },
             verdict.last_seq,
             verdict.lost,
             verdict.repeated

@@ -106,7 +106,9 @@ fn opener(o: &OpenerInfo) -> Opener {
 pub fn describe(mapped: &Mapped, path: PathBuf) -> CheckpointInfo {
     let attrs: &CreationAttributes = mapped.attributes();
     let h = mapped.header();
-    let (sections, memory_used_bytes) = mapped.usage();
+    // As `sections` and `dump` see them: expired sections not yet swept by a
+    // writer are gone for readers.
+    let (sections, memory_used_bytes) = mapped.visible_usage();
     let last_close = h.last_close_ns.load(std::sync::atomic::Ordering::Relaxed);
     CheckpointInfo {
         name: mapped.name().to_string(),
@@ -134,27 +136,54 @@ pub fn describe(mapped: &Mapped, path: PathBuf) -> CheckpointInfo {
     }
 }
 
-/// Every checkpoint in the segment directory, and the files that were refused.
-pub fn list(config: &Config) -> std::io::Result<(Vec<CheckpointInfo>, Vec<Refused>)> {
-    let mut good = Vec::new();
-    let mut refused = Vec::new();
+/// A checkpoint the listing deleted: nobody had it open and its retention
+/// had run out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removed {
+    /// The checkpoint's name.
+    pub removed: String,
+    /// The file it was.
+    pub path: PathBuf,
+    /// Why.
+    pub why: &'static str,
+}
+
+/// What `ckpt list` found in the segment directory.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The checkpoints.
+    pub checkpoints: Vec<CheckpointInfo>,
+    /// Files that are not acceptable segments, and why.
+    pub refused: Vec<Refused>,
+    /// Checkpoints this listing deleted because their retention ran out.
+    pub removed: Vec<Removed>,
+}
+
+/// Every checkpoint in the segment directory, the files that were refused,
+/// and the checkpoints deleted because their retention ran out.
+pub fn list(config: &Config) -> std::io::Result<Listing> {
+    let mut listing = Listing::default();
     for entry in dir::list(config)? {
         match entry.segment {
-            Ok(mapped) => good.push(describe(&mapped, entry.path)),
-            Err(e) => refused.push(Refused {
+            Ok(mapped) if entry.removed => listing.removed.push(Removed {
+                removed: mapped.name().to_string(),
+                path: entry.path,
+                why: "its retention duration ran out with nobody having it open",
+            }),
+            Ok(mapped) => listing.checkpoints.push(describe(&mapped, entry.path)),
+            Err(e) => listing.refused.push(Refused {
                 path: entry.path,
                 error: e.to_string(),
             }),
         }
     }
-    Ok((good, refused))
+    Ok(listing)
 }
 
 /// Maps checkpoint `name` for inspection.
-pub fn open(config: &Config, name: &str) -> Result<(Mapped, PathBuf), OpenError> {
-    let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
-    let path = dir::segment_path(&config.dir, &name);
-    let mapped = segment::inspect(config, &name)?;
+pub fn open(config: &Config, name: &CheckpointName) -> Result<(Mapped, PathBuf), OpenError> {
+    let path = dir::segment_path(&config.dir, name);
+    let mapped = segment::inspect(config, name)?;
     Ok((mapped, path))
 }
 

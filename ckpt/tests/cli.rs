@@ -153,3 +153,197 @@ fn bad_names_missing_sections_and_corrupt_segments_get_clear_errors() {
     let hex = ckpt(dir.path(), &["dump", "c", "zz", "--id-hex"]);
     assert!(text(&hex).contains("is not hex bytes"), "{}", text(&hex));
 }
+
+/// Issue 6, finding 8: the CLI's rough edges, as a new user meets them.
+mod rough_edges {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    /// `ckpt bench --json | head -1`: the reader goes away after one line;
+    /// the bench stops quietly (no panic, exit 0) and removes its directory.
+    #[test]
+    fn bench_into_a_closed_pipe_stops_quietly_and_cleans_up() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("bench");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .arg("--dir")
+            .arg(&dir)
+            .args(["bench", "--quick", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap(); // The reader is dropped here: the pipe closes.
+        assert!(first.starts_with("{\"scenario\""), "{first}");
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{:?}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "the bench left {left:?}");
+    }
+
+    /// $CKPT_DIR is honoured by demo and bench, as the help says.
+    #[test]
+    fn demo_honours_ckpt_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .env("CKPT_DIR", dir.path())
+            .args(["demo", "--kills", "1", "--kill-every-ms", "100"])
+            .output()
+            .unwrap();
+        let t = text(&out);
+        assert!(out.status.success(), "{t}");
+        assert!(t.contains(&dir.path().display().to_string()), "{t}");
+        assert!(t.contains("1 takeover,"), "one takeover, singular: {t}");
+    }
+
+    /// An absurd section size is refused with the limit and why, at once.
+    #[test]
+    fn demo_bounds_the_section_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = ckpt(dir.path(), &["demo", "--section-bytes", "100000000000"]);
+        let t = text(&out);
+        assert!(!out.status.success());
+        assert!(t.contains("not in 8..=67108864"), "{t}");
+    }
+
+    /// A bad name says what is wrong, and a long one is not echoed in full.
+    #[test]
+    fn invalid_names_say_why_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "n".repeat(5000);
+        let t = text(&ckpt(dir.path(), &["sections", &long]));
+        assert!(t.contains("5000 bytes long; the limit is 256"), "{t}");
+        assert!(
+            t.len() < 400,
+            "the name is echoed in full: {} bytes",
+            t.len()
+        );
+        let t = text(&ckpt(dir.path(), &["unlink", ""]));
+        assert!(t.contains("checkpoint name is empty"), "{t}");
+    }
+
+    /// A section `ckpt list` counts is one `sections` shows: an expired one
+    /// (not yet swept) is in neither. Times are local time, not epoch seconds.
+    #[test]
+    fn list_and_sections_agree_on_expired_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::with_config(Config::with_dir(dir.path()));
+        let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let ck = service
+            .open("agree", flags, Some(&CreationAttributes::new(4, 64)))
+            .unwrap();
+        ck.set_active_replica().unwrap();
+        ck.create_section(b"kept", Time::END, b"abc").unwrap();
+        let soon = Time(ckpt_shm::segment::now().0 + 50_000_000);
+        ck.create_section(b"brief", soon, &[0; 60]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let list = text(&ckpt(dir.path(), &["list", "--json"]));
+        assert!(list.contains("\"sections\":1,"), "{list}");
+        assert!(list.contains("\"memory_used_bytes\":3,"), "{list}");
+        let sections = text(&ckpt(dir.path(), &["sections", "agree"]));
+        assert!(!sections.contains("brief"), "{sections}");
+        assert!(!sections.contains("since epoch"), "{sections}");
+        let year = sections.lines().nth(1).unwrap_or_default().to_string();
+        assert!(year.contains(" 20"), "a readable date: {sections}");
+    }
+
+    /// The ids `sections` prints as 0x... are accepted by `dump` as printed.
+    #[test]
+    fn dump_takes_ids_as_sections_prints_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::with_config(Config::with_dir(dir.path()));
+        let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let ck = service
+            .open("ids", flags, Some(&CreationAttributes::new(4, 64)))
+            .unwrap();
+        ck.set_active_replica().unwrap();
+        ck.create_section(&[0x01, 0xff], Time::END, b"binary id")
+            .unwrap();
+        let sections = text(&ckpt(dir.path(), &["sections", "ids"]));
+        assert!(sections.contains("0x01ff"), "{sections}");
+        let dump = ckpt(dir.path(), &["dump", "ids", "0x01ff"]);
+        assert!(dump.status.success(), "{}", text(&dump));
+        assert!(text(&dump).contains("binary id"));
+    }
+
+    /// A checkpoint whose name is not UTF-8 can be inspected and unlinked.
+    #[test]
+    fn non_utf8_names_can_be_inspected_and_unlinked() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::with_config(Config::with_dir(dir.path()));
+        let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let name = b"bin\xff\xfename";
+        let ck = service
+            .open(name, flags, Some(&CreationAttributes::new(4, 64)))
+            .unwrap();
+        drop(ck);
+        let arg = std::ffi::OsStr::from_bytes(name);
+        let run = |cmd: &str| {
+            Command::new(env!("CARGO_BIN_EXE_ckpt"))
+                .arg("--dir")
+                .arg(dir.path())
+                .arg(cmd)
+                .arg(arg)
+                .output()
+                .unwrap()
+        };
+        let sections = run("sections");
+        assert!(sections.status.success(), "{}", text(&sections));
+        let unlink = run("unlink");
+        assert!(unlink.status.success(), "{}", text(&unlink));
+        assert!(service.open(name, OpenFlags::READ, None).is_err());
+    }
+
+    /// `ckpt list` says when it deletes a checkpoint whose retention ran out.
+    #[test]
+    fn list_says_what_it_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::with_config(Config::with_dir(dir.path()));
+        let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let attrs = CreationAttributes {
+            retention_ns: 10_000_000,
+            ..CreationAttributes::new(4, 64)
+        };
+        drop(service.open("brief", flags, Some(&attrs)).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let t = text(&ckpt(dir.path(), &["list"]));
+        assert!(
+            t.contains("removed 'brief': its retention duration ran out"),
+            "{t}"
+        );
+        let t = text(&ckpt(dir.path(), &["list"]));
+        assert!(t.contains("no checkpoints"), "{t}");
+    }
+
+    /// The README's example runs twice in a row (the second run finds the
+    /// first's checkpoint within its retention time).
+    #[test]
+    fn the_readme_example_reruns() {
+        let exe = std::env::current_exe().unwrap();
+        let example = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .map(|profile| profile.join("examples/quickstart"))
+            .unwrap();
+        if !example.exists() {
+            eprintln!("SKIPPED: {} is not built", example.display());
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for run in 1..=2 {
+            let out = Command::new(&example)
+                .env("CKPT_DIR", dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "run {run}: {}", text(&out));
+            assert!(text(&out).contains("state = [0, 0, 0, 0, 0, 0, 0, 42]"));
+        }
+    }
+}

@@ -276,7 +276,9 @@ impl SegmentDir {
 
     /// Opens the existing regular file `name` for reading and writing: a
     /// symlink, a FIFO, a device or a directory there is refused before it is
-    /// opened, and one swapped in meanwhile after (same inode, or refused).
+    /// opened, and one swapped in meanwhile after (the open itself neither
+    /// follows a symlink nor blocks on a FIFO). A regular file swapped in
+    /// meanwhile (a checkpoint re-created under its name) is simply opened.
     pub(crate) fn open_file(&self, name: &str) -> Result<File, FileFault> {
         let c = c_name(name).map_err(FileFault::Io)?;
         let before = match stat_at(&self.fd, &c) {
@@ -301,8 +303,7 @@ impl SegmentDir {
         }
         // SAFETY: `raw` is a descriptor we just opened and own.
         let file = unsafe { File::from_raw_fd(raw) };
-        let after = stat_fd(&file).map_err(FileFault::Io)?;
-        if !is_regular(&after) || (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) {
+        if !is_regular(&stat_fd(&file).map_err(FileFault::Io)?) {
             return Err(FileFault::NotRegular);
         }
         Ok(file)
@@ -471,9 +472,7 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
         Err(FileFault::NotFound) => return Err(UnlinkError::NotExist),
         // A symlink, FIFO or other non-file under a checkpoint's name: free
         // the name (the entry itself goes, never what it points to).
-        Err(FileFault::NotRegular) => {
-            return dir.remove(&file_name).map_err(|_| UnlinkError::Io);
-        }
+        Err(FileFault::NotRegular) => return free_name(&dir, &file_name),
         Err(FileFault::Io(e)) if e.kind() == io::ErrorKind::PermissionDenied => {
             return Err(UnlinkError::Permission)
         }
@@ -488,7 +487,7 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
         Err(SegmentFault::Permission) => return Err(UnlinkError::Permission),
         // A damaged or foreign file under a checkpoint's name: free the name.
         Err(SegmentFault::Corrupt | SegmentFault::Incompatible) => {
-            return dir.remove(&file_name).map_err(|_| UnlinkError::Io);
+            return free_name(&dir, &file_name);
         }
     };
     if mapped.name() != name {
@@ -518,16 +517,30 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
     Ok(())
 }
 
+/// Removes the entry `name` that is not a checkpoint; someone else removing
+/// it first is fine (the name is free either way).
+fn free_name(dir: &SegmentDir, name: &str) -> Result<(), UnlinkError> {
+    match dir.remove(name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(UnlinkError::NotExist),
+        Err(_) => Err(UnlinkError::Io),
+    }
+}
+
 /// One entry of the segment directory.
 pub struct Listed {
     /// The file.
     pub path: PathBuf,
     /// The validated segment, or why it was refused.
     pub segment: Result<Mapped, OpenError>,
+    /// Nobody had it open and its retention had run out: this listing deleted
+    /// it (`segment` is the mapping as it was).
+    pub removed: bool,
 }
 
-/// Lists the segment directory (after deleting what retention allows). An
-/// untrusted directory is an error of kind `PermissionDenied`.
+/// Lists the segment directory, deleting checkpoints whose retention ran out
+/// with nobody having them open (they are listed with `removed`, so callers
+/// can say so). An untrusted directory is an error of kind `PermissionDenied`.
 pub fn list(config: &Config) -> io::Result<Vec<Listed>> {
     let dir = match SegmentDir::open(config, false) {
         Ok(dir) => dir,
@@ -554,16 +567,17 @@ pub fn list(config: &Config) -> io::Result<Vec<Listed>> {
             continue;
         }
         let segment = inspect_in(&dir, name, config);
-        if let Ok(mapped) = &segment {
-            if mapped.lifecycle() & LIFECYCLE_DOOMED == 0
+        let removed = segment.as_ref().is_ok_and(|mapped| {
+            mapped.lifecycle() & LIFECYCLE_DOOMED == 0
                 && mapped.retention_expired(now)
                 && doom_and_remove(mapped)
-            {
-                continue;
-            }
-        }
+        });
         let path = config.dir.join(name);
-        out.push(Listed { path, segment });
+        out.push(Listed {
+            path,
+            segment,
+            removed,
+        });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)

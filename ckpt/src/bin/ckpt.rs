@@ -1,5 +1,6 @@
 //! `ckpt`: the failover demo, the operator CLI and the bench command.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,13 +9,18 @@ use std::time::Duration;
 use ckpt::demo::{self, DemoOptions, WorkerOptions};
 use ckpt::inspect::{self, CheckpointInfo, SectionInfo};
 use ckpt::Config;
+use ckpt_core::CheckpointName;
 use clap::{Parser, Subcommand};
+
+/// The largest section the demo takes: each of its processes holds a copy.
+const DEMO_SECTION_BYTES_MAX: u64 = 64 << 20;
 
 /// ckpt: SA Forum checkpoints in shared memory.
 #[derive(Parser)]
 #[command(name = "ckpt", version, about, long_about = None)]
 struct Cli {
-    /// Segment directory (default: $CKPT_DIR, else /dev/shm/ckpt).
+    /// Segment directory (default: $CKPT_DIR, else /dev/shm/ckpt; for demo
+    /// and bench: $CKPT_DIR, else a private scratch directory they remove).
     #[arg(long, global = true, value_name = "DIR")]
     dir: Option<PathBuf>,
     #[command(subcommand)]
@@ -35,9 +41,11 @@ enum Cmd {
         /// Total run length in milliseconds (sets --kills from --kill-every-ms).
         #[arg(long)]
         run_ms: Option<u64>,
-        /// Size of the checkpointed section in bytes (at least 8).
-        #[arg(long, default_value_t = 8)]
-        section_bytes: usize,
+        /// Size of the checkpointed section in bytes: 8 to 64 MiB (every
+        /// process of the demo holds a copy of it in memory).
+        #[arg(long, default_value_t = 8,
+              value_parser = clap::value_parser!(u64).range(8..=DEMO_SECTION_BYTES_MAX))]
+        section_bytes: u64,
         /// Microseconds between two writes of the active.
         #[arg(long, default_value_t = 20)]
         write_interval_us: u64,
@@ -50,19 +58,21 @@ enum Cmd {
     },
     /// List the sections of one checkpoint.
     Sections {
-        /// Checkpoint name.
-        name: String,
+        /// Checkpoint name (any bytes but NUL).
+        name: OsString,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
     },
     /// Dump one section as hex and text.
     Dump {
-        /// Checkpoint name.
-        name: String,
-        /// Section id (text; "" for the default section).
+        /// Checkpoint name (any bytes but NUL).
+        name: OsString,
+        /// Section id: as `sections` shows it (text, 0x-prefixed hex, or
+        /// <default>), or "" for the default section.
         id: String,
-        /// The id is given as hex bytes.
+        /// The id is given as hex bytes (only needed for a text id that
+        /// starts with 0x).
         #[arg(long)]
         id_hex: bool,
         /// Print JSON ({"id", "version", "size_bytes", "data_hex"}).
@@ -71,8 +81,8 @@ enum Cmd {
     },
     /// Unlink a checkpoint: the name is freed at once; openers keep it until they close.
     Unlink {
-        /// Checkpoint name.
-        name: String,
+        /// Checkpoint name (any bytes but NUL).
+        name: OsString,
     },
     /// Run the local benchmarks beside their baselines and print the ratios.
     Bench {
@@ -102,19 +112,42 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut config = Config::from_env();
-    if let Some(dir) = &cli.dir {
+    // --dir, else $CKPT_DIR: the directory asked for (demo and bench use a
+    // private scratch directory when none is).
+    let asked = cli.dir.or_else(|| {
+        std::env::var_os(ckpt_shm::segment::ENV_DIR)
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+    });
+    if let Some(dir) = &asked {
         config.dir = dir.clone();
     }
-    match run(cli.command, config, cli.dir) {
+    match run(cli.command, config, asked) {
         Ok(code) => code,
-        Err(message) => {
+        // The reader went away (`ckpt list | head -1`): nothing to report.
+        Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+        Err(Failure::Message(message)) => {
             eprintln!("ckpt: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, String> {
+/// Why a command stopped early.
+enum Failure {
+    /// Standard output was closed by its reader.
+    OutputClosed,
+    /// An error to report.
+    Message(String),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::Message(message)
+    }
+}
+
+fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, Failure> {
     let mut out = std::io::stdout().lock();
     match command {
         Cmd::Demo {
@@ -133,7 +166,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
                 dir,
                 kills,
                 kill_every,
-                section_bytes,
+                section_bytes: section_bytes as usize,
                 write_interval: Duration::from_micros(write_interval_us),
             };
             let exe =
@@ -159,7 +192,8 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
         Cmd::Bench { quick, json } => {
             let exe =
                 std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
-            // A private directory unless --dir names one; removed afterwards.
+            // A private directory unless --dir or $CKPT_DIR names one;
+            // removed afterwards.
             let private = dir.is_none();
             let opts = ckpt::bench::BenchOptions {
                 dir: dir.unwrap_or_else(|| {
@@ -168,18 +202,26 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
                 quick,
                 standby_cmd: Some(vec![exe.into(), "bench-standby".into()]),
             };
+            let mut closed = false;
             let mut progress = |row: &ckpt::bench::BenchRow| {
                 if json {
-                    println!("{}", ckpt::bench::to_json_line(row));
+                    // A closed pipe stops the run (and the cleanup below runs).
+                    closed = writeln!(out, "{}", ckpt::bench::to_json_line(row))
+                        .and_then(|()| out.flush())
+                        .is_err();
                 } else {
                     eprintln!("  measured: {}", row.scenario);
                 }
+                !closed
             };
             let rows = ckpt::bench::run(&opts, &mut progress);
             if private {
                 let _ = std::fs::remove_dir_all(&opts.dir);
             }
             let rows = rows?;
+            if closed {
+                return Err(Failure::OutputClosed);
+            }
             if !json {
                 ckpt::bench::print_table(&rows, &mut out).map_err(io)?;
             }
@@ -187,26 +229,30 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
         }
         Cmd::BenchStandby { args } => Ok(ExitCode::from(ckpt::bench::standby_main(&args) as u8)),
         Cmd::List { json } => {
-            let (list, refused) = inspect::list(&config)
+            let listing = inspect::list(&config)
                 .map_err(|e| format!("cannot read {}: {e}", config.dir.display()))?;
             if json {
-                for c in &list {
-                    writeln!(out, "{}", serde_json::to_string(c).expect("serializable"))
-                        .map_err(io)?;
-                }
-                for r in &refused {
-                    writeln!(out, "{}", serde_json::to_string(r).expect("serializable"))
-                        .map_err(io)?;
+                let lines = listing.checkpoints.iter().map(serde_json::to_string);
+                let lines = lines
+                    .chain(listing.refused.iter().map(serde_json::to_string))
+                    .chain(listing.removed.iter().map(serde_json::to_string));
+                for line in lines {
+                    writeln!(out, "{}", line.expect("serializable")).map_err(io)?;
                 }
             } else {
-                print_list(&mut out, &config, &list).map_err(io)?;
-                for r in &refused {
+                print_list(&mut out, &config, &listing.checkpoints).map_err(io)?;
+                for r in &listing.refused {
                     writeln!(out, "refused {}: {}", r.path.display(), r.error).map_err(io)?;
+                }
+                for r in &listing.removed {
+                    let name = shown(r.removed.as_bytes());
+                    writeln!(out, "removed '{name}': {}", r.why).map_err(io)?;
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Sections { name, json } => {
+            let name = checkpoint_name(&name)?;
             let (mapped, _) =
                 inspect::open(&config, &name).map_err(|e| open_message(&name, &config, e))?;
             let sections = inspect::sections(&mapped);
@@ -226,15 +272,33 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
             id_hex,
             json,
         } => {
-            let id_bytes = if id_hex {
-                parse_hex(&id).ok_or_else(|| format!("'{id}' is not hex bytes"))?
+            let name = checkpoint_name(&name)?;
+            // The id as given, then as `sections` shows ids it cannot print
+            // as text (0x-prefixed hex) or the default section (<default>).
+            let candidates: Vec<Vec<u8>> = if id_hex {
+                vec![parse_hex(&id)
+                    .ok_or_else(|| format!("'{}' is not hex bytes", shown(id.as_bytes())))?]
             } else {
-                id.clone().into_bytes()
+                let mut c = vec![id.clone().into_bytes()];
+                c.extend(id.starts_with("0x").then(|| parse_hex(&id)).flatten());
+                if id == "<default>" {
+                    c.push(Vec::new());
+                }
+                c
             };
             let (mapped, _) =
                 inspect::open(&config, &name).map_err(|e| open_message(&name, &config, e))?;
-            let (data, version) = inspect::read_section(&mapped, &id_bytes)
-                .ok_or_else(|| format!("checkpoint '{name}' has no section '{id}'"))?;
+            let (data, version) = candidates
+                .iter()
+                .find_map(|c| inspect::read_section(&mapped, c))
+                .ok_or_else(|| {
+                    format!(
+                        "checkpoint '{}' has no section '{}' (`ckpt sections` lists them)",
+                        shown(name.as_bytes()),
+                        shown(id.as_bytes())
+                    )
+                })?;
+            let name = shown(name.as_bytes());
             if json {
                 let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
                 let v = serde_json::json!({"id": id, "version": version, "size_bytes": data.len(), "data_hex": hex});
@@ -251,24 +315,48 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, S
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Unlink { name } => {
+            let name = checkpoint_name(&name)?;
+            let shown = shown(name.as_bytes());
             ckpt::Service::with_config(config.clone())
-                .unlink(&name)
-                .map_err(|e| format!("cannot unlink '{name}' in {}: {e}", config.dir.display()))?;
-            writeln!(out, "unlinked '{name}'").map_err(io)?;
+                .unlink(name.as_bytes())
+                .map_err(|e| format!("cannot unlink '{shown}' in {}: {e}", config.dir.display()))?;
+            writeln!(out, "unlinked '{shown}'").map_err(io)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn io(e: std::io::Error) -> String {
-    format!("cannot write output: {e}")
+fn io(e: std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::OutputClosed,
+        _ => Failure::Message(format!("cannot write output: {e}")),
+    }
 }
 
-fn open_message(name: &str, config: &Config, e: ckpt::OpenError) -> String {
+fn open_message(name: &CheckpointName, config: &Config, e: ckpt::OpenError) -> String {
+    let name = shown(name.as_bytes());
     match e {
         ckpt::OpenError::NotExist => format!("no checkpoint '{name}' in {}", config.dir.display()),
         other => format!("cannot open '{name}' in {}: {other}", config.dir.display()),
     }
+}
+
+/// A name or id from the command line or a segment, for a message: lossy
+/// UTF-8, control characters escaped, at most 64 characters.
+fn shown(bytes: &[u8]) -> String {
+    const SHOWN_MAX: usize = 64;
+    let text: String = String::from_utf8_lossy(bytes).escape_debug().collect();
+    match text.char_indices().nth(SHOWN_MAX) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], bytes.len()),
+        None => text,
+    }
+}
+
+/// A checkpoint name from the command line (any bytes but NUL), or why not.
+fn checkpoint_name(arg: &OsString) -> Result<CheckpointName, String> {
+    use std::os::unix::ffi::OsStrExt;
+    CheckpointName::new(arg.as_bytes())
+        .map_err(|e| format!("invalid checkpoint name '{}': {e}", shown(arg.as_bytes())))
 }
 
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
@@ -303,6 +391,39 @@ fn duration_ns(ns: i64) -> String {
         ns if ns % 1_000_000_000 == 0 => format!("{}s", ns / 1_000_000_000),
         ns => format!("{:.3}s", ns as f64 / 1e9),
     }
+}
+
+/// A time (ns since the epoch) as local time to the millisecond, with the
+/// zone's offset: `2026-11-29 22:15:03.212 +0100`. JSON output keeps the ns.
+fn local_time(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let millis = ns.rem_euclid(1_000_000_000) / 1_000_000;
+    let t = secs as libc::time_t;
+    // SAFETY: all-zero bytes are a valid `tm`; localtime_r fills it from `t`
+    // (both ours), and strftime writes at most `buf.len()` bytes into `buf`
+    // from a NUL-terminated format.
+    let (ok, date, zone) = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        let ok = !libc::localtime_r(&t, &mut tm).is_null();
+        let mut date = [0u8; 32];
+        let mut zone = [0u8; 16];
+        let n = libc::strftime(
+            date.as_mut_ptr().cast(),
+            date.len(),
+            c"%Y-%m-%d %H:%M:%S".as_ptr(),
+            &tm,
+        );
+        let z = libc::strftime(zone.as_mut_ptr().cast(), zone.len(), c"%z".as_ptr(), &tm);
+        (ok && n > 0 && z > 0, date[..n].to_vec(), zone[..z].to_vec())
+    };
+    if !ok {
+        return format!("{:.3}s since the epoch", ns as f64 / 1e9);
+    }
+    format!(
+        "{}.{millis:03} {}",
+        String::from_utf8_lossy(&date),
+        String::from_utf8_lossy(&zone)
+    )
 }
 
 fn print_list(
@@ -375,10 +496,8 @@ fn print_sections(out: &mut dyn Write, sections: &[SectionInfo]) -> std::io::Res
                 s.id.clone(),
                 bytes(s.size_bytes),
                 s.version.to_string(),
-                s.expiration_ns.map_or("never".into(), |t| {
-                    format!("{:.3}s since epoch", t as f64 / 1e9)
-                }),
-                format!("{:.3}s since epoch", s.last_update_ns as f64 / 1e9),
+                s.expiration_ns.map_or("never".into(), local_time),
+                local_time(s.last_update_ns),
             ]
         })
         .collect();

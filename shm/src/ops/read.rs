@@ -184,7 +184,8 @@ impl Mapped {
         })
     }
 
-    /// Sections and memory used, from the counters.
+    /// Sections and memory used, from the counters (expired sections count
+    /// until a writer sweeps them; see [`Mapped::visible_usage`]).
     pub fn usage(&self) -> (u32, u64) {
         let h = self.header();
         (
@@ -195,6 +196,18 @@ impl Mapped {
 }
 
 impl Mapped {
+    /// Sections and the sum of their sizes as a reader sees them now: live and
+    /// unexpired (the counters of [`Mapped::usage`] still include expired
+    /// sections until a writer sweeps them). One pass over the slots.
+    pub fn visible_usage(&self) -> (u32, u64) {
+        let (mut sections, mut bytes) = (0u32, 0u64);
+        self.for_each_section(SectionsChosen::Any, |v| {
+            sections += 1;
+            bytes += v.size_bytes;
+        });
+        (sections, bytes)
+    }
+
     /// Calls `f` for every live, unexpired section that `chosen` selects, in
     /// slot order, without allocating. Each section existing throughout is
     /// visited exactly once.
