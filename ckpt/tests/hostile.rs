@@ -788,3 +788,134 @@ fn opens_under_churn_do_not_fail() {
     }
     assert!(total > 0);
 }
+
+// ---------------------------------------------------------------------------
+// Finding 6: damaged mutable words.
+
+fn open_rw(dir: &Path) -> Segment {
+    Segment::open(
+        &Config::with_dir(dir),
+        &name(),
+        OpenFlags::READ | OpenFlags::WRITE,
+        None,
+    )
+    .unwrap()
+}
+
+/// A damaged section count or memory counter no longer refuses every create
+/// and write: the writer checks them against the slots and repairs them, on
+/// its next writable open and on the failure path of an open writer (before:
+/// NO_SPACE for every create).
+#[test]
+fn damaged_counters_are_recounted_from_the_slots() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (dir, seg) = setup("counters");
+    let h = seg.header();
+    // An open writer meets the damage.
+    h.sections_live.store(u64::MAX, SeqCst);
+    h.memory_used.store(u64::MAX / 2, SeqCst);
+    seg.create_section(Some(b"t"), Time::END, &[1; 8]).unwrap();
+    let s = seg.lookup(b"s").unwrap().unwrap();
+    seg.write(s, None, &[2; 64]).unwrap();
+    assert_eq!(seg.usage(), (2, 72));
+    assert!(h.repairs.load(SeqCst) >= 1);
+    // A writable open repairs it before anyone meets it.
+    h.sections_live.store(4, SeqCst);
+    let other = open_rw(dir.path());
+    assert_eq!(other.usage(), (2, 72));
+    other
+        .create_section(Some(b"u"), Time::END, &[3; 8])
+        .unwrap();
+}
+
+/// A damaged index entry made a listed section unreadable by its id (NOT_EXIST):
+/// a writable open rebuilds the index from the slots.
+#[test]
+fn a_damaged_index_entry_is_rebuilt_from_the_slots() {
+    use std::os::unix::fs::FileExt;
+    let (dir, seg) = setup("index");
+    seg.create_section(Some(b"t"), Time::END, &[1; 8]).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(seg.path())
+        .unwrap();
+    let g = *seg.geometry();
+    let mut damaged = 0;
+    for i in 0..g.index_buckets {
+        let at = g.index_offset + 8 * i;
+        let mut word = [0u8; 8];
+        file.read_at(&mut word, at).unwrap();
+        if u64::from_le_bytes(word) != 0 {
+            // Flip the tag and the slot's low bit: the entry now names garbage.
+            file.write_at(
+                &(u64::from_le_bytes(word) ^ 0x0001_0000_0000_fffc).to_le_bytes(),
+                at,
+            )
+            .unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 2);
+    assert_eq!(
+        seg.lookup(b"s").unwrap(),
+        None,
+        "the damage hides the sections"
+    );
+    let writer = open_rw(dir.path());
+    assert!(
+        writer
+            .header()
+            .repairs
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    );
+    for id in [&b"s"[..], b"t"] {
+        let found = writer.lookup(id).unwrap().expect("found again");
+        assert!(writer.read_to_vec(found).is_ok());
+    }
+    let mut listed = 0;
+    writer.for_each_section(ckpt_core::SectionsChosen::Any, |v| {
+        assert!(writer.lookup(v.id).unwrap().is_some());
+        listed += 1;
+    });
+    assert_eq!(listed, 2);
+}
+
+/// A damaged retention (negative) or last-close time never deletes a
+/// checkpoint as expired: a negative retention is reported as corrupt, an
+/// implausible last close is ignored (before: open deleted the file).
+#[test]
+fn damaged_retention_words_never_delete_a_checkpoint() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (dir, seg) = setup("retention");
+    let path = seg.path().to_path_buf();
+    seg.header().retention_ns.store(-5, SeqCst);
+    drop(seg);
+    let config = Config::with_dir(dir.path());
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    assert_eq!(
+        Segment::open(&config, &name(), rw, None).err(),
+        Some(ckpt_core::error::OpenError::Corrupt)
+    );
+    let listed = ckpt_shm::dir::list(&config).unwrap();
+    assert!(listed.iter().all(|l| !l.removed));
+    assert!(path.exists(), "a damaged retention deleted the checkpoint");
+
+    // A plausible retention, but a last close long before creation.
+    {
+        use ckpt_shm::layout::SegmentHeader;
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let at = std::mem::offset_of!(SegmentHeader, retention_ns) as u64;
+        file.write_at(&1i64.to_le_bytes(), at).unwrap();
+        // (The close above recorded the real last close: damage it after.)
+        let at = std::mem::offset_of!(SegmentHeader, last_close_ns) as u64;
+        file.write_at(&1i64.to_le_bytes(), at).unwrap();
+    }
+    let listed = ckpt_shm::dir::list(&config).unwrap();
+    assert!(listed.iter().all(|l| !l.removed));
+    let seg = Segment::open(&config, &name(), rw, None).unwrap();
+    assert_eq!(contents(&seg), [OLD; 64]);
+    assert!(path.exists());
+}

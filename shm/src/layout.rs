@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  0      ┌──────────────────────────────┐
-//!         │ SegmentHeader (752 B)        │ immutable: magic, layout version (published
+//!         │ SegmentHeader (760 B)        │ immutable: magic, layout version (published
 //!         │   immutable + CRC            │   last), attributes, geometry, incarnation, name;
 //!         │   replicated state           │ replicated: last seq, active replica + term,
 //!         │   host-local state           │   retention, counters, role; host-local: claim,
@@ -187,6 +187,9 @@ pub struct SegmentHeader {
     pub stage_log_start: AtomicU64,
     /// Per replica: the highest sequence number it has acknowledged.
     pub acks: [AckSlot; ACK_SLOTS],
+    /// How many times a writer found the words derived from the slots (the
+    /// counters, the index) damaged, and rebuilt them (`audit_held`).
+    pub repairs: AtomicU64,
 }
 
 /// One replica's acknowledgement.
@@ -302,7 +305,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 752);
+    assert!(size_of::<SegmentHeader>() == 760);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -317,6 +320,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, claim) == 448);
     assert!(offset_of!(SegmentHeader, log_tail) == 512);
     assert!(offset_of!(SegmentHeader, acks) == 624);
+    assert!(offset_of!(SegmentHeader, repairs) == 752);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);

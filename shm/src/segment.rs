@@ -43,6 +43,9 @@ pub const PREALLOCATE_BYTES_MAX: u64 = 1 << 30;
 /// Log positions beyond this are refused as damage (2^62 bytes: centuries of
 /// logging at memory bandwidth).
 const LOG_POSITION_MAX: u64 = 1 << 62;
+/// How far ahead of this host's clock a recorded time may plausibly be (hosts
+/// sharing a segment share a clock; this is room for its adjustments).
+const CLOCK_SLACK_NS: i64 = 60_000_000_000;
 /// Bounded retries of the open loop (creation races, sweeps in progress).
 const OPEN_ATTEMPTS_MAX: u32 = 200;
 
@@ -398,12 +401,19 @@ impl Mapped {
     }
 
     /// True if nobody has the checkpoint open and its retention has run out.
+    /// Implausible words never delete a checkpoint: a negative retention, or
+    /// a last close before the checkpoint was created or in the future.
     pub fn retention_expired(&self, now: Time) -> bool {
         let h = self.header();
         let closed = h.last_close_ns.load(Ordering::SeqCst);
+        let retention = h.retention_ns.load(Ordering::SeqCst);
+        let plausible = retention >= 0
+            && closed >= h.created_ns
+            && closed <= now.0.saturating_add(CLOCK_SLACK_NS);
         closed != 0
+            && plausible
             && self.reap_openers(now) == 0
-            && now.0.saturating_sub(closed) >= h.retention_ns.load(Ordering::SeqCst)
+            && now.0.saturating_sub(closed) >= retention
     }
 
     /// True if this copy is a replica (written only by applying frames).
@@ -576,6 +586,11 @@ pub(crate) fn map_validated(
     if h.log_seq.load(Ordering::Acquire) > LOG_POSITION_MAX
         || h.state_seq.load(Ordering::Acquire) > LOG_POSITION_MAX
     {
+        return Err(SegmentFault::Corrupt);
+    }
+    // A retention duration is never negative (the API refuses one): a damaged
+    // word, and nothing to recompute it from.
+    if h.retention_ns.load(Ordering::Acquire) < 0 {
         return Err(SegmentFault::Corrupt);
     }
     let name =
@@ -797,6 +812,10 @@ pub struct Segment {
     pub(crate) owner: Owner,
     /// Where the next free-slot scan starts (a per-process hint).
     pub(crate) free_hint: std::sync::atomic::AtomicU32,
+    /// When this process last audited the derived words on a failure path
+    /// (ns since the epoch): at most one audit a second there, so a writer
+    /// hammering a truly full checkpoint does not scan it on every attempt.
+    pub(crate) last_audit_ns: std::sync::atomic::AtomicI64,
     /// False for a registration that must not count as an open (an unlink
     /// logging its frame): its close neither starts the retention clock nor
     /// deletes the checkpoint.
@@ -879,9 +898,13 @@ impl Segment {
                 flags,
                 owner,
                 free_hint: std::sync::atomic::AtomicU32::new(0),
+                last_audit_ns: std::sync::atomic::AtomicI64::new(0),
                 counts_as_open: true,
             };
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
+            if flags.contains(OpenFlags::WRITE) {
+                segment.audit();
+            }
             return Ok(segment);
         }
         Err(OpenError::TryAgain)
@@ -967,6 +990,7 @@ impl Segment {
             flags: OpenFlags::READ,
             owner,
             free_hint: std::sync::atomic::AtomicU32::new(0),
+            last_audit_ns: std::sync::atomic::AtomicI64::new(0),
             counts_as_open: false,
         }))
     }

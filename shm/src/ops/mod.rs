@@ -348,6 +348,22 @@ impl Segment {
         self.claim()
     }
 
+    /// Checks the words derived from the slots and repairs them if damaged
+    /// (see `audit_held`), if the claim is free now; returns true if it
+    /// repaired anything. Writable opens run it.
+    pub fn audit(&self) -> bool {
+        match claim::try_acquire(&self.header().claim, self.owner) {
+            Ok(word) => {
+                let _held = Held {
+                    segment: self,
+                    word,
+                };
+                self.audit_held()
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Takes the writer claim (recovering a dead holder's mutation).
     #[inline]
     pub(crate) fn claim(&self) -> Result<Held<'_>, ClaimFail> {

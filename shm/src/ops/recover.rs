@@ -6,9 +6,9 @@ use ckpt_core::frame::FrameKind;
 
 use super::read::committed_size;
 use super::Stamp;
-use crate::index::hash_id;
+use crate::index::{hash_id, tag_of};
 use crate::layout::{
-    bucket_state, intent_op, role, slot_state, IntentWord, LifeWord, LIFECYCLE_UNLINKED,
+    bucket_state, intent_op, role, slot_state, BucketWord, IntentWord, LifeWord, LIFECYCLE_UNLINKED,
 };
 use crate::segment::Segment;
 use crate::slot;
@@ -141,6 +141,99 @@ impl Segment {
             (life.state == slot_state::LIVE && life.gen as u16 == w.gen)
                 .then(|| hash_id(self.id_slice(w.slot)))
         });
+    }
+
+    /// Checks the words derived from the slots against them and repairs what
+    /// they disagree on (claim held): the section count and memory used are
+    /// recounted; index entries that name no live slot of their generation are
+    /// dropped; a live section the index cannot find by its id is indexed
+    /// again. Returns true if anything was repaired. One pass over the slots
+    /// and one over the buckets; nothing is logged (these words are derived
+    /// state, the same on every copy that holds the same slots).
+    pub(crate) fn audit_held(&self) -> bool {
+        let h = self.header();
+        let counters = |h: &crate::layout::SegmentHeader| {
+            (
+                h.sections_live.load(Ordering::Relaxed),
+                h.memory_used.load(Ordering::Relaxed),
+            )
+        };
+        let before = counters(h);
+        self.recount();
+        let mut repaired = counters(h) != before;
+        let index = self.index();
+        let mut stale = false;
+        for i in 0..self.geometry().index_buckets {
+            let w = index.get(i);
+            if w.state != bucket_state::LIVE {
+                continue;
+            }
+            let id = self.bucket_id(w);
+            if self.confirm(w, id).is_none() || w.tag != tag_of(hash_id(id)) {
+                // A tombstone: lookups probe past it; compaction clears it.
+                let dead = BucketWord {
+                    state: bucket_state::TOMBSTONE,
+                    ..w
+                };
+                index.store(i, dead);
+                stale = true;
+            }
+        }
+        if stale || index.interrupted() {
+            self.compact_index();
+            repaired = true;
+        }
+        for s in 0..self.geometry().sections_max {
+            let slot = self.slot(s);
+            let life = LifeWord::from(slot.life.load(Ordering::Acquire));
+            if life.state != slot_state::LIVE {
+                continue;
+            }
+            let id = self.id_slice(s);
+            if self.lookup(id).ok().flatten().map(|r| r.slot) == Some(s) {
+                continue;
+            }
+            let h_id = hash_id(id);
+            // Another live slot with the same id (damage too): leave it be.
+            if let Ok(position) = index.insert_position(h_id, |w| self.confirm(w, id).is_some()) {
+                index.store(
+                    position,
+                    BucketWord {
+                        state: bucket_state::LIVE,
+                        tag: tag_of(h_id),
+                        gen: life.gen as u16,
+                        slot: s,
+                    },
+                );
+                repaired = true;
+            }
+        }
+        if repaired {
+            h.repairs.fetch_add(1, Ordering::Relaxed);
+        }
+        repaired
+    }
+
+    /// [`Self::audit_held`] on a failure path (a create or write refused for
+    /// lack of room): at most once a second per process. Claim held.
+    pub(crate) fn audit_on_failure(&self) -> bool {
+        let now = crate::segment::now().0;
+        let last = self.last_audit_ns.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1_000_000_000 && last != 0 {
+            return false;
+        }
+        self.last_audit_ns.store(now, Ordering::Relaxed);
+        self.audit_held()
+    }
+
+    /// The id of the slot a live bucket names, or an empty id if it names no
+    /// slot (then `confirm` refuses it).
+    fn bucket_id(&self, w: BucketWord) -> &[u8] {
+        if w.slot < self.geometry().sections_max {
+            self.id_slice(w.slot)
+        } else {
+            &[]
+        }
     }
 
     /// Recomputes the section count and memory used from the slots.

@@ -55,11 +55,16 @@ impl Segment {
         }
         let _held = self.claim_local()?;
         let h = self.header();
-        if h.sections_live.load(Ordering::Relaxed) >= attrs.sections_max as u64 {
-            self.sweep_expired_held(now());
-            if h.sections_live.load(Ordering::Relaxed) >= attrs.sections_max as u64 {
-                return Err(SectionCreateError::NoSpace);
-            }
+        let full = |h: &crate::layout::SegmentHeader| {
+            h.sections_live.load(Ordering::Relaxed) >= attrs.sections_max as u64
+        };
+        // Full: sweep expired sections, then check the count against the
+        // slots (a damaged counter must not refuse every create).
+        if full(h)
+            && (self.sweep_expired_held(now()) == 0 || full(h))
+            && (!self.audit_on_failure() || full(h))
+        {
+            return Err(SectionCreateError::NoSpace);
         }
         if !self.has_room(0, data.len() as u64) {
             return Err(SectionCreateError::CheckpointFull);

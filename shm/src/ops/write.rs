@@ -206,7 +206,11 @@ impl Segment {
             used.saturating_sub(old_size).saturating_add(new_size)
                 <= s.attributes().checkpoint_bytes
         };
-        fits(self) || (self.sweep_expired_held(now()) > 0 && fits(self))
+        // Short of room: sweep expired sections, then check the counters
+        // against the slots (a damaged one must not refuse every write).
+        fits(self)
+            || (self.sweep_expired_held(now()) > 0 && fits(self))
+            || (self.audit_on_failure() && fits(self))
     }
 
     /// One new version of a checked section, through the mutation path: the
