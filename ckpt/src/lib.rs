@@ -54,6 +54,17 @@ pub mod demo;
 pub mod inspect;
 
 /// The checkpoint service of one host: where segments live.
+///
+/// ```
+/// use ckpt::{Config, CreationAttributes, OpenFlags, Service};
+/// # let dir = tempfile::tempdir()?;
+/// let service = Service::with_config(Config::with_dir(dir.path()));
+/// let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// let active = service.open("safCkpt=svc", flags, Some(&CreationAttributes::new(2, 8)))?;
+/// assert_eq!(active.name().as_bytes(), b"safCkpt=svc");
+/// service.unlink("safCkpt=svc")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Service {
     config: Config,
@@ -67,6 +78,16 @@ impl Default for Service {
 
 impl Service {
     /// The service configured from the environment (`CKPT_DIR`, `CKPT_GROUP_ACCESS`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// std::env::set_var("CKPT_DIR", dir.path());
+    /// std::env::set_var("CKPT_GROUP_ACCESS", "1");
+    /// let service = ckpt::Service::new();
+    /// assert_eq!(service.config().dir, dir.path());
+    /// assert!(service.config().group_access); // segments created 0660
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         Self {
             config: Config::from_env(),
@@ -74,11 +95,32 @@ impl Service {
     }
 
     /// The service with an explicit configuration.
+    ///
+    /// ```
+    /// use ckpt::{Config, CreationAttributes, OpenError, OpenFlags, Service};
+    /// # let (dir, other_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    /// let service = Service::with_config(Config::with_dir(dir.path()));
+    /// let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// let _active = service.open("safCkpt=cfg", flags, Some(&CreationAttributes::new(2, 8)))?;
+    /// // Another directory is another set of checkpoints.
+    /// let other = Service::with_config(Config::with_dir(other_dir.path()));
+    /// let missing = other.open("safCkpt=cfg", OpenFlags::READ, None);
+    /// assert_eq!(missing.err(), Some(OpenError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_config(config: Config) -> Self {
         Self { config }
     }
 
     /// The configuration.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let config = ckpt::Config::with_dir(dir.path());
+    /// let service = ckpt::Service::with_config(config);
+    /// assert_eq!(service.config().dir, dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -86,6 +128,25 @@ impl Service {
     /// Opens checkpoint `name` (`saCkptCheckpointOpen`). With `CREATE` and
     /// `attrs`, creates it if absent; if it exists, the attributes must match
     /// (a different retention duration alone is accepted).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// use ckpt::OpenError;
+    /// let attrs = CreationAttributes::new(4, 16);
+    /// let _active = service.open("safCkpt=open", rwc, Some(&attrs))?;
+    /// let standby = service.open("safCkpt=open", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.attributes(), attrs);
+    /// // Attributes that differ in more than the retention are refused.
+    /// let other = CreationAttributes::new(8, 16);
+    /// let e = service.open("safCkpt=open", rwc, Some(&other)).err();
+    /// assert_eq!(e, Some(OpenError::AttributesDiffer));
+    /// let e = service.open("safCkpt=none", OpenFlags::READ, None).err();
+    /// assert_eq!(e, Some(OpenError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(
         &self,
         name: impl AsRef<[u8]>,
@@ -112,6 +173,23 @@ impl Service {
 
     /// Unlinks checkpoint `name` (`saCkptCheckpointUnlink`): the name is free at
     /// once; openers keep full access until their last close.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::{OpenError, UnlinkError};
+    /// active.create_section(b"k", Time::END, b"kept")?;
+    /// service.unlink("safCkpt=doc")?;
+    /// let reopen = service.open("safCkpt=doc", OpenFlags::READ, None);
+    /// assert_eq!(reopen.err(), Some(OpenError::NotExist));
+    /// assert_eq!(active.read_section(b"k")?, b"kept"); // the open handle still works
+    /// assert_eq!(service.unlink("safCkpt=doc"), Err(UnlinkError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unlink(&self, name: impl AsRef<[u8]>) -> Result<(), UnlinkError> {
         let name = CheckpointName::new(name).map_err(|_| UnlinkError::InvalidName)?;
         ckpt_shm::dir::unlink(&self.config, &name)
@@ -120,11 +198,43 @@ impl Service {
 
 /// An open checkpoint (`SaCkptCheckpointHandleT`). Dropping it closes it
 /// (`saCkptCheckpointClose`).
+///
+/// ```
+/// use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// let active = service.open("safCkpt=doc", flags, Some(&CreationAttributes::new(4, 16)))?;
+/// active.set_active_replica()?;
+/// active.create_section(b"state", Time::END, b"v1")?;
+/// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+/// drop(active); // closes the active's handle
+/// assert_eq!(standby.read_section(b"state")?, b"v1");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Checkpoint {
     segment: Segment,
 }
 
 /// One element of [`Checkpoint::write`] (`SaCkptIOVectorElementT` for writes).
+///
+/// ```
+/// use ckpt::WriteVec;
+/// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// // A one-section checkpoint has the default section, whose id is empty.
+/// let active = service.open("safCkpt=one", rwc, Some(&CreationAttributes::new(1, 16)))?;
+/// active.set_active_replica()?;
+/// let elements = [
+///     WriteVec { id: b"", offset: 0, data: b"head" },
+///     WriteVec { id: b"", offset: 4, data: b"-tail" },
+/// ];
+/// active.write(&elements).map_err(|(i, e)| format!("element {i}: {e}"))?;
+/// assert_eq!(active.read_section(b"")?, b"head-tail");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct WriteVec<'a> {
     /// The section (empty: the default section).
@@ -136,6 +246,27 @@ pub struct WriteVec<'a> {
 }
 
 /// One element of [`Checkpoint::read`] (`SaCkptIOVectorElementT` for reads).
+///
+/// ```
+/// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+/// # active.set_active_replica()?;
+/// use ckpt::ReadVec;
+/// active.create_section(b"a", Time::END, b"alpha")?;
+/// active.create_section(b"b", Time::END, b"beta")?;
+/// let (mut a, mut b) = ([0u8; 16], [0u8; 2]);
+/// let mut elements = [
+///     ReadVec { id: b"a", offset: 0, buf: &mut a, read_bytes: 0 },
+///     ReadVec { id: b"b", offset: 2, buf: &mut b, read_bytes: 0 },
+/// ];
+/// active.read(&mut elements).map_err(|(i, e)| format!("element {i}: {e}"))?;
+/// assert_eq!(elements[0].read_bytes, 5);
+/// assert_eq!(&elements[1].buf[..elements[1].read_bytes], b"ta");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ReadVec<'a> {
     /// The section (empty: the default section).
@@ -150,16 +281,56 @@ pub struct ReadVec<'a> {
 
 impl Checkpoint {
     /// The checkpoint's name.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let attrs = CreationAttributes::new(2, 8);
+    /// # let _active = service.open("safCkpt=csa103Ckpt", rwc, Some(&attrs))?;
+    /// let standby = service.open("safCkpt=csa103Ckpt", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.name().as_bytes(), b"safCkpt=csa103Ckpt");
+    /// assert_eq!(standby.name().to_string(), "safCkpt=csa103Ckpt");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &CheckpointName {
         self.segment.name()
     }
 
     /// The creation attributes.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// let attrs = CreationAttributes::new(4, 16);
+    /// let _active = service.open("safCkpt=attrs", rwc, Some(&attrs))?;
+    /// // An opener without CREATE learns the creator's attributes.
+    /// let standby = service.open("safCkpt=attrs", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.attributes(), attrs);
+    /// assert_eq!(standby.attributes().sections_max, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attributes(&self) -> CreationAttributes {
         *self.segment.attributes()
     }
 
     /// The open flags.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.flags(), OpenFlags::READ);
+    /// assert!(active.flags().contains(OpenFlags::WRITE));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn flags(&self) -> OpenFlags {
         self.segment.flags()
     }
@@ -174,11 +345,43 @@ impl Checkpoint {
 
     /// False for an asynchronous checkpoint that has no active replica yet:
     /// reads and writes then fail with `NOT_EXIST`.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// use ckpt::ReadError;
+    /// let attrs = CreationAttributes::new(4, 16); // asynchronous and collocated
+    /// let active = service.open("safCkpt=ar", rwc, Some(&attrs))?;
+    /// assert!(!active.has_active_replica());
+    /// assert_eq!(active.read_section(b"k"), Err(ReadError::NoActiveReplica));
+    /// active.set_active_replica()?;
+    /// assert!(active.has_active_replica());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn has_active_replica(&self) -> bool {
         !self.attributes().flags.mode().is_asynchronous() || self.segment.active_replica().is_some()
     }
 
     /// Sets the retention duration (`saCkptCheckpointRetentionDurationSet`).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::{OpenError, RetentionSetError};
+    /// assert_eq!(active.set_retention(Time(-1)), Err(RetentionSetError::InvalidParam));
+    /// // Retention 0: the checkpoint goes with its last close.
+    /// active.set_retention(Time::from_secs(0))?;
+    /// active.close();
+    /// let reopen = service.open("safCkpt=doc", OpenFlags::READ, None);
+    /// assert_eq!(reopen.err(), Some(OpenError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_retention(&self, retention: Time) -> Result<(), RetentionSetError> {
         if retention.0 < 0 {
             return Err(RetentionSetError::InvalidParam);
@@ -193,6 +396,22 @@ impl Checkpoint {
 
     /// Makes this host's replica the active replica (`saCkptActiveReplicaSet`):
     /// collocated asynchronous checkpoints only; writes go through it.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// use ckpt::{ActiveReplicaSetError, SectionCreateError};
+    /// let active = service.open("safCkpt=ar", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// let e = active.create_section(b"k", Time::END, b"v").err();
+    /// assert_eq!(e, Some(SectionCreateError::NoActiveReplica));
+    /// active.set_active_replica()?;
+    /// active.create_section(b"k", Time::END, b"v")?;
+    /// let standby = service.open("safCkpt=ar", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.set_active_replica(), Err(ActiveReplicaSetError::Access));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_active_replica(&self) -> Result<(), ActiveReplicaSetError> {
         if !self.writable() {
             return Err(ActiveReplicaSetError::Access);
@@ -209,6 +428,22 @@ impl Checkpoint {
 
     /// Attributes, section count and memory used (`saCkptCheckpointStatusGet`).
     /// Expired sections are swept first.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// active.create_section(b"a", Time::END, b"12345")?;
+    /// active.create_section(b"b", Time::END, b"678")?;
+    /// let status = active.status()?;
+    /// assert_eq!(status.sections, 2);
+    /// assert_eq!(status.memory_used_bytes, 8);
+    /// assert_eq!(status.attributes.sections_max, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn status(&self) -> Result<CheckpointStatus, StatusError> {
         if !self.has_active_replica() {
             return Err(StatusError::NoActiveReplica);
@@ -225,6 +460,22 @@ impl Checkpoint {
     }
 
     /// Creates a section with an explicit id (`saCkptSectionCreate`).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::SectionCreateError;
+    /// let section = active.create_section(b"state", Time::END, b"v1")?;
+    /// assert_eq!(section.version()?, 1);
+    /// assert_eq!(active.read_section(b"state")?, b"v1");
+    /// let again = active.create_section(b"state", Time::END, b"v2").err();
+    /// assert_eq!(again, Some(SectionCreateError::Exist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_section(
         &self,
         id: &[u8],
@@ -242,6 +493,22 @@ impl Checkpoint {
 
     /// Creates a section with a generated id (`SA_CKPT_GENERATED_SECTION_ID`):
     /// a 4-byte big-endian counter, truncated to `maxSectionIdSize`.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let (id, section) = active.create_section_generated(Time::END, b"v1")?;
+    /// assert_eq!(id.as_bytes().len(), 4);
+    /// assert_eq!(active.read_section(id.as_bytes())?, b"v1");
+    /// section.overwrite(b"v2")?;
+    /// let (other, _) = active.create_section_generated(Time::END, b"")?;
+    /// assert_ne!(other, id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_section_generated(
         &self,
         expiration: Time,
@@ -281,6 +548,24 @@ impl Checkpoint {
     }
 
     /// A handle on section `id` for repeated zero-lookup reads and writes.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::LookupError;
+    /// active.create_section(b"state", Time::END, b"v1")?;
+    /// let state = active.section(b"state")?; // one lookup
+    /// for v in [b"v2", b"v3"] {
+    ///     state.overwrite(v)?; // none here
+    /// }
+    /// assert_eq!(active.read_section(b"state")?, b"v3");
+    /// assert_eq!(active.section(b"nope").err(), Some(LookupError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn section(&self, id: &[u8]) -> Result<Section<'_>, LookupError> {
         if !self.has_active_replica() {
             return Err(LookupError::NoActiveReplica);
@@ -292,6 +577,22 @@ impl Checkpoint {
     }
 
     /// Deletes a section (`saCkptSectionDelete`); the default section cannot be.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::{ReadError, SectionDeleteError};
+    /// active.create_section(b"k", Time::END, b"v")?;
+    /// active.delete_section(b"k")?;
+    /// assert_eq!(active.read_section(b"k"), Err(ReadError::NotExist));
+    /// assert_eq!(active.delete_section(b"k"), Err(SectionDeleteError::NotExist));
+    /// assert_eq!(active.delete_section(b""), Err(SectionDeleteError::DefaultSection));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionDeleteError> {
         let section = self.section_to_change(id)?;
         self.segment.delete_section(section)?;
@@ -300,6 +601,21 @@ impl Checkpoint {
 
     /// Sets a section's absolute expiration (`saCkptSectionExpirationTimeSet`);
     /// [`Time::END`] for never. Not allowed on the default section.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::ReadError;
+    /// active.create_section(b"lease", Time::END, b"v")?;
+    /// active.set_expiration(b"lease", Time(1))?; // long past: expired at once
+    /// assert_eq!(active.read_section(b"lease"), Err(ReadError::NotExist));
+    /// assert_eq!(active.status()?.sections, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_expiration(&self, id: &[u8], expiration: Time) -> Result<(), ExpirationSetError> {
         let section = self.section_to_change(id)?;
         self.segment.set_expiration(section, expiration)?;
@@ -322,6 +638,27 @@ impl Checkpoint {
 
     /// Writes the elements in order (`saCkptCheckpointWrite`): all or nothing
     /// on error, with the index of the first failing element.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::{WriteError, WriteVec};
+    /// active.create_section(b"a", Time::END, b"old")?;
+    /// active.create_section(b"b", Time::END, b"old")?;
+    /// let ok = WriteVec { id: b"a", offset: 0, data: b"new" };
+    /// active.write(&[ok, WriteVec { id: b"b", offset: 3, data: b"er" }]).map_err(|(_, e)| e)?;
+    /// assert_eq!(active.read_section(b"b")?, b"older");
+    /// // All or nothing: element 1 fails, so element 0 is not applied either.
+    /// let bad = WriteVec { id: b"nope", offset: 0, data: b"x" };
+    /// let e = active.write(&[WriteVec { data: b"NEW", ..ok }, bad]);
+    /// assert_eq!(e, Err((1, WriteError::NotExist)));
+    /// assert_eq!(active.read_section(b"a")?, b"new");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write<'a>(&self, elements: &[WriteVec<'a>]) -> Result<(), (usize, WriteError)> {
         if !self.writable() {
             return Err((0, WriteError::Access));
@@ -380,6 +717,23 @@ impl Checkpoint {
     }
 
     /// Replaces a section's data and size (`saCkptSectionOverwrite`).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::WriteError;
+    /// active.create_section(b"k", Time::END, b"a longer value")?;
+    /// active.overwrite(b"k", b"short")?;
+    /// assert_eq!(active.read_section(b"k")?, b"short");
+    /// assert_eq!(active.overwrite(b"nope", b"x"), Err(WriteError::NotExist));
+    /// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.overwrite(b"k", b"x"), Err(WriteError::Access));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn overwrite(&self, id: &[u8], data: &[u8]) -> Result<(), WriteError> {
         if !self.writable() {
             return Err(WriteError::Access);
@@ -393,6 +747,25 @@ impl Checkpoint {
     }
 
     /// Reads the elements (`saCkptCheckpointRead`), filling each `read_bytes`.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::{ReadError, ReadVec};
+    /// active.create_section(b"k", Time::END, b"hello world")?;
+    /// let mut buf = [0u8; 5];
+    /// let mut elements = [ReadVec { id: b"k", offset: 6, buf: &mut buf, read_bytes: 0 }];
+    /// active.read(&mut elements).map_err(|(i, e)| format!("element {i}: {e}"))?;
+    /// assert_eq!(elements[0].read_bytes, 5);
+    /// assert_eq!(&buf, b"world");
+    /// let mut missing = [ReadVec { id: b"nope", offset: 0, buf: &mut [0; 1], read_bytes: 0 }];
+    /// assert_eq!(active.read(&mut missing), Err((0, ReadError::NotExist)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read(&self, elements: &mut [ReadVec<'_>]) -> Result<(), (usize, ReadError)> {
         if !self.readable() {
             return Err((0, ReadError::Access));
@@ -417,6 +790,22 @@ impl Checkpoint {
     }
 
     /// Reads a whole section into a vector.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::ReadError;
+    /// active.create_section(b"k", Time::END, &7u64.to_be_bytes())?;
+    /// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// let bytes = standby.read_section(b"k")?;
+    /// assert_eq!(u64::from_be_bytes(bytes.try_into().unwrap()), 7);
+    /// assert_eq!(standby.read_section(b"nope"), Err(ReadError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_section(&self, id: &[u8]) -> Result<Vec<u8>, ReadError> {
         if !self.readable() {
             return Err(ReadError::Access);
@@ -434,6 +823,23 @@ impl Checkpoint {
     /// The sections `chosen` selects (`saCkptSectionIteration*`): each section
     /// that exists throughout the iteration is returned exactly once; expired
     /// sections never are.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::SectionsChosen;
+    /// active.create_section(b"a", Time::END, b"123")?;
+    /// active.create_section(b"gone", Time(1), b"x")?; // already expired
+    /// let found: Vec<_> = active.sections(SectionsChosen::Any)?.collect();
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!(found[0].id.as_bytes(), b"a");
+    /// assert_eq!((found[0].size_bytes, found[0].expiration), (3, Time::END));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sections(&self, chosen: SectionsChosen) -> Result<Sections<'_>, IterationError> {
         if !self.has_active_replica() {
             return Err(IterationError::NoActiveReplica);
@@ -448,6 +854,22 @@ impl Checkpoint {
     }
 
     /// Calls `f` for each chosen section without allocating (the id is borrowed).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::SectionsChosen;
+    /// active.create_section(b"a", Time::END, b"123")?;
+    /// active.create_section(b"b", Time::END, b"45")?;
+    /// let mut total = 0;
+    /// active.for_each_section(SectionsChosen::Forever, |_id, size, _expiration| total += size)?;
+    /// assert_eq!(total, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn for_each_section(
         &self,
         chosen: SectionsChosen,
@@ -466,6 +888,22 @@ impl Checkpoint {
     /// replica registered with the checkpoint has acknowledged every change
     /// made so far. With no replica registered (one host), it returns as soon
     /// as the checks pass.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::SynchronizeError;
+    /// active.create_section(b"k", Time::END, b"v")?;
+    /// active.synchronize(Time::SECOND)?; // one host: no replica to wait for
+    /// assert_eq!(active.synchronize(Time(-1)), Err(SynchronizeError::InvalidTimeout));
+    /// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// assert_eq!(standby.synchronize(Time::SECOND), Err(SynchronizeError::Access));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn synchronize(&self, timeout: Time) -> Result<(), SynchronizeError> {
         if !self.writable() {
             return Err(SynchronizeError::Access);
@@ -494,6 +932,24 @@ impl Checkpoint {
 
     /// Follows every change from now on (hot standby): which sections changed,
     /// in commit order, with the data.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::Mutation;
+    /// let state = active.create_section(b"state", Time::END, b"v1")?;
+    /// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// let mut changes = standby.watch(); // from now on: the create is not reported
+    /// state.overwrite(b"v2")?;
+    /// let change = changes.next_change()?.expect("one change");
+    /// assert_eq!(change.mutation, Mutation::Overwrite { id: b"state", data: b"v2" });
+    /// assert_eq!(change.version, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn watch(&self) -> Watcher<'_> {
         Watcher {
             consumer: self.segment.consumer(None),
@@ -501,9 +957,38 @@ impl Checkpoint {
     }
 
     /// Closes the checkpoint (`saCkptCheckpointClose`); the same as dropping it.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// active.create_section(b"k", Time::END, b"kept")?;
+    /// active.close();
+    /// // Within the retention duration (60 s here) the checkpoint and its data remain.
+    /// let again = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// assert_eq!(again.read_section(b"k")?, b"kept");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(self) {}
 
     /// The underlying segment, for tools and benchmarks.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let segment = active.segment();
+    /// assert!(segment.path().starts_with(dir.path()));
+    /// assert_eq!(segment.attributes().sections_max, 4);
+    /// assert!(!segment.is_unlinked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn segment(&self) -> &Segment {
         &self.segment
     }
@@ -577,6 +1062,23 @@ fn read_fail(f: ReadFail) -> ReadError {
 ///
 /// It stays valid until the section is deleted (then operations return
 /// `NOT_EXIST`, even if a new section reuses the slot).
+///
+/// ```
+/// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+/// # active.set_active_replica()?;
+/// use ckpt::WriteError;
+/// let state = active.create_section(b"state", Time::END, b"v1")?;
+/// state.overwrite(b"v2")?;
+/// active.delete_section(b"state")?;
+/// active.create_section(b"state", Time::END, b"new")?; // may reuse the slot
+/// assert_eq!(state.overwrite(b"v3"), Err(WriteError::NotExist));
+/// assert_eq!(active.read_section(b"state")?, b"new");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy)]
 pub struct Section<'a> {
     checkpoint: &'a Checkpoint,
@@ -596,6 +1098,20 @@ impl Section<'_> {
 
     /// Replaces the section's data and size. The hot path: one claim CAS, two
     /// copies (section buffer, log frame), one commit store; no syscall.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let state = active.create_section(b"state", Time::END, b"a longer value")?;
+    /// state.overwrite(b"v2")?;
+    /// assert_eq!(active.read_section(b"state")?, b"v2"); // data and size replaced
+    /// assert_eq!(state.version()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn overwrite(&self, data: &[u8]) -> Result<(), WriteError> {
         self.write_checks()?;
@@ -604,6 +1120,23 @@ impl Section<'_> {
     }
 
     /// Writes `data` at `offset` (at most the current size; the section grows).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::WriteError;
+    /// let greeting = active.create_section(b"greeting", Time::END, b"hello")?;
+    /// greeting.write_at(5, b" world")?;
+    /// assert_eq!(active.read_section(b"greeting")?, b"hello world");
+    /// greeting.write_at(0, b"J")?;
+    /// assert_eq!(active.read_section(b"greeting")?, b"Jello world");
+    /// assert_eq!(greeting.write_at(12, b"!"), Err(WriteError::OffsetPastEnd));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
         self.write_checks()?;
         self.checkpoint
@@ -615,6 +1148,20 @@ impl Section<'_> {
     /// Replaces the section with `len` bytes that `fill` writes directly into
     /// the shared segment (zero-copy). `fill` gets the section's spare buffer,
     /// holding an older version: it must write every byte it cares about.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let counter = active.create_section(b"counter", Time::END, &0u64.to_be_bytes())?;
+    /// counter.overwrite_with(8, |buf| buf.copy_from_slice(&42u64.to_be_bytes()))?;
+    /// assert_eq!(active.read_section(b"counter")?, 42u64.to_be_bytes());
+    /// assert_eq!(counter.version()?, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn overwrite_with(
         &self,
         len: usize,
@@ -628,8 +1175,61 @@ impl Section<'_> {
     }
 
     /// Copies from `offset` into `buf`; returns the bytes read.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let section = active.create_section(b"k", Time::END, b"hello world")?;
+    /// let mut buf = [0u8; 16];
+    /// let n = section.read(6, &mut buf)?;
+    /// assert_eq!(&buf[..n], b"world");
+    /// assert_eq!(section.read(11, &mut buf)?, 0); // at the end: nothing left
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[inline]
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, ReadError> {
+        self.read_checks()?;
+        self.checkpoint
+            .segment
+            .read(self.section, offset, buf)
+            .map(|(n, _)| n)
+            .map_err(read_fail)
+    }
+
+    /// The committed version (1 at creation, +1 per write).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let section = active.create_section(b"k", Time::END, b"v1")?;
+    /// assert_eq!(section.version()?, 1);
+    /// section.overwrite(b"v2")?;
+    /// section.write_at(2, b"!")?;
+    /// assert_eq!(section.version()?, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn version(&self) -> Result<u64, ReadError> {
+        self.read_checks()?;
+        self.checkpoint
+            .segment
+            .read(self.section, 0, &mut [])
+            .map(|(_, meta)| meta.version)
+            .map_err(read_fail)
+    }
+
+    /// What every read through the handle checks first: opened for reading,
+    /// an active replica, the section not expired. (Unlike an ioVector
+    /// element of [`Checkpoint::read`], a handle's buffer is a capacity, not
+    /// a size asked for: it may pass `maxSectionSize`.)
+    fn read_checks(&self) -> Result<(), ReadError> {
         if !self.checkpoint.readable() {
             return Err(ReadError::Access);
         }
@@ -639,24 +1239,31 @@ impl Section<'_> {
         if self.checkpoint.segment.is_expired(self.section) {
             return Err(ReadError::NotExist);
         }
-        self.checkpoint
-            .segment
-            .read(self.section, offset, buf)
-            .map(|(n, _)| n)
-            .map_err(read_fail)
-    }
-
-    /// The committed version (1 at creation, +1 per write).
-    pub fn version(&self) -> Result<u64, ReadError> {
-        self.checkpoint
-            .segment
-            .read(self.section, 0, &mut [])
-            .map(|(_, meta)| meta.version)
-            .map_err(read_fail)
+        Ok(())
     }
 }
 
 /// Iterator over chosen sections (see [`Checkpoint::sections`]).
+///
+/// ```
+/// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+/// # active.set_active_replica()?;
+/// use ckpt::{SectionState, SectionsChosen};
+/// active.create_section(b"a", Time::END, b"1")?;
+/// active.create_section(b"b", Time::END, b"22")?;
+/// let mut ids = Vec::new();
+/// for descriptor in active.sections(SectionsChosen::Forever)? {
+///     assert_eq!(descriptor.state, SectionState::Valid);
+///     ids.push(descriptor.id.0);
+/// }
+/// ids.sort();
+/// assert_eq!(ids, [b"a".to_vec(), b"b".to_vec()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Sections<'a> {
     checkpoint: &'a Checkpoint,
     chosen: SectionsChosen,
@@ -689,6 +1296,28 @@ impl Iterator for Sections<'_> {
 }
 
 /// One change a [`Watcher`] reports.
+///
+/// ```
+/// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+/// # active.set_active_replica()?;
+/// use ckpt::{Mutation, WriteVec};
+/// active.create_section(b"a", Time::END, b"")?;
+/// active.create_section(b"b", Time::END, b"")?;
+/// let mut changes = active.watch();
+/// let a = WriteVec { id: b"a", offset: 0, data: b"1" };
+/// active.write(&[a, WriteVec { id: b"b", ..a }]).map_err(|(_, e)| e)?;
+/// let first = changes.next_change()?.expect("first element");
+/// assert!(first.more); // more of the same call follows
+/// let first_seq = first.seq;
+/// let second = changes.next_change()?.expect("second element");
+/// assert_eq!((second.seq, second.more), (first_seq + 1, false));
+/// assert_eq!(second.mutation, Mutation::Write { id: b"b", offset: 0, data: b"1" });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change<'a> {
     /// The change's sequence number (checkpoint-wide, +1 per frame).
@@ -709,6 +1338,29 @@ pub struct Change<'a> {
 }
 
 /// Follows a checkpoint's changes (hot standby). See [`Checkpoint::watch`].
+///
+/// ```
+/// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+/// # let dir = tempfile::tempdir()?;
+/// # let service = Service::with_config(Config::with_dir(dir.path()));
+/// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+/// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+/// # active.set_active_replica()?;
+/// use ckpt::Mutation;
+/// # use std::time::Duration;
+/// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+/// let mut changes = standby.watch();
+/// active.create_section(b"state", Time::END, b"v1")?;
+/// let mut created = Vec::new();
+/// while changes.wait(Duration::from_millis(100), Duration::ZERO) {
+///     let Some(change) = changes.next_change()? else { break };
+///     if let Mutation::Create { id, .. } = change.mutation {
+///         created.push(id.to_vec());
+///     }
+/// }
+/// assert_eq!(created, [b"state".to_vec()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Watcher<'a> {
     consumer: ckpt_shm::Consumer<'a>,
 }
@@ -719,6 +1371,24 @@ impl Watcher<'_> {
     ///
     /// `Err(WatchError::Lagged)` means the watcher fell more than the log ring
     /// behind: call [`Watcher::resync`] and go on.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::Mutation;
+    /// let mut changes = active.watch();
+    /// assert!(changes.next_change()?.is_none()); // nothing yet
+    /// active.create_section(b"k", Time::END, b"v")?;
+    /// let change = changes.next_change()?.expect("the create");
+    /// let expected = Mutation::Create { id: b"k", expiration: Time::END, data: b"v" };
+    /// assert_eq!(change.mutation, expected);
+    /// assert!(changes.next_change()?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn next_change(&mut self) -> Result<Option<Change<'_>>, WatchError> {
         loop {
             let Some(header) = self.consumer.advance()? else {
@@ -747,7 +1417,25 @@ impl Watcher<'_> {
     }
 
     /// Waits for a change: spins up to `spin`, then sleeps (futex) up to
-    /// `timeout` in all. Returns true if a change is waiting.
+    /// `timeout` in all. Returns true if the log has frames past this
+    /// watcher's position; they may be only internal ones (the stages of a
+    /// large write, padding) that [`Self::next_change`] consumes and returns
+    /// `Ok(None)` for, so loop: wait, then drain `next_change`.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use std::time::Duration;
+    /// let changes = active.watch();
+    /// assert!(!changes.wait(Duration::from_millis(10), Duration::ZERO)); // timed out
+    /// active.create_section(b"k", Time::END, b"v")?;
+    /// assert!(changes.wait(Duration::from_secs(1), Duration::from_micros(50)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait(&self, timeout: Duration, spin: Duration) -> bool {
         self.consumer.wait(timeout, spin)
     }
@@ -756,11 +1444,47 @@ impl Watcher<'_> {
     /// writers go on (the returned snapshot: the state to take over) and
     /// resumes after exactly the changes the copy holds, none lost, none
     /// repeated.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let mut changes = active.watch();
+    /// active.create_section(b"k", Time::END, b"v1")?;
+    /// // (After `Err(WatchError::Lagged { .. })`; here it is called unprompted.)
+    /// let snapshot = changes.resync()?;
+    /// assert_eq!(snapshot.sections.len(), 1);
+    /// assert_eq!(snapshot.sections[0].id, b"k");
+    /// assert_eq!(snapshot.sections[0].data, b"v1");
+    /// assert!(changes.next_change()?.is_none()); // the create is in the snapshot
+    /// active.overwrite(b"k", b"v2")?;
+    /// assert!(changes.next_change()?.is_some()); // later changes follow
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn resync(&mut self) -> Result<ckpt_shm::Snapshot, ReadError> {
         self.consumer.resync().map_err(read_fail)
     }
 
     /// The log position of the next change.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let mut changes = active.watch();
+    /// let start = changes.position();
+    /// active.create_section(b"k", Time::END, b"v")?;
+    /// assert_eq!(changes.position(), start); // not consumed yet
+    /// changes.next_change()?;
+    /// assert!(changes.position() > start);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn position(&self) -> u64 {
         self.consumer.position()
     }
