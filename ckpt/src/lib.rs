@@ -49,10 +49,6 @@ use ckpt_shm::ack::Need;
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{SectionRef, Segment, WriteElement};
 
-pub mod bench;
-pub mod demo;
-pub mod inspect;
-
 /// The checkpoint service of one host: where segments live.
 ///
 /// ```

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use ckpt_shm::proc::monotonic_ns;
 
-use crate::{
+use ckpt::{
     Checkpoint, Config, CreationAttributes, CreationFlags, Mutation, OpenFlags, Service, Time,
     UpdateMode, WatchError,
 };
@@ -541,7 +541,7 @@ impl Audit {
         self.last = Some(seq);
     }
 
-    fn drain(&mut self, watcher: &mut crate::Watcher<'_>) {
+    fn drain(&mut self, watcher: &mut ckpt::Watcher<'_>) {
         loop {
             match watcher.next_change() {
                 Ok(Some(change)) => match change.mutation {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ckpt::demo::{self, DemoOptions, WorkerOptions};
-use ckpt::inspect::{self, CheckpointInfo, SectionInfo};
 use ckpt::Config;
+use ckpt_cli::demo::{self, DemoOptions, WorkerOptions};
+use ckpt_cli::inspect::{self, CheckpointInfo, SectionInfo};
 use ckpt_core::CheckpointName;
 use clap::{Parser, Subcommand};
 
@@ -195,7 +195,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             // A private directory unless --dir or $CKPT_DIR names one;
             // removed afterwards.
             let private = dir.is_none();
-            let opts = ckpt::bench::BenchOptions {
+            let opts = ckpt_cli::bench::BenchOptions {
                 dir: dir.unwrap_or_else(|| {
                     PathBuf::from(format!("/dev/shm/ckpt-bench-{}", std::process::id()))
                 }),
@@ -203,10 +203,10 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 standby_cmd: Some(vec![exe.into(), "bench-standby".into()]),
             };
             let mut closed = false;
-            let mut progress = |row: &ckpt::bench::BenchRow| {
+            let mut progress = |row: &ckpt_cli::bench::BenchRow| {
                 if json {
                     // A closed pipe stops the run (and the cleanup below runs).
-                    closed = writeln!(out, "{}", ckpt::bench::to_json_line(row))
+                    closed = writeln!(out, "{}", ckpt_cli::bench::to_json_line(row))
                         .and_then(|()| out.flush())
                         .is_err();
                 } else {
@@ -214,7 +214,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 }
                 !closed
             };
-            let rows = ckpt::bench::run(&opts, &mut progress);
+            let rows = ckpt_cli::bench::run(&opts, &mut progress);
             if private {
                 let _ = std::fs::remove_dir_all(&opts.dir);
             }
@@ -223,11 +223,13 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 return Err(Failure::OutputClosed);
             }
             if !json {
-                ckpt::bench::print_table(&rows, &mut out).map_err(io)?;
+                ckpt_cli::bench::print_table(&rows, &mut out).map_err(io)?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::BenchStandby { args } => Ok(ExitCode::from(ckpt::bench::standby_main(&args) as u8)),
+        Cmd::BenchStandby { args } => {
+            Ok(ExitCode::from(ckpt_cli::bench::standby_main(&args) as u8))
+        }
         Cmd::List { json } => {
             let listing = inspect::list(&config)
                 .map_err(|e| format!("cannot read {}: {e}", config.dir.display()))?;

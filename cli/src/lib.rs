@@ -1,0 +1,13 @@
+//! # ckpt-cli: the `ckpt` command's engines
+//!
+//! The `ckpt` binary (`src/main.rs`) runs the failover demo ([`demo`]), the
+//! operator's inspection of a segment directory ([`inspect`]) and the bench
+//! command ([`bench`](mod@bench)). They live in this crate, not in the `ckpt` library,
+//! so that a program using only the library does not compile the CLI's
+//! dependencies (clap, serde).
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod demo;
+pub mod inspect;
