@@ -69,7 +69,7 @@ enum Cmd {
         /// Checkpoint name (any bytes but NUL).
         name: OsString,
         /// Section id: as `sections` shows it (text, 0x-prefixed hex, or
-        /// <default>), or "" for the default section.
+        /// `<default>`), or "" for the default section.
         id: String,
         /// The id is given as hex bytes (only needed for a text id that
         /// starts with 0x).
