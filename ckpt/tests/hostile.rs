@@ -13,6 +13,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+mod mounts;
+
 use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, Time};
 use ckpt_shm::{Config, Segment};
 
@@ -306,30 +308,6 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
 
 const ENV_SMALL_FS: &str = "CKPT_HOSTILE_SMALL_FS";
 
-/// True if `unshare --mount` can mount a tmpfs here; says why not otherwise.
-fn private_mounts_available() -> bool {
-    let ok = Command::new("unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=1m tmpfs /mnt",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!(
-            "SKIPPED: `unshare --mount` cannot mount a tmpfs here (needs root): cannot test a \
-             full filesystem"
-        );
-    }
-    ok
-}
-
 /// The child's side of the full-filesystem test: an 8 MiB tmpfs, mounted in
 /// its own mount namespace at `ENV_SMALL_FS`.
 #[test]
@@ -408,24 +386,23 @@ fn small_fs_child() {
 /// creating sections then killed the process).
 #[test]
 fn a_full_filesystem_is_an_error_never_a_sigbus() {
-    if !private_mounts_available() {
+    if !mounts::private_mounts_available() {
+        eprintln!(
+            "SKIPPED: `unshare --mount` does not work here (needs root): cannot test a full \
+             filesystem"
+        );
         return;
     }
     let scratch = tempfile::tempdir().unwrap();
     let mnt = scratch.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size=8m,mode=0700 tmpfs '{}' && exec '{}' small_fs_child --exact \
-         --nocapture --test-threads=1",
-        mnt.display(),
-        exe.display()
+    let out = mounts::run_with_mount(
+        "tmpfs",
+        "size=8m,mode=0700",
+        &mnt,
+        "small_fs_child",
+        ENV_SMALL_FS,
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env(ENV_SMALL_FS, &mnt)
-        .output()
-        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));

@@ -8,8 +8,9 @@
 //! then restores `vm.nr_hugepages` to exactly the value it read, and checks
 //! that it did. Without root, or without that opt-in, it skips with a message.
 
+mod mounts;
+
 use std::path::Path;
-use std::process::Command;
 
 use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
 
@@ -134,11 +135,7 @@ fn hugetlb_child() {
 
 #[test]
 fn checkpoints_work_in_a_hugetlbfs_directory() {
-    let private_mounts = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "true"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !private_mounts {
+    if !mounts::private_mounts_available() {
         eprintln!("SKIPPED checkpoints_work_in_a_hugetlbfs_directory: no private mount namespace (needs root)");
         return;
     }
@@ -152,18 +149,13 @@ fn checkpoints_work_in_a_hugetlbfs_directory() {
     let scratch = tempfile::tempdir().unwrap();
     let mnt = scratch.path().join("huge");
     std::fs::create_dir(&mnt).unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let script = format!(
-        "mount -t hugetlbfs -o mode=0700 none '{}' && exec '{}' hugetlb_child --exact \
-         --nocapture --test-threads=1",
-        mnt.display(),
-        exe.display()
+    let out = mounts::run_with_mount(
+        "hugetlbfs",
+        "mode=0700",
+        &mnt,
+        "hugetlb_child",
+        ENV_CHILD_DIR,
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env(ENV_CHILD_DIR, &mnt)
-        .output()
-        .unwrap();
     let released = reservation.release();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
