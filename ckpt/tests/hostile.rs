@@ -796,8 +796,10 @@ fn damaged_counters_are_recounted_from_the_slots() {
     seg.write(s, None, &[2; 64]).unwrap();
     assert_eq!(seg.usage(), (2, 72));
     assert!(h.repairs.load(SeqCst) >= 1);
-    // A writable open repairs it before anyone meets it.
+    // A writable open that finds the checkpoint unused repairs it before
+    // anyone meets it.
     h.sections_live.store(4, SeqCst);
+    drop(seg);
     let other = open_rw(dir.path());
     assert_eq!(other.usage(), (2, 72));
     other
@@ -839,6 +841,7 @@ fn a_damaged_index_entry_is_rebuilt_from_the_slots() {
         None,
         "the damage hides the sections"
     );
+    drop(seg);
     let writer = open_rw(dir.path());
     assert!(
         writer

@@ -902,7 +902,13 @@ impl Segment {
                 counts_as_open: true,
             };
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
-            if flags.contains(OpenFlags::WRITE) {
+            // A writer that finds the checkpoint unused (an application
+            // restarting, a checkpoint left by a crash) or a counter beyond
+            // its maximum checks the derived words; one joining live
+            // openers (a standby taking over) does not pay for it.
+            if flags.contains(OpenFlags::WRITE)
+                && (segment.counters_implausible() || segment.only_opener())
+            {
                 segment.audit();
             }
             return Ok(segment);

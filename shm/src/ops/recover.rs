@@ -214,6 +214,26 @@ impl Segment {
         repaired
     }
 
+    /// True if a counter is beyond what the attributes allow.
+    pub(crate) fn counters_implausible(&self) -> bool {
+        let h = self.header();
+        let a = self.attributes();
+        h.sections_live.load(Ordering::Relaxed) > a.sections_max as u64
+            || h.memory_used.load(Ordering::Relaxed) > a.checkpoint_bytes
+    }
+
+    /// True if no other opener has the checkpoint open (their leases).
+    pub(crate) fn only_opener(&self) -> bool {
+        let mine = self.owner.entry as usize;
+        self.openers().iter().enumerate().all(|(i, e)| {
+            i + 1 == mine
+                || !self.opener_alive(
+                    i,
+                    crate::layout::OpenerWord::from(e.word.load(Ordering::SeqCst)),
+                )
+        })
+    }
+
     /// [`Self::audit_held`] on a failure path (a create or write refused for
     /// lack of room): at most once a second per process. Claim held.
     pub(crate) fn audit_on_failure(&self) -> bool {
