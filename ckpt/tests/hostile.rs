@@ -357,7 +357,21 @@ fn small_fs_child() {
     let (a, _) = seg
         .create_section(Some(b"a"), Time::END, &[7; 1024])
         .unwrap();
+    // Reads and listing fault no memory in: the filesystem's use is unchanged.
+    let used = || {
+        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs fills the struct we own from a NUL-terminated path.
+        unsafe {
+            let mut st: libc::statvfs = std::mem::zeroed();
+            assert_eq!(libc::statvfs(c.as_ptr(), &mut st), 0);
+            st.f_blocks - st.f_bfree
+        }
+    };
+    let before = used();
     assert_eq!(list(), 1);
+    let mut buf = vec![0u8; 1 << 20];
+    assert_eq!(seg.read(a, 0, &mut buf).unwrap().0, 1024);
+    assert_eq!(used(), before, "reading and listing allocated memory");
     let sixteen_mib = vec![9u8; 16 << 20];
     assert_eq!(
         seg.write(a, None, &sixteen_mib),
