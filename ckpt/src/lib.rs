@@ -42,7 +42,7 @@ pub use ckpt_core::{
     SectionDescriptor, SectionId, SectionState, SectionsChosen, Time, UpdateMode,
 };
 pub use ckpt_shm::log::LogError as WatchError;
-pub use ckpt_shm::Config;
+pub use ckpt_shm::{Config, SpareBuffer};
 
 use ckpt_core::frame::{FrameKind, FLAG_MORE, FLAG_STAGED};
 use ckpt_shm::ack::Need;
@@ -1142,8 +1142,11 @@ impl Section<'_> {
     }
 
     /// Replaces the section with `len` bytes that `fill` writes directly into
-    /// the shared segment (zero-copy). `fill` gets the section's spare buffer,
-    /// holding an older version: it must write every byte it cares about.
+    /// the shared segment (zero-copy). `fill` gets the section's spare buffer
+    /// as a [`SpareBuffer`] (`copy_from_slice`, `write_at`, `set`, `fill`,
+    /// `read_at`: atomic accesses, since readers of an older version may still
+    /// be copying it). It holds an older version: write every byte you care
+    /// about. If `fill` panics, the section keeps its old version.
     ///
     /// ```
     /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
@@ -1161,7 +1164,7 @@ impl Section<'_> {
     pub fn overwrite_with(
         &self,
         len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut SpareBuffer<'_>),
     ) -> Result<(), WriteError> {
         self.write_checks()?;
         self.checkpoint

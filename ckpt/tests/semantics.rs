@@ -401,7 +401,7 @@ mod open_modes {
         assert_eq!(section.overwrite(b"x"), Err(WriteError::Access));
         assert_eq!(section.write_at(0, b"x"), Err(WriteError::Access));
         assert_eq!(
-            section.overwrite_with(1, |b| b[0] = b'x'),
+            section.overwrite_with(1, |b| b.set(0, b'x')),
             Err(WriteError::Access)
         );
 
@@ -1396,6 +1396,35 @@ mod section_handles {
         assert_eq!(k.overwrite_with(17, |_| {}), Err(WriteError::TooLarge));
     }
 
+    /// `overwrite_with` hands out the spare buffer as a `SpareBuffer`
+    /// (atomic accesses: readers of an older version may still copy it); a
+    /// fill that panics (here: a write past its end) leaves the old version
+    /// and the checkpoint usable.
+    #[test]
+    fn a_spare_buffer_is_filled_in_place_and_a_panic_keeps_the_old_version() {
+        let (_d, s) = service();
+        let c = create(&s, &attrs(4, 16));
+        let k = c.create_section(b"k", Time::END, b"abc").unwrap();
+        k.overwrite_with(8, |b| {
+            assert_eq!(b.len(), 8);
+            b.fill(b'-');
+            b.write_at(2, b"mid");
+            b.set(7, b'!');
+            let mut back = [0u8; 3];
+            b.read_at(2, &mut back);
+            assert_eq!(&back, b"mid");
+        })
+        .unwrap();
+        assert_eq!(c.read_section(b"k").unwrap(), b"--mid--!");
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            k.overwrite_with(4, |b| b.write_at(2, b"too long"))
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(c.read_section(b"k").unwrap(), b"--mid--!");
+        k.overwrite(b"after").unwrap();
+        assert_eq!(c.read_section(b"k").unwrap(), b"after");
+    }
+
     #[test]
     fn version_is_1_at_creation_and_increments_once_per_successful_write() {
         let (_d, s) = service();
@@ -1415,7 +1444,7 @@ mod section_handles {
         }])
         .unwrap();
         assert_eq!(k.version().unwrap(), 5);
-        k.overwrite_with(1, |b| b[0] = b'e').unwrap();
+        k.overwrite_with(1, |b| b.set(0, b'e')).unwrap();
         assert_eq!(k.version().unwrap(), 6);
         // Failed writes and expiration changes do not make a version.
         let _ = k.write_at(10, b"x");

@@ -29,12 +29,10 @@
 //! whose log the writer follows. Each checkpoint has one writer, as between an
 //! active process and its standby, so neither side waits for the other's claim.
 //!
-//! The baselines' "shared mapping" is memory inside a scratch checkpoint's
-//! segment — the same tmpfs `MAP_SHARED` kind of page as ours — reached without
-//! `unsafe` through [`Segment::overwrite_with`], which hands its closure the
-//! section's uncommitted buffer; the baseline loops run inside that closure.
-//! The sequence-counter baseline stores into that segment's `recoveries`
-//! header word (restored afterwards). The raw cache-line ping-pong uses two atomics of a dedicated scratch
+//! The baselines' "shared mapping" is a `MAP_SHARED` mapping of a file in the
+//! run's directory (the same tmpfs kind of page as a segment's), which only
+//! this process maps. The sequence-counter baseline stores into a scratch
+//! segment's `recoveries` header word (restored afterwards). The raw cache-line ping-pong uses two atomics of a dedicated scratch
 //! segment's header (`next_generated_id` and `recoveries`, in different cache
 //! lines, unused by a checkpoint nobody writes to).
 //!
@@ -498,9 +496,31 @@ impl Drop for DirGuard {
 /// baselines use.
 struct Work {
     scratch: Segment,
-    section: SectionRef,
+    /// The baselines' memory: a `MAP_SHARED` mapping of a file in the work
+    /// directory (the same tmpfs kind of page as a segment's), ours alone.
+    memory: std::cell::RefCell<memmap2::MmapMut>,
     // Declared last: the directory goes after the scratch segment is closed.
     dir: DirGuard,
+}
+
+/// Maps a new `len`-byte file `path` read-write, zeroed (faulted in).
+#[allow(unsafe_code)]
+fn map_private_file(path: &Path, len: usize) -> Result<memmap2::MmapMut, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.set_len(len as u64)
+        .map_err(|e| format!("cannot size {}: {e}", path.display()))?;
+    // SAFETY: the file is new (create_new) in a directory only this run uses;
+    // nothing else maps, writes or truncates it while the mapping lives (this
+    // process holds the only handle), so the `&mut [u8]` it gives is ours.
+    let mut map = unsafe { memmap2::MmapMut::map_mut(&file) }
+        .map_err(|e| format!("cannot map {}: {e}", path.display()))?;
+    map.fill(0);
+    Ok(map)
 }
 
 impl Work {
@@ -521,23 +541,13 @@ impl Work {
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let dir = DirGuard(path);
         let config = Config::with_dir(&dir.0);
-        let scratch = create(
-            &config,
-            "bench-scratch",
-            attributes(2, SCRATCH_BYTES as u64),
-        )?;
-        let (section, _) = scratch
-            .create_section(Some(b"memory"), Time::END, &[])
-            .map_err(|e| format!("scratch section: {e:?}"))?;
-        let work = Work {
+        let scratch = create(&config, "bench-scratch", attributes(1, 64))?;
+        let memory = map_private_file(&dir.0.join("baseline-memory"), SCRATCH_BYTES)?;
+        Ok(Work {
             scratch,
-            section,
+            memory: std::cell::RefCell::new(memory),
             dir,
-        };
-        // Fault both buffers in once, as a segment's pages are after creation.
-        work.with_memory(SCRATCH_BYTES, |_| ())?;
-        work.with_memory(SCRATCH_BYTES, |_| ())?;
-        Ok(work)
+        })
     }
 
     /// A configuration for segments in the work directory.
@@ -548,17 +558,14 @@ impl Work {
         }
     }
 
-    /// Runs `f` on `len` zeroed bytes of shared-mapping memory (the scratch
-    /// section's uncommitted buffer, handed out by `overwrite_with`).
+    /// Runs `f` on `len` zeroed bytes of the baselines' shared-mapping memory.
     fn with_memory<R>(&self, len: usize, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, String> {
-        let mut result = None;
-        self.scratch
-            .overwrite_with(self.section, len, |memory| {
-                memory.fill(0);
-                result = Some(f(memory));
-            })
-            .map_err(|e| format!("scratch memory: {e:?}"))?;
-        result.ok_or_else(|| "scratch memory: fill did not run".to_string())
+        let mut memory = self.memory.borrow_mut();
+        let memory = memory
+            .get_mut(..len)
+            .ok_or_else(|| format!("baseline memory: {len} bytes asked, {SCRATCH_BYTES} mapped"))?;
+        memory.fill(0);
+        Ok(f(memory))
     }
 
     /// The scratch segment's header word used as the sequence-counter baseline.

@@ -667,7 +667,7 @@ fn be_active(app: &Checkpoint, opts: &WorkerOptions) -> Result<(), String> {
         seq += 1;
         section
             .overwrite_with(len, |dst| {
-                dst[..8].copy_from_slice(&seq.to_be_bytes());
+                dst.write_at(0, &seq.to_be_bytes());
             })
             .map_err(|e| e.to_string())?;
     }

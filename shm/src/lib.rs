@@ -49,7 +49,7 @@ pub mod segment;
 #[cfg(not(loom))]
 pub use ops::{
     Consumer, SectionCopy, SectionRef, SectionView, Snapshot, SnapshotHead, SnapshotSection,
-    WriteElement,
+    SpareBuffer, WriteElement,
 };
 #[cfg(not(loom))]
 pub use segment::{Config, Mapped, Segment};

@@ -14,7 +14,7 @@ use ckpt_core::Time;
 
 use super::read::committed_size;
 use super::section::NewSection;
-use super::write::{new_size, Fill};
+use super::write::{new_size, Fill, SpareBuffer};
 use super::{ClaimFail, Stamp};
 use crate::index::hash_id;
 use crate::layout::{intent_op, stage_kind, CommitWord, LifeWord, StageWord};
@@ -240,11 +240,15 @@ impl Segment {
                         staged,
                         last: data,
                     };
-                    self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
+                    self.write_version::<fn(&mut SpareBuffer<'_>)>(
+                        section, old_size, new_size, fill, stamp,
+                    );
                     self.end_staging(st, true);
                 } else {
                     let fill = Fill::Copy { offset, data };
-                    self.write_version::<fn(&mut [u8])>(section, old_size, new_size, fill, stamp);
+                    self.write_version::<fn(&mut SpareBuffer<'_>)>(
+                        section, old_size, new_size, fill, stamp,
+                    );
                 }
             }
             Mutation::Stage { id, at, data } => self.stage(staging, id, at, data, frame)?,

@@ -61,7 +61,7 @@ pub mod write;
 pub use apply::{Applied, ApplyError};
 pub use consume::{Consumer, SectionCopy, Snapshot, SnapshotHead, SnapshotSection};
 pub use read::SectionView;
-pub use write::WriteElement;
+pub use write::{SpareBuffer, WriteElement};
 
 /// A section found in the index: its slot and incarnation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

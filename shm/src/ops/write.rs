@@ -2,6 +2,8 @@
 //! overwrite. Each element is one new version of its section, made by
 //! `Segment::write_version` through the mutation path.
 
+use std::marker::PhantomData;
+
 use ckpt_core::error::WriteError;
 use ckpt_core::frame::FrameKind;
 
@@ -12,6 +14,84 @@ use crate::racy;
 use crate::segment::{now, Segment};
 use crate::slot;
 use crate::sync::Ordering;
+
+/// The spare buffer of a section being overwritten in place: what
+/// [`Segment::overwrite_with`] hands its closure. It is `len` bytes of shared
+/// memory that readers of an older version may still be copying (they discard
+/// what they copied, seeing the version change), so it is not a `&mut [u8]`:
+/// every access goes through atomic copies (`racy`), which makes filling it
+/// sound whatever those readers do, at the speed of a plain copy. It starts
+/// with stale bytes (an older version's); write every byte you care about.
+pub struct SpareBuffer<'a> {
+    ptr: *mut u8,
+    len: usize,
+    _buffer: PhantomData<&'a mut [u8]>,
+}
+
+impl SpareBuffer<'_> {
+    /// Its length: the section's new size.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length overwrite.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn check(&self, offset: usize, len: usize) {
+        let end = offset.checked_add(len);
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "bytes {offset}..{offset}+{len} are outside the {}-byte spare buffer",
+            self.len
+        );
+    }
+
+    /// Copies `src` into the whole buffer (as `<[u8]>::copy_from_slice`).
+    /// Panics if the lengths differ: the section keeps its old version.
+    pub fn copy_from_slice(&mut self, src: &[u8]) {
+        assert_eq!(
+            src.len(),
+            self.len,
+            "source and spare buffer lengths differ"
+        );
+        self.write_at(0, src);
+    }
+
+    /// Copies `src` to byte `offset`. Panics if it does not fit: the section
+    /// keeps its old version.
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) {
+        self.check(offset, src.len());
+        // SAFETY: in bounds (checked) of the buffer `ptr` points to, which the
+        // claim holder alone writes; readers copy it atomically.
+        unsafe { racy::store(self.ptr.add(offset), src) };
+    }
+
+    /// Sets byte `offset` (the `buf[offset] = byte` of a slice).
+    pub fn set(&mut self, offset: usize, byte: u8) {
+        self.write_at(offset, &[byte]);
+    }
+
+    /// Sets every byte to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        let chunk = [byte; 256];
+        let mut at = 0;
+        while at < self.len {
+            let n = (self.len - at).min(chunk.len());
+            self.write_at(at, &chunk[..n]);
+            at += n;
+        }
+    }
+
+    /// Copies bytes from `offset` into `dst` (what this closure, or an older
+    /// version, left there). Panics if out of bounds.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) {
+        self.check(offset, dst.len());
+        // SAFETY: in bounds (checked); atomic copy of memory others only read.
+        unsafe { racy::load(dst, self.ptr.add(offset)) };
+    }
+}
 
 /// One element of [`Segment::write_many`].
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +120,8 @@ pub(crate) enum Fill<'d, F> {
     /// `data` at `offset`, over a copy of the old version (`None`: from 0,
     /// nothing kept).
     Copy { offset: Option<u64>, data: &'d [u8] },
-    /// `len` bytes that the caller's closure writes in place.
+    /// `len` bytes that the caller's closure writes in place, into the
+    /// spare buffer.
     InPlace { len: usize, fill: F },
     /// A replica's staged write: the first `staged` bytes of the data are in
     /// the spare buffer already, at `offset` (0 for an overwrite); `last`
@@ -69,7 +150,7 @@ impl Segment {
         }
         let _held = self.claim_local()?;
         let (old_size, new_size) = self.check_write(section, offset, data.len())?;
-        self.write_version::<fn(&mut [u8])>(
+        self.write_version::<fn(&mut SpareBuffer<'_>)>(
             section,
             old_size,
             new_size,
@@ -80,13 +161,13 @@ impl Segment {
     }
 
     /// Overwrites a section with `len` bytes that `fill` writes straight into
-    /// the segment (zero-copy: no intermediate buffer). If `fill` panics, the
-    /// section keeps its old version.
+    /// the segment (zero-copy: no intermediate buffer), through a
+    /// [`SpareBuffer`]. If `fill` panics, the section keeps its old version.
     pub fn overwrite_with(
         &self,
         section: SectionRef,
         len: usize,
-        fill: impl FnOnce(&mut [u8]),
+        fill: impl FnOnce(&mut SpareBuffer<'_>),
     ) -> Result<(), WriteError> {
         if len as u64 > self.attributes().section_bytes_max {
             return Err(WriteError::TooLarge);
@@ -157,7 +238,9 @@ impl Segment {
                 more: i + 1 < elements.len(),
                 ..Stamp::now()
             };
-            self.write_version::<fn(&mut [u8])>(e.section, old_size, new_size, fill, stamp);
+            self.write_version::<fn(&mut SpareBuffer<'_>)>(
+                e.section, old_size, new_size, fill, stamp,
+            );
         }
         Ok(())
     }
@@ -217,7 +300,7 @@ impl Segment {
     /// other buffer is filled, the frame logged, the commit word flipped.
     /// Claim held; sizes validated (`old_size`, `new_size` <= maxSectionSize).
     #[inline]
-    pub(crate) fn write_version<F: FnOnce(&mut [u8])>(
+    pub(crate) fn write_version<F: FnOnce(&mut SpareBuffer<'_>)>(
         &self,
         section: SectionRef,
         old_size: u64,
@@ -302,15 +385,20 @@ impl Segment {
                         (kind, o, last)
                     }
                     Fill::InPlace { len, fill } => {
-                        // SAFETY: the uncommitted buffer is written only by the
-                        // claim holder (us) until we release; `len <= max <=
-                        // buffer_stride`. Readers of an older version may still be
-                        // copying from it: they only read, and discard their copy
-                        // (pending bit), so handing out `&mut` to our process is
-                        // sound for us; their side is still open (docs/ARCHITECTURE.md §3).
-                        let buf = unsafe { std::slice::from_raw_parts_mut(dst, len) };
-                        fill(&mut *buf);
-                        (FrameKind::Overwrite, 0, &*buf)
+                        // `len <= max <= buffer_stride` (validated): the spare
+                        // buffer holds it; every access to it is atomic.
+                        let mut spare = SpareBuffer {
+                            ptr: dst,
+                            len,
+                            _buffer: PhantomData,
+                        };
+                        fill(&mut spare);
+                        // SAFETY: filled; from here until the claim is released
+                        // nobody writes these bytes (we are the only writer and
+                        // are done), so a shared slice over them is sound while
+                        // the frame copies them (readers only read).
+                        let buf = unsafe { std::slice::from_raw_parts(dst, len) };
+                        (FrameKind::Overwrite, 0, buf)
                     }
                 };
                 let id = self.id_of(slot);
