@@ -1399,7 +1399,8 @@ impl Watcher<'_> {
             ) {
                 continue;
             }
-            let at = self.consumer.position();
+            // A frame without a mutation is reported where it is.
+            let at = self.consumer.current_position();
             let frame = self.consumer.current()?;
             // Only pads have no mutation, and they were skipped above.
             let mutation = frame.mutation().ok_or(WatchError::Corrupt { at })?;

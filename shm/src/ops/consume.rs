@@ -411,6 +411,11 @@ impl Consumer<'_> {
         self.cursor
     }
 
+    /// The position of the frame [`Consumer::advance`] moved to.
+    pub fn current_position(&self) -> u64 {
+        self.current_at
+    }
+
     /// Catches up after `Lagged` (or to start from the current state): takes a
     /// fuzzy snapshot, resumes from the position noted before it, and skips
     /// the frames the snapshot holds. Returns the snapshot.
