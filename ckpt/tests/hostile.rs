@@ -913,3 +913,76 @@ fn damaged_retention_words_never_delete_a_checkpoint() {
     assert_eq!(contents(&seg), [OLD; 64]);
     assert!(path.exists());
 }
+
+/// A `fork`ed child shares its parent's file descriptions, so its lease:
+/// dropping an inherited handle in the child must not free the parent's
+/// opener entry or give up its lease (before: it did, and with retention 0
+/// the child's drop deleted the checkpoint the parent was using).
+#[test]
+fn a_forked_child_dropping_an_inherited_handle_leaves_the_parent_registered() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let config = Config::with_dir(dir.path());
+    let attrs = CreationAttributes {
+        retention_ns: 0,
+        ..CreationAttributes::new(4, 64)
+    };
+    let seg = Segment::open(&config, &name(), rw_create(), Some(&attrs)).unwrap();
+    let s = seg
+        .create_section(Some(b"s"), Time::END, &[OLD; 64])
+        .unwrap()
+        .0;
+    let path = seg.path().to_path_buf();
+    // SAFETY: the child only drops the inherited handle (system calls:
+    // getpid, munmap, close) and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        drop(seg);
+        // SAFETY: _exit ends the child at once, running nothing of the parent's.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        path.exists(),
+        "the child's drop deleted the parent's checkpoint"
+    );
+    assert_eq!(
+        seg.live_openers().len(),
+        1,
+        "the parent is still registered"
+    );
+    seg.write(s, None, &[WRITTEN; 64]).unwrap();
+    assert_eq!(contents(&seg), [WRITTEN; 64]);
+}
+
+/// A checkpoint whose last opener was killed is still deleted when its
+/// retention runs out (before: the dead opener's entry kept the retention
+/// clock stopped forever, and the checkpoint and its memory stayed).
+#[test]
+fn a_checkpoint_whose_last_opener_was_killed_expires() {
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let config = Config::with_dir(dir.path());
+    let attrs = CreationAttributes {
+        retention_ns: 100_000_000,
+        ..CreationAttributes::new(4, 64)
+    };
+    let seg = Segment::open(&config, &name(), rw_create(), Some(&attrs)).unwrap();
+    seg.create_section(Some(b"s"), Time::END, &[OLD; 64])
+        .unwrap();
+    let path = seg.path().to_path_buf();
+    let mut holder = Proc::start("hold", dir.path(), false);
+    holder.expect("holding");
+    drop(seg); // The child is the last opener now.
+    holder.kill();
+    // Someone else opens and closes; then the retention runs out.
+    drop(Segment::open(&config, &name(), OpenFlags::READ, None).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let listed = ckpt_shm::dir::list(&config).unwrap();
+    assert!(
+        listed.iter().any(|l| l.removed),
+        "the checkpoint outlived its retention"
+    );
+    assert!(!path.exists());
+}

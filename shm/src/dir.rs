@@ -4,7 +4,7 @@
 //! letters, digits and `_-=,.+@` stay as they are and every other byte becomes
 //! `%XX`; a name whose encoding would pass 200 bytes becomes `~<128-bit hash>`
 //! (the full name is in the header and is checked on open). Segments being
-//! created are `.new.<pid>.<n>` until published.
+//! created are `.new.<pid>.<n>.<random>` until published.
 //!
 //! There is no daemon on one host, so deletion is cooperative: the last close
 //! of a checkpoint without retention deletes it, and any ckpt call that looks at
@@ -19,7 +19,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64 as StdAtomicU64, Ordering as StdOrdering};
 
@@ -190,7 +190,9 @@ pub(crate) fn in_group(gid: libc::gid_t) -> bool {
     if unsafe { libc::getegid() } == gid {
         return true;
     }
-    let mut groups = vec![0 as libc::gid_t; 256];
+    // SAFETY: getgroups with size 0 only returns how many groups there are.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let mut groups = vec![0 as libc::gid_t; count.max(0) as usize];
     // SAFETY: getgroups writes at most `groups.len()` ids into the buffer.
     let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
     n > 0 && groups[..n as usize].contains(&gid)
@@ -200,23 +202,25 @@ impl SegmentDir {
     /// Opens the configured directory, with `create` creating it (and missing
     /// parents) if absent: mode 0700, or with group access 02770 (group members share it;
     /// the setgid bit gives new segments its group). It is trusted if its last
-    /// component is not a symlink, nobody else can write to it (the group
-    /// can, with group access, if this process is in that group), and it is
-    /// owned by this user or by root (with group access: or by a member of a
-    /// group this process is in, which it shares).
+    /// component is not a symlink, others cannot write to it, the group can
+    /// only with group access and if this process is in that group, and it is
+    /// owned by this user or by root, or (with group access) its group is one
+    /// this process is in.
     pub fn open(config: &Config, create: bool) -> Result<SegmentDir, DirFault> {
         let path = &config.dir;
+        let mode = if config.group_access { 0o2770 } else { 0o700 };
+        let mut created = false;
         if create && std::fs::symlink_metadata(path).is_err() {
-            let mode = if config.group_access { 0o2770 } else { 0o700 };
-            let made = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(mode)
-                .create(path);
-            match made {
-                // The umask may have narrowed the mode (and drops setgid on
-                // some systems): set it exactly.
-                Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .map_err(DirFault::Io)?,
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(mode)
+                    .create(parent)
+                    .map_err(DirFault::Io)?;
+            }
+            // The last component alone: `created` only if this call made it.
+            match std::fs::DirBuilder::new().mode(mode).create(path) {
+                Ok(()) => created = true,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(DirFault::Io(e)),
             }
@@ -246,6 +250,15 @@ impl SegmentDir {
         }
         // SAFETY: `raw` is a descriptor we just opened and own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if created {
+            // The umask may have narrowed the mode (and drops setgid on some
+            // systems): set it exactly, through the descriptor (a path could
+            // have been swapped for a symlink to someone else's directory).
+            // SAFETY: fchmod on a descriptor we own.
+            if unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
+                return Err(DirFault::Io(io::Error::last_os_error()));
+            }
+        }
         let st = stat_fd(&fd).map_err(DirFault::Io)?;
         if !Self::trusted(&st, config) {
             return Err(DirFault::Untrusted);
@@ -414,7 +427,9 @@ pub(crate) fn preallocate_range(file: &File, at: u64, len: u64) -> io::Result<()
         unsafe { libc::posix_fallocate(file.as_raw_fd(), at as libc::off_t, len as libc::off_t) };
     match rc {
         0 => Ok(()),
-        // Filesystems without fallocate (some hugetlbfs setups): stay sparse.
+        // Filesystems without fallocate, where glibc's fallback of writing a
+        // byte per block is refused too: nothing better can be done (hugetlbfs
+        // reserves its pages when the file is mapped).
         libc::EOPNOTSUPP | libc::EINVAL => Ok(()),
         e => Err(io::Error::from_raw_os_error(e)),
     }

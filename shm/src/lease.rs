@@ -16,9 +16,11 @@
 //! leases that conflict with each other, and closing some other descriptor of
 //! the same file does not drop them. Segment files are opened `O_CLOEXEC`, so
 //! an `exec`ed child does not inherit a lease; a `fork`ed child shares its
-//! parent's descriptions, and its parent's leases then stay held until both
-//! have closed them (an opener counts as alive while its process or a forked
-//! child of it still has the segment open: never the unsafe way round).
+//! parent's descriptions, and so its leases: a `Segment` dropped in such a
+//! child neither deregisters nor gives the lease up (the registration is the
+//! parent's), and the parent's entry counts as alive while the child keeps
+//! the description open. `F_OFD_GETLK` never reports the caller's own lock,
+//! so a mapping treats its own entry as alive while it is registered.
 //!
 //! Temporary files of a checkpoint being created carry a lease on their first
 //! byte the same way, so a directory sweep removes only abandoned ones.

@@ -1,9 +1,10 @@
 //! Futex waits on segment words: standbys sleep on the log tail, writers on
 //! the claim.
 //!
-//! The futex word is the low half of a `u64` (ckpt is little-endian only).
-//! Writers pay one load per mutation to learn whether anyone sleeps; the
-//! `FUTEX_WAKE` syscall happens only then.
+//! The futex word is the low half of a `u64` (ckpt is little-endian only), or
+//! for the claim its high half (the epoch). Writers pay a load per kind of
+//! sleeper per mutation to learn whether anyone sleeps; the `FUTEX_WAKE`
+//! syscall happens only then.
 
 use std::time::Duration;
 
@@ -71,6 +72,24 @@ pub fn wake_all(word: &AtomicU64) {
     futex_wake_all(futex_word(word))
 }
 
+fn futex_word_high(word: &AtomicU64) -> *const u32 {
+    // The high half of a little-endian u64: its second 4 bytes.
+    futex_word(word).wrapping_add(1)
+}
+
+/// Sleeps while the high 32 bits of `word` equal `(seen >> 32) as u32`, at
+/// most `timeout` (the claim's epoch, which every release and steal bumps).
+pub fn wait_high(word: &AtomicU64, seen: u64, timeout: Duration) {
+    // SAFETY: bytes 4..8 of a live, 8-aligned AtomicU64 (4-aligned) in a
+    // mapping that outlives this call (borrowed here).
+    unsafe { futex_wait(futex_word_high(word), (seen >> 32) as u32, timeout) }
+}
+
+/// Wakes every process sleeping on the high half of `word`.
+pub fn wake_all_high(word: &AtomicU64) {
+    futex_wake_all(futex_word_high(word))
+}
+
 /// Sleeps while `word` equals `seen`, at most `timeout` (same contract as
 /// [`wait`]).
 pub fn wait32(word: &AtomicU32, seen: u32, timeout: Duration) {
@@ -89,9 +108,10 @@ pub struct Sleeper<'a> {
 }
 
 impl<'a> Sleeper<'a> {
-    /// Registers a sleeper. SeqCst: pairs with the writer's SeqCst fence in
-    /// `Segment::publish` (Dekker: either the writer sees the sleeper and wakes
+    /// Registers a sleeper. SeqCst: pairs with the SeqCst tail swap in
+    /// `Log::publish` (Dekker: either the writer sees the sleeper and wakes
     /// it, or the sleeper's re-check sees the new tail and does not sleep).
+    /// Claim sleepers rely on a bounded sleep instead (see `claim_sleep`).
     pub fn register(waiters: &'a AtomicU32) -> Self {
         waiters.fetch_add(1, crate::sync::Ordering::SeqCst);
         Self { waiters }

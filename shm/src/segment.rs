@@ -151,6 +151,10 @@ pub struct Mapped {
     /// checkpoint unlinks, if it is still this file).
     dir: SegmentDir,
     file_name: String,
+    /// Opener-table index + 1 of this mapping's own registration (0: none).
+    /// Its lease is held by `file` itself, which `F_OFD_GETLK` never reports,
+    /// so liveness checks take it from here.
+    pub(crate) own_entry: u16,
 }
 
 /// The data region could not be allocated in the segment's filesystem.
@@ -200,6 +204,7 @@ impl Mapped {
             data_backed,
             dir,
             file_name,
+            own_entry: 0,
         }
     }
 
@@ -245,6 +250,10 @@ impl Mapped {
     /// True if the opener of entry `index`, registered as `word`, still has
     /// the segment open: its lease is held (whatever its PID namespace).
     pub(crate) fn opener_alive(&self, index: usize, word: OpenerWord) -> bool {
+        if index + 1 == self.own_entry as usize {
+            // Ours: alive while registered.
+            return word.pid != 0;
+        }
         word.pid != 0 && lease::held_by_other(&self.file, self.lease_byte(index))
     }
 
@@ -405,7 +414,13 @@ impl Mapped {
     /// a last close before the checkpoint was created or in the future.
     pub fn retention_expired(&self, now: Time) -> bool {
         let h = self.header();
-        let closed = h.last_close_ns.load(Ordering::SeqCst);
+        let mut closed = h.last_close_ns.load(Ordering::SeqCst);
+        if closed == 0 {
+            // Still open, or its last openers died without closing: reaping
+            // them starts the retention clock.
+            self.reap_openers(now);
+            closed = h.last_close_ns.load(Ordering::SeqCst);
+        }
         let retention = h.retention_ns.load(Ordering::SeqCst);
         let plausible = retention >= 0
             && closed >= h.created_ns
@@ -820,6 +835,10 @@ pub struct Segment {
     /// logging its frame): its close neither starts the retention clock nor
     /// deletes the checkpoint.
     counts_as_open: bool,
+    /// The process that registered: a `fork`ed child that inherits this
+    /// handle shares its file description, and so its lease; dropping the
+    /// handle there must not free the parent's entry or give its lease up.
+    registered_by: u32,
 }
 
 impl std::ops::Deref for Segment {
@@ -865,7 +884,7 @@ impl Segment {
                 dir.try_clone().map_err(|e| io_to_open_error(&e))?,
                 file_name.clone(),
             );
-            let mapped = map_validated(file, at, config)?;
+            let mut mapped = map_validated(file, at, config)?;
             if mapped.name != *name {
                 // Two long names hashing to one file name: refuse, never mix them.
                 return Err(OpenError::Corrupt);
@@ -885,6 +904,7 @@ impl Segment {
                 }
             }
             let owner = register_opener(&mapped, flags)?;
+            mapped.own_entry = owner.entry;
             if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
                 // A sweeper decided to delete it before seeing us: let it.
                 deregister_opener(&mapped, owner, Some(now));
@@ -900,16 +920,26 @@ impl Segment {
                 free_hint: std::sync::atomic::AtomicU32::new(0),
                 last_audit_ns: std::sync::atomic::AtomicI64::new(0),
                 counts_as_open: true,
+                registered_by: std::process::id(),
             };
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
             // A writer that finds the checkpoint unused (an application
             // restarting, a checkpoint left by a crash) or a counter beyond
             // its maximum checks the derived words; one joining live
             // openers (a standby taking over) does not pay for it.
-            if flags.contains(OpenFlags::WRITE)
-                && (segment.counters_implausible() || segment.only_opener())
-            {
-                segment.audit();
+            if flags.contains(OpenFlags::WRITE) {
+                let alone = segment.only_opener();
+                if alone {
+                    // Sleeper counts left by processes killed while they
+                    // slept would cost every write a wake-up syscall: with
+                    // nobody else here, nobody sleeps.
+                    let h = segment.header();
+                    h.waiters.store(0, Ordering::SeqCst);
+                    h.claim_waiters.store(0, Ordering::SeqCst);
+                }
+                if alone || segment.counters_implausible() {
+                    segment.audit();
+                }
             }
             return Ok(segment);
         }
@@ -980,11 +1010,12 @@ impl Segment {
     /// that is not an open (logging an unlink): the retention clock is left
     /// alone. `None` if a retention sweep is deleting the checkpoint.
     pub(crate) fn attach(
-        mapped: Mapped,
+        mut mapped: Mapped,
         path: &Path,
         config: &Config,
     ) -> Result<Option<Segment>, OpenError> {
         let owner = register_opener(&mapped, OpenFlags::READ)?;
+        mapped.own_entry = owner.entry;
         if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
             deregister_opener(&mapped, owner, None);
             return Ok(None);
@@ -998,12 +1029,17 @@ impl Segment {
             free_hint: std::sync::atomic::AtomicU32::new(0),
             last_audit_ns: std::sync::atomic::AtomicI64::new(0),
             counts_as_open: false,
+            registered_by: std::process::id(),
         }))
     }
 }
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if std::process::id() != self.registered_by {
+            // A forked child's copy: the registration is the parent's.
+            return;
+        }
         let now = now();
         if !self.counts_as_open {
             deregister_opener(&self.mapped, self.owner, None);
@@ -1092,10 +1128,12 @@ fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     let Some(now) = closed_at else {
         return;
     };
+    // By lease: an entry a dead process left does not keep the clock stopped.
     let any_left = mapped
         .openers()
         .iter()
-        .any(|e| OpenerWord::from(e.word.load(Ordering::SeqCst)).pid != 0);
+        .enumerate()
+        .any(|(i, e)| mapped.opener_alive(i, OpenerWord::from(e.word.load(Ordering::SeqCst))));
     if !any_left {
         mapped
             .header()

@@ -69,8 +69,9 @@ pub enum ApplyError {
     },
     /// The claim could not be taken.
     Contended,
-    /// The replica's filesystem has no room for the frame's data (the
-    /// replica is unchanged; the frame can be applied again later).
+    /// The replica's filesystem has no room for the frame's data. The
+    /// section is unchanged (a staging begun stays in progress) and the frame
+    /// can be applied again later.
     NoResources,
 }
 

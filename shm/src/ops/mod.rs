@@ -26,7 +26,9 @@
 //! reached: it undoes step 2, forgets the unpublished frame, and if stages
 //! were already published, logs a `StageAbort` so consumers drop them.
 //! Nothing is allocated and no syscall is made on the write path unless a
-//! standby sleeps or a writer must wait for another.
+//! standby or a writer sleeps (a wake-up), a writer must wait for another,
+//! or a section of a segment over 1 GiB grows into data pages not yet
+//! allocated (`fallocate`, once per growth).
 //!
 //! The operations live by concern: [`read`] (lookups, consistent reads,
 //! iteration, snapshots), [`write`](mod@write) (writes and overwrites), [`section`]
@@ -228,7 +230,7 @@ impl Drop for Held<'_> {
         // SYNC POINT: pairs with the registration in `claim_sleep` (which
         // bounds its sleep: the release above is not SeqCst, see there).
         if h.claim_waiters.load(Ordering::SeqCst) != 0 {
-            notify::wake_all(&h.claim);
+            notify::wake_all_high(&h.claim);
         }
     }
 }
@@ -335,7 +337,9 @@ impl Segment {
         // missed: the sleep is bounded by CLAIM_SLEEP_MAX, so that costs at
         // most that much latency, never progress.
         if h.claim.load(Ordering::SeqCst) == held.value() {
-            notify::wait(&h.claim, held.value(), CLAIM_SLEEP_MAX);
+            // On the epoch: every release and steal changes it, even when the
+            // same opener takes the claim again at once.
+            notify::wait_high(&h.claim, held.value(), CLAIM_SLEEP_MAX);
         }
     }
 

@@ -202,8 +202,16 @@ impl Segment {
             return Err(WriteError::Corrupt);
         }
         let new_size = new_size(offset, len, old_size)?;
-        if !self.has_room(old_size, new_size) {
-            return Err(WriteError::CheckpointFull);
+        if !self.fits(old_size, new_size) {
+            if !self.has_room(old_size, new_size) {
+                return Err(WriteError::CheckpointFull);
+            }
+            // Making room may have swept expired sections, this one among
+            // them (it expired since the check above): never write to a
+            // freed slot.
+            if self.live_slot(section).is_none() {
+                return Err(WriteError::NotExist);
+            }
         }
         self.back_buffers(section.slot, new_size)
             .map_err(|_| WriteError::NoMemory)?;
@@ -284,16 +292,19 @@ impl Segment {
     /// swept, so when short of room this sweeps them and checks again. Claim held.
     #[inline]
     pub(crate) fn has_room(&self, old_size: u64, new_size: u64) -> bool {
-        let fits = |s: &Self| {
-            let used = s.header().memory_used.load(Ordering::Relaxed);
-            used.saturating_sub(old_size).saturating_add(new_size)
-                <= s.attributes().checkpoint_bytes
-        };
         // Short of room: sweep expired sections, then check the counters
         // against the slots (a damaged one must not refuse every write).
-        fits(self)
-            || (self.sweep_expired_held(now()) > 0 && fits(self))
-            || (self.audit_on_failure() && fits(self))
+        self.fits(old_size, new_size)
+            || (self.sweep_expired_held(now()) > 0 && self.fits(old_size, new_size))
+            || (self.audit_on_failure() && self.fits(old_size, new_size))
+    }
+
+    /// True if the sections stay within `checkpointSize` by the counter, as
+    /// it is (no sweep). Claim held.
+    #[inline]
+    fn fits(&self, old_size: u64, new_size: u64) -> bool {
+        let used = self.header().memory_used.load(Ordering::Relaxed);
+        used.saturating_sub(old_size).saturating_add(new_size) <= self.attributes().checkpoint_bytes
     }
 
     /// One new version of a checked section, through the mutation path: the
