@@ -986,3 +986,37 @@ fn a_checkpoint_whose_last_opener_was_killed_expires() {
     );
     assert!(!path.exists());
 }
+
+/// Descriptors are a limited resource: an open checkpoint holds one (its
+/// segment file, which carries its lease), and a listing shares one directory
+/// descriptor among all the segments it maps (before: each mapping also held
+/// its own copy of the directory's).
+#[test]
+fn an_open_checkpoint_holds_one_descriptor() {
+    let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let config = Config::with_dir(dir.path());
+    let names: Vec<_> = (0..20)
+        .map(|i| CheckpointName::new(format!("fd{i}")).unwrap())
+        .collect();
+    let before = fds();
+    let open: Vec<_> = names
+        .iter()
+        .map(|n| Segment::open(&config, n, rw_create(), Some(&small_attrs())).unwrap())
+        .collect();
+    let held = fds() - before;
+    let listed = ckpt_shm::dir::list(&config).unwrap();
+    let held_by_listing = fds() - before - held;
+    drop(listed);
+    drop(open);
+    // Other tests of this binary run in parallel and open files too: allow a
+    // little noise, far below the 2 per checkpoint this guards against.
+    assert!(
+        held <= 20 + 5,
+        "20 open checkpoints hold {held} descriptors"
+    );
+    assert!(
+        held_by_listing <= 20 + 5,
+        "listing 20 checkpoints holds {held_by_listing} descriptors"
+    );
+}

@@ -280,13 +280,6 @@ impl SegmentDir {
         st.st_uid == euid || st.st_uid == 0 || group_shared
     }
 
-    /// Another descriptor of the same directory.
-    pub(crate) fn try_clone(&self) -> io::Result<SegmentDir> {
-        Ok(SegmentDir {
-            fd: self.fd.try_clone()?,
-        })
-    }
-
     /// Opens the existing regular file `name` for reading and writing: a
     /// symlink, a FIFO, a device or a directory there is refused before it is
     /// opened, and one swapped in meanwhile after (the open itself neither
@@ -463,11 +456,7 @@ pub(crate) fn inspect_in(
     config: &Config,
 ) -> Result<Mapped, OpenError> {
     let file = dir.open_file(name)?;
-    let at = (
-        dir.try_clone().map_err(|e| segment::io_to_open_error(&e))?,
-        name.to_string(),
-    );
-    Ok(segment::map_validated(file, at, config)?)
+    Ok(segment::map_validated(file, name.to_string(), config)?)
 }
 
 /// Unlinks checkpoint `name`: the name is free at once; processes that have it
@@ -493,11 +482,7 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
         }
         Err(FileFault::Io(_)) => return Err(UnlinkError::Io),
     };
-    let at = (
-        dir.try_clone().map_err(|_| UnlinkError::Io)?,
-        file_name.clone(),
-    );
-    let mapped = match segment::map_validated(file, at, config) {
+    let mapped = match segment::map_validated(file, file_name.clone(), config) {
         Ok(m) => m,
         Err(SegmentFault::Permission) => return Err(UnlinkError::Permission),
         // A damaged or foreign file under a checkpoint's name: free the name.

@@ -147,9 +147,10 @@ pub struct Mapped {
     /// True if the whole file was allocated at creation; otherwise data
     /// buffers are allocated as they are first written (`back_buffers`).
     data_backed: bool,
-    /// The segment directory and the file's name in it (what removing the
-    /// checkpoint unlinks, if it is still this file).
-    dir: SegmentDir,
+    /// The segment directory (reopened and checked again when the checkpoint
+    /// is removed: a mapping holds no descriptor of it) and the file's name
+    /// in it (what removing the checkpoint unlinks, if it is still this file).
+    dir_config: Config,
     file_name: String,
     /// Opener-table index + 1 of this mapping's own registration (0: none).
     /// Its lease is held by `file` itself, which `F_OFD_GETLK` never reports,
@@ -174,7 +175,7 @@ impl Mapped {
     fn new(
         map: MmapRaw,
         file: File,
-        (dir, file_name): (SegmentDir, String),
+        (dir_config, file_name): (Config, String),
         geometry: Geometry,
         attrs: CreationAttributes,
         name: CheckpointName,
@@ -202,7 +203,7 @@ impl Mapped {
             data,
             file,
             data_backed,
-            dir,
+            dir_config,
             file_name,
             own_entry: 0,
         }
@@ -210,8 +211,11 @@ impl Mapped {
 
     /// Removes the checkpoint's name if it is still this file (same inode).
     pub(crate) fn remove_name_if_same(&self) {
-        if self.dir.inode(&self.file_name) == Some(self.inode) {
-            let _ = self.dir.remove(&self.file_name);
+        let Ok(dir) = SegmentDir::open(&self.dir_config, false) else {
+            return;
+        };
+        if dir.inode(&self.file_name) == Some(self.inode) {
+            let _ = dir.remove(&self.file_name);
         }
     }
 
@@ -541,7 +545,7 @@ pub(crate) fn check_file(file: &File, config: &Config) -> Result<std::fs::Metada
 /// Maps `file` and validates everything an opener relies on.
 pub(crate) fn map_validated(
     file: File,
-    at: (SegmentDir, String),
+    file_name: String,
     config: &Config,
 ) -> Result<Mapped, SegmentFault> {
     let meta = check_file(&file, config)?;
@@ -613,7 +617,7 @@ pub(crate) fn map_validated(
     Ok(Mapped::new(
         map,
         file,
-        at,
+        (config.clone(), file_name),
         geometry,
         attrs,
         name,
@@ -748,10 +752,7 @@ fn create_new(
             .store(RoleWord { role: copy_role }.value(), Ordering::Relaxed);
     }
     // Inode 0: this mapping is never registered or removed by inode.
-    let at = (
-        dir.try_clone().map_err(|e| cleanup(io_to_open_error(&e)))?,
-        tmp.clone(),
-    );
+    let at = (config.clone(), tmp.clone());
     let mapped = Mapped::new(map, file, at, geometry, *attrs, name.clone(), 0);
     // The log begins with the checkpoint's creation (seq 1): every attribute,
     // so the log alone can rebuild a replica.
@@ -880,11 +881,7 @@ impl Segment {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let at = (
-                dir.try_clone().map_err(|e| io_to_open_error(&e))?,
-                file_name.clone(),
-            );
-            let mut mapped = map_validated(file, at, config)?;
+            let mut mapped = map_validated(file, file_name.clone(), config)?;
             if mapped.name != *name {
                 // Two long names hashing to one file name: refuse, never mix them.
                 return Err(OpenError::Corrupt);
