@@ -38,12 +38,17 @@ fn config(dir: &Path, claim_timeout: Duration) -> Config {
 /// A fresh segment directory holding checkpoint `hostile` with section `s`
 /// (64 bytes of OLD), kept open by the returned segment.
 fn setup(tag: &str) -> (tempfile::TempDir, Segment) {
+    setup_retained(tag, 60_000_000_000)
+}
+
+/// [`setup`] with a retention duration of `retention_ns`.
+fn setup_retained(tag: &str, retention_ns: i64) -> (tempfile::TempDir, Segment) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("ckpt-hostile-{tag}-"))
         .tempdir_in("/dev/shm")
         .unwrap();
     let attrs = CreationAttributes {
-        retention_ns: 60_000_000_000,
+        retention_ns,
         ..CreationAttributes::new(4, 64)
     };
     let flags = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
@@ -920,17 +925,8 @@ fn damaged_retention_words_never_delete_a_checkpoint() {
 /// the child's drop deleted the checkpoint the parent was using).
 #[test]
 fn a_forked_child_dropping_an_inherited_handle_leaves_the_parent_registered() {
-    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
-    let config = Config::with_dir(dir.path());
-    let attrs = CreationAttributes {
-        retention_ns: 0,
-        ..CreationAttributes::new(4, 64)
-    };
-    let seg = Segment::open(&config, &name(), rw_create(), Some(&attrs)).unwrap();
-    let s = seg
-        .create_section(Some(b"s"), Time::END, &[OLD; 64])
-        .unwrap()
-        .0;
+    let (_dir, seg) = setup_retained("fork", 0);
+    let s = seg.lookup(b"s").unwrap().unwrap();
     let path = seg.path().to_path_buf();
     // SAFETY: the child only drops the inherited handle (system calls:
     // getpid, munmap, close) and leaves with _exit.
@@ -962,15 +958,8 @@ fn a_forked_child_dropping_an_inherited_handle_leaves_the_parent_registered() {
 /// clock stopped forever, and the checkpoint and its memory stayed).
 #[test]
 fn a_checkpoint_whose_last_opener_was_killed_expires() {
-    let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+    let (dir, seg) = setup_retained("killed", 100_000_000);
     let config = Config::with_dir(dir.path());
-    let attrs = CreationAttributes {
-        retention_ns: 100_000_000,
-        ..CreationAttributes::new(4, 64)
-    };
-    let seg = Segment::open(&config, &name(), rw_create(), Some(&attrs)).unwrap();
-    seg.create_section(Some(b"s"), Time::END, &[OLD; 64])
-        .unwrap();
     let path = seg.path().to_path_buf();
     let mut holder = Proc::start("hold", dir.path(), false);
     holder.expect("holding");
