@@ -65,12 +65,13 @@ use ckpt_core::frame::{
 use ckpt_core::{
     CheckpointName, CreationAttributes, CreationFlags, OpenFlags, SectionsChosen, Time, UpdateMode,
 };
-use ckpt_fuzz::scratch_dir;
+use ckpt_fuzz::primary::{section_id, Bytes, Common, Driver, FAR_FUTURE};
+use ckpt_fuzz::{scratch_dir, trace};
 use ckpt_shm::layout::{default_log_bytes, LOG_BYTES_MIN};
 use ckpt_shm::log::{frame_bytes_max, LogError};
 use ckpt_shm::ops::{Applied, ApplyError};
 use ckpt_shm::segment::now;
-use ckpt_shm::{Config, Consumer, SectionRef, Segment, WriteElement};
+use ckpt_shm::{Config, Consumer, SectionRef, Segment};
 use libfuzzer_sys::fuzz_target;
 
 /// Checkpoint shapes: `(sections_max, section_bytes_max, section_id_bytes_max,
@@ -94,11 +95,6 @@ const OPS_MAX: u8 = 40;
 const CMDS_MAX: usize = 400;
 /// The largest node the active-replica word holds (31 bits).
 const NODE_MAX: u32 = (1 << 31) - 1;
-/// 2100-01-01: no section the primary makes expires while the fuzzer runs.
-const FAR_FUTURE: Time = Time::from_secs(4_102_444_800);
-/// Ids the operations and commands name (index 6 is the empty id, 7 a
-/// generated one).
-const NAMED: [&[u8]; 6] = [b"a", b"b", b"c", b"ab", b"abc", b"abcd"];
 
 /// Primary operations (the first byte of an operation, modulo their number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,30 +201,6 @@ const FIX_BYTES: u8 = 2;
 const SEAL_BEFORE: u8 = 4;
 const SEAL_AFTER: u8 = 8;
 
-/// The input, read a byte at a time; 0 once it runs out.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-}
-
-fn trace() -> bool {
-    static TRACE: OnceLock<bool> = OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("CKPT_FUZZ_TRACE").is_some_and(|v| v == "1"))
-}
-
 /// False only with `CKPT_FUZZ_APPLY_STRICT=0`: then tolerate two engine
 /// issues this target found, both fixed since (decode refuses an empty
 /// `Stage` and a node id beyond 31 bits), each narrowly, where it is checked:
@@ -244,14 +216,6 @@ fn trace() -> bool {
 fn strict() -> bool {
     static STRICT: OnceLock<bool> = OnceLock::new();
     *STRICT.get_or_init(|| std::env::var_os("CKPT_FUZZ_APPLY_STRICT").is_none_or(|v| v != "0"))
-}
-
-macro_rules! trace {
-    ($($arg:tt)*) => {
-        if trace() {
-            eprintln!($($arg)*);
-        }
-    };
 }
 
 /// A frame copied out of a consumer or a decoded buffer.
@@ -698,125 +662,40 @@ impl<'a> Primary<'a> {
         }
     }
 
-    fn id(&self, b: u8) -> Vec<u8> {
-        match b % 8 {
-            6 => Vec::new(),
-            7 => {
-                let width = (self.attrs.section_id_bytes_max as usize).min(4);
-                ((b >> 3) as u32 + 1).to_be_bytes()[4 - width..].to_vec()
-            }
-            k => NAMED[k as usize].to_vec(),
+    /// The common operations' view of the primary.
+    fn driver(&self) -> Driver<'_> {
+        Driver {
+            segment: self.segment,
+            attrs: self.attrs,
         }
     }
 
     fn target(&self, b: u8) -> Option<SectionRef> {
-        self.segment
-            .lookup(&self.id(b))
-            .expect("no concurrent compaction")
-    }
-
-    fn data(&self, input: &mut Bytes<'_>) -> Vec<u8> {
-        let len = input.u16() as u64 % (self.attrs.section_bytes_max + 1);
-        let fill = input.u8();
-        // Position-dependent bytes, so that misplaced pieces show.
-        (0..len as usize)
-            .map(|i| fill.wrapping_add((i % 251) as u8))
-            .collect()
-    }
-
-    fn offset(&self, raw: u16) -> u64 {
-        raw as u64 % (self.attrs.section_bytes_max + 1)
-    }
-
-    fn expiry(b: u8) -> Time {
-        match b {
-            0 => Time::END,
-            s => Time(FAR_FUTURE.0 + s as i64 * Time::SECOND.0),
-        }
+        self.driver().target(b)
     }
 
     fn run(&mut self, op: Op, input: &mut Bytes<'_>) {
         let s = self.segment;
         match op {
-            Op::Create => {
-                let b = input.u8();
-                let id = (b % 8 != 7).then(|| self.id(b));
-                let expiration = Self::expiry(input.u8());
-                let data = self.data(input);
-                let got = s.create_section(id.as_deref(), expiration, &data);
-                trace!("create {id:?} {} bytes: {:?}", data.len(), got.map(|g| g.1));
-            }
-            Op::Write => {
-                let target = self.target(input.u8());
-                let offset = self.offset(input.u16());
-                let data = self.data(input);
-                if let Some(t) = target {
-                    let got = s.write(t, Some(offset), &data);
-                    trace!("write {t:?} at {offset} {} bytes: {got:?}", data.len());
-                }
-            }
-            Op::Overwrite => {
-                let target = self.target(input.u8());
-                let data = self.data(input);
-                if let Some(t) = target {
-                    let got = s.write(t, None, &data);
-                    trace!("overwrite {t:?} {} bytes: {got:?}", data.len());
-                }
-            }
-            Op::WriteMany => {
-                let n = 1 + input.u8() % 3;
-                let budget = s.geometry().log_bytes as usize / 2;
-                let mut total = 0;
-                let mut elements = Vec::new();
-                for _ in 0..n {
-                    let target = self.target(input.u8());
-                    let raw = input.u16();
-                    let offset = (raw & 0x8000 == 0).then(|| self.offset(raw));
-                    let data = self.data(input);
-                    if let Some(t) = target {
-                        if total + data.len() <= budget {
-                            total += data.len();
-                            elements.push((t, offset, data));
-                        }
-                    }
-                }
-                let batch: Vec<_> = elements
-                    .iter()
-                    .map(|(section, offset, data)| WriteElement {
-                        section: *section,
-                        offset: *offset,
-                        data,
-                    })
-                    .collect();
-                let got = s.write_many(&batch);
-                trace!("write_many {} elements: {got:?}", batch.len());
-            }
-            Op::Delete => {
-                if let Some(t) = self.target(input.u8()) {
-                    let got = s.delete_section(t);
-                    trace!("delete {t:?}: {got:?}");
-                }
-            }
-            Op::SetExpiration => {
-                let target = self.target(input.u8());
-                let expiration = Self::expiry(input.u8());
-                if let Some(t) = target {
-                    let got = s.set_expiration(t, expiration);
-                    trace!("set_expiration {t:?} {expiration:?}: {got:?}");
-                }
-            }
-            Op::SetRetention => {
-                let retention = Time(input.u16() as i64 * Time::SECOND.0);
-                let got = s.set_retention(retention);
-                trace!("set_retention {retention:?}: {got:?}");
-                got.expect("no other writer");
-            }
-            Op::SetActiveReplica => {
-                let node = input.u8() as u32;
-                let got = s.set_active_replica(node);
-                trace!("set_active_replica {node}: {got:?}");
-                got.expect("no other writer");
-            }
+            Op::Create => self.driver().run(Common::Create, input),
+            Op::Write => self.driver().run(Common::Write, input),
+            Op::Overwrite => self.driver().run(
+                Common::Overwrite {
+                    choose_zero_copy: false,
+                },
+                input,
+            ),
+            Op::WriteMany => self.driver().run(
+                Common::WriteMany {
+                    elements_max: 3,
+                    half_ring: true,
+                },
+                input,
+            ),
+            Op::Delete => self.driver().run(Common::Delete, input),
+            Op::SetExpiration => self.driver().run(Common::SetExpiration, input),
+            Op::SetRetention => self.driver().run(Common::SetRetention, input),
+            Op::SetActiveReplica => self.driver().run(Common::SetActiveReplica, input),
             Op::Churn => {
                 let target = self.target(input.u8());
                 let len = input.u16() as u64 % (self.attrs.section_bytes_max + 1);
@@ -901,14 +780,7 @@ impl<'a> Harness<'a> {
     }
 
     fn id(&self, b: u8) -> Vec<u8> {
-        match b % 8 {
-            6 => Vec::new(),
-            7 => {
-                let width = (self.model.attrs.section_id_bytes_max as usize).min(4);
-                ((b >> 3) as u32 + 1).to_be_bytes()[4 - width..].to_vec()
-            }
-            k => NAMED[k as usize].to_vec(),
-        }
+        section_id(b, self.model.attrs.section_id_bytes_max)
     }
 
     /// The frame injected frames take their fields from: the next one (or

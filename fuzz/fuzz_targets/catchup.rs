@@ -59,10 +59,11 @@ use ckpt_core::frame::{FrameHeader, FrameKind, Mutation, FLAG_MORE, FLAG_STAGED}
 use ckpt_core::{
     CheckpointName, CreationAttributes, CreationFlags, OpenFlags, SectionsChosen, Time, UpdateMode,
 };
-use ckpt_fuzz::scratch_dir;
+use ckpt_fuzz::primary::{Bytes, Common, Driver};
+use ckpt_fuzz::{scratch_dir, trace};
 use ckpt_shm::layout::{ActiveReplicaWord, LOG_BYTES_MIN};
 use ckpt_shm::log::LogError;
-use ckpt_shm::{Config, Consumer, SectionRef, Segment, Snapshot, SnapshotSection, WriteElement};
+use ckpt_shm::{Config, Consumer, SectionRef, Segment, Snapshot, SnapshotSection};
 use libfuzzer_sys::fuzz_target;
 
 /// Checkpoint shapes: `(sections_max, section_bytes_max, section_id_bytes_max,
@@ -84,11 +85,6 @@ const SHAPES: [(u32, u64, u64, u64); 5] = [
 const OPS_MAX: usize = 200;
 /// Snapshot replays alive at once (each follows the log after every operation).
 const REPLAYS_MAX: usize = 4;
-/// 2100-01-01: no section expires while the fuzzer runs.
-const FAR_FUTURE: Time = Time::from_secs(4_102_444_800);
-/// Ids the operations name (index 6 is the default section's empty id, 7 a
-/// generated one).
-const NAMED: [&[u8]; 6] = [b"a", b"b", b"c", b"ab", b"abc", b"abcd"];
 
 /// Opcodes (the first byte of an operation, modulo their number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,30 +137,6 @@ const OPS: [Op; 14] = [
     Op::Churn,
 ];
 
-/// The input, read a byte at a time; 0 once it runs out.
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-}
-
-fn trace() -> bool {
-    static TRACE: OnceLock<bool> = OnceLock::new();
-    *TRACE.get_or_init(|| std::env::var_os("CKPT_FUZZ_TRACE").is_some_and(|v| v == "1"))
-}
-
 /// How a replay decides what its snapshot contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rule {
@@ -186,14 +158,6 @@ fn rule() -> Rule {
             _ => Rule::Api,
         },
     )
-}
-
-macro_rules! trace {
-    ($($arg:tt)*) => {
-        if trace() {
-            eprintln!($($arg)*);
-        }
-    };
 }
 
 /// One section of a replica.
@@ -682,128 +646,40 @@ impl<'a> Harness<'a> {
         }
     }
 
-    fn id(&self, b: u8) -> Option<Vec<u8>> {
-        match b % 8 {
-            6 => Some(Vec::new()),
-            7 => {
-                let width = (self.attrs.section_id_bytes_max as usize).min(4);
-                Some(((b >> 3) as u32 + 1).to_be_bytes()[4 - width..].to_vec())
-            }
-            k => Some(NAMED[k as usize].to_vec()),
+    /// The common operations' view of the primary.
+    fn driver(&self) -> Driver<'_> {
+        Driver {
+            segment: self.segment,
+            attrs: self.attrs,
         }
     }
 
     fn target(&self, b: u8) -> Option<SectionRef> {
-        let id = self.id(b)?;
-        self.segment.lookup(&id).expect("no concurrent compaction")
-    }
-
-    fn data(&self, input: &mut Bytes<'_>) -> Vec<u8> {
-        let len = input.u16() as u64 % (self.attrs.section_bytes_max + 1);
-        let fill = input.u8();
-        // Position-dependent bytes, so that misplaced pieces show.
-        (0..len as usize)
-            .map(|i| fill.wrapping_add((i % 251) as u8))
-            .collect()
-    }
-
-    fn offset(&self, raw: u16) -> u64 {
-        raw as u64 % (self.attrs.section_bytes_max + 1)
-    }
-
-    fn expiry(b: u8) -> Time {
-        match b {
-            0 => Time::END,
-            s => Time(FAR_FUTURE.0 + s as i64 * Time::SECOND.0),
-        }
+        self.driver().target(b)
     }
 
     fn run(&mut self, op: Op, input: &mut Bytes<'_>) {
         let s = self.segment;
         match op {
-            Op::Create => {
-                let b = input.u8();
-                let id = if b % 8 == 7 { None } else { self.id(b) };
-                let expiration = Self::expiry(input.u8());
-                let data = self.data(input);
-                let got = s.create_section(id.as_deref(), expiration, &data);
-                trace!(
-                    "create {id:?} {} bytes: {:?}",
-                    data.len(),
-                    got.as_ref().map(|g| &g.1)
-                );
-            }
-            Op::Write => {
-                let target = self.target(input.u8());
-                let offset = self.offset(input.u16());
-                let data = self.data(input);
-                if let Some(t) = target {
-                    let got = s.write(t, Some(offset), &data);
-                    trace!("write {t:?} at {offset} {} bytes: {got:?}", data.len());
-                }
-            }
-            Op::Overwrite => {
-                let target = self.target(input.u8());
-                let data = self.data(input);
-                let zero_copy = input.u8() & 1 != 0;
-                if let Some(t) = target {
-                    let got = if zero_copy {
-                        s.overwrite_with(t, data.len(), |d| d.copy_from_slice(&data))
-                    } else {
-                        s.write(t, None, &data)
-                    };
-                    trace!("overwrite {t:?} {} bytes: {got:?}", data.len());
-                }
-            }
-            Op::WriteMany => {
-                let n = 1 + input.u8() % 4;
-                let mut elements = Vec::new();
-                for _ in 0..n {
-                    let target = self.target(input.u8());
-                    let raw = input.u16();
-                    let offset = (raw & 0x8000 == 0).then(|| self.offset(raw));
-                    let data = self.data(input);
-                    if let Some(t) = target {
-                        elements.push((t, offset, data));
-                    }
-                }
-                let batch: Vec<_> = elements
-                    .iter()
-                    .map(|(section, offset, data)| WriteElement {
-                        section: *section,
-                        offset: *offset,
-                        data,
-                    })
-                    .collect();
-                let got = s.write_many(&batch);
-                trace!("write_many {} elements: {got:?}", batch.len());
-            }
-            Op::Delete => {
-                if let Some(t) = self.target(input.u8()) {
-                    let got = s.delete_section(t);
-                    trace!("delete {t:?}: {got:?}");
-                }
-            }
-            Op::SetExpiration => {
-                let target = self.target(input.u8());
-                let expiration = Self::expiry(input.u8());
-                if let Some(t) = target {
-                    let got = s.set_expiration(t, expiration);
-                    trace!("set_expiration {t:?} {expiration:?}: {got:?}");
-                }
-            }
-            Op::SetRetention => {
-                let retention = Time(input.u16() as i64 * Time::SECOND.0);
-                let got = s.set_retention(retention);
-                trace!("set_retention {retention:?}: {got:?}");
-                got.expect("no other writer");
-            }
-            Op::SetActiveReplica => {
-                let node = input.u8() as u32;
-                let got = s.set_active_replica(node);
-                trace!("set_active_replica {node}: {got:?}");
-                got.expect("no other writer");
-            }
+            Op::Create => self.driver().run(Common::Create, input),
+            Op::Write => self.driver().run(Common::Write, input),
+            Op::Overwrite => self.driver().run(
+                Common::Overwrite {
+                    choose_zero_copy: true,
+                },
+                input,
+            ),
+            Op::WriteMany => self.driver().run(
+                Common::WriteMany {
+                    elements_max: 4,
+                    half_ring: false,
+                },
+                input,
+            ),
+            Op::Delete => self.driver().run(Common::Delete, input),
+            Op::SetExpiration => self.driver().run(Common::SetExpiration, input),
+            Op::SetRetention => self.driver().run(Common::SetRetention, input),
+            Op::SetActiveReplica => self.driver().run(Common::SetActiveReplica, input),
             Op::Snapshot => self.snapshot(),
             Op::FuzzyBegin => {
                 let late = input.u8() & 1 != 0;

@@ -1,5 +1,7 @@
 //! Helpers shared by the fuzz targets in `fuzz_targets/`.
 
+pub mod primary;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
 
