@@ -952,13 +952,23 @@ impl<'a> CkptPeer<'a> {
             spin,
             standby,
         };
-        let started = Instant::now();
-        while let Err(e) = peer.await_pong(READY, Instant::now(), READY_POLL) {
-            if let Some(why) = peer.standby.not_ready(started) {
-                return Err(peer.standby.failed(format!("{why} ({e})")));
-            }
-        }
+        peer.await_ready()?;
         Ok(peer)
+    }
+
+    fn stop(mut self) -> Result<(), String> {
+        if let Err(e) = self.ping_seg.write(self.ping, None, &STOP.to_le_bytes()) {
+            return Err(self.standby.failed(format!("stop write: {e:?}")));
+        }
+        self.standby.finish()
+    }
+}
+
+impl Peer for CkptPeer<'_> {
+    fn send(&mut self, value: u64) -> Result<(), String> {
+        self.ping_seg
+            .write(self.ping, None, &value.to_le_bytes())
+            .map_err(|e| format!("ping write: {e:?}"))
     }
 
     fn await_pong(&mut self, value: u64, start: Instant, timeout: Duration) -> Result<(), String> {
@@ -983,27 +993,8 @@ impl<'a> CkptPeer<'a> {
         }
     }
 
-    fn stop(mut self) -> Result<(), String> {
-        if let Err(e) = self.ping_seg.write(self.ping, None, &STOP.to_le_bytes()) {
-            return Err(self.standby.failed(format!("stop write: {e:?}")));
-        }
-        self.standby.finish()
-    }
-}
-
-impl Peer for CkptPeer<'_> {
-    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
-        let start = Instant::now();
-        if let Err(e) = self.ping_seg.write(self.ping, None, &value.to_le_bytes()) {
-            return Err(format!("ping write: {e:?}"));
-        }
-        self.await_pong(value, start, ROUND_TRIP_TIMEOUT)
-            .map_err(|e| self.standby.failed(e))?;
-        Ok(elapsed_ns(start))
-    }
-
-    fn standby_pid(&self) -> u32 {
-        self.standby.child.id()
+    fn standby(&mut self) -> &mut Standby {
+        &mut self.standby
     }
 }
 
@@ -1053,16 +1044,23 @@ impl<'a> RawPeer<'a> {
             pong,
             standby,
         };
-        let started = Instant::now();
-        while let Err(e) = peer.await_pong(READY, Instant::now(), READY_POLL) {
-            if let Some(why) = peer.standby.not_ready(started) {
-                return Err(peer.standby.failed(format!("{why} ({e})")));
-            }
-        }
+        peer.await_ready()?;
         Ok(peer)
     }
 
-    fn await_pong(&self, value: u64, start: Instant, timeout: Duration) -> Result<(), String> {
+    fn stop(self) -> Result<(), String> {
+        self.ping.store(STOP, Ordering::Release);
+        self.standby.finish()
+    }
+}
+
+impl Peer for RawPeer<'_> {
+    fn send(&mut self, value: u64) -> Result<(), String> {
+        self.ping.store(value, Ordering::Release);
+        Ok(())
+    }
+
+    fn await_pong(&mut self, value: u64, start: Instant, timeout: Duration) -> Result<(), String> {
         let mut spins = 0u32;
         while self.pong.load(Ordering::Acquire) != value {
             std::hint::spin_loop();
@@ -1074,23 +1072,8 @@ impl<'a> RawPeer<'a> {
         Ok(())
     }
 
-    fn stop(self) -> Result<(), String> {
-        self.ping.store(STOP, Ordering::Release);
-        self.standby.finish()
-    }
-}
-
-impl Peer for RawPeer<'_> {
-    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
-        let start = Instant::now();
-        self.ping.store(value, Ordering::Release);
-        self.await_pong(value, start, ROUND_TRIP_TIMEOUT)
-            .map_err(|e| self.standby.failed(e))?;
-        Ok(elapsed_ns(start))
-    }
-
-    fn standby_pid(&self) -> u32 {
-        self.standby.child.id()
+    fn standby(&mut self) -> &mut Standby {
+        &mut self.standby
     }
 }
 
@@ -1129,32 +1112,58 @@ impl PipePeer {
 }
 
 impl Peer for PipePeer {
-    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
-        let start = Instant::now();
-        let mut back = [0u8; 8];
-        let io = self
-            .to
+    fn send(&mut self, value: u64) -> Result<(), String> {
+        self.to
             .write_all(&value.to_le_bytes())
-            .and_then(|()| self.from.read_exact(&mut back));
-        let took = elapsed_ns(start);
-        match io {
-            Ok(()) if back == value.to_le_bytes() => Ok(took),
-            Ok(()) => Err(self.standby.failed("pipe echo mismatch".into())),
-            Err(e) => Err(self.standby.failed(format!("pipe: {e}"))),
+            .map_err(|e| self.standby.failed(format!("pipe: {e}")))
+    }
+
+    /// Blocks until the echo arrives (a pipe has no timeout).
+    fn await_pong(&mut self, value: u64, _: Instant, _: Duration) -> Result<(), String> {
+        let mut back = [0u8; 8];
+        match self.from.read_exact(&mut back) {
+            Ok(()) if back == value.to_le_bytes() => Ok(()),
+            Ok(()) => Err("pipe echo mismatch".into()),
+            Err(e) => Err(format!("pipe: {e}")),
         }
     }
 
-    fn standby_pid(&self) -> u32 {
-        self.standby.child.id()
+    fn standby(&mut self) -> &mut Standby {
+        &mut self.standby
     }
 }
 
-/// One side of a two-process ping-pong.
+/// One side of a two-process ping-pong: we send a value, the standby sends
+/// it back.
 trait Peer {
+    /// Sends `value` to the standby.
+    fn send(&mut self, value: u64) -> Result<(), String>;
+    /// Waits until the standby has sent `value` back, at most `timeout`
+    /// after `start`.
+    fn await_pong(&mut self, value: u64, start: Instant, timeout: Duration) -> Result<(), String>;
+    /// The standby process.
+    fn standby(&mut self) -> &mut Standby;
+
     /// One round trip carrying `value`; its duration in ns.
-    fn round_trip(&mut self, value: u64) -> Result<f64, String>;
-    /// The standby process's pid.
-    fn standby_pid(&self) -> u32;
+    fn round_trip(&mut self, value: u64) -> Result<f64, String> {
+        let start = Instant::now();
+        self.send(value)?;
+        self.await_pong(value, start, ROUND_TRIP_TIMEOUT)
+            .map_err(|e| self.standby().failed(e))?;
+        Ok(elapsed_ns(start))
+    }
+
+    /// Waits for the standby's first pong (`READY`: it is following), or
+    /// says why it never came.
+    fn await_ready(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        while let Err(e) = self.await_pong(READY, Instant::now(), READY_POLL) {
+            if let Some(why) = self.standby().not_ready(started) {
+                return Err(self.standby().failed(format!("{why} ({e})")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where the two processes ran, sampled after each burst: the scheduler
@@ -1218,7 +1227,7 @@ fn interleave_bursts(
                     sides[side].0.record(rtt / 2.0, 1, rtt);
                 }
             }
-            sides[side].1.sample(peer.standby_pid());
+            sides[side].1.sample(peer.standby().child.id());
             std::thread::sleep(BURST_PAUSE);
         }
     }
