@@ -99,23 +99,9 @@ const NODE_MAX: u32 = (1 << 31) - 1;
 /// Primary operations (the first byte of an operation, modulo their number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
-    /// `id, expiry, data`: create (id 7: a generated id).
-    Create,
-    /// `id, offset: u16, data`: write at an offset.
-    Write,
-    /// `id, data`: overwrite.
-    Overwrite,
-    /// `count, count × (id, offset: u16 (bit 15: overwrite), data)`: up to 3
-    /// elements, at most half the ring in all (the collector keeps up).
-    WriteMany,
-    /// `id`.
-    Delete,
-    /// `id, expiry`.
-    SetExpiration,
-    /// `seconds: u16`.
-    SetRetention,
-    /// `node`.
-    SetActiveReplica,
+    /// An operation both primary drivers run alike (its arguments are
+    /// documented on [`Common`]).
+    Common(Common),
     /// `id, len: u16, times`: overwrite `1 + times % 8` times.
     Churn,
     /// `log_unlink` (once).
@@ -123,14 +109,21 @@ enum Op {
 }
 
 const OPS: [Op; 10] = [
-    Op::Create,
-    Op::Write,
-    Op::Overwrite,
-    Op::WriteMany,
-    Op::Delete,
-    Op::SetExpiration,
-    Op::SetRetention,
-    Op::SetActiveReplica,
+    Op::Common(Common::Create),
+    Op::Common(Common::Write),
+    Op::Common(Common::Overwrite {
+        choose_zero_copy: false,
+    }),
+    // Half the ring at most: the collector copies every frame out before
+    // the ring laps.
+    Op::Common(Common::WriteMany {
+        elements_max: 3,
+        half_ring: true,
+    }),
+    Op::Common(Common::Delete),
+    Op::Common(Common::SetExpiration),
+    Op::Common(Common::SetRetention),
+    Op::Common(Common::SetActiveReplica),
     Op::Churn,
     Op::Unlink,
 ];
@@ -677,25 +670,7 @@ impl<'a> Primary<'a> {
     fn run(&mut self, op: Op, input: &mut Bytes<'_>) {
         let s = self.segment;
         match op {
-            Op::Create => self.driver().run(Common::Create, input),
-            Op::Write => self.driver().run(Common::Write, input),
-            Op::Overwrite => self.driver().run(
-                Common::Overwrite {
-                    choose_zero_copy: false,
-                },
-                input,
-            ),
-            Op::WriteMany => self.driver().run(
-                Common::WriteMany {
-                    elements_max: 3,
-                    half_ring: true,
-                },
-                input,
-            ),
-            Op::Delete => self.driver().run(Common::Delete, input),
-            Op::SetExpiration => self.driver().run(Common::SetExpiration, input),
-            Op::SetRetention => self.driver().run(Common::SetRetention, input),
-            Op::SetActiveReplica => self.driver().run(Common::SetActiveReplica, input),
+            Op::Common(common) => self.driver().run(common, input),
             Op::Churn => {
                 let target = self.target(input.u8());
                 let len = input.u16() as u64 % (self.attrs.section_bytes_max + 1);

@@ -89,22 +89,9 @@ const REPLAYS_MAX: usize = 4;
 /// Opcodes (the first byte of an operation, modulo their number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
-    /// `id, expiry, data`: create (id 7: a generated id).
-    Create,
-    /// `id, offset: u16, data`: write at an offset.
-    Write,
-    /// `id, data, zero_copy`: overwrite (`overwrite_with` if bit 0).
-    Overwrite,
-    /// `count, count × (id, offset: u16 (bit 15: overwrite), data)`.
-    WriteMany,
-    /// `id`.
-    Delete,
-    /// `id, expiry`.
-    SetExpiration,
-    /// `seconds: u16`.
-    SetRetention,
-    /// `node`.
-    SetActiveReplica,
+    /// An operation both primary drivers run alike (its arguments are
+    /// documented on [`Common`]).
+    Common(Common),
     /// A quiescent `snapshot()`, checked now and replayed from then on.
     Snapshot,
     /// `late`: start a fuzzy snapshot (its resume point now; the
@@ -121,14 +108,19 @@ enum Op {
 }
 
 const OPS: [Op; 14] = [
-    Op::Create,
-    Op::Write,
-    Op::Overwrite,
-    Op::WriteMany,
-    Op::Delete,
-    Op::SetExpiration,
-    Op::SetRetention,
-    Op::SetActiveReplica,
+    Op::Common(Common::Create),
+    Op::Common(Common::Write),
+    Op::Common(Common::Overwrite {
+        choose_zero_copy: true,
+    }),
+    Op::Common(Common::WriteMany {
+        elements_max: 4,
+        half_ring: false,
+    }),
+    Op::Common(Common::Delete),
+    Op::Common(Common::SetExpiration),
+    Op::Common(Common::SetRetention),
+    Op::Common(Common::SetActiveReplica),
     Op::Snapshot,
     Op::FuzzyBegin,
     Op::FuzzyScan,
@@ -661,25 +653,7 @@ impl<'a> Harness<'a> {
     fn run(&mut self, op: Op, input: &mut Bytes<'_>) {
         let s = self.segment;
         match op {
-            Op::Create => self.driver().run(Common::Create, input),
-            Op::Write => self.driver().run(Common::Write, input),
-            Op::Overwrite => self.driver().run(
-                Common::Overwrite {
-                    choose_zero_copy: true,
-                },
-                input,
-            ),
-            Op::WriteMany => self.driver().run(
-                Common::WriteMany {
-                    elements_max: 4,
-                    half_ring: false,
-                },
-                input,
-            ),
-            Op::Delete => self.driver().run(Common::Delete, input),
-            Op::SetExpiration => self.driver().run(Common::SetExpiration, input),
-            Op::SetRetention => self.driver().run(Common::SetRetention, input),
-            Op::SetActiveReplica => self.driver().run(Common::SetActiveReplica, input),
+            Op::Common(common) => self.driver().run(common, input),
             Op::Snapshot => self.snapshot(),
             Op::FuzzyBegin => {
                 let late = input.u8() & 1 != 0;
