@@ -62,8 +62,14 @@ pub unsafe fn store_padded(dst: *mut u64, src: &[u8]) {
         // SAFETY: forwarded: the first `8 * whole` bytes.
         unsafe { string_copy(dst as *mut u8, src.as_ptr(), 8 * whole) };
     }
+    // Below that, 16-byte moves for the bulk: at most one word is left.
     #[cfg(target_arch = "x86_64")]
-    let first = if len >= STRING_COPY_MIN { whole } else { 0 };
+    let first = if len >= STRING_COPY_MIN {
+        whole
+    } else {
+        // SAFETY: forwarded: the first `8 * whole` bytes (rounded down to 16).
+        unsafe { chunks16(dst as *mut u8, src.as_ptr(), 8 * whole) / 8 }
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let first = 0;
     for i in first..whole {

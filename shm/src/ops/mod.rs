@@ -207,7 +207,8 @@ pub const CLAIM_SLEEP_MAX: std::time::Duration = std::time::Duration::from_milli
 /// sleeper for nothing; it re-checks the tail and sleeps again.)
 pub(crate) struct Held<'a> {
     segment: &'a Segment,
-    word: ClaimWord,
+    /// The claim word as we took it (a `ClaimWord`, kept encoded: one register).
+    word: u64,
 }
 
 impl Drop for Held<'_> {
@@ -220,7 +221,7 @@ impl Drop for Held<'_> {
         if IntentWord::from(h.intent_op.load(Ordering::Relaxed)).op != intent_op::NONE {
             self.segment.recover();
         }
-        claim::release(&h.claim, self.word);
+        claim::release(&h.claim, ClaimWord::from(self.word));
         // SYNC POINT: SeqCst load, after the SeqCst swap in `Log::publish`:
         // Dekker with `Sleeper::register` (SeqCst RMW, then a SeqCst load of
         // the tail). Either we see the sleeper, or it sees the new tail.
@@ -360,7 +361,7 @@ impl Segment {
             Ok(word) => {
                 let _held = Held {
                     segment: self,
-                    word,
+                    word: word.value(),
                 };
                 self.audit_held()
             }
@@ -374,7 +375,7 @@ impl Segment {
         match claim::try_acquire(&self.header().claim, self.owner) {
             Ok(word) => Ok(Held {
                 segment: self,
-                word,
+                word: word.value(),
             }),
             Err(_) => self.claim_contended(),
         }
@@ -396,7 +397,7 @@ impl Segment {
         .map_err(|_| ClaimFail::Contended)?;
         let held = Held {
             segment: self,
-            word: acquired.word(),
+            word: acquired.word().value(),
         };
         if let Acquired::Stolen(_) = acquired {
             self.recover();

@@ -360,10 +360,13 @@ impl Segment {
                         (FrameKind::Write, o, data)
                     }
                     Fill::Copy { offset: None, data } => {
-                        // SAFETY: len <= maxSectionSize <= buffer_stride (validated);
-                        // claim held, `dst` is the uncommitted buffer; readers of
-                        // an older version copy from it atomically.
-                        unsafe { racy::store(dst, data) };
+                        // SAFETY: len rounded up to a word <= buffer_stride
+                        // (validated len <= maxSectionSize; the stride is a
+                        // multiple of 64), `dst` is 64-aligned; claim held,
+                        // `dst` is the uncommitted buffer; readers of an older
+                        // version copy from it atomically. The padding lies past
+                        // the new size, where nothing reads.
+                        unsafe { racy::store_padded(dst as *mut u64, data) };
                         (FrameKind::Overwrite, 0, data)
                     }
                     Fill::Staged {
@@ -421,10 +424,12 @@ impl Segment {
             },
             |(current, buffer), seq| {
                 slot::write_commit(slot, current, buffer, new_size, time, seq);
-                let h = self.header();
-                let used = h.memory_used.load(Ordering::Relaxed);
-                h.memory_used
-                    .store(used.saturating_sub(old_size) + new_size, Ordering::Relaxed);
+                if new_size != old_size {
+                    let h = self.header();
+                    let used = h.memory_used.load(Ordering::Relaxed);
+                    h.memory_used
+                        .store(used.saturating_sub(old_size) + new_size, Ordering::Relaxed);
+                }
             },
         );
     }
