@@ -952,6 +952,31 @@ impl Checkpoint {
         }
     }
 
+    /// A watcher of the changes from log position `position` on: one an
+    /// earlier [`Watcher::position`] gave, so that a watcher made later (in
+    /// another thread, say) misses nothing made since.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, Mutation, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// let standby = service.open("safCkpt=doc", OpenFlags::READ, None)?;
+    /// let from = standby.watch().position();
+    /// active.create_section(b"k", Time::END, b"v1")?;
+    /// let mut changes = standby.watch_from(from);
+    /// let change = changes.next_change()?.expect("the create");
+    /// assert!(matches!(change.mutation, Mutation::Create { id: b"k", .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn watch_from(&self, position: u64) -> Watcher<'_> {
+        Watcher {
+            consumer: self.segment.consumer(Some(position)),
+        }
+    }
+
     /// Closes the checkpoint (`saCkptCheckpointClose`); the same as dropping it.
     ///
     /// ```

@@ -153,12 +153,12 @@ mod open {
     }
 
     #[test]
-    fn a_name_longer_than_256_bytes_is_invalid_name_and_256_bytes_is_accepted() {
+    fn a_name_longer_than_2048_bytes_is_invalid_name_and_2048_bytes_is_accepted() {
         let (_d, s) = service();
-        let e = err(s.open(vec![b'n'; 257], rwc(), Some(&attrs(2, 8))));
+        let e = err(s.open(vec![b'n'; 2049], rwc(), Some(&attrs(2, 8))));
         assert_eq!(e, OpenError::InvalidName);
         assert_eq!(e.ais(), AisError::InvalidParam);
-        let longest = vec![b'n'; 256];
+        let longest = vec![b'n'; 2048];
         let ckpt = s.open(&longest, rwc(), Some(&attrs(2, 8))).unwrap();
         assert_eq!(ckpt.name().as_bytes(), &longest[..]);
     }
@@ -2042,7 +2042,7 @@ mod unlink {
     #[test]
     fn unlink_of_an_invalid_name_is_invalid_name() {
         let (_d, s) = service();
-        for name in [&b""[..], &[b'n'; 257][..], &b"a\0b"[..]] {
+        for name in [&b""[..], &[b'n'; 2049][..], &b"a\0b"[..]] {
             let e = s.unlink(name).unwrap_err();
             assert_eq!(e, UnlinkError::InvalidName);
             assert_eq!(e.ais(), AisError::InvalidParam);

@@ -218,7 +218,7 @@ mod rough_edges {
         let dir = tempfile::tempdir().unwrap();
         let long = "n".repeat(5000);
         let t = text(&ckpt(dir.path(), &["sections", &long]));
-        assert!(t.contains("5000 bytes long; the limit is 256"), "{t}");
+        assert!(t.contains("5000 bytes long; the limit is 2048"), "{t}");
         assert!(
             t.len() < 400,
             "the name is echoed in full: {} bytes",

@@ -2,8 +2,10 @@
 
 use core::fmt;
 
-/// The longest checkpoint name, in bytes (`SA_MAX_NAME_LENGTH`).
-pub const CHECKPOINT_NAME_BYTES_MAX: usize = 256;
+/// The longest checkpoint name, in bytes: the SA Forum's extended names
+/// (`saAisNameLend`), whose limit is a distinguished name's, 2048 bytes; a
+/// classic `SaNameT` holds at most 256.
+pub const CHECKPOINT_NAME_BYTES_MAX: usize = 2048;
 
 /// The longest section id any checkpoint may declare (`SaCkptSectionIdT::idLen` is a `u16`).
 pub const SECTION_ID_BYTES_MAX: usize = u16::MAX as usize;
@@ -139,10 +141,10 @@ mod tests {
     #[test]
     fn names_are_bounded_and_nul_free() {
         assert_eq!(CheckpointName::new(""), Err(NameError::Empty));
-        assert!(CheckpointName::new([b'a'; 256]).is_ok());
+        assert!(CheckpointName::new([b'a'; 2048]).is_ok());
         assert_eq!(
-            CheckpointName::new([b'a'; 257]),
-            Err(NameError::TooLong { bytes: 257 })
+            CheckpointName::new([b'a'; 2049]),
+            Err(NameError::TooLong { bytes: 2049 })
         );
         assert_eq!(CheckpointName::new(b"a\0b"), Err(NameError::ContainsNul));
     }

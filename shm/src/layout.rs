@@ -36,11 +36,11 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
-/// Bytes in a checkpoint name field.
-pub const NAME_BYTES: usize = 256;
+/// Bytes in a checkpoint name field (`CHECKPOINT_NAME_BYTES_MAX`).
+pub const NAME_BYTES: usize = ckpt_core::name::CHECKPOINT_NAME_BYTES_MAX;
 /// Entries in the openers table.
 pub const OPENERS_MAX: u32 = 128;
 /// Alignment of regions.
@@ -206,7 +206,7 @@ pub struct AckSlot {
 pub const ACK_SLOTS: usize = 8;
 
 /// Bytes of the header covered by `header_crc32c` (everything before it).
-pub const CHECKSUMMED_BYTES: usize = 360;
+pub const CHECKSUMMED_BYTES: usize = 2152;
 
 /// The checksum of a header's immutable bytes (`layout_version` counted as 0,
 /// since it is published after the checksum is written).
@@ -305,7 +305,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 760);
+    assert!(size_of::<SegmentHeader>() == 2552);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -314,13 +314,13 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, name) == 104);
     assert!(offset_of!(SegmentHeader, header_crc32c) == CHECKSUMMED_BYTES);
     // Replicated state: one cache line.
-    assert!(offset_of!(SegmentHeader, log_seq) == 384);
-    assert!(offset_of!(SegmentHeader, role) == 440);
+    assert!(offset_of!(SegmentHeader, log_seq) == 2176);
+    assert!(offset_of!(SegmentHeader, role) == 2232);
     // Host-local state.
-    assert!(offset_of!(SegmentHeader, claim) == 448);
-    assert!(offset_of!(SegmentHeader, log_tail) == 512);
-    assert!(offset_of!(SegmentHeader, acks) == 624);
-    assert!(offset_of!(SegmentHeader, repairs) == 752);
+    assert!(offset_of!(SegmentHeader, claim) == 2240);
+    assert!(offset_of!(SegmentHeader, log_tail) == 2304);
+    assert!(offset_of!(SegmentHeader, acks) == 2416);
+    assert!(offset_of!(SegmentHeader, repairs) == 2544);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);
