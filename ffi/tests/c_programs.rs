@@ -68,7 +68,15 @@ fn c_programs_pass() {
         let name = source.file_stem().unwrap().to_string_lossy().into_owned();
         let exe = work.path().join(&name);
         let compiled = Command::new(&cc)
-            .args(["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-g"])
+            .args([
+                "-std=c99",
+                "-Wall",
+                "-Wextra",
+                "-pedantic",
+                "-Werror",
+                "-g",
+                "-pthread",
+            ])
             .arg("-I")
             .arg(root.join("include"))
             .arg("-I")
