@@ -19,6 +19,8 @@
 //! | 8 | iterate 100k sections | one `u64` load per 64-byte line | ≤ 20 ns/section |
 //! | 9 | 64 B frames applied into a replica segment | the same 64 B overwrites on the primary | ≥ 10 M frames/s |
 //! | 10 | fuzzy snapshot + catch-up of a 1 GiB checkpoint while a writer writes | reading the same bytes out of the mapping | ≤ 3 × the baseline |
+//! | C1 | `saCkptSectionOverwrite` of 64 B through libSaCkpt's C ABI | 64 B `memcpy` | p50 ≤ 50 ns |
+//! | C2 | `saCkptCheckpointRead` of 64 B into the caller's buffer | 64 B `memcpy` out | p50 ≤ 40 ns |
 //!
 //! Nanosecond-scale operations are timed in batches (one `Instant` pair per
 //! batch of N ops, divided by N); their p50/p99/max are over batches, and the
@@ -118,8 +120,9 @@ pub fn run(
             rows.push(row);
         };
         type Scenario = fn(&Work, &Plan, Option<&[OsString]>, &mut dyn FnMut(BenchRow));
-        let scenarios: [Scenario; 6] = [
+        let scenarios: [Scenario; 7] = [
             |w, p, _, e| local_path(w, p, e),
+            |w, p, _, e| c_path(w, p, e),
             visibility,
             |w, p, _, e| takeover(w, p, e),
             |w, p, _, e| iterate(w, p, e),
@@ -777,6 +780,187 @@ fn measure_local(work: &Work, plan: &Plan) -> Result<LocalSeries, String> {
         return Err(format!("{failures} operations failed"));
     }
     Ok(s)
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios C1-C2: the C library's hot path (libSaCkpt, called through its C
+// ABI exactly as a C program calls it)
+
+fn c_path(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
+    let n = plan.batch;
+    let overwrite = format!(
+        "C saCkptSectionOverwrite 64 B, by section id through a checkpoint handle (batches of {n})"
+    );
+    let read = format!("C saCkptCheckpointRead 64 B into the caller's buffer (batches of {n})");
+    let memcpy_in = "64 B memcpy into a shm mapping".to_string();
+    let memcpy_out = "64 B memcpy out of a shm mapping".to_string();
+    const TC1: &str = "p50 <= 50 ns";
+    const TC2: &str = "p50 <= 40 ns";
+    match measure_c(work, plan) {
+        Ok((o, r, min, mout)) => {
+            emit(row(overwrite, &o, memcpy_in, &min, TC1, |s| {
+                s.p50_ns <= 50.0
+            }));
+            emit(row(read, &r, memcpy_out, &mout, TC2, |s| s.p50_ns <= 40.0));
+        }
+        Err(why) => {
+            emit(unmeasured(overwrite, memcpy_in, TC1, &why));
+            emit(unmeasured(read, memcpy_out, TC2, &why));
+        }
+    }
+}
+
+/// An SA Forum call's result as a `Result`.
+fn sa(what: &str, e: u32) -> Result<(), String> {
+    if e == SaCkpt::types::SA_AIS_OK {
+        Ok(())
+    } else {
+        Err(format!("{what}: SaAisErrorT {e}"))
+    }
+}
+
+/// Opens a checkpoint in the work directory through the C API, as a C
+/// program does; returns the library and checkpoint handles.
+#[allow(unsafe_code)]
+fn c_open(work: &Work) -> Result<(u64, u64), String> {
+    use SaCkpt::types::*;
+    // The library takes its directory from CKPT_DIR at initialization; the
+    // bench runs no other thread that reads the environment meanwhile.
+    let saved = std::env::var_os("CKPT_DIR");
+    std::env::set_var("CKPT_DIR", &work.dir.0);
+    let mut lib = 0;
+    let mut version = SaVersionT {
+        release_code: b'B',
+        major_version: 2,
+        minor_version: 2,
+    };
+    // SAFETY: pointers to locals; NULL callbacks are allowed.
+    let e = unsafe { SaCkpt::saCkptInitialize(&mut lib, std::ptr::null(), &mut version) };
+    match saved {
+        Some(v) => std::env::set_var("CKPT_DIR", v),
+        None => std::env::remove_var("CKPT_DIR"),
+    }
+    sa("saCkptInitialize", e)?;
+    let text = b"safCkpt=bench-c";
+    let mut name = SaNameT {
+        length: text.len() as u16,
+        value: [0; SA_MAX_NAME_LENGTH],
+    };
+    name.value[..text.len()].copy_from_slice(text);
+    let attrs = SaCkptCheckpointCreationAttributesT {
+        creation_flags: 0x2 | 0x8, // WR_ACTIVE_REPLICA | COLLOCATED, as csa103
+        checkpoint_size: 2 * 64,
+        retention_duration: 0,
+        max_sections: 2,
+        max_section_size: 64,
+        max_section_id_size: 16,
+    };
+    let mut ckpt = 0;
+    // SAFETY: pointers to locals.
+    let e =
+        unsafe { SaCkpt::saCkptCheckpointOpen(lib, &name, &attrs, 0x7, 1_000_000_000, &mut ckpt) };
+    sa("saCkptCheckpointOpen", e)?;
+    // SAFETY: plain call.
+    sa("saCkptActiveReplicaSet", unsafe {
+        SaCkpt::saCkptActiveReplicaSet(ckpt)
+    })?;
+    Ok((lib, ckpt))
+}
+
+#[allow(unsafe_code)]
+fn measure_c(work: &Work, plan: &Plan) -> Result<(Series, Series, Series, Series), String> {
+    use SaCkpt::types::*;
+    let (lib, ckpt) = c_open(work)?;
+    let mut id_bytes = *b"s64";
+    let id = SaCkptSectionIdT {
+        id_len: 3,
+        id: id_bytes.as_mut_ptr(),
+    };
+    let data = [0x5Au8; 64];
+    let mut create = SaCkptSectionCreationAttributesT {
+        section_id: &id as *const _ as *mut _,
+        expiration_time: i64::MAX,
+    };
+    // SAFETY: pointers to locals that outlive the calls.
+    let e = unsafe { SaCkpt::saCkptSectionCreate(ckpt, &mut create, data.as_ptr().cast(), 64) };
+    sa("saCkptSectionCreate", e)?;
+    let n = plan.batch;
+    let (mut o, mut r, mut min, mut mout) = Default::default();
+    let mut failures = 0u64;
+    let mut out = [0u8; 64];
+    work.with_memory(128, |memory| {
+        let (dst, src) = memory.split_at_mut(64);
+        src.fill(0x5A);
+        for round in 0..plan.warmup_rounds + plan.rounds {
+            let keep = round >= plan.warmup_rounds;
+            for k in 0..4 {
+                let (series, t): (&mut Series, f64) = match (round + k) % 4 {
+                    0 => (
+                        &mut o,
+                        batch(n, |_| {
+                            // SAFETY: the id and the data are locals that
+                            // outlive the call.
+                            let e = unsafe {
+                                SaCkpt::saCkptSectionOverwrite(
+                                    black_box(ckpt),
+                                    &id,
+                                    black_box(&data).as_ptr().cast(),
+                                    64,
+                                )
+                            };
+                            failures += (e != SA_AIS_OK) as u64;
+                        }),
+                    ),
+                    1 => (
+                        &mut r,
+                        batch(n, |_| {
+                            let mut iov = SaCkptIOVectorElementT {
+                                section_id: id,
+                                data_buffer: out.as_mut_ptr().cast(),
+                                data_size: 64,
+                                data_offset: 0,
+                                read_size: 0,
+                            };
+                            // SAFETY: one element pointing to a local buffer.
+                            let e = unsafe {
+                                SaCkpt::saCkptCheckpointRead(
+                                    black_box(ckpt),
+                                    &mut iov,
+                                    1,
+                                    std::ptr::null_mut(),
+                                )
+                            };
+                            failures += (e != SA_AIS_OK || iov.read_size != 64) as u64;
+                            black_box(&mut out);
+                        }),
+                    ),
+                    2 => (
+                        &mut min,
+                        batch(n, |_| {
+                            dst.copy_from_slice(black_box(&data));
+                            black_box(&mut *dst);
+                        }),
+                    ),
+                    _ => (
+                        &mut mout,
+                        batch(n, |_| {
+                            out.copy_from_slice(black_box(&*src));
+                            black_box(&mut out);
+                        }),
+                    ),
+                };
+                if keep {
+                    series.record_batch(t, n);
+                }
+            }
+        }
+    })?;
+    // SAFETY: plain calls; finalize closes the checkpoint (no retention).
+    unsafe { SaCkpt::saCkptFinalize(lib) };
+    if failures > 0 {
+        return Err(format!("{failures} C calls failed"));
+    }
+    Ok((o, r, min, mout))
 }
 
 // ---------------------------------------------------------------------------
