@@ -87,6 +87,38 @@ pub unsafe fn store_padded(dst: *mut u64, src: &[u8]) {
     }
 }
 
+/// True if the `id.len()` bytes of shared memory at the 8-aligned `shared`
+/// equal `id`: word loads (atomic) against unaligned reads of `id`, the last
+/// word masked to the bytes that count.
+///
+/// # Safety
+/// `shared` is 8-aligned and `shared..shared + id.len().next_multiple_of(8)`
+/// is valid for reads (inside a live mapping); every access to it by others
+/// is atomic or another copy of this module.
+#[inline]
+pub unsafe fn equals(shared: *const u64, id: &[u8]) -> bool {
+    let whole = id.len() / 8;
+    for i in 0..whole {
+        // SAFETY: word i < len / 8 of the caller's range; bytes 8i..8i+8 of id.
+        let (got, want) = unsafe {
+            (
+                AtomicU64::from_ptr(shared.add(i) as *mut u64).load(Ordering::Relaxed),
+                (id.as_ptr().add(8 * i) as *const u64).read_unaligned(),
+            )
+        };
+        if got != want {
+            return false;
+        }
+    }
+    let rest = id.len() % 8;
+    if rest == 0 {
+        return true;
+    }
+    // SAFETY: word `whole` is the last of the caller's (padded) range.
+    let got = unsafe { AtomicU64::from_ptr(shared.add(whole) as *mut u64) }.load(Ordering::Relaxed);
+    u64::from_le(got) & (u64::MAX >> (64 - 8 * rest)) == tail_word(id)
+}
+
 /// The last `src.len() % 8` bytes of `src` as the low bytes of a
 /// little-endian word, zero above: one unaligned load and a shift when `src`
 /// has at least 8 bytes.
@@ -287,6 +319,23 @@ mod tests {
                     // SAFETY: as above.
                     unsafe { load(&mut dst[d_off..d_off + len], src.as_ptr().add(s_off)) };
                     check(&dst);
+                }
+                if len > 0 {
+                    let mut words = vec![u64::MAX; 160];
+                    // SAFETY: the vector is 8-aligned and holds len rounded up.
+                    unsafe { store_padded(words.as_mut_ptr(), &src[s_off..s_off + len]) };
+                    // Bytes past len are not compared: make them differ.
+                    let w = len / 8;
+                    if len % 8 != 0 {
+                        words[w] |= !(u64::MAX >> (64 - 8 * (len % 8))).to_le();
+                    }
+                    let id = &src[s_off..s_off + len];
+                    // SAFETY: as above, read-only.
+                    assert!(unsafe { equals(words.as_ptr(), id) }, "len {len}");
+                    let mut other = id.to_vec();
+                    other[len - 1] ^= 1;
+                    // SAFETY: as above.
+                    assert!(!unsafe { equals(words.as_ptr(), &other) }, "len {len}");
                 }
                 let mut words = vec![u64::MAX; 160];
                 // SAFETY: the vector is 8-aligned and holds len rounded up to

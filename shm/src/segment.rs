@@ -341,16 +341,12 @@ impl Mapped {
         }
         // The bytes may change concurrently only if the slot is deleted and
         // reused, which callers detect with the slot's life word afterwards;
-        // they are copied atomically, a chunk at a time, to compare.
-        let base = self.slot_id_ptr(slot);
-        let mut chunk = [0u8; 64];
-        id.chunks(chunk.len()).enumerate().all(|(i, want)| {
-            let got = &mut chunk[..want.len()];
-            // SAFETY: i * 64 + want.len() <= len bytes of the id area, in
-            // bounds (checked above); writers store ids atomically (`racy`).
-            unsafe { crate::racy::load(got, base.add(i * 64)) };
-            got == want
-        })
+        // they are compared with atomic word loads.
+        // SAFETY: the id area is 8-aligned (slot headers are 64-aligned, the
+        // fixed part a multiple of 8) and holds section_id_bytes_max >= len
+        // bytes rounded up to a word (the slot stride is a multiple of 64);
+        // writers store ids atomically (`racy`).
+        unsafe { crate::racy::equals(self.slot_id_ptr(slot) as *const u64, id) }
     }
 
     /// Lifecycle flags.
