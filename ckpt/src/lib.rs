@@ -29,6 +29,7 @@
 //! returns unchanged.
 #![forbid(unsafe_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use ckpt_core::error::{
@@ -164,7 +165,10 @@ impl Service {
             })?;
         }
         let segment = Segment::open(&self.config, &name, flags, attrs)?;
-        Ok(Checkpoint { segment })
+        Ok(Checkpoint {
+            segment,
+            last_found: AtomicU64::new(0),
+        })
     }
 
     /// Unlinks checkpoint `name` (`saCkptCheckpointUnlink`): the name is free at
@@ -210,6 +214,10 @@ impl Service {
 /// ```
 pub struct Checkpoint {
     segment: Segment,
+    /// The section the last by-id call found (`slot << 32 | generation`, 0
+    /// for none): the next call with the same id checks it instead of
+    /// searching the index (a hint, confirmed every time).
+    last_found: AtomicU64,
 }
 
 /// One element of [`Checkpoint::write`] (`SaCkptIOVectorElementT` for writes).
@@ -536,8 +544,20 @@ impl Checkpoint {
         if id.len() as u64 > self.attributes().section_id_bytes_max {
             return Err(LookupError::IdTooLong);
         }
+        let hint = self.last_found.load(Ordering::Relaxed);
+        let hint = SectionRef {
+            slot: (hint >> 32) as u32,
+            gen: hint as u32,
+        };
+        if self.segment.is_section(hint, id) && !self.segment.is_expired(hint) {
+            return Ok(hint);
+        }
         match self.segment.lookup(id) {
-            Ok(Some(s)) if !self.segment.is_expired(s) => Ok(s),
+            Ok(Some(s)) if !self.segment.is_expired(s) => {
+                let packed = (s.slot as u64) << 32 | s.gen as u64;
+                self.last_found.store(packed, Ordering::Relaxed);
+                Ok(s)
+            }
             Ok(_) => Err(LookupError::NotExist),
             Err(_) => Err(LookupError::TryAgain),
         }

@@ -53,6 +53,18 @@ fn checkpoint(handle: SaCkptCheckpointHandleT) -> Result<Arc<Open>> {
     CHECKPOINTS.get(handle).ok_or(AisError::BadHandle)
 }
 
+/// Runs `f` on the open checkpoint `handle` names (without a new reference:
+/// the hot paths' lookup is one pin).
+#[inline]
+fn with_checkpoint<R>(
+    handle: SaCkptCheckpointHandleT,
+    f: impl FnOnce(&Open) -> Result<R>,
+) -> Result<R> {
+    CHECKPOINTS
+        .with(handle, |open| f(open))
+        .unwrap_or(Err(AisError::BadHandle))
+}
+
 /// The profile of library instance `handle` (strict if it is not one), for
 /// the value checks that come before the handle's.
 fn profile_of(handle: SaCkptHandleT) -> Profile {
@@ -857,11 +869,12 @@ pub unsafe extern "C" fn saCkptSectionOverwrite(
         non_null(data)?;
         // SAFETY: forwarded.
         let data = unsafe { bytes(data, size) }?;
-        let open = checkpoint(handle)?;
-        open.profile.section_id(id)?;
-        open.profile.call_bytes(data.len() as u64)?;
-        open.through(|| open.checkpoint.overwrite(id, data))
-            .map_err(|e| e.ais())
+        with_checkpoint(handle, |open| {
+            open.profile.section_id(id)?;
+            open.profile.call_bytes(data.len() as u64)?;
+            open.through(|| open.checkpoint.overwrite(id, data))
+                .map_err(|e| e.ais())
+        })
     })
 }
 
@@ -880,45 +893,60 @@ pub unsafe extern "C" fn saCkptCheckpointRead(
     guard(|| {
         // SAFETY: forwarded.
         let elems = unsafe { elements(iov, n) }?;
-        let open = checkpoint(handle)?;
-        let c = &open.checkpoint;
-        for (i, e) in elems.iter_mut().enumerate() {
-            let mut read = || -> Result<()> {
-                // SAFETY: forwarded.
-                let id = unsafe { section_id(&e.section_id) }?;
-                open.profile.section_id(id)?;
-                if e.data_buffer.is_null() {
-                    let all = c.read_section(id).map_err(|e| e.ais())?;
-                    let from = usize::try_from(e.data_offset)
-                        .unwrap_or(usize::MAX)
-                        .min(all.len());
-                    let p = malloc_copy(&all[from..])?;
-                    e.data_buffer = p.cast();
-                    e.read_size = (all.len() - from) as u64;
-                    return Ok(());
-                }
-                let len = usize::try_from(e.data_size).map_err(|_| AisError::InvalidParam)?;
-                // SAFETY: a non-NULL buffer of dataSize writable bytes
-                // (caller's contract).
-                let buf = unsafe { std::slice::from_raw_parts_mut(e.data_buffer as *mut u8, len) };
-                let mut one = [ReadVec {
-                    id,
-                    offset: e.data_offset,
-                    buf,
-                    read_bytes: 0,
-                }];
-                c.read(&mut one).map_err(|(_, e)| e.ais())?;
-                e.read_size = one[0].read_bytes as u64;
-                Ok(())
-            };
-            if let Err(err) = read() {
-                // SAFETY: forwarded.
-                unsafe { erroneous(erroneous_index, i) };
-                return Err(err);
-            }
-        }
-        Ok(())
+        // SAFETY: forwarded.
+        with_checkpoint(handle, |open| unsafe {
+            read_elements(open, elems, erroneous_index)
+        })
     })
+}
+
+/// The reads of `saCkptCheckpointRead`, in order, stopping at the first
+/// failure (its index to `erroneous_index`).
+///
+/// # Safety
+/// As `saCkptCheckpointRead`'s.
+unsafe fn read_elements(
+    open: &Open,
+    elems: &mut [SaCkptIOVectorElementT],
+    erroneous_index: *mut u32,
+) -> Result<()> {
+    let c = &open.checkpoint;
+    for (i, e) in elems.iter_mut().enumerate() {
+        let mut read = || -> Result<()> {
+            // SAFETY: forwarded.
+            let id = unsafe { section_id(&e.section_id) }?;
+            open.profile.section_id(id)?;
+            if e.data_buffer.is_null() {
+                let all = c.read_section(id).map_err(|e| e.ais())?;
+                let from = usize::try_from(e.data_offset)
+                    .unwrap_or(usize::MAX)
+                    .min(all.len());
+                let p = malloc_copy(&all[from..])?;
+                e.data_buffer = p.cast();
+                e.read_size = (all.len() - from) as u64;
+                return Ok(());
+            }
+            let len = usize::try_from(e.data_size).map_err(|_| AisError::InvalidParam)?;
+            // SAFETY: a non-NULL buffer of dataSize writable bytes
+            // (caller's contract).
+            let buf = unsafe { std::slice::from_raw_parts_mut(e.data_buffer as *mut u8, len) };
+            let mut one = [ReadVec {
+                id,
+                offset: e.data_offset,
+                buf,
+                read_bytes: 0,
+            }];
+            c.read(&mut one).map_err(|(_, e)| e.ais())?;
+            e.read_size = one[0].read_bytes as u64;
+            Ok(())
+        };
+        if let Err(err) = read() {
+            // SAFETY: forwarded.
+            unsafe { erroneous(erroneous_index, i) };
+            return Err(err);
+        }
+    }
+    Ok(())
 }
 
 /// `saCkptIOVectorElementDataFree`: frees a buffer a read allocated (plain

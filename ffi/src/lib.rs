@@ -30,12 +30,21 @@
 #![allow(non_snake_case)]
 
 pub mod handles;
+pub mod sync;
+
+#[cfg(not(loom))]
 pub mod names;
+#[cfg(not(loom))]
 pub mod profile;
+#[cfg(not(loom))]
 pub mod types;
 
+#[cfg(not(loom))]
 mod api;
+#[cfg(not(loom))]
 mod library;
 
+#[cfg(not(loom))]
 pub use api::*;
+#[cfg(not(loom))]
 pub use library::{Callback, Library};

@@ -8,7 +8,8 @@
 //!
 //! Operations: `write` (64 B overwrite through a `SectionRef`), `by-id`
 //! (lookup + 64 B overwrite), `write-4k` (4 KiB overwrite), `read` (64 B
-//! consistent read). It prints the mean cost per operation over the loop
+//! consistent read), and through libSaCkpt's C ABI `c-overwrite`
+//! (`saCkptSectionOverwrite` of 64 B) and `c-read` (`saCkptCheckpointRead`). It prints the mean cost per operation over the loop
 //! (after a warm-up of a tenth of the count); `ckpt bench` is the measurement
 //! with baselines, this is the profiling harness.
 
@@ -27,6 +28,9 @@ fn main() {
         },
         _ => usage(),
     };
+    if let Some(c_op) = op.strip_prefix("c-") {
+        return c_loop(c_op, count);
+    }
     let scratch = Scratch::new("hot-loop");
     let seg = scratch.segment("hot", 4, 4096, None);
     let (s64, _) = seg
@@ -66,7 +70,100 @@ fn main() {
     }
 }
 
+/// The C path: a checkpoint opened through libSaCkpt as a C program opens
+/// it, then `count` calls of `op` (`overwrite` or `read`) on one 64 B section.
+fn c_loop(op: &str, count: u64) {
+    use SaCkpt::types::*;
+    let scratch = Scratch::new("hot-loop-c");
+    std::env::set_var("CKPT_DIR", scratch.path());
+    let (mut lib, mut ckpt) = (0, 0);
+    let mut version = SaVersionT {
+        release_code: b'B',
+        major_version: 2,
+        minor_version: 2,
+    };
+    let name = b"safCkpt=hot";
+    let mut sa_name = SaNameT {
+        length: name.len() as u16,
+        value: [0; SA_MAX_NAME_LENGTH],
+    };
+    sa_name.value[..name.len()].copy_from_slice(name);
+    let attrs = SaCkptCheckpointCreationAttributesT {
+        creation_flags: 0x2 | 0x8,
+        checkpoint_size: 128,
+        retention_duration: 0,
+        max_sections: 2,
+        max_section_size: 64,
+        max_section_id_size: 16,
+    };
+    let mut id_bytes = *b"s64";
+    let id = SaCkptSectionIdT {
+        id_len: 3,
+        id: id_bytes.as_mut_ptr(),
+    };
+    let data = [0x5Au8; 64];
+    let mut out = [0u8; 64];
+    let mut create = SaCkptSectionCreationAttributesT {
+        section_id: &id as *const _ as *mut _,
+        expiration_time: i64::MAX,
+    };
+    // SAFETY: pointers to locals that outlive the calls.
+    let ok = unsafe {
+        SaCkpt::saCkptInitialize(&mut lib, std::ptr::null(), &mut version) == SA_AIS_OK
+            && SaCkpt::saCkptCheckpointOpen(lib, &sa_name, &attrs, 7, i64::MAX, &mut ckpt)
+                == SA_AIS_OK
+            && SaCkpt::saCkptActiveReplicaSet(ckpt) == SA_AIS_OK
+            && SaCkpt::saCkptSectionCreate(ckpt, &mut create, data.as_ptr().cast(), 64) == SA_AIS_OK
+    };
+    assert!(ok, "setting up the C checkpoint failed");
+    let mut run = |n: u64| -> u64 {
+        let mut failed = 0;
+        for _ in 0..n {
+            // SAFETY: pointers to locals that outlive the calls.
+            let e = unsafe {
+                match op {
+                    "overwrite" => SaCkpt::saCkptSectionOverwrite(
+                        black_box(ckpt),
+                        &id,
+                        black_box(&data).as_ptr().cast(),
+                        64,
+                    ),
+                    "read" => {
+                        let mut iov = SaCkptIOVectorElementT {
+                            section_id: id,
+                            data_buffer: out.as_mut_ptr().cast(),
+                            data_size: 64,
+                            data_offset: 0,
+                            read_size: 0,
+                        };
+                        SaCkpt::saCkptCheckpointRead(
+                            black_box(ckpt),
+                            &mut iov,
+                            1,
+                            std::ptr::null_mut(),
+                        )
+                    }
+                    _ => usage(),
+                }
+            };
+            black_box(&mut out);
+            failed += (e != SA_AIS_OK) as u64;
+        }
+        failed
+    };
+    let warm = run((count / 10).max(1));
+    let start = Instant::now();
+    let failed = warm + run(count);
+    let ns = start.elapsed().as_nanos() as f64 / count as f64;
+    println!("c-{op}: {count} ops, {ns:.1} ns/op, {failed} failed");
+    // SAFETY: plain call.
+    unsafe { SaCkpt::saCkptFinalize(lib) };
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
+
 fn usage() -> ! {
-    eprintln!("usage: hot_loop write|by-id|write-4k|read COUNT");
+    eprintln!("usage: hot_loop write|by-id|write-4k|read|c-overwrite|c-read COUNT");
     std::process::exit(2)
 }

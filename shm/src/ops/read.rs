@@ -115,6 +115,15 @@ impl Mapped {
         expiration != Time::END.0 && now().0 >= expiration
     }
 
+    /// True if `section` names the live section `id` (a remembered reference
+    /// checked without searching the index: its generation and its id).
+    #[inline]
+    pub fn is_section(&self, section: SectionRef, id: &[u8]) -> bool {
+        // The id is compared between two checks of the life word: a slot
+        // deleted and reused meanwhile changes its generation.
+        self.is_live(section) && self.slot_id_is(section.slot, id) && self.is_live(section)
+    }
+
     /// True if `section` still names a live section.
     #[inline]
     pub fn is_live(&self, section: SectionRef) -> bool {
