@@ -841,12 +841,7 @@ fn c_open(work: &Work) -> Result<(u64, u64), String> {
         None => std::env::remove_var("CKPT_DIR"),
     }
     sa("saCkptInitialize", e)?;
-    let text = b"safCkpt=bench-c";
-    let mut name = SaNameT {
-        length: text.len() as u16,
-        value: [0; SA_MAX_NAME_LENGTH],
-    };
-    name.value[..text.len()].copy_from_slice(text);
+    let name = SaNameT::new(b"safCkpt=bench-c").ok_or("name too long")?;
     let attrs = SaCkptCheckpointCreationAttributesT {
         creation_flags: 0x2 | 0x8, // WR_ACTIVE_REPLICA | COLLOCATED, as csa103
         checkpoint_size: 2 * 64,

@@ -43,6 +43,19 @@ pub struct SaNameT {
     pub value: [u8; SA_MAX_NAME_LENGTH],
 }
 
+impl SaNameT {
+    /// A classic name holding `bytes`; `None` if longer than
+    /// [`SA_MAX_NAME_LENGTH`].
+    pub fn new(bytes: &[u8]) -> Option<SaNameT> {
+        let mut name = SaNameT {
+            length: bytes.len() as u16,
+            value: [0; SA_MAX_NAME_LENGTH],
+        };
+        name.value.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(name)
+    }
+}
+
 /// `SaCkptCheckpointOpenCallbackT`.
 pub type SaCkptCheckpointOpenCallbackT =
     Option<unsafe extern "C" fn(SaInvocationT, SaCkptCheckpointHandleT, SaAisErrorT)>;

@@ -177,10 +177,7 @@ fn id_arg(id: &Id, keep: &mut Vec<Vec<u8>>) -> SaCkptSectionIdT {
 }
 
 fn name(n: u8) -> SaNameT {
-    let s = format!("safCkpt=fuzz{}", n % 3);
-    let mut name = SaNameT { length: s.len() as u16, value: [0; 256] };
-    name.value[..s.len()].copy_from_slice(s.as_bytes());
-    name
+    SaNameT::new(format!("safCkpt=fuzz{}", n % 3).as_bytes()).expect("a short name")
 }
 
 fn check(e: u32) -> u32 {

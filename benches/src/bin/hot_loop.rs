@@ -82,12 +82,7 @@ fn c_loop(op: &str, count: u64) {
         major_version: 2,
         minor_version: 2,
     };
-    let name = b"safCkpt=hot";
-    let mut sa_name = SaNameT {
-        length: name.len() as u16,
-        value: [0; SA_MAX_NAME_LENGTH],
-    };
-    sa_name.value[..name.len()].copy_from_slice(name);
+    let sa_name = SaNameT::new(b"safCkpt=hot").expect("a short name");
     let attrs = SaCkptCheckpointCreationAttributesT {
         creation_flags: 0x2 | 0x8,
         checkpoint_size: 128,
