@@ -94,13 +94,24 @@ unsafe fn section_id<'a>(id: *const SaCkptSectionIdT) -> Result<&'a [u8]> {
 /// # Safety
 /// `data` is NULL or points to `len` readable bytes that outlive `'a`.
 unsafe fn bytes<'a>(data: *const c_void, len: SaSizeT) -> Result<&'a [u8]> {
-    let len = usize::try_from(len).map_err(|_| AisError::InvalidParam)?;
+    let len = span(data, len)?;
     match (data.is_null(), len) {
         (true, 0) => Ok(&[]),
         (true, _) => Err(AisError::InvalidParam),
         // SAFETY: len readable bytes at data (caller's contract).
         (false, _) => Ok(unsafe { std::slice::from_raw_parts(data as *const u8, len) }),
     }
+}
+
+/// `len` as a buffer length at `at`: a length no object can have (past
+/// `isize::MAX`, or running past the end of the address space) is refused
+/// before any slice is made of it.
+fn span(at: *const c_void, len: SaSizeT) -> Result<usize> {
+    let len = usize::try_from(len).map_err(|_| AisError::InvalidParam)?;
+    if len > isize::MAX as usize || (at as usize).checked_add(len).is_none() {
+        return Err(AisError::InvalidParam);
+    }
+    Ok(len)
 }
 
 /// A `malloc`'d copy of `bytes` (at least one byte allocated), so that C
@@ -926,9 +937,14 @@ unsafe fn read_elements(
                 e.read_size = (all.len() - from) as u64;
                 return Ok(());
             }
-            let len = usize::try_from(e.data_size).map_err(|_| AisError::InvalidParam)?;
+            // dataSize is at most maxSectionSize (the spec); no slice is made
+            // of a larger one.
+            if e.data_size > c.attributes().section_bytes_max {
+                return Err(AisError::InvalidParam);
+            }
+            let len = span(e.data_buffer, e.data_size)?;
             // SAFETY: a non-NULL buffer of dataSize writable bytes
-            // (caller's contract).
+            // (caller's contract), a length an object can have.
             let buf = unsafe { std::slice::from_raw_parts_mut(e.data_buffer as *mut u8, len) };
             let mut one = [ReadVec {
                 id,
