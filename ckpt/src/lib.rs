@@ -549,7 +549,7 @@ impl Checkpoint {
             slot: (hint >> 32) as u32,
             gen: hint as u32,
         };
-        if self.segment.is_section(hint, id) && !self.segment.is_expired(hint) {
+        if self.segment.is_section(hint, id) {
             return Ok(hint);
         }
         match self.segment.lookup(id) {

@@ -440,6 +440,7 @@ impl Mapped {
     }
 
     /// The active replica, if set.
+    #[inline]
     pub fn active_replica(&self) -> Option<ActiveReplicaWord> {
         let word = ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Acquire));
         word.set.then_some(word)
