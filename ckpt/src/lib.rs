@@ -43,6 +43,7 @@ pub use ckpt_core::{
     SectionDescriptor, SectionId, SectionState, SectionsChosen, Time, UpdateMode,
 };
 pub use ckpt_shm::log::LogError as WatchError;
+pub use ckpt_shm::ops::{thread_frames, thread_frames_reset};
 pub use ckpt_shm::{Config, SpareBuffer};
 
 use ckpt_core::frame::{FrameKind, FLAG_MORE, FLAG_STAGED};
@@ -159,10 +160,7 @@ impl Service {
             _ => {}
         }
         if let Some(a) = attrs {
-            a.validate().map_err(|e| match e {
-                ckpt_core::attrs::AttributesError::BeyondCapacity => OpenError::NoResources,
-                _ => OpenError::InvalidAttributes,
-            })?;
+            a.validate().map_err(OpenError::from)?;
         }
         let segment = Segment::open(&self.config, &name, flags, attrs)?;
         Ok(Checkpoint {
@@ -791,8 +789,10 @@ impl Checkpoint {
         }
         let max = self.attributes().section_bytes_max;
         for (i, e) in elements.iter_mut().enumerate() {
-            let end = e.offset.checked_add(e.buf.len() as u64);
-            if end.is_none_or(|end| end > max) {
+            // The spec bounds the buffer by maxSectionSize; an offset near or
+            // past the end only reads less (OpenSAF also refuses offset +
+            // length past maxSectionSize: libSaCkpt's opensaf profile does).
+            if e.buf.len() as u64 > max {
                 return Err((i, ReadError::TooLarge));
             }
             let section = self.find(e.id).map_err(|err| (i, lookup_to_read(err)))?;

@@ -1280,8 +1280,9 @@ mod write_overwrite_read {
     }
 
     #[test]
-    fn read_whose_offset_plus_buffer_passes_max_section_size_is_too_large() {
-        // OpenSAF: read dataOffset + dataSize > maxSectionSize is INVALID_PARAM (§2.3).
+    fn a_read_buffer_past_max_section_size_is_too_large_an_offset_only_reads_less() {
+        // The spec: dataSize is at most maxSectionSize (§3.7.3); an offset
+        // plus size past it is no error (OpenSAF refuses it, §2.3).
         let (_d, s) = service();
         let c = create(&s, &attrs(4, 16));
         c.create_section(b"k", Time::END, b"0123").unwrap();
@@ -1295,6 +1296,17 @@ mod write_overwrite_read {
         let e = c.read(&mut v).unwrap_err();
         assert_eq!(e, (0, ReadError::TooLarge));
         assert_eq!(e.1.ais(), AisError::InvalidParam);
+        let mut buf = [0u8; 16];
+        for (offset, read) in [(2, 2), (4, 0), (u64::MAX, 0)] {
+            let mut v = [ReadVec {
+                id: b"k",
+                offset,
+                buf: &mut buf,
+                read_bytes: 9,
+            }];
+            c.read(&mut v).unwrap();
+            assert_eq!(v[0].read_bytes, read, "offset {offset}");
+        }
     }
 
     #[test]

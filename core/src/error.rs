@@ -312,6 +312,17 @@ op_error! {
     }
 }
 
+impl From<crate::attrs::AttributesError> for OpenError {
+    /// Attributes beyond ckpt's capacities are a lack of resources; the
+    /// others break the spec's rules.
+    fn from(e: crate::attrs::AttributesError) -> Self {
+        match e {
+            crate::attrs::AttributesError::BeyondCapacity => OpenError::NoResources,
+            _ => OpenError::InvalidAttributes,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,11 +46,17 @@ fn non_null<T>(ptr: *const T) -> Result<()> {
 }
 
 fn library(handle: SaCkptHandleT) -> Result<Arc<Library>> {
-    LIBRARIES.get(handle).ok_or(AisError::BadHandle)
+    LIBRARIES
+        .get(handle)
+        .filter(|l| library::ours(l.forks))
+        .ok_or(AisError::BadHandle)
 }
 
 fn checkpoint(handle: SaCkptCheckpointHandleT) -> Result<Arc<Open>> {
-    CHECKPOINTS.get(handle).ok_or(AisError::BadHandle)
+    CHECKPOINTS
+        .get(handle)
+        .filter(|o| library::ours(o.forks))
+        .ok_or(AisError::BadHandle)
 }
 
 /// Runs `f` on the open checkpoint `handle` names (without a new reference:
@@ -61,7 +67,13 @@ fn with_checkpoint<R>(
     f: impl FnOnce(&Open) -> Result<R>,
 ) -> Result<R> {
     CHECKPOINTS
-        .with(handle, |open| f(open))
+        .with(handle, |open| {
+            if library::ours(open.forks) {
+                f(open)
+            } else {
+                Err(AisError::BadHandle)
+            }
+        })
         .unwrap_or(Err(AisError::BadHandle))
 }
 
@@ -282,10 +294,6 @@ pub unsafe extern "C" fn saCkptDispatch(
                     continue;
                 }
                 lib.wait(-1);
-                if !lib.is_finalized() && lib.state().pending.is_empty() {
-                    // A count with nothing queued (a cancelled callback).
-                    lib.drain_one();
-                }
             },
         }
         Ok(())
@@ -300,6 +308,7 @@ pub unsafe extern "C" fn saCkptDispatch(
 #[no_mangle]
 pub unsafe extern "C" fn saCkptFinalize(handle: SaCkptHandleT) -> SaAisErrorT {
     guard(|| {
+        library(handle)?; // a forked child's copy is not its to finalize
         let lib = LIBRARIES.remove(handle).ok_or(AisError::BadHandle)?;
         for c in lib.finalize() {
             close(c);
@@ -324,7 +333,9 @@ fn close(handle: SaCkptCheckpointHandleT) -> bool {
         lib.cancel(handle);
         lib.state().checkpoints.retain(|&c| c != handle);
     }
-    // The checkpoint closes when the last call using it returns.
+    // The tracker sees the handle gone and ends; then the checkpoint closes
+    // here (calls that pinned the handle finished before `remove` returned).
+    open.join_tracker();
     true
 }
 
@@ -358,7 +369,7 @@ unsafe fn open_arguments(
         _ => {}
     }
     if let Some(a) = &attrs {
-        a.validate().map_err(|_| AisError::InvalidParam)?;
+        a.validate().map_err(|e| ckpt::OpenError::from(e).ais())?;
     }
     Ok((flags, attrs))
 }
@@ -474,7 +485,10 @@ pub unsafe extern "C" fn saCkptCheckpointOpenAsync(
 /// See the module docs.
 #[no_mangle]
 pub unsafe extern "C" fn saCkptCheckpointClose(handle: SaCkptCheckpointHandleT) -> SaAisErrorT {
-    guard(|| close(handle).then_some(()).ok_or(AisError::BadHandle))
+    guard(|| {
+        checkpoint(handle)?; // a forked child's copy is not its to close
+        close(handle).then_some(()).ok_or(AisError::BadHandle)
+    })
 }
 
 /// `saCkptCheckpointUnlink`.
@@ -720,7 +734,10 @@ pub unsafe extern "C" fn saCkptSectionIterationNext(
 ) -> SaAisErrorT {
     guard(|| {
         non_null(descriptor)?;
-        let it = ITERATIONS.get(iteration).ok_or(AisError::BadHandle)?;
+        let it = ITERATIONS
+            .get(iteration)
+            .filter(|it| library::ours(it.checkpoint.forks))
+            .ok_or(AisError::BadHandle)?;
         let mut s = it.state();
         let s = &mut *s;
         let d = loop {
@@ -763,6 +780,12 @@ pub unsafe extern "C" fn saCkptSectionIterationFinalize(
     iteration: SaCkptSectionIterationHandleT,
 ) -> SaAisErrorT {
     guard(|| {
+        let ours = ITERATIONS
+            .with(iteration, |it| library::ours(it.checkpoint.forks))
+            .ok_or(AisError::BadHandle)?;
+        if !ours {
+            return Err(AisError::BadHandle);
+        }
         let it = ITERATIONS.remove(iteration).ok_or(AisError::BadHandle)?;
         it.checkpoint.iterations().retain(|&h| h != iteration);
         Ok(())
@@ -809,8 +832,9 @@ pub unsafe extern "C" fn saCkptCheckpointWrite(
     erroneous_index: *mut u32,
 ) -> SaAisErrorT {
     guard(|| {
-        // SAFETY: forwarded; we only read the elements.
-        let elems = unsafe { elements(iov as *mut _, n) }?;
+        non_null(iov)?;
+        // SAFETY: n readable elements at iov (caller's contract); only read.
+        let elems = unsafe { std::slice::from_raw_parts(iov, n as usize) };
         let mut vecs = Vec::new();
         let mut inline = [WriteVec {
             id: &[],
@@ -922,7 +946,11 @@ unsafe fn read_elements(
     erroneous_index: *mut u32,
 ) -> Result<()> {
     let c = &open.checkpoint;
-    for (i, e) in elems.iter_mut().enumerate() {
+    // Elements whose buffer this call allocated (no allocation unless one is).
+    let mut allocated: Vec<usize> = Vec::new();
+    for i in 0..elems.len() {
+        let e = &mut elems[i];
+        let was_null = e.data_buffer.is_null();
         let mut read = || -> Result<()> {
             // SAFETY: forwarded.
             let id = unsafe { section_id(&e.section_id) }?;
@@ -939,9 +967,11 @@ unsafe fn read_elements(
             }
             // dataSize is at most maxSectionSize (the spec); no slice is made
             // of a larger one.
-            if e.data_size > c.attributes().section_bytes_max {
+            let max = c.attributes().section_bytes_max;
+            if e.data_size > max {
                 return Err(AisError::InvalidParam);
             }
+            open.profile.read_element(e.data_offset, e.data_size, max)?;
             let len = span(e.data_buffer, e.data_size)?;
             // SAFETY: a non-NULL buffer of dataSize writable bytes
             // (caller's contract), a length an object can have.
@@ -959,7 +989,20 @@ unsafe fn read_elements(
         if let Err(err) = read() {
             // SAFETY: forwarded.
             unsafe { erroneous(erroneous_index, i) };
+            // The buffers this call allocated for earlier elements are freed
+            // (and their pointers reset to NULL): a failed read hands out
+            // no memory the caller would not know to free.
+            for &j in &allocated {
+                let done = &mut elems[j];
+                // SAFETY: allocated above with malloc, not yet handed out.
+                unsafe { libc::free(done.data_buffer) };
+                done.data_buffer = std::ptr::null_mut();
+                done.read_size = 0;
+            }
             return Err(err);
+        }
+        if was_null && !elems[i].data_buffer.is_null() {
+            allocated.push(i);
         }
     }
     Ok(())
@@ -1090,10 +1133,7 @@ pub unsafe extern "C" fn saCkptTrack(handle: SaCkptHandleT) -> SaAisErrorT {
 pub unsafe extern "C" fn saCkptTrackStop(handle: SaCkptHandleT) -> SaAisErrorT {
     guard(|| {
         let lib = trackable(handle)?;
-        if !lib.tracking.swap(false, Ordering::AcqRel) {
-            return Err(AisError::NotExist);
-        }
-        Ok(())
+        lib.stop_tracking().then_some(()).ok_or(AisError::NotExist)
     })
 }
 

@@ -22,6 +22,34 @@ pub static CHECKPOINTS: Table<Open> = Table::new(Kind::Checkpoint);
 /// Section iterations (`SaCkptSectionIterationHandleT`).
 pub static ITERATIONS: Table<Iteration> = Table::new(Kind::Iteration);
 
+/// Forks this process has been the child of: handles record it when made,
+/// and a forked child's copies of its parent's handles no longer match (the
+/// checkpoints and the selection object are the parent's; a child that
+/// wrote through them would hold the parent's writer claim under the
+/// parent's lease, where nobody could recover it if the child died).
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's fork count, registering the fork handler on first use.
+pub fn forks() -> u64 {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| {
+        // SAFETY: registers a plain function with no preconditions; the
+        // child handler only increments an atomic (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+    FORKS.load(Ordering::Relaxed)
+}
+
+/// True if a handle made at fork count `made` belongs to this process.
+#[inline]
+pub fn ours(made: u64) -> bool {
+    FORKS.load(Ordering::Relaxed) == made
+}
+
 /// Callbacks queued per library instance at most (then the async call that
 /// would queue one more gets `TRY_AGAIN`).
 pub const PENDING_MAX: usize = 4096;
@@ -90,9 +118,13 @@ pub struct Library {
     pub track: Mutex<SaCkptCheckpointTrackCallbackT>,
     /// Tracking is on (`saCkptTrack`, or an arrival callback registered).
     pub tracking: AtomicBool,
-    /// The selection object: an eventfd (semaphore mode) counting queued
-    /// callbacks, plus one count per wake-up of blocking dispatchers.
+    /// The selection object: an eventfd that is readable exactly while
+    /// callbacks are queued (or the instance is finalized, to wake blocking
+    /// dispatchers). It is set and cleared under the state lock, as the
+    /// queue changes, so it never disagrees with the queue for long.
     events: OwnedFd,
+    /// The fork count when it was made (see [`ours`]).
+    pub forks: u64,
     state: Mutex<LibraryState>,
 }
 
@@ -105,12 +137,7 @@ impl Library {
         profile: Profile,
     ) -> Option<Library> {
         // SAFETY: plain system call; the result is checked.
-        let fd = unsafe {
-            libc::eventfd(
-                0,
-                libc::EFD_CLOEXEC | libc::EFD_NONBLOCK | libc::EFD_SEMAPHORE,
-            )
-        };
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
             return None;
         }
@@ -123,6 +150,7 @@ impl Library {
             tracking: AtomicBool::new(false),
             // SAFETY: fd is a new descriptor that nothing else owns.
             events: unsafe { OwnedFd::from_raw_fd(fd) },
+            forks: forks(),
             state: Mutex::new(LibraryState::default()),
         })
     }
@@ -138,16 +166,23 @@ impl Library {
         self.events.as_raw_fd()
     }
 
-    /// Adds one to the selection object's count.
-    fn signal(&self) {
+    /// Makes the selection object readable. Only the instance's own process:
+    /// a forked child's calls on inherited handles leave the parent's alone.
+    fn set_readable(&self) {
+        if !ours(self.forks) {
+            return;
+        }
         let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. Its count
-        // cannot reach the limit (at most PENDING_MAX + wake-ups are queued).
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd; its count
+        // stays tiny (set only when it is clear, or at finalize).
         unsafe { libc::write(self.events.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    /// Takes one from the selection object's count, if any.
-    fn consume(&self) {
+    /// Makes the selection object not readable (reads its whole count).
+    fn clear_readable(&self) {
+        if !ours(self.forks) {
+            return;
+        }
         let mut count: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our (non-blocking) eventfd.
         unsafe { libc::read(self.events.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
@@ -159,26 +194,36 @@ impl Library {
         if s.finalized || s.pending.len() >= PENDING_MAX {
             return false;
         }
+        // Checked under the lock `stop_tracking` takes: nothing is queued
+        // for a change a tracker saw after tracking stopped.
+        if matches!(callback, Callback::Track { .. }) && !self.tracking() {
+            return false;
+        }
         s.pending.push_back(callback);
-        drop(s);
-        self.signal();
+        if s.pending.len() == 1 {
+            self.set_readable();
+        }
         true
     }
 
-    /// Takes the next queued callback.
+    /// Takes the next queued callback (the selection object is cleared when
+    /// the queue empties, and whenever it is found empty).
     pub fn next_callback(&self) -> Option<Callback> {
-        let callback = self.state().pending.pop_front()?;
-        self.consume();
-        Some(callback)
+        let mut s = self.state();
+        let callback = s.pending.pop_front();
+        if s.pending.is_empty() && !s.finalized {
+            self.clear_readable();
+        }
+        callback
     }
 
     /// Drops the queued callbacks that concern `checkpoint` (it was closed).
     pub fn cancel(&self, checkpoint: SaCkptCheckpointHandleT) {
-        self.state()
-            .pending
-            .retain(|c| c.checkpoint() != checkpoint);
-        // The eventfd may now count more than is queued: dispatch treats a
-        // readable selection object with an empty queue as nothing to do.
+        let mut s = self.state();
+        s.pending.retain(|c| c.checkpoint() != checkpoint);
+        if s.pending.is_empty() && !s.finalized {
+            self.clear_readable();
+        }
     }
 
     /// Runs `callback` in the caller's thread.
@@ -235,6 +280,20 @@ impl Library {
         }
     }
 
+    /// Stops tracking and drops the track callbacks not yet dispatched;
+    /// false if tracking was off.
+    pub fn stop_tracking(&self) -> bool {
+        let mut s = self.state();
+        if !self.tracking.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        s.pending.retain(|c| !matches!(c, Callback::Track { .. }));
+        if s.pending.is_empty() && !s.finalized {
+            self.clear_readable();
+        }
+        true
+    }
+
     /// True while tracking is on.
     pub fn tracking(&self) -> bool {
         self.tracking.load(Ordering::Acquire)
@@ -247,8 +306,7 @@ impl Library {
         s.finalized = true;
         s.pending.clear();
         let checkpoints = std::mem::take(&mut s.checkpoints);
-        drop(s);
-        self.signal();
+        self.set_readable();
         checkpoints
     }
 
@@ -267,11 +325,6 @@ impl Library {
         // SAFETY: one live pollfd.
         unsafe { libc::poll(&mut pfd, 1, ms) };
     }
-
-    /// Takes one count from the selection object (a wake-up with nothing queued).
-    pub fn drain_one(&self) {
-        self.consume();
-    }
 }
 
 /// An open checkpoint.
@@ -281,10 +334,16 @@ pub struct Open {
     pub library: SaCkptHandleT,
     /// That instance's profile.
     pub profile: Profile,
-    /// A tracker follows this handle's checkpoint: its writes record their
-    /// sequence numbers in `own`, so the tracker does not report them.
+    /// The fork count when it was opened (see [`ours`]).
+    pub forks: u64,
+    /// A tracker follows this handle's checkpoint: its writes record the
+    /// sequence numbers of their frames in `own` (first..=last per call), so
+    /// the tracker does not report them.
     pub tracked: AtomicBool,
-    pub own: Mutex<VecDeque<u64>>,
+    pub own: Mutex<VecDeque<(u64, u64)>>,
+    /// The tracker thread, joined by close (so that the checkpoint is closed
+    /// when close returns, not when the tracker next looks).
+    tracker: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Its iterations (finalized when it closes).
     pub iterations: Mutex<Vec<SaCkptSectionIterationHandleT>>,
 }
@@ -300,6 +359,8 @@ impl Open {
             library,
             profile,
             tracked: AtomicBool::new(false),
+            tracker: Mutex::new(None),
+            forks: forks(),
             own: Mutex::new(VecDeque::new()),
             iterations: Mutex::new(Vec::new()),
         }
@@ -309,40 +370,51 @@ impl Open {
         self.iterations.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn own(&self) -> MutexGuard<'_, VecDeque<u64>> {
+    fn tracker(&self) -> MutexGuard<'_, Option<std::thread::JoinHandle<()>>> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for this handle's tracker to end (its handle is closed: it
+    /// stops within its poll interval). Called by close.
+    pub fn join_tracker(&self) {
+        let tracker = self.tracker().take();
+        if let Some(t) = tracker {
+            let _ = t.join();
+        }
+    }
+
+    fn own(&self) -> MutexGuard<'_, VecDeque<(u64, u64)>> {
         self.own.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `mutation` through this handle. If the handle is tracked, its
-    /// sequence number is remembered, under the lock its tracker takes to ask
-    /// (so the tracker cannot see the frame before it is remembered).
+    /// Runs `mutation` through this handle. If the handle is tracked, the
+    /// sequence numbers of the frames it logged (this thread's, so no other
+    /// writer's) are remembered, under the lock its tracker takes to ask, so
+    /// the tracker cannot see the frames before they are remembered.
     #[inline]
     pub fn through<T, E>(&self, mutation: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         if !self.tracked.load(Ordering::Relaxed) {
             return mutation();
         }
         let mut own = self.own();
+        ckpt::thread_frames_reset();
         let result = mutation();
-        if result.is_ok() {
+        if let Some(frames) = ckpt::thread_frames() {
             if own.len() == OWN_WRITES_MAX {
                 own.pop_front();
             }
-            own.push_back(self.checkpoint.segment().last_seq());
+            own.push_back((*frames.start(), *frames.end()));
         }
         result
     }
 
-    /// True if `seq` was written through this handle (and forgets it).
+    /// True if the frame numbered `seq` was logged through this handle.
     fn is_own(&self, seq: u64) -> bool {
         let mut own = self.own();
-        while own.front().is_some_and(|&s| s < seq) {
+        while own.front().is_some_and(|&(_, last)| last < seq) {
             own.pop_front();
         }
-        if own.front() == Some(&seq) {
-            own.pop_front();
-            return true;
-        }
-        false
+        own.front().is_some_and(|&(first, _)| first <= seq)
     }
 }
 
@@ -358,13 +430,19 @@ pub fn track(lib: &Arc<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Ope
     }
     // Changes from now on, however late the thread starts.
     let from = open.checkpoint.watch().position();
-    let (lib, open) = (Arc::downgrade(lib), open.clone());
+    // A tracker that ended (tracking was stopped) is joined first.
+    open.join_tracker();
+    let (weak, theirs) = (Arc::downgrade(lib), open.clone());
     let spawned = std::thread::Builder::new()
         .name("ckpt-track".into())
-        .spawn(move || follow(lib, handle, &open, from));
-    if spawned.is_err() {
-        // No thread: nothing is tracked for this handle (as with tracking off).
-        eprintln!("libSaCkpt: could not start a tracker thread; track callbacks are off for this checkpoint");
+        .spawn(move || follow(weak, handle, &theirs, from));
+    match spawned {
+        Ok(t) => *open.tracker() = Some(t),
+        Err(_) => {
+            // No thread: nothing is tracked for this handle (as with tracking off).
+            open.tracked.store(false, Ordering::Release);
+            eprintln!("libSaCkpt: could not start a tracker thread; track callbacks are off for this checkpoint");
+        }
     }
 }
 

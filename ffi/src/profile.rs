@@ -4,7 +4,7 @@
 //!
 //! | profile | differences from `strict` (the default, the spec) |
 //! |---|---|
-//! | `opensaf` | names must start with `safCkpt=`; opening an existing checkpoint with creation attributes that differ only in the retention duration succeeds (the spec: `EXIST`); section ids of 50 bytes or more are refused; a write element past `maxSectionSize` by its offset is `NO_RESOURCES` (by its size alone, `INVALID_PARAM`); one call carrying more than 40,000,000 bytes is `NO_RESOURCES` |
+//! | `opensaf` | names must start with `safCkpt=`; a read element whose offset plus size passes `maxSectionSize` is `INVALID_PARAM` (the spec: it reads less); opening an existing checkpoint with creation attributes that differ only in the retention duration succeeds (the spec: `EXIST`); section ids of 50 bytes or more are refused; a write element past `maxSectionSize` by its offset is `NO_RESOURCES` (by its size alone, `INVALID_PARAM`); one call carrying more than 40,000,000 bytes is `NO_RESOURCES` |
 //! | `openais` (also `safplus`) | a name's length may count a trailing NUL; SAFplus's extension creation flags (`0x10` and up) are accepted and ignored |
 
 use ckpt::AisError;
@@ -99,6 +99,14 @@ impl Profile {
         Ok(())
     }
 
+    /// Checks one read element against `maxSectionSize` (`max`).
+    pub fn read_element(self, offset: u64, size: u64, max: u64) -> Result<(), AisError> {
+        if self == Profile::OpenSaf && offset.saturating_add(size) > max {
+            return Err(AisError::InvalidParam);
+        }
+        Ok(())
+    }
+
     /// Checks the bytes one call carries.
     pub fn call_bytes(self, bytes: u64) -> Result<(), AisError> {
         if self == Profile::OpenSaf && bytes > OPENSAF_CALL_BYTES_MAX {
@@ -133,5 +141,7 @@ mod tests {
         assert_eq!(o.write_element(4, 6, 10), Ok(()));
         assert_eq!(s.write_element(5, 6, 10), Ok(()));
         assert_eq!(o.call_bytes(40_000_001), Err(AisError::NoResources));
+        assert_eq!(o.read_element(60, 8, 64), Err(AisError::InvalidParam));
+        assert_eq!(s.read_element(60, 8, 64), Ok(()));
     }
 }

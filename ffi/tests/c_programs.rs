@@ -5,7 +5,9 @@
 //! by exiting 0; its output is shown when it does not.
 //!
 //! With `CKPT_C_VALGRIND=1` each program runs under valgrind's memcheck, and
-//! any memory error or definite leak fails it (CI does this).
+//! any memory error or definite leak fails it (CI does this); the programs
+//! see the variable too, and the long races among them run fewer rounds.
+//! `CKPT_C_ONLY=name,name` runs only those programs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,6 +64,13 @@ fn c_programs_pass() {
         .filter(|p| p.extension().is_some_and(|x| x == "c"))
         .collect();
     programs.sort();
+    if let Ok(only) = std::env::var("CKPT_C_ONLY") {
+        let wanted: Vec<&str> = only.split(',').collect();
+        programs.retain(|p| {
+            let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+            wanted.contains(&stem.as_ref())
+        });
+    }
     assert!(!programs.is_empty(), "no C programs in ffi/tests/c");
     let mut failed = Vec::new();
     for source in &programs {
@@ -105,12 +114,18 @@ fn c_programs_pass() {
                 "--leak-check=full",
                 "--errors-for-leak-kinds=definite",
             ])
+            .arg(format!(
+                "--suppressions={}",
+                root.join("tests/c/valgrind.supp").display()
+            ))
             .arg(&exe);
             v
         } else {
             Command::new(&exe)
         };
+        let started = std::time::Instant::now();
         let run = command.env("CKPT_DIR", &dir).output().unwrap();
+        let took = started.elapsed().as_secs_f64();
         let out = format!(
             "{}{}",
             String::from_utf8_lossy(&run.stdout),
@@ -118,7 +133,7 @@ fn c_programs_pass() {
         );
         if run.status.success() {
             let how = if valgrind { " (memcheck clean)" } else { "" };
-            eprintln!("{name}: ok{how}");
+            eprintln!("{name}: ok{how} ({took:.1} s)");
         } else {
             failed.push(format!("{name}: {}:\n{out}", run.status));
         }

@@ -62,14 +62,36 @@ int main(void)
 	e.dataSize = 1;
 	e.dataOffset = UINT64_MAX;
 	CHECK_EQ(saCkptCheckpointWrite(ck, &e, 1, NULL), SA_AIS_ERR_INVALID_PARAM);
+	/* A read there reads nothing (the spec bounds only dataSize). */
 	e.dataBuffer = out;
-	CHECK_EQ(saCkptCheckpointRead(ck, &e, 1, NULL), SA_AIS_ERR_INVALID_PARAM);
+	e.readSize = 99;
+	CHECK_EQ(saCkptCheckpointRead(ck, &e, 1, NULL), SA_AIS_OK);
+	CHECK_INT(e.readSize, 0);
 	/* An id length without bytes, bytes without a length. */
 	{
 		SaCkptSectionIdT no_bytes = {3, NULL}, no_len = {0, id_bytes};
 		CHECK_EQ(saCkptSectionOverwrite(ck, &no_bytes, small, 1), SA_AIS_ERR_INVALID_PARAM);
 		CHECK_EQ(saCkptSectionOverwrite(ck, &no_len, small, 1), SA_AIS_ERR_INVALID_PARAM);
 		CHECK_EQ(saCkptSectionDelete(ck, &no_bytes), SA_AIS_ERR_INVALID_PARAM);
+	}
+
+	/* A read that fails hands out no memory: the buffer it allocated for an
+	   earlier element is freed and its pointer is NULL again. */
+	{
+		unsigned char missing_bytes[] = "m";
+		SaCkptIOVectorElementT two[2];
+
+		memset(two, 0, sizeof two);
+		two[0].sectionId = id;
+		two[1].sectionId.idLen = 1;
+		two[1].sectionId.id = missing_bytes;
+		two[1].dataBuffer = out;
+		two[1].dataSize = sizeof out;
+		bad = 77;
+		CHECK_EQ(saCkptCheckpointRead(ck, two, 2, &bad), SA_AIS_ERR_NOT_EXIST);
+		CHECK_INT(bad, 1);
+		CHECK(two[0].dataBuffer == NULL);
+		CHECK_INT(two[0].readSize, 0);
 	}
 
 	/* The section is as it was. */

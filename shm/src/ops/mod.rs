@@ -35,6 +35,7 @@
 //! (create, delete, expiration), [`checkpoint`] (active replica, retention),
 //! `recover` (crash recovery) and [`consume`] (following the log, catch-up).
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use ckpt_core::error::{ExpirationSetError, SectionCreateError, SectionDeleteError, WriteError};
@@ -101,6 +102,29 @@ claim_fail_is_try_again!(
     SectionDeleteError,
     ExpirationSetError
 );
+
+thread_local! {
+    /// The first and last sequence numbers of the frames this thread's
+    /// mutations logged since [`thread_frames_reset`] (0, 0: none).
+    static THREAD_FRAMES: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Forgets the frames this thread logged so far (see [`thread_frames`]).
+#[inline]
+pub fn thread_frames_reset() {
+    THREAD_FRAMES.with(|f| f.set((0, 0)));
+}
+
+/// The sequence numbers of the frames this thread's mutations logged since
+/// [`thread_frames_reset`], first to last; `None` if none. A caller that
+/// must tell its own changes from others' in the log (a tracker skipping the
+/// writes of its own handle) asks this right after its call: other writers'
+/// frames cannot fall inside the range of one call, which held the claim.
+#[inline]
+pub fn thread_frames() -> Option<std::ops::RangeInclusive<u64>> {
+    let (first, last) = THREAD_FRAMES.with(|f| f.get());
+    (last != 0).then_some(first..=last)
+}
 
 /// The wall clock at 1 ms resolution (about a nanosecond to read): the
 /// `lastUpdate` and frame times of writes. See [`crate::clock`].
@@ -489,6 +513,10 @@ impl Segment {
         commit(prepared, pending.seq);
         log.publish(pending.end, pending.seq);
         self.clear_intent();
+        THREAD_FRAMES.with(|f| {
+            let (first, _) = f.get();
+            f.set((if first == 0 { seq } else { first }, pending.seq));
+        });
     }
 
     /// Writes `spec`'s frame, unpublished; data too large for one frame goes
