@@ -123,7 +123,7 @@ pub struct Library {
     /// dispatchers). It is set and cleared under the state lock, as the
     /// queue changes, so it never disagrees with the queue for long.
     events: OwnedFd,
-    /// The fork count when it was made (see [`ours`]).
+    /// The fork count when it was made (see `ours`).
     pub forks: u64,
     state: Mutex<LibraryState>,
 }
@@ -334,7 +334,7 @@ pub struct Open {
     pub library: SaCkptHandleT,
     /// That instance's profile.
     pub profile: Profile,
-    /// The fork count when it was opened (see [`ours`]).
+    /// The fork count when it was opened (see `ours`).
     pub forks: u64,
     /// A tracker follows this handle's checkpoint: its writes record the
     /// sequence numbers of their frames in `own` (first..=last per call), so
