@@ -857,16 +857,63 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sections(&self, chosen: SectionsChosen) -> Result<Sections<'_>, IterationError> {
+        Ok(Sections {
+            checkpoint: self,
+            cursor: self.section_cursor(chosen)?,
+        })
+    }
+
+    /// An iteration over the chosen sections that does not borrow the
+    /// checkpoint: [`Checkpoint::next_section`] advances it, and each section
+    /// is described as it is at that call. A section that exists when the
+    /// cursor is made and is not deleted is returned exactly once; one created
+    /// meanwhile may or may not be.
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// use ckpt::SectionsChosen;
+    /// active.create_section(b"a", Time::END, b"1")?;
+    /// let mut cursor = active.section_cursor(SectionsChosen::Any)?;
+    /// active.section(b"a")?.overwrite(b"longer")?;
+    /// let a = active.next_section(&mut cursor).expect("section a");
+    /// assert_eq!(a.size_bytes, 6); // as it is now, not when the cursor was made
+    /// assert!(active.next_section(&mut cursor).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn section_cursor(&self, chosen: SectionsChosen) -> Result<SectionCursor, IterationError> {
         if !self.has_active_replica() {
             return Err(IterationError::NoActiveReplica);
         }
-        Ok(Sections {
-            checkpoint: self,
+        Ok(SectionCursor {
             chosen,
             slot: 0,
             now: ckpt_shm::segment::now(),
             id: vec![0; self.attributes().section_id_bytes_max as usize],
         })
+    }
+
+    /// The next section of `cursor`'s iteration, described as it is now.
+    pub fn next_section(&self, cursor: &mut SectionCursor) -> Option<SectionDescriptor> {
+        let segment = &self.segment;
+        while cursor.slot < segment.geometry().sections_max {
+            let slot = cursor.slot;
+            cursor.slot += 1;
+            if let Some(v) = segment.section_view(slot, cursor.chosen, cursor.now, &mut cursor.id) {
+                return Some(SectionDescriptor {
+                    id: SectionId(v.id.to_vec()),
+                    expiration: v.expiration,
+                    size_bytes: v.size_bytes,
+                    state: SectionState::Valid,
+                    last_update: v.last_update,
+                });
+            }
+        }
+        None
     }
 
     /// Calls `f` for each chosen section without allocating (the id is borrowed).
@@ -1310,33 +1357,28 @@ impl Section<'_> {
 /// ```
 pub struct Sections<'a> {
     checkpoint: &'a Checkpoint,
-    chosen: SectionsChosen,
-    slot: u32,
-    now: Time,
-    /// Where each section's id is copied.
-    id: Vec<u8>,
+    cursor: SectionCursor,
 }
 
 impl Iterator for Sections<'_> {
     type Item = SectionDescriptor;
 
     fn next(&mut self) -> Option<SectionDescriptor> {
-        let segment = &self.checkpoint.segment;
-        while self.slot < segment.geometry().sections_max {
-            let slot = self.slot;
-            self.slot += 1;
-            if let Some(v) = segment.section_view(slot, self.chosen, self.now, &mut self.id) {
-                return Some(SectionDescriptor {
-                    id: SectionId(v.id.to_vec()),
-                    expiration: v.expiration,
-                    size_bytes: v.size_bytes,
-                    state: SectionState::Valid,
-                    last_update: v.last_update,
-                });
-            }
-        }
-        None
+        self.checkpoint.next_section(&mut self.cursor)
     }
+}
+
+/// Where an iteration over sections stands, without borrowing the
+/// checkpoint (see [`Checkpoint::section_cursor`]).
+#[derive(Debug, Clone)]
+pub struct SectionCursor {
+    chosen: SectionsChosen,
+    /// The next slot to look at.
+    slot: u32,
+    /// Expired sections (by this time) are not returned.
+    now: Time,
+    /// Where each section's id is copied.
+    id: Vec<u8>,
 }
 
 /// One change a [`Watcher`] reports.

@@ -680,8 +680,8 @@ pub unsafe extern "C" fn saCkptSectionExpirationTimeSet(
     })
 }
 
-/// `saCkptSectionIterationInitialize`: the sections chosen now are returned
-/// one by one, each while it still exists.
+/// `saCkptSectionIterationInitialize`: the chosen sections are returned one
+/// by one (in slot order), each described as it is when returned.
 ///
 /// # Safety
 /// See the module docs.
@@ -697,15 +697,14 @@ pub unsafe extern "C" fn saCkptSectionIterationInitialize(
         let chosen =
             SectionsChosen::from_raw(chosen, Time(expiration)).ok_or(AisError::InvalidParam)?;
         let open = checkpoint(handle)?;
-        let sections: Vec<_> = open
+        let cursor = open
             .checkpoint
-            .sections(chosen)
-            .map_err(|e| e.ais())?
-            .collect();
+            .section_cursor(chosen)
+            .map_err(|e| e.ais())?;
         let it = Arc::new(Iteration {
             checkpoint: open.clone(),
             state: Mutex::new(IterationState {
-                sections: sections.into_iter(),
+                cursor,
                 current: Vec::new(),
             }),
         });
@@ -740,13 +739,11 @@ pub unsafe extern "C" fn saCkptSectionIterationNext(
             .ok_or(AisError::BadHandle)?;
         let mut s = it.state();
         let s = &mut *s;
-        let d = loop {
-            let d = s.sections.next().ok_or(AisError::NoSections)?;
-            // Deleted (or expired) since the iteration began: skip it.
-            if it.checkpoint.checkpoint.section(d.id.as_bytes()).is_ok() {
-                break d;
-            }
-        };
+        let d = it
+            .checkpoint
+            .checkpoint
+            .next_section(&mut s.cursor)
+            .ok_or(AisError::NoSections)?;
         s.current = d.id.0;
         let out = SaCkptSectionDescriptorT {
             section_id: SaCkptSectionIdT {

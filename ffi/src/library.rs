@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use ckpt::{Checkpoint, Mutation, SectionDescriptor, Service, WatchError};
+use ckpt::{Checkpoint, Mutation, SectionCursor, Service, WatchError};
 
 use crate::handles::{Kind, Table};
 use crate::profile::Profile;
@@ -498,15 +498,15 @@ fn follow(lib: Weak<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Open>,
     open.tracked.store(false, Ordering::Release);
 }
 
-/// A section iteration: the sections chosen when it began, handed out one by
-/// one while they still exist.
+/// A section iteration: the chosen sections, each described as it is when
+/// it is handed out.
 pub struct Iteration {
     pub checkpoint: Arc<Open>,
     pub state: Mutex<IterationState>,
 }
 
 pub struct IterationState {
-    pub sections: std::vec::IntoIter<SectionDescriptor>,
+    pub cursor: SectionCursor,
     /// The id of the section last returned: the descriptor points to it until
     /// the next call.
     pub current: Vec<u8>,
