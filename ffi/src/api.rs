@@ -46,17 +46,11 @@ fn non_null<T>(ptr: *const T) -> Result<()> {
 }
 
 fn library(handle: SaCkptHandleT) -> Result<Arc<Library>> {
-    LIBRARIES
-        .get(handle)
-        .filter(|l| library::ours(l.forks))
-        .ok_or(AisError::BadHandle)
+    LIBRARIES.get(handle).ok_or(AisError::BadHandle)
 }
 
 fn checkpoint(handle: SaCkptCheckpointHandleT) -> Result<Arc<Open>> {
-    CHECKPOINTS
-        .get(handle)
-        .filter(|o| library::ours(o.forks))
-        .ok_or(AisError::BadHandle)
+    CHECKPOINTS.get(handle).ok_or(AisError::BadHandle)
 }
 
 /// Runs `f` on the open checkpoint `handle` names (without a new reference:
@@ -67,13 +61,7 @@ fn with_checkpoint<R>(
     f: impl FnOnce(&Open) -> Result<R>,
 ) -> Result<R> {
     CHECKPOINTS
-        .with(handle, |open| {
-            if library::ours(open.forks) {
-                f(open)
-            } else {
-                Err(AisError::BadHandle)
-            }
-        })
+        .with(handle, |open| f(open))
         .unwrap_or(Err(AisError::BadHandle))
 }
 
@@ -308,7 +296,6 @@ pub unsafe extern "C" fn saCkptDispatch(
 #[no_mangle]
 pub unsafe extern "C" fn saCkptFinalize(handle: SaCkptHandleT) -> SaAisErrorT {
     guard(|| {
-        library(handle)?; // a forked child's copy is not its to finalize
         let lib = LIBRARIES.remove(handle).ok_or(AisError::BadHandle)?;
         for c in lib.finalize() {
             close(c);
@@ -485,10 +472,7 @@ pub unsafe extern "C" fn saCkptCheckpointOpenAsync(
 /// See the module docs.
 #[no_mangle]
 pub unsafe extern "C" fn saCkptCheckpointClose(handle: SaCkptCheckpointHandleT) -> SaAisErrorT {
-    guard(|| {
-        checkpoint(handle)?; // a forked child's copy is not its to close
-        close(handle).then_some(()).ok_or(AisError::BadHandle)
-    })
+    guard(|| close(handle).then_some(()).ok_or(AisError::BadHandle))
 }
 
 /// `saCkptCheckpointUnlink`.
@@ -733,10 +717,7 @@ pub unsafe extern "C" fn saCkptSectionIterationNext(
 ) -> SaAisErrorT {
     guard(|| {
         non_null(descriptor)?;
-        let it = ITERATIONS
-            .get(iteration)
-            .filter(|it| library::ours(it.checkpoint.forks))
-            .ok_or(AisError::BadHandle)?;
+        let it = ITERATIONS.get(iteration).ok_or(AisError::BadHandle)?;
         let mut s = it.state();
         let s = &mut *s;
         let d = it
@@ -777,12 +758,6 @@ pub unsafe extern "C" fn saCkptSectionIterationFinalize(
     iteration: SaCkptSectionIterationHandleT,
 ) -> SaAisErrorT {
     guard(|| {
-        let ours = ITERATIONS
-            .with(iteration, |it| library::ours(it.checkpoint.forks))
-            .ok_or(AisError::BadHandle)?;
-        if !ours {
-            return Err(AisError::BadHandle);
-        }
         let it = ITERATIONS.remove(iteration).ok_or(AisError::BadHandle)?;
         it.checkpoint.iterations().retain(|&h| h != iteration);
         Ok(())

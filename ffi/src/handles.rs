@@ -24,6 +24,14 @@
 //! order gives (C++20 [atomics.order]) and what x86's locked add and `xchg`
 //! do; production code needs no extra fence. Inserts and removals are serialized by a mutex
 //! that also holds the free list; lookups never take it.
+//!
+//! **Handles belong to the process that got them.** A fork handler counts
+//! the forks this process is the child of; each entry records the count
+//! when it was filled, and a lookup or removal whose count differs fails:
+//! a forked child's copies of its parent's handles are `BAD_HANDLE` (its
+//! checkpoints and selection object are the parent's; a child that wrote
+//! through them would hold the parent's writer claim under the parent's
+//! lease, where nobody could recover it if the child died).
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -50,6 +58,8 @@ const LIVE: u64 = 1;
 struct Entry<T> {
     word: AtomicU64,
     pins: AtomicU32,
+    /// The process's fork count when the entry was filled.
+    forks: AtomicU64,
     value: UnsafeCell<Option<Arc<T>>>,
 }
 
@@ -58,6 +68,37 @@ struct Entry<T> {
 // removal, no pins remain), and read by calls only while their pin and the
 // live word keep removal out; `T` crosses threads inside an `Arc`.
 unsafe impl<T: Send + Sync> Sync for Entry<T> {}
+
+impl<T> Entry<T> {
+    /// True if the entry was filled in this process (not inherited by fork).
+    /// Read after the live word, which published it.
+    fn ours(&self) -> bool {
+        // `insert` registered the fork handler before filling the entry.
+        self.forks.load(Ordering::Relaxed) == FORKS.load(core::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Forks this process has been the child of (see the module docs).
+static FORKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+#[cfg(not(loom))]
+extern "C" fn forked_child() {
+    FORKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's fork count, registering the fork handler on first use.
+fn forks() -> u64 {
+    #[cfg(not(loom))]
+    {
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        REGISTERED.call_once(|| {
+            // SAFETY: registers a plain function with no preconditions; the
+            // child handler only increments an atomic (async-signal-safe).
+            unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+        });
+    }
+    FORKS.load(core::sync::atomic::Ordering::Relaxed)
+}
 
 struct FreeList {
     /// Entries never used yet start here.
@@ -102,6 +143,7 @@ impl<T: Send + Sync> Table<T> {
                 .map(|_| Entry {
                     word: AtomicU64::new(0),
                     pins: AtomicU32::new(0),
+                    forks: AtomicU64::new(0),
                     value: UnsafeCell::new(None),
                 })
                 .collect()
@@ -142,6 +184,8 @@ impl<T: Send + Sync> Table<T> {
         // SAFETY: the word is dead (never live, or removed: removal waited
         // for the pins to drain), so no call reads `value`; we hold `free`.
         entry.value.with_mut(|v| unsafe { *v = Some(value) });
+        // Published with the value by the word's store below.
+        entry.forks.store(forks(), Ordering::Relaxed);
         // SYNC POINT: Release (SeqCst) pairs with the SeqCst load in `pin`:
         // a call that sees the live word sees the value.
         entry.word.store(generation << 1 | LIVE, Ordering::SeqCst);
@@ -158,7 +202,7 @@ impl<T: Send + Sync> Table<T> {
         entry.pins.fetch_add(1, Ordering::SeqCst);
         #[cfg(loom)]
         crate::sync::fence(Ordering::SeqCst);
-        let result = if entry.word.load(Ordering::SeqCst) == live {
+        let result = if entry.word.load(Ordering::SeqCst) == live && entry.ours() {
             // SAFETY: the word is live with our generation and we are pinned:
             // removal has not taken the value and will not until we unpin;
             // inserts do not touch a live entry.
@@ -182,7 +226,7 @@ impl<T: Send + Sync> Table<T> {
     pub fn remove(&self, handle: u64) -> Option<Arc<T>> {
         let (entry, live) = self.decode(handle)?;
         let mut free = self.free_list();
-        if entry.word.load(Ordering::Relaxed) != live {
+        if entry.word.load(Ordering::Relaxed) != live || !entry.ours() {
             return None;
         }
         // A new generation, dead (never 0: handle 0 is never valid).

@@ -46,5 +46,3 @@ mod library;
 
 #[cfg(not(loom))]
 pub use api::*;
-#[cfg(not(loom))]
-pub use library::{Callback, Library};

@@ -22,34 +22,6 @@ pub static CHECKPOINTS: Table<Open> = Table::new(Kind::Checkpoint);
 /// Section iterations (`SaCkptSectionIterationHandleT`).
 pub static ITERATIONS: Table<Iteration> = Table::new(Kind::Iteration);
 
-/// Forks this process has been the child of: handles record it when made,
-/// and a forked child's copies of its parent's handles no longer match (the
-/// checkpoints and the selection object are the parent's; a child that
-/// wrote through them would hold the parent's writer claim under the
-/// parent's lease, where nobody could recover it if the child died).
-static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-extern "C" fn forked_child() {
-    FORKS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// This process's fork count, registering the fork handler on first use.
-pub fn forks() -> u64 {
-    static REGISTERED: std::sync::Once = std::sync::Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: registers a plain function with no preconditions; the
-        // child handler only increments an atomic (async-signal-safe).
-        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
-    });
-    FORKS.load(Ordering::Relaxed)
-}
-
-/// True if a handle made at fork count `made` belongs to this process.
-#[inline]
-pub fn ours(made: u64) -> bool {
-    FORKS.load(Ordering::Relaxed) == made
-}
-
 /// Callbacks queued per library instance at most (then the async call that
 /// would queue one more gets `TRY_AGAIN`).
 pub const PENDING_MAX: usize = 4096;
@@ -123,8 +95,6 @@ pub struct Library {
     /// dispatchers). It is set and cleared under the state lock, as the
     /// queue changes, so it never disagrees with the queue for long.
     events: OwnedFd,
-    /// The fork count when it was made (see `ours`).
-    pub forks: u64,
     state: Mutex<LibraryState>,
 }
 
@@ -150,7 +120,6 @@ impl Library {
             tracking: AtomicBool::new(false),
             // SAFETY: fd is a new descriptor that nothing else owns.
             events: unsafe { OwnedFd::from_raw_fd(fd) },
-            forks: forks(),
             state: Mutex::new(LibraryState::default()),
         })
     }
@@ -166,12 +135,9 @@ impl Library {
         self.events.as_raw_fd()
     }
 
-    /// Makes the selection object readable. Only the instance's own process:
-    /// a forked child's calls on inherited handles leave the parent's alone.
+    /// Makes the selection object readable. (A forked child never gets here
+    /// with its parent's instance: the handle tables refuse its copies.)
     fn set_readable(&self) {
-        if !ours(self.forks) {
-            return;
-        }
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our eventfd; its count
         // stays tiny (set only when it is clear, or at finalize).
@@ -180,9 +146,6 @@ impl Library {
 
     /// Makes the selection object not readable (reads its whole count).
     fn clear_readable(&self) {
-        if !ours(self.forks) {
-            return;
-        }
         let mut count: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our (non-blocking) eventfd.
         unsafe { libc::read(self.events.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
@@ -334,8 +297,6 @@ pub struct Open {
     pub library: SaCkptHandleT,
     /// That instance's profile.
     pub profile: Profile,
-    /// The fork count when it was opened (see `ours`).
-    pub forks: u64,
     /// A tracker follows this handle's checkpoint: its writes record the
     /// sequence numbers of their frames in `own` (first..=last per call), so
     /// the tracker does not report them.
@@ -360,7 +321,6 @@ impl Open {
             profile,
             tracked: AtomicBool::new(false),
             tracker: Mutex::new(None),
-            forks: forks(),
             own: Mutex::new(VecDeque::new()),
             iterations: Mutex::new(Vec::new()),
         }

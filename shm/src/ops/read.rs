@@ -120,24 +120,11 @@ impl Mapped {
     /// Expired sections do not count.
     #[inline]
     pub fn is_section(&self, section: SectionRef, id: &[u8]) -> bool {
-        if section.slot >= self.geometry().sections_max {
-            return false;
-        }
-        let slot = self.slot(section.slot);
-        let live = LifeWord {
-            state: slot_state::LIVE,
-            gen: section.gen,
-        };
-        // SYNC POINT: Acquire pairs with the Release store in `publish_created`.
-        let is_live = || LifeWord::from(slot.life.load(Ordering::Acquire)) == live;
-        // SYNC POINT: Acquire pairs with the Release store in `set_expiration`.
-        let expiration = || slot.expiration_ns.load(Ordering::Acquire);
         // The id is compared between two checks of the life word: a slot
         // deleted and reused meanwhile changes its generation.
-        is_live()
+        self.live_slot(section).is_some()
             && self.slot_id_is(section.slot, id)
-            && is_live()
-            && (expiration() == Time::END.0 || now().0 < expiration())
+            && self.is_live(section)
     }
 
     /// True if `section` still names a live section.
