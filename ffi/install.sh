@@ -2,7 +2,7 @@
 # Builds libSaCkpt and installs it for C programs under PREFIX (default
 # /usr/local):
 #   PREFIX/lib/libSaCkpt.so.1, PREFIX/lib/libSaCkpt.so -> libSaCkpt.so.1,
-#   PREFIX/lib/libSaCkpt.a, PREFIX/include/{saAis.h,saCkpt.h,saCkpt_B_02_03.h},
+#   PREFIX/lib/libSaCkpt.a, PREFIX/include/{saAis.h,saCkpt.h,saCkpt_B_02_03.h,clCkptHotStandby.h},
 #   PREFIX/lib/pkgconfig/SaCkpt.pc
 # Then: cc app.c $(pkg-config --cflags --libs SaCkpt)
 #   (with PKG_CONFIG_PATH=PREFIX/lib/pkgconfig for a prefix pkg-config does not search).

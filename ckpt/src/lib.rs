@@ -823,6 +823,30 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_section(&self, id: &[u8]) -> Result<Vec<u8>, ReadError> {
+        let mut out = Vec::new();
+        self.read_section_into(id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads a whole section into `out`, which is resized to it (its
+    /// allocation is reused: repeated reads allocate only to grow).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// # let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    /// # let active = service.open("safCkpt=doc", rwc, Some(&CreationAttributes::new(4, 16)))?;
+    /// # active.set_active_replica()?;
+    /// active.create_section(b"k", Time::END, b"long value")?;
+    /// let mut out = Vec::new();
+    /// active.read_section_into(b"k", &mut out)?;
+    /// active.overwrite(b"k", b"short")?;
+    /// active.read_section_into(b"k", &mut out)?;
+    /// assert_eq!(out, b"short");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_section_into(&self, id: &[u8], out: &mut Vec<u8>) -> Result<(), ReadError> {
         if !self.readable() {
             return Err(ReadError::Access);
         }
@@ -831,8 +855,8 @@ impl Checkpoint {
         }
         let section = self.find(id).map_err(lookup_to_read)?;
         self.segment
-            .read_to_vec(section)
-            .map(|(v, _)| v)
+            .read_whole(section, out)
+            .map(|_| ())
             .map_err(read_fail)
     }
 

@@ -77,7 +77,7 @@ fn profile_of(handle: SaCkptHandleT) -> Profile {
 /// # Safety
 /// `id` is NULL or points to a readable `SaCkptSectionIdT` whose `id` points to
 /// `idLen` readable bytes that outlive `'a`.
-unsafe fn section_id<'a>(id: *const SaCkptSectionIdT) -> Result<&'a [u8]> {
+pub(crate) unsafe fn section_id<'a>(id: *const SaCkptSectionIdT) -> Result<&'a [u8]> {
     non_null(id)?;
     // SAFETY: non-NULL, readable (caller's contract).
     let id = unsafe { *id };
@@ -326,6 +326,15 @@ fn close(handle: SaCkptCheckpointHandleT) -> bool {
     true
 }
 
+/// What an open asks for, checked.
+struct OpenArguments {
+    flags: OpenFlags,
+    attrs: Option<CreationAttributes>,
+    /// The creation flags as the caller passed them (the profile may drop
+    /// SAFplus's extensions from `attrs`).
+    creation_flags: Option<u32>,
+}
+
 /// The checks of an open that come before the engine: flags, attributes.
 ///
 /// # Safety
@@ -334,8 +343,10 @@ unsafe fn open_arguments(
     profile: Profile,
     attrs: *const SaCkptCheckpointCreationAttributesT,
     flags: u32,
-) -> Result<(OpenFlags, Option<CreationAttributes>)> {
+) -> Result<OpenArguments> {
     let flags = OpenFlags::from_bits(flags).ok_or(AisError::BadFlags)?;
+    // SAFETY: non-NULL, readable (caller's contract).
+    let creation_flags = (!attrs.is_null()).then(|| unsafe { (*attrs).creation_flags });
     let attrs = if attrs.is_null() {
         None
     } else {
@@ -358,7 +369,11 @@ unsafe fn open_arguments(
     if let Some(a) = &attrs {
         a.validate().map_err(|e| ckpt::OpenError::from(e).ais())?;
     }
-    Ok((flags, attrs))
+    Ok(OpenArguments {
+        flags,
+        attrs,
+        creation_flags,
+    })
 }
 
 /// Opens `name` through `lib`; returns the new checkpoint handle.
@@ -366,10 +381,13 @@ fn open(
     lib: &Arc<Library>,
     lib_handle: SaCkptHandleT,
     name: &[u8],
-    flags: OpenFlags,
-    attrs: Option<&CreationAttributes>,
+    args: &OpenArguments,
 ) -> Result<SaCkptCheckpointHandleT> {
-    let checkpoint = lib.service.open(name, flags, attrs).map_err(|e| e.ais())?;
+    let attrs = args.attrs.as_ref();
+    let checkpoint = lib
+        .service
+        .open(name, args.flags, attrs)
+        .map_err(|e| e.ais())?;
     // The engine accepts another retention duration, as OpenSAF does; the
     // spec counts it among the attributes that must match.
     let retention_differs =
@@ -377,7 +395,12 @@ fn open(
     if retention_differs && !lib.profile.retention_may_differ() {
         return Err(AisError::Exist);
     }
-    let open = Arc::new(Open::new(checkpoint, lib_handle, lib.profile));
+    let open = Arc::new(Open::new(
+        checkpoint,
+        lib_handle,
+        lib.profile,
+        args.creation_flags,
+    ));
     let h = CHECKPOINTS
         .insert(open.clone())
         .map_err(|_| AisError::NoResources)?;
@@ -416,9 +439,9 @@ pub unsafe extern "C" fn saCkptCheckpointOpen(
         let profile = profile_of(handle);
         let name = profile.name(name)?;
         // SAFETY: forwarded.
-        let (flags, attrs) = unsafe { open_arguments(profile, attrs, flags) }?;
+        let args = unsafe { open_arguments(profile, attrs, flags) }?;
         let lib = library(handle)?;
-        let h = open(&lib, handle, name, flags, attrs.as_ref())?;
+        let h = open(&lib, handle, name, &args)?;
         // SAFETY: non-NULL, writable (caller's contract).
         unsafe { *checkpoint_handle = h };
         Ok(())
@@ -444,12 +467,12 @@ pub unsafe extern "C" fn saCkptCheckpointOpenAsync(
         let profile = profile_of(handle);
         let name = profile.name(name)?;
         // SAFETY: forwarded.
-        let (flags, attrs) = unsafe { open_arguments(profile, attrs, flags) }?;
+        let args = unsafe { open_arguments(profile, attrs, flags) }?;
         let lib = library(handle)?;
         if lib.callbacks.open.is_none() {
             return Err(AisError::Init);
         }
-        let (checkpoint, error) = match open(&lib, handle, name, flags, attrs.as_ref()) {
+        let (checkpoint, error) = match open(&lib, handle, name, &args) {
             Ok(h) => (h, SA_AIS_OK),
             Err(e) => (0, e as SaAisErrorT),
         };

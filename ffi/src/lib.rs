@@ -20,10 +20,13 @@
 //! does not give, a compatibility profile (`CKPT_SA_PROFILE`, see [`profile`])
 //! provides it; the default is the spec's.
 //!
-//! Callbacks (`saCkptCheckpointOpenAsync`, `saCkptCheckpointSynchronizeAsync`)
-//! are queued on the library handle and run by `saCkptDispatch` in the
-//! caller's thread; the selection object is an eventfd that is readable while
-//! any are queued.
+//! Callbacks (`saCkptCheckpointOpenAsync`, `saCkptCheckpointSynchronizeAsync`,
+//! track callbacks) are queued on the library handle and run by
+//! `saCkptDispatch` in the caller's thread; the selection object is an eventfd
+//! that is readable while any are queued. SAFplus's immediate-consumption
+//! callback (`clCkptImmediateConsumptionRegister` in `clCkptHotStandby.h`) runs
+//! on a library thread,
+//! as in SAFplus.
 
 // The crate is named for the library it builds (libSaCkpt), and its C entry
 // points keep the API's names.
@@ -43,6 +46,10 @@ pub mod types;
 mod api;
 #[cfg(not(loom))]
 mod library;
+#[cfg(not(loom))]
+mod safplus;
 
 #[cfg(not(loom))]
 pub use api::*;
+#[cfg(not(loom))]
+pub use safplus::*;

@@ -69,6 +69,14 @@ impl Callback {
     }
 }
 
+/// Why [`Library::try_queue`] did not queue a callback.
+pub enum Refused {
+    /// The queue holds [`PENDING_MAX`] callbacks: here is this one back.
+    Full(Callback),
+    /// The instance is finalized, or tracking is off for a track callback.
+    Closed,
+}
+
 /// Mutable state of a library instance.
 #[derive(Default)]
 pub struct LibraryState {
@@ -153,20 +161,27 @@ impl Library {
 
     /// Queues a callback; false if the queue is full or the instance finalized.
     pub fn queue(&self, callback: Callback) -> bool {
+        self.try_queue(callback).is_ok()
+    }
+
+    /// Queues a callback, or says why not: the queue is full (the callback
+    /// comes back, to be queued later), or the instance is finalized (or, for
+    /// a track callback, tracking is off).
+    pub fn try_queue(&self, callback: Callback) -> Result<(), Refused> {
         let mut s = self.state();
-        if s.finalized || s.pending.len() >= PENDING_MAX {
-            return false;
-        }
         // Checked under the lock `stop_tracking` takes: nothing is queued
         // for a change a tracker saw after tracking stopped.
-        if matches!(callback, Callback::Track { .. }) && !self.tracking() {
-            return false;
+        if s.finalized || matches!(callback, Callback::Track { .. }) && !self.tracking() {
+            return Err(Refused::Closed);
+        }
+        if s.pending.len() >= PENDING_MAX {
+            return Err(Refused::Full(callback));
         }
         s.pending.push_back(callback);
         if s.pending.len() == 1 {
             self.set_readable();
         }
-        true
+        Ok(())
     }
 
     /// Takes the next queued callback (the selection object is cleared when
@@ -307,6 +322,26 @@ pub struct Open {
     tracker: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Its iterations (finalized when it closes).
     pub iterations: Mutex<Vec<SaCkptSectionIterationHandleT>>,
+    /// The creation flags this handle's open passed (`None` if it passed no
+    /// creation attributes), before the profile dropped any.
+    pub creation_flags: Option<u32>,
+    /// SAFplus's immediate consumption, if registered on this handle.
+    pub immediate: Mutex<Option<Immediate>>,
+}
+
+/// A `clCkptImmediateConsumptionRegister` registration: its tracker calls
+/// `callback` with the full contents of the sections other handles change.
+#[derive(Clone, Copy)]
+pub struct Immediate {
+    pub callback: unsafe extern "C" fn(
+        SaCkptCheckpointHandleT,
+        *mut SaNameT,
+        *mut SaCkptIOVectorElementT,
+        u32,
+        *mut core::ffi::c_void,
+    ) -> ClRcT,
+    /// The application's cookie, handed back as it was given.
+    pub cookie: usize,
 }
 
 /// Own writes remembered per tracked handle (older ones are forgotten: a
@@ -314,7 +349,12 @@ pub struct Open {
 const OWN_WRITES_MAX: usize = 1024;
 
 impl Open {
-    pub fn new(checkpoint: Checkpoint, library: SaCkptHandleT, profile: Profile) -> Open {
+    pub fn new(
+        checkpoint: Checkpoint,
+        library: SaCkptHandleT,
+        profile: Profile,
+        creation_flags: Option<u32>,
+    ) -> Open {
         Open {
             checkpoint,
             library,
@@ -323,7 +363,14 @@ impl Open {
             tracker: Mutex::new(None),
             own: Mutex::new(VecDeque::new()),
             iterations: Mutex::new(Vec::new()),
+            creation_flags,
+            immediate: Mutex::new(None),
         }
+    }
+
+    /// The immediate-consumption registration, if any.
+    pub fn immediate(&self) -> Option<Immediate> {
+        *self.immediate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn iterations(&self) -> MutexGuard<'_, Vec<SaCkptSectionIterationHandleT>> {
@@ -335,11 +382,15 @@ impl Open {
     }
 
     /// Waits for this handle's tracker to end (its handle is closed: it
-    /// stops within its poll interval). Called by close.
+    /// stops within its poll interval). Called by close. An immediate
+    /// consumption callback that closes its own handle runs on the tracker:
+    /// that tracker is not waited for (it ends when the callback returns).
     pub fn join_tracker(&self) {
         let tracker = self.tracker().take();
         if let Some(t) = tracker {
-            let _ = t.join();
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
         }
     }
 
@@ -381,11 +432,13 @@ impl Open {
 /// How often a tracker checks whether it should stop.
 const TRACK_POLL: Duration = Duration::from_millis(10);
 
-/// Starts a tracker for checkpoint handle `handle` of `lib` if tracking is on,
-/// the handle was opened for reading, and none runs yet.
+/// Starts a tracker for checkpoint handle `handle` of `lib` if the handle
+/// was opened for reading, tracking is on or an immediate consumption is
+/// registered, and none runs yet.
 pub fn track(lib: &Arc<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Open>) {
     let readable = open.checkpoint.flags().contains(ckpt::OpenFlags::READ);
-    if !lib.tracking() || !readable || open.tracked.swap(true, Ordering::AcqRel) {
+    let wanted = lib.tracking() || open.immediate().is_some();
+    if !wanted || !readable || open.tracked.swap(true, Ordering::AcqRel) {
         return;
     }
     // Changes from now on, however late the thread starts.
@@ -406,27 +459,42 @@ pub fn track(lib: &Arc<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Ope
     }
 }
 
+/// True while the tracker of `handle` has work: its instance is live, the
+/// handle open, and tracking on or an immediate consumption registered.
+fn following(lib: &Weak<Library>, handle: SaCkptCheckpointHandleT, open: &Open) -> bool {
+    let Some(l) = lib.upgrade() else { return false };
+    !l.is_finalized()
+        && CHECKPOINTS.get(handle).is_some()
+        && (l.tracking() || open.immediate().is_some())
+}
+
 /// A tracker: turns the checkpoint's changes made through other handles into
-/// track callbacks, until tracking stops, the handle closes or the instance
-/// is finalized.
+/// track callbacks (queued for dispatch) and immediate-consumption callbacks
+/// (called here), until neither is wanted, the handle closes or the instance
+/// is finalized. If the log's ring overtakes it, the sections as they are
+/// then stand for the changes it lost: every section is reported.
 fn follow(lib: Weak<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Open>, from: u64) {
     let mut watcher = open.checkpoint.watch_from(from);
-    loop {
-        let Some(l) = lib.upgrade() else { break };
-        if l.is_finalized() || !l.tracking() || CHECKPOINTS.get(handle).is_none() {
-            break;
-        }
-        drop(l);
+    let mut consumer = Consumer::default();
+    while following(&lib, handle, open) {
         watcher.wait(TRACK_POLL, Duration::ZERO);
         let mut changes = Vec::new();
-        while changes.len() < TRACK_BATCH_MAX {
+        loop {
             let change = match watcher.next_change() {
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(WatchError::Lagged { .. }) => {
-                    // Changes were lost to the ring: go on from now (the
-                    // application reads the sections for their state).
-                    let _ = watcher.resync();
+                    if let Ok(snapshot) = watcher.resync() {
+                        changes = snapshot
+                            .sections
+                            .into_iter()
+                            .map(|s| Changed {
+                                size: s.data.len() as u64,
+                                id: s.id,
+                                offset: 0,
+                            })
+                            .collect();
+                    }
                     break;
                 }
                 Err(_) => break,
@@ -445,17 +513,136 @@ fn follow(lib: Weak<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Open>,
                 offset,
                 size: size as u64,
             });
+            if changes.len() == TRACK_BATCH_MAX {
+                break;
+            }
         }
-        if !changes.is_empty() {
-            if let Some(l) = lib.upgrade() {
-                l.queue(Callback::Track {
-                    checkpoint: handle,
-                    changes,
-                });
+        if changes.is_empty() {
+            continue;
+        }
+        if let Some(immediate) = open.immediate() {
+            consumer.deliver(open, handle, immediate, &changes);
+        }
+        let tracking = lib.upgrade().is_some_and(|l| l.tracking());
+        for batch in changes.chunks(TRACK_BATCH_MAX).filter(|_| tracking) {
+            if !queue_track(&lib, handle, open, batch.to_vec()) {
+                break;
             }
         }
     }
     open.tracked.store(false, Ordering::Release);
+    // Tracking turned on again while this tracker was ending found it still
+    // marked running: start its successor.
+    if following(&lib, handle, open) {
+        if let Some(l) = lib.upgrade() {
+            track(&l, handle, open);
+        }
+    }
+}
+
+/// Queues a track callback, waiting while the queue is full (the tracker
+/// falls behind, and reports every section if the ring overtakes it);
+/// false if the tracker should stop.
+fn queue_track(
+    lib: &Weak<Library>,
+    handle: SaCkptCheckpointHandleT,
+    open: &Open,
+    changes: Vec<Changed>,
+) -> bool {
+    let mut callback = Callback::Track {
+        checkpoint: handle,
+        changes,
+    };
+    loop {
+        let Some(l) = lib.upgrade() else { return false };
+        match l.try_queue(callback) {
+            Ok(()) | Err(Refused::Closed) => return true,
+            Err(Refused::Full(c)) => callback = c,
+        }
+        drop(l);
+        if !following(lib, handle, open) {
+            return false;
+        }
+        std::thread::sleep(TRACK_POLL);
+    }
+}
+
+/// The buffers of a tracker's immediate-consumption calls (kept across
+/// calls: after the first few, a call allocates only for a bigger section).
+#[derive(Default)]
+struct Consumer {
+    ids: Vec<Vec<u8>>,
+    data: Vec<Vec<u8>>,
+    iov: Vec<SaCkptIOVectorElementT>,
+}
+
+impl Consumer {
+    /// Calls `immediate` once with the current contents of each section
+    /// `changes` names (each once; deleted or expired ones left out).
+    fn deliver(
+        &mut self,
+        open: &Open,
+        handle: SaCkptCheckpointHandleT,
+        immediate: Immediate,
+        changes: &[Changed],
+    ) {
+        let mut n = 0;
+        for c in changes {
+            if self.ids[..n].contains(&c.id) {
+                continue;
+            }
+            if n == self.ids.len() {
+                self.ids.push(Vec::new());
+                self.data.push(Vec::new());
+            }
+            if open
+                .checkpoint
+                .read_section_into(&c.id, &mut self.data[n])
+                .is_err()
+            {
+                continue;
+            }
+            self.ids[n].clear();
+            self.ids[n].extend_from_slice(&c.id);
+            n += 1;
+        }
+        if n == 0 {
+            return;
+        }
+        self.iov.clear();
+        for (id, data) in self.ids[..n].iter_mut().zip(&mut self.data[..n]) {
+            self.iov.push(SaCkptIOVectorElementT {
+                section_id: SaCkptSectionIdT {
+                    id_len: id.len() as u16,
+                    id: if id.is_empty() {
+                        std::ptr::null_mut()
+                    } else {
+                        id.as_mut_ptr()
+                    },
+                },
+                data_buffer: data.as_mut_ptr().cast(),
+                data_size: data.len() as u64,
+                data_offset: 0,
+                read_size: data.len() as u64,
+            });
+        }
+        // A fresh copy per call: the callback may write to it.
+        let Some(mut name) = SaNameT::new(open.checkpoint.name().as_bytes()) else {
+            return;
+        };
+        // SAFETY: the application registered this function with this
+        // signature; the name, the vector, the ids and the data it points to
+        // live until it returns.
+        unsafe {
+            (immediate.callback)(
+                handle,
+                &mut name,
+                self.iov.as_mut_ptr(),
+                n as u32,
+                immediate.cookie as *mut core::ffi::c_void,
+            )
+        };
+    }
 }
 
 /// A section iteration: the chosen sections, each described as it is when

@@ -5,7 +5,7 @@
 //! | profile | differences from `strict` (the default, the spec) |
 //! |---|---|
 //! | `opensaf` | names must start with `safCkpt=`; a read element whose offset plus size passes `maxSectionSize` is `INVALID_PARAM` (the spec: it reads less); opening an existing checkpoint with creation attributes that differ only in the retention duration succeeds (the spec: `EXIST`); section ids of 50 bytes or more are refused; a write element past `maxSectionSize` by its offset is `NO_RESOURCES` (by its size alone, `INVALID_PARAM`); one call carrying more than 40,000,000 bytes is `NO_RESOURCES` |
-//! | `openais` (also `safplus`) | a name's length may count a trailing NUL; SAFplus's extension creation flags (`0x10` and up) are accepted and ignored |
+//! | `openais` (also `safplus`) | a name's length may count a trailing NUL; SAFplus's extension creation flags (`0x10` and up) are accepted and ignored; `COLLOCATED` without an update mode (SAFplus's hot-standby example) is `COLLOCATED \| WR_ACTIVE_REPLICA` |
 
 use ckpt::AisError;
 
@@ -18,6 +18,8 @@ pub const OPENSAF_SECTION_ID_BYTES: usize = 50;
 pub const OPENSAF_CALL_BYTES_MAX: u64 = 40_000_000;
 /// The creation flags the spec defines; SAFplus adds bits above them.
 const SPEC_CREATION_FLAGS: u32 = 0xF;
+const COLLOCATED: u32 = 0x8;
+const WR_ACTIVE_REPLICA: u32 = 0x2;
 
 /// A compatibility profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,7 +68,17 @@ impl Profile {
     /// The creation flags as the engine takes them.
     pub fn creation_flags(self, flags: u32) -> u32 {
         match self {
-            Profile::OpenAis => flags & SPEC_CREATION_FLAGS,
+            Profile::OpenAis => {
+                let spec = flags & SPEC_CREATION_FLAGS;
+                // SAFplus's hot-standby example creates with COLLOCATED |
+                // CL_CKPT_DISTRIBUTED, no update mode, then sets the active
+                // replica: the asynchronous active-replica mode.
+                if spec == COLLOCATED {
+                    spec | WR_ACTIVE_REPLICA
+                } else {
+                    spec
+                }
+            }
             _ => flags,
         }
     }
@@ -133,6 +145,9 @@ mod tests {
         assert_eq!(s.name(b"with nul\0"), Ok(&b"with nul\0"[..]));
         assert_eq!(a.creation_flags(0x12), 0x2);
         assert_eq!(s.creation_flags(0x12), 0x12);
+        assert_eq!(a.creation_flags(0x18), 0xA);
+        assert_eq!(a.creation_flags(0x10), 0x0);
+        assert_eq!(s.creation_flags(0x8), 0x8);
         assert_eq!(o.section_id(&[1; 50]), Err(AisError::InvalidParam));
         assert_eq!(o.section_id(&[1; 49]), Ok(()));
         assert_eq!(s.section_id(&[1; 50]), Ok(()));

@@ -140,6 +140,37 @@ pub struct SaCkptCheckpointDescriptorT {
     pub memory_used: SaSizeT,
 }
 
+// ---------------------------------------------------------------------------
+// SAFplus's hot-standby extension (`clCkptHotStandby.h`)
+
+/// SAFplus's return code: `CL_OK` (0), or a component id in the upper 16
+/// bits (0x16 for the checkpoint service) and a common error code below.
+pub type ClRcT = u32;
+pub const CL_OK: ClRcT = 0;
+const CL_CID_CKPT: ClRcT = 0x16 << 16;
+pub const CL_CKPT_ERR_INVALID_PARAMETER: ClRcT = CL_CID_CKPT | 0x02;
+pub const CL_CKPT_ERR_NOT_EXIST: ClRcT = CL_CID_CKPT | 0x04;
+pub const CL_CKPT_ERR_INVALID_HANDLE: ClRcT = CL_CID_CKPT | 0x05;
+pub const CL_CKPT_ERR_UNSPECIFIED: ClRcT = CL_CID_CKPT | 0x11;
+pub const CL_CKPT_ERR_TRY_AGAIN: ClRcT = CL_CID_CKPT | 0x16;
+pub const CL_CKPT_ERR_OP_NOT_PERMITTED: ClRcT = CL_CID_CKPT | 0x20;
+
+/// `CL_CKPT_DISTRIBUTED`: the creation flag of SAFplus's hot-standby checkpoints.
+pub const CL_CKPT_DISTRIBUTED: u32 = 0x10;
+
+/// `ClCkptNotificationCallbackT(ckptHdl, pName, pIOVector, numSections,
+/// pCookie)`. `ClNameT` has `SaNameT`'s classic layout and
+/// `ClCkptIOVectorElementT` has `SaCkptIOVectorElementT`'s.
+pub type ClCkptNotificationCallbackT = Option<
+    unsafe extern "C" fn(
+        SaCkptCheckpointHandleT,
+        *mut SaNameT,
+        *mut SaCkptIOVectorElementT,
+        u32,
+        *mut c_void,
+    ) -> ClRcT,
+>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,7 @@ fn headers_compile_as_c99_and_cxx() {
     std::fs::write(
         &source,
         "#include <saAis.h>\n#include <saCkpt.h>\n#include <saCkpt_B_02_03.h>\n\
+         #include <clCkptHotStandby.h>\n\
          int main(void) { SaNameT n; SaCkptSectionIdT id = SA_CKPT_DEFAULT_SECTION_ID;\n\
          (void)n; (void)id; return 0; }\n",
     )

@@ -6,7 +6,8 @@
 //! ask it to). Every call must return an `SaAisErrorT` (1..=40) and never
 //! panic (libFuzzer turns a panic inside the library into a crash, though the
 //! library would catch it); a stale or garbage handle must get `BAD_HANDLE`
-//! (or a parameter error the API checks first); reads never report more than
+//! (or a parameter error the API checks first; SAFplus's two extensions
+//! answer with their `ClRcT` codes); reads never report more than
 //! was asked; library-allocated memory is freed through the API, and the
 //! sanitizer checks every access.
 
@@ -41,7 +42,10 @@ enum Id {
     Named(u8),
     Long(u16),
     /// A length without bytes, or bytes without a length.
-    Bad { len: u16, null: bool },
+    Bad {
+        len: u16,
+        null: bool,
+    },
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -110,6 +114,10 @@ enum Op {
     Track(H),
     TrackStop(H),
     Arrival(H, bool),
+    /// SAFplus's `clCkptImmediateConsumptionRegister` (callback or NULL).
+    Immediate(H, bool),
+    /// SAFplus's `clCkptSectionCheck` (id or NULL).
+    SectionCheck(H, Option<Id>),
 }
 
 /// The checkpoint directory: private to this process.
@@ -131,11 +139,50 @@ unsafe extern "C" fn on_open(_: SaInvocationT, _: SaCkptCheckpointHandleT, e: Sa
 unsafe extern "C" fn on_sync(_: SaInvocationT, e: SaAisErrorT) {
     assert!((1..=40).contains(&e));
 }
-unsafe extern "C" fn on_track(_: SaCkptCheckpointHandleT, iov: *mut SaCkptIOVectorElementT, n: u32) {
+unsafe extern "C" fn on_track(
+    _: SaCkptCheckpointHandleT,
+    iov: *mut SaCkptIOVectorElementT,
+    n: u32,
+) {
     // SAFETY: the library passes n elements.
     let iov = unsafe { std::slice::from_raw_parts(iov, n as usize) };
     for e in iov {
         assert!(e.data_buffer.is_null() && e.read_size == 0);
+    }
+}
+
+unsafe extern "C" fn on_immediate(
+    _: SaCkptCheckpointHandleT,
+    name: *mut SaNameT,
+    iov: *mut SaCkptIOVectorElementT,
+    n: u32,
+    _: *mut c_void,
+) -> ClRcT {
+    // SAFETY: the library passes a name and n elements with their data.
+    let (name, iov) = unsafe { (&*name, std::slice::from_raw_parts(iov, n as usize)) };
+    assert!(name.value.starts_with(b"safCkpt=fuzz"));
+    for e in iov {
+        assert!(e.data_offset == 0 && e.data_size == e.read_size);
+        // SAFETY: data_size readable bytes (the sanitizer checks).
+        let data =
+            unsafe { std::slice::from_raw_parts(e.data_buffer as *const u8, e.data_size as usize) };
+        std::hint::black_box(data.iter().fold(0u8, |a, b| a ^ b));
+    }
+    CL_OK
+}
+
+/// SAFplus's codes for a handle that is not an open checkpoint: it may be
+/// refused only as such, or for an argument checked first.
+fn check_cl(e: ClRcT, live: bool, allowed: &[ClRcT]) {
+    assert!(
+        e == CL_OK || allowed.contains(&e) || e == CL_CKPT_ERR_INVALID_HANDLE,
+        "{e:#x}"
+    );
+    if !live {
+        assert!(
+            e == CL_CKPT_ERR_INVALID_HANDLE || e == CL_CKPT_ERR_INVALID_PARAMETER,
+            "a dead handle got {e:#x}"
+        );
     }
 }
 
@@ -159,21 +206,35 @@ fn pick(pool: &[u64], h: H) -> u64 {
 /// Bytes for an id: kept alive in `keep` while the call runs.
 fn id_arg(id: &Id, keep: &mut Vec<Vec<u8>>) -> SaCkptSectionIdT {
     let bytes = match id {
-        Id::Default => return SaCkptSectionIdT { id_len: 0, id: std::ptr::null_mut() },
+        Id::Default => {
+            return SaCkptSectionIdT {
+                id_len: 0,
+                id: std::ptr::null_mut(),
+            }
+        }
         Id::Named(n) => vec![b's', b'0' + n % 6],
         Id::Long(n) => vec![b'L'; *n as usize % 300 + 1],
         Id::Bad { len, null } => {
             return if *null || *len == 0 {
-                SaCkptSectionIdT { id_len: len.max(&1).to_owned(), id: std::ptr::null_mut() }
+                SaCkptSectionIdT {
+                    id_len: len.max(&1).to_owned(),
+                    id: std::ptr::null_mut(),
+                }
             } else {
                 keep.push(vec![b'x'; 1]);
-                SaCkptSectionIdT { id_len: 0, id: keep.last_mut().unwrap().as_mut_ptr() }
+                SaCkptSectionIdT {
+                    id_len: 0,
+                    id: keep.last_mut().unwrap().as_mut_ptr(),
+                }
             };
         }
     };
     keep.push(bytes);
     let b = keep.last_mut().unwrap();
-    SaCkptSectionIdT { id_len: b.len() as u16, id: b.as_mut_ptr() }
+    SaCkptSectionIdT {
+        id_len: b.len() as u16,
+        id: b.as_mut_ptr(),
+    }
 }
 
 fn name(n: u8) -> SaNameT {
@@ -216,7 +277,12 @@ fuzz_target!(|ops: Vec<Op>| {
         // and `keep` entries that outlive the call.
         unsafe {
             match op {
-                Op::Initialize { version, callbacks, track, null_version } => {
+                Op::Initialize {
+                    version,
+                    callbacks,
+                    track,
+                    null_version,
+                } => {
                     let mut v = SaVersionT {
                         release_code: version.0,
                         major_version: version.1,
@@ -228,11 +294,18 @@ fuzz_target!(|ops: Vec<Op>| {
                         synchronize: callbacks.then_some(on_sync as _),
                         track: track.then_some(on_track as _),
                     };
-                    let vp = if null_version { std::ptr::null_mut() } else { &mut v };
+                    let vp = if null_version {
+                        std::ptr::null_mut()
+                    } else {
+                        &mut v
+                    };
                     let e = check(if track {
                         saCkptInitialize_2(&mut h, &cb, vp)
                     } else {
-                        let c1 = SaCkptCallbacksT { open: cb.open, synchronize: cb.synchronize };
+                        let c1 = SaCkptCallbacksT {
+                            open: cb.open,
+                            synchronize: cb.synchronize,
+                        };
                         saCkptInitialize(&mut h, if callbacks { &c1 } else { std::ptr::null() }, vp)
                     });
                     if e == OK {
@@ -266,7 +339,14 @@ fuzz_target!(|ops: Vec<Op>| {
                     };
                     check(saCkptDispatch(h, flags));
                 }
-                Op::Open { lib, name: n, attrs, flags, timeout, asynchronous } => {
+                Op::Open {
+                    lib,
+                    name: n,
+                    attrs,
+                    flags,
+                    timeout,
+                    asynchronous,
+                } => {
                     let h = pick(&p.libs, lib);
                     let nm = name(n);
                     let a = attrs.map(|a| SaCkptCheckpointCreationAttributesT {
@@ -304,7 +384,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 Op::RetentionSet(h, t) => {
                     let h = pick(&p.ckpts, h);
-                    check_handle(saCkptCheckpointRetentionDurationSet(h, t), live_ckpts.contains(&h));
+                    check_handle(
+                        saCkptCheckpointRetentionDurationSet(h, t),
+                        live_ckpts.contains(&h),
+                    );
                 }
                 Op::ActiveReplicaSet(h) => {
                     let h = pick(&p.ckpts, h);
@@ -313,17 +396,37 @@ fuzz_target!(|ops: Vec<Op>| {
                 Op::StatusGet(h, null) => {
                     let h = pick(&p.ckpts, h);
                     let mut d = std::mem::MaybeUninit::<SaCkptCheckpointDescriptorT>::uninit();
-                    let out = if null { std::ptr::null_mut() } else { d.as_mut_ptr() };
+                    let out = if null {
+                        std::ptr::null_mut()
+                    } else {
+                        d.as_mut_ptr()
+                    };
                     check_handle(saCkptCheckpointStatusGet(h, out), live_ckpts.contains(&h));
                 }
-                Op::SectionCreate { ckpt, id, expiration, data, null_data } => {
+                Op::SectionCreate {
+                    ckpt,
+                    id,
+                    expiration,
+                    data,
+                    null_data,
+                } => {
                     let h = pick(&p.ckpts, ckpt);
                     let mut sid = match &id {
                         Some(id) => id_arg(id, &mut keep),
-                        None => SaCkptSectionIdT { id_len: 0, id: std::ptr::null_mut() },
+                        None => SaCkptSectionIdT {
+                            id_len: 0,
+                            id: std::ptr::null_mut(),
+                        },
                     };
-                    let mut ca = SaCkptSectionCreationAttributesT { section_id: &mut sid, expiration_time: expiration };
-                    let dp = if null_data { std::ptr::null() } else { data.as_ptr() as *const c_void };
+                    let mut ca = SaCkptSectionCreationAttributesT {
+                        section_id: &mut sid,
+                        expiration_time: expiration,
+                    };
+                    let dp = if null_data {
+                        std::ptr::null()
+                    } else {
+                        data.as_ptr() as *const c_void
+                    };
                     let e = saCkptSectionCreate(h, &mut ca, dp, data.len() as u64);
                     check_handle(e, live_ckpts.contains(&h));
                     if e == OK && id.is_none() && !sid.id.is_null() {
@@ -338,7 +441,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 Op::ExpirationSet(h, id, t) => {
                     let h = pick(&p.ckpts, h);
                     let sid = id_arg(&id, &mut keep);
-                    check_handle(saCkptSectionExpirationTimeSet(h, &sid, t), live_ckpts.contains(&h));
+                    check_handle(
+                        saCkptSectionExpirationTimeSet(h, &sid, t),
+                        live_ckpts.contains(&h),
+                    );
                 }
                 Op::IterationInitialize(h, chosen, t) => {
                     let h = pick(&p.ckpts, h);
@@ -352,14 +458,21 @@ fuzz_target!(|ops: Vec<Op>| {
                 Op::IterationNext(h, null) => {
                     let h = pick(&p.iters, h);
                     let mut d = std::mem::MaybeUninit::<SaCkptSectionDescriptorT>::uninit();
-                    let out = if null { std::ptr::null_mut() } else { d.as_mut_ptr() };
+                    let out = if null {
+                        std::ptr::null_mut()
+                    } else {
+                        d.as_mut_ptr()
+                    };
                     let e = saCkptSectionIterationNext(h, out);
                     check(e);
                     if e == OK {
                         let d = d.assume_init();
                         if d.section_id.id_len > 0 {
                             // The id must be readable: the sanitizer checks.
-                            let id = std::slice::from_raw_parts(d.section_id.id, d.section_id.id_len as usize);
+                            let id = std::slice::from_raw_parts(
+                                d.section_id.id,
+                                d.section_id.id_len as usize,
+                            );
                             std::hint::black_box(id.iter().map(|&b| b as u32).sum::<u32>());
                         }
                     }
@@ -368,7 +481,11 @@ fuzz_target!(|ops: Vec<Op>| {
                     let h = pick(&p.iters, h);
                     check(saCkptSectionIterationFinalize(h));
                 }
-                Op::Write { ckpt, elements, null_iov } => {
+                Op::Write {
+                    ckpt,
+                    elements,
+                    null_iov,
+                } => {
                     let h = pick(&p.ckpts, ckpt);
                     let iov: Vec<SaCkptIOVectorElementT> = elements
                         .iter()
@@ -382,42 +499,66 @@ fuzz_target!(|ops: Vec<Op>| {
                         })
                         .collect();
                     let mut bad = u32::MAX;
-                    let ip = if null_iov { std::ptr::null() } else { iov.as_ptr() };
+                    let ip = if null_iov {
+                        std::ptr::null()
+                    } else {
+                        iov.as_ptr()
+                    };
                     let e = saCkptCheckpointWrite(h, ip, iov.len() as u32, &mut bad);
                     check_handle(e, live_ckpts.contains(&h));
                     if e != OK && e != BAD_HANDLE && !null_iov {
                         assert!(bad == u32::MAX || (bad as usize) < iov.len().max(1));
                     }
                 }
-                Op::Overwrite { ckpt, id, data, null_data } => {
+                Op::Overwrite {
+                    ckpt,
+                    id,
+                    data,
+                    null_data,
+                } => {
                     let h = pick(&p.ckpts, ckpt);
                     let sid = id_arg(&id, &mut keep);
-                    let dp = if null_data { std::ptr::null() } else { data.as_ptr() as *const c_void };
+                    let dp = if null_data {
+                        std::ptr::null()
+                    } else {
+                        data.as_ptr() as *const c_void
+                    };
                     let e = saCkptSectionOverwrite(h, &sid, dp, data.len() as u64);
                     check_handle(e, live_ckpts.contains(&h));
                 }
                 Op::Read { ckpt, elements } => {
                     let h = pick(&p.ckpts, ckpt);
-                    let mut bufs: Vec<Vec<u8>> = elements.iter().map(|e| vec![0u8; e.2 as usize % 5000]).collect();
+                    let mut bufs: Vec<Vec<u8>> = elements
+                        .iter()
+                        .map(|e| vec![0u8; e.2 as usize % 5000])
+                        .collect();
                     let mut iov: Vec<SaCkptIOVectorElementT> = elements
                         .iter()
                         .zip(bufs.iter_mut())
                         .take(16)
                         .map(|((id, offset, _, alloc), buf)| SaCkptIOVectorElementT {
                             section_id: id_arg(id, &mut keep),
-                            data_buffer: if *alloc { std::ptr::null_mut() } else { buf.as_mut_ptr() as *mut c_void },
+                            data_buffer: if *alloc {
+                                std::ptr::null_mut()
+                            } else {
+                                buf.as_mut_ptr() as *mut c_void
+                            },
                             data_size: buf.len() as u64,
                             data_offset: *offset as u64,
                             read_size: 0,
                         })
                         .collect();
-                    let allocated: Vec<bool> = iov.iter().map(|e| e.data_buffer.is_null()).collect();
+                    let allocated: Vec<bool> =
+                        iov.iter().map(|e| e.data_buffer.is_null()).collect();
                     let mut bad = 0;
                     let e = saCkptCheckpointRead(h, iov.as_mut_ptr(), iov.len() as u32, &mut bad);
                     check_handle(e, live_ckpts.contains(&h));
                     for (el, was_null) in iov.iter().zip(allocated) {
                         if was_null && !el.data_buffer.is_null() {
-                            let data = std::slice::from_raw_parts(el.data_buffer as *const u8, el.read_size as usize);
+                            let data = std::slice::from_raw_parts(
+                                el.data_buffer as *const u8,
+                                el.read_size as usize,
+                            );
                             std::hint::black_box(data.iter().map(|&b| b as u32).sum::<u32>());
                             assert_eq!(saCkptIOVectorElementDataFree(h, el.data_buffer), OK);
                         } else if !was_null && e == OK {
@@ -432,7 +573,10 @@ fuzz_target!(|ops: Vec<Op>| {
                 }
                 Op::SynchronizeAsync(h, inv) => {
                     let h = pick(&p.ckpts, h);
-                    check_handle(saCkptCheckpointSynchronizeAsync(h, inv), live_ckpts.contains(&h));
+                    check_handle(
+                        saCkptCheckpointSynchronizeAsync(h, inv),
+                        live_ckpts.contains(&h),
+                    );
                 }
                 Op::Track(h) => {
                     let h = pick(&p.libs, h);
@@ -442,9 +586,29 @@ fuzz_target!(|ops: Vec<Op>| {
                     let h = pick(&p.libs, h);
                     check_handle(saCkptTrackStop(h), live_libs.contains(&h));
                 }
+                Op::Immediate(h, null) => {
+                    let h = pick(&p.ckpts, h);
+                    let cb: ClCkptNotificationCallbackT =
+                        if null { None } else { Some(on_immediate) };
+                    let e = clCkptImmediateConsumptionRegister(h, cb, std::ptr::null_mut());
+                    check_cl(e, live_ckpts.contains(&h), &[CL_CKPT_ERR_OP_NOT_PERMITTED]);
+                }
+                Op::SectionCheck(h, id) => {
+                    let h = pick(&p.ckpts, h);
+                    let sid = id.map(|id| id_arg(&id, &mut keep));
+                    let at = sid.as_ref().map_or(std::ptr::null(), |s| s as *const _);
+                    let e = clCkptSectionCheck(h, at);
+                    let allowed = [
+                        CL_CKPT_ERR_NOT_EXIST,
+                        CL_CKPT_ERR_INVALID_PARAMETER,
+                        CL_CKPT_ERR_TRY_AGAIN,
+                    ];
+                    check_cl(e, live_ckpts.contains(&h), &allowed);
+                }
                 Op::Arrival(h, null) => {
                     let h = pick(&p.libs, h);
-                    let cb: SaCkptCheckpointTrackCallbackT = if null { None } else { Some(on_track) };
+                    let cb: SaCkptCheckpointTrackCallbackT =
+                        if null { None } else { Some(on_track) };
                     let e = ncsCkptRegisterCkptArrivalCallback(h, cb);
                     check_handle(e, live_libs.contains(&h));
                     if null {
@@ -479,7 +643,11 @@ extern "C" {
 /// Removes the checkpoints this input left (through a fresh instance).
 fn cleanup() {
     let mut h = 0;
-    let mut v = SaVersionT { release_code: b'B', major_version: 2, minor_version: 2 };
+    let mut v = SaVersionT {
+        release_code: b'B',
+        major_version: 2,
+        minor_version: 2,
+    };
     // SAFETY: pointers to locals.
     unsafe {
         assert_eq!(saCkptInitialize(&mut h, std::ptr::null(), &mut v), OK);

@@ -176,11 +176,7 @@ impl Mapped {
     }
 
     /// Reads a whole section into `out` (resized to it; its allocation reused).
-    pub(crate) fn read_whole(
-        &self,
-        section: SectionRef,
-        out: &mut Vec<u8>,
-    ) -> Result<ReadMeta, ReadFail> {
+    pub fn read_whole(&self, section: SectionRef, out: &mut Vec<u8>) -> Result<ReadMeta, ReadFail> {
         if section.slot >= self.geometry().sections_max {
             return Err(ReadFail::Gone);
         }
