@@ -444,6 +444,10 @@ impl Checkpoint {
     /// assert_eq!(status.sections, 2);
     /// assert_eq!(status.memory_used_bytes, 8);
     /// assert_eq!(status.attributes.sections_max, 4);
+    /// // The retention duration as last set; `attributes()` keeps the creator's.
+    /// active.set_retention(Time(5_000_000_000))?;
+    /// assert_eq!(active.status()?.attributes.retention_ns, 5_000_000_000);
+    /// assert_eq!(active.attributes().retention_ns, CreationAttributes::new(4, 16).retention_ns);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn status(&self) -> Result<CheckpointStatus, StatusError> {
@@ -454,8 +458,12 @@ impl Checkpoint {
         // timeout, expired sections are still excluded below, only not freed.
         let _ = self.segment.sweep_expired();
         let (sections, memory_used_bytes) = self.segment.usage();
+        let attributes = CreationAttributes {
+            retention_ns: self.segment.retention().0,
+            ..self.attributes()
+        };
         Ok(CheckpointStatus {
-            attributes: self.attributes(),
+            attributes,
             sections,
             memory_used_bytes,
         })

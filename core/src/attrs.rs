@@ -410,7 +410,9 @@ pub struct SectionDescriptor {
 /// What `saCkptCheckpointStatusGet` reports (`SaCkptCheckpointDescriptorT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointStatus {
-    /// The creation attributes.
+    /// The creation attributes, with the retention duration as last set
+    /// (`saCkptCheckpointRetentionDurationSet`), as OpenSAF and openais
+    /// report it.
     pub attributes: CreationAttributes,
     /// Sections that exist now.
     pub sections: u32,

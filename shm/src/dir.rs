@@ -376,11 +376,20 @@ impl SegmentDir {
         // SAFETY: dirp is a live DIR.
         unsafe { libc::rewinddir(dirp) };
         let mut names = Vec::new();
-        loop {
-            // SAFETY: dirp is a live DIR; readdir returns null at the end.
+        let result = loop {
+            // readdir returns null at the end and on an error; only an error
+            // sets errno.
+            // SAFETY: errno is this thread's; writing it is how POSIX says to
+            // tell the two apart.
+            unsafe { *libc::__errno_location() = 0 };
+            // SAFETY: dirp is a live DIR.
             let entry = unsafe { libc::readdir(dirp) };
             if entry.is_null() {
-                break;
+                let error = io::Error::last_os_error();
+                break match error.raw_os_error() {
+                    Some(0) | None => Ok(()),
+                    Some(_) => Err(error),
+                };
             }
             // SAFETY: d_name of a returned entry is NUL-terminated and valid
             // until the next readdir on this DIR; it is copied out at once.
@@ -389,10 +398,11 @@ impl SegmentDir {
             if bytes != b"." && bytes != b".." {
                 names.push(OsString::from_vec(bytes.to_vec()));
             }
-        }
+        };
         // SAFETY: dirp is live and closed once.
         unsafe { libc::closedir(dirp) };
-        Ok(names)
+        // An error part-way is an error, not a shorter listing.
+        result.map(|()| names)
     }
 }
 

@@ -410,6 +410,14 @@ impl Mapped {
         live
     }
 
+    /// The retention duration as last set (at creation, or by
+    /// `saCkptCheckpointRetentionDurationSet`).
+    pub fn retention(&self) -> Time {
+        // SYNC POINT: Acquire pairs with the Release store of a retention
+        // change (its frame is logged under the claim).
+        Time(self.header().retention_ns.load(Ordering::Acquire))
+    }
+
     /// True if nobody has the checkpoint open and its retention has run out.
     /// Implausible words never delete a checkpoint: a negative retention, or
     /// a last close before the checkpoint was created or in the future.

@@ -263,6 +263,10 @@ static void unlink_semantics(const SaNameT *a, const SaNameT *b)
 					  &ck), SA_AIS_OK)) {
 		CHECK_EQ(saCkptCheckpointRetentionDurationSet(
 				 ck, SA_TIME_ONE_HOUR), SA_AIS_OK);
+		/* The status reports the retention as last set. */
+		if (CHECK_EQ(saCkptCheckpointStatusGet(ck, &st), SA_AIS_OK))
+			CHECK_INT(st.checkpointCreationAttributes.retentionDuration,
+				  SA_TIME_ONE_HOUR);
 		CHECK_EQ(saCkptCheckpointClose(ck), SA_AIS_OK);
 		CHECK_EQ(saCkptCheckpointUnlink(lib, b), SA_AIS_OK);
 		CHECK_EQ(probe(b), SA_AIS_ERR_NOT_EXIST);
