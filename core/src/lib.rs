@@ -14,7 +14,9 @@
 //!   replication protocol. The shared-memory log ring stores these frames and
 //!   the replication engine ships them as-is;
 //! - [`catchup`]: the rule that says which frames a fuzzy copy of a checkpoint
-//!   already contains.
+//!   already contains;
+//! - [`repl`]: the replication protocol's two ends (the primary's shipper and
+//!   a replica's follower) as state machines without I/O.
 //!
 //! The crate forbids `unsafe`.
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ pub mod catchup;
 pub mod error;
 pub mod frame;
 pub mod name;
+pub mod repl;
 
 pub use ais::AisError;
 pub use attrs::{

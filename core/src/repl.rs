@@ -1,0 +1,1071 @@
+//! Replication without I/O: the two ends of one checkpoint's replication
+//! link, as state machines.
+//!
+//! A [`Shipper`] runs on the host of the checkpoint's active replica (the
+//! primary), one per replica; a [`Follower`] runs on a replica's host, one per
+//! checkpoint it replicates. Each takes events (a message from the other end,
+//! the log's progress, the outcome of an action, the clock, a lost link) and
+//! returns [`Actions`] for its driver to carry out: send a message, read
+//! frames out of the log ring and send them, stream a snapshot, apply frames
+//! to the replica segment, release synchronous writers. The machines own no
+//! buffer, read no clock and do no I/O, so the node daemon and the seeded
+//! simulator (`core/tests/replication_sim.rs`) run the same code.
+//!
+//! The protocol, per checkpoint and replica:
+//!
+//! 1. The follower subscribes with what its replica holds: the checkpoint's
+//!    incarnation and the sequence number and term of its last frame
+//!    ([`Message::Subscribe`]; nothing: incarnation 0).
+//! 2. The shipper matches that position against its log: the frame with that
+//!    number must be in its history with the same term (log matching, as in
+//!    Raft). Then it streams the frames after it ([`Message::Frames`], at most
+//!    a window of them unacknowledged). If its ring no longer holds them, or
+//!    the replica holds another incarnation or a history that is not the
+//!    primary's (a deposed primary's frames that were never replicated), it
+//!    sends a snapshot that replaces the replica ([`Message::Snapshot`]),
+//!    then the frames after the snapshot's start (the catch-up rule of
+//!    [`crate::catchup`] skips those the fuzzy copy already holds).
+//! 3. The follower has its driver apply frames in sequence order and
+//!    acknowledges what the replica holds ([`Message::Ack`]). Frames past a
+//!    gap are dropped and it subscribes again from what it holds (once per
+//!    resubscribe interval); frames it holds already are dropped.
+//! 4. Acknowledgements release synchronous writers ([`ShipAction::Acked`]).
+//! 5. A replica that has seen a newer term than the shipper's log tells the
+//!    shipper it is deposed ([`ShipAction::Deposed`]): it must stop acting as
+//!    the active replica. A replica refuses frames of an older term (its
+//!    driver's apply does), and the follower then closes the link.
+//! 6. Either end sends a heartbeat after an idle interval (the follower's is
+//!    an acknowledgement again) and closes a link silent for too long; after
+//!    a lost link the follower subscribes again. Frames unacknowledged for
+//!    too long are sent again.
+
+use core::fmt;
+
+/// Where a replica's history ends: the sequence number and term of the last
+/// frame it holds (0, 0: nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The frame's checkpoint-wide sequence number.
+    pub seq: u64,
+    /// The frame's term.
+    pub term: u32,
+}
+
+/// A message between the two ends of a link (one checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message {
+    /// Follower → shipper: the replica holds `incarnation` through `holds`
+    /// (incarnation 0: nothing); send what follows.
+    Subscribe { incarnation: u64, holds: Position },
+    /// Shipper → follower: frames `first..=last`, sealed, follow back to
+    /// back; the frame before `first` has term `prev_term` (0 before frame
+    /// 1), so that a replica whose history differs there does not apply them.
+    Frames {
+        first: u64,
+        last: u64,
+        prev_term: u32,
+    },
+    /// Shipper → follower: a snapshot of `incarnation` follows. It replaces
+    /// the replica; it holds every frame through `start` (whose term is
+    /// `term`) and possibly some later ones, which the catch-up rule skips.
+    Snapshot {
+        incarnation: u64,
+        start: u64,
+        term: u32,
+    },
+    /// Follower → shipper: the replica holds every frame through `holds`
+    /// (whose term says which history it is: an acknowledgement from before
+    /// a replica was rebuilt does not count).
+    Ack { holds: Position },
+    /// Either way: the link is alive.
+    Heartbeat,
+}
+
+/// Why an end closes a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Nothing heard for longer than the silence limit.
+    Silent,
+    /// The other end broke the protocol (an acknowledgement of frames the log
+    /// never had, a message that has no place in the current state).
+    Protocol,
+    /// The shipper sent frames of an older term than the replica's.
+    OlderTerm,
+    /// Snapshots kept being overtaken by the writer (the ring is too small
+    /// for the link).
+    SnapshotsOvertaken,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::Silent => "nothing heard from the peer for too long",
+            CloseReason::Protocol => "the peer broke the replication protocol",
+            CloseReason::OlderTerm => "the peer ships frames of an older term",
+            CloseReason::SnapshotsOvertaken => {
+                "snapshots keep being overtaken by the writer: the log ring is too small for this link"
+            }
+        })
+    }
+}
+
+/// What a shipper needs to know of the primary's log.
+pub trait LogView {
+    /// The checkpoint's incarnation.
+    fn incarnation(&self) -> u64;
+    /// The term of the newest frame.
+    fn term(&self) -> u32;
+    /// The sequence number of the newest published frame.
+    fn tail(&self) -> u64;
+    /// The sequence number of the oldest frame the ring still holds
+    /// (`tail() + 1` if none).
+    fn oldest(&self) -> u64;
+    /// The term of frame `seq`, if the ring still holds it.
+    fn term_at(&self, seq: u64) -> Option<u32>;
+}
+
+/// At most three actions, in order (no allocation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actions<A: Copy> {
+    items: [Option<A>; 3],
+}
+
+impl<A: Copy> Actions<A> {
+    const fn none() -> Self {
+        Actions { items: [None; 3] }
+    }
+
+    fn one(a: A) -> Self {
+        let mut s = Self::none();
+        s.push(a);
+        s
+    }
+
+    fn push(&mut self, a: A) {
+        let free = self.items.iter_mut().find(|i| i.is_none());
+        *free.expect("at most three actions per event") = Some(a);
+    }
+
+    fn extend(&mut self, other: Actions<A>) {
+        for a in other {
+            self.push(a);
+        }
+    }
+
+    /// True if there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.items[0].is_none()
+    }
+}
+
+impl<A: Copy> IntoIterator for Actions<A> {
+    type Item = A;
+    type IntoIter = core::iter::Flatten<core::array::IntoIter<Option<A>, 3>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().flatten()
+    }
+}
+
+/// Timing and flow limits of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// Frames shipped and not yet acknowledged, at most.
+    pub window: u64,
+    /// Frames per [`ShipAction::Ship`], at most.
+    pub batch: u64,
+    /// A heartbeat goes out after this long without sending anything.
+    pub heartbeat_ns: u64,
+    /// A link silent this long is closed.
+    pub silence_ns: u64,
+    /// A follower whose subscription went unanswered subscribes again after
+    /// this long.
+    pub resubscribe_ns: u64,
+    /// Snapshots in a row overtaken by the writer before the link is closed.
+    pub snapshot_tries: u32,
+    /// Frames in flight with no acknowledgement progress for this long are
+    /// sent again (from the acknowledged one on). Over a stream transport
+    /// nothing is lost inside a link, so this only fires for a replica that
+    /// stopped applying; over a lossy one it is the retransmission timer.
+    pub retransmit_ns: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            window: 4096,
+            batch: 256,
+            heartbeat_ns: 100_000_000,
+            silence_ns: 1_000_000_000,
+            resubscribe_ns: 50_000_000,
+            snapshot_tries: 3,
+            retransmit_ns: 1_000_000_000,
+        }
+    }
+}
+
+/// What a shipper asks its driver to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipAction {
+    /// Send this message.
+    Send(Message),
+    /// Read frames `first..=last` from the ring, seal them and send them
+    /// after `Message::Frames { first, last, prev_term }`. If the ring no
+    /// longer holds `first`, call [`Shipper::lapped`] instead.
+    Ship {
+        first: u64,
+        last: u64,
+        prev_term: u32,
+    },
+    /// Take a fuzzy snapshot, send `Message::Snapshot` and the snapshot, then
+    /// call [`Shipper::snapshot_sent`] with its start.
+    Snapshot,
+    /// The replica holds every frame through `seq`: record it (synchronous
+    /// writers wait for it).
+    Acked { seq: u64 },
+    /// A replica has seen `term`, newer than this log's: this host is not the
+    /// active replica any more. The link stays up.
+    Deposed { term: u32 },
+    /// Close the link.
+    Close(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShipState {
+    /// Waiting for a subscription.
+    Waiting,
+    /// Streaming frames after `shipped`.
+    Streaming,
+    /// A snapshot is being sent.
+    Snapshotting,
+    /// Closed: every event is ignored.
+    Closed,
+}
+
+/// The primary's end of one replica's link.
+#[derive(Debug, Clone)]
+pub struct Shipper {
+    cfg: LinkConfig,
+    state: ShipState,
+    /// The newest frame sent (or held by the replica at its subscription).
+    shipped: u64,
+    /// The newest frame the replica holds, as far as this stream knows.
+    acked: u64,
+    /// The newest frame reported as [`ShipAction::Acked`]: never goes back.
+    released: u64,
+    /// The start of the last snapshot sent: the window counts from it until
+    /// the replica acknowledges more.
+    floor: Position,
+    /// Snapshots in a row overtaken by the writer.
+    overtaken: u32,
+    /// When the acknowledgements last moved (or shipping last started with
+    /// nothing in flight).
+    progress_ns: u64,
+    heard_ns: u64,
+    sent_ns: u64,
+}
+
+impl Shipper {
+    /// A new link, opened at `now_ns`: it waits for a subscription.
+    pub fn new(cfg: LinkConfig, now_ns: u64) -> Shipper {
+        Shipper {
+            cfg,
+            state: ShipState::Waiting,
+            shipped: 0,
+            acked: 0,
+            released: 0,
+            floor: Position::default(),
+            overtaken: 0,
+            progress_ns: now_ns,
+            heard_ns: now_ns,
+            sent_ns: now_ns,
+        }
+    }
+
+    /// The newest frame reported as acknowledged (the replica may have lost
+    /// frames since, if its host restarted: then it is behind this).
+    pub fn released(&self) -> u64 {
+        self.released
+    }
+
+    /// Frames sent and not yet acknowledged (the replica's lag as seen here).
+    pub fn in_flight(&self) -> u64 {
+        self.shipped.saturating_sub(self.acked)
+    }
+
+    /// True once the link is closed.
+    pub fn is_closed(&self) -> bool {
+        self.state == ShipState::Closed
+    }
+
+    /// A message from the follower.
+    pub fn received(
+        &mut self,
+        msg: Message,
+        log: &impl LogView,
+        now_ns: u64,
+    ) -> Actions<ShipAction> {
+        if self.state == ShipState::Closed {
+            return Actions::none();
+        }
+        self.heard_ns = now_ns;
+        match msg {
+            Message::Subscribe { incarnation, holds } => {
+                self.subscribed(incarnation, holds, log, now_ns)
+            }
+            Message::Ack { holds } => {
+                let seq = holds.seq;
+                if seq > log.tail() && holds.term >= log.term() {
+                    return self.close(CloseReason::Protocol);
+                }
+                // It counts if the frame is in our history: the same term
+                // where the ring still holds it, else one this stream shipped.
+                // (Beyond what this stream shipped is possible: frames of an
+                // earlier stream on the link, after a resubscription.)
+                let ours = match log.term_at(seq) {
+                    Some(term) => term == holds.term,
+                    None => seq <= self.shipped && seq <= log.tail(),
+                };
+                if self.state != ShipState::Streaming || !ours || seq <= self.acked {
+                    return Actions::none();
+                }
+                self.shipped = self.shipped.max(seq);
+                self.acked = seq;
+                self.progress_ns = now_ns;
+                let mut out = self.release();
+                out.extend(self.poll(log, now_ns));
+                out
+            }
+            Message::Heartbeat => Actions::none(),
+            Message::Frames { .. } | Message::Snapshot { .. } => self.close(CloseReason::Protocol),
+        }
+    }
+
+    fn subscribed(
+        &mut self,
+        incarnation: u64,
+        holds: Position,
+        log: &impl LogView,
+        now_ns: u64,
+    ) -> Actions<ShipAction> {
+        let mut out = Actions::none();
+        if holds.term > log.term() {
+            // The replica has followed a newer active replica.
+            out.push(ShipAction::Deposed { term: holds.term });
+            self.state = ShipState::Waiting;
+            return out;
+        }
+        let same = incarnation == log.incarnation() && holds.seq > 0;
+        // The replica's history is a prefix of ours if its last frame is
+        // ours (same number, same term).
+        let matches = same && holds.seq <= log.tail() && log.term_at(holds.seq) == Some(holds.term);
+        let fresh_from_start = !same && log.oldest() <= 1;
+        if matches || fresh_from_start {
+            let from = if matches { holds.seq } else { 0 };
+            self.state = ShipState::Streaming;
+            self.shipped = from;
+            self.acked = from;
+            self.floor = Position::default();
+            self.progress_ns = now_ns;
+            out.extend(self.release());
+            out.extend(self.poll(log, now_ns));
+            return out;
+        }
+        // Another incarnation, a history that is not ours, or frames the
+        // ring no longer holds: a snapshot replaces the replica.
+        self.start_snapshot(now_ns)
+    }
+
+    /// `Acked` for what the replica holds beyond what was reported.
+    fn release(&mut self) -> Actions<ShipAction> {
+        if self.acked <= self.released {
+            return Actions::none();
+        }
+        self.released = self.acked;
+        Actions::one(ShipAction::Acked { seq: self.acked })
+    }
+
+    fn start_snapshot(&mut self, now_ns: u64) -> Actions<ShipAction> {
+        self.state = ShipState::Snapshotting;
+        self.sent_ns = now_ns;
+        Actions::one(ShipAction::Snapshot)
+    }
+
+    /// The snapshot went out; it holds every frame through `start`. The
+    /// frames after it follow.
+    pub fn snapshot_sent(
+        &mut self,
+        start: Position,
+        log: &impl LogView,
+        now_ns: u64,
+    ) -> Actions<ShipAction> {
+        if self.state != ShipState::Snapshotting {
+            return Actions::none();
+        }
+        self.state = ShipState::Streaming;
+        self.shipped = start.seq;
+        self.floor = start;
+        self.sent_ns = now_ns;
+        self.poll(log, now_ns)
+    }
+
+    /// The ring no longer held the frames of a [`ShipAction::Ship`] (the
+    /// writer overtook the link): a snapshot follows, up to
+    /// [`LinkConfig::snapshot_tries`] in a row.
+    pub fn lapped(&mut self, now_ns: u64) -> Actions<ShipAction> {
+        if self.state == ShipState::Closed {
+            return Actions::none();
+        }
+        self.overtaken += 1;
+        if self.overtaken > self.cfg.snapshot_tries {
+            return self.close(CloseReason::SnapshotsOvertaken);
+        }
+        self.start_snapshot(now_ns)
+    }
+
+    /// The log moved, or time passed: ship what the window allows, send a
+    /// heartbeat when idle, close a silent link.
+    pub fn poll(&mut self, log: &impl LogView, now_ns: u64) -> Actions<ShipAction> {
+        let mut out = Actions::none();
+        if self.state == ShipState::Closed {
+            return out;
+        }
+        if now_ns.saturating_sub(self.heard_ns) > self.cfg.silence_ns {
+            return self.close(CloseReason::Silent);
+        }
+        if self.state == ShipState::Streaming {
+            if self.shipped > self.acked
+                && now_ns.saturating_sub(self.progress_ns) > self.cfg.retransmit_ns
+            {
+                // No acknowledgement progress: send again what is
+                // unacknowledged, the snapshot first if it is.
+                self.progress_ns = now_ns;
+                if self.acked < self.floor.seq {
+                    return self.start_snapshot(now_ns);
+                }
+                self.shipped = self.acked;
+            }
+            let base = self.acked.max(self.floor.seq);
+            if self.shipped < log.tail() && self.shipped + 1 < log.oldest() {
+                // The frames after what was shipped are gone from the ring.
+                return self.lapped(now_ns);
+            }
+            let room = (base + self.cfg.window).saturating_sub(self.shipped);
+            let last = log.tail().min(self.shipped + room.min(self.cfg.batch));
+            if last > self.shipped {
+                // The term of the frame before: the replica checks it.
+                let prev_term = if self.shipped == 0 {
+                    0
+                } else if self.shipped == self.floor.seq {
+                    self.floor.term
+                } else {
+                    match log.term_at(self.shipped) {
+                        Some(t) => t,
+                        None => return self.lapped(now_ns),
+                    }
+                };
+                if self.shipped <= base {
+                    self.progress_ns = now_ns;
+                }
+                out.push(ShipAction::Ship {
+                    first: self.shipped + 1,
+                    last,
+                    prev_term,
+                });
+                if self.acked >= self.shipped {
+                    // A snapshot, and the frames since, got through.
+                    self.overtaken = 0;
+                }
+                self.shipped = last;
+                self.sent_ns = now_ns;
+                return out;
+            }
+        }
+        if now_ns.saturating_sub(self.sent_ns) > self.cfg.heartbeat_ns {
+            self.sent_ns = now_ns;
+            out.push(ShipAction::Send(Message::Heartbeat));
+        }
+        out
+    }
+
+    /// The link was lost: wait for the follower to subscribe again (on a new
+    /// link). Acknowledgements are kept.
+    pub fn lost(&mut self, now_ns: u64) {
+        if self.state != ShipState::Closed {
+            self.state = ShipState::Waiting;
+            self.heard_ns = now_ns;
+            self.sent_ns = now_ns;
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason) -> Actions<ShipAction> {
+        self.state = ShipState::Closed;
+        Actions::one(ShipAction::Close(reason))
+    }
+}
+
+/// What a follower asks its driver to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowAction {
+    /// Send this message.
+    Send(Message),
+    /// Apply frames `first..=last` of the batch just received (skipping the
+    /// ones before `first`), in order, then call [`Follower::applied`] with
+    /// what the replica holds (or [`Follower::refused`]). If the batch
+    /// holds frame `after.seq` (it began before `first`), its term must be
+    /// `after.term`, or nothing is applied: refuse with [`Refusal::Gap`].
+    Apply {
+        first: u64,
+        last: u64,
+        after: Position,
+    },
+    /// Replace the replica with the snapshot that follows, then call
+    /// [`Follower::installed`].
+    Install { start: u64, term: u32 },
+    /// Close the link.
+    Close(CloseReason),
+}
+
+/// Why the driver could not apply a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The frame's term is older than the replica's.
+    OlderTerm,
+    /// The frames do not follow the replica's last one (a gap, or another
+    /// frame before them).
+    Gap,
+    /// The frame contradicts the replica (another incarnation, a section
+    /// that should exist does not): the replica must be rebuilt.
+    Diverged,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FollowState {
+    /// No link.
+    Down,
+    /// Subscribed at `asked_ns`; waiting for frames or a snapshot.
+    Subscribed,
+    /// Receiving frames.
+    Following,
+    /// A snapshot is being installed.
+    Installing,
+    /// Closed: every event but [`Follower::connected`] is ignored.
+    Closed,
+}
+
+/// A replica's end of its link to the primary, for one checkpoint.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    cfg: LinkConfig,
+    state: FollowState,
+    incarnation: u64,
+    holds: Position,
+    asked_ns: u64,
+    heard_ns: u64,
+    sent_ns: u64,
+}
+
+impl Follower {
+    /// A follower for a replica that holds `incarnation` through `holds`
+    /// (0 and the default position: nothing).
+    pub fn new(cfg: LinkConfig, incarnation: u64, holds: Position) -> Follower {
+        Follower {
+            cfg,
+            state: FollowState::Down,
+            incarnation,
+            holds,
+            asked_ns: 0,
+            heard_ns: 0,
+            sent_ns: 0,
+        }
+    }
+
+    /// What the replica holds, as this end knows it.
+    pub fn holds(&self) -> Position {
+        self.holds
+    }
+
+    /// The incarnation the replica holds (0: none).
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// True while the link is up and following.
+    pub fn is_following(&self) -> bool {
+        self.state == FollowState::Following
+    }
+
+    /// A link to the primary is up: subscribe.
+    pub fn connected(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        self.heard_ns = now_ns;
+        self.subscribe(now_ns)
+    }
+
+    fn subscribe(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        self.state = FollowState::Subscribed;
+        self.asked_ns = now_ns;
+        self.sent_ns = now_ns;
+        Actions::one(FollowAction::Send(Message::Subscribe {
+            incarnation: self.incarnation,
+            holds: self.holds,
+        }))
+    }
+
+    /// A message from the shipper.
+    pub fn received(&mut self, msg: Message, now_ns: u64) -> Actions<FollowAction> {
+        if matches!(self.state, FollowState::Down | FollowState::Closed) {
+            return Actions::none();
+        }
+        self.heard_ns = now_ns;
+        match msg {
+            Message::Frames {
+                first,
+                last,
+                prev_term,
+            } => {
+                if self.state == FollowState::Installing || first > last {
+                    return Actions::none();
+                }
+                let next = self.holds.seq + 1;
+                if last < next {
+                    // Held already: say so again (an acknowledgement lost).
+                    return self.ack(now_ns);
+                }
+                if first > next || first == next && prev_term != self.holds.term {
+                    // A gap (frames were lost), or a history that differs
+                    // just before them: ask again from what we hold (the
+                    // shipper matches it against its log), unless a
+                    // subscription is still unanswered.
+                    if self.state == FollowState::Subscribed
+                        && now_ns.saturating_sub(self.asked_ns) < self.cfg.resubscribe_ns
+                    {
+                        return Actions::none();
+                    }
+                    return self.subscribe(now_ns);
+                }
+                self.state = FollowState::Following;
+                Actions::one(FollowAction::Apply {
+                    first: next,
+                    last,
+                    after: self.holds,
+                })
+            }
+            Message::Snapshot {
+                incarnation,
+                start,
+                term,
+            } => {
+                let same = incarnation == self.incarnation;
+                if same && term < self.holds.term {
+                    return self.close(CloseReason::OlderTerm);
+                }
+                if same && term == self.holds.term && start < self.holds.seq {
+                    // A snapshot older than what the replica holds of the
+                    // same history (a stale or repeated one): it would take
+                    // acknowledged frames away.
+                    return self.ack(now_ns);
+                }
+                self.state = FollowState::Installing;
+                self.incarnation = incarnation;
+                Actions::one(FollowAction::Install { start, term })
+            }
+            Message::Heartbeat => Actions::none(),
+            Message::Subscribe { .. } | Message::Ack { .. } => self.close(CloseReason::Protocol),
+        }
+    }
+
+    /// The driver applied frames: the replica holds through `holds`.
+    pub fn applied(&mut self, holds: Position, now_ns: u64) -> Actions<FollowAction> {
+        if holds.seq > self.holds.seq {
+            self.holds = holds;
+        }
+        if matches!(self.state, FollowState::Down | FollowState::Closed) {
+            return Actions::none();
+        }
+        self.ack(now_ns)
+    }
+
+    fn ack(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        self.sent_ns = now_ns;
+        Actions::one(FollowAction::Send(Message::Ack { holds: self.holds }))
+    }
+
+    /// The driver refused a frame (after applying the ones before it, which
+    /// [`Follower::applied`] reported).
+    pub fn refused(&mut self, why: Refusal, now_ns: u64) -> Actions<FollowAction> {
+        match why {
+            Refusal::OlderTerm => self.close(CloseReason::OlderTerm),
+            Refusal::Gap => self.subscribe(now_ns),
+            Refusal::Diverged => {
+                // Rebuilt from a snapshot: ask as one that holds nothing.
+                self.incarnation = 0;
+                self.holds = Position::default();
+                self.subscribe(now_ns)
+            }
+        }
+    }
+
+    /// The snapshot is installed: the replica holds through `holds`.
+    pub fn installed(&mut self, holds: Position, now_ns: u64) -> Actions<FollowAction> {
+        self.holds = holds;
+        if self.state != FollowState::Installing {
+            return Actions::none();
+        }
+        self.state = FollowState::Following;
+        self.ack(now_ns)
+    }
+
+    /// Time passed: heartbeat when idle, subscribe again if unanswered, close
+    /// a silent link.
+    pub fn tick(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        if matches!(self.state, FollowState::Down | FollowState::Closed) {
+            return Actions::none();
+        }
+        if now_ns.saturating_sub(self.heard_ns) > self.cfg.silence_ns {
+            return self.close(CloseReason::Silent);
+        }
+        if self.state == FollowState::Subscribed
+            && now_ns.saturating_sub(self.asked_ns) > self.cfg.resubscribe_ns
+        {
+            return self.subscribe(now_ns);
+        }
+        if now_ns.saturating_sub(self.sent_ns) > self.cfg.heartbeat_ns {
+            // The heartbeat repeats what the replica holds: a lost
+            // acknowledgement is made good.
+            return self.ack(now_ns);
+        }
+        Actions::none()
+    }
+
+    /// The link was lost: [`Follower::connected`] starts over on a new one.
+    pub fn lost(&mut self) {
+        self.state = FollowState::Down;
+    }
+
+    fn close(&mut self, reason: CloseReason) -> Actions<FollowAction> {
+        self.state = FollowState::Closed;
+        Actions::one(FollowAction::Close(reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A log holding frames `oldest..=tail`, all of `term` but those listed.
+    struct Log {
+        incarnation: u64,
+        term: u32,
+        oldest: u64,
+        tail: u64,
+        older: &'static [(u64, u32)],
+    }
+
+    impl LogView for Log {
+        fn incarnation(&self) -> u64 {
+            self.incarnation
+        }
+        fn term(&self) -> u32 {
+            self.term
+        }
+        fn tail(&self) -> u64 {
+            self.tail
+        }
+        fn oldest(&self) -> u64 {
+            self.oldest
+        }
+        fn term_at(&self, seq: u64) -> Option<u32> {
+            if seq < self.oldest || seq > self.tail {
+                return None;
+            }
+            Some(
+                self.older
+                    .iter()
+                    .find(|(s, _)| *s == seq)
+                    .map_or(self.term, |(_, t)| *t),
+            )
+        }
+    }
+
+    fn log(oldest: u64, tail: u64) -> Log {
+        Log {
+            incarnation: 7,
+            term: 2,
+            oldest,
+            tail,
+            older: &[],
+        }
+    }
+
+    fn cfg() -> LinkConfig {
+        LinkConfig {
+            window: 10,
+            batch: 4,
+            ..LinkConfig::default()
+        }
+    }
+
+    fn sub(incarnation: u64, seq: u64, term: u32) -> Message {
+        Message::Subscribe {
+            incarnation,
+            holds: Position { seq, term },
+        }
+    }
+
+    fn frames(first: u64, last: u64, prev_term: u32) -> Message {
+        Message::Frames {
+            first,
+            last,
+            prev_term,
+        }
+    }
+
+    fn ack(seq: u64, term: u32) -> Message {
+        Message::Ack {
+            holds: Position { seq, term },
+        }
+    }
+
+    fn all<A: Copy>(a: Actions<A>) -> Vec<A> {
+        a.into_iter().collect()
+    }
+
+    #[test]
+    fn a_matching_subscription_streams_within_the_window() {
+        let l = log(1, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        let out = all(s.received(sub(7, 5, 2), &l, 1));
+        assert_eq!(
+            out,
+            [
+                ShipAction::Acked { seq: 5 },
+                ShipAction::Ship {
+                    first: 6,
+                    last: 9,
+                    prev_term: 2
+                }
+            ]
+        );
+        assert_eq!(
+            all(s.poll(&l, 2)),
+            [ShipAction::Ship {
+                first: 10,
+                last: 13,
+                prev_term: 2
+            }]
+        );
+        assert_eq!(
+            all(s.poll(&l, 3)),
+            [ShipAction::Ship {
+                first: 14,
+                last: 15,
+                prev_term: 2
+            }]
+        );
+        // The window (10 past the acknowledgement) is full.
+        assert!(s.poll(&l, 4).is_empty());
+        let out = all(s.received(ack(9, 2), &l, 5));
+        assert_eq!(
+            out,
+            [
+                ShipAction::Acked { seq: 9 },
+                ShipAction::Ship {
+                    first: 16,
+                    last: 19,
+                    prev_term: 2
+                }
+            ]
+        );
+        // One of another history (a replica since rebuilt) does not count.
+        assert!(s.received(ack(12, 1), &l, 6).is_empty());
+        // One of frames the log never had closes the link.
+        let out = all(s.received(ack(31, 2), &l, 6));
+        assert_eq!(out, [ShipAction::Close(CloseReason::Protocol)]);
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn other_histories_incarnations_and_lapped_rings_get_a_snapshot() {
+        // The replica's frame 5 is of term 1; ours is of term 2.
+        let l = log(1, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 1), &l, 1)), [ShipAction::Snapshot]);
+        // It holds frames we never had (a deposed primary's).
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(
+            all(s.received(sub(7, 40, 2), &l, 1)),
+            [ShipAction::Snapshot]
+        );
+        // Another incarnation, and the ring lost the creation frame.
+        let l = log(12, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(3, 5, 2), &l, 1)), [ShipAction::Snapshot]);
+        // Our ring no longer holds what follows its position.
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
+        // The snapshot went out: the frames after its start follow.
+        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, 2));
+        assert_eq!(
+            out,
+            [ShipAction::Ship {
+                first: 21,
+                last: 24,
+                prev_term: 2
+            }]
+        );
+        // A fresh replica of a log that still holds frame 1 streams from it.
+        let l = log(1, 3);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(
+            all(s.received(sub(0, 0, 0), &l, 1)),
+            [ShipAction::Ship {
+                first: 1,
+                last: 3,
+                prev_term: 0
+            }]
+        );
+    }
+
+    #[test]
+    fn a_log_matched_after_a_term_change_streams() {
+        let l = Log {
+            older: &[(5, 1)],
+            ..log(1, 30)
+        };
+        let mut s = Shipper::new(cfg(), 0);
+        let out = all(s.received(sub(7, 5, 1), &l, 1));
+        assert_eq!(
+            out,
+            [
+                ShipAction::Acked { seq: 5 },
+                ShipAction::Ship {
+                    first: 6,
+                    last: 9,
+                    prev_term: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_newer_term_deposes_the_shipper() {
+        let l = log(1, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(
+            all(s.received(sub(7, 31, 3), &l, 1)),
+            [ShipAction::Deposed { term: 3 }]
+        );
+    }
+
+    #[test]
+    fn lapped_snapshots_are_bounded() {
+        let mut s = Shipper::new(cfg(), 0);
+        for _ in 0..3 {
+            assert_eq!(all(s.lapped(1)), [ShipAction::Snapshot]);
+        }
+        assert_eq!(
+            all(s.lapped(1)),
+            [ShipAction::Close(CloseReason::SnapshotsOvertaken)]
+        );
+    }
+
+    #[test]
+    fn silence_closes_and_idleness_sends_heartbeats() {
+        let c = cfg();
+        let l = log(1, 0);
+        let mut s = Shipper::new(c, 0);
+        s.received(sub(7, 0, 0), &l, 0);
+        assert_eq!(
+            all(s.poll(&l, c.heartbeat_ns + 1)),
+            [ShipAction::Send(Message::Heartbeat)]
+        );
+        assert_eq!(
+            all(s.poll(&l, c.silence_ns + 1)),
+            [ShipAction::Close(CloseReason::Silent)]
+        );
+        let mut f = Follower::new(c, 0, Position::default());
+        f.connected(0);
+        f.received(frames(1, 1, 0), 1);
+        assert_eq!(
+            all(f.tick(c.heartbeat_ns + 2)),
+            [FollowAction::Send(ack(0, 0))]
+        );
+        assert_eq!(
+            all(f.tick(c.silence_ns + 2)),
+            [FollowAction::Close(CloseReason::Silent)]
+        );
+    }
+
+    #[test]
+    fn a_follower_applies_in_order_drops_duplicates_and_resubscribes_after_a_gap() {
+        let c = cfg();
+        let mut f = Follower::new(c, 7, Position { seq: 5, term: 2 });
+        assert_eq!(all(f.connected(0)), [FollowAction::Send(sub(7, 5, 2))]);
+        // A batch overlapping what it holds: apply from 6.
+        assert_eq!(
+            all(f.received(frames(3, 8, 1), 1)),
+            [FollowAction::Apply {
+                first: 6,
+                last: 8,
+                after: Position { seq: 5, term: 2 }
+            }]
+        );
+        let held = Position { seq: 8, term: 2 };
+        assert_eq!(all(f.applied(held, 2)), [FollowAction::Send(ack(8, 2))]);
+        // Held already: the acknowledgement again.
+        assert_eq!(
+            all(f.received(frames(7, 8, 2), 3)),
+            [FollowAction::Send(ack(8, 2))]
+        );
+        // A gap: subscribe again from 8, once per interval.
+        assert_eq!(
+            all(f.received(frames(11, 12, 2), 4)),
+            [FollowAction::Send(sub(7, 8, 2))]
+        );
+        assert!(f.received(frames(13, 14, 2), 5).is_empty());
+        assert_eq!(
+            all(f.tick(5 + c.resubscribe_ns)),
+            [FollowAction::Send(sub(7, 8, 2))]
+        );
+        // Frames that follow a frame of another term: subscribe again.
+        let mut g = Follower::new(c, 7, Position { seq: 8, term: 2 });
+        g.connected(0);
+        assert_eq!(
+            all(g.received(frames(9, 10, 1), c.resubscribe_ns + 1)),
+            [FollowAction::Send(sub(7, 8, 2))]
+        );
+        // Frames of an older term refused by the apply close the link.
+        assert_eq!(
+            all(f.refused(Refusal::OlderTerm, 6)),
+            [FollowAction::Close(CloseReason::OlderTerm)]
+        );
+    }
+
+    #[test]
+    fn a_snapshot_replaces_and_a_divergence_rebuilds() {
+        let c = cfg();
+        let mut f = Follower::new(c, 7, Position { seq: 5, term: 2 });
+        f.connected(0);
+        let snap = Message::Snapshot {
+            incarnation: 9,
+            start: 40,
+            term: 3,
+        };
+        assert_eq!(
+            all(f.received(snap, 1)),
+            [FollowAction::Install { start: 40, term: 3 }]
+        );
+        // A repeated snapshot older than what it holds is not installed.
+        let mut g = Follower::new(c, 9, Position { seq: 50, term: 3 });
+        g.connected(0);
+        assert_eq!(all(g.received(snap, 1)), [FollowAction::Send(ack(50, 3))]);
+        // Frames arriving mid-install are dropped (they come again).
+        assert!(f.received(frames(41, 42, 3), 2).is_empty());
+        let held = Position { seq: 40, term: 3 };
+        assert_eq!(all(f.installed(held, 3)), [FollowAction::Send(ack(40, 3))]);
+        assert_eq!(f.incarnation(), 9);
+        assert_eq!(
+            all(f.refused(Refusal::Diverged, 4)),
+            [FollowAction::Send(sub(0, 0, 0))]
+        );
+    }
+}
