@@ -198,7 +198,7 @@ impl Default for LinkConfig {
             silence_ns: 1_000_000_000,
             resubscribe_ns: 50_000_000,
             snapshot_tries: 3,
-            retransmit_ns: 1_000_000_000,
+            retransmit_ns: 500_000_000,
         }
     }
 }
@@ -800,6 +800,7 @@ mod tests {
         LinkConfig {
             window: 10,
             batch: 4,
+            retransmit_ns: 10_000_000,
             ..LinkConfig::default()
         }
     }
@@ -944,6 +945,41 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn unacknowledged_frames_and_snapshots_are_sent_again() {
+        let c = cfg();
+        let l = log(1, 30);
+        let mut s = Shipper::new(c, 0);
+        s.received(sub(7, 5, 2), &l, 0);
+        s.poll(&l, 1);
+        // Nothing acknowledged for the retransmission time: from 6 again.
+        let late = 2 + c.retransmit_ns;
+        assert_eq!(
+            all(s.poll(&l, late)),
+            [ShipAction::Ship {
+                first: 6,
+                last: 9,
+                prev_term: 2
+            }]
+        );
+        // A snapshot never confirmed is sent again (not its frames alone).
+        let l = log(20, 40);
+        let mut s = Shipper::new(c, 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 0)), [ShipAction::Snapshot]);
+        s.snapshot_sent(Position { seq: 40, term: 2 }, &l, 1);
+        let l = log(20, 44);
+        assert_eq!(
+            all(s.poll(&l, 2)),
+            [ShipAction::Ship {
+                first: 41,
+                last: 44,
+                prev_term: 2
+            }]
+        );
+        assert_eq!(all(s.poll(&l, 3 + c.retransmit_ns)), [ShipAction::Snapshot]);
+        assert_eq!(s.in_flight(), 44);
     }
 
     #[test]
