@@ -705,6 +705,256 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
     })
 }
 
+// ---------------------------------------------------------------------------
+// Messages between hosts
+
+/// Bytes in a message header.
+pub const MESSAGE_HEADER_BYTES: usize = 40;
+/// The message format this build writes and reads.
+pub const WIRE_VERSION: u8 = 1;
+/// Bytes of a checkpoint name in a subscription, at most (the longest
+/// extended SA name).
+pub const WIRE_NAME_BYTES_MAX: usize = 2048;
+
+/// What a message between two nodes' daemons is (the replication links'
+/// [`crate::repl::Message`], on the wire).
+///
+/// ```text
+///  0       4       8     9     10    12      16              24              32      36      40
+///  +-------+-------+-----+-----+-----+-------+---------------+---------------+-------+-------+
+///  | bytes | crc32c| kind| fmt | zero|  link |       a       |       b       |   c   |   d   |
+///  +-------+-------+-----+-----+-----+-------+---------------+---------------+-------+-------+
+///  40: the kind's body, zero padding to a multiple of 8 = `bytes`
+/// ```
+///
+/// `crc32c` covers bytes `8..40` and the name of a subscription; the frames a
+/// `Frames` message carries are sealed each ([`seal`]). `link` names the
+/// replication link (one checkpoint) on the connection; the follower picks it
+/// when it subscribes.
+///
+/// | kind | a | b | c | d | body |
+/// |---|---|---|---|---|---|
+/// | 1 `Subscribe` | incarnation | holds.seq | holds.term | name bytes | the checkpoint's name |
+/// | 2 `Frames` | first | last | prev_term | 0 | frames `first..=last`, sealed, back to back |
+/// | 3 `Snapshot` | incarnation | start | term | 0 | none (the copy follows as its own messages) |
+/// | 4 `Ack` | holds.seq | 0 | holds.term | 0 | none |
+/// | 5 `Heartbeat` | 0 | 0 | 0 | 0 | none |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WireMessage<'a> {
+    /// The replication link it belongs to.
+    pub link: u32,
+    /// The message.
+    pub message: crate::repl::Message,
+    /// A subscription's checkpoint name (empty otherwise).
+    pub name: &'a [u8],
+    /// A `Frames` message's frames, sealed, back to back (empty otherwise):
+    /// checked by [`decode_message`], decode each with [`decode`].
+    pub frames: &'a [u8],
+}
+
+/// Why bytes are not a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    /// Fewer bytes than the header, or than its `bytes`.
+    Truncated,
+    /// `bytes` is not aligned, disagrees with the body, or passes the limit.
+    BadLength,
+    /// Unknown kind.
+    BadKind(u8),
+    /// Another message format.
+    BadFormat(u8),
+    /// The checksum does not match.
+    BadChecksum,
+    /// Padding or unused fields are not zero.
+    NonZeroPadding,
+    /// Field values contradict the kind (a name too long, `first > last`).
+    BadField,
+    /// A carried frame does not decode, is not sealed, or is not the next one.
+    BadFrame(DecodeError),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Truncated => f.write_str("message truncated"),
+            WireError::BadLength => f.write_str("message length invalid or over the limit"),
+            WireError::BadKind(k) => write!(f, "unknown message kind {k}"),
+            WireError::BadFormat(v) => write!(f, "message format {v}, expected {WIRE_VERSION}"),
+            WireError::BadChecksum => f.write_str("message checksum mismatch"),
+            WireError::NonZeroPadding => f.write_str("message padding not zero"),
+            WireError::BadField => f.write_str("message field out of range"),
+            WireError::BadFrame(e) => write!(f, "carried frame: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for WireError {}
+
+/// The bytes of the message starting at `buf` once its first four bytes are
+/// there (to know how much to read), or `None`.
+pub fn message_bytes(buf: &[u8]) -> Option<usize> {
+    Some(le_u32(buf.get(..4)?, 0) as usize)
+}
+
+/// Encodes the header and body of `message` on `link` at the start of
+/// `out`; returns how many bytes that took ([`MESSAGE_HEADER_BYTES`], plus a
+/// subscription's name padded to 8). A `Frames` message's frames go right
+/// after, already sealed, written by the caller: `frames_bytes` of them,
+/// which the header's `bytes` counts. `BadLength` if `out` is too short.
+pub fn encode_message(
+    link: u32,
+    message: &crate::repl::Message,
+    name: &[u8],
+    frames_bytes: usize,
+    out: &mut [u8],
+) -> Result<usize, WireError> {
+    use crate::repl::Message as M;
+    let (kind, a, b, c, d, body): (u8, u64, u64, u32, u32, &[u8]) = match *message {
+        M::Subscribe { incarnation, holds } => {
+            if name.len() > WIRE_NAME_BYTES_MAX {
+                return Err(WireError::BadField);
+            }
+            (
+                1,
+                incarnation,
+                holds.seq,
+                holds.term,
+                name.len() as u32,
+                name,
+            )
+        }
+        M::Frames {
+            first,
+            last,
+            prev_term,
+        } => (2, first, last, prev_term, 0, &[]),
+        M::Snapshot {
+            incarnation,
+            start,
+            term,
+        } => (3, incarnation, start, term, 0, &[]),
+        M::Ack { holds } => (4, holds.seq, 0, holds.term, 0, &[]),
+        M::Heartbeat => (5, 0, 0, 0, 0, &[]),
+    };
+    if frames_bytes % FRAME_ALIGN != 0 || (kind != 2 && frames_bytes != 0) {
+        return Err(WireError::BadLength);
+    }
+    let own = MESSAGE_HEADER_BYTES + body.len().next_multiple_of(8);
+    let bytes = u32::try_from(own + frames_bytes).map_err(|_| WireError::BadLength)?;
+    let buf = out.get_mut(..own).ok_or(WireError::BadLength)?;
+    buf.fill(0);
+    buf[0..4].copy_from_slice(&bytes.to_le_bytes());
+    buf[8] = kind;
+    buf[9] = WIRE_VERSION;
+    buf[12..16].copy_from_slice(&link.to_le_bytes());
+    buf[16..24].copy_from_slice(&a.to_le_bytes());
+    buf[24..32].copy_from_slice(&b.to_le_bytes());
+    buf[32..36].copy_from_slice(&c.to_le_bytes());
+    buf[36..40].copy_from_slice(&d.to_le_bytes());
+    buf[40..40 + body.len()].copy_from_slice(body);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[8..40]), body);
+    buf[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(own)
+}
+
+/// Decodes the message at the start of `buf` (untrusted bytes): the header,
+/// its checksum, the body, and for `Frames` every carried frame (sealed,
+/// `first..=last` in order). `max_bytes` bounds what a peer may send.
+/// Returns the message and its length.
+pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, usize), WireError> {
+    use crate::repl::{Message as M, Position};
+    let h = buf
+        .get(..MESSAGE_HEADER_BYTES)
+        .ok_or(WireError::Truncated)?;
+    let bytes = le_u32(h, 0) as usize;
+    if bytes % 8 != 0 || bytes < MESSAGE_HEADER_BYTES || bytes > max_bytes {
+        return Err(WireError::BadLength);
+    }
+    let m = buf.get(..bytes).ok_or(WireError::Truncated)?;
+    if h[9] != WIRE_VERSION {
+        return Err(WireError::BadFormat(h[9]));
+    }
+    if h[10..12] != [0, 0] {
+        return Err(WireError::NonZeroPadding);
+    }
+    let link = le_u32(h, 12);
+    let (a, b, c, d) = (le_u64(h, 16), le_u64(h, 24), le_u32(h, 32), le_u32(h, 36));
+    let body = &m[MESSAGE_HEADER_BYTES..];
+    let mut name: &[u8] = &[];
+    let mut frames: &[u8] = &[];
+    let zero = |x: &[u8]| x.iter().all(|&v| v == 0);
+    let message = match h[8] {
+        1 => {
+            let n = d as usize;
+            if n > WIRE_NAME_BYTES_MAX {
+                return Err(WireError::BadField);
+            }
+            if body.len() != n.next_multiple_of(8) {
+                return Err(WireError::BadLength);
+            }
+            if !zero(&body[n..]) {
+                return Err(WireError::NonZeroPadding);
+            }
+            name = &body[..n];
+            M::Subscribe {
+                incarnation: a,
+                holds: Position { seq: b, term: c },
+            }
+        }
+        2 => {
+            if a == 0 || a > b || d != 0 {
+                return Err(WireError::BadField);
+            }
+            frames = body;
+            M::Frames {
+                first: a,
+                last: b,
+                prev_term: c,
+            }
+        }
+        3..=5 if !body.is_empty() => return Err(WireError::BadLength),
+        3 if d == 0 => M::Snapshot {
+            incarnation: a,
+            start: b,
+            term: c,
+        },
+        4 if b == 0 && d == 0 => M::Ack {
+            holds: Position { seq: a, term: c },
+        },
+        5 if a == 0 && b == 0 && c == 0 && d == 0 => M::Heartbeat,
+        3..=5 => return Err(WireError::NonZeroPadding),
+        k => return Err(WireError::BadKind(k)),
+    };
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&h[8..40]), name);
+    if crc != le_u32(h, 4) {
+        return Err(WireError::BadChecksum);
+    }
+    if let M::Frames { first, last, .. } = message {
+        // Every carried frame decodes, is sealed, and comes in order.
+        let (mut at, mut want) = (0, first);
+        while at < frames.len() {
+            let f = decode(&frames[at..], true).map_err(WireError::BadFrame)?;
+            if f.header.seq != want || f.header.kind == FrameKind::Pad {
+                return Err(WireError::BadFrame(DecodeError::BadField));
+            }
+            at += f.header.frame_bytes();
+            want += 1;
+        }
+        if want != last.wrapping_add(1) {
+            return Err(WireError::BadField);
+        }
+    }
+    Ok((
+        WireMessage {
+            link,
+            message,
+            name,
+            frames,
+        },
+        bytes,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,5 +1148,177 @@ mod tests {
         let mut buf = [0u8; 128];
         let n = encode(&h, b"n", &payload, &mut buf).unwrap();
         assert_eq!(decode(&buf[..n], false), Err(DecodeError::BadField));
+    }
+
+    fn message(link: u32, m: crate::repl::Message, name: &[u8], frames: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; MESSAGE_HEADER_BYTES + 2048 + 8];
+        let n = encode_message(link, &m, name, frames.len(), &mut out).unwrap();
+        out.truncate(n);
+        out.extend_from_slice(frames);
+        out
+    }
+
+    /// Two sealed overwrite frames numbered `first`, `first + 1`.
+    fn sealed_pair(first: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for seq in [first, first + 1] {
+            let mut h = header(FrameKind::Overwrite, 1, 3);
+            (h.seq, h.arg) = (seq, 0);
+            let mut buf = [0u8; 80];
+            let n = encode(&h, b"k", b"abc", &mut buf).unwrap();
+            seal(&mut buf[..n]);
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        use crate::repl::{Message as M, Position};
+        let at = Position { seq: 41, term: 3 };
+        let cases = [
+            (
+                M::Subscribe {
+                    incarnation: 9,
+                    holds: at,
+                },
+                &b"safCkpt=x"[..],
+                Vec::new(),
+            ),
+            (
+                M::Frames {
+                    first: 10,
+                    last: 11,
+                    prev_term: 2,
+                },
+                &[][..],
+                sealed_pair(10),
+            ),
+            (
+                M::Snapshot {
+                    incarnation: 9,
+                    start: 77,
+                    term: 4,
+                },
+                &[][..],
+                Vec::new(),
+            ),
+            (M::Ack { holds: at }, &[][..], Vec::new()),
+            (M::Heartbeat, &[][..], Vec::new()),
+        ];
+        for (m, name, frames) in cases {
+            let bytes = message(7, m, name, &frames);
+            assert_eq!(bytes.len() % 8, 0);
+            assert_eq!(message_bytes(&bytes), Some(bytes.len()));
+            let (got, n) = decode_message(&bytes, 1 << 20).unwrap();
+            assert_eq!(n, bytes.len());
+            assert_eq!(
+                (got.link, got.message, got.name, got.frames),
+                (7, m, name, &frames[..])
+            );
+            // Any truncation is seen.
+            assert_eq!(
+                decode_message(&bytes[..n - 8], 1 << 20),
+                Err(WireError::Truncated)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_messages_are_refused() {
+        use crate::repl::{Message as M, Position};
+        let sub = message(
+            1,
+            M::Subscribe {
+                incarnation: 9,
+                holds: Position::default(),
+            },
+            b"abc",
+            &[],
+        );
+        // The limit, the checksum, the format, padding, unknown kinds.
+        assert_eq!(decode_message(&sub, 40), Err(WireError::BadLength));
+        let mut bad = sub.clone();
+        bad[41] ^= 1; // a name byte
+        assert_eq!(decode_message(&bad, 1 << 20), Err(WireError::BadChecksum));
+        let mut bad = sub.clone();
+        bad[9] = 9;
+        assert_eq!(decode_message(&bad, 1 << 20), Err(WireError::BadFormat(9)));
+        let mut bad = sub.clone();
+        bad[45] = 1; // the name's padding
+        assert_eq!(
+            decode_message(&bad, 1 << 20),
+            Err(WireError::NonZeroPadding)
+        );
+        let mut bad = sub.clone();
+        bad[8] = 77;
+        assert_eq!(decode_message(&bad, 1 << 20), Err(WireError::BadKind(77)));
+        let mut bad = sub.clone();
+        bad[36..40].copy_from_slice(&5000u32.to_le_bytes());
+        assert_eq!(decode_message(&bad, 1 << 20), Err(WireError::BadField));
+        // A name too long is not encoded either.
+        let mut out = vec![0u8; 4096];
+        let long = [b'x'; WIRE_NAME_BYTES_MAX + 1];
+        let m = M::Subscribe {
+            incarnation: 1,
+            holds: Position::default(),
+        };
+        assert_eq!(
+            encode_message(1, &m, &long, 0, &mut out),
+            Err(WireError::BadField)
+        );
+        // Carried frames: sealed, in order, as many as announced.
+        let m = M::Frames {
+            first: 10,
+            last: 11,
+            prev_term: 2,
+        };
+        let ok = message(1, m, &[], &sealed_pair(10));
+        assert!(decode_message(&ok, 1 << 20).is_ok());
+        let wrong_start = message(
+            1,
+            M::Frames {
+                first: 9,
+                last: 10,
+                prev_term: 2,
+            },
+            &[],
+            &sealed_pair(10),
+        );
+        assert!(matches!(
+            decode_message(&wrong_start, 1 << 20),
+            Err(WireError::BadFrame(_))
+        ));
+        let too_few = message(
+            1,
+            M::Frames {
+                first: 10,
+                last: 12,
+                prev_term: 2,
+            },
+            &[],
+            &sealed_pair(10),
+        );
+        assert_eq!(decode_message(&too_few, 1 << 20), Err(WireError::BadField));
+        let mut unsealed = ok.clone();
+        unsealed[MESSAGE_HEADER_BYTES + 17] &= !FLAG_SEALED;
+        assert!(matches!(
+            decode_message(&unsealed, 1 << 20),
+            Err(WireError::BadFrame(_))
+        ));
+        let mut damaged = ok.clone();
+        let last = damaged.len() - 8;
+        damaged[last] ^= 1;
+        assert_eq!(
+            decode_message(&damaged, 1 << 20),
+            Err(WireError::BadFrame(DecodeError::BadChecksum))
+        );
+        // Fields a kind does not use are zero.
+        let mut bad = message(1, M::Heartbeat, &[], &[]);
+        bad[20] = 1;
+        assert_eq!(
+            decode_message(&bad, 1 << 20),
+            Err(WireError::NonZeroPadding)
+        );
     }
 }
