@@ -447,6 +447,19 @@ impl Mapped {
         RoleWord::from(self.header().role.load(Ordering::Acquire)).role == role::REPLICA
     }
 
+    /// The checkpoint's incarnation (random at creation; a replica has its
+    /// primary's).
+    pub fn incarnation(&self) -> u64 {
+        self.header().incarnation
+    }
+
+    /// The term of the newest frame: the active replica word's, set or not.
+    pub fn current_term(&self) -> u32 {
+        // SYNC POINT: Acquire pairs with the Release store of an
+        // active-replica change.
+        ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Acquire)).term
+    }
+
     /// The active replica, if set.
     #[inline]
     pub fn active_replica(&self) -> Option<ActiveReplicaWord> {

@@ -1,0 +1,95 @@
+//! # ckpt-transport: replication messages between hosts
+//!
+//! The node daemons exchange whole messages of `ckpt_core::frame` (a 40-byte
+//! header whose first word is the message's length; a `Frames` message
+//! carries frames exactly as they sit in the log ring, sealed). A
+//! [`Backend`] moves them:
+//!
+//! - [`Connection::send`] takes a message as the parts it already is in
+//!   memory (a header built on the stack, frames copied out of the ring) and
+//!   sends them in one vectored write: no re-encoding, no syscall per frame;
+//! - [`Connection::recv`] hands out the next whole message from the
+//!   connection's own buffer, never more than the limit it was opened with
+//!   (a peer announcing a bigger one is refused and the connection is of no
+//!   further use).
+//!
+//! The trait is shaped so that a one-sided RMA backend (libfabric) can
+//! implement it: a message is a contiguous run of bytes the sender commits as
+//! a whole (a remote write and a doorbell), and the receiver sees only whole
+//! messages. The backends: [`tcp::Tcp`] (portable, plain sockets; chosen when
+//! io_uring is unavailable). An io_uring backend comes next.
+
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub mod tcp;
+
+/// The smallest message (a header).
+pub const MESSAGE_MIN_BYTES: usize = ckpt_core::frame::MESSAGE_HEADER_BYTES;
+
+/// A way to move messages between hosts.
+pub trait Backend: Send + Sync {
+    /// A connection between two daemons.
+    type Conn: Connection;
+    /// A listening endpoint.
+    type Listener: Listener<Conn = Self::Conn>;
+
+    /// The backend's name, as logs and the CLI show it.
+    fn name(&self) -> &'static str;
+
+    /// Connects to `addr` within `timeout`; messages received are at most
+    /// `max_message` bytes.
+    fn connect(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        max_message: usize,
+    ) -> io::Result<Self::Conn>;
+
+    /// Listens on `addr`; accepted connections receive messages of at most
+    /// `max_message` bytes.
+    fn listen(&self, addr: SocketAddr, max_message: usize) -> io::Result<Self::Listener>;
+}
+
+/// A listening endpoint.
+pub trait Listener: Send {
+    /// A connection between two daemons.
+    type Conn: Connection;
+
+    /// The address it listens on (with the port the system picked for 0).
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// The next connection, waiting at most `timeout` (`Ok(None)`: none came).
+    fn accept(&self, timeout: Duration) -> io::Result<Option<(Self::Conn, SocketAddr)>>;
+}
+
+/// A connection that moves whole messages.
+pub trait Connection: Send {
+    /// Sends one or more whole messages, given as consecutive parts.
+    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()>;
+
+    /// The next whole message, waiting at most `timeout` for it
+    /// (`Ok(None)`: nothing complete arrived in time). The bytes are valid
+    /// until the next call. A peer that announces a message over the limit,
+    /// or one shorter than a header or not a multiple of 8, gets
+    /// `InvalidData`; a closed connection `UnexpectedEof`.
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<&[u8]>>;
+
+    /// The peer's address.
+    fn peer_addr(&self) -> io::Result<SocketAddr>;
+}
+
+/// Checks a message's announced length against the limits; the error a
+/// connection returns for a bad one.
+pub fn check_length(bytes: usize, max_message: usize) -> io::Result<()> {
+    if bytes < MESSAGE_MIN_BYTES || bytes % 8 != 0 || bytes > max_message {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("peer announced a message of {bytes} bytes (limit {max_message}, at least {MESSAGE_MIN_BYTES}, a multiple of 8)"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The portable backend over loopback: whole messages however the bytes
+//! arrive, vectored sends, the receive limit, timeouts and a closed peer.
+
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use ckpt_core::frame::{self, FrameHeader, FrameKind};
+use ckpt_core::repl::{Message, Position};
+use ckpt_transport::tcp::Tcp;
+use ckpt_transport::{Backend, Connection, Listener};
+
+const LIMIT: usize = 4 << 20;
+const WAIT: Duration = Duration::from_secs(5);
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn pair() -> (<Tcp as Backend>::Conn, <Tcp as Backend>::Conn) {
+    let listener = Tcp.listen(loopback(), LIMIT).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = Tcp.connect(addr, WAIT, LIMIT).unwrap();
+    let (server, _) = listener.accept(WAIT).unwrap().expect("a connection");
+    (client, server)
+}
+
+fn header(link: u32, m: Message, frames_bytes: usize) -> Vec<u8> {
+    let mut out = vec![0u8; 64];
+    let n = frame::encode_message(link, &m, &[], frames_bytes, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// `count` sealed frames of `data_len` bytes from `first`.
+fn frames(first: u64, count: u64, data_len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seq in first..first + count {
+        let h = FrameHeader {
+            seq,
+            term: 1,
+            incarnation: 5,
+            version: seq,
+            time_ns: 1,
+            id_len: 2,
+            data_len: data_len as u32,
+            ..FrameHeader::new(FrameKind::Overwrite)
+        };
+        let mut buf = vec![0u8; h.frame_bytes()];
+        frame::encode(&h, b"id", &vec![seq as u8; data_len], &mut buf).unwrap();
+        frame::seal(&mut buf);
+        out.extend_from_slice(&buf);
+    }
+    out
+}
+
+#[test]
+fn whole_messages_arrive_as_sent() {
+    let (mut a, mut b) = pair();
+    // A heartbeat, then a big Frames message, sent as parts in one call.
+    let beat = header(1, Message::Heartbeat, 0);
+    let body = frames(10, 200, 4096);
+    let m = Message::Frames {
+        first: 10,
+        last: 209,
+        prev_term: 1,
+    };
+    let head = header(2, m, body.len());
+    a.send(&[&beat, &head, &body]).unwrap();
+    let got = b.recv(WAIT).unwrap().expect("the heartbeat").to_vec();
+    assert_eq!(got, beat);
+    let got = b.recv(WAIT).unwrap().expect("the frames");
+    let (msg, n) = frame::decode_message(got, LIMIT).unwrap();
+    assert_eq!((msg.link, msg.message, n), (2, m, head.len() + body.len()));
+    // Nothing more: a timeout, not an error.
+    assert!(b.recv(Duration::from_millis(20)).unwrap().is_none());
+    // And the other way.
+    let ack = header(
+        2,
+        Message::Ack {
+            holds: Position { seq: 209, term: 1 },
+        },
+        0,
+    );
+    b.send(&[&ack]).unwrap();
+    assert_eq!(a.recv(WAIT).unwrap().expect("the ack"), &ack[..]);
+}
+
+#[test]
+fn bytes_trickling_in_make_one_message() {
+    let listener = Tcp.listen(loopback(), LIMIT).unwrap();
+    let mut raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+    let body = frames(1, 3, 100);
+    let mut msg = header(
+        0,
+        Message::Frames {
+            first: 1,
+            last: 3,
+            prev_term: 0,
+        },
+        body.len(),
+    );
+    msg.extend_from_slice(&body);
+    for chunk in msg.chunks(7) {
+        raw.write_all(chunk).unwrap();
+        raw.flush().unwrap();
+    }
+    assert_eq!(conn.recv(WAIT).unwrap().expect("one message"), &msg[..]);
+}
+
+#[test]
+fn a_peer_over_the_limit_or_gone_is_an_error() {
+    let listener = Tcp.listen(loopback(), 1024).unwrap();
+    let mut raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+    raw.write_all(&(2048u32).to_le_bytes()).unwrap();
+    assert_eq!(conn.recv(WAIT).unwrap_err().kind(), ErrorKind::InvalidData);
+    // Shorter than a header: refused too.
+    let mut raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+    raw.write_all(&(16u32).to_le_bytes()).unwrap();
+    assert_eq!(conn.recv(WAIT).unwrap_err().kind(), ErrorKind::InvalidData);
+    // A peer that closes mid-message.
+    let mut raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+    raw.write_all(&(64u32).to_le_bytes()).unwrap();
+    drop(raw);
+    assert_eq!(
+        conn.recv(WAIT).unwrap_err().kind(),
+        ErrorKind::UnexpectedEof
+    );
+    // Nobody connecting: accept times out.
+    assert!(listener
+        .accept(Duration::from_millis(10))
+        .unwrap()
+        .is_none());
+}
