@@ -29,6 +29,8 @@
 //! returns unchanged.
 #![forbid(unsafe_code)]
 
+pub mod replication;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! The portable backend: TCP on plain sockets (`std::net`), `TCP_NODELAY`,
 //! vectored writes, one receive buffer per connection that grows to the
-//! largest message seen (never past the limit).
+//! largest message seen (never past the limit). Sockets are non-blocking; a
+//! receive with nothing to read, or a send into a full socket buffer, sleeps
+//! 20 µs and looks again (a kernel receive timeout would have the tick's
+//! 4 ms granularity). The io_uring backend will wait on completions instead.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,6 +35,9 @@ pub struct TcpListen {
 
 /// Bytes read per receive call at least (the buffer starts this big).
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a receive that found nothing sleeps before it looks again.
+const IDLE_SLEEP: Duration = Duration::from_micros(20);
 
 impl Backend for Tcp {
     type Conn = TcpConn;
@@ -73,7 +79,6 @@ impl Listener for TcpListen {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    stream.set_nonblocking(false)?;
                     return Ok(Some((TcpConn::new(stream, self.max_message)?, peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -91,6 +96,8 @@ impl Listener for TcpListen {
 impl TcpConn {
     fn new(stream: TcpStream, max_message: usize) -> io::Result<TcpConn> {
         stream.set_nodelay(true)?;
+        // Receives poll (see `recv`), and so do sends into a full buffer.
+        stream.set_nonblocking(true)?;
         Ok(TcpConn {
             stream,
             max_message,
@@ -119,6 +126,8 @@ impl Connection for TcpConn {
             match self.stream.write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                // The socket buffer is full: the peer reads slower.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(IDLE_SLEEP),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -148,21 +157,17 @@ impl Connection for TcpConn {
                     .min(self.max_message.max(READ_CHUNK));
                 self.buf.resize(grow.max(self.buf.len()), 0);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.stream.set_read_timeout(Some(left))?;
             match self.stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(n) => self.end += n,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A socket receive timeout has the kernel tick's
+                    // granularity (4 ms here): wait in short sleeps instead.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(left.min(IDLE_SLEEP));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

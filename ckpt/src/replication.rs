@@ -1,0 +1,531 @@
+//! Replication links over a transport: the drivers of `ckpt_core::repl`'s
+//! state machines on real segments.
+//!
+//! [`ship`] runs on the primary's host, one per replica and checkpoint: it
+//! indexes the primary's log ring (sequence number → ring position and
+//! term), answers the replica's subscription, copies frames out of the ring,
+//! seals them and sends them in batches, and records the replica's
+//! acknowledgements in the segment (which releases synchronous writers).
+//! [`follow`] runs on the replica's host: it subscribes with what its replica
+//! segment holds, creates the replica from the primary's creation frame, and
+//! applies the frames it receives, acknowledging them.
+//!
+//! Not yet: snapshots over the wire (a replica that falls behind the
+//! primary's ring, or a new one after the ring lost frame 1, ends the link
+//! with [`ReplicationError::SnapshotNeeded`]), the node daemon that runs
+//! these per checkpoint and peer, authentication, and an event-driven wait
+//! (each end polls its socket with a short timeout, [`LinkOptions::poll`]).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ckpt_core::frame::{self, decode_message, encode_message, WireError, MESSAGE_HEADER_BYTES};
+use ckpt_core::repl::{
+    Actions, CloseReason, FollowAction, Follower, LinkConfig, LogView, Message, Position, Refusal,
+    ShipAction, Shipper,
+};
+use ckpt_core::CheckpointName;
+use ckpt_shm::log::LogError;
+use ckpt_shm::ops::{ApplyError, Consumer};
+use ckpt_shm::{Config, Segment};
+use ckpt_transport::Connection;
+
+/// The link id a follower uses on its connection (one checkpoint per
+/// connection for now).
+pub const LINK: u32 = 1;
+
+/// How a link behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkOptions {
+    /// The protocol's windows and timers.
+    pub link: LinkConfig,
+    /// How long one wait for a message lasts before the log is looked at.
+    pub poll: Duration,
+    /// The largest message accepted from the peer.
+    pub max_message: usize,
+    /// Bytes of frames per message, at most (a batch is cut there).
+    pub batch_bytes: usize,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions {
+            link: LinkConfig::default(),
+            poll: Duration::from_micros(200),
+            max_message: 64 << 20,
+            batch_bytes: 1 << 20,
+        }
+    }
+}
+
+/// How a link ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// `stop` was set.
+    Stopped,
+    /// The protocol closed it.
+    Closed(CloseReason),
+    /// A replica follows a newer term: this host is not the active replica.
+    Deposed { term: u32 },
+    /// The peer closed the connection.
+    PeerClosed,
+}
+
+/// Why a link failed.
+#[derive(Debug)]
+pub enum ReplicationError {
+    /// The connection failed.
+    Io(io::Error),
+    /// The peer sent bytes that are not a message.
+    Wire(WireError),
+    /// The peer sent a message for another link.
+    WrongLink(u32),
+    /// The primary's log could not be read (it is damaged).
+    Log(LogError),
+    /// The replica segment could not be opened or created.
+    Open(ckpt_core::error::OpenError),
+    /// A frame could not be applied for a reason the protocol does not cover.
+    Apply(ApplyError),
+    /// The replica is behind the primary's ring (or new, and the ring lost
+    /// its first frame): it needs a snapshot, which links cannot send yet.
+    SnapshotNeeded,
+}
+
+impl fmt::Display for ReplicationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplicationError::Io(e) => write!(f, "connection: {e}"),
+            ReplicationError::Wire(e) => write!(f, "bad message from the peer: {e}"),
+            ReplicationError::WrongLink(l) => write!(f, "message for unknown link {l}"),
+            ReplicationError::Log(e) => write!(f, "reading the log: {e}"),
+            ReplicationError::Open(e) => write!(f, "opening the replica: {e}"),
+            ReplicationError::Apply(e) => write!(f, "applying a frame: {e}"),
+            ReplicationError::SnapshotNeeded => f.write_str(
+                "the replica needs a snapshot (it is behind the primary's log ring), which links cannot send yet",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReplicationError {}
+
+impl From<io::Error> for ReplicationError {
+    fn from(e: io::Error) -> Self {
+        ReplicationError::Io(e)
+    }
+}
+
+impl From<WireError> for ReplicationError {
+    fn from(e: WireError) -> Self {
+        ReplicationError::Wire(e)
+    }
+}
+
+/// Nanoseconds since the link started (the state machines' clock).
+struct Clock(Instant);
+
+impl Clock {
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// The next message, `Ok(None)` after `poll`, or the peer's close.
+fn recv<C: Connection>(
+    conn: &mut C,
+    poll: Duration,
+) -> Result<Option<&[u8]>, Option<ReplicationError>> {
+    match conn.recv(poll) {
+        Ok(m) => Ok(m),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(None),
+        Err(e) => Err(Some(e.into())),
+    }
+}
+
+/// Encodes `m` and sends it (with `frames` after it, for a `Frames` message).
+fn send<C: Connection>(
+    conn: &mut C,
+    m: &Message,
+    name: &[u8],
+    frames: &[u8],
+) -> Result<(), ReplicationError> {
+    let mut head = [0u8; MESSAGE_HEADER_BYTES + frame::WIRE_NAME_BYTES_MAX];
+    let n = encode_message(LINK, m, name, frames.len(), &mut head)?;
+    conn.send(&[&head[..n], frames])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The primary's end
+
+/// One indexed frame of the ring.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    seq: u64,
+    position: u64,
+    term: u32,
+}
+
+/// The primary's log as the shipper sees it: the frames still in the ring,
+/// by sequence number.
+struct RingIndex<'a> {
+    segment: &'a Segment,
+    consumer: Consumer<'a>,
+    entries: VecDeque<Entry>,
+}
+
+impl<'a> RingIndex<'a> {
+    fn new(segment: &'a Segment) -> RingIndex<'a> {
+        // From the ring's start while it has not wrapped (the creation frame
+        // is at position 0), else from now.
+        let wrapped = segment.log_tail() > segment.geometry().log_bytes;
+        let consumer = segment.consumer((!wrapped).then_some(0));
+        RingIndex {
+            segment,
+            consumer,
+            entries: VecDeque::new(),
+        }
+    }
+
+    /// Indexes the frames published since, and forgets those the ring lost.
+    fn refresh(&mut self) -> Result<(), ReplicationError> {
+        loop {
+            match self.consumer.advance() {
+                Ok(Some(h)) => self.entries.push_back(Entry {
+                    seq: h.seq,
+                    position: self.consumer.current_position(),
+                    term: h.term,
+                }),
+                Ok(None) => break,
+                Err(LogError::Lagged { .. }) => {
+                    // The writer overtook the index: start over from now.
+                    self.entries.clear();
+                    self.consumer = self.segment.consumer(None);
+                }
+                Err(e) => return Err(ReplicationError::Log(e)),
+            }
+        }
+        let tail = self.segment.log_tail();
+        let capacity = self.segment.geometry().log_bytes;
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.position + capacity <= tail)
+        {
+            self.entries.pop_front();
+        }
+        Ok(())
+    }
+
+    fn entry(&self, seq: u64) -> Option<Entry> {
+        let first = self.entries.front()?.seq;
+        self.entries.get(seq.checked_sub(first)? as usize).copied()
+    }
+}
+
+impl LogView for RingIndex<'_> {
+    fn incarnation(&self) -> u64 {
+        self.segment.incarnation()
+    }
+    fn term(&self) -> u32 {
+        self.segment.current_term()
+    }
+    fn tail(&self) -> u64 {
+        // Nothing indexed (the ring wrapped before the link began): the log
+        // ends where the segment says, and none of it can be shipped.
+        self.entries
+            .back()
+            .map_or_else(|| self.segment.last_seq(), |e| e.seq)
+    }
+    fn oldest(&self) -> u64 {
+        self.entries.front().map_or(self.tail() + 1, |e| e.seq)
+    }
+    fn term_at(&self, seq: u64) -> Option<u32> {
+        self.entry(seq).map(|e| e.term)
+    }
+}
+
+/// Ships the checkpoint `primary` (a segment of this host) to the replica
+/// on `node` at the other end of `conn`, until the link ends or `stop` is
+/// set. The replica's acknowledgements are recorded for synchronous
+/// writers while the link runs.
+pub fn ship<C: Connection>(
+    primary: &Segment,
+    node: u32,
+    conn: &mut C,
+    opts: &LinkOptions,
+    stop: &AtomicBool,
+) -> Result<Ended, ReplicationError> {
+    let clock = Clock(Instant::now());
+    let mut index = RingIndex::new(primary);
+    let mut shipper = Shipper::new(opts.link, clock.now());
+    let mut frames: Vec<u8> = Vec::new();
+    let registered = primary.register_replica(node, 0).is_ok();
+    let result = (|| loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(Ended::Stopped);
+        }
+        index.refresh()?;
+        let received = match recv(conn, opts.poll) {
+            Ok(m) => m,
+            Err(None) => return Ok(Ended::PeerClosed),
+            Err(Some(e)) => return Err(e),
+        };
+        let out = match received {
+            Some(bytes) => {
+                let (m, _) = decode_message(bytes, opts.max_message)?;
+                if m.link != LINK {
+                    return Err(ReplicationError::WrongLink(m.link));
+                }
+                shipper.received(m.message, &index, clock.now())
+            }
+            None => shipper.poll(&index, clock.now()),
+        };
+        let mut pending = Some(out);
+        while let Some(actions) = pending.take() {
+            for a in actions {
+                match a {
+                    ShipAction::Send(m) => send(conn, &m, &[], &[])?,
+                    ShipAction::Ship {
+                        first,
+                        last,
+                        prev_term,
+                    } => match read_frames(&index, first, last, opts.batch_bytes, &mut frames)? {
+                        Some(last) => {
+                            let m = Message::Frames {
+                                first,
+                                last,
+                                prev_term,
+                            };
+                            send(conn, &m, &[], &frames)?;
+                        }
+                        None => pending = Some(shipper.lapped(clock.now())),
+                    },
+                    ShipAction::Snapshot => return Err(ReplicationError::SnapshotNeeded),
+                    ShipAction::Acked { seq } => {
+                        primary.acknowledge(node, seq);
+                    }
+                    ShipAction::Deposed { term } => return Ok(Ended::Deposed { term }),
+                    ShipAction::Close(r) => return Ok(Ended::Closed(r)),
+                }
+            }
+        }
+    })();
+    if registered {
+        primary.unregister_replica(node);
+    }
+    result
+}
+
+/// Copies frames `first..=last` out of the ring into `out`, sealed, up to
+/// `batch_bytes` (at least one frame). Returns the last frame copied, or
+/// `None` if the ring no longer holds `first`.
+fn read_frames(
+    index: &RingIndex<'_>,
+    first: u64,
+    last: u64,
+    batch_bytes: usize,
+    out: &mut Vec<u8>,
+) -> Result<Option<u64>, ReplicationError> {
+    out.clear();
+    let Some(start) = index.entry(first) else {
+        return Ok(None);
+    };
+    let mut consumer = index.segment.consumer(Some(start.position));
+    let mut seq = first;
+    while seq <= last {
+        match consumer.advance() {
+            Ok(Some(h)) if h.seq == seq => {}
+            Ok(_) => {
+                return Err(ReplicationError::Log(LogError::Corrupt {
+                    at: consumer.position(),
+                }))
+            }
+            Err(LogError::Lagged { .. }) => return Ok(None),
+            Err(e) => return Err(ReplicationError::Log(e)),
+        }
+        let f = consumer.current().map_err(ReplicationError::Log)?;
+        let at = out.len();
+        out.resize(at + f.header.frame_bytes(), 0);
+        frame::encode(&f.header, f.id, f.data, &mut out[at..]).map_err(|_| {
+            ReplicationError::Log(LogError::Corrupt {
+                at: consumer.current_position(),
+            })
+        })?;
+        frame::seal(&mut out[at..]);
+        if out.len() >= batch_bytes {
+            break;
+        }
+        seq += 1;
+    }
+    Ok(Some(seq.min(last)))
+}
+
+// ---------------------------------------------------------------------------
+// The replica's end
+
+/// Follows checkpoint `name` from the primary at the other end of `conn`
+/// into this host's replica (in `config`'s directory), until the link ends
+/// or `stop` is set. Returns the replica's segment with the outcome (if one
+/// exists by then).
+pub fn follow<C: Connection>(
+    config: &Config,
+    name: &CheckpointName,
+    conn: &mut C,
+    opts: &LinkOptions,
+    stop: &AtomicBool,
+) -> Result<(Ended, Option<Segment>), ReplicationError> {
+    let clock = Clock(Instant::now());
+    let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
+    let mut replica = match Segment::open(config, name, flags, None) {
+        Ok(s) if s.is_replica() => Some(s),
+        Ok(_) => {
+            return Err(ReplicationError::Open(
+                ckpt_core::error::OpenError::AttributesDiffer,
+            ))
+        }
+        Err(ckpt_core::error::OpenError::NotExist) => None,
+        Err(e) => return Err(ReplicationError::Open(e)),
+    };
+    let (incarnation, holds) = match &replica {
+        Some(r) => (
+            r.incarnation(),
+            Position {
+                seq: r.last_seq(),
+                term: r.current_term(),
+            },
+        ),
+        None => (0, Position::default()),
+    };
+    let mut follower = Follower::new(opts.link, incarnation, holds);
+    let first = follower.connected(clock.now());
+    let mut subscribed = false;
+    let result = (|| -> Result<Ended, ReplicationError> {
+        let mut pending: Option<(Actions<FollowAction>, Vec<u8>)> = Some((first, Vec::new()));
+        loop {
+            while let Some((actions, carried)) = pending.take() {
+                for a in actions {
+                    match a {
+                        FollowAction::Send(m) => {
+                            let name = if matches!(m, Message::Subscribe { .. }) {
+                                subscribed = true;
+                                name.as_bytes()
+                            } else {
+                                &[]
+                            };
+                            send(conn, &m, name, &[])?;
+                        }
+                        FollowAction::Apply { first, last, after } => {
+                            let next =
+                                match apply(config, &mut replica, &carried, first, last, after) {
+                                    Ok(()) => {
+                                        let r =
+                                            replica.as_ref().expect("frames applied to a replica");
+                                        let holds = Position {
+                                            seq: r.last_seq(),
+                                            term: r.current_term(),
+                                        };
+                                        follower.applied(holds, clock.now())
+                                    }
+                                    Err(Refused::Protocol(why)) => {
+                                        if let Some(r) = &replica {
+                                            let holds = Position {
+                                                seq: r.last_seq(),
+                                                term: r.current_term(),
+                                            };
+                                            follower.applied(holds, clock.now());
+                                        }
+                                        follower.refused(why, clock.now())
+                                    }
+                                    Err(Refused::Fatal(e)) => return Err(e),
+                                };
+                            pending = Some((next, Vec::new()));
+                        }
+                        FollowAction::Install { .. } => {
+                            return Err(ReplicationError::SnapshotNeeded)
+                        }
+                        FollowAction::Close(r) => return Ok(Ended::Closed(r)),
+                    }
+                }
+            }
+            if stop.load(Ordering::Relaxed) {
+                return Ok(Ended::Stopped);
+            }
+            let received = match recv(conn, opts.poll) {
+                Ok(m) => m,
+                Err(None) => return Ok(Ended::PeerClosed),
+                Err(Some(e)) => return Err(e),
+            };
+            let next = match received {
+                Some(bytes) => {
+                    let (m, _) = decode_message(bytes, opts.max_message)?;
+                    if m.link != LINK {
+                        return Err(ReplicationError::WrongLink(m.link));
+                    }
+                    let carried = m.frames.to_vec();
+                    (follower.received(m.message, clock.now()), carried)
+                }
+                None => (follower.tick(clock.now()), Vec::new()),
+            };
+            pending = Some(next);
+        }
+    })();
+    debug_assert!(subscribed || result.is_err());
+    result.map(|ended| (ended, replica))
+}
+
+/// Why a batch was not applied.
+enum Refused {
+    /// The protocol handles it (subscribe again, rebuild, close).
+    Protocol(Refusal),
+    /// It does not.
+    Fatal(ReplicationError),
+}
+
+/// Applies frames `first..=last` of `carried` (sealed, checked in order by
+/// the decoder) to the replica, creating it from the creation frame.
+fn apply(
+    config: &Config,
+    replica: &mut Option<Segment>,
+    carried: &[u8],
+    first: u64,
+    last: u64,
+    after: Position,
+) -> Result<(), Refused> {
+    let mut at = 0;
+    while at < carried.len() {
+        let f = frame::decode(&carried[at..], true)
+            .map_err(|e| Refused::Fatal(ReplicationError::Wire(WireError::BadFrame(e))))?;
+        at += f.header.frame_bytes();
+        let seq = f.header.seq;
+        if seq == after.seq && after.seq > 0 && f.header.term != after.term {
+            // The frame before the ones to apply is not the replica's.
+            return Err(Refused::Protocol(Refusal::Gap));
+        }
+        if seq < first || seq > last {
+            continue;
+        }
+        let Some(r) = replica.as_ref() else {
+            if seq != 1 {
+                return Err(Refused::Protocol(Refusal::Gap));
+            }
+            let created = Segment::open_replica(config, &f)
+                .map_err(|e| Refused::Fatal(ReplicationError::Open(e)))?;
+            *replica = Some(created);
+            continue;
+        };
+        match r.apply(&f) {
+            Ok(_) => {}
+            Err(ApplyError::Gap { .. }) => return Err(Refused::Protocol(Refusal::Gap)),
+            Err(ApplyError::StaleTerm { .. }) => return Err(Refused::Protocol(Refusal::OlderTerm)),
+            Err(ApplyError::Incarnation { .. } | ApplyError::Diverged { .. }) => {
+                return Err(Refused::Protocol(Refusal::Diverged))
+            }
+            Err(e) => return Err(Refused::Fatal(ReplicationError::Apply(e))),
+        }
+    }
+    Ok(())
+}

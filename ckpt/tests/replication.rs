@@ -1,0 +1,268 @@
+//! Replication links over loopback TCP between two directories (two "hosts"):
+//! a new replica is created from the primary's creation frame and follows
+//! its writes byte for byte; a synchronous writer returns only once the
+//! replica holds its write; a replica that reconnects goes on from what it
+//! holds.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use ckpt::replication::{follow, ship, Ended, LinkOptions};
+use ckpt::{
+    CheckpointName, Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode,
+};
+use ckpt_transport::tcp::Tcp;
+use ckpt_transport::{Backend, Listener};
+
+const WAIT: Duration = Duration::from_secs(10);
+const REPLICA_NODE: u32 = 2;
+
+fn attrs(mode: UpdateMode) -> CreationAttributes {
+    CreationAttributes {
+        flags: CreationFlags::new(mode, mode.is_asynchronous()),
+        // A 512 KiB ring: the tests' writes fit in it, for a replica that
+        // falls behind needs a snapshot, which links cannot send yet.
+        ..CreationAttributes::new(16, 4096)
+    }
+}
+
+/// The sections of the checkpoint `name` in `dir`, read through the API.
+fn sections(dir: &std::path::Path, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let service = Service::with_config(Config::with_dir(dir));
+    let c = service
+        .open(name, OpenFlags::READ, None)
+        .expect("open to read");
+    let mut out: Vec<_> = c
+        .sections(ckpt::SectionsChosen::Any)
+        .expect("iterate")
+        .map(|d| {
+            let id = d.id.as_bytes().to_vec();
+            let data = c.read_section(&id).expect("read");
+            (id, data)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs `body` while a shipper (primary side) and a follower (replica side)
+/// run a link between the two directories; returns how each ended.
+fn with_link(
+    primary: &ckpt::Checkpoint,
+    replica_dir: &std::path::Path,
+    name: &str,
+    body: impl FnOnce(),
+) -> (Ended, Ended, u64) {
+    let opts = LinkOptions::default();
+    let stop = AtomicBool::new(false);
+    let listener = Tcp
+        .listen(
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            opts.max_message,
+        )
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name = CheckpointName::new(name).unwrap();
+    let replica_config = Config::with_dir(replica_dir);
+    std::thread::scope(|s| {
+        let shipper = s.spawn(|| {
+            let (mut conn, _) = listener
+                .accept(WAIT)
+                .unwrap()
+                .expect("the replica connects");
+            ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop)
+        });
+        let follower = s.spawn(|| {
+            let mut conn = Tcp.connect(addr, WAIT, opts.max_message).unwrap();
+            follow(&replica_config, &name, &mut conn, &opts, &stop)
+        });
+        // Whatever happens below, the link threads stop (a failed assertion
+        // would otherwise wait for them forever).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        body();
+        // Until the replica holds everything the primary logged.
+        let want = primary.segment().last_seq();
+        let deadline = Instant::now() + WAIT;
+        let service = Service::with_config(Config::with_dir(replica_dir));
+        loop {
+            let held = service
+                .open(name.as_bytes(), OpenFlags::READ, None)
+                .map(|c| c.segment().last_seq())
+                .unwrap_or(0);
+            if held == want {
+                break;
+            }
+            if Instant::now() > deadline || shipper.is_finished() || follower.is_finished() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let s = shipper.join().unwrap();
+                let f = follower.join().unwrap().map(|(e, _)| e);
+                panic!("replica holds {held} of {want}; shipper: {s:?}; follower: {f:?}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let shipped = shipper.join().unwrap().expect("the shipper ends cleanly");
+        let (followed, replica) = follower.join().unwrap().expect("the follower ends cleanly");
+        let replica = replica.expect("a replica was created");
+        assert!(replica.is_replica());
+        (shipped, followed, replica.last_seq())
+    })
+}
+
+#[test]
+fn a_new_replica_follows_the_primary_byte_for_byte() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_async";
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(
+            name,
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
+            Some(&attrs(UpdateMode::ActiveReplica)),
+        )
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    let (shipped, followed, held) = with_link(&primary, b.path(), name, || {
+        for i in 0..8u32 {
+            primary
+                .create_section(format!("s{i}").as_bytes(), Time::END, &i.to_le_bytes())
+                .unwrap();
+        }
+        for n in 0..1000u32 {
+            let id = format!("s{}", n % 8);
+            let data = vec![(n % 251) as u8; (n % 200) as usize + 1];
+            primary.overwrite(id.as_bytes(), &data).unwrap();
+        }
+        primary.delete_section(b"s7").unwrap();
+        primary
+            .write(&[ckpt::WriteVec {
+                id: b"s1",
+                offset: 2,
+                data: b"xyz",
+            }])
+            .unwrap();
+    });
+    // Each end stopped, or saw the other close first.
+    for end in [shipped, followed] {
+        assert!(matches!(end, Ended::Stopped | Ended::PeerClosed), "{end:?}");
+    }
+    assert_eq!(held, primary.segment().last_seq());
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+    assert_eq!(sections(b.path(), name).len(), 7);
+}
+
+#[test]
+fn a_synchronous_write_returns_once_the_replica_holds_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_sync";
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(
+            name,
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
+            Some(&attrs(UpdateMode::AllReplicas)),
+        )
+        .unwrap();
+    primary
+        .create_section(b"seq", Time::END, &0u64.to_le_bytes())
+        .unwrap();
+    let replica_service = Service::with_config(Config::with_dir(b.path()));
+    with_link(&primary, b.path(), name, || {
+        // Until the link is up and the replica registered: it caught up.
+        let deadline = Instant::now() + WAIT;
+        while replica_service.open(name, OpenFlags::READ, None).is_err() {
+            assert!(Instant::now() < deadline, "no replica");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let replica = replica_service.open(name, OpenFlags::READ, None).unwrap();
+        for n in 1..=300u64 {
+            primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+            // Returned: the replica holds it (WR_ALL_REPLICAS).
+            assert!(
+                replica.segment().last_seq() >= primary.segment().last_seq(),
+                "write {n}"
+            );
+            assert_eq!(replica.read_section(b"seq").unwrap(), n.to_le_bytes());
+        }
+    });
+}
+
+#[test]
+fn a_replica_that_reconnects_goes_on_from_what_it_holds() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_again";
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(
+            name,
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
+            Some(&attrs(UpdateMode::ActiveReplica)),
+        )
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    primary.create_section(b"k", Time::END, b"first").unwrap();
+    let (_, _, first) = with_link(&primary, b.path(), name, || {});
+    // Written while no link runs.
+    for n in 0..100u32 {
+        primary.overwrite(b"k", &n.to_le_bytes()).unwrap();
+    }
+    let (_, _, second) = with_link(&primary, b.path(), name, || {});
+    assert_eq!(second, first + 100);
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+}
+
+#[test]
+fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_behind";
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(
+            name,
+            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
+            Some(&attrs(UpdateMode::ActiveReplica)),
+        )
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    primary.create_section(b"k", Time::END, b"").unwrap();
+    // Four times the ring: frame 1 is gone from it.
+    for _ in 0..512 {
+        primary.overwrite(b"k", &[7; 4096]).unwrap();
+    }
+    let opts = LinkOptions::default();
+    let stop = AtomicBool::new(false);
+    let listener = Tcp
+        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name = CheckpointName::new(name).unwrap();
+    let config = Config::with_dir(b.path());
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| {
+            let mut conn = Tcp.connect(addr, WAIT, opts.max_message).unwrap();
+            follow(&config, &name, &mut conn, &opts, &stop)
+        });
+        // A shipper that never ends is stopped (and the test fails below).
+        let done = &done;
+        s.spawn(|| {
+            let start = Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < WAIT {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+        let shipped = ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let err = shipped.expect_err("no snapshot can be sent yet");
+        assert!(err.to_string().contains("needs a snapshot"), "{err}");
+        drop(conn);
+        let (ended, replica) = follower.join().unwrap().unwrap();
+        assert_eq!(ended, Ended::PeerClosed);
+        assert!(replica.is_none());
+    });
+}
