@@ -27,6 +27,19 @@ fn attrs(mode: UpdateMode) -> CreationAttributes {
     }
 }
 
+/// Creates checkpoint `name` in `dir` in `mode`, this host its active
+/// replica (asynchronous modes).
+fn open_primary(dir: &std::path::Path, name: &str, mode: UpdateMode) -> ckpt::Checkpoint {
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let c = Service::with_config(Config::with_dir(dir))
+        .open(name, rwc, Some(&attrs(mode)))
+        .unwrap();
+    if mode.is_asynchronous() {
+        c.set_active_replica().unwrap();
+    }
+    c
+}
+
 /// The sections of the checkpoint `name` in `dir`, read through the API.
 fn sections(dir: &std::path::Path, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let service = Service::with_config(Config::with_dir(dir));
@@ -120,14 +133,7 @@ fn with_link(
 fn a_new_replica_follows_the_primary_byte_for_byte() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_async";
-    let primary = Service::with_config(Config::with_dir(a.path()))
-        .open(
-            name,
-            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
-            Some(&attrs(UpdateMode::ActiveReplica)),
-        )
-        .unwrap();
-    primary.set_active_replica().unwrap();
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     let (shipped, followed, held) = with_link(&primary, b.path(), name, || {
         for i in 0..8u32 {
             primary
@@ -161,13 +167,7 @@ fn a_new_replica_follows_the_primary_byte_for_byte() {
 fn a_synchronous_write_returns_once_the_replica_holds_it() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_sync";
-    let primary = Service::with_config(Config::with_dir(a.path()))
-        .open(
-            name,
-            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
-            Some(&attrs(UpdateMode::AllReplicas)),
-        )
-        .unwrap();
+    let primary = open_primary(a.path(), name, UpdateMode::AllReplicas);
     primary
         .create_section(b"seq", Time::END, &0u64.to_le_bytes())
         .unwrap();
@@ -196,14 +196,7 @@ fn a_synchronous_write_returns_once_the_replica_holds_it() {
 fn a_replica_that_reconnects_goes_on_from_what_it_holds() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_again";
-    let primary = Service::with_config(Config::with_dir(a.path()))
-        .open(
-            name,
-            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
-            Some(&attrs(UpdateMode::ActiveReplica)),
-        )
-        .unwrap();
-    primary.set_active_replica().unwrap();
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     primary.create_section(b"k", Time::END, b"first").unwrap();
     let (_, _, first) = with_link(&primary, b.path(), name, || {});
     // Written while no link runs.
@@ -219,14 +212,7 @@ fn a_replica_that_reconnects_goes_on_from_what_it_holds() {
 fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_behind";
-    let primary = Service::with_config(Config::with_dir(a.path()))
-        .open(
-            name,
-            OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE,
-            Some(&attrs(UpdateMode::ActiveReplica)),
-        )
-        .unwrap();
-    primary.set_active_replica().unwrap();
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     primary.create_section(b"k", Time::END, b"").unwrap();
     // Four times the ring: frame 1 is gone from it.
     for _ in 0..512 {

@@ -820,6 +820,14 @@ mod tests {
         }
     }
 
+    fn ship_(first: u64, last: u64, prev_term: u32) -> ShipAction {
+        ShipAction::Ship {
+            first,
+            last,
+            prev_term,
+        }
+    }
+
     fn ack(seq: u64, term: u32) -> Message {
         Message::Ack {
             holds: Position { seq, term },
@@ -835,47 +843,13 @@ mod tests {
         let l = log(1, 30);
         let mut s = Shipper::new(cfg(), 0);
         let out = all(s.received(sub(7, 5, 2), &l, 1));
-        assert_eq!(
-            out,
-            [
-                ShipAction::Acked { seq: 5 },
-                ShipAction::Ship {
-                    first: 6,
-                    last: 9,
-                    prev_term: 2
-                }
-            ]
-        );
-        assert_eq!(
-            all(s.poll(&l, 2)),
-            [ShipAction::Ship {
-                first: 10,
-                last: 13,
-                prev_term: 2
-            }]
-        );
-        assert_eq!(
-            all(s.poll(&l, 3)),
-            [ShipAction::Ship {
-                first: 14,
-                last: 15,
-                prev_term: 2
-            }]
-        );
+        assert_eq!(out, [ShipAction::Acked { seq: 5 }, ship_(6, 9, 2)]);
+        assert_eq!(all(s.poll(&l, 2)), [ship_(10, 13, 2)]);
+        assert_eq!(all(s.poll(&l, 3)), [ship_(14, 15, 2)]);
         // The window (10 past the acknowledgement) is full.
         assert!(s.poll(&l, 4).is_empty());
         let out = all(s.received(ack(9, 2), &l, 5));
-        assert_eq!(
-            out,
-            [
-                ShipAction::Acked { seq: 9 },
-                ShipAction::Ship {
-                    first: 16,
-                    last: 19,
-                    prev_term: 2
-                }
-            ]
-        );
+        assert_eq!(out, [ShipAction::Acked { seq: 9 }, ship_(16, 19, 2)]);
         // One of another history (a replica since rebuilt) does not count.
         assert!(s.received(ack(12, 1), &l, 6).is_empty());
         // One of frames the log never had closes the link.
@@ -905,25 +879,11 @@ mod tests {
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
         // The snapshot went out: the frames after its start follow.
         let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, 2));
-        assert_eq!(
-            out,
-            [ShipAction::Ship {
-                first: 21,
-                last: 24,
-                prev_term: 2
-            }]
-        );
+        assert_eq!(out, [ship_(21, 24, 2)]);
         // A fresh replica of a log that still holds frame 1 streams from it.
         let l = log(1, 3);
         let mut s = Shipper::new(cfg(), 0);
-        assert_eq!(
-            all(s.received(sub(0, 0, 0), &l, 1)),
-            [ShipAction::Ship {
-                first: 1,
-                last: 3,
-                prev_term: 0
-            }]
-        );
+        assert_eq!(all(s.received(sub(0, 0, 0), &l, 1)), [ship_(1, 3, 0)]);
     }
 
     #[test]
@@ -934,17 +894,7 @@ mod tests {
         };
         let mut s = Shipper::new(cfg(), 0);
         let out = all(s.received(sub(7, 5, 1), &l, 1));
-        assert_eq!(
-            out,
-            [
-                ShipAction::Acked { seq: 5 },
-                ShipAction::Ship {
-                    first: 6,
-                    last: 9,
-                    prev_term: 1
-                }
-            ]
-        );
+        assert_eq!(out, [ShipAction::Acked { seq: 5 }, ship_(6, 9, 1)]);
     }
 
     #[test]
@@ -956,28 +906,14 @@ mod tests {
         s.poll(&l, 1);
         // Nothing acknowledged for the retransmission time: from 6 again.
         let late = 2 + c.retransmit_ns;
-        assert_eq!(
-            all(s.poll(&l, late)),
-            [ShipAction::Ship {
-                first: 6,
-                last: 9,
-                prev_term: 2
-            }]
-        );
+        assert_eq!(all(s.poll(&l, late)), [ship_(6, 9, 2)]);
         // A snapshot never confirmed is sent again (not its frames alone).
         let l = log(20, 40);
         let mut s = Shipper::new(c, 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 0)), [ShipAction::Snapshot]);
         s.snapshot_sent(Position { seq: 40, term: 2 }, &l, 1);
         let l = log(20, 44);
-        assert_eq!(
-            all(s.poll(&l, 2)),
-            [ShipAction::Ship {
-                first: 41,
-                last: 44,
-                prev_term: 2
-            }]
-        );
+        assert_eq!(all(s.poll(&l, 2)), [ship_(41, 44, 2)]);
         assert_eq!(all(s.poll(&l, 3 + c.retransmit_ns)), [ShipAction::Snapshot]);
         assert_eq!(s.in_flight(), 44);
     }
