@@ -14,7 +14,8 @@
 //! primary's ring, or a new one after the ring lost frame 1, ends the link
 //! with [`ReplicationError::SnapshotNeeded`]), the node daemon that runs
 //! these per checkpoint and peer, authentication, and an event-driven wait
-//! (each end polls its socket with a short timeout, [`LinkOptions::poll`]).
+//! (each end polls its socket with a short timeout, [`LinkOptions::poll`],
+//! when it had nothing to do the last time).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -264,16 +265,20 @@ pub fn ship<C: Connection>(
     let mut shipper = Shipper::new(opts.link, clock.now());
     let mut frames: Vec<u8> = Vec::new();
     let registered = primary.register_replica(node, 0).is_ok();
+    // Busy (a message came, or frames went out): look again at once.
+    let mut busy = false;
     let result = (|| loop {
         if stop.load(Ordering::Relaxed) {
             return Ok(Ended::Stopped);
         }
         index.refresh()?;
-        let received = match recv(conn, opts.poll) {
+        let wait = if busy { Duration::ZERO } else { opts.poll };
+        let received = match recv(conn, wait) {
             Ok(m) => m,
             Err(None) => return Ok(Ended::PeerClosed),
             Err(Some(e)) => return Err(e),
         };
+        busy = received.is_some();
         let out = match received {
             Some(bytes) => {
                 let (m, _) = decode_message(bytes, opts.max_message)?;
@@ -301,6 +306,7 @@ pub fn ship<C: Connection>(
                                 prev_term,
                             };
                             send(conn, &m, &[], &frames)?;
+                            busy = true;
                         }
                         None => pending = Some(shipper.lapped(clock.now())),
                     },
@@ -403,6 +409,7 @@ pub fn follow<C: Connection>(
     let mut follower = Follower::new(opts.link, incarnation, holds);
     let first = follower.connected(clock.now());
     let mut subscribed = false;
+    let mut busy = false;
     let result = (|| -> Result<Ended, ReplicationError> {
         let mut pending: Option<(Actions<FollowAction>, Vec<u8>)> = Some((first, Vec::new()));
         loop {
@@ -454,11 +461,13 @@ pub fn follow<C: Connection>(
             if stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
             }
-            let received = match recv(conn, opts.poll) {
+            let wait = if busy { Duration::ZERO } else { opts.poll };
+            let received = match recv(conn, wait) {
                 Ok(m) => m,
                 Err(None) => return Ok(Ended::PeerClosed),
                 Err(Some(e)) => return Err(e),
             };
+            busy = received.is_some();
             let next = match received {
                 Some(bytes) => {
                     let (m, _) = decode_message(bytes, opts.max_message)?;
@@ -485,8 +494,9 @@ enum Refused {
     Fatal(ReplicationError),
 }
 
-/// Applies frames `first..=last` of `carried` (sealed, checked in order by
-/// the decoder) to the replica, creating it from the creation frame.
+/// Applies frames `first..=last` of `carried` (sealed and checked, seals
+/// included, by `decode_message`) to the replica, creating it from the
+/// creation frame.
 fn apply(
     config: &Config,
     replica: &mut Option<Segment>,
@@ -497,7 +507,8 @@ fn apply(
 ) -> Result<(), Refused> {
     let mut at = 0;
     while at < carried.len() {
-        let f = frame::decode(&carried[at..], true)
+        // `decode_message` checked every carried frame's seal already.
+        let f = frame::decode(&carried[at..], false)
             .map_err(|e| Refused::Fatal(ReplicationError::Wire(WireError::BadFrame(e))))?;
         at += f.header.frame_bytes();
         let seq = f.header.seq;

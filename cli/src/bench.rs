@@ -21,6 +21,8 @@
 //! | 10 | fuzzy snapshot + catch-up of a 1 GiB checkpoint while a writer writes | reading the same bytes out of the mapping | ≤ 3 × the baseline |
 //! | C1 | `saCkptSectionOverwrite` of 64 B through libSaCkpt's C ABI | 64 B `memcpy` | p50 ≤ 50 ns |
 //! | C2 | `saCkptCheckpointRead` of 64 B into the caller's buffer | 64 B `memcpy` out | p50 ≤ 40 ns |
+//! | R1 | replicated 64 B overwrites over loopback TCP (asynchronous) | a raw TCP stream of the same frame bytes | ≥ 5 M updates/s |
+//! | R2 | synchronous 64 B write (returns once the replica holds it) | a raw TCP ping-pong of the same size | p50 ≤ 2 × the baseline |
 //!
 //! Nanosecond-scale operations are timed in batches (one `Instant` pair per
 //! batch of N ops, divided by N); their p50/p99/max are over batches, and the
@@ -120,7 +122,7 @@ pub fn run(
             rows.push(row);
         };
         type Scenario = fn(&Work, &Plan, Option<&[OsString]>, &mut dyn FnMut(BenchRow));
-        let scenarios: [Scenario; 7] = [
+        let scenarios: [Scenario; 8] = [
             |w, p, _, e| local_path(w, p, e),
             |w, p, _, e| c_path(w, p, e),
             visibility,
@@ -128,6 +130,7 @@ pub fn run(
             |w, p, _, e| iterate(w, p, e),
             |w, p, _, e| apply_rate(w, p, e),
             |w, p, _, e| catch_up(w, p, e),
+            |w, p, _, e| replication(w, p, e),
         ];
         for scenario in scenarios {
             scenario(&work, &plan, opts.standby_cmd.as_deref(), &mut emit);
@@ -1804,6 +1807,288 @@ fn measure_apply(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
         let took = elapsed_ns(start);
         ours.record(took / count as f64, count as u64, took);
     }
+    Ok((ours, base))
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios R1-R2: replication between two directories over loopback TCP
+
+fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
+    let n = plan.batch;
+    let scenario = format!(
+        "replicated 64 B overwrites over loopback TCP (ckpt::replication ship/follow, \
+         asynchronous mode; per update: batches of {n} written, until the replica holds them)"
+    );
+    let baseline = format!(
+        "raw TCP stream of the same frame bytes over the same transport (batches of {n} \
+         frames as one message, until the receiver has them and answers)"
+    );
+    const TR1: &str = ">= 5 M updates/s";
+    match measure_replicated(work, plan) {
+        Ok((ours, base)) => emit(row(scenario, &ours, baseline, &base, TR1, |s| {
+            s.ops_per_s >= 5e6
+        })),
+        Err(why) => emit(unmeasured(scenario, baseline, TR1, &why)),
+    }
+    let scenario = "sync write 64 B (WR_ALL_REPLICAS: returns once the replica over loopback \
+                    TCP holds it; percentiles over writes)"
+        .to_string();
+    let baseline = "raw TCP ping-pong over the same transport: a message of the write's frame \
+                    and an acknowledgement-sized answer"
+        .to_string();
+    const TR2: &str = "p50 <= 2x baseline";
+    match measure_sync_write(work, plan) {
+        Ok((ours, base)) => {
+            let floor = base.summary().p50_ns;
+            emit(row(scenario, &ours, baseline, &base, TR2, |s| {
+                s.p50_ns <= 2.0 * floor
+            }))
+        }
+        Err(why) => emit(unmeasured(scenario, baseline, TR2, &why)),
+    }
+}
+
+/// A link between the primary `name` (in the run's directory) and its
+/// replica (in a subdirectory), run by two threads until dropped.
+struct BenchLink {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    replica: Segment,
+}
+
+impl BenchLink {
+    fn start(
+        work: &Work,
+        primary: &std::sync::Arc<Segment>,
+        name: &str,
+    ) -> Result<BenchLink, String> {
+        use ckpt_transport::{Backend, Listener};
+        let opts = ckpt::replication::LinkOptions::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let listener = ckpt_transport::tcp::Tcp
+            .listen("127.0.0.1:0".parse().expect("an address"), opts.max_message)
+            .map_err(|e| format!("listen: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
+        let replica_dir = work.dir.0.join(format!("replica-{name}"));
+        std::fs::create_dir_all(&replica_dir).map_err(|e| format!("replica dir: {e}"))?;
+        let replica_config = Config {
+            log_bytes: Some(4 << 20),
+            ..Config::with_dir(&replica_dir)
+        };
+        let (p, s1, s2) = (primary.clone(), stop.clone(), stop.clone());
+        let shipper = std::thread::spawn(move || {
+            if let Ok(Some((mut conn, _))) = listener.accept(Duration::from_secs(5)) {
+                let _ = ckpt::replication::ship(&p, 2, &mut conn, &opts, &s1);
+            }
+        });
+        let cname = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;
+        let config = replica_config.clone();
+        let follower = std::thread::spawn(move || {
+            if let Ok(mut conn) =
+                ckpt_transport::tcp::Tcp.connect(addr, Duration::from_secs(5), opts.max_message)
+            {
+                let _ = ckpt::replication::follow(&config, &cname, &mut conn, &opts, &s2);
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let replica = loop {
+            if let Ok(r) = open_existing(&replica_config, name) {
+                break r;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, Ordering::Relaxed);
+                return Err("the replica did not appear".into());
+            }
+            std::thread::sleep(READY_POLL);
+        };
+        Ok(BenchLink {
+            stop,
+            threads: vec![shipper, follower],
+            replica,
+        })
+    }
+
+    /// Waits until the replica holds frame `seq`.
+    fn wait_for(&self, seq: u64) -> Result<(), String> {
+        let deadline = Instant::now() + ROUND_TRIP_TIMEOUT;
+        while self.replica.last_seq() < seq {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the replica holds {} of {seq}",
+                    self.replica.last_seq()
+                ));
+            }
+            // Not a spin: the link's two threads need the machine's two vCPUs.
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BenchLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A primary for the replication scenarios: one 64 B section `s64`.
+fn bench_primary(
+    work: &Work,
+    name: &str,
+    mode: ckpt_core::UpdateMode,
+) -> Result<(std::sync::Arc<Segment>, SectionRef), String> {
+    let attrs = CreationAttributes {
+        flags: ckpt_core::CreationFlags::new(mode, mode.is_asynchronous()),
+        ..attributes(4, 64)
+    };
+    let primary = create(&work.config(Some(4 << 20)), name, attrs)?;
+    if mode.is_asynchronous() {
+        primary
+            .set_active_replica(0)
+            .map_err(|e| format!("set active replica: {e:?}"))?;
+    }
+    let (section, _) = primary
+        .create_section(Some(b"s64"), Time::END, &[0; 64])
+        .map_err(|e| format!("create section: {e:?}"))?;
+    Ok((std::sync::Arc::new(primary), section))
+}
+
+/// Two connected ends of the transport, for the baselines.
+fn raw_pair() -> Result<(ckpt_transport::tcp::TcpConn, ckpt_transport::tcp::TcpConn), String> {
+    use ckpt_transport::{Backend, Listener};
+    let tcp = ckpt_transport::tcp::Tcp;
+    let listener = tcp
+        .listen("127.0.0.1:0".parse().expect("an address"), 64 << 20)
+        .map_err(|e| format!("listen: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
+    let client = tcp
+        .connect(addr, Duration::from_secs(5), 64 << 20)
+        .map_err(|e| format!("connect: {e}"))?;
+    let (server, _) = listener
+        .accept(Duration::from_secs(5))
+        .map_err(|e| format!("accept: {e}"))?
+        .ok_or("no connection")?;
+    Ok((client, server))
+}
+
+/// A message of `bytes` (a multiple of 8, at least a header) whose first
+/// word says so, as the transport frames messages.
+fn raw_message(bytes: usize) -> Vec<u8> {
+    let mut m = vec![0u8; bytes];
+    m[..4].copy_from_slice(&(bytes as u32).to_le_bytes());
+    m
+}
+
+/// The echo side of a baseline: answers every message with `answer` until
+/// the connection closes.
+fn raw_echo(
+    mut conn: ckpt_transport::tcp::TcpConn,
+    answer: Vec<u8>,
+) -> std::thread::JoinHandle<()> {
+    use ckpt_transport::Connection;
+    std::thread::spawn(move || loop {
+        match conn.recv(Duration::from_secs(30)) {
+            Ok(Some(_)) => {
+                if conn.send(&[&answer]).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => return,
+        }
+    })
+}
+
+fn measure_replicated(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
+    use ckpt_transport::Connection;
+    let n = plan.batch;
+    let batches = (plan.rounds / 40).max(10);
+    let (primary, section) = bench_primary(
+        work,
+        "bench-repl-async",
+        ckpt_core::UpdateMode::ActiveReplica,
+    )?;
+    let link = BenchLink::start(work, &primary, "bench-repl-async")?;
+    let frame_bytes = ckpt_core::frame::frame_bytes(3, 64);
+    let (mut client, server) = raw_pair()?;
+    let echo = raw_echo(server, raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES));
+    let stream = raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES + n as usize * frame_bytes);
+    let data = [0x5Au8; 64];
+    let (mut ours, mut base) = (Series::default(), Series::default());
+    for round in 0..batches + 2 {
+        let start = Instant::now();
+        for _ in 0..n {
+            primary
+                .write(section, None, black_box(&data))
+                .map_err(|e| format!("write: {e:?}"))?;
+        }
+        link.wait_for(primary.last_seq())?;
+        let took = elapsed_ns(start);
+        let start = Instant::now();
+        client
+            .send(&[&stream])
+            .map_err(|e| format!("raw send: {e}"))?;
+        client
+            .recv(ROUND_TRIP_TIMEOUT)
+            .map_err(|e| format!("raw recv: {e}"))?
+            .ok_or("raw answer timed out")?;
+        let raw = elapsed_ns(start);
+        if round >= 2 {
+            ours.record(took / n as f64, n as u64, took);
+            base.record(raw / n as f64, n as u64, raw);
+        }
+    }
+    drop(client);
+    let _ = echo.join();
+    Ok((ours, base))
+}
+
+fn measure_sync_write(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
+    use ckpt_transport::Connection;
+    let writes = (plan.rounds / 4).clamp(200, 3000);
+    let (primary, section) =
+        bench_primary(work, "bench-repl-sync", ckpt_core::UpdateMode::AllReplicas)?;
+    let link = BenchLink::start(work, &primary, "bench-repl-sync")?;
+    link.wait_for(primary.last_seq())?;
+    let frame_bytes = ckpt_core::frame::frame_bytes(3, 64);
+    let (mut client, server) = raw_pair()?;
+    let echo = raw_echo(server, raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES));
+    let ping = raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES + frame_bytes);
+    let data = [0x5Au8; 64];
+    let (mut ours, mut base) = (Series::default(), Series::default());
+    for i in 0..writes + 20 {
+        let start = Instant::now();
+        primary
+            .write(section, None, black_box(&data))
+            .map_err(|e| format!("sync write: {e:?}"))?;
+        // What `ckpt::Checkpoint` does after a write of a synchronous checkpoint.
+        let timeout = primary.config().ack_timeout;
+        if !primary.wait_acknowledged(ckpt_shm::ack::Need::All, primary.last_seq(), timeout) {
+            return Err("a synchronous write was not acknowledged in time".into());
+        }
+        let took = elapsed_ns(start);
+        if link.replica.last_seq() < primary.last_seq() {
+            return Err("a synchronous write returned before the replica held it".into());
+        }
+        let start = Instant::now();
+        client
+            .send(&[&ping])
+            .map_err(|e| format!("raw send: {e}"))?;
+        client
+            .recv(ROUND_TRIP_TIMEOUT)
+            .map_err(|e| format!("raw recv: {e}"))?
+            .ok_or("raw answer timed out")?;
+        let raw = elapsed_ns(start);
+        if i >= 20 {
+            ours.record(took, 1, took);
+            base.record(raw, 1, raw);
+        }
+    }
+    drop(client);
+    let _ = echo.join();
     Ok((ours, base))
 }
 
