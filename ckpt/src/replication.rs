@@ -326,7 +326,8 @@ pub fn ship<C: Connection>(
     result
 }
 
-/// Copies frames `first..=last` out of the ring into `out`, sealed, up to
+/// Copies frames `first..=last` out of the ring into `out` as they are
+/// (no re-encoding), sealed, up to
 /// `batch_bytes` (at least one frame). Returns the last frame copied, or
 /// `None` if the ring no longer holds `first`.
 fn read_frames(
@@ -353,14 +354,9 @@ fn read_frames(
             Err(LogError::Lagged { .. }) => return Ok(None),
             Err(e) => return Err(ReplicationError::Log(e)),
         }
-        let f = consumer.current().map_err(ReplicationError::Log)?;
+        // The frame as the ring holds it: copied once, sealed in place.
         let at = out.len();
-        out.resize(at + f.header.frame_bytes(), 0);
-        frame::encode(&f.header, f.id, f.data, &mut out[at..]).map_err(|_| {
-            ReplicationError::Log(LogError::Corrupt {
-                at: consumer.current_position(),
-            })
-        })?;
+        out.extend_from_slice(consumer.current_bytes());
         frame::seal(&mut out[at..]);
         if out.len() >= batch_bytes {
             break;

@@ -406,6 +406,12 @@ impl Consumer<'_> {
         })
     }
 
+    /// The bytes of the frame [`Consumer::advance`] moved to, as the ring
+    /// held them (validated, unsealed): what a shipper sends after sealing.
+    pub fn current_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// The position of the next frame to read.
     pub fn position(&self) -> u64 {
         self.cursor
