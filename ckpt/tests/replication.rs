@@ -12,8 +12,12 @@ use ckpt::replication::{follow, ship, Ended, LinkOptions};
 use ckpt::{
     CheckpointName, Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode,
 };
-use ckpt_transport::tcp::Tcp;
-use ckpt_transport::{Backend, Listener};
+use ckpt_transport::{Auto, Backend, Choice, Listener};
+
+/// io_uring where the kernel allows it, else plain sockets.
+fn backend() -> Auto {
+    Auto::select(Choice::Auto).expect("a backend").0
+}
 
 const WAIT: Duration = Duration::from_secs(10);
 const REPLICA_NODE: u32 = 2;
@@ -69,7 +73,7 @@ fn with_link(
 ) -> (Ended, Ended, u64) {
     let opts = LinkOptions::default();
     let stop = AtomicBool::new(false);
-    let listener = Tcp
+    let listener = backend()
         .listen(
             "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
             opts.max_message,
@@ -87,7 +91,7 @@ fn with_link(
             ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop)
         });
         let follower = s.spawn(|| {
-            let mut conn = Tcp.connect(addr, WAIT, opts.max_message).unwrap();
+            let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
             follow(&replica_config, &name, &mut conn, &opts, &stop)
         });
         // Whatever happens below, the link threads stop (a failed assertion
@@ -220,7 +224,7 @@ fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
     }
     let opts = LinkOptions::default();
     let stop = AtomicBool::new(false);
-    let listener = Tcp
+    let listener = backend()
         .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
         .unwrap();
     let addr = listener.local_addr().unwrap();
@@ -229,7 +233,7 @@ fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         let follower = s.spawn(|| {
-            let mut conn = Tcp.connect(addr, WAIT, opts.max_message).unwrap();
+            let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
             follow(&config, &name, &mut conn, &opts, &stop)
         });
         // A shipper that never ends is stopped (and the test fails below).

@@ -1815,29 +1815,43 @@ fn measure_apply(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
 
 fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
     let n = plan.batch;
+    let (backend, fallback) = match ckpt_transport::Auto::select(ckpt_transport::Choice::Auto) {
+        Ok(b) => b,
+        Err(why) => (
+            ckpt_transport::Auto::Tcp(ckpt_transport::tcp::Tcp),
+            Some(why),
+        ),
+    };
+    use ckpt_transport::Backend;
+    let via = match fallback {
+        None => format!("transport: {}", backend.name()),
+        Some(why) => format!("transport: {} ({why})", backend.name()),
+    };
     let scenario = format!(
         "replicated 64 B overwrites over loopback TCP (ckpt::replication ship/follow, \
-         asynchronous mode; per update: batches of {n} written, until the replica holds them)"
+         asynchronous mode; per update: batches of {n} written, until the replica holds them) \
+         [{via}]"
     );
     let baseline = format!(
         "raw TCP stream of the same frame bytes over the same transport (batches of {n} \
          frames as one message, until the receiver has them and answers)"
     );
     const TR1: &str = ">= 5 M updates/s";
-    match measure_replicated(work, plan) {
+    match measure_replicated(work, plan, backend) {
         Ok((ours, base)) => emit(row(scenario, &ours, baseline, &base, TR1, |s| {
             s.ops_per_s >= 5e6
         })),
         Err(why) => emit(unmeasured(scenario, baseline, TR1, &why)),
     }
-    let scenario = "sync write 64 B (WR_ALL_REPLICAS: returns once the replica over loopback \
-                    TCP holds it; percentiles over writes)"
-        .to_string();
+    let scenario = format!(
+        "sync write 64 B (WR_ALL_REPLICAS: returns once the replica over loopback TCP holds \
+         it; percentiles over writes) [{via}]"
+    );
     let baseline = "raw TCP ping-pong over the same transport: a message of the write's frame \
                     and an acknowledgement-sized answer"
         .to_string();
     const TR2: &str = "p50 <= 2x baseline";
-    match measure_sync_write(work, plan) {
+    match measure_sync_write(work, plan, backend) {
         Ok((ours, base)) => {
             let floor = base.summary().p50_ns;
             emit(row(scenario, &ours, baseline, &base, TR2, |s| {
@@ -1859,13 +1873,14 @@ struct BenchLink {
 impl BenchLink {
     fn start(
         work: &Work,
+        backend: ckpt_transport::Auto,
         primary: &std::sync::Arc<Segment>,
         name: &str,
     ) -> Result<BenchLink, String> {
         use ckpt_transport::{Backend, Listener};
         let opts = ckpt::replication::LinkOptions::default();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let listener = ckpt_transport::tcp::Tcp
+        let listener = backend
             .listen("127.0.0.1:0".parse().expect("an address"), opts.max_message)
             .map_err(|e| format!("listen: {e}"))?;
         let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
@@ -1884,9 +1899,7 @@ impl BenchLink {
         let cname = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;
         let config = replica_config.clone();
         let follower = std::thread::spawn(move || {
-            if let Ok(mut conn) =
-                ckpt_transport::tcp::Tcp.connect(addr, Duration::from_secs(5), opts.max_message)
-            {
+            if let Ok(mut conn) = backend.connect(addr, Duration::from_secs(5), opts.max_message) {
                 let _ = ckpt::replication::follow(&config, &cname, &mut conn, &opts, &s2);
             }
         });
@@ -1957,9 +1970,11 @@ fn bench_primary(
 }
 
 /// Two connected ends of the transport, for the baselines.
-fn raw_pair() -> Result<(ckpt_transport::tcp::TcpConn, ckpt_transport::tcp::TcpConn), String> {
+fn raw_pair(
+    backend: ckpt_transport::Auto,
+) -> Result<(ckpt_transport::AutoConn, ckpt_transport::AutoConn), String> {
     use ckpt_transport::{Backend, Listener};
-    let tcp = ckpt_transport::tcp::Tcp;
+    let tcp = backend;
     let listener = tcp
         .listen("127.0.0.1:0".parse().expect("an address"), 64 << 20)
         .map_err(|e| format!("listen: {e}"))?;
@@ -1984,10 +1999,7 @@ fn raw_message(bytes: usize) -> Vec<u8> {
 
 /// The echo side of a baseline: answers every message with `answer` until
 /// the connection closes.
-fn raw_echo(
-    mut conn: ckpt_transport::tcp::TcpConn,
-    answer: Vec<u8>,
-) -> std::thread::JoinHandle<()> {
+fn raw_echo(mut conn: ckpt_transport::AutoConn, answer: Vec<u8>) -> std::thread::JoinHandle<()> {
     use ckpt_transport::Connection;
     std::thread::spawn(move || loop {
         match conn.recv(Duration::from_secs(30)) {
@@ -2002,7 +2014,11 @@ fn raw_echo(
     })
 }
 
-fn measure_replicated(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
+fn measure_replicated(
+    work: &Work,
+    plan: &Plan,
+    backend: ckpt_transport::Auto,
+) -> Result<(Series, Series), String> {
     use ckpt_transport::Connection;
     let n = plan.batch;
     let batches = (plan.rounds / 40).max(10);
@@ -2011,9 +2027,9 @@ fn measure_replicated(work: &Work, plan: &Plan) -> Result<(Series, Series), Stri
         "bench-repl-async",
         ckpt_core::UpdateMode::ActiveReplica,
     )?;
-    let link = BenchLink::start(work, &primary, "bench-repl-async")?;
+    let link = BenchLink::start(work, backend, &primary, "bench-repl-async")?;
     let frame_bytes = ckpt_core::frame::frame_bytes(3, 64);
-    let (mut client, server) = raw_pair()?;
+    let (mut client, server) = raw_pair(backend)?;
     let echo = raw_echo(server, raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES));
     let stream = raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES + n as usize * frame_bytes);
     let data = [0x5Au8; 64];
@@ -2046,15 +2062,19 @@ fn measure_replicated(work: &Work, plan: &Plan) -> Result<(Series, Series), Stri
     Ok((ours, base))
 }
 
-fn measure_sync_write(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
+fn measure_sync_write(
+    work: &Work,
+    plan: &Plan,
+    backend: ckpt_transport::Auto,
+) -> Result<(Series, Series), String> {
     use ckpt_transport::Connection;
     let writes = (plan.rounds / 4).clamp(200, 3000);
     let (primary, section) =
         bench_primary(work, "bench-repl-sync", ckpt_core::UpdateMode::AllReplicas)?;
-    let link = BenchLink::start(work, &primary, "bench-repl-sync")?;
+    let link = BenchLink::start(work, backend, &primary, "bench-repl-sync")?;
     link.wait_for(primary.last_seq())?;
     let frame_bytes = ckpt_core::frame::frame_bytes(3, 64);
-    let (mut client, server) = raw_pair()?;
+    let (mut client, server) = raw_pair(backend)?;
     let echo = raw_echo(server, raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES));
     let ping = raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES + frame_bytes);
     let data = [0x5Au8; 64];

@@ -16,16 +16,21 @@
 //! The trait is shaped so that a one-sided RMA backend (libfabric) can
 //! implement it: a message is a contiguous run of bytes the sender commits as
 //! a whole (a remote write and a doorbell), and the receiver sees only whole
-//! messages. The backends: [`tcp::Tcp`] (portable, plain sockets; chosen when
-//! io_uring is unavailable). An io_uring backend comes next.
+//! messages. The backends: [`uring::Uring`] (io_uring: a waiting end sleeps
+//! in the kernel until bytes or its timeout come) and [`tcp::Tcp`] (portable,
+//! plain sockets). [`Auto::select`] picks io_uring where the kernel allows it
+//! (many container runtimes block it) and says why when it falls back.
 
-#![forbid(unsafe_code)]
+// Only the io_uring backend (`uring.rs`) uses `unsafe`, each block with a
+// `// SAFETY:` comment.
+#![deny(unsafe_code)]
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod tcp;
+pub mod uring;
 
 /// The smallest message (a header).
 pub const MESSAGE_MIN_BYTES: usize = ckpt_core::frame::MESSAGE_HEADER_BYTES;
@@ -92,4 +97,143 @@ pub fn check_length(bytes: usize, max_message: usize) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Which backend to use (a config setting, or `CKPT_TRANSPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Choice {
+    /// io_uring where the kernel allows it, else the portable backend.
+    #[default]
+    Auto,
+    /// io_uring, or an error.
+    IoUring,
+    /// The portable backend.
+    Tcp,
+}
+
+impl Choice {
+    /// `auto`, `io_uring` or `tcp`.
+    pub fn parse(text: &str) -> Option<Choice> {
+        match text {
+            "auto" => Some(Choice::Auto),
+            "io_uring" | "io-uring" | "uring" => Some(Choice::IoUring),
+            "tcp" | "portable" => Some(Choice::Tcp),
+            _ => None,
+        }
+    }
+}
+
+/// The backend chosen at start-up.
+#[derive(Debug, Clone, Copy)]
+pub enum Auto {
+    /// io_uring.
+    Uring(uring::Uring),
+    /// Plain sockets.
+    Tcp(tcp::Tcp),
+}
+
+impl Auto {
+    /// The backend for `choice`, and for `Auto` falling back to the portable
+    /// one, why io_uring was not taken. `Err` if `IoUring` was asked for and
+    /// the kernel does not allow it.
+    pub fn select(choice: Choice) -> Result<(Auto, Option<String>), String> {
+        match choice {
+            Choice::Tcp => Ok((Auto::Tcp(tcp::Tcp), None)),
+            Choice::IoUring => uring::Uring::probe().map(|u| (Auto::Uring(u), None)),
+            Choice::Auto => Ok(match uring::Uring::probe() {
+                Ok(u) => (Auto::Uring(u), None),
+                Err(why) => (Auto::Tcp(tcp::Tcp), Some(why)),
+            }),
+        }
+    }
+}
+
+/// A connection of the chosen backend.
+pub enum AutoConn {
+    /// io_uring (boxed: the ring's state is large).
+    Uring(Box<uring::UringConn>),
+    /// Plain sockets.
+    Tcp(tcp::TcpConn),
+}
+
+/// A listener of the chosen backend.
+pub enum AutoListen {
+    /// io_uring.
+    Uring(uring::UringListen),
+    /// Plain sockets.
+    Tcp(tcp::TcpListen),
+}
+
+impl Backend for Auto {
+    type Conn = AutoConn;
+    type Listener = AutoListen;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Auto::Uring(b) => b.name(),
+            Auto::Tcp(b) => b.name(),
+        }
+    }
+
+    fn connect(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        max_message: usize,
+    ) -> io::Result<AutoConn> {
+        Ok(match self {
+            Auto::Uring(b) => AutoConn::Uring(Box::new(b.connect(addr, timeout, max_message)?)),
+            Auto::Tcp(b) => AutoConn::Tcp(b.connect(addr, timeout, max_message)?),
+        })
+    }
+
+    fn listen(&self, addr: SocketAddr, max_message: usize) -> io::Result<AutoListen> {
+        Ok(match self {
+            Auto::Uring(b) => AutoListen::Uring(b.listen(addr, max_message)?),
+            Auto::Tcp(b) => AutoListen::Tcp(b.listen(addr, max_message)?),
+        })
+    }
+}
+
+impl Listener for AutoListen {
+    type Conn = AutoConn;
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            AutoListen::Uring(l) => l.local_addr(),
+            AutoListen::Tcp(l) => l.local_addr(),
+        }
+    }
+
+    fn accept(&self, timeout: Duration) -> io::Result<Option<(AutoConn, SocketAddr)>> {
+        Ok(match self {
+            AutoListen::Uring(l) => l
+                .accept(timeout)?
+                .map(|(c, a)| (AutoConn::Uring(Box::new(c)), a)),
+            AutoListen::Tcp(l) => l.accept(timeout)?.map(|(c, a)| (AutoConn::Tcp(c), a)),
+        })
+    }
+}
+
+impl Connection for AutoConn {
+    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        match self {
+            AutoConn::Uring(c) => c.send(parts),
+            AutoConn::Tcp(c) => c.send(parts),
+        }
+    }
+
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<&[u8]>> {
+        match self {
+            AutoConn::Uring(c) => c.recv(timeout),
+            AutoConn::Tcp(c) => c.recv(timeout),
+        }
+    }
+
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            AutoConn::Uring(c) => c.peer_addr(),
+            AutoConn::Tcp(c) => c.peer_addr(),
+        }
+    }
 }

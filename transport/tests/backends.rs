@@ -1,5 +1,6 @@
-//! The portable backend over loopback: whole messages however the bytes
-//! arrive, vectored sends, the receive limit, timeouts and a closed peer.
+//! Each backend over loopback: whole messages however the bytes arrive,
+//! vectored sends, the receive limit, timeouts and a closed peer. The
+//! io_uring runs skip with a message where the kernel does not allow it.
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,7 +9,8 @@ use std::time::Duration;
 use ckpt_core::frame::{self, FrameHeader, FrameKind};
 use ckpt_core::repl::{Message, Position};
 use ckpt_transport::tcp::Tcp;
-use ckpt_transport::{Backend, Connection, Listener};
+use ckpt_transport::uring::Uring;
+use ckpt_transport::{Auto, Backend, Choice, Connection, Listener};
 
 const LIMIT: usize = 4 << 20;
 const WAIT: Duration = Duration::from_secs(5);
@@ -17,10 +19,10 @@ fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-fn pair() -> (<Tcp as Backend>::Conn, <Tcp as Backend>::Conn) {
-    let listener = Tcp.listen(loopback(), LIMIT).unwrap();
+fn pair<B: Backend>(b: &B) -> (B::Conn, B::Conn) {
+    let listener = b.listen(loopback(), LIMIT).unwrap();
     let addr = listener.local_addr().unwrap();
-    let client = Tcp.connect(addr, WAIT, LIMIT).unwrap();
+    let client = b.connect(addr, WAIT, LIMIT).unwrap();
     let (server, _) = listener.accept(WAIT).unwrap().expect("a connection");
     (client, server)
 }
@@ -54,9 +56,8 @@ fn frames(first: u64, count: u64, data_len: usize) -> Vec<u8> {
     out
 }
 
-#[test]
-fn whole_messages_arrive_as_sent() {
-    let (mut a, mut b) = pair();
+fn whole_messages_arrive_as_sent<B: Backend>(backend: B) {
+    let (mut a, mut b) = pair(&backend);
     // A heartbeat, then a big Frames message, sent as parts in one call.
     let beat = header(1, Message::Heartbeat, 0);
     let body = frames(10, 200, 4096);
@@ -86,9 +87,8 @@ fn whole_messages_arrive_as_sent() {
     assert_eq!(a.recv(WAIT).unwrap().expect("the ack"), &ack[..]);
 }
 
-#[test]
-fn bytes_trickling_in_make_one_message() {
-    let listener = Tcp.listen(loopback(), LIMIT).unwrap();
+fn bytes_trickling_in_make_one_message<B: Backend>(backend: B) {
+    let listener = backend.listen(loopback(), LIMIT).unwrap();
     let mut raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
     let body = frames(1, 3, 100);
@@ -109,9 +109,8 @@ fn bytes_trickling_in_make_one_message() {
     assert_eq!(conn.recv(WAIT).unwrap().expect("one message"), &msg[..]);
 }
 
-#[test]
-fn a_peer_over_the_limit_or_gone_is_an_error() {
-    let listener = Tcp.listen(loopback(), 1024).unwrap();
+fn a_peer_over_the_limit_or_gone_is_an_error<B: Backend>(backend: B) {
+    let listener = backend.listen(loopback(), 1024).unwrap();
     let mut raw = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
     raw.write_all(&(2048u32).to_le_bytes()).unwrap();
@@ -135,4 +134,74 @@ fn a_peer_over_the_limit_or_gone_is_an_error() {
         .accept(Duration::from_millis(10))
         .unwrap()
         .is_none());
+}
+
+/// The io_uring backend, or `None` (and a note) where the kernel refuses it.
+fn uring() -> Option<Uring> {
+    match Uring::probe() {
+        Ok(u) => Some(u),
+        Err(why) => {
+            eprintln!("SKIPPED (io_uring): {why}");
+            None
+        }
+    }
+}
+
+/// Many messages both ways at once, large and small: nothing lost, nothing
+/// reordered (a partial write or read must resume where it stopped).
+fn a_stream_of_messages_both_ways<B: Backend>(backend: B) {
+    let (mut a, mut b) = pair(&backend);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for _ in 0..200 {
+                let m = b.recv(WAIT).unwrap().expect("a message").to_vec();
+                b.send(&[&m]).unwrap();
+            }
+        });
+        for i in 0..200u64 {
+            let body = frames(i * 10 + 1, 1 + i % 7, (i as usize * 997) % 20_000);
+            let m = Message::Frames {
+                first: i * 10 + 1,
+                last: i * 10 + 1 + i % 7,
+                prev_term: 1,
+            };
+            let head = header(3, m, body.len());
+            a.send(&[&head, &body]).unwrap();
+            let back = a.recv(WAIT).unwrap().expect("the echo");
+            assert_eq!(&back[..head.len()], &head[..]);
+            assert_eq!(&back[head.len()..], &body[..]);
+        }
+    });
+}
+
+macro_rules! per_backend {
+    ($($test:ident),*) => {
+        mod portable {
+            $(#[test] fn $test() { super::$test(super::Tcp); })*
+        }
+        mod io_uring {
+            $(#[test] fn $test() { if let Some(u) = super::uring() { super::$test(u); } })*
+        }
+    };
+}
+
+per_backend!(
+    whole_messages_arrive_as_sent,
+    bytes_trickling_in_make_one_message,
+    a_peer_over_the_limit_or_gone_is_an_error,
+    a_stream_of_messages_both_ways
+);
+
+#[test]
+fn auto_takes_io_uring_where_it_can_and_says_why_not() {
+    let (auto, why) = Auto::select(Choice::Auto).unwrap();
+    match Uring::probe() {
+        Ok(_) => assert_eq!((auto.name(), why), ("io_uring", None)),
+        Err(e) => assert_eq!((auto.name(), why), ("tcp (portable)", Some(e))),
+    }
+    let (tcp, _) = Auto::select(Choice::Tcp).unwrap();
+    assert_eq!(tcp.name(), "tcp (portable)");
+    assert_eq!(Choice::parse("io_uring"), Some(Choice::IoUring));
+    assert_eq!(Choice::parse("nonsense"), None);
+    whole_messages_arrive_as_sent(auto);
 }
