@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ckpt_core::frame::{self, decode_message, encode_message, WireError, MESSAGE_HEADER_BYTES};
@@ -252,7 +253,9 @@ impl LogView for RingIndex<'_> {
 /// Ships the checkpoint `primary` (a segment of this host) to the replica
 /// on `node` at the other end of `conn`, until the link ends or `stop` is
 /// set. The replica's acknowledgements are recorded for synchronous
-/// writers while the link runs.
+/// writers while the link runs. One thread waits on the log (the futex
+/// standbys wait on) and ships new frames at once; another waits on the
+/// connection and handles what the replica sends.
 pub fn ship<C: Connection>(
     primary: &Segment,
     node: u32,
@@ -260,70 +263,142 @@ pub fn ship<C: Connection>(
     opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<Ended, ReplicationError> {
+    // Two threads: this one wakes on the log (a new frame is shipped at
+    // once), the other on the socket (an acknowledgement releases writers
+    // at once). They share the link's state under a lock.
+    let mut rx = conn.try_clone()?;
     let clock = Clock(Instant::now());
-    let mut index = RingIndex::new(primary);
-    let mut shipper = Shipper::new(opts.link, clock.now());
-    let mut frames: Vec<u8> = Vec::new();
+    let link = Mutex::new(ShipLink {
+        shipper: Shipper::new(opts.link, clock.now()),
+        index: RingIndex::new(primary),
+        frames: Vec::new(),
+        conn,
+    });
+    let ended: Mutex<Option<Result<Ended, ReplicationError>>> = Mutex::new(None);
+    let done = AtomicBool::new(false);
+    let finish = |r: Result<Ended, ReplicationError>| {
+        let mut e = ended.lock().unwrap_or_else(|p| p.into_inner());
+        e.get_or_insert(r);
+        done.store(true, Ordering::Release);
+    };
     let registered = primary.register_replica(node, 0).is_ok();
-    // Busy (a message came, or frames went out): look again at once.
-    let mut busy = false;
-    let result = (|| loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(Ended::Stopped);
-        }
-        index.refresh()?;
-        let wait = if busy { Duration::ZERO } else { opts.poll };
-        let received = match recv(conn, wait) {
-            Ok(m) => m,
-            Err(None) => return Ok(Ended::PeerClosed),
-            Err(Some(e)) => return Err(e),
-        };
-        busy = received.is_some();
-        let out = match received {
-            Some(bytes) => {
-                let (m, _) = decode_message(bytes, opts.max_message)?;
-                if m.link != LINK {
-                    return Err(ReplicationError::WrongLink(m.link));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
+                let bytes = match recv(&mut rx, RECV_WAIT) {
+                    Ok(Some(b)) => b,
+                    Ok(None) => continue,
+                    Err(None) => return finish(Ok(Ended::PeerClosed)),
+                    Err(Some(e)) => return finish(Err(e)),
+                };
+                let m = match decode_message(bytes, opts.max_message) {
+                    Ok((m, _)) if m.link == LINK => m,
+                    Ok((m, _)) => return finish(Err(ReplicationError::WrongLink(m.link))),
+                    Err(e) => return finish(Err(e.into())),
+                };
+                let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
+                let l = &mut *guard;
+                let out = l.shipper.received(m.message, &l.index, clock.now());
+                if let Some(r) = l.run(out, primary, node, opts, &clock) {
+                    return finish(r);
                 }
-                shipper.received(m.message, &index, clock.now())
             }
-            None => shipper.poll(&index, clock.now()),
-        };
+        });
+        let mut waiter = primary.consumer(None);
+        while !done.load(Ordering::Acquire) {
+            if stop.load(Ordering::Relaxed) {
+                return finish(Ok(Ended::Stopped));
+            }
+            {
+                let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
+                let l = &mut *guard;
+                if let Err(e) = l.index.refresh() {
+                    return finish(Err(e));
+                }
+                let out = l.shipper.poll(&l.index, clock.now());
+                if let Some(r) = l.run(out, primary, node, opts, &clock) {
+                    return finish(r);
+                }
+            }
+            // Until a frame is published (or the timers are due).
+            waiter = primary.consumer(Some(waiter.position().max(primary.log_tail())));
+            waiter.wait(opts.poll, Duration::ZERO);
+        }
+    });
+    if registered {
+        primary.unregister_replica(node);
+    }
+    let result = ended.into_inner().unwrap_or_else(|p| p.into_inner());
+    result.unwrap_or(Ok(Ended::Stopped))
+}
+
+/// How long the receiving thread waits for a message before it looks at
+/// `stop` again.
+const RECV_WAIT: Duration = Duration::from_millis(20);
+
+/// A shipping link's state, shared by its two threads.
+struct ShipLink<'a, 'c, C> {
+    shipper: Shipper,
+    index: RingIndex<'a>,
+    frames: Vec<u8>,
+    conn: &'c mut C,
+}
+
+impl<C: Connection> ShipLink<'_, '_, C> {
+    /// Carries out the shipper's actions; `Some` when the link ends.
+    fn run(
+        &mut self,
+        out: Actions<ShipAction>,
+        primary: &Segment,
+        node: u32,
+        opts: &LinkOptions,
+        clock: &Clock,
+    ) -> Option<Result<Ended, ReplicationError>> {
         let mut pending = Some(out);
         while let Some(actions) = pending.take() {
             for a in actions {
-                match a {
-                    ShipAction::Send(m) => send(conn, &m, &[], &[])?,
+                let step = match a {
+                    ShipAction::Send(m) => send(self.conn, &m, &[], &[]),
                     ShipAction::Ship {
                         first,
                         last,
                         prev_term,
-                    } => match read_frames(&index, first, last, opts.batch_bytes, &mut frames)? {
-                        Some(last) => {
+                    } => match read_frames(
+                        &self.index,
+                        first,
+                        last,
+                        opts.batch_bytes,
+                        &mut self.frames,
+                    ) {
+                        Ok(Some(last)) => {
                             let m = Message::Frames {
                                 first,
                                 last,
                                 prev_term,
                             };
-                            send(conn, &m, &[], &frames)?;
-                            busy = true;
+                            send(self.conn, &m, &[], &self.frames)
                         }
-                        None => pending = Some(shipper.lapped(clock.now())),
+                        Ok(None) => {
+                            pending = Some(self.shipper.lapped(clock.now()));
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
                     },
-                    ShipAction::Snapshot => return Err(ReplicationError::SnapshotNeeded),
+                    ShipAction::Snapshot => Err(ReplicationError::SnapshotNeeded),
                     ShipAction::Acked { seq } => {
                         primary.acknowledge(node, seq);
+                        Ok(())
                     }
-                    ShipAction::Deposed { term } => return Ok(Ended::Deposed { term }),
-                    ShipAction::Close(r) => return Ok(Ended::Closed(r)),
+                    ShipAction::Deposed { term } => return Some(Ok(Ended::Deposed { term })),
+                    ShipAction::Close(r) => return Some(Ok(Ended::Closed(r))),
+                };
+                if let Err(e) = step {
+                    return Some(Err(e));
                 }
             }
         }
-    })();
-    if registered {
-        primary.unregister_replica(node);
+        None
     }
-    result
 }
 
 /// Copies frames `first..=last` out of the ring into `out` as they are

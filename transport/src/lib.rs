@@ -85,6 +85,13 @@ pub trait Connection: Send {
 
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
+
+    /// A second handle on the same connection, so that one thread receives
+    /// while another sends: use one handle only to send and the other only
+    /// to receive (each keeps its own buffers).
+    fn try_clone(&self) -> io::Result<Self>
+    where
+        Self: Sized;
 }
 
 /// Checks a message's announced length against the limits; the error a
@@ -235,5 +242,12 @@ impl Connection for AutoConn {
             AutoConn::Uring(c) => c.peer_addr(),
             AutoConn::Tcp(c) => c.peer_addr(),
         }
+    }
+
+    fn try_clone(&self) -> io::Result<AutoConn> {
+        Ok(match self {
+            AutoConn::Uring(c) => AutoConn::Uring(Box::new(c.try_clone()?)),
+            AutoConn::Tcp(c) => AutoConn::Tcp(c.try_clone()?),
+        })
     }
 }

@@ -178,4 +178,8 @@ impl Connection for TcpConn {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
     }
+
+    fn try_clone(&self) -> io::Result<TcpConn> {
+        TcpConn::new(self.stream.try_clone()?, self.max_message)
+    }
 }

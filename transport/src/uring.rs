@@ -339,4 +339,8 @@ impl Connection for UringConn {
     fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
     }
+
+    fn try_clone(&self) -> io::Result<UringConn> {
+        UringConn::new(self.stream.try_clone()?, self.max_message)
+    }
 }
