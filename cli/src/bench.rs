@@ -1813,8 +1813,13 @@ fn measure_apply(work: &Work, plan: &Plan) -> Result<(Series, Series), String> {
 // ---------------------------------------------------------------------------
 // Scenarios R1-R2: replication between two directories over loopback TCP
 
+/// Updates per timed batch of the replicated-throughput scenario: enough
+/// that the link's start-up (a few cross-vCPU wake-ups) does not count, few
+/// enough that the 4 MiB ring holds them (about 30,000 frames of 64 B).
+const REPLICATED_BATCH: u32 = 16_000;
+
 fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
-    let n = plan.batch;
+    let n = REPLICATED_BATCH;
     let (backend, fallback) = match ckpt_transport::Auto::select(ckpt_transport::Choice::Auto) {
         Ok(b) => b,
         Err(why) => (
@@ -2020,8 +2025,8 @@ fn measure_replicated(
     backend: ckpt_transport::Auto,
 ) -> Result<(Series, Series), String> {
     use ckpt_transport::Connection;
-    let n = plan.batch;
-    let batches = (plan.rounds / 40).max(10);
+    let n = REPLICATED_BATCH;
+    let batches = (plan.rounds / 200).max(8);
     let (primary, section) = bench_primary(
         work,
         "bench-repl-async",
