@@ -298,6 +298,11 @@ pub fn ship<C: Connection>(
                 };
                 let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
                 let l = &mut *guard;
+                // The index as the log is now (a subscription may come before
+                // the other thread first looked).
+                if let Err(e) = l.index.refresh() {
+                    return finish(Err(e));
+                }
                 let out = l.shipper.received(m.message, &l.index, clock.now());
                 if let Some(r) = l.run(out, primary, node, opts, &clock) {
                     return finish(r);
@@ -576,9 +581,10 @@ fn apply(
     last: u64,
     after: Position,
 ) -> Result<(), Refused> {
+    // `decode_message` checked every carried frame, seal included.
+    let mut frames = Vec::new();
     let mut at = 0;
     while at < carried.len() {
-        // `decode_message` checked every carried frame's seal already.
         let f = frame::decode(&carried[at..], false)
             .map_err(|e| Refused::Fatal(ReplicationError::Wire(WireError::BadFrame(e))))?;
         at += f.header.frame_bytes();
@@ -587,27 +593,30 @@ fn apply(
             // The frame before the ones to apply is not the replica's.
             return Err(Refused::Protocol(Refusal::Gap));
         }
-        if seq < first || seq > last {
-            continue;
-        }
-        let Some(r) = replica.as_ref() else {
-            if seq != 1 {
-                return Err(Refused::Protocol(Refusal::Gap));
-            }
-            let created = Segment::open_replica(config, &f)
-                .map_err(|e| Refused::Fatal(ReplicationError::Open(e)))?;
-            *replica = Some(created);
-            continue;
-        };
-        match r.apply(&f) {
-            Ok(_) => {}
-            Err(ApplyError::Gap { .. }) => return Err(Refused::Protocol(Refusal::Gap)),
-            Err(ApplyError::StaleTerm { .. }) => return Err(Refused::Protocol(Refusal::OlderTerm)),
-            Err(ApplyError::Incarnation { .. } | ApplyError::Diverged { .. }) => {
-                return Err(Refused::Protocol(Refusal::Diverged))
-            }
-            Err(e) => return Err(Refused::Fatal(ReplicationError::Apply(e))),
+        if (first..=last).contains(&seq) {
+            frames.push(f);
         }
     }
-    Ok(())
+    let mut todo = &frames[..];
+    if replica.is_none() {
+        // A new replica starts from the primary's creation frame.
+        let Some((created, rest)) = todo.split_first().filter(|(f, _)| f.header.seq == 1) else {
+            return Err(Refused::Protocol(Refusal::Gap));
+        };
+        let segment = Segment::open_replica(config, created)
+            .map_err(|e| Refused::Fatal(ReplicationError::Open(e)))?;
+        *replica = Some(segment);
+        todo = rest;
+    }
+    let r = replica.as_ref().expect("a replica");
+    // One claim for the batch.
+    match r.apply_all(todo.iter().copied()) {
+        Ok(_) => Ok(()),
+        Err((_, ApplyError::Gap { .. })) => Err(Refused::Protocol(Refusal::Gap)),
+        Err((_, ApplyError::StaleTerm { .. })) => Err(Refused::Protocol(Refusal::OlderTerm)),
+        Err((_, ApplyError::Incarnation { .. } | ApplyError::Diverged { .. })) => {
+            Err(Refused::Protocol(Refusal::Diverged))
+        }
+        Err((_, e)) => Err(Refused::Fatal(ReplicationError::Apply(e))),
+    }
 }

@@ -335,3 +335,47 @@ fn a_replica_drops_stages_the_primary_aborted() {
     // The section is writable again by the next (regular) frame.
     assert_eq!(replica.last_seq(), own.seq);
 }
+
+#[test]
+fn a_batch_applies_under_one_claim_up_to_its_first_refused_frame() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("safCkpt=batch").unwrap();
+    let primary = Segment::open(&pc, &name, rwc(), Some(&CreationAttributes::new(8, 128))).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    let (s, _) = primary
+        .create_section(Some(b"s"), Time::END, b"v0")
+        .unwrap();
+    for n in 0..20u32 {
+        primary.write(s, None, &n.to_le_bytes()).unwrap();
+    }
+    // Owned copies of the 21 frames, as a receiver has them.
+    let mut bytes = Vec::new();
+    while let Some(f) = consumer.next_frame().unwrap() {
+        let mut b = vec![0u8; f.header.frame_bytes()];
+        ckpt_core::frame::encode(&f.header, f.id, f.data, &mut b).unwrap();
+        bytes.push(b);
+    }
+    let frames: Vec<_> = bytes
+        .iter()
+        .map(|b| ckpt_core::frame::decode(b, false).unwrap())
+        .collect();
+    // The first ten, then again the first twelve (ten held already).
+    assert_eq!(replica.apply_all(frames[..10].iter().copied()), Ok(10));
+    assert_eq!(replica.apply_all(frames[..12].iter().copied()), Ok(12));
+    // A gap: frames before it are applied, the rest is not.
+    let gapped = frames[12..14].iter().chain(&frames[15..]).copied();
+    assert_eq!(
+        replica.apply_all(gapped),
+        Err((
+            2,
+            ApplyError::Gap {
+                expected: frames[14].header.seq
+            }
+        ))
+    );
+    assert_eq!(replica.last_seq(), frames[13].header.seq);
+    assert_eq!(replica.apply_all(frames[14..].iter().copied()), Ok(7));
+    assert_eq!(sections(&replica), sections(&primary));
+}

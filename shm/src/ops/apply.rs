@@ -15,7 +15,7 @@ use ckpt_core::Time;
 use super::read::committed_size;
 use super::section::NewSection;
 use super::write::{new_size, Fill, SpareBuffer};
-use super::{ClaimFail, Stamp};
+use super::{ClaimFail, Held, Stamp};
 use crate::index::hash_id;
 use crate::layout::{intent_op, stage_kind, CommitWord, LifeWord, StageWord};
 use crate::log::frame_bytes_max;
@@ -106,10 +106,39 @@ impl Segment {
     /// network, sealed). Frames must come in sequence order; a frame the
     /// replica holds already is `Applied::Already`.
     pub fn apply(&self, frame: &Frame<'_>) -> Result<Applied, ApplyError> {
-        let h = frame.header;
+        let _held = self.applier()?;
+        self.apply_held(frame)
+    }
+
+    /// Applies frames in order under one claim (a replica receives them in
+    /// batches): how many were applied (frames held already count), or the
+    /// index of the first refused one and why (those before it are applied).
+    pub fn apply_all<'f>(
+        &self,
+        frames: impl IntoIterator<Item = Frame<'f>>,
+    ) -> Result<usize, (usize, ApplyError)> {
+        let _held = self.applier().map_err(|e| (0, e))?;
+        let mut n = 0;
+        for frame in frames {
+            self.apply_held(&frame).map_err(|e| (n, e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The claim, for a replica's applier.
+    fn applier(&self) -> Result<Held<'_>, ApplyError> {
         if !self.is_replica() {
             return Err(ApplyError::NotReplica);
         }
+        self.claim().map_err(|e| match e {
+            ClaimFail::Contended | ClaimFail::Replica => ApplyError::Contended,
+        })
+    }
+
+    /// One frame, the claim held.
+    fn apply_held(&self, frame: &Frame<'_>) -> Result<Applied, ApplyError> {
+        let h = frame.header;
         let ours = self.header().incarnation;
         if h.incarnation != ours {
             return Err(ApplyError::Incarnation {
@@ -117,9 +146,6 @@ impl Segment {
                 frame: h.incarnation,
             });
         }
-        let _held = self.claim().map_err(|e| match e {
-            ClaimFail::Contended | ClaimFail::Replica => ApplyError::Contended,
-        })?;
         let last = self.last_seq();
         if h.seq <= last {
             return Ok(Applied::Already);
