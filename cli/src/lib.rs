@@ -1,7 +1,8 @@
 //! # ckpt-cli: the `ckpt` command's engines
 //!
 //! The `ckpt` binary (`src/main.rs`) runs the failover demo ([`demo`]), the
-//! operator's inspection of a segment directory ([`inspect`]) and the bench
+//! operator's inspection of a segment directory ([`inspect`]), one
+//! checkpoint's replication link by hand ([`replicate`]) and the bench
 //! command ([`bench`](mod@bench)). They live in this crate, not in the `ckpt` library,
 //! so that a program using only the library does not compile the CLI's
 //! dependencies (clap, serde).
@@ -13,3 +14,4 @@
 pub mod bench;
 pub mod demo;
 pub mod inspect;
+pub mod replicate;

@@ -84,6 +84,34 @@ enum Cmd {
         /// Checkpoint name (any bytes but NUL).
         name: OsString,
     },
+    /// Serve one checkpoint of this host to a replica host (`ckpt follow`
+    /// there) on an address, until SIGTERM or SIGINT.
+    Ship {
+        /// Checkpoint name (any bytes but NUL).
+        name: OsString,
+        /// Address to listen on (port 0: any; the chosen one is printed).
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// The replica host's node id (its acknowledgements release
+        /// synchronous writers here).
+        #[arg(long, default_value_t = 2)]
+        replica_node: u32,
+        /// auto (io_uring where the kernel allows it), io_uring or tcp.
+        #[arg(long, default_value = "auto")]
+        transport: String,
+    },
+    /// Keep this host's replica of a checkpoint up to date from its primary's
+    /// `ckpt ship`, reconnecting after a lost link, until SIGTERM or SIGINT.
+    Follow {
+        /// Checkpoint name (any bytes but NUL).
+        name: OsString,
+        /// The primary's `ckpt ship` address.
+        #[arg(long, value_name = "ADDR")]
+        from: std::net::SocketAddr,
+        /// auto (io_uring where the kernel allows it), io_uring or tcp.
+        #[arg(long, default_value = "auto")]
+        transport: String,
+    },
     /// Run the local benchmarks beside their baselines and print the ratios.
     Bench {
         /// A shorter run (seconds instead of a minute; 256 MiB takeover).
@@ -188,6 +216,29 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 write_interval: Duration::from_micros(write_interval_us),
             };
             Ok(ExitCode::from(demo::worker_main(&opts) as u8))
+        }
+        Cmd::Ship {
+            name,
+            listen,
+            replica_node,
+            transport,
+        } => {
+            let name = checkpoint_name(&name)?;
+            let stop = ckpt_cli::replicate::stop_on_signals()?;
+            let backend = ckpt_cli::replicate::backend(&transport)?;
+            ckpt_cli::replicate::run_ship(&config, &name, listen, replica_node, backend, &stop)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Follow {
+            name,
+            from,
+            transport,
+        } => {
+            let name = checkpoint_name(&name)?;
+            let stop = ckpt_cli::replicate::stop_on_signals()?;
+            let backend = ckpt_cli::replicate::backend(&transport)?;
+            ckpt_cli::replicate::run_follow(&config, &name, from, backend, &stop)?;
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { quick, json } => {
             let exe =

@@ -322,3 +322,97 @@ mod rough_edges {
         assert!(t.contains("no checkpoints"), "{t}");
     }
 }
+
+/// `ckpt ship` on one directory and `ckpt follow` on another, as an operator
+/// runs them on two hosts: the replica follows the primary's writes, a
+/// follower killed and started again goes on from what its replica holds,
+/// and both stop cleanly on SIGTERM.
+#[test]
+fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=cli_repl";
+    let attrs = CreationAttributes {
+        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 4096)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(name, rwc, Some(&attrs))
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    primary
+        .create_section(b"seq", Time::END, &0u64.to_le_bytes())
+        .unwrap();
+
+    let spawn = |dir: &std::path::Path, args: &[&str]| -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .arg("--dir")
+            .arg(dir)
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // The shipper prints the address it listens on.
+    let mut shipper = spawn(a.path(), &["ship", name, "--listen", "127.0.0.1:0"]);
+    let mut lines = BufReader::new(shipper.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the shipper's output").unwrap();
+        if let Some(at) = line.strip_prefix(&format!("ckpt: shipping {name} on ")) {
+            break at.to_string();
+        }
+    };
+    let replica_seq = |want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let service = Service::with_config(Config::with_dir(b.path()));
+        loop {
+            let got = service
+                .open(name, OpenFlags::READ, None)
+                .ok()
+                .and_then(|c| c.read_section(b"seq").ok())
+                .map(|v| u64::from_le_bytes(v.try_into().unwrap()));
+            if got == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica shows {got:?}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let mut follower = spawn(b.path(), &["follow", name, "--from", &addr]);
+    for n in 1..=500u64 {
+        primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+    }
+    replica_seq(500);
+    // Killed, then started again: it goes on from what its replica holds.
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    for n in 501..=800u64 {
+        primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+    }
+    let mut follower = spawn(b.path(), &["follow", name, "--from", &addr]);
+    replica_seq(800);
+    // SIGTERM: both stop and exit 0.
+    for child in [&mut follower, &mut shipper] {
+        // SAFETY: plain signal to a child we started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    let follower_err = {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut follower.stderr.take().unwrap(), &mut s).unwrap();
+        s
+    };
+    assert!(
+        follower_err.contains("following safCkpt=cli_repl"),
+        "{follower_err}"
+    );
+    assert!(follower_err.contains("stopped"), "{follower_err}");
+}

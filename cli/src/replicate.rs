@@ -1,0 +1,139 @@
+//! `ckpt ship` and `ckpt follow`: one checkpoint's replication link run by
+//! hand, one process per end, until SIGTERM or SIGINT. `ship` serves the
+//! checkpoint of this host's directory on an address (a link that ends is
+//! followed by the next connection); `follow` keeps this host's replica up to
+//! date from that address, reconnecting after a lost link. They print one
+//! line per event on standard error. The node daemon runs the same links for
+//! every checkpoint and peer of its configuration (not yet built).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ckpt::replication::{follow, ship, Ended, LinkOptions};
+use ckpt_core::{CheckpointName, OpenFlags};
+use ckpt_shm::{Config, Segment};
+use ckpt_transport::{Auto, Backend, Choice, Listener};
+
+/// Backoff between two attempts to connect, at most.
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// What stops a command: SIGTERM or SIGINT.
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    Ok(stop)
+}
+
+/// The transport `choice` names, with a line on what was chosen.
+pub fn backend(choice: &str) -> Result<Auto, String> {
+    let choice = Choice::parse(choice)
+        .ok_or_else(|| format!("--transport {choice:?}: expected auto, io_uring or tcp"))?;
+    let (backend, fallback) = Auto::select(choice)?;
+    match fallback {
+        None => log(format_args!("transport: {}", backend.name())),
+        Some(why) => log(format_args!("transport: {} ({why})", backend.name())),
+    }
+    Ok(backend)
+}
+
+fn log(what: std::fmt::Arguments<'_>) {
+    eprintln!("ckpt: {what}");
+}
+
+/// Serves checkpoint `name` (of `config`'s directory) to the replica on
+/// node `node` through `listen` until `stop`.
+pub fn run_ship(
+    config: &Config,
+    name: &CheckpointName,
+    listen: SocketAddr,
+    node: u32,
+    backend: Auto,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let primary =
+        Segment::open(config, name, OpenFlags::READ, None).map_err(|e| format!("{name}: {e}"))?;
+    if primary.is_replica() {
+        return Err(format!(
+            "{name} is a replica here: only its primary ships it"
+        ));
+    }
+    let opts = LinkOptions::default();
+    let listener = backend
+        .listen(listen, opts.max_message)
+        .map_err(|e| format!("listen on {listen}: {e}"))?;
+    let at = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
+    log(format_args!("shipping {name} on {at}"));
+    while !stop.load(Ordering::Relaxed) {
+        let Some((mut conn, peer)) = listener
+            .accept(Duration::from_millis(200))
+            .map_err(|e| format!("accept: {e}"))?
+        else {
+            continue;
+        };
+        log(format_args!("replica connected from {peer}"));
+        match ship(&primary, node, &mut conn, &opts, stop) {
+            Ok(ended) => log(format_args!("link to {peer} ended: {}", describe(ended))),
+            Err(e) => log(format_args!("link to {peer} failed: {e}")),
+        }
+    }
+    log(format_args!("stopped"));
+    Ok(())
+}
+
+/// Follows checkpoint `name` from `from` into `config`'s directory until
+/// `stop`.
+pub fn run_follow(
+    config: &Config,
+    name: &CheckpointName,
+    from: SocketAddr,
+    backend: Auto,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let opts = LinkOptions::default();
+    let mut retry = Duration::from_millis(50);
+    log(format_args!("following {name} from {from}"));
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        match backend.connect(from, Duration::from_secs(2), opts.max_message) {
+            Ok(mut conn) => match follow(config, name, &mut conn, &opts, stop) {
+                Ok((ended, replica)) => {
+                    let held = replica.map_or(0, |r| r.last_seq());
+                    log(format_args!(
+                        "link ended: {} (the replica holds frame {held})",
+                        describe(ended)
+                    ));
+                }
+                Err(e) => log(format_args!("link failed: {e}")),
+            },
+            Err(e) => log(format_args!("cannot connect to {from}: {e}")),
+        }
+        // A link that lasted resets the backoff; quick failures double it.
+        retry = if started.elapsed() > RETRY_MAX {
+            Duration::from_millis(50)
+        } else {
+            (retry * 2).min(RETRY_MAX)
+        };
+        let until = Instant::now() + retry;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    log(format_args!("stopped"));
+    Ok(())
+}
+
+fn describe(ended: Ended) -> String {
+    match ended {
+        Ended::Stopped => "stopped".into(),
+        Ended::PeerClosed => "the peer closed the connection".into(),
+        Ended::Closed(reason) => reason.to_string(),
+        Ended::Deposed { term } => {
+            format!("a replica follows a newer term ({term}): this host is not the active replica")
+        }
+    }
+}
