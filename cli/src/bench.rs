@@ -2000,6 +2000,20 @@ fn raw_message(bytes: usize) -> Vec<u8> {
     m
 }
 
+/// One baseline round trip: `message` out, the echo's answer back; its ns.
+fn raw_round_trip(client: &mut ckpt_transport::AutoConn, message: &[u8]) -> Result<f64, String> {
+    use ckpt_transport::Connection;
+    let start = Instant::now();
+    client
+        .send(&[message])
+        .map_err(|e| format!("raw send: {e}"))?;
+    client
+        .recv(ROUND_TRIP_TIMEOUT)
+        .map_err(|e| format!("raw recv: {e}"))?
+        .ok_or("raw answer timed out")?;
+    Ok(elapsed_ns(start))
+}
+
 /// The echo side of a baseline: answers every message with `answer` until
 /// the connection closes.
 fn raw_echo(mut conn: ckpt_transport::AutoConn, answer: Vec<u8>) -> std::thread::JoinHandle<()> {
@@ -2022,7 +2036,6 @@ fn measure_replicated(
     plan: &Plan,
     backend: ckpt_transport::Auto,
 ) -> Result<(Series, Series), String> {
-    use ckpt_transport::Connection;
     let n = REPLICATED_BATCH;
     let batches = (plan.rounds / 200).max(8);
     let (primary, section) = bench_primary(
@@ -2046,15 +2059,7 @@ fn measure_replicated(
         }
         link.wait_for(primary.last_seq())?;
         let took = elapsed_ns(start);
-        let start = Instant::now();
-        client
-            .send(&[&stream])
-            .map_err(|e| format!("raw send: {e}"))?;
-        client
-            .recv(ROUND_TRIP_TIMEOUT)
-            .map_err(|e| format!("raw recv: {e}"))?
-            .ok_or("raw answer timed out")?;
-        let raw = elapsed_ns(start);
+        let raw = raw_round_trip(&mut client, &stream)?;
         if round >= 2 {
             ours.record(took / n as f64, n as u64, took);
             base.record(raw / n as f64, n as u64, raw);
@@ -2070,7 +2075,6 @@ fn measure_sync_write(
     plan: &Plan,
     backend: ckpt_transport::Auto,
 ) -> Result<(Series, Series), String> {
-    use ckpt_transport::Connection;
     let writes = (plan.rounds / 4).clamp(200, 3000);
     let (primary, section) =
         bench_primary(work, "bench-repl-sync", ckpt_core::UpdateMode::AllReplicas)?;
@@ -2096,15 +2100,7 @@ fn measure_sync_write(
         if link.replica.last_seq() < primary.last_seq() {
             return Err("a synchronous write returned before the replica held it".into());
         }
-        let start = Instant::now();
-        client
-            .send(&[&ping])
-            .map_err(|e| format!("raw send: {e}"))?;
-        client
-            .recv(ROUND_TRIP_TIMEOUT)
-            .map_err(|e| format!("raw recv: {e}"))?
-            .ok_or("raw answer timed out")?;
-        let raw = elapsed_ns(start);
+        let raw = raw_round_trip(&mut client, &ping)?;
         if i >= 20 {
             ours.record(took, 1, took);
             base.record(raw, 1, raw);

@@ -94,6 +94,128 @@ pub trait Connection: Send {
         Self: Sized;
 }
 
+/// A connection's receive buffer: bytes in, whole messages out. It grows to
+/// the largest message seen, never past the limit.
+#[derive(Debug)]
+pub struct MessageBuf {
+    buf: Vec<u8>,
+    /// `buf[start..end]` is received and not handed out yet.
+    start: usize,
+    end: usize,
+    max_message: usize,
+}
+
+/// Bytes a receive asks for at least (the buffer starts this big).
+const READ_CHUNK: usize = 64 * 1024;
+
+impl MessageBuf {
+    /// An empty buffer for messages of at most `max_message` bytes.
+    pub fn new(max_message: usize) -> MessageBuf {
+        MessageBuf {
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            max_message,
+        }
+    }
+
+    /// The length of the next message if all of it is in (`InvalidData` if
+    /// its announced length is not allowed).
+    pub fn ready(&self) -> io::Result<Option<usize>> {
+        let have = &self.buf[self.start..self.end];
+        let Some(bytes) = ckpt_core::frame::message_bytes(have) else {
+            return Ok(None);
+        };
+        check_length(bytes, self.max_message)?;
+        Ok((have.len() >= bytes).then_some(bytes))
+    }
+
+    /// Hands out the next `bytes` (a length [`MessageBuf::ready`] gave).
+    pub fn take(&mut self, bytes: usize) -> &[u8] {
+        let at = self.start;
+        self.start += bytes;
+        &self.buf[at..at + bytes]
+    }
+
+    /// Where to receive the next bytes: what is left moves to the front,
+    /// and the buffer grows to hold the message in progress.
+    pub fn room(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let want = ckpt_core::frame::message_bytes(&self.buf[..self.end]).unwrap_or(0);
+        if self.buf.len() < want.max(self.end + READ_CHUNK / 4) {
+            let grow = want
+                .max(self.end + READ_CHUNK)
+                .min(self.max_message.max(READ_CHUNK));
+            self.buf.resize(grow.max(self.buf.len()), 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// `n` bytes were received into [`MessageBuf::room`].
+    pub fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+}
+
+/// A connection made from an accepted or connected TCP socket.
+pub trait FromStream: Sized {
+    /// Wraps `stream`; received messages are at most `max_message` bytes.
+    fn from_stream(stream: std::net::TcpStream, max_message: usize) -> io::Result<Self>;
+}
+
+/// A TCP listener for either backend (both accept on plain sockets:
+/// connections are rare), handing out connections of kind `C`.
+#[derive(Debug)]
+pub struct SocketListener<C> {
+    listener: std::net::TcpListener,
+    max_message: usize,
+    _conn: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> SocketListener<C> {
+    /// Listens on `addr` without blocking.
+    pub fn bind(addr: SocketAddr, max_message: usize) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(SocketListener {
+            listener,
+            max_message,
+            _conn: std::marker::PhantomData,
+        })
+    }
+}
+
+impl<C: Connection + FromStream> Listener for SocketListener<C> {
+    type Conn = C;
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Polled in 1 ms steps.
+    fn accept(&self, timeout: Duration) -> io::Result<Option<(C, SocketAddr)>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, peer)) => {
+                    return Ok(Some((C::from_stream(stream, self.max_message)?, peer)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(1).min(timeout));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// Checks a message's announced length against the limits; the error a
 /// connection returns for a bad one.
 pub fn check_length(bytes: usize, max_message: usize) -> io::Result<()> {

@@ -6,10 +6,10 @@
 //! 4 ms granularity). The io_uring backend will wait on completions instead.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::{check_length, Backend, Connection, Listener};
+use crate::{Backend, Connection, MessageBuf};
 
 /// Plain TCP sockets.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,21 +20,11 @@ pub struct Tcp;
 pub struct TcpConn {
     stream: TcpStream,
     max_message: usize,
-    /// Received bytes: `buf[start..end]` are not handed out yet.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    rx: MessageBuf,
 }
 
-/// A TCP listener.
-#[derive(Debug)]
-pub struct TcpListen {
-    listener: TcpListener,
-    max_message: usize,
-}
-
-/// Bytes read per receive call at least (the buffer starts this big).
-const READ_CHUNK: usize = 64 * 1024;
+/// A listener whose connections are [`TcpConn`]s.
+pub type TcpListen = crate::SocketListener<TcpConn>;
 
 /// How long a receive that found nothing sleeps before it looks again.
 const IDLE_SLEEP: Duration = Duration::from_micros(20);
@@ -58,38 +48,13 @@ impl Backend for Tcp {
     }
 
     fn listen(&self, addr: SocketAddr, max_message: usize) -> io::Result<TcpListen> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(TcpListen {
-            listener,
-            max_message,
-        })
+        crate::SocketListener::bind(addr, max_message)
     }
 }
 
-impl Listener for TcpListen {
-    type Conn = TcpConn;
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    fn accept(&self, timeout: Duration) -> io::Result<Option<(TcpConn, SocketAddr)>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    return Ok(Some((TcpConn::new(stream, self.max_message)?, peer)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(1).min(timeout));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+impl crate::FromStream for TcpConn {
+    fn from_stream(stream: TcpStream, max_message: usize) -> io::Result<TcpConn> {
+        TcpConn::new(stream, max_message)
     }
 }
 
@@ -101,20 +66,8 @@ impl TcpConn {
         Ok(TcpConn {
             stream,
             max_message,
-            buf: vec![0; READ_CHUNK],
-            start: 0,
-            end: 0,
+            rx: MessageBuf::new(max_message),
         })
-    }
-
-    /// The length of the whole message at `start`, once its first word is in.
-    fn complete(&self) -> io::Result<Option<usize>> {
-        let have = &self.buf[self.start..self.end];
-        let Some(bytes) = ckpt_core::frame::message_bytes(have) else {
-            return Ok(None);
-        };
-        check_length(bytes, self.max_message)?;
-        Ok((have.len() >= bytes).then_some(bytes))
     }
 }
 
@@ -138,28 +91,12 @@ impl Connection for TcpConn {
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<&[u8]>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(bytes) = self.complete()? {
-                let at = self.start;
-                self.start += bytes;
-                return Ok(Some(&self.buf[at..at + bytes]));
+            if let Some(bytes) = self.rx.ready()? {
+                return Ok(Some(self.rx.take(bytes)));
             }
-            // Room for the rest of this message: move what is left to the
-            // front, grow up to the message (bounded by the limit).
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let want = ckpt_core::frame::message_bytes(&self.buf[..self.end]).unwrap_or(0);
-            if self.buf.len() < want.max(self.end + READ_CHUNK / 4) {
-                let grow = want
-                    .max(self.end + READ_CHUNK)
-                    .min(self.max_message.max(READ_CHUNK));
-                self.buf.resize(grow.max(self.buf.len()), 0);
-            }
-            match self.stream.read(&mut self.buf[self.end..]) {
+            match self.stream.read(self.rx.room()) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.end += n,
+                Ok(n) => self.rx.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // A socket receive timeout has the kernel tick's
                     // granularity (4 ms here): wait in short sleeps instead.

@@ -13,13 +13,13 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 
-use crate::{check_length, Backend, Connection, Listener};
+use crate::{Backend, Connection, MessageBuf};
 
 /// The io_uring backend (after a successful [`Uring::probe`]).
 #[derive(Debug, Clone, Copy)]
@@ -32,22 +32,14 @@ pub struct UringConn {
     stream: TcpStream,
     ring: IoUring,
     max_message: usize,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
+    rx: MessageBuf,
 }
 
-/// A listener (accepting is rare: plain sockets).
-#[derive(Debug)]
-pub struct UringListen {
-    listener: TcpListener,
-    max_message: usize,
-}
+/// A listener whose connections are [`UringConn`]s.
+pub type UringListen = crate::SocketListener<UringConn>;
 
 /// Submission queue entries per connection ring.
 const RING_ENTRIES: u32 = 8;
-/// Bytes read per receive call at least.
-const READ_CHUNK: usize = 64 * 1024;
 /// Parts of one send at most per `writev` (the rest follow).
 const IOV_MAX: usize = 64;
 
@@ -95,39 +87,13 @@ impl Backend for Uring {
     }
 
     fn listen(&self, addr: SocketAddr, max_message: usize) -> io::Result<UringListen> {
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        Ok(UringListen {
-            listener,
-            max_message,
-        })
+        crate::SocketListener::bind(addr, max_message)
     }
 }
 
-impl Listener for UringListen {
-    type Conn = UringConn;
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    fn accept(&self, timeout: Duration) -> io::Result<Option<(UringConn, SocketAddr)>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.listener.accept() {
-                Ok((stream, peer)) => {
-                    stream.set_nonblocking(false)?;
-                    return Ok(Some((UringConn::new(stream, self.max_message)?, peer)));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Ok(None);
-                    }
-                    std::thread::sleep(Duration::from_millis(1).min(timeout));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+impl crate::FromStream for UringConn {
+    fn from_stream(stream: TcpStream, max_message: usize) -> io::Result<UringConn> {
+        UringConn::new(stream, max_message)
     }
 }
 
@@ -140,19 +106,8 @@ impl UringConn {
             stream,
             ring: IoUring::new(RING_ENTRIES)?,
             max_message,
-            buf: vec![0; READ_CHUNK],
-            start: 0,
-            end: 0,
+            rx: MessageBuf::new(max_message),
         })
-    }
-
-    fn complete(&self) -> io::Result<Option<usize>> {
-        let have = &self.buf[self.start..self.end];
-        let Some(bytes) = ckpt_core::frame::message_bytes(have) else {
-            return Ok(None);
-        };
-        check_length(bytes, self.max_message)?;
-        Ok((have.len() >= bytes).then_some(bytes))
     }
 
     /// Submits what is queued and waits until `want` completions arrived;
@@ -189,11 +144,11 @@ impl UringConn {
         got
     }
 
-    /// One receive into the free part of the buffer, for at most `left`:
-    /// the bytes received (0 when the timeout passed first).
+    /// One receive into the buffer's room, for at most `left`: the bytes
+    /// received (0 when the timeout passed first).
     fn recv_once(&mut self, left: Duration) -> io::Result<usize> {
         let fd = types::Fd(self.stream.as_raw_fd());
-        let free = &mut self.buf[self.end..];
+        let free = self.rx.room();
         let len = free.len().min(u32::MAX as usize) as u32;
         let recv = opcode::Recv::new(fd, free.as_mut_ptr(), len)
             .build()
@@ -203,8 +158,8 @@ impl UringConn {
             .sec(left.as_secs())
             .nsec(left.subsec_nanos());
         let timeout = opcode::LinkTimeout::new(&ts).build().user_data(TIMEOUT);
-        // SAFETY: the receive writes into `self.buf[self.end..]` and the
-        // timeout reads `ts`; both stay alive and untouched until `wait`
+        // SAFETY: the receive writes into the buffer's room (owned by
+        // `self.rx`, not touched meanwhile) and the timeout reads `ts`; both stay alive and untouched until `wait`
         // below has collected both completions (it returns only then).
         unsafe {
             let mut sq = self.ring.submission();
@@ -285,27 +240,13 @@ impl Connection for UringConn {
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<&[u8]>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(bytes) = self.complete()? {
-                let at = self.start;
-                self.start += bytes;
-                return Ok(Some(&self.buf[at..at + bytes]));
-            }
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            let want = ckpt_core::frame::message_bytes(&self.buf[..self.end]).unwrap_or(0);
-            if self.buf.len() < want.max(self.end + READ_CHUNK / 4) {
-                let grow = want
-                    .max(self.end + READ_CHUNK)
-                    .min(self.max_message.max(READ_CHUNK));
-                self.buf.resize(grow.max(self.buf.len()), 0);
+            if let Some(bytes) = self.rx.ready()? {
+                return Ok(Some(self.rx.take(bytes)));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 // A last look without waiting: bytes may be there.
-                let free = &mut self.buf[self.end..];
+                let free = self.rx.room();
                 // SAFETY: recv writes at most `free.len()` bytes into `free`,
                 // which we own; MSG_DONTWAIT makes it return at once.
                 let r = unsafe {
@@ -319,7 +260,7 @@ impl Connection for UringConn {
                 match r {
                     0 => return Err(io::ErrorKind::UnexpectedEof.into()),
                     n if n > 0 => {
-                        self.end += n as usize;
+                        self.rx.filled(n as usize);
                         continue;
                     }
                     _ => {
@@ -332,7 +273,7 @@ impl Connection for UringConn {
                 }
             }
             let n = self.recv_once(left)?;
-            self.end += n;
+            self.rx.filled(n);
         }
     }
 
