@@ -45,8 +45,11 @@ pub struct CheckpointInfo {
     pub active_replica: Option<ActiveReplica>,
     /// The delta log's published tail (bytes ever logged in this host's ring).
     pub log_tail: u64,
-    /// The sequence number of the last frame logged.
+    /// The sequence number of the last frame logged (on a replica: applied).
     pub last_seq: u64,
+    /// `primary` (written by its own processes) or `replica` (written only
+    /// by applying a primary's frames).
+    pub role: &'static str,
     /// The checkpoint's incarnation (random at creation), in hex.
     pub incarnation: String,
     /// Writer crashes recovered so far.
@@ -131,6 +134,11 @@ pub fn describe(mapped: &Mapped, path: PathBuf) -> CheckpointInfo {
         }),
         log_tail: mapped.log_tail(),
         last_seq: mapped.last_seq(),
+        role: if mapped.is_replica() {
+            "replica"
+        } else {
+            "primary"
+        },
         incarnation: format!("{:016x}", h.incarnation),
         recoveries: h.recoveries.load(std::sync::atomic::Ordering::Relaxed),
     }

@@ -50,7 +50,7 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         write_interval_us: u64,
     },
-    /// List checkpoints: attributes, sections, memory, openers, retention, active replica.
+    /// List checkpoints: attributes, sections, memory, openers, retention, active replica, role (primary or replica) and last frame.
     List {
         /// One JSON object per line.
         #[arg(long)]
@@ -487,7 +487,7 @@ fn print_list(
     if list.is_empty() {
         return writeln!(out, "no checkpoints in {}", config.dir.display());
     }
-    let rows: Vec<[String; 8]> = list
+    let rows: Vec<[String; 9]> = list
         .iter()
         .map(|c| {
             let openers = if c.openers.is_empty() {
@@ -522,6 +522,7 @@ fn print_list(
                 c.active_replica.as_ref().map_or("none".into(), |a| {
                     format!("node {} term {} (pid {})", a.node, a.term, a.pid)
                 }),
+                format!("{} at frame {}", c.role, c.last_seq),
             ]
         })
         .collect();
@@ -534,6 +535,7 @@ fn print_list(
         "OPENERS",
         "RETENTION",
         "ACTIVE REPLICA",
+        "LOG",
     ];
     print_table(out, &header, &rows)
 }

@@ -398,6 +398,18 @@ fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
     }
     let mut follower = spawn(b.path(), &["follow", name, "--from", &addr]);
     replica_seq(800);
+    // `ckpt list` tells the replica from the primary, and how far each is.
+    let last = primary.segment().last_seq();
+    let listed = text(&ckpt(b.path(), &["list"]));
+    assert!(
+        listed.contains(&format!("replica at frame {last}")),
+        "{listed}"
+    );
+    let listed = text(&ckpt(a.path(), &["list"]));
+    assert!(
+        listed.contains(&format!("primary at frame {last}")),
+        "{listed}"
+    );
     // SIGTERM: both stop and exit 0.
     for child in [&mut follower, &mut shipper] {
         // SAFETY: plain signal to a child we started.
