@@ -1,0 +1,109 @@
+//! A replication link under a steady load, for profiles:
+//!
+//! ```text
+//! cargo build --release -p ckpt-benches --bin repl_loop
+//! target/release/repl_loop 2000000            # prints updates/s
+//! perf record -g target/release/repl_loop 2000000
+//! ```
+//!
+//! A primary (asynchronous, one 64 B section) and its replica in two scratch
+//! directories, linked by `ckpt::replication::ship`/`follow` over loopback
+//! (io_uring where the kernel allows it). The writer writes in bursts the
+//! ring can hold and waits for the replica between bursts; it prints the
+//! updates per second over the whole run. `ckpt bench` is the measurement
+//! with baselines; this is the profiling harness.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use ckpt::replication::{follow, ship, LinkOptions};
+use ckpt_core::{CheckpointName, CreationAttributes, CreationFlags, OpenFlags, Time, UpdateMode};
+use ckpt_shm::{Config, Segment};
+use ckpt_transport::{Auto, Backend, Choice, Listener};
+
+const BURST: u64 = 16_000;
+
+fn main() {
+    let total: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
+        Some(Ok(n)) if n > 0 => n,
+        _ => {
+            eprintln!("usage: repl_loop UPDATES");
+            std::process::exit(2);
+        }
+    };
+    let (a, b) = (scratch("primary"), scratch("replica"));
+    let config = |dir: &std::path::Path| Config {
+        log_bytes: Some(4 << 20),
+        ..Config::with_dir(dir)
+    };
+    let name = CheckpointName::new("repl-loop").expect("a name");
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let primary = Segment::open(&config(&a), &name, rwc, Some(&attrs)).expect("the primary");
+    primary.set_active_replica(0).expect("active");
+    let (section, _) = primary
+        .create_section(Some(b"s64"), Time::END, &[0; 64])
+        .expect("a section");
+    let (backend, _) = Auto::select(Choice::Auto).expect("a backend");
+    eprintln!("transport: {}", backend.name());
+    let opts = LinkOptions::default();
+    let stop = AtomicBool::new(false);
+    let listener = backend
+        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+        .expect("listen");
+    let addr = listener.local_addr().unwrap();
+    let replica_config = config(&b);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (mut conn, _) = listener.accept(Duration::from_secs(5)).unwrap().unwrap();
+            ship(&primary, 2, &mut conn, &opts, &stop).expect("ship");
+        });
+        s.spawn(|| {
+            let mut conn = backend
+                .connect(addr, Duration::from_secs(5), opts.max_message)
+                .unwrap();
+            follow(&replica_config, &name, &mut conn, &opts, &stop).expect("follow");
+        });
+        let replica = loop {
+            if let Ok(r) = Segment::open(&replica_config, &name, OpenFlags::READ, None) {
+                break r;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let data = [0x5Au8; 64];
+        let start = Instant::now();
+        let mut written = 0;
+        while written < total {
+            for _ in 0..BURST.min(total - written) {
+                primary.write(section, None, &data).expect("write");
+                written += 1;
+            }
+            while replica.last_seq() < primary.last_seq() {
+                std::thread::sleep(Duration::from_micros(20));
+            }
+        }
+        let took = start.elapsed();
+        println!(
+            "{written} updates in {:.3} s: {:.2} M updates/s ({:.0} ns each)",
+            took.as_secs_f64(),
+            written as f64 / took.as_secs_f64() / 1e6,
+            took.as_nanos() as f64 / written as f64
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+/// A fresh directory under /dev/shm for this run.
+fn scratch(what: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(format!(
+        "/dev/shm/ckpt-repl-loop-{}-{what}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
