@@ -195,10 +195,10 @@ impl<'a> RingIndex<'a> {
     /// Indexes the frames published since, and forgets those the ring lost.
     fn refresh(&mut self) -> Result<(), ReplicationError> {
         loop {
-            match self.consumer.advance() {
-                Ok(Some(h)) => self.entries.push_back(Entry {
+            match self.consumer.skim() {
+                Ok(Some((position, h))) => self.entries.push_back(Entry {
                     seq: h.seq,
-                    position: self.consumer.current_position(),
+                    position,
                     term: h.term,
                 }),
                 Ok(None) => break,

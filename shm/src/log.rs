@@ -225,6 +225,32 @@ impl<'a, B: RingBytes> Log<'a, B> {
         cursor: &mut u64,
         buf: &'b mut Vec<u8>,
     ) -> Result<Option<Frame<'b>>, LogError> {
+        let Some((position, _)) = self.next_frame_at(cursor, Some(buf))? else {
+            return Ok(None);
+        };
+        frame::decode(buf, false)
+            .map(Some)
+            .map_err(|_| LogError::Corrupt { at: position })
+    }
+
+    /// The header and position of the frame at `cursor`, skipping padding,
+    /// without copying its body (for an index of the ring). Returns
+    /// `Ok(None)` at the tail. On success, `cursor` moves past the frame.
+    pub fn read_next_header(
+        &self,
+        cursor: &mut u64,
+    ) -> Result<Option<(u64, FrameHeader)>, LogError> {
+        self.next_frame_at(cursor, None)
+    }
+
+    /// The next frame's position and header; with `body`, the whole frame is
+    /// copied into it too. Both copies are checked against `reserve` after
+    /// they are made.
+    fn next_frame_at(
+        &self,
+        cursor: &mut u64,
+        mut body: Option<&mut Vec<u8>>,
+    ) -> Result<Option<(u64, FrameHeader)>, LogError> {
         let capacity = self.bytes.capacity() as u64;
         loop {
             let tail = self.tail();
@@ -251,8 +277,10 @@ impl<'a, B: RingBytes> Log<'a, B> {
                 && at as u64 + bytes <= capacity
                 && *cursor + bytes <= tail;
             if well_formed {
-                buf.resize(bytes as usize, 0);
-                self.bytes.read(at, buf);
+                if let Some(buf) = body.as_deref_mut() {
+                    buf.resize(bytes as usize, 0);
+                    self.bytes.read(at, buf);
+                }
             }
             // SYNC POINT: Acquire fence pairs with the Release fence in `write`:
             // if any byte we copied was being rewritten, `reserve` shows it.
@@ -263,20 +291,16 @@ impl<'a, B: RingBytes> Log<'a, B> {
                     oldest: reserve - capacity,
                 });
             }
-            if !well_formed {
-                return Err(LogError::Corrupt { at: *cursor });
-            }
+            let header = match header {
+                Ok(h) if well_formed => h,
+                _ => return Err(LogError::Corrupt { at: *cursor }),
+            };
             let position = *cursor;
             *cursor += bytes;
-            let is_pad = header.map(|h| h.kind == frame::FrameKind::Pad) == Ok(true);
-            if is_pad {
+            if header.kind == frame::FrameKind::Pad {
                 continue;
             }
-            // The reborrow ends this iteration, so the borrow checker needs the
-            // decode on the final path only.
-            return frame::decode(buf, false)
-                .map(Some)
-                .map_err(|_| LogError::Corrupt { at: position });
+            return Ok(Some((position, header)));
         }
     }
 }
@@ -313,6 +337,30 @@ mod tests {
         let p = log.write(log.written_end(), h, id, data);
         log.publish(p.end, p.seq);
         p
+    }
+
+    #[test]
+    fn headers_alone_come_out_where_whole_frames_do() {
+        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        let log = Log::new(
+            &tail,
+            &reserve,
+            &seq,
+            VecRing(RefCell::new(vec![0xEE; 1024])),
+        );
+        let (mut whole, mut skim) = (0u64, 0u64);
+        let mut buf = Vec::new();
+        for v in 1..=120u64 {
+            let data = vec![v as u8; (v % 53) as usize];
+            append(&log, overwrite(b"s", &data, v), b"s", &data);
+            let before = whole;
+            let frame = log.read_next(&mut whole, &mut buf).unwrap().unwrap();
+            let (at, header) = log.read_next_header(&mut skim).unwrap().unwrap();
+            // The same frame, past the same padding, ending at the same place.
+            assert_eq!((header, skim), (frame.header, whole));
+            assert!(at >= before && at + header.frame_bytes() as u64 == whole);
+        }
+        assert!(log.read_next_header(&mut skim).unwrap().is_none());
     }
 
     #[test]

@@ -378,12 +378,7 @@ impl Consumer<'_> {
                 frame.header
             };
             self.current_at = position;
-            if (self.next_seq != 0 && header.seq != self.next_seq) || header.seq == u64::MAX {
-                // Frames are dense: a jump means the ring was damaged.
-                self.cursor = position;
-                return Err(LogError::Corrupt { at: position });
-            }
-            self.next_seq = header.seq + 1;
+            self.dense(position, &header)?;
             if let Some(filter) = &self.filter {
                 if header.seq > filter.head.end_seq {
                     self.filter = None;
@@ -396,6 +391,29 @@ impl Consumer<'_> {
             }
             return Ok(Some(header));
         }
+    }
+
+    /// Checks that `header` is the frame after the last one (frames are
+    /// dense: a jump means the ring was damaged) and notes its number.
+    fn dense(&mut self, position: u64, header: &FrameHeader) -> Result<(), LogError> {
+        if (self.next_seq != 0 && header.seq != self.next_seq) || header.seq == u64::MAX {
+            self.cursor = position;
+            return Err(LogError::Corrupt { at: position });
+        }
+        self.next_seq = header.seq + 1;
+        Ok(())
+    }
+
+    /// Moves to the next frame reading only its header (to index the ring):
+    /// its position and header. [`Consumer::current`] does not apply to it.
+    /// For consumers that never resync (a resync's filter needs the ids).
+    pub fn skim(&mut self) -> Result<Option<(u64, FrameHeader)>, LogError> {
+        debug_assert!(self.filter.is_none(), "skim after a resync");
+        let Some((position, header)) = self.mapped.log().read_next_header(&mut self.cursor)? else {
+            return Ok(None);
+        };
+        self.dense(position, &header)?;
+        Ok(Some((position, header)))
     }
 
     /// The frame [`Consumer::advance`] moved to.
