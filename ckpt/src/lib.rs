@@ -31,7 +31,7 @@
 
 pub mod replication;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 pub use ckpt_core::error::{
@@ -552,21 +552,10 @@ impl Checkpoint {
         if id.len() as u64 > self.attributes().section_id_bytes_max {
             return Err(LookupError::IdTooLong);
         }
-        let hint = self.last_found.load(Ordering::Relaxed);
-        let hint = SectionRef {
-            slot: (hint >> 32) as u32,
-            gen: hint as u32,
-        };
-        if self.segment.is_section(hint, id) {
-            return Ok(hint);
-        }
-        match self.segment.lookup(id) {
-            Ok(Some(s)) if !self.segment.is_expired(s) => {
-                let packed = (s.slot as u64) << 32 | s.gen as u64;
-                self.last_found.store(packed, Ordering::Relaxed);
-                Ok(s)
-            }
-            Ok(_) => Err(LookupError::NotExist),
+        let segment = &self.segment;
+        match segment.lookup_hinted(id, &self.last_found, |s| !segment.is_expired(s)) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err(LookupError::NotExist),
             Err(_) => Err(LookupError::TryAgain),
         }
     }

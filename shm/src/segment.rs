@@ -156,6 +156,8 @@ pub struct Mapped {
     /// Its lease is held by `file` itself, which `F_OFD_GETLK` never reports,
     /// so liveness checks take it from here.
     pub(crate) own_entry: u16,
+    /// The section a replica's apply found last (see `lookup_hinted`).
+    pub(crate) apply_hint: std::sync::atomic::AtomicU64,
 }
 
 /// The data region could not be allocated in the segment's filesystem.
@@ -206,6 +208,7 @@ impl Mapped {
             dir_config,
             file_name,
             own_entry: 0,
+            apply_hint: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

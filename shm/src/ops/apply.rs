@@ -176,7 +176,14 @@ impl Segment {
         let Some(mutation) = frame.mutation() else {
             return Err(diverged("a pad frame"));
         };
-        let find = |id: &[u8]| self.lookup(id).ok().flatten();
+        // A replica applies runs of frames for the same sections: the last
+        // one found is checked first. Expired sections count (a replica
+        // deletes only when the primary's delete arrives).
+        let find = |id: &[u8]| {
+            self.lookup_hinted(id, &self.apply_hint, |_| true)
+                .ok()
+                .flatten()
+        };
         if let Some(st) = staging {
             // Only the staged mutation's own pieces, its own frame or an
             // abort may follow its stages.

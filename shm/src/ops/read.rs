@@ -101,6 +101,41 @@ impl Mapped {
             .map_err(|_| ReadFail::Busy)
     }
 
+    /// [`Mapped::lookup`] that first checks `hint`, the section the previous
+    /// call found (packed `slot << 32 | generation`), and remembers its
+    /// answer there: repeated calls for one id skip the index. Only sections
+    /// `accept` takes are found (callers pass `!is_expired` or take all).
+    #[inline]
+    pub fn lookup_hinted(
+        &self,
+        id: &[u8],
+        hint: &std::sync::atomic::AtomicU64,
+        accept: impl Fn(SectionRef) -> bool,
+    ) -> Result<Option<SectionRef>, ReadFail> {
+        // A process-local memo (not shared memory): what it names is checked.
+        let packed = hint.load(std::sync::atomic::Ordering::Relaxed);
+        let last = SectionRef {
+            slot: (packed >> 32) as u32,
+            gen: packed as u32,
+        };
+        // The id is compared between two checks of the life word: a slot
+        // deleted and reused meanwhile changes its generation.
+        if last.slot < self.geometry().sections_max
+            && self.is_live(last)
+            && self.slot_id_is(last.slot, id)
+            && self.is_live(last)
+            && accept(last)
+        {
+            return Ok(Some(last));
+        }
+        let found = self.lookup(id)?.filter(|&s| accept(s));
+        if let Some(s) = found {
+            let packed = (s.slot as u64) << 32 | s.gen as u64;
+            hint.store(packed, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+
     /// True if the section's expiration time has passed (or the reference
     /// names no slot at all).
     #[inline]
@@ -113,18 +148,6 @@ impl Mapped {
             .expiration_ns
             .load(Ordering::Acquire);
         expiration != Time::END.0 && now().0 >= expiration
-    }
-
-    /// True if `section` names the live section `id` (a remembered reference
-    /// checked without searching the index: its generation and its id).
-    /// Expired sections do not count.
-    #[inline]
-    pub fn is_section(&self, section: SectionRef, id: &[u8]) -> bool {
-        // The id is compared between two checks of the life word: a slot
-        // deleted and reused meanwhile changes its generation.
-        self.live_slot(section).is_some()
-            && self.slot_id_is(section.slot, id)
-            && self.is_live(section)
     }
 
     /// True if `section` still names a live section.
