@@ -94,6 +94,12 @@ pub enum ReplicationError {
     /// The replica is behind the primary's ring (or new, and the ring lost
     /// its first frame): it needs a snapshot, which links cannot send yet.
     SnapshotNeeded,
+    /// This host's replica is of another incarnation or history than the
+    /// primary's: it must be rebuilt from a snapshot, which links cannot
+    /// send yet (remove it, `ckpt unlink`, to start over from the primary).
+    Diverged,
+    /// The peer asked for, or sent, another checkpoint than this link's.
+    WrongCheckpoint(String),
 }
 
 impl fmt::Display for ReplicationError {
@@ -108,6 +114,13 @@ impl fmt::Display for ReplicationError {
             ReplicationError::SnapshotNeeded => f.write_str(
                 "the replica needs a snapshot (it is behind the primary's log ring), which links cannot send yet",
             ),
+            ReplicationError::Diverged => f.write_str(
+                "this host's replica is another incarnation or history than the primary's: it must be \
+                 rebuilt from a snapshot, which links cannot send yet (unlink it to start over)",
+            ),
+            ReplicationError::WrongCheckpoint(n) => {
+                write!(f, "the peer's link is for another checkpoint ({n})")
+            }
         }
     }
 }
@@ -296,6 +309,12 @@ pub fn ship<C: Connection>(
                     Ok((m, _)) => return finish(Err(ReplicationError::WrongLink(m.link))),
                     Err(e) => return finish(Err(e.into())),
                 };
+                if matches!(m.message, Message::Subscribe { .. })
+                    && m.name != primary.name().as_bytes()
+                {
+                    let asked = String::from_utf8_lossy(m.name).into_owned();
+                    return finish(Err(ReplicationError::WrongCheckpoint(asked)));
+                }
                 let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
                 let l = &mut *guard;
                 // The index as the log is now (a subscription may come before
@@ -309,12 +328,11 @@ pub fn ship<C: Connection>(
                 }
             }
         });
-        let mut waiter = primary.consumer(None);
         while !done.load(Ordering::Acquire) {
             if stop.load(Ordering::Relaxed) {
                 return finish(Ok(Ended::Stopped));
             }
-            {
+            let indexed = {
                 let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
                 let l = &mut *guard;
                 if let Err(e) = l.index.refresh() {
@@ -324,10 +342,13 @@ pub fn ship<C: Connection>(
                 if let Some(r) = l.run(out, primary, node, opts, &clock) {
                     return finish(r);
                 }
-            }
-            // Until a frame is published (or the timers are due).
-            waiter = primary.consumer(Some(waiter.position().max(primary.log_tail())));
-            waiter.wait(opts.poll, Duration::ZERO);
+                l.index.consumer.position()
+            };
+            // Until a frame is published after those indexed (or the timers
+            // are due).
+            primary
+                .consumer(Some(indexed))
+                .wait(opts.poll, Duration::ZERO);
         }
     });
     if registered {
@@ -375,10 +396,12 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         opts.batch_bytes,
                         &mut self.frames,
                     ) {
-                        Ok(Some(last)) => {
+                        Ok(Some(sent)) => {
+                            // A batch cut at its byte limit: the rest next.
+                            self.shipper.shipped_through(sent);
                             let m = Message::Frames {
                                 first,
-                                last,
+                                last: sent,
                                 prev_term,
                             };
                             send(self.conn, &m, &[], &self.frames)
@@ -502,29 +525,39 @@ pub fn follow<C: Connection>(
                             send(conn, &m, name, &[])?;
                         }
                         FollowAction::Apply { first, last, after } => {
-                            let next =
-                                match apply(config, &mut replica, &carried, first, last, after) {
-                                    Ok(()) => {
-                                        let r =
-                                            replica.as_ref().expect("frames applied to a replica");
+                            let next = match apply(
+                                config,
+                                name,
+                                &mut replica,
+                                &carried,
+                                first,
+                                last,
+                                after,
+                            ) {
+                                Ok(()) => {
+                                    let r = replica.as_ref().expect("frames applied to a replica");
+                                    let holds = Position {
+                                        seq: r.last_seq(),
+                                        term: r.current_term(),
+                                    };
+                                    follower.applied(holds, clock.now())
+                                }
+                                Err(Refused::Protocol(Refusal::Diverged)) => {
+                                    // Rebuilding needs a snapshot.
+                                    return Err(ReplicationError::Diverged);
+                                }
+                                Err(Refused::Protocol(why)) => {
+                                    if let Some(r) = &replica {
                                         let holds = Position {
                                             seq: r.last_seq(),
                                             term: r.current_term(),
                                         };
-                                        follower.applied(holds, clock.now())
+                                        follower.applied(holds, clock.now());
                                     }
-                                    Err(Refused::Protocol(why)) => {
-                                        if let Some(r) = &replica {
-                                            let holds = Position {
-                                                seq: r.last_seq(),
-                                                term: r.current_term(),
-                                            };
-                                            follower.applied(holds, clock.now());
-                                        }
-                                        follower.refused(why, clock.now())
-                                    }
-                                    Err(Refused::Fatal(e)) => return Err(e),
-                                };
+                                    follower.refused(why, clock.now())
+                                }
+                                Err(Refused::Fatal(e)) => return Err(e),
+                            };
                             pending = Some((next, Vec::new()));
                         }
                         FollowAction::Install { .. } => {
@@ -575,6 +608,7 @@ enum Refused {
 /// creation frame.
 fn apply(
     config: &Config,
+    name: &CheckpointName,
     replica: &mut Option<Segment>,
     carried: &[u8],
     first: u64,
@@ -603,6 +637,10 @@ fn apply(
         let Some((created, rest)) = todo.split_first().filter(|(f, _)| f.header.seq == 1) else {
             return Err(Refused::Protocol(Refusal::Gap));
         };
+        if created.id != name.as_bytes() {
+            let got = String::from_utf8_lossy(created.id).into_owned();
+            return Err(Refused::Fatal(ReplicationError::WrongCheckpoint(got)));
+        }
         let segment = Segment::open_replica(config, created)
             .map_err(|e| Refused::Fatal(ReplicationError::Open(e)))?;
         *replica = Some(segment);

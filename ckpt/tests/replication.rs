@@ -256,3 +256,94 @@ fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
         assert!(replica.is_none());
     });
 }
+
+/// Runs one link between `primary` and the replica directory until the
+/// shipper ends (or `WAIT` passes); returns how each end finished.
+fn one_link(
+    primary: &ckpt::Checkpoint,
+    replica_dir: &std::path::Path,
+    name: &str,
+) -> (
+    Result<Ended, ckpt::replication::ReplicationError>,
+    Result<Ended, ckpt::replication::ReplicationError>,
+) {
+    let opts = LinkOptions::default();
+    let stop = AtomicBool::new(false);
+    let listener = backend()
+        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name = CheckpointName::new(name).unwrap();
+    let config = Config::with_dir(replica_dir);
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let follower = s.spawn(|| {
+            let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
+            follow(&config, &name, &mut conn, &opts, &stop).map(|(e, _)| e)
+        });
+        let done = &done;
+        s.spawn(|| {
+            let start = Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < WAIT {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+        let shipped = ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop);
+        drop(conn);
+        let followed = follower.join().unwrap();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (shipped, followed)
+    })
+}
+
+#[test]
+fn a_link_for_another_checkpoint_is_refused_at_once() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let primary = open_primary(a.path(), "safCkpt=repl_this", UpdateMode::ActiveReplica);
+    let (shipped, followed) = one_link(&primary, b.path(), "safCkpt=repl_that");
+    let err = shipped.expect_err("the shipper refuses the subscription");
+    assert!(
+        err.to_string()
+            .contains("another checkpoint (safCkpt=repl_that)"),
+        "{err}"
+    );
+    assert!(matches!(followed, Ok(Ended::PeerClosed)), "{followed:?}");
+    // Nothing was created under either name on the replica's side.
+    let replica = Service::with_config(Config::with_dir(b.path()));
+    assert!(replica
+        .open("safCkpt=repl_that", OpenFlags::READ, None)
+        .is_err());
+    assert!(replica
+        .open("safCkpt=repl_this", OpenFlags::READ, None)
+        .is_err());
+}
+
+#[test]
+fn a_replica_of_an_earlier_incarnation_is_not_fed_the_new_ones_frames() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_again_born";
+    let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    first.create_section(b"k", Time::END, b"old").unwrap();
+    with_link(&first, b.path(), name, || {});
+    // The checkpoint is re-created on the primary's host: a new incarnation.
+    Service::with_config(Config::with_dir(a.path()))
+        .unlink(name)
+        .unwrap();
+    drop(first);
+    let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    second.create_section(b"k", Time::END, b"new").unwrap();
+    // Same frame numbers and terms, another incarnation: it must be rebuilt.
+    let (shipped, followed) = one_link(&second, b.path(), name);
+    let err = shipped.expect_err("the old replica cannot follow the new incarnation");
+    assert!(err.to_string().contains("needs a snapshot"), "{err}");
+    assert!(matches!(followed, Ok(Ended::PeerClosed)), "{followed:?}");
+    let replica = Service::with_config(Config::with_dir(b.path()));
+    let old = replica.open(name, OpenFlags::READ, None).unwrap();
+    assert_eq!(
+        old.read_section(b"k").unwrap(),
+        b"old",
+        "the old replica is left as it was"
+    );
+}

@@ -938,7 +938,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 return Err(WireError::BadFrame(DecodeError::BadField));
             }
             at += f.header.frame_bytes();
-            want += 1;
+            want = want.wrapping_add(1);
         }
         if want != last.wrapping_add(1) {
             return Err(WireError::BadField);

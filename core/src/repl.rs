@@ -314,16 +314,26 @@ impl Shipper {
             }
             Message::Ack { holds } => {
                 let seq = holds.seq;
-                if seq > log.tail() && holds.term >= log.term() {
+                if holds.term > log.term() {
+                    // The replica follows a newer active replica.
+                    self.state = ShipState::Waiting;
+                    return Actions::one(ShipAction::Deposed { term: holds.term });
+                }
+                if seq > log.tail() && holds.term == log.term() {
                     return self.close(CloseReason::Protocol);
                 }
                 // It counts if the frame is in our history: the same term
-                // where the ring still holds it, else one this stream shipped.
-                // (Beyond what this stream shipped is possible: frames of an
-                // earlier stream on the link, after a resubscription.)
+                // where the ring still holds it, else one this stream shipped
+                // (not before the snapshot it was sent, until the replica
+                // says it holds the snapshot). Beyond what this stream
+                // shipped is possible: frames of an earlier stream on the
+                // link, after a resubscription.
                 let ours = match log.term_at(seq) {
                     Some(term) => term == holds.term,
-                    None => seq <= self.shipped && seq <= log.tail(),
+                    None => {
+                        let after_snapshot = self.acked >= self.floor.seq || seq >= self.floor.seq;
+                        seq <= self.shipped && seq <= log.tail() && after_snapshot
+                    }
                 };
                 if self.state != ShipState::Streaming || !ours || seq <= self.acked {
                     return Actions::none();
@@ -348,7 +358,9 @@ impl Shipper {
         now_ns: u64,
     ) -> Actions<ShipAction> {
         let mut out = Actions::none();
-        if holds.term > log.term() {
+        // (A replica of an older incarnation may have seen higher terms: a
+        // re-created checkpoint starts again at term 1.)
+        if incarnation == log.incarnation() && holds.term > log.term() {
             // The replica has followed a newer active replica.
             out.push(ShipAction::Deposed { term: holds.term });
             self.state = ShipState::Waiting;
@@ -358,7 +370,11 @@ impl Shipper {
         // The replica's history is a prefix of ours if its last frame is
         // ours (same number, same term).
         let matches = same && holds.seq <= log.tail() && log.term_at(holds.seq) == Some(holds.term);
-        let fresh_from_start = !same && log.oldest() <= 1;
+        // A replica that holds nothing starts from frame 1 if the ring
+        // still has it; one that holds another incarnation must be rebuilt
+        // (its frames may even carry the same numbers and terms).
+        let empty = incarnation == 0 || holds.seq == 0;
+        let fresh_from_start = empty && log.oldest() <= 1;
         if matches || fresh_from_start {
             let from = if matches { holds.seq } else { 0 };
             self.state = ShipState::Streaming;
@@ -406,6 +422,15 @@ impl Shipper {
         self.floor = start;
         self.sent_ns = now_ns;
         self.poll(log, now_ns)
+    }
+
+    /// The driver sent only frames through `seq` of the last
+    /// [`ShipAction::Ship`] (it cut the batch at its byte limit): the rest
+    /// goes in the next one.
+    pub fn shipped_through(&mut self, seq: u64) {
+        if self.state == ShipState::Streaming && seq < self.shipped {
+            self.shipped = seq.max(self.acked);
+        }
     }
 
     /// The ring no longer held the frames of a [`ShipAction::Ship`] (the
@@ -919,12 +944,54 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_term_deposes_the_shipper() {
+    fn a_newer_term_deposes_the_shipper_but_not_another_incarnations() {
         let l = log(1, 30);
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(
             all(s.received(sub(7, 31, 3), &l, 1)),
             [ShipAction::Deposed { term: 3 }]
+        );
+        // An acknowledgement of a newer term deposes too.
+        let mut s = Shipper::new(cfg(), 0);
+        s.received(sub(7, 5, 2), &l, 1);
+        assert_eq!(
+            all(s.received(ack(31, 3), &l, 2)),
+            [ShipAction::Deposed { term: 3 }]
+        );
+        // A replica of an older incarnation (the checkpoint was re-created,
+        // its terms start again) is rebuilt, not told it is deposed.
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(
+            all(s.received(sub(6, 90, 9), &l, 1)),
+            [ShipAction::Snapshot]
+        );
+    }
+
+    #[test]
+    fn a_batch_cut_short_goes_on_from_where_it_stopped() {
+        let l = log(1, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        s.received(sub(7, 5, 2), &l, 1);
+        // The driver sent 6..=7 of 6..=9.
+        s.shipped_through(7);
+        assert_eq!(all(s.poll(&l, 2)), [ship_(8, 11, 2)]);
+    }
+
+    #[test]
+    fn an_old_acknowledgement_does_not_count_before_the_snapshot_is_held() {
+        let l = log(20, 40);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 0)), [ShipAction::Snapshot]);
+        s.snapshot_sent(Position { seq: 40, term: 2 }, &l, 1);
+        let l = log(20, 44);
+        s.poll(&l, 2);
+        // A heartbeat from before the install: frame 12 is not in the ring.
+        assert!(s.received(ack(12, 1), &l, 3).is_empty());
+        assert_eq!(s.released(), 0);
+        // The install's acknowledgement counts.
+        assert_eq!(
+            all(s.received(ack(40, 2), &l, 4))[0],
+            ShipAction::Acked { seq: 40 }
         );
     }
 

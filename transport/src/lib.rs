@@ -73,7 +73,9 @@ pub trait Listener: Send {
 
 /// A connection that moves whole messages.
 pub trait Connection: Send {
-    /// Sends one or more whole messages, given as consecutive parts.
+    /// Sends one or more whole messages, given as consecutive parts;
+    /// `TimedOut` if the peer takes none of them for [`SEND_TIMEOUT`] (the
+    /// connection is then of no further use).
     fn send(&mut self, parts: &[&[u8]]) -> io::Result<()>;
 
     /// The next whole message, waiting at most `timeout` for it
@@ -107,6 +109,10 @@ pub struct MessageBuf {
 
 /// Bytes a receive asks for at least (the buffer starts this big).
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a send may wait for the peer to take bytes: a peer that stops
+/// reading gets `TimedOut` rather than holding the sender forever.
+pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl MessageBuf {
     /// An empty buffer for messages of at most `max_message` bytes.
@@ -145,9 +151,13 @@ impl MessageBuf {
             self.end -= self.start;
             self.start = 0;
         }
+        // Grow toward the message in progress as its bytes arrive (at most
+        // doubling per receive): a peer announcing a large message makes
+        // the buffer large only by sending it.
         let want = ckpt_core::frame::message_bytes(&self.buf[..self.end]).unwrap_or(0);
         if self.buf.len() < want.max(self.end + READ_CHUNK / 4) {
             let grow = want
+                .min(self.buf.len() * 2)
                 .max(self.end + READ_CHUNK)
                 .min(self.max_message.max(READ_CHUNK));
             self.buf.resize(grow.max(self.buf.len()), 0);

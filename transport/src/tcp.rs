@@ -75,12 +75,22 @@ impl Connection for TcpConn {
     fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         let mut rest = &mut slices[..];
+        let mut stalled_since: Option<Instant> = None;
         while !rest.is_empty() {
             match self.stream.write_vectored(rest) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Ok(n) => {
+                    IoSlice::advance_slices(&mut rest, n);
+                    stalled_since = None;
+                }
                 // The socket buffer is full: the peer reads slower.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(IDLE_SLEEP),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let since = *stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > crate::SEND_TIMEOUT {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    std::thread::sleep(IDLE_SLEEP)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }

@@ -110,6 +110,32 @@ impl UringConn {
         })
     }
 
+    /// Queues `first`, linked to `then` (both or neither).
+    ///
+    /// # Safety
+    /// Whatever the two entries point to stays alive and unmoved until
+    /// [`UringConn::wait`] has collected both completions.
+    unsafe fn push_linked(
+        &mut self,
+        first: &squeue::Entry,
+        then: &squeue::Entry,
+    ) -> io::Result<()> {
+        let mut sq = self.ring.submission();
+        if sq.capacity() - sq.len() < 2 {
+            return Err(io::Error::other("io_uring submission queue full"));
+        }
+        // SAFETY: two free entries (checked above), so both pushes succeed
+        // and nothing is left half-queued; the buffers the entries name are
+        // kept alive by the caller (this function's contract).
+        unsafe {
+            sq.push(first)
+                .map_err(|_| io::Error::other("submission queue full"))?;
+            sq.push(then)
+                .map_err(|_| io::Error::other("submission queue full"))?;
+        }
+        Ok(())
+    }
+
     /// Submits what is queued and waits until `want` completions arrived;
     /// returns their (user data, result) pairs. It never returns while an
     /// operation it submitted runs: the kernel may still be using the
@@ -159,15 +185,10 @@ impl UringConn {
             .nsec(left.subsec_nanos());
         let timeout = opcode::LinkTimeout::new(&ts).build().user_data(TIMEOUT);
         // SAFETY: the receive writes into the buffer's room (owned by
-        // `self.rx`, not touched meanwhile) and the timeout reads `ts`; both stay alive and untouched until `wait`
-        // below has collected both completions (it returns only then).
-        unsafe {
-            let mut sq = self.ring.submission();
-            sq.push(&recv)
-                .map_err(|_| io::Error::other("submission queue full"))?;
-            sq.push(&timeout)
-                .map_err(|_| io::Error::other("submission queue full"))?;
-        }
+        // `self.rx`, not touched meanwhile) and the timeout reads `ts`; both
+        // stay alive until `wait` below has collected both completions (it
+        // returns only then).
+        unsafe { self.push_linked(&recv, &timeout) }?;
         let done = self.wait(2);
         let received = done.iter().find(|(u, _)| *u == RECV).map_or(0, |(_, r)| *r);
         match received {
@@ -199,16 +220,25 @@ impl Connection for UringConn {
             }
             let write = opcode::Writev::new(fd, iov.as_ptr(), n as u32)
                 .build()
+                .flags(squeue::Flags::IO_LINK)
                 .user_data(WRITE);
-            // SAFETY: the kernel reads `iov` and the parts it points into;
-            // both live until `wait` has collected the write's completion.
-            unsafe {
-                self.ring
-                    .submission()
-                    .push(&write)
-                    .map_err(|_| io::Error::other("submission queue full"))?;
+            // A peer that takes nothing for this long ends the connection.
+            let ts = types::Timespec::new()
+                .sec(crate::SEND_TIMEOUT.as_secs())
+                .nsec(crate::SEND_TIMEOUT.subsec_nanos());
+            let timeout = opcode::LinkTimeout::new(&ts).build().user_data(TIMEOUT);
+            // SAFETY: the kernel reads `iov`, the parts it points into and
+            // `ts`; all live until `wait` below has collected both
+            // completions.
+            unsafe { self.push_linked(&write, &timeout) }?;
+            let done = self.wait(2);
+            let r = done
+                .iter()
+                .find(|(u, _)| *u == WRITE)
+                .map_or(0, |(_, r)| *r);
+            if r == -libc::ECANCELED {
+                return Err(io::ErrorKind::TimedOut.into());
             }
-            let [(_, r), _] = self.wait(1);
             if r == -libc::EINTR || r == -libc::EAGAIN {
                 continue;
             }
