@@ -552,8 +552,7 @@ impl Checkpoint {
         if id.len() as u64 > self.attributes().section_id_bytes_max {
             return Err(LookupError::IdTooLong);
         }
-        let segment = &self.segment;
-        match segment.lookup_hinted(id, &self.last_found, |s| !segment.is_expired(s)) {
+        match self.segment.lookup_hinted(id, &self.last_found, false) {
             Ok(Some(s)) => Ok(s),
             Ok(None) => Err(LookupError::NotExist),
             Err(_) => Err(LookupError::TryAgain),

@@ -180,7 +180,7 @@ impl Segment {
         // one found is checked first. Expired sections count (a replica
         // deletes only when the primary's delete arrives).
         let find = |id: &[u8]| {
-            self.lookup_hinted(id, &self.apply_hint, |_| true)
+            self.lookup_hinted(id, &self.apply_hint, true)
                 .ok()
                 .flatten()
         };

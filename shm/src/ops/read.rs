@@ -103,14 +103,15 @@ impl Mapped {
 
     /// [`Mapped::lookup`] that first checks `hint`, the section the previous
     /// call found (packed `slot << 32 | generation`), and remembers its
-    /// answer there: repeated calls for one id skip the index. Only sections
-    /// `accept` takes are found (callers pass `!is_expired` or take all).
+    /// answer there: repeated calls for one id skip the index. Expired
+    /// sections are found only with `expired_too` (a replica's apply: it
+    /// deletes only when the primary's delete arrives).
     #[inline]
     pub fn lookup_hinted(
         &self,
         id: &[u8],
         hint: &std::sync::atomic::AtomicU64,
-        accept: impl Fn(SectionRef) -> bool,
+        expired_too: bool,
     ) -> Result<Option<SectionRef>, ReadFail> {
         // A process-local memo (not shared memory): what it names is checked.
         let packed = hint.load(std::sync::atomic::Ordering::Relaxed);
@@ -118,17 +119,31 @@ impl Mapped {
             slot: (packed >> 32) as u32,
             gen: packed as u32,
         };
+        let live = if expired_too {
+            self.is_live(last)
+        } else {
+            self.live_slot(last).is_some()
+        };
         // The id is compared between two checks of the life word: a slot
         // deleted and reused meanwhile changes its generation.
-        if last.slot < self.geometry().sections_max
-            && self.is_live(last)
-            && self.slot_id_is(last.slot, id)
-            && self.is_live(last)
-            && accept(last)
-        {
+        if live && self.slot_id_is(last.slot, id) && self.is_live(last) {
             return Ok(Some(last));
         }
-        let found = self.lookup(id)?.filter(|&s| accept(s));
+        self.lookup_remembered(id, hint, expired_too)
+    }
+
+    /// The index search of [`Mapped::lookup_hinted`], out of line: the
+    /// remembered answer is the common case.
+    #[inline(never)]
+    fn lookup_remembered(
+        &self,
+        id: &[u8],
+        hint: &std::sync::atomic::AtomicU64,
+        expired_too: bool,
+    ) -> Result<Option<SectionRef>, ReadFail> {
+        let found = self
+            .lookup(id)?
+            .filter(|&s| expired_too || !self.is_expired(s));
         if let Some(s) = found {
             let packed = (s.slot as u64) << 32 | s.gen as u64;
             hint.store(packed, std::sync::atomic::Ordering::Relaxed);
