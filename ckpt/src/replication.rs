@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ckpt_core::frame::{self, decode_message, encode_message, WireError, MESSAGE_HEADER_BYTES};
+use ckpt_core::frame::{
+    self, decode_message, encode_message, Frame, WireError, MESSAGE_HEADER_BYTES,
+};
 use ckpt_core::repl::{
     Actions, CloseReason, FollowAction, Follower, LinkConfig, LogView, Message, Position, Refusal,
     ShipAction, Shipper,
@@ -496,13 +498,7 @@ pub fn follow<C: Connection>(
         Err(e) => return Err(ReplicationError::Open(e)),
     };
     let (incarnation, holds) = match &replica {
-        Some(r) => (
-            r.incarnation(),
-            Position {
-                seq: r.last_seq(),
-                term: r.current_term(),
-            },
-        ),
+        Some(r) => (r.incarnation(), held(r)),
         None => (0, Position::default()),
     };
     let mut follower = Follower::new(opts.link, incarnation, holds);
@@ -510,9 +506,12 @@ pub fn follow<C: Connection>(
     let mut subscribed = false;
     let mut busy = false;
     let result = (|| -> Result<Ended, ReplicationError> {
-        let mut pending: Option<(Actions<FollowAction>, Vec<u8>)> = Some((first, Vec::new()));
+        // The frames of the last message, in a buffer reused from one to the
+        // next (no allocation per batch once it is large enough).
+        let mut carried: Vec<u8> = Vec::new();
+        let mut pending = Some(first);
         loop {
-            while let Some((actions, carried)) = pending.take() {
+            while let Some(actions) = pending.take() {
                 for a in actions {
                     match a {
                         FollowAction::Send(m) => {
@@ -536,11 +535,7 @@ pub fn follow<C: Connection>(
                             ) {
                                 Ok(()) => {
                                     let r = replica.as_ref().expect("frames applied to a replica");
-                                    let holds = Position {
-                                        seq: r.last_seq(),
-                                        term: r.current_term(),
-                                    };
-                                    follower.applied(holds, clock.now())
+                                    follower.applied(held(r), clock.now())
                                 }
                                 Err(Refused::Protocol(Refusal::Diverged)) => {
                                     // Rebuilding needs a snapshot.
@@ -548,17 +543,13 @@ pub fn follow<C: Connection>(
                                 }
                                 Err(Refused::Protocol(why)) => {
                                     if let Some(r) = &replica {
-                                        let holds = Position {
-                                            seq: r.last_seq(),
-                                            term: r.current_term(),
-                                        };
-                                        follower.applied(holds, clock.now());
+                                        follower.applied(held(r), clock.now());
                                     }
                                     follower.refused(why, clock.now())
                                 }
                                 Err(Refused::Fatal(e)) => return Err(e),
                             };
-                            pending = Some((next, Vec::new()));
+                            pending = Some(next);
                         }
                         FollowAction::Install { .. } => {
                             return Err(ReplicationError::SnapshotNeeded)
@@ -583,16 +574,36 @@ pub fn follow<C: Connection>(
                     if m.link != LINK {
                         return Err(ReplicationError::WrongLink(m.link));
                     }
-                    let carried = m.frames.to_vec();
-                    (follower.received(m.message, clock.now()), carried)
+                    carried.clear();
+                    carried.extend_from_slice(m.frames);
+                    follower.received(m.message, clock.now())
                 }
-                None => (follower.tick(clock.now()), Vec::new()),
+                None => follower.tick(clock.now()),
             };
             pending = Some(next);
         }
     })();
     debug_assert!(subscribed || result.is_err());
     result.map(|ended| (ended, replica))
+}
+
+/// What a replica segment holds: its last frame's number and term.
+fn held(r: &Segment) -> Position {
+    Position {
+        seq: r.last_seq(),
+        term: r.current_term(),
+    }
+}
+
+/// The frames of a `Frames` message, decoded in order. `decode_message`
+/// checked every one (seal included), so none fails to decode here.
+fn carried_frames(carried: &[u8]) -> impl Iterator<Item = Frame<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let f = frame::decode(carried.get(at..)?, false).ok()?;
+        at += f.header.frame_bytes();
+        Some(f)
+    })
 }
 
 /// Why a batch was not applied.
@@ -615,40 +626,29 @@ fn apply(
     last: u64,
     after: Position,
 ) -> Result<(), Refused> {
-    // `decode_message` checked every carried frame, seal included.
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while at < carried.len() {
-        let f = frame::decode(&carried[at..], false)
-            .map_err(|e| Refused::Fatal(ReplicationError::Wire(WireError::BadFrame(e))))?;
-        at += f.header.frame_bytes();
-        let seq = f.header.seq;
-        if seq == after.seq && after.seq > 0 && f.header.term != after.term {
-            // The frame before the ones to apply is not the replica's.
-            return Err(Refused::Protocol(Refusal::Gap));
-        }
-        if (first..=last).contains(&seq) {
-            frames.push(f);
-        }
+    if carried_frames(carried)
+        .any(|f| f.header.seq == after.seq && after.seq > 0 && f.header.term != after.term)
+    {
+        // The frame before the ones to apply is not the replica's.
+        return Err(Refused::Protocol(Refusal::Gap));
     }
-    let mut todo = &frames[..];
+    let mut todo = carried_frames(carried).filter(|f| (first..=last).contains(&f.header.seq));
     if replica.is_none() {
         // A new replica starts from the primary's creation frame.
-        let Some((created, rest)) = todo.split_first().filter(|(f, _)| f.header.seq == 1) else {
+        let Some(created) = todo.next().filter(|f| f.header.seq == 1) else {
             return Err(Refused::Protocol(Refusal::Gap));
         };
         if created.id != name.as_bytes() {
             let got = String::from_utf8_lossy(created.id).into_owned();
             return Err(Refused::Fatal(ReplicationError::WrongCheckpoint(got)));
         }
-        let segment = Segment::open_replica(config, created)
+        let segment = Segment::open_replica(config, &created)
             .map_err(|e| Refused::Fatal(ReplicationError::Open(e)))?;
         *replica = Some(segment);
-        todo = rest;
     }
     let r = replica.as_ref().expect("a replica");
     // One claim for the batch.
-    match r.apply_all(todo.iter().copied()) {
+    match r.apply_all(todo) {
         Ok(_) => Ok(()),
         Err((_, ApplyError::Gap { .. })) => Err(Refused::Protocol(Refusal::Gap)),
         Err((_, ApplyError::StaleTerm { .. })) => Err(Refused::Protocol(Refusal::OlderTerm)),

@@ -222,50 +222,24 @@ fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
     for _ in 0..512 {
         primary.overwrite(b"k", &[7; 4096]).unwrap();
     }
-    let opts = LinkOptions::default();
-    let stop = AtomicBool::new(false);
-    let listener = backend()
-        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let name = CheckpointName::new(name).unwrap();
-    let config = Config::with_dir(b.path());
-    let done = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        let follower = s.spawn(|| {
-            let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
-            follow(&config, &name, &mut conn, &opts, &stop)
-        });
-        // A shipper that never ends is stopped (and the test fails below).
-        let done = &done;
-        s.spawn(|| {
-            let start = Instant::now();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < WAIT {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        });
-        let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
-        let shipped = ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        let err = shipped.expect_err("no snapshot can be sent yet");
-        assert!(err.to_string().contains("needs a snapshot"), "{err}");
-        drop(conn);
-        let (ended, replica) = follower.join().unwrap().unwrap();
-        assert_eq!(ended, Ended::PeerClosed);
-        assert!(replica.is_none());
-    });
+    let (shipped, followed) = one_link(&primary, b.path(), name);
+    let err = shipped.expect_err("no snapshot can be sent yet");
+    assert!(err.to_string().contains("needs a snapshot"), "{err}");
+    let (ended, replica) = followed.unwrap();
+    assert_eq!(ended, Ended::PeerClosed);
+    assert!(replica.is_none());
 }
 
 /// Runs one link between `primary` and the replica directory until the
-/// shipper ends (or `WAIT` passes); returns how each end finished.
+/// shipper ends (or `WAIT` passes: a shipper that never ends is stopped, and
+/// its test fails); returns how each end finished.
 fn one_link(
     primary: &ckpt::Checkpoint,
     replica_dir: &std::path::Path,
     name: &str,
 ) -> (
     Result<Ended, ckpt::replication::ReplicationError>,
-    Result<Ended, ckpt::replication::ReplicationError>,
+    Result<(Ended, Option<ckpt_shm::Segment>), ckpt::replication::ReplicationError>,
 ) {
     let opts = LinkOptions::default();
     let stop = AtomicBool::new(false);
@@ -279,7 +253,7 @@ fn one_link(
     std::thread::scope(|s| {
         let follower = s.spawn(|| {
             let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
-            follow(&config, &name, &mut conn, &opts, &stop).map(|(e, _)| e)
+            follow(&config, &name, &mut conn, &opts, &stop)
         });
         let done = &done;
         s.spawn(|| {
@@ -303,6 +277,7 @@ fn a_link_for_another_checkpoint_is_refused_at_once() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let primary = open_primary(a.path(), "safCkpt=repl_this", UpdateMode::ActiveReplica);
     let (shipped, followed) = one_link(&primary, b.path(), "safCkpt=repl_that");
+    let followed = followed.map(|(e, _)| e);
     let err = shipped.expect_err("the shipper refuses the subscription");
     assert!(
         err.to_string()
@@ -336,6 +311,7 @@ fn a_replica_of_an_earlier_incarnation_is_not_fed_the_new_ones_frames() {
     second.create_section(b"k", Time::END, b"new").unwrap();
     // Same frame numbers and terms, another incarnation: it must be rebuilt.
     let (shipped, followed) = one_link(&second, b.path(), name);
+    let followed = followed.map(|(e, _)| e);
     let err = shipped.expect_err("the old replica cannot follow the new incarnation");
     assert!(err.to_string().contains("needs a snapshot"), "{err}");
     assert!(matches!(followed, Ok(Ended::PeerClosed)), "{followed:?}");

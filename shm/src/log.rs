@@ -332,6 +332,22 @@ mod tests {
         h
     }
 
+    /// A log's tail, reserve and sequence words, for a 1 KiB test ring.
+    #[derive(Default)]
+    struct Words(AtomicU64, AtomicU64, AtomicU64);
+
+    impl Words {
+        /// A log over these words and a fresh 1 KiB ring filled with `fill`.
+        fn log(&self, fill: u8) -> Log<'_, VecRing> {
+            Log::new(
+                &self.0,
+                &self.1,
+                &self.2,
+                VecRing(RefCell::new(vec![fill; 1024])),
+            )
+        }
+    }
+
     /// Writes one frame after the tail and publishes it.
     fn append(log: &Log<'_, VecRing>, h: FrameHeader, id: &[u8], data: &[u8]) -> Pending {
         let p = log.write(log.written_end(), h, id, data);
@@ -341,13 +357,8 @@ mod tests {
 
     #[test]
     fn headers_alone_come_out_where_whole_frames_do() {
-        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(
-            &tail,
-            &reserve,
-            &seq,
-            VecRing(RefCell::new(vec![0xEE; 1024])),
-        );
+        let words = Words::default();
+        let log = words.log(0xEE);
         let (mut whole, mut skim) = (0u64, 0u64);
         let mut buf = Vec::new();
         for v in 1..=120u64 {
@@ -365,13 +376,8 @@ mod tests {
 
     #[test]
     fn frames_come_out_in_order_across_wraps() {
-        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(
-            &tail,
-            &reserve,
-            &seq,
-            VecRing(RefCell::new(vec![0xEE; 1024])),
-        );
+        let words = Words::default();
+        let log = words.log(0xEE);
         let mut cursor = 0;
         let mut buf = Vec::new();
         for v in 1..=200u64 {
@@ -398,8 +404,8 @@ mod tests {
 
     #[test]
     fn unpublished_frames_are_invisible() {
-        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(&tail, &reserve, &seq, VecRing(RefCell::new(vec![0; 1024])));
+        let words = Words::default();
+        let log = words.log(0);
         log.write(log.written_end(), overwrite(b"s", b"x", 1), b"s", b"x");
         let mut cursor = 0;
         assert!(log
@@ -415,8 +421,8 @@ mod tests {
 
     #[test]
     fn a_lagging_consumer_is_told_not_fed_garbage() {
-        let (tail, reserve, seq) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
-        let log = Log::new(&tail, &reserve, &seq, VecRing(RefCell::new(vec![0; 1024])));
+        let words = Words::default();
+        let log = words.log(0);
         for v in 1..=100 {
             append(&log, overwrite(b"s", b"0123456789", v), b"s", b"0123456789");
         }
