@@ -230,6 +230,8 @@ fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
     assert!(replica.is_none());
 }
 
+type LinkError = ckpt::replication::ReplicationError;
+
 /// Runs one link between `primary` and the replica directory until the
 /// shipper ends (or `WAIT` passes: a shipper that never ends is stopped, and
 /// its test fails); returns how each end finished.
@@ -238,8 +240,8 @@ fn one_link(
     replica_dir: &std::path::Path,
     name: &str,
 ) -> (
-    Result<Ended, ckpt::replication::ReplicationError>,
-    Result<(Ended, Option<ckpt_shm::Segment>), ckpt::replication::ReplicationError>,
+    Result<Ended, LinkError>,
+    Result<(Ended, Option<ckpt_shm::Segment>), LinkError>,
 ) {
     let opts = LinkOptions::default();
     let stop = AtomicBool::new(false);
