@@ -231,6 +231,8 @@ fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
 }
 
 type LinkError = ckpt::replication::ReplicationError;
+/// How a follower ended, and its replica.
+type Followed = Result<(Ended, Option<ckpt_shm::Segment>), LinkError>;
 
 /// Runs one link between `primary` and the replica directory until the
 /// shipper ends (or `WAIT` passes: a shipper that never ends is stopped, and
@@ -239,10 +241,7 @@ fn one_link(
     primary: &ckpt::Checkpoint,
     replica_dir: &std::path::Path,
     name: &str,
-) -> (
-    Result<Ended, LinkError>,
-    Result<(Ended, Option<ckpt_shm::Segment>), LinkError>,
-) {
+) -> (Result<Ended, LinkError>, Followed) {
     let opts = LinkOptions::default();
     let stop = AtomicBool::new(false);
     let listener = backend()
