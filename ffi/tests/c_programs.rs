@@ -7,6 +7,10 @@
 //! With `CKPT_C_VALGRIND=1` each program runs under valgrind's memcheck, and
 //! any memory error or definite leak fails it (CI does this); the programs
 //! see the variable too, and the long races among them run fewer rounds.
+//! Valgrind runs one thread at a time, and its default hand-over lets a
+//! thread that takes and releases a lock in a loop (the programs that hammer
+//! one instance from several threads) keep it for minutes while the others
+//! wait: `--fair-sched=yes` hands the CPU over in turn, as real cores do.
 //! `CKPT_C_ONLY=name,name` runs only those programs.
 
 use std::path::{Path, PathBuf};
@@ -110,6 +114,7 @@ fn c_programs_pass() {
             let mut v = Command::new("valgrind");
             v.args([
                 "--quiet",
+                "--fair-sched=yes",
                 "--error-exitcode=99",
                 "--leak-check=full",
                 "--errors-for-leak-kinds=definite",
