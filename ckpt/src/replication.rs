@@ -8,14 +8,15 @@
 //! acknowledgements in the segment (which releases synchronous writers).
 //! [`follow`] runs on the replica's host: it subscribes with what its replica
 //! segment holds, creates the replica from the primary's creation frame, and
-//! applies the frames it receives, acknowledging them.
+//! applies the frames it receives, acknowledging them. A replica behind the
+//! primary's ring, or of another incarnation or history, is rebuilt from a
+//! fuzzy snapshot the shipper streams while the writer goes on
+//! (`ckpt_shm::ops::install`).
 //!
-//! Not yet: snapshots over the wire (a replica that falls behind the
-//! primary's ring, or a new one after the ring lost frame 1, ends the link
-//! with [`ReplicationError::SnapshotNeeded`]), the node daemon that runs
-//! these per checkpoint and peer, authentication, and an event-driven wait
-//! (each end polls its socket with a short timeout, [`LinkOptions::poll`],
-//! when it had nothing to do the last time).
+//! Not yet: the node daemon that runs these per checkpoint and peer,
+//! authentication, and an event-driven wait (the follower polls its socket
+//! with a short timeout, [`LinkOptions::poll`], when it had nothing to do
+//! the last time).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -25,7 +26,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ckpt_core::frame::{
-    self, decode_message, encode_message, Frame, WireError, MESSAGE_HEADER_BYTES,
+    self, decode_message, encode_message, Frame, SectionRecord, SnapshotTail, WireError,
+    MESSAGE_HEADER_BYTES,
 };
 use ckpt_core::repl::{
     Actions, CloseReason, FollowAction, Follower, LinkConfig, LogView, Message, Position, Refusal,
@@ -33,7 +35,9 @@ use ckpt_core::repl::{
 };
 use ckpt_core::CheckpointName;
 use ckpt_shm::log::LogError;
+use ckpt_shm::ops::install::{InstallError, Installer};
 use ckpt_shm::ops::{ApplyError, Consumer};
+use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{Config, Segment};
 use ckpt_transport::Connection;
 
@@ -93,13 +97,9 @@ pub enum ReplicationError {
     Open(ckpt_core::error::OpenError),
     /// A frame could not be applied for a reason the protocol does not cover.
     Apply(ApplyError),
-    /// The replica is behind the primary's ring (or new, and the ring lost
-    /// its first frame): it needs a snapshot, which links cannot send yet.
-    SnapshotNeeded,
-    /// This host's replica is of another incarnation or history than the
-    /// primary's: it must be rebuilt from a snapshot, which links cannot
-    /// send yet (remove it, `ckpt unlink`, to start over from the primary).
-    Diverged,
+    /// A snapshot could not be installed for a reason the protocol does not
+    /// cover (no room, the new segment could not be made).
+    Install(InstallError),
     /// The peer asked for, or sent, another checkpoint than this link's.
     WrongCheckpoint(String),
 }
@@ -113,13 +113,7 @@ impl fmt::Display for ReplicationError {
             ReplicationError::Log(e) => write!(f, "reading the log: {e}"),
             ReplicationError::Open(e) => write!(f, "opening the replica: {e}"),
             ReplicationError::Apply(e) => write!(f, "applying a frame: {e}"),
-            ReplicationError::SnapshotNeeded => f.write_str(
-                "the replica needs a snapshot (it is behind the primary's log ring), which links cannot send yet",
-            ),
-            ReplicationError::Diverged => f.write_str(
-                "this host's replica is another incarnation or history than the primary's: it must be \
-                 rebuilt from a snapshot, which links cannot send yet (unlink it to start over)",
-            ),
+            ReplicationError::Install(e) => write!(f, "installing a snapshot: {e}"),
             ReplicationError::WrongCheckpoint(n) => {
                 write!(f, "the peer's link is for another checkpoint ({n})")
             }
@@ -170,7 +164,7 @@ fn send<C: Connection>(
     frames: &[u8],
 ) -> Result<(), ReplicationError> {
     let mut head = [0u8; MESSAGE_HEADER_BYTES + frame::WIRE_NAME_BYTES_MAX];
-    let n = encode_message(LINK, m, name, frames.len(), &mut head)?;
+    let n = encode_message(LINK, m, name, frames, &mut head)?;
     conn.send(&[&head[..n], frames])?;
     Ok(())
 }
@@ -196,10 +190,13 @@ struct RingIndex<'a> {
 
 impl<'a> RingIndex<'a> {
     fn new(segment: &'a Segment) -> RingIndex<'a> {
-        // From the ring's start while it has not wrapped (the creation frame
-        // is at position 0), else from now.
-        let wrapped = segment.log_tail() > segment.geometry().log_bytes;
-        let consumer = segment.consumer((!wrapped).then_some(0));
+        // From the start of the ring's current lap: a frame never straddles
+        // the ring's end (padding fills it), so every lap begins with a
+        // frame, and the current lap's start is still in the ring. (Before
+        // the first wrap: the creation frame, at position 0.)
+        let capacity = segment.geometry().log_bytes;
+        let lap = segment.log_tail() / capacity * capacity;
+        let consumer = segment.consumer(Some(lap));
         RingIndex {
             segment,
             consumer,
@@ -414,7 +411,18 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         }
                         Err(e) => Err(e),
                     },
-                    ShipAction::Snapshot => Err(ReplicationError::SnapshotNeeded),
+                    ShipAction::Snapshot => match self.send_snapshot(primary, opts) {
+                        Ok(Some(start)) => {
+                            let now = clock.now();
+                            pending = Some(self.shipper.snapshot_sent(start, &self.index, now));
+                            Ok(())
+                        }
+                        Ok(None) => {
+                            pending = Some(self.shipper.lapped(clock.now()));
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
                     ShipAction::Acked { seq } => {
                         primary.acknowledge(node, seq);
                         Ok(())
@@ -428,6 +436,117 @@ impl<C: Connection> ShipLink<'_, '_, C> {
             }
         }
         None
+    }
+}
+
+impl<C: Connection> ShipLink<'_, '_, C> {
+    /// Sends a fuzzy snapshot of `primary`: its creation frame, its sections
+    /// as records in messages of about `opts.batch_bytes` (a section larger
+    /// than that in pieces), and where it stands. Returns the position it
+    /// holds through, or `None` if the writer lapped the ring meanwhile (the
+    /// replica drops what it got when the next snapshot begins).
+    fn send_snapshot(
+        &mut self,
+        primary: &Segment,
+        opts: &LinkOptions,
+    ) -> Result<Option<Position>, ReplicationError> {
+        let (header, payload) = primary.creation_frame(None);
+        let name = primary.name().as_bytes();
+        self.frames.clear();
+        self.frames.resize(header.frame_bytes(), 0);
+        frame::encode(&header, name, &payload, &mut self.frames)
+            .map_err(|_| ReplicationError::Log(LogError::Corrupt { at: 0 }))?;
+        frame::seal(&mut self.frames);
+        let begin = Message::Snapshot {
+            incarnation: primary.incarnation(),
+        };
+        send(self.conn, &begin, &[], &self.frames)?;
+        // The sections, streamed: one section's copy at a time.
+        let (mut records, mut sections) = (0u32, 0u64);
+        let mut failed = None;
+        let (conn, out) = (&mut *self.conn, &mut self.frames);
+        out.clear();
+        let copied = primary.snapshot_with(|c| {
+            if failed.is_some() {
+                return;
+            }
+            sections += 1;
+            // Room for data in a message after the record's header and id.
+            let room = opts
+                .batch_bytes
+                .saturating_sub(frame::record_bytes(c.id.len(), 0))
+                .max(4096);
+            let mut offset = 0;
+            loop {
+                let piece = &c.data[offset..c.data.len().min(offset + room)];
+                let record = SectionRecord {
+                    id: c.id,
+                    piece,
+                    size: c.data.len() as u64,
+                    offset: offset as u64,
+                    version: c.version,
+                    last_update: c.last_update.0,
+                    expiration: c.expiration.0,
+                    data_seq: c.seqs.data_seq,
+                    expiration_seq: c.seqs.expiration_seq,
+                };
+                frame::encode_record(&record, out);
+                records += 1;
+                if out.len() >= opts.batch_bytes {
+                    let part = Message::SnapshotPart { records };
+                    if let Err(e) = send(conn, &part, &[], out) {
+                        failed = Some(e);
+                        return;
+                    }
+                    out.clear();
+                    records = 0;
+                }
+                offset += piece.len();
+                if offset >= c.data.len() {
+                    break;
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let head = match copied {
+            Ok(head) => head,
+            Err(ReadFail::Busy | ReadFail::Gone) => return Ok(None),
+            Err(ReadFail::Corrupt) => {
+                return Err(ReplicationError::Log(LogError::Corrupt { at: 0 }))
+            }
+        };
+        if records > 0 {
+            send(
+                self.conn,
+                &Message::SnapshotPart { records },
+                &[],
+                &self.frames,
+            )?;
+        }
+        // The copy holds every frame before the one at its resume point;
+        // the term of the last of those, where the index still has it, or
+        // the term the copy holds (a term only this stream relies on: both
+        // ends check the frames that follow against it).
+        self.index.refresh()?;
+        let seq = head.resume_seq - 1;
+        let term = match self.index.term_at(seq) {
+            _ if seq == 0 => 0,
+            Some(t) => t,
+            None => head.active_replica.term,
+        };
+        let start = Position { seq, term };
+        let tail = SnapshotTail {
+            end_seq: head.end_seq,
+            state_seq: head.state_seq,
+            active: head.active_replica.set.then_some(head.active_replica.node),
+            term: head.active_replica.term,
+            retention_ns: head.retention.0,
+        };
+        let end = Message::SnapshotEnd { start, sections };
+        send(self.conn, &end, &[], &tail.to_bytes())?;
+        Ok(Some(start))
     }
 }
 
@@ -509,6 +628,10 @@ pub fn follow<C: Connection>(
         // The frames of the last message, in a buffer reused from one to the
         // next (no allocation per batch once it is large enough).
         let mut carried: Vec<u8> = Vec::new();
+        let mut tail: Option<SnapshotTail> = None;
+        // A snapshot being installed, and whether its records were valid.
+        let mut installer: Option<Installer> = None;
+        let mut install_ok = true;
         let mut pending = Some(first);
         loop {
             while let Some(actions) = pending.take() {
@@ -537,10 +660,6 @@ pub fn follow<C: Connection>(
                                     let r = replica.as_ref().expect("frames applied to a replica");
                                     follower.applied(held(r), clock.now())
                                 }
-                                Err(Refused::Protocol(Refusal::Diverged)) => {
-                                    // Rebuilding needs a snapshot.
-                                    return Err(ReplicationError::Diverged);
-                                }
                                 Err(Refused::Protocol(why)) => {
                                     if let Some(r) = &replica {
                                         follower.applied(held(r), clock.now());
@@ -551,9 +670,59 @@ pub fn follow<C: Connection>(
                             };
                             pending = Some(next);
                         }
-                        FollowAction::Install { .. } => {
-                            return Err(ReplicationError::SnapshotNeeded)
+                        FollowAction::InstallBegin { .. } => {
+                            // A fresh copy; one begun is removed first.
+                            drop(installer.take());
+                            install_ok = true;
+                            // (`decode_message` checked it is the creation frame.)
+                            let created = frame::decode(&carried, true)
+                                .map_err(|e| ReplicationError::Wire(WireError::BadFrame(e)))?;
+                            if created.id != name.as_bytes() {
+                                let got = String::from_utf8_lossy(created.id).into_owned();
+                                return Err(ReplicationError::WrongCheckpoint(got));
+                            }
+                            installer = Some(
+                                Segment::install_begin(config, &created)
+                                    .map_err(ReplicationError::Open)?,
+                            );
                         }
+                        FollowAction::InstallPart => {
+                            let Some(i) = installer.as_mut().filter(|_| install_ok) else {
+                                continue;
+                            };
+                            for r in frame::records(&carried) {
+                                match i.record(&r) {
+                                    Ok(()) => {}
+                                    Err(InstallError::Invalid(why)) => {
+                                        eprintln!("ckpt: snapshot of {name} refused: {why}");
+                                        install_ok = false;
+                                        break;
+                                    }
+                                    Err(e) => return Err(ReplicationError::Install(e)),
+                                }
+                            }
+                        }
+                        FollowAction::InstallEnd { start, sections } => {
+                            let now = clock.now();
+                            let copy = installer.take().filter(|_| install_ok);
+                            let (Some(copy), Some(tail)) = (copy, tail) else {
+                                pending = Some(follower.install_failed(now));
+                                continue;
+                            };
+                            pending = Some(match copy.finish(start, sections, &tail) {
+                                Ok(segment) => {
+                                    // The old replica's name is the new one's now.
+                                    replica = Some(segment);
+                                    follower.installed(start, now)
+                                }
+                                Err(InstallError::Invalid(why)) => {
+                                    eprintln!("ckpt: snapshot of {name} refused: {why}");
+                                    follower.install_failed(now)
+                                }
+                                Err(e) => return Err(ReplicationError::Install(e)),
+                            });
+                        }
+                        FollowAction::InstallDrop => installer = None,
                         FollowAction::Close(r) => return Ok(Ended::Closed(r)),
                     }
                 }
@@ -576,6 +745,8 @@ pub fn follow<C: Connection>(
                     }
                     carried.clear();
                     carried.extend_from_slice(m.frames);
+                    carried.extend_from_slice(m.records);
+                    tail = m.tail;
                     follower.received(m.message, clock.now())
                 }
                 None => follower.tick(clock.now()),

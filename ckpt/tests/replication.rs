@@ -2,7 +2,8 @@
 //! a new replica is created from the primary's creation frame and follows
 //! its writes byte for byte; a synchronous writer returns only once the
 //! replica holds its write; a replica that reconnects goes on from what it
-//! holds.
+//! holds; a replica behind the primary's ring, or of another incarnation, is
+//! rebuilt from a snapshot while the writer goes on.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -25,8 +26,7 @@ const REPLICA_NODE: u32 = 2;
 fn attrs(mode: UpdateMode) -> CreationAttributes {
     CreationAttributes {
         flags: CreationFlags::new(mode, mode.is_asynchronous()),
-        // A 512 KiB ring: the tests' writes fit in it, for a replica that
-        // falls behind needs a snapshot, which links cannot send yet.
+        // A 512 KiB ring: a few hundred 4 KiB writes lap it.
         ..CreationAttributes::new(16, 4096)
     }
 }
@@ -71,7 +71,17 @@ fn with_link(
     name: &str,
     body: impl FnOnce(),
 ) -> (Ended, Ended, u64) {
-    let opts = LinkOptions::default();
+    with_link_opts(LinkOptions::default(), primary, replica_dir, name, body)
+}
+
+/// [`with_link`] with these link options.
+fn with_link_opts(
+    opts: LinkOptions,
+    primary: &ckpt::Checkpoint,
+    replica_dir: &std::path::Path,
+    name: &str,
+    body: impl FnOnce(),
+) -> (Ended, Ended, u64) {
     let stop = AtomicBool::new(false);
     let listener = backend()
         .listen(
@@ -105,22 +115,28 @@ fn with_link(
         let _stop = StopOnDrop(&stop);
         body();
         // Until the replica holds everything the primary logged.
-        let want = primary.segment().last_seq();
+        let want = (
+            primary.segment().incarnation(),
+            primary.segment().last_seq(),
+        );
         let deadline = Instant::now() + WAIT;
         let service = Service::with_config(Config::with_dir(replica_dir));
         loop {
-            let held = service
+            let (incarnation, held) = service
                 .open(name.as_bytes(), OpenFlags::READ, None)
-                .map(|c| c.segment().last_seq())
-                .unwrap_or(0);
-            if held == want {
+                .map(|c| (c.segment().incarnation(), c.segment().last_seq()))
+                .unwrap_or((0, 0));
+            if (incarnation, held) == want {
                 break;
             }
             if Instant::now() > deadline || shipper.is_finished() || follower.is_finished() {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 let s = shipper.join().unwrap();
                 let f = follower.join().unwrap().map(|(e, _)| e);
-                panic!("replica holds {held} of {want}; shipper: {s:?}; follower: {f:?}");
+                panic!(
+                    "replica holds {held} of incarnation {incarnation:x}, want {want:x?}; \
+                     shipper: {s:?}; follower: {f:?}"
+                );
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -213,21 +229,116 @@ fn a_replica_that_reconnects_goes_on_from_what_it_holds() {
 }
 
 #[test]
-fn a_replica_behind_the_ring_is_told_it_needs_a_snapshot() {
+fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_behind";
-    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    primary.create_section(b"k", Time::END, b"").unwrap();
-    // Four times the ring: frame 1 is gone from it.
-    for _ in 0..512 {
-        primary.overwrite(b"k", &[7; 4096]).unwrap();
+    // A 4 MiB ring: the writer below cannot lap it while the copy is taken
+    // and sent (a ring the writer laps faster than a copy travels closes
+    // the link: "the log ring is too small for this link").
+    let config = Config {
+        log_bytes: Some(4 << 20),
+        ..Config::with_dir(a.path())
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let primary = Service::with_config(config)
+        .open(name, rwc, Some(&attrs(UpdateMode::ActiveReplica)))
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    for k in 0..12u8 {
+        primary
+            .create_section(&[b'k', k], Time::END, &[k; 100])
+            .unwrap();
     }
-    let (shipped, followed) = one_link(&primary, b.path(), name);
-    let err = shipped.expect_err("no snapshot can be sent yet");
-    assert!(err.to_string().contains("needs a snapshot"), "{err}");
-    let (ended, replica) = followed.unwrap();
-    assert_eq!(ended, Ended::PeerClosed);
-    assert!(replica.is_none());
+    primary.delete_section(b"k\x03").unwrap();
+    primary
+        .set_expiration(b"k\x04", Time(i64::MAX - 1))
+        .unwrap();
+    // Twice the ring: frame 1 is gone from it.
+    for n in 0..2048u32 {
+        primary.overwrite(b"k\x00", &[n as u8; 4096]).unwrap();
+    }
+    // The writer goes on while the copy is taken and sent: overwrites,
+    // writes at offsets, creates and deletes.
+    let (shipped, followed, held) = with_link(&primary, b.path(), name, || {
+        for n in 0..3000u32 {
+            if n % 16 == 0 {
+                // Slow enough that the copy is taken and sent meanwhile.
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let k = [b'k', (n % 12) as u8];
+            match n % 7 {
+                0 => {
+                    let _ = primary.delete_section(&[b'n', (n % 5) as u8]);
+                }
+                1 => {
+                    let _ =
+                        primary.create_section(&[b'n', (n % 5) as u8], Time::END, &n.to_le_bytes());
+                }
+                2 => {
+                    let at = ckpt::WriteVec {
+                        id: &k,
+                        offset: 2,
+                        data: &n.to_be_bytes(),
+                    };
+                    let _ = primary.write(&[at]);
+                }
+                _ => {
+                    let _ = primary.overwrite(&k, &[n as u8; 300]);
+                }
+            }
+        }
+    });
+    // (The follower may stop first and close the connection.)
+    assert!(
+        matches!(shipped, Ended::Stopped | Ended::PeerClosed),
+        "{shipped:?}"
+    );
+    assert_eq!(followed, Ended::Stopped);
+    assert_eq!(held, primary.segment().last_seq());
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+    // The replica goes on from what it holds after the install (no second
+    // snapshot: a reader that has it open sees the new writes).
+    let reader = Service::with_config(Config::with_dir(b.path()))
+        .open(name, OpenFlags::READ, None)
+        .unwrap();
+    for n in 0..50u32 {
+        primary.overwrite(b"k\x01", &n.to_le_bytes()).unwrap();
+    }
+    let (_, _, again) = with_link(&primary, b.path(), name, || {});
+    assert_eq!(again, held + 50);
+    assert_eq!(reader.read_section(b"k\x01").unwrap(), 49u32.to_le_bytes());
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+}
+
+#[test]
+fn a_section_larger_than_a_message_travels_in_pieces() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_pieces";
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let big = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 1 << 20)
+    };
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(name, rwc, Some(&big))
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    primary.create_section(b"big", Time::END, &data).unwrap();
+    primary.create_section(b"small", Time::END, b"s").unwrap();
+    // Lap the ring so that the replica needs a snapshot.
+    let ring = primary.segment().geometry().log_bytes;
+    for n in 0..(ring / 4096) * 2 {
+        primary.overwrite(b"small", &[n as u8; 4096]).unwrap();
+    }
+    let opts = LinkOptions {
+        batch_bytes: 64 << 10,
+        ..LinkOptions::default()
+    };
+    with_link_opts(opts, &primary, b.path(), name, || {});
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
 }
 
 type LinkError = ckpt::replication::ReplicationError;
@@ -297,7 +408,7 @@ fn a_link_for_another_checkpoint_is_refused_at_once() {
 }
 
 #[test]
-fn a_replica_of_an_earlier_incarnation_is_not_fed_the_new_ones_frames() {
+fn a_replica_of_an_earlier_incarnation_is_rebuilt_for_the_new_one() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_again_born";
     let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
@@ -310,17 +421,14 @@ fn a_replica_of_an_earlier_incarnation_is_not_fed_the_new_ones_frames() {
     drop(first);
     let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     second.create_section(b"k", Time::END, b"new").unwrap();
-    // Same frame numbers and terms, another incarnation: it must be rebuilt.
-    let (shipped, followed) = one_link(&second, b.path(), name);
-    let followed = followed.map(|(e, _)| e);
-    let err = shipped.expect_err("the old replica cannot follow the new incarnation");
-    assert!(err.to_string().contains("needs a snapshot"), "{err}");
-    assert!(matches!(followed, Ok(Ended::PeerClosed)), "{followed:?}");
+    // Same frame numbers and terms, another incarnation: it is rebuilt from
+    // a snapshot.
+    with_link(&second, b.path(), name, || {});
     let replica = Service::with_config(Config::with_dir(b.path()));
-    let old = replica.open(name, OpenFlags::READ, None).unwrap();
+    let rebuilt = replica.open(name, OpenFlags::READ, None).unwrap();
+    assert_eq!(rebuilt.read_section(b"k").unwrap(), b"new");
     assert_eq!(
-        old.read_section(b"k").unwrap(),
-        b"old",
-        "the old replica is left as it was"
+        rebuilt.segment().incarnation(),
+        second.segment().incarnation()
     );
 }

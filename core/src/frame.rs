@@ -711,10 +711,17 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
+/// Bytes of a section record's header in a snapshot part.
+pub const RECORD_HEADER_BYTES: usize = 64;
+/// Bytes of a section id in a section record, at most (the largest
+/// `maxSectionIdSize` a checkpoint may have).
+pub const RECORD_ID_BYTES_MAX: usize = crate::attrs::limits::SECTION_ID_BYTES_MAX as usize;
+/// Bytes of a snapshot end's body.
+pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 
 /// What a message between two nodes' daemons is (the replication links'
 /// [`crate::repl::Message`], on the wire).
@@ -727,8 +734,8 @@ pub const WIRE_NAME_BYTES_MAX: usize = 2048;
 ///  40: the kind's body, zero padding to a multiple of 8 = `bytes`
 /// ```
 ///
-/// `crc32c` covers bytes `8..40` and the name of a subscription; the frames a
-/// `Frames` message carries are sealed each ([`seal`]). `link` names the
+/// `crc32c` covers bytes `8..40` and the body, except the frames of a
+/// `Frames` message, which are sealed each ([`seal`]). `link` names the
 /// replication link (one checkpoint) on the connection; the follower picks it
 /// when it subscribes.
 ///
@@ -736,9 +743,14 @@ pub const WIRE_NAME_BYTES_MAX: usize = 2048;
 /// |---|---|---|---|---|---|
 /// | 1 `Subscribe` | incarnation | holds.seq | holds.term | name bytes | the checkpoint's name |
 /// | 2 `Frames` | first | last | prev_term | 0 | frames `first..=last`, sealed, back to back |
-/// | 3 `Snapshot` | incarnation | start | term | 0 | none (the copy follows as its own messages) |
+/// | 3 `Snapshot` | incarnation | 0 | 0 | 0 | the checkpoint's creation frame (seq 1), sealed |
 /// | 4 `Ack` | holds.seq | 0 | holds.term | 0 | none |
 /// | 5 `Heartbeat` | 0 | 0 | 0 | 0 | none |
+/// | 6 `SnapshotPart` | 0 | 0 | records | 0 | section records ([`SectionRecord`]) back to back |
+/// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
+///
+/// A snapshot is a `Snapshot`, any number of `SnapshotPart`s and a
+/// `SnapshotEnd` that counts the sections sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WireMessage<'a> {
     /// The replication link it belongs to.
@@ -747,9 +759,183 @@ pub struct WireMessage<'a> {
     pub message: crate::repl::Message,
     /// A subscription's checkpoint name (empty otherwise).
     pub name: &'a [u8],
-    /// A `Frames` message's frames, sealed, back to back (empty otherwise):
-    /// checked by [`decode_message`], decode each with [`decode`].
+    /// A `Frames` message's frames, sealed, back to back, or a `Snapshot`'s
+    /// creation frame (empty otherwise): checked by [`decode_message`],
+    /// decode each with [`decode`].
     pub frames: &'a [u8],
+    /// A `SnapshotPart`'s section records (empty otherwise): checked by
+    /// [`decode_message`], read them with [`records`].
+    pub records: &'a [u8],
+    /// A `SnapshotEnd`'s tail.
+    pub tail: Option<SnapshotTail>,
+}
+
+/// One section of a snapshot, or a piece of one: a section larger than a
+/// message is sent as records of consecutive pieces (`offset` 0 first), each
+/// repeating the section's id and metadata.
+///
+/// ```text
+///  0        4          8      16       24       32           40          48         56         64
+///  +--------+----------+------+--------+--------+------------+-----------+----------+----------+
+///  | id_len | piece_len| size | offset | version| last_update| expiration| data_seq | exp_seq  |
+///  +--------+----------+------+--------+--------+------------+-----------+----------+----------+
+///  64: id, zero padding to a multiple of 8, the piece, zero padding to a multiple of 8
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionRecord<'a> {
+    /// The section id.
+    pub id: &'a [u8],
+    /// The bytes at `offset` of the section's data.
+    pub piece: &'a [u8],
+    /// The section's size.
+    pub size: u64,
+    /// Where `piece` goes.
+    pub offset: u64,
+    /// The section's version.
+    pub version: u64,
+    /// Its `lastUpdate` (ns since the epoch).
+    pub last_update: i64,
+    /// Its absolute expiration (ns since the epoch).
+    pub expiration: i64,
+    /// The sequence number of the frame that made the data.
+    pub data_seq: u64,
+    /// The sequence number of the frame that set the expiration.
+    pub expiration_seq: u64,
+}
+
+impl SectionRecord<'_> {
+    /// Bytes the record takes.
+    pub const fn bytes(&self) -> usize {
+        record_bytes(self.id.len(), self.piece.len())
+    }
+}
+
+/// Bytes of a record for an id of `id_len` and a piece of `piece_len` bytes.
+pub const fn record_bytes(id_len: usize, piece_len: usize) -> usize {
+    RECORD_HEADER_BYTES + id_len.next_multiple_of(8) + piece_len.next_multiple_of(8)
+}
+
+/// Appends `r` to `out`. The caller keeps `id` within
+/// [`RECORD_ID_BYTES_MAX`] and `offset + piece` within `size`.
+pub fn encode_record(r: &SectionRecord<'_>, out: &mut Vec<u8>) {
+    debug_assert!(r.id.len() <= RECORD_ID_BYTES_MAX);
+    debug_assert!(r.offset + r.piece.len() as u64 <= r.size);
+    let at = out.len();
+    out.extend_from_slice(&(r.id.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(r.piece.len() as u32).to_le_bytes());
+    for x in [r.size, r.offset, r.version] {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.extend_from_slice(&r.last_update.to_le_bytes());
+    out.extend_from_slice(&r.expiration.to_le_bytes());
+    out.extend_from_slice(&r.data_seq.to_le_bytes());
+    out.extend_from_slice(&r.expiration_seq.to_le_bytes());
+    out.extend_from_slice(r.id);
+    out.resize(at + RECORD_HEADER_BYTES + r.id.len().next_multiple_of(8), 0);
+    out.extend_from_slice(r.piece);
+    out.resize(at + r.bytes(), 0);
+}
+
+/// Decodes the record at the start of `buf`; returns it and its length.
+fn decode_record(buf: &[u8]) -> Result<(SectionRecord<'_>, usize), WireError> {
+    let h = buf.get(..RECORD_HEADER_BYTES).ok_or(WireError::BadLength)?;
+    let (id_len, piece_len) = (le_u32(h, 0) as usize, le_u32(h, 4) as usize);
+    if id_len > RECORD_ID_BYTES_MAX {
+        return Err(WireError::BadField);
+    }
+    let bytes = record_bytes(id_len, piece_len);
+    let r = buf.get(..bytes).ok_or(WireError::BadLength)?;
+    let id_end = RECORD_HEADER_BYTES + id_len;
+    let piece_at = RECORD_HEADER_BYTES + id_len.next_multiple_of(8);
+    let zero = |x: &[u8]| x.iter().all(|&v| v == 0);
+    if !zero(&r[id_end..piece_at]) || !zero(&r[piece_at + piece_len..]) {
+        return Err(WireError::NonZeroPadding);
+    }
+    let record = SectionRecord {
+        id: &r[RECORD_HEADER_BYTES..id_end],
+        piece: &r[piece_at..piece_at + piece_len],
+        size: le_u64(h, 8),
+        offset: le_u64(h, 16),
+        version: le_u64(h, 24),
+        last_update: le_u64(h, 32) as i64,
+        expiration: le_u64(h, 40) as i64,
+        data_seq: le_u64(h, 48),
+        expiration_seq: le_u64(h, 56),
+    };
+    let end = record.offset.checked_add(piece_len as u64);
+    if end.is_none_or(|e| e > record.size) || record.version == 0 {
+        return Err(WireError::BadField);
+    }
+    Ok((record, bytes))
+}
+
+/// The records of a `SnapshotPart` ([`WireMessage::records`], which
+/// [`decode_message`] checked), in order.
+pub fn records(body: &[u8]) -> impl Iterator<Item = SectionRecord<'_>> {
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        let (r, n) = decode_record(body.get(at..)?).ok()?;
+        at += n;
+        Some(r)
+    })
+}
+
+/// What a snapshot end says besides where the replica then stands: the
+/// checkpoint-wide state the copy holds and how far its catch-up reaches.
+///
+/// ```text
+///  0          8            16          20     24           32
+///  +----------+------------+-----------+------+------------+
+///  | end_seq  | state_seq  | active+1  | term | retention  |
+///  +----------+------------+-----------+------+------------+
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotTail {
+    /// No frame numbered above this is contained in the copy: frames up to
+    /// it are checked against the copy ([`crate::catchup`]), later ones
+    /// applied as they come.
+    pub end_seq: u64,
+    /// The number of the checkpoint-wide frame (active replica, retention)
+    /// the copy reflects.
+    pub state_seq: u64,
+    /// The active replica's node, if one is set.
+    pub active: Option<u32>,
+    /// The active replica's term.
+    pub term: u32,
+    /// The retention duration (ns).
+    pub retention_ns: i64,
+}
+
+impl SnapshotTail {
+    /// Its bytes.
+    pub fn to_bytes(&self) -> [u8; SNAPSHOT_TAIL_BYTES] {
+        let mut b = [0u8; SNAPSHOT_TAIL_BYTES];
+        b[0..8].copy_from_slice(&self.end_seq.to_le_bytes());
+        b[8..16].copy_from_slice(&self.state_seq.to_le_bytes());
+        let active = self.active.map_or(0, |n| n + 1);
+        b[16..20].copy_from_slice(&active.to_le_bytes());
+        b[20..24].copy_from_slice(&self.term.to_le_bytes());
+        b[24..32].copy_from_slice(&self.retention_ns.to_le_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Result<SnapshotTail, WireError> {
+        if b.len() != SNAPSHOT_TAIL_BYTES {
+            return Err(WireError::BadLength);
+        }
+        let active = le_u32(b, 16);
+        let tail = SnapshotTail {
+            end_seq: le_u64(b, 0),
+            state_seq: le_u64(b, 8),
+            active: active.checked_sub(1),
+            term: le_u32(b, 20),
+            retention_ns: le_u64(b, 24) as i64,
+        };
+        if tail.active.is_some_and(|n| n > NODE_ID_MAX) || tail.term == 0 || tail.retention_ns < 0 {
+            return Err(WireError::BadField);
+        }
+        Ok(tail)
+    }
 }
 
 /// Why bytes are not a message.
@@ -796,20 +982,21 @@ pub fn message_bytes(buf: &[u8]) -> Option<usize> {
     Some(le_u32(buf.get(..4)?, 0) as usize)
 }
 
-/// Encodes the header and body of `message` on `link` at the start of
-/// `out`; returns how many bytes that took ([`MESSAGE_HEADER_BYTES`], plus a
-/// subscription's name padded to 8). A `Frames` message's frames go right
-/// after, already sealed, written by the caller: `frames_bytes` of them,
-/// which the header's `bytes` counts. `BadLength` if `out` is too short.
+/// Encodes the header of `message` on `link` at the start of `out`, with a
+/// subscription's name after it (padded); returns how many bytes that took
+/// ([`MESSAGE_HEADER_BYTES`], plus the padded name). `body` is what the
+/// caller sends right after those bytes, 8-aligned: the frames, creation
+/// frame, records or tail the kind carries (see [`WireMessage`]); it counts
+/// in the length and, but for frames, in the checksum.
 pub fn encode_message(
     link: u32,
     message: &crate::repl::Message,
     name: &[u8],
-    frames_bytes: usize,
+    body: &[u8],
     out: &mut [u8],
 ) -> Result<usize, WireError> {
     use crate::repl::Message as M;
-    let (kind, a, b, c, d, body): (u8, u64, u64, u32, u32, &[u8]) = match *message {
+    let (kind, a, b, c, d, inline): (u8, u64, u64, u32, u32, &[u8]) = match *message {
         M::Subscribe { incarnation, holds } => {
             if name.len() > WIRE_NAME_BYTES_MAX {
                 return Err(WireError::BadField);
@@ -828,19 +1015,18 @@ pub fn encode_message(
             last,
             prev_term,
         } => (2, first, last, prev_term, 0, &[]),
-        M::Snapshot {
-            incarnation,
-            start,
-            term,
-        } => (3, incarnation, start, term, 0, &[]),
+        M::Snapshot { incarnation } => (3, incarnation, 0, 0, 0, &[]),
         M::Ack { holds } => (4, holds.seq, 0, holds.term, 0, &[]),
         M::Heartbeat => (5, 0, 0, 0, 0, &[]),
+        M::SnapshotPart { records } => (6, 0, 0, records, 0, &[]),
+        M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
     };
-    if frames_bytes % FRAME_ALIGN != 0 || (kind != 2 && frames_bytes != 0) {
+    let carries = matches!(kind, 2 | 3 | 6 | 7);
+    if body.len() % FRAME_ALIGN != 0 || (!carries && !body.is_empty()) {
         return Err(WireError::BadLength);
     }
-    let own = MESSAGE_HEADER_BYTES + body.len().next_multiple_of(8);
-    let bytes = u32::try_from(own + frames_bytes).map_err(|_| WireError::BadLength)?;
+    let own = MESSAGE_HEADER_BYTES + inline.len().next_multiple_of(8);
+    let bytes = u32::try_from(own + body.len()).map_err(|_| WireError::BadLength)?;
     let buf = out.get_mut(..own).ok_or(WireError::BadLength)?;
     buf.fill(0);
     buf[0..4].copy_from_slice(&bytes.to_le_bytes());
@@ -851,15 +1037,21 @@ pub fn encode_message(
     buf[24..32].copy_from_slice(&b.to_le_bytes());
     buf[32..36].copy_from_slice(&c.to_le_bytes());
     buf[36..40].copy_from_slice(&d.to_le_bytes());
-    buf[40..40 + body.len()].copy_from_slice(body);
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[8..40]), body);
+    buf[40..40 + inline.len()].copy_from_slice(inline);
+    let checksummed = match kind {
+        1 => inline,
+        2 => &[],
+        _ => body,
+    };
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[8..40]), checksummed);
     buf[4..8].copy_from_slice(&crc.to_le_bytes());
     Ok(own)
 }
 
 /// Decodes the message at the start of `buf` (untrusted bytes): the header,
-/// its checksum, the body, and for `Frames` every carried frame (sealed,
-/// `first..=last` in order). `max_bytes` bounds what a peer may send.
+/// its checksum, the body, for `Frames` every carried frame (sealed,
+/// `first..=last` in order), for `Snapshot` its creation frame and for
+/// `SnapshotPart` every record. `max_bytes` bounds what a peer may send.
 /// Returns the message and its length.
 pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, usize), WireError> {
     use crate::repl::{Message as M, Position};
@@ -880,10 +1072,18 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
     let link = le_u32(h, 12);
     let (a, b, c, d) = (le_u64(h, 16), le_u64(h, 24), le_u32(h, 32), le_u32(h, 36));
     let body = &m[MESSAGE_HEADER_BYTES..];
-    let mut name: &[u8] = &[];
-    let mut frames: &[u8] = &[];
+    let mut wire = WireMessage {
+        link,
+        message: M::Heartbeat,
+        name: &[],
+        frames: &[],
+        records: &[],
+        tail: None,
+    };
     let zero = |x: &[u8]| x.iter().all(|&v| v == 0);
-    let message = match h[8] {
+    // What the checksum covers after the header.
+    let mut checksummed = body;
+    wire.message = match h[8] {
         1 => {
             let n = d as usize;
             if n > WIRE_NAME_BYTES_MAX {
@@ -895,7 +1095,8 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             if !zero(&body[n..]) {
                 return Err(WireError::NonZeroPadding);
             }
-            name = &body[..n];
+            wire.name = &body[..n];
+            checksummed = wire.name;
             M::Subscribe {
                 incarnation: a,
                 holds: Position { seq: b, term: c },
@@ -905,54 +1106,82 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             if a == 0 || a > b || d != 0 {
                 return Err(WireError::BadField);
             }
-            frames = body;
+            wire.frames = body;
+            checksummed = &[];
             M::Frames {
                 first: a,
                 last: b,
                 prev_term: c,
             }
         }
-        3..=5 if !body.is_empty() => return Err(WireError::BadLength),
-        3 if d == 0 => M::Snapshot {
-            incarnation: a,
-            start: b,
-            term: c,
-        },
+        3 if b == 0 && c == 0 && d == 0 => {
+            wire.frames = body;
+            M::Snapshot { incarnation: a }
+        }
+        6 if a == 0 && b == 0 && d == 0 => {
+            wire.records = body;
+            M::SnapshotPart { records: c }
+        }
+        7 if d == 0 => {
+            wire.tail = Some(SnapshotTail::from_bytes(body)?);
+            M::SnapshotEnd {
+                start: Position { seq: a, term: c },
+                sections: b,
+            }
+        }
+        4 | 5 if !body.is_empty() => return Err(WireError::BadLength),
         4 if b == 0 && d == 0 => M::Ack {
             holds: Position { seq: a, term: c },
         },
         5 if a == 0 && b == 0 && c == 0 && d == 0 => M::Heartbeat,
-        3..=5 => return Err(WireError::NonZeroPadding),
+        3..=7 => return Err(WireError::NonZeroPadding),
         k => return Err(WireError::BadKind(k)),
     };
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&h[8..40]), name);
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&h[8..40]), checksummed);
     if crc != le_u32(h, 4) {
         return Err(WireError::BadChecksum);
     }
-    if let M::Frames { first, last, .. } = message {
-        // Every carried frame decodes, is sealed, and comes in order.
-        let (mut at, mut want) = (0, first);
-        while at < frames.len() {
-            let f = decode(&frames[at..], true).map_err(WireError::BadFrame)?;
-            if f.header.seq != want || f.header.kind == FrameKind::Pad {
+    match wire.message {
+        M::Frames { first, last, .. } => {
+            // Every carried frame decodes, is sealed, and comes in order.
+            let (mut at, mut want) = (0, first);
+            while at < wire.frames.len() {
+                let f = decode(&wire.frames[at..], true).map_err(WireError::BadFrame)?;
+                if f.header.seq != want || f.header.kind == FrameKind::Pad {
+                    return Err(WireError::BadFrame(DecodeError::BadField));
+                }
+                at += f.header.frame_bytes();
+                want = want.wrapping_add(1);
+            }
+            if want != last.wrapping_add(1) {
+                return Err(WireError::BadField);
+            }
+        }
+        M::Snapshot { incarnation } => {
+            // Exactly the checkpoint's creation frame, of this incarnation.
+            let f = decode(wire.frames, true).map_err(WireError::BadFrame)?;
+            let h = f.header;
+            if h.kind != FrameKind::CheckpointCreated
+                || h.seq != 1
+                || h.incarnation != incarnation
+                || h.frame_bytes() != wire.frames.len()
+            {
                 return Err(WireError::BadFrame(DecodeError::BadField));
             }
-            at += f.header.frame_bytes();
-            want = want.wrapping_add(1);
         }
-        if want != last.wrapping_add(1) {
-            return Err(WireError::BadField);
+        M::SnapshotPart { records } => {
+            let (mut at, mut n) = (0, 0u32);
+            while at < wire.records.len() {
+                at += decode_record(&wire.records[at..])?.1;
+                n = n.checked_add(1).ok_or(WireError::BadField)?;
+            }
+            if n != records {
+                return Err(WireError::BadField);
+            }
         }
+        _ => {}
     }
-    Ok((
-        WireMessage {
-            link,
-            message,
-            name,
-            frames,
-        },
-        bytes,
-    ))
+    Ok((wire, bytes))
 }
 
 #[cfg(test)]
@@ -1152,7 +1381,7 @@ mod tests {
 
     fn message(link: u32, m: crate::repl::Message, name: &[u8], frames: &[u8]) -> Vec<u8> {
         let mut out = vec![0u8; MESSAGE_HEADER_BYTES + 2048 + 8];
-        let n = encode_message(link, &m, name, frames.len(), &mut out).unwrap();
+        let n = encode_message(link, &m, name, frames, &mut out).unwrap();
         out.truncate(n);
         out.extend_from_slice(frames);
         out
@@ -1170,6 +1399,138 @@ mod tests {
             out.extend_from_slice(&buf[..n]);
         }
         out
+    }
+
+    /// A sealed creation frame of `incarnation`.
+    fn created(incarnation: u64) -> Vec<u8> {
+        let attrs = encode_attributes(&CreationAttributes::new(4, 100));
+        let mut h = header(FrameKind::CheckpointCreated, 4, attrs.len() as u32);
+        (h.seq, h.incarnation, h.arg, h.version) = (1, incarnation, 0, 0);
+        let mut buf = vec![0u8; h.frame_bytes()];
+        encode(&h, b"name", &attrs, &mut buf).unwrap();
+        seal(&mut buf);
+        buf
+    }
+
+    const RECORD: SectionRecord<'static> = SectionRecord {
+        id: b"abc",
+        piece: b"hello",
+        size: 9,
+        offset: 4,
+        version: 3,
+        last_update: 11,
+        expiration: i64::MAX,
+        data_seq: 40,
+        expiration_seq: 12,
+    };
+
+    const TAIL: SnapshotTail = SnapshotTail {
+        end_seq: 44,
+        state_seq: 7,
+        active: Some(2),
+        term: 3,
+        retention_ns: 5,
+    };
+
+    /// Two records: `RECORD` and a whole empty section with an empty id.
+    fn two_records() -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_record(&RECORD, &mut out);
+        let empty = SectionRecord {
+            id: b"",
+            piece: b"",
+            size: 0,
+            offset: 0,
+            ..RECORD
+        };
+        encode_record(&empty, &mut out);
+        out
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_refused() {
+        let body = two_records();
+        assert_eq!(body.len(), record_bytes(3, 5) + record_bytes(0, 0));
+        let got: Vec<_> = records(&body).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], RECORD);
+        assert_eq!(
+            (got[1].id, got[1].piece, got[1].size),
+            (&b""[..], &b""[..], 0)
+        );
+        let part = |body: &[u8], n| {
+            decode_message(
+                &message(
+                    1,
+                    crate::repl::Message::SnapshotPart { records: n },
+                    &[],
+                    body,
+                ),
+                1 << 20,
+            )
+            .map(|(m, _)| m.records.len())
+        };
+        assert_eq!(part(&body, 2), Ok(body.len()));
+        assert_eq!(part(&body, 3), Err(WireError::BadField), "count");
+        // A piece past the section's size, a version 0, padding, a cut.
+        let mut bad = body.clone();
+        bad[16] = 5; // offset 5 + 5 > 9
+        assert_eq!(part(&bad, 2), Err(WireError::BadField));
+        let mut bad = body.clone();
+        bad[24] = 0;
+        assert_eq!(part(&bad, 2), Err(WireError::BadField));
+        let mut bad = body.clone();
+        bad[RECORD_HEADER_BYTES + 3] = 1;
+        assert_eq!(part(&bad, 2), Err(WireError::NonZeroPadding));
+        assert_eq!(part(&body[..body.len() - 8], 2), Err(WireError::BadLength));
+        let mut bad = body.clone();
+        bad[0..4].copy_from_slice(&(RECORD_ID_BYTES_MAX as u32 + 1).to_le_bytes());
+        assert_eq!(part(&bad, 2), Err(WireError::BadField));
+        // The checksum covers the records.
+        let mut m = message(
+            1,
+            crate::repl::Message::SnapshotPart { records: 2 },
+            &[],
+            &body,
+        );
+        let last = m.len() - 9;
+        m[last] ^= 1;
+        assert_eq!(decode_message(&m, 1 << 20), Err(WireError::BadChecksum));
+        // A snapshot carries exactly its incarnation's creation frame.
+        let begin = |inc, body: &[u8]| {
+            decode_message(
+                &message(
+                    1,
+                    crate::repl::Message::Snapshot { incarnation: inc },
+                    &[],
+                    body,
+                ),
+                1 << 20,
+            )
+            .map(|_| ())
+        };
+        assert_eq!(begin(9, &created(9)), Ok(()));
+        assert!(begin(8, &created(9)).is_err());
+        assert!(begin(9, &[]).is_err());
+        assert!(begin(9, &sealed_pair(1)).is_err());
+        // A tail of term 0 or a node past the limit.
+        let end = |t: SnapshotTail| {
+            let m = crate::repl::Message::SnapshotEnd {
+                start: crate::repl::Position::default(),
+                sections: 0,
+            };
+            decode_message(&message(1, m, &[], &t.to_bytes()), 1 << 20).map(|_| ())
+        };
+        assert_eq!(end(TAIL), Ok(()));
+        assert_eq!(
+            end(SnapshotTail { term: 0, ..TAIL }),
+            Err(WireError::BadField)
+        );
+        let far = SnapshotTail {
+            active: Some(NODE_ID_MAX + 1),
+            ..TAIL
+        };
+        assert_eq!(end(far), Err(WireError::BadField));
     }
 
     #[test]
@@ -1194,14 +1555,15 @@ mod tests {
                 &[][..],
                 sealed_pair(10),
             ),
+            (M::Snapshot { incarnation: 9 }, &[][..], created(9)),
+            (M::SnapshotPart { records: 2 }, &[][..], two_records()),
             (
-                M::Snapshot {
-                    incarnation: 9,
-                    start: 77,
-                    term: 4,
+                M::SnapshotEnd {
+                    start: at,
+                    sections: 2,
                 },
                 &[][..],
-                Vec::new(),
+                TAIL.to_bytes().to_vec(),
             ),
             (M::Ack { holds: at }, &[][..], Vec::new()),
             (M::Heartbeat, &[][..], Vec::new()),
@@ -1212,10 +1574,12 @@ mod tests {
             assert_eq!(message_bytes(&bytes), Some(bytes.len()));
             let (got, n) = decode_message(&bytes, 1 << 20).unwrap();
             assert_eq!(n, bytes.len());
-            assert_eq!(
-                (got.link, got.message, got.name, got.frames),
-                (7, m, name, &frames[..])
-            );
+            assert_eq!((got.link, got.message, got.name), (7, m, name));
+            match m {
+                M::SnapshotPart { .. } => assert_eq!(got.records, &frames[..]),
+                M::SnapshotEnd { .. } => assert_eq!(got.tail, Some(TAIL)),
+                _ => assert_eq!(got.frames, &frames[..]),
+            }
             // Any truncation is seen.
             assert_eq!(
                 decode_message(&bytes[..n - 8], 1 << 20),
@@ -1264,7 +1628,7 @@ mod tests {
             holds: Position::default(),
         };
         assert_eq!(
-            encode_message(1, &m, &long, 0, &mut out),
+            encode_message(1, &m, &long, &[], &mut out),
             Err(WireError::BadField)
         );
         // Carried frames: sealed, in order, as many as announced.

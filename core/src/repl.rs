@@ -65,14 +65,16 @@ pub enum Message {
         last: u64,
         prev_term: u32,
     },
-    /// Shipper → follower: a snapshot of `incarnation` follows. It replaces
-    /// the replica; it holds every frame through `start` (whose term is
-    /// `term`) and possibly some later ones, which the catch-up rule skips.
-    Snapshot {
-        incarnation: u64,
-        start: u64,
-        term: u32,
-    },
+    /// Shipper → follower: a snapshot of `incarnation` begins (on the wire
+    /// with the checkpoint's creation frame). It replaces the replica.
+    Snapshot { incarnation: u64 },
+    /// Shipper → follower: `records` section records of the snapshot.
+    SnapshotPart { records: u32 },
+    /// Shipper → follower: the snapshot is complete; it held `sections`
+    /// sections, every frame through `start` and possibly some later ones,
+    /// which the catch-up rule skips (on the wire with the checkpoint-wide
+    /// state it copied, [`crate::frame::SnapshotTail`]).
+    SnapshotEnd { start: Position, sections: u64 },
     /// Follower → shipper: the replica holds every frame through `holds`
     /// (whose term says which history it is: an acknowledgement from before
     /// a replica was rebuilt does not count).
@@ -216,7 +218,8 @@ pub enum ShipAction {
         last: u64,
         prev_term: u32,
     },
-    /// Take a fuzzy snapshot, send `Message::Snapshot` and the snapshot, then
+    /// Take a fuzzy snapshot and send it (`Message::Snapshot`, its
+    /// sections in `Message::SnapshotPart`s, `Message::SnapshotEnd`), then
     /// call [`Shipper::snapshot_sent`] with its start.
     Snapshot,
     /// The replica holds every frame through `seq`: record it (synchronous
@@ -346,7 +349,10 @@ impl Shipper {
                 out
             }
             Message::Heartbeat => Actions::none(),
-            Message::Frames { .. } | Message::Snapshot { .. } => self.close(CloseReason::Protocol),
+            Message::Frames { .. }
+            | Message::Snapshot { .. }
+            | Message::SnapshotPart { .. }
+            | Message::SnapshotEnd { .. } => self.close(CloseReason::Protocol),
         }
     }
 
@@ -543,9 +549,19 @@ pub enum FollowAction {
         last: u64,
         after: Position,
     },
-    /// Replace the replica with the snapshot that follows, then call
-    /// [`Follower::installed`].
-    Install { start: u64, term: u32 },
+    /// A snapshot of `incarnation` begins: start a new copy of the
+    /// checkpoint (from the creation frame that came with it), dropping any
+    /// copy begun; the replica stays as it is until the copy is complete.
+    InstallBegin { incarnation: u64 },
+    /// Add the section records just received to the copy.
+    InstallPart,
+    /// The snapshot is complete: if the copy holds `sections` sections,
+    /// replace the replica with it (it holds every frame through `start`),
+    /// then call [`Follower::installed`]; otherwise drop it and call
+    /// [`Follower::install_failed`].
+    InstallEnd { start: Position, sections: u64 },
+    /// Drop the copy begun: the replica stays as it is.
+    InstallDrop,
     /// Close the link.
     Close(CloseReason),
 }
@@ -571,7 +587,7 @@ enum FollowState {
     Subscribed,
     /// Receiving frames.
     Following,
-    /// A snapshot is being installed.
+    /// A snapshot is being installed (its last part came at `asked_ns`).
     Installing,
     /// Closed: every event but [`Follower::connected`] is ignored.
     Closed,
@@ -584,6 +600,8 @@ pub struct Follower {
     state: FollowState,
     incarnation: u64,
     holds: Position,
+    /// The incarnation of the snapshot being installed.
+    installing: u64,
     asked_ns: u64,
     heard_ns: u64,
     sent_ns: u64,
@@ -598,6 +616,7 @@ impl Follower {
             state: FollowState::Down,
             incarnation,
             holds,
+            installing: 0,
             asked_ns: 0,
             heard_ns: 0,
             sent_ns: 0,
@@ -674,25 +693,40 @@ impl Follower {
                     after: self.holds,
                 })
             }
-            Message::Snapshot {
-                incarnation,
-                start,
-                term,
-            } => {
-                let same = incarnation == self.incarnation;
-                if same && term < self.holds.term {
-                    return self.close(CloseReason::OlderTerm);
-                }
-                if same && term == self.holds.term && start < self.holds.seq {
-                    // A snapshot older than what the replica holds of the
-                    // same history (a stale or repeated one): it would take
-                    // acknowledged frames away.
-                    return self.ack(now_ns);
-                }
+            Message::Snapshot { incarnation } => {
+                // A new snapshot (or the shipper's next try) replaces any
+                // begun: the driver starts a fresh copy.
                 self.state = FollowState::Installing;
-                self.incarnation = incarnation;
-                Actions::one(FollowAction::Install { start, term })
+                self.installing = incarnation;
+                self.asked_ns = now_ns;
+                Actions::one(FollowAction::InstallBegin { incarnation })
             }
+            Message::SnapshotPart { .. } if self.state == FollowState::Installing => {
+                self.asked_ns = now_ns;
+                Actions::one(FollowAction::InstallPart)
+            }
+            // A part of a snapshot this end is not installing (it gave it up).
+            Message::SnapshotPart { .. } => Actions::none(),
+            Message::SnapshotEnd { start, sections } if self.state == FollowState::Installing => {
+                let same = self.installing == self.incarnation;
+                if same && start.term < self.holds.term {
+                    // A deposed primary's copy.
+                    let mut out = Actions::one(FollowAction::InstallDrop);
+                    out.extend(self.close(CloseReason::OlderTerm));
+                    return out;
+                }
+                if same && start.term == self.holds.term && start.seq < self.holds.seq {
+                    // A copy older than what the replica holds of the same
+                    // history (a stale or repeated one): it would take
+                    // acknowledged frames away.
+                    self.state = FollowState::Following;
+                    let mut out = Actions::one(FollowAction::InstallDrop);
+                    out.extend(self.ack(now_ns));
+                    return out;
+                }
+                Actions::one(FollowAction::InstallEnd { start, sections })
+            }
+            Message::SnapshotEnd { .. } => Actions::none(),
             Message::Heartbeat => Actions::none(),
             Message::Subscribe { .. } | Message::Ack { .. } => self.close(CloseReason::Protocol),
         }
@@ -731,16 +765,28 @@ impl Follower {
 
     /// The snapshot is installed: the replica holds through `holds`.
     pub fn installed(&mut self, holds: Position, now_ns: u64) -> Actions<FollowAction> {
-        self.holds = holds;
         if self.state != FollowState::Installing {
             return Actions::none();
         }
+        self.holds = holds;
+        self.incarnation = self.installing;
         self.state = FollowState::Following;
         self.ack(now_ns)
     }
 
-    /// Time passed: heartbeat when idle, subscribe again if unanswered, close
-    /// a silent link.
+    /// The driver could not install the snapshot (it came incomplete or
+    /// contradicted the checkpoint's attributes): the replica is as it was;
+    /// ask again from what it holds.
+    pub fn install_failed(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        if self.state != FollowState::Installing {
+            return Actions::none();
+        }
+        self.subscribe(now_ns)
+    }
+
+    /// Time passed: heartbeat when idle, subscribe again if unanswered or if
+    /// a snapshot stalls (no part for the resubscribe interval), close a
+    /// silent link.
     pub fn tick(&mut self, now_ns: u64) -> Actions<FollowAction> {
         if matches!(self.state, FollowState::Down | FollowState::Closed) {
             return Actions::none();
@@ -748,10 +794,16 @@ impl Follower {
         if now_ns.saturating_sub(self.heard_ns) > self.cfg.silence_ns {
             return self.close(CloseReason::Silent);
         }
-        if self.state == FollowState::Subscribed
-            && now_ns.saturating_sub(self.asked_ns) > self.cfg.resubscribe_ns
-        {
+        let waited = now_ns.saturating_sub(self.asked_ns) > self.cfg.resubscribe_ns;
+        if self.state == FollowState::Subscribed && waited {
             return self.subscribe(now_ns);
+        }
+        if self.state == FollowState::Installing && waited {
+            // The snapshot stalled (its end or a part was lost): drop the
+            // copy and ask again.
+            let mut out = Actions::one(FollowAction::InstallDrop);
+            out.extend(self.subscribe(now_ns));
+            return out;
         }
         if now_ns.saturating_sub(self.sent_ns) > self.cfg.heartbeat_ns {
             // The heartbeat repeats what the replica holds: a lost
@@ -1084,24 +1136,57 @@ mod tests {
         let c = cfg();
         let mut f = Follower::new(c, 7, Position { seq: 5, term: 2 });
         f.connected(0);
-        let snap = Message::Snapshot {
-            incarnation: 9,
-            start: 40,
-            term: 3,
+        let begin = Message::Snapshot { incarnation: 9 };
+        let at = Position { seq: 40, term: 3 };
+        let end = Message::SnapshotEnd {
+            start: at,
+            sections: 2,
         };
         assert_eq!(
-            all(f.received(snap, 1)),
-            [FollowAction::Install { start: 40, term: 3 }]
+            all(f.received(begin, 1)),
+            [FollowAction::InstallBegin { incarnation: 9 }]
         );
+        let part = Message::SnapshotPart { records: 2 };
+        assert_eq!(all(f.received(part, 1)), [FollowAction::InstallPart]);
+        // Frames arriving mid-install are dropped (they come again).
+        assert!(f.received(frames(41, 42, 3), 2).is_empty());
+        assert_eq!(
+            all(f.received(end, 2)),
+            [FollowAction::InstallEnd {
+                start: at,
+                sections: 2
+            }]
+        );
+        assert_eq!(f.incarnation(), 7, "not replaced before it is installed");
+        assert_eq!(all(f.installed(at, 3)), [FollowAction::Send(ack(40, 3))]);
+        assert_eq!(f.incarnation(), 9);
+        // Parts and ends of a snapshot not being installed are ignored.
+        assert!(f.received(part, 4).is_empty());
+        assert!(f.received(end, 4).is_empty());
         // A repeated snapshot older than what it holds is not installed.
         let mut g = Follower::new(c, 9, Position { seq: 50, term: 3 });
         g.connected(0);
-        assert_eq!(all(g.received(snap, 1)), [FollowAction::Send(ack(50, 3))]);
-        // Frames arriving mid-install are dropped (they come again).
-        assert!(f.received(frames(41, 42, 3), 2).is_empty());
-        let held = Position { seq: 40, term: 3 };
-        assert_eq!(all(f.installed(held, 3)), [FollowAction::Send(ack(40, 3))]);
-        assert_eq!(f.incarnation(), 9);
+        g.received(begin, 1);
+        assert_eq!(
+            all(g.received(end, 1)),
+            [FollowAction::InstallDrop, FollowAction::Send(ack(50, 3))]
+        );
+        // One of an older term comes from a deposed primary.
+        let mut h = Follower::new(c, 9, Position { seq: 30, term: 4 });
+        h.connected(0);
+        h.received(begin, 1);
+        assert_eq!(
+            all(h.received(end, 1)),
+            [
+                FollowAction::InstallDrop,
+                FollowAction::Close(CloseReason::OlderTerm)
+            ]
+        );
+        // A copy that could not be installed: ask again from what it holds.
+        let mut k = Follower::new(c, 7, Position { seq: 5, term: 2 });
+        k.connected(0);
+        k.received(begin, 1);
+        assert_eq!(all(k.install_failed(2)), [FollowAction::Send(sub(7, 5, 2))]);
         assert_eq!(
             all(f.refused(Refusal::Diverged, 4)),
             [FollowAction::Send(sub(0, 0, 0))]

@@ -168,6 +168,8 @@ struct Node {
     down_until: u64,
     /// The node died: it comes back only as a replica.
     dead: bool,
+    /// The copy a snapshot's beginning brought, installed at its end.
+    copy: Option<Snap>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +265,7 @@ impl Sim {
             },
             down_until: 0,
             dead: false,
+            copy: None,
         }];
         for _ in 1..NODES {
             nodes.push(Node {
@@ -273,6 +276,7 @@ impl Sim {
                 },
                 down_until: 0,
                 dead: false,
+                copy: None,
             });
         }
         Sim {
@@ -416,13 +420,15 @@ impl Sim {
                     ShipAction::Snapshot => {
                         let snap = self.nodes[p].store.snapshot();
                         self.stats.snapshots += 1;
-                        let msg = Message::Snapshot {
+                        // The copy travels with the beginning (no parts);
+                        // the end says where it stands.
+                        let begin = Message::Snapshot {
                             incarnation: snap.incarnation,
-                            start: snap.start.seq,
-                            term: snap.start.term,
                         };
                         let start = snap.start;
-                        self.send(p, r, gen, msg, Payload::Snap(snap));
+                        self.send(p, r, gen, begin, Payload::Snap(snap));
+                        let end = Message::SnapshotEnd { start, sections: 0 };
+                        self.send(p, r, gen, end, Payload::None);
                         let now = self.now;
                         let store = self.nodes[p].store.clone();
                         next = Some(self.shipper(p, r).snapshot_sent(start, &store, now));
@@ -518,24 +524,40 @@ impl Sim {
                         }
                         next = Some(n);
                     }
-                    FollowAction::Install { start, term } => {
+                    FollowAction::InstallBegin { incarnation } => {
                         let Payload::Snap(snap) = payload else {
-                            panic!("install without a snapshot")
+                            panic!("a snapshot's beginning without its copy")
                         };
-                        assert_eq!((snap.start.seq, snap.start.term), (start, term));
+                        assert_eq!(snap.incarnation, incarnation);
+                        self.nodes[r].copy = Some(snap.clone());
+                    }
+                    FollowAction::InstallPart => panic!("the simulator sends no parts"),
+                    FollowAction::InstallDrop => self.nodes[r].copy = None,
+                    FollowAction::InstallEnd { start, .. } => {
+                        let now = self.now;
+                        // Messages overtake each other here: the end may
+                        // belong to another snapshot than the copy begun.
+                        let copy = self.nodes[r].copy.take();
+                        let Some(snap) = copy.filter(|s| s.start == start) else {
+                            let Role::Replica { follower, .. } = &mut self.nodes[r].role else {
+                                unreachable!()
+                            };
+                            next = Some(follower.install_failed(now));
+                            continue;
+                        };
+                        let (start, term) = (start.seq, start.term);
                         self.trace(format_args!(
                             "replica {r} installs {:?} over {:?}",
                             snap.start, self.nodes[r].store.holds
                         ));
                         let store = &mut self.nodes[r].store;
-                        store.install(snap);
+                        store.install(&snap);
                         let want = self.history.get(&(start, term));
                         assert_eq!(
                             Some(&store.hash()),
                             want,
                             "replica {r}: snapshot at {start}"
                         );
-                        let now = self.now;
                         let holds = store.holds;
                         let Role::Replica { follower, .. } = &mut self.nodes[r].role else {
                             unreachable!()

@@ -835,8 +835,14 @@ impl<'a> Harness<'a> {
             self.dropped += 1;
             return;
         }
+        let Ok(resume_seq) = s.seq_at(fuzzy.resume) else {
+            trace!("fuzzy snapshot: no frame number at its resume point");
+            self.dropped += 1;
+            return;
+        };
         let snap = Snapshot {
             resume: fuzzy.resume,
+            resume_seq,
             start_seq: fuzzy.start_seq,
             end_seq,
             sections,

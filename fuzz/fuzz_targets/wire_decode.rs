@@ -1,8 +1,10 @@
 //! `frame::decode_message` on arbitrary bytes (what a peer daemon sends): it
 //! never panics, it never accepts more than the limit, and whatever it
 //! accepts is exactly what `frame::encode_message` produces for the decoded
-//! message followed by the carried frames, so the two ends of a replication
-//! link can never disagree about a message's meaning.
+//! message followed by its body (carried frames, a snapshot's creation
+//! frame, section records, a snapshot's tail), so the two ends of a
+//! replication link can never disagree about a message's meaning; the
+//! records it accepts read back whole.
 //!
 //! The input's first byte picks how the rest is used: as one raw message,
 //! or (for a CRC a fuzzer would take long to guess) as the fields of a
@@ -10,7 +12,9 @@
 
 #![no_main]
 
-use ckpt_core::frame::{self, decode_message, encode_message, FrameHeader, FrameKind};
+use ckpt_core::frame::{
+    self, decode_message, encode_message, FrameHeader, FrameKind, SectionRecord, SnapshotTail,
+};
 use ckpt_core::repl::{Message, Position};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,12 +25,42 @@ fn check(bytes: &[u8]) {
         return;
     };
     assert!(n <= LIMIT && n <= bytes.len() && n % 8 == 0);
+    let tail = m.tail.map(|t| t.to_bytes());
+    let body: &[u8] = match &tail {
+        Some(t) => t,
+        None if !m.records.is_empty() => m.records,
+        None => m.frames,
+    };
     let mut out = vec![0u8; LIMIT];
-    let own = encode_message(m.link, &m.message, m.name, m.frames.len(), &mut out)
+    let own = encode_message(m.link, &m.message, m.name, body, &mut out)
         .expect("an accepted message re-encodes");
     out.truncate(own);
-    out.extend_from_slice(m.frames);
+    out.extend_from_slice(body);
     assert_eq!(&out[..], &bytes[..n], "decode and encode disagree");
+    // Every accepted record reads back, and re-encodes to the same bytes.
+    let mut again = Vec::new();
+    for r in frame::records(m.records) {
+        assert!(r.offset + r.piece.len() as u64 <= r.size);
+        frame::encode_record(&r, &mut again);
+    }
+    assert_eq!(&again[..], m.records, "records read back whole");
+}
+
+/// A creation frame of `incarnation`, sealed.
+fn created(incarnation: u64) -> Vec<u8> {
+    let attrs = frame::encode_attributes(&ckpt_core::CreationAttributes::new(4, 100));
+    let h = FrameHeader {
+        seq: 1,
+        term: 1,
+        incarnation,
+        id_len: 1,
+        data_len: attrs.len() as u32,
+        ..FrameHeader::new(FrameKind::CheckpointCreated)
+    };
+    let mut buf = vec![0u8; h.frame_bytes()];
+    frame::encode(&h, b"n", &attrs, &mut buf).expect("a frame encodes");
+    frame::seal(&mut buf);
+    buf
 }
 
 /// Frames `first..first + count`, sealed, from fuzz bytes.
@@ -89,30 +123,60 @@ fuzz_target!(|input: &[u8]| {
                 frames(first, count, &tail[..tail.len().min(32)]),
             )
         }
-        2 => (
-            Message::Snapshot {
-                incarnation: a,
-                start: b,
-                term: c as u32,
-            },
-            &[][..],
-            Vec::new(),
-        ),
+        2 => match c % 3 {
+            0 => (Message::Snapshot { incarnation: a }, &[][..], created(a)),
+            1 => {
+                let data = &tail[..tail.len().min(48)];
+                let mut records = Vec::new();
+                let r = SectionRecord {
+                    id: &data[..data.len().min(5)],
+                    piece: data,
+                    size: data.len() as u64 + b % 64,
+                    offset: b % 64,
+                    version: a | 1,
+                    last_update: a as i64,
+                    expiration: b as i64,
+                    data_seq: a,
+                    expiration_seq: b,
+                };
+                frame::encode_record(&r, &mut records);
+                (Message::SnapshotPart { records: 1 }, &[][..], records)
+            }
+            _ => {
+                let t = SnapshotTail {
+                    end_seq: a,
+                    state_seq: b,
+                    active: (c % 5 > 0).then_some((c >> 8) as u32 % 1000),
+                    term: (c >> 40) as u32 | 1,
+                    retention_ns: (a >> 1) as i64,
+                };
+                let m = Message::SnapshotEnd { start: holds, sections: a };
+                (m, &[][..], t.to_bytes().to_vec())
+            }
+        },
         3 => (Message::Ack { holds }, &[][..], Vec::new()),
         _ => (Message::Heartbeat, &[][..], Vec::new()),
     };
     let mut bytes = vec![0u8; 40 + 64 + 8];
-    let Ok(own) = encode_message((c >> 32) as u32, &message, name, carried.len(), &mut bytes)
+    let Ok(own) = encode_message((c >> 32) as u32, &message, name, &carried, &mut bytes)
     else {
         return;
     };
     bytes.truncate(own);
     bytes.extend_from_slice(&carried);
     let (m, n) = decode_message(&bytes, LIMIT).expect("an encoded message decodes");
+    let body = match message {
+        Message::SnapshotPart { .. } => m.records,
+        Message::SnapshotEnd { .. } => &carried[..],
+        _ => m.frames,
+    };
     assert_eq!(
-        (m.message, m.name, m.frames, n),
+        (m.message, m.name, body, n),
         (message, name, &carried[..], bytes.len())
     );
+    if let Message::SnapshotEnd { .. } = message {
+        assert_eq!(m.tail.map(|t| t.to_bytes().to_vec()), Some(carried.clone()));
+    }
     if let Some(&at) = tail.first() {
         let i = at as usize % bytes.len();
         bytes[i] ^= tail.get(1).copied().unwrap_or(1).max(1);

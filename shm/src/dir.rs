@@ -343,6 +343,17 @@ impl SegmentDir {
         Ok(())
     }
 
+    /// Renames `from` to `to` in one step, replacing `to` if it exists.
+    pub(crate) fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        let (from, to) = (c_name(from)?, c_name(to)?);
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: renameat within our open directory, NUL-terminated names.
+        if unsafe { libc::renameat(fd, from.as_ptr(), fd, to.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Removes the directory entry `name` (a symlink itself, not its target).
     pub(crate) fn remove(&self, name: &str) -> io::Result<()> {
         let c = c_name(name)?;

@@ -502,6 +502,9 @@ packed_word! {
     }
 }
 
+/// The largest version a [`CommitWord`] holds.
+pub const VERSION_MAX: u64 = (1 << 48) - 1;
+
 /// Slot states in [`LifeWord::state`].
 pub mod slot_state {
     /// Unused.

@@ -146,6 +146,23 @@ impl<'a, B: RingBytes> Log<'a, B> {
         self.tail.load(Ordering::Acquire)
     }
 
+    /// The published tail and the sequence number of the frame that ends
+    /// there, read as one pair: `None` while a frame is being written (ask
+    /// again), the pair otherwise.
+    ///
+    /// `publish` stores the number before the tail, so the number alone may
+    /// be a frame ahead of the tail read with it; that frame's reservation
+    /// is then visible (see below), and the pair is refused.
+    pub fn published(&self) -> Option<(u64, u64)> {
+        let tail = self.tail();
+        let seq = self.seq();
+        // SYNC POINT: the Acquire load of `seq` above pairs with the Release
+        // fence in `write`, which precedes the number's store: a number of a
+        // frame not yet published comes with that frame's reservation.
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        (reserve <= tail && self.tail() == tail).then_some((tail, seq))
+    }
+
     /// Writes one frame (and any padding before it) after position `after`
     /// (the tail, or the end of the frames written since) without publishing
     /// it. The caller sets `header.seq` and keeps the frame within

@@ -661,7 +661,7 @@ pub(crate) fn io_to_open_error(e: &io::Error) -> OpenError {
 /// then opens that one).
 /// Where a new segment comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub(crate) enum Origin {
     /// Created here: the primary, a new incarnation, placed on this node if
     /// the checkpoint is non-collocated asynchronous.
     Primary,
@@ -671,8 +671,13 @@ enum Origin {
         created_ns: i64,
         active_replica: Option<u32>,
     },
+    /// A replica being rebuilt from a snapshot: its ring starts empty (no
+    /// creation frame, no default section: the snapshot brings its
+    /// sections, and its log continues at the snapshot's start).
+    Install { incarnation: u64, created_ns: i64 },
 }
 
+/// Creates the segment `file_name` from `origin`, unless one exists.
 fn create_new(
     config: &Config,
     dir: &SegmentDir,
@@ -681,6 +686,28 @@ fn create_new(
     attrs: &CreationAttributes,
     origin: Origin,
 ) -> Result<(), OpenError> {
+    let (mapped, tmp) = build_new(config, dir, name, attrs, origin)?;
+    let published = match dir.link(&tmp, file_name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_to_open_error(&e)),
+    };
+    let _ = dir.remove(&tmp);
+    // Closing the description drops the temporary's lease.
+    drop(mapped);
+    published
+}
+
+/// Builds a new segment under a temporary name in `dir`, leased (a sweep
+/// leaves it alone) until the returned mapping is dropped: its layout is
+/// published, nobody else knows it. Returns the mapping and the name.
+pub(crate) fn build_new(
+    config: &Config,
+    dir: &SegmentDir,
+    name: &CheckpointName,
+    attrs: &CreationAttributes,
+    origin: Origin,
+) -> Result<(Mapped, String), OpenError> {
     let log_bytes = match config.log_bytes {
         Some(b) => b,
         None => default_log_bytes(attrs),
@@ -735,6 +762,10 @@ fn create_new(
             created_ns,
             active_replica,
         } => (incarnation, Time(created_ns), active_replica, role::REPLICA),
+        Origin::Install {
+            incarnation,
+            created_ns,
+        } => (incarnation, Time(created_ns), None, role::REPLICA),
     };
     {
         // SAFETY: the file is new, exclusively ours (O_EXCL, not yet linked
@@ -776,22 +807,15 @@ fn create_new(
     // Inode 0: this mapping is never registered or removed by inode.
     let at = (config.clone(), tmp.clone());
     let mapped = Mapped::new(map, file, at, geometry, *attrs, name.clone(), 0);
+    if matches!(origin, Origin::Install { .. }) {
+        publish_layout(&mapped);
+        return Ok((mapped, tmp));
+    }
     // The log begins with the checkpoint's creation (seq 1): every attribute,
     // so the log alone can rebuild a replica.
     let created = {
-        let h = mapped.header();
-        let payload = frame::encode_attributes(attrs);
-        let header = FrameHeader {
-            seq: 1,
-            term: 1,
-            incarnation: h.incarnation,
-            id_len: name.as_bytes().len() as u16,
-            data_len: payload.len() as u32,
-            time_ns: now.0,
-            arg: active.map_or(0, |node| node as i64 + 1),
-            ..FrameHeader::new(FrameKind::CheckpointCreated)
-        };
         let log = mapped.log();
+        let (header, payload) = mapped.creation_frame(active);
         let p = log.write(0, header, name.as_bytes(), &payload);
         log.publish(p.end, p.seq);
         p.seq
@@ -799,46 +823,60 @@ fn create_new(
     if attrs.has_default_section() {
         // The default section: slot 0, empty id, version 1, no data, made by
         // the creation frame.
-        let slot = mapped.slot(0);
-        let first = crate::slot::FirstVersion {
-            id_len: 0,
-            expiration_ns: Time::END.0,
-            size: 0,
-            time_ns: now.0,
-        };
-        crate::slot::init_first_version(slot, first);
         let h = crate::index::hash_id(&[]);
-        let index = crate::index::Index::new(mapped.buckets(), &mapped.header().index_seq);
-        let pos = index
+        let position = mapped
+            .index()
             .insert_position(h, |_| false)
             .expect("an empty table has room");
-        index.store(
-            pos,
-            layout::BucketWord {
-                state: layout::bucket_state::LIVE,
-                tag: crate::index::tag_of(h),
-                gen: 1,
-                slot: 0,
+        let default = crate::ops::install::Placed {
+            slot: 0,
+            id: &[],
+            size: 0,
+            version: 1,
+            last_update: now,
+            expiration: Time::END,
+            seqs: ckpt_core::catchup::SectionSeqs {
+                data_seq: created,
+                expiration_seq: created,
             },
-        );
-        crate::slot::publish_created(slot, 1, created);
-        mapped.header().sections_live.store(1, Ordering::Relaxed);
+        };
+        mapped.place_section(&default, position);
     }
+    publish_layout(&mapped);
+    Ok((mapped, tmp))
+}
+
+/// Publishes a new segment's layout version: the last store of its build.
+fn publish_layout(mapped: &Mapped) {
     // SYNC POINT: Release pairs with the Acquire load in `map_validated`:
     // publish the layout version last.
     mapped
         .header()
         .layout_version
         .store(LAYOUT_VERSION, Ordering::Release);
-    let published = match dir.link(&tmp, file_name) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_to_open_error(&e)),
-    };
-    let _ = dir.remove(&tmp);
-    // Closing the description drops the temporary's lease.
-    drop(mapped);
-    published
+}
+
+impl Mapped {
+    /// The checkpoint's creation frame (seq 1, term 1) as its log began:
+    /// every creation attribute, the name, and `active` (the active replica
+    /// it was created with). Header and payload; the name is the id.
+    pub fn creation_frame(
+        &self,
+        active: Option<u32>,
+    ) -> (FrameHeader, [u8; frame::CREATED_PAYLOAD_BYTES]) {
+        let h = self.header();
+        let header = FrameHeader {
+            seq: 1,
+            term: 1,
+            incarnation: h.incarnation,
+            id_len: self.name.as_bytes().len() as u16,
+            data_len: frame::CREATED_PAYLOAD_BYTES as u32,
+            time_ns: h.created_ns,
+            arg: active.map_or(0, |node| node as i64 + 1),
+            ..FrameHeader::new(FrameKind::CheckpointCreated)
+        };
+        (header, frame::encode_attributes(&self.attrs))
+    }
 }
 
 /// An opened checkpoint segment with this process registered as an opener.
@@ -858,6 +896,11 @@ pub struct Segment {
     /// logging its frame): its close neither starts the retention clock nor
     /// deletes the checkpoint.
     counts_as_open: bool,
+    /// A replica rebuilt from a snapshot: frames numbered up to this (its
+    /// catch-up horizon) are checked against the copy as they are applied
+    /// (0: none). Process-local: a replica reopened later treats them as
+    /// any frame, and one the copy holds then shows as a divergence.
+    pub(crate) catchup_end: std::sync::atomic::AtomicU64,
     /// The process that registered: a `fork`ed child that inherits this
     /// handle shares its file description, and so its lease; dropping the
     /// handle there must not free the parent's entry or give its lease up.
@@ -939,6 +982,7 @@ impl Segment {
                 free_hint: std::sync::atomic::AtomicU32::new(0),
                 last_audit_ns: std::sync::atomic::AtomicI64::new(0),
                 counts_as_open: true,
+                catchup_end: std::sync::atomic::AtomicU64::new(0),
                 registered_by: std::process::id(),
             };
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
@@ -1048,6 +1092,7 @@ impl Segment {
             free_hint: std::sync::atomic::AtomicU32::new(0),
             last_audit_ns: std::sync::atomic::AtomicI64::new(0),
             counts_as_open: false,
+            catchup_end: std::sync::atomic::AtomicU64::new(0),
             registered_by: std::process::id(),
         }))
     }

@@ -181,9 +181,11 @@ pub struct FirstVersion {
     pub size: u64,
     /// `lastUpdate`.
     pub time_ns: i64,
+    /// The version (1 for a create; a snapshot's section keeps its own).
+    pub version: u64,
 }
 
-/// Writes version 1 of a reserved (not yet visible) slot: its id length,
+/// Writes the first version of a reserved (not yet visible) slot: its id length,
 /// expiration, and buffer 0's metadata. The caller has copied the id and data;
 /// `publish_created` makes it visible.
 pub fn init_first_version(slot: &SlotHeader, first: FirstVersion) {
@@ -196,7 +198,7 @@ pub fn init_first_version(slot: &SlotHeader, first: FirstVersion) {
     let first = CommitWord {
         pending: false,
         cur: 0,
-        version: 1,
+        version: first.version,
     };
     slot.commit.store(first.value(), Ordering::Relaxed);
 }

@@ -496,3 +496,129 @@ fn a_contained_staged_mutation_is_skipped_with_its_pieces() {
     assert!(delivered.is_empty(), "{delivered:?}");
     assert_eq!(replay(&seg, &snapshot, true).unwrap(), state_of(&seg));
 }
+
+/// A replica rebuilt from a snapshot streamed as section records while
+/// another thread keeps writing, then fed the log from the snapshot's resume
+/// point, equals the checkpoint byte for byte (the replica applies the
+/// catch-up rule itself, up to the snapshot's horizon). Each round also
+/// writes from inside the copy, between sections, so that the copy always
+/// overlaps writes.
+#[test]
+fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() {
+    use ckpt_core::frame::{self, SectionRecord, SnapshotTail};
+    use ckpt_core::repl::Position;
+    const ROUNDS: u64 = 60;
+    let (_dir, config) = config(8 << 20);
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica_config = Config::with_dir(replica_dir.path());
+    let name = CheckpointName::new("installed").unwrap();
+    let attrs = CreationAttributes::new(64, 256);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("install property seed {seed}");
+    let mut held_by_copy = 0u64;
+    for round in 0..ROUNDS {
+        let writer_seg = Segment::open(&config, &name, rwc(), Some(&attrs)).unwrap();
+        let reader_seg = Segment::open(&config, &name, OpenFlags::READ, None).unwrap();
+        let stop = AtomicBool::new(false);
+        let mut rng = Rng(seed ^ (round + 7).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (header, payload) = reader_seg.creation_frame(None);
+        let mut created = vec![0u8; header.frame_bytes()];
+        frame::encode(&header, name.as_bytes(), &payload, &mut created).unwrap();
+        let created = frame::decode(&created, false).unwrap();
+        let mut installer = Segment::install_begin(&replica_config, &created).unwrap();
+        let mut sections = 0u64;
+        let head = std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let mut rng = Rng(seed ^ (round + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                while !stop.load(Ordering::Relaxed) {
+                    random_op(&writer_seg, &mut rng);
+                }
+            });
+            // A failed assertion below stops the writer too (else the scope
+            // would wait for it forever).
+            struct StopOnDrop<'a>(&'a AtomicBool);
+            impl Drop for StopOnDrop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = StopOnDrop(&stop);
+            std::thread::sleep(std::time::Duration::from_micros(100 + round * 37 % 500));
+            // The records go through their byte format, as on the wire.
+            let mut bytes = Vec::new();
+            let head = reader_seg
+                .snapshot_with(|c| {
+                    sections += 1;
+                    // Pieces of at most 64 bytes: sections span records.
+                    let mut offset = 0;
+                    loop {
+                        let piece = &c.data[offset..c.data.len().min(offset + 64)];
+                        let r = SectionRecord {
+                            id: c.id,
+                            piece,
+                            size: c.data.len() as u64,
+                            offset: offset as u64,
+                            version: c.version,
+                            last_update: c.last_update.0,
+                            expiration: c.expiration.0,
+                            data_seq: c.seqs.data_seq,
+                            expiration_seq: c.seqs.expiration_seq,
+                        };
+                        frame::encode_record(&r, &mut bytes);
+                        offset += piece.len();
+                        if offset >= c.data.len() {
+                            break;
+                        }
+                    }
+                    // Writes between the copies of two sections.
+                    random_op(&writer_seg, &mut rng);
+                })
+                .unwrap();
+            for r in frame::records(&bytes) {
+                installer.record(&r).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_micros(300));
+            stop.store(true, Ordering::Relaxed);
+            writer.join().unwrap();
+            head
+        });
+        let start = Position {
+            seq: head.resume_seq - 1,
+            term: 1,
+        };
+        let tail = SnapshotTail {
+            end_seq: head.end_seq,
+            state_seq: head.state_seq,
+            active: head.active_replica.set.then_some(head.active_replica.node),
+            term: head.active_replica.term,
+            retention_ns: head.retention.0,
+        };
+        let replica = installer.finish(start, sections, &tail).unwrap();
+        assert_eq!(replica.last_seq(), start.seq);
+        // The log from the resume point, applied in order.
+        let mut consumer = reader_seg.consumer(Some(head.resume));
+        while let Some(f) = consumer.next_frame().unwrap() {
+            if f.header.seq <= head.end_seq {
+                held_by_copy += 1;
+            }
+            replica
+                .apply(&f)
+                .unwrap_or_else(|e| panic!("round {round} (seed {seed}): {e}"));
+        }
+        assert_eq!(replica.last_seq(), reader_seg.last_seq());
+        assert_eq!(
+            state_of(&replica),
+            state_of(&reader_seg),
+            "round {round} (seed {seed}): the installed replica differs from the checkpoint"
+        );
+        drop(replica);
+        drop(writer_seg);
+        drop(reader_seg);
+    }
+    println!("{ROUNDS} installs; {held_by_copy} frames within their copies' horizons");
+    assert!(held_by_copy > 0, "no frame fell within a copy's horizon");
+}

@@ -27,9 +27,11 @@ fn pair<B: Backend>(b: &B) -> (B::Conn, B::Conn) {
     (client, server)
 }
 
-fn header(link: u32, m: Message, frames_bytes: usize) -> Vec<u8> {
+/// The header of `m` on `link`, for a message whose body (sent after it) is
+/// `body`.
+fn header(link: u32, m: Message, body: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; 64];
-    let n = frame::encode_message(link, &m, &[], frames_bytes, &mut out).unwrap();
+    let n = frame::encode_message(link, &m, &[], body, &mut out).unwrap();
     out.truncate(n);
     out
 }
@@ -59,14 +61,14 @@ fn frames(first: u64, count: u64, data_len: usize) -> Vec<u8> {
 fn whole_messages_arrive_as_sent<B: Backend>(backend: B) {
     let (mut a, mut b) = pair(&backend);
     // A heartbeat, then a big Frames message, sent as parts in one call.
-    let beat = header(1, Message::Heartbeat, 0);
+    let beat = header(1, Message::Heartbeat, &[]);
     let body = frames(10, 200, 4096);
     let m = Message::Frames {
         first: 10,
         last: 209,
         prev_term: 1,
     };
-    let head = header(2, m, body.len());
+    let head = header(2, m, &body);
     a.send(&[&beat, &head, &body]).unwrap();
     let got = b.recv(WAIT).unwrap().expect("the heartbeat").to_vec();
     assert_eq!(got, beat);
@@ -81,7 +83,7 @@ fn whole_messages_arrive_as_sent<B: Backend>(backend: B) {
         Message::Ack {
             holds: Position { seq: 209, term: 1 },
         },
-        0,
+        &[],
     );
     b.send(&[&ack]).unwrap();
     assert_eq!(a.recv(WAIT).unwrap().expect("the ack"), &ack[..]);
@@ -99,7 +101,7 @@ fn bytes_trickling_in_make_one_message<B: Backend>(backend: B) {
             last: 3,
             prev_term: 0,
         },
-        body.len(),
+        &body,
     );
     msg.extend_from_slice(&body);
     for chunk in msg.chunks(7) {
@@ -165,7 +167,7 @@ fn a_stream_of_messages_both_ways<B: Backend>(backend: B) {
                 last: i * 10 + 1 + i % 7,
                 prev_term: 1,
             };
-            let head = header(3, m, body.len());
+            let head = header(3, m, &body);
             a.send(&[&head, &body]).unwrap();
             let back = a.recv(WAIT).unwrap().expect("the echo");
             assert_eq!(&back[..head.len()], &head[..]);

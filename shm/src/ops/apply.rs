@@ -9,6 +9,7 @@
 //! publish, and recovery publishes a mutation whose commit point was passed,
 //! so re-applying after a crash is a no-op (`Applied::Already`).
 
+use ckpt_core::catchup::{self, SectionSeqs};
 use ckpt_core::frame::{Frame, FrameHeader, FrameKind, Mutation, FLAG_SEALED};
 use ckpt_core::Time;
 
@@ -153,9 +154,23 @@ impl Segment {
         if h.seq != last + 1 {
             return Err(ApplyError::Gap { expected: last + 1 });
         }
+        // After an install, frames up to its horizon may hold changes the
+        // copy has already: skip those (republished, so the ring's numbers
+        // stay dense). Their terms may be older than the copy's (an active
+        // replica change it copied): they are the primary's history all the
+        // same, sent by the link that sent the copy.
+        let catching_up = h.seq <= self.catchup_end.load(std::sync::atomic::Ordering::Relaxed);
+        if catching_up && self.copy_holds(frame) {
+            if let Some(st) = self.staging().filter(|_| frame.is_staged()) {
+                // Stages of a change to a section the copy lacks.
+                self.end_staging(st, false);
+            }
+            self.republish(frame);
+            return Ok(Applied::Done);
+        }
         let term = self.term();
         let diverged = |why| ApplyError::Diverged { seq: h.seq, why };
-        if h.term < term {
+        if h.term < term && !catching_up {
             return Err(ApplyError::StaleTerm {
                 ours: term,
                 frame: h.term,
@@ -316,6 +331,46 @@ impl Segment {
             }
         }
         Ok(Applied::Done)
+    }
+
+    /// True if the copy an install placed already holds the change of
+    /// `frame` (within the install's horizon), by the catch-up rule: or if
+    /// the change is to a section the copy lacks, deleted before the copy
+    /// looked, so that the frame is a no-op here. Claim held.
+    fn copy_holds(&self, frame: &Frame<'_>) -> bool {
+        let h = &frame.header;
+        let section = self
+            .lookup_hinted(frame.id, &self.apply_hint, true)
+            .ok()
+            .flatten();
+        let seqs = section.map(|s| {
+            let slot = self.slot(s.slot);
+            // Claim held: Relaxed reads our own words.
+            let cur = CommitWord::from(slot.commit.load(Ordering::Relaxed)).cur;
+            SectionSeqs {
+                data_seq: slot.buffers[cur as usize].seq.load(Ordering::Relaxed),
+                expiration_seq: slot.expiration_seq.load(Ordering::Relaxed),
+            }
+        });
+        let state_seq = self.header().state_seq.load(Ordering::Relaxed);
+        if h.kind == FrameKind::CheckpointCreated || catchup::contains(h, seqs, state_seq) {
+            // (Every copy holds the checkpoint's creation.)
+            return true;
+        }
+        section.is_none()
+            && matches!(
+                h.kind,
+                FrameKind::Write
+                    | FrameKind::Overwrite
+                    | FrameKind::Delete
+                    | FrameKind::ExpirationSet
+            )
+    }
+
+    /// Sets the catch-up horizon of a replica an install just placed.
+    pub(crate) fn set_catchup_end(&self, seq: u64) {
+        self.catchup_end
+            .store(seq, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The replica's staging in progress, if any (claim held).

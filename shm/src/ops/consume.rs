@@ -51,6 +51,9 @@ pub struct SnapshotSection {
 pub struct Snapshot {
     /// The log position noted before anything was copied.
     pub resume: u64,
+    /// The sequence number of the frame at `resume`: the copy holds every
+    /// frame before it.
+    pub resume_seq: u64,
     /// The last sequence number published when the copy began.
     pub start_seq: u64,
     /// The last sequence number published when the copy ended, + 1 (the frame
@@ -85,6 +88,7 @@ impl Snapshot {
     pub fn head(&self) -> SnapshotHead {
         SnapshotHead {
             resume: self.resume,
+            resume_seq: self.resume_seq,
             start_seq: self.start_seq,
             end_seq: self.end_seq,
             active_replica: self.active_replica,
@@ -180,6 +184,7 @@ impl Mapped {
         sections.dedup_by(|later, first| later.id == first.id);
         Ok(Snapshot {
             resume: head.resume,
+            resume_seq: head.resume_seq,
             start_seq: head.start_seq,
             end_seq: head.end_seq,
             sections,
@@ -282,18 +287,53 @@ impl Mapped {
         // A copied version may be committed and not yet published: only the
         // claim holder's one frame in flight, numbered the last published + 1.
         let end_seq = log.seq().saturating_add(1);
+        let resume_seq = self.seq_at(resume)?;
         if log.tail().wrapping_sub(resume) > self.geometry().log_bytes {
-            // The writer lapped the ring while we copied: the resume point is gone.
+            // The writer lapped the ring while we copied: the resume point
+            // (and what was read there) is gone.
             return Err(ReadFail::Busy);
         }
         Ok(SnapshotHead {
             resume,
+            resume_seq,
             start_seq,
             end_seq,
             active_replica,
             retention,
             state_seq,
         })
+    }
+}
+
+/// Looks for the frame at a snapshot's resume point this many times (a
+/// mutation in flight there publishes within microseconds).
+const RESUME_LOOKS_MAX: u32 = 10_000;
+
+impl Mapped {
+    /// The sequence number of the frame at ring position `at` (a frame
+    /// boundary at most the tail): of the frame published there, or, if
+    /// `at` is the tail, of the next frame to be published. `Busy` if a
+    /// writer keeps a frame in flight there, or the ring lost `at`.
+    pub fn seq_at(&self, at: u64) -> Result<u64, ReadFail> {
+        let log = self.log();
+        for _ in 0..RESUME_LOOKS_MAX {
+            if log.tail() > at {
+                let mut cursor = at;
+                return match log.read_next_header(&mut cursor) {
+                    Ok(Some((_, header))) => Ok(header.seq),
+                    _ => Err(ReadFail::Busy),
+                };
+            }
+            // Nothing published there yet: the tail's own number, once no
+            // frame is in flight.
+            if let Some((tail, seq)) = log.published() {
+                if tail == at {
+                    return Ok(seq + 1);
+                }
+            }
+            std::thread::yield_now();
+        }
+        Err(ReadFail::Busy)
     }
 }
 
@@ -321,6 +361,9 @@ pub struct SectionCopy<'a> {
 pub struct SnapshotHead {
     /// The log position noted before anything was copied.
     pub resume: u64,
+    /// The sequence number of the frame at `resume` (published then, or
+    /// the next to be): the copy holds every frame before it.
+    pub resume_seq: u64,
     /// The last sequence number published when the copy began.
     pub start_seq: u64,
     /// The last sequence number published when the copy ended, + 1.

@@ -56,6 +56,7 @@ mod acks;
 pub mod apply;
 pub mod checkpoint;
 pub mod consume;
+pub mod install;
 pub mod read;
 mod recover;
 pub mod section;

@@ -180,6 +180,7 @@ impl Segment {
                     expiration_ns: expiration.0,
                     size,
                     time_ns: stamp.time_ns,
+                    version: 1,
                 };
                 slot::init_first_version(slot, first);
                 index.store(
