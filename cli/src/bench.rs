@@ -23,6 +23,7 @@
 //! | C2 | `saCkptCheckpointRead` of 64 B into the caller's buffer | 64 B `memcpy` out | p50 ≤ 40 ns |
 //! | R1 | replicated 64 B overwrites over loopback TCP (asynchronous) | a raw TCP stream of the same frame bytes | ≥ 5 M updates/s |
 //! | R2 | synchronous 64 B write (returns once the replica holds it) | a raw TCP ping-pong of the same size | p50 ≤ 2 × the baseline |
+//! | R3 | full resync of a checkpoint of 1 MiB sections (1 GiB; 256 MiB quick) into a new replica over loopback TCP | a raw TCP stream of the same bytes in 1 MiB messages | ≤ 0.6 s per GiB |
 //!
 //! Nanosecond-scale operations are timed in batches (one `Instant` pair per
 //! batch of N ops, divided by N); their p50/p99/max are over batches, and the
@@ -1863,6 +1864,138 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
         }
         Err(why) => emit(unmeasured(scenario, baseline, TR2, &why)),
     }
+    let mib = plan.takeover_sections;
+    let scenario = format!(
+        "full resync of a {mib} MiB checkpoint (1 MiB sections) into a new replica over \
+         loopback TCP (fuzzy snapshot streamed, installed, renamed; per resync, from the \
+         link's start until the replica holds the primary's last frame) [{via}]"
+    );
+    let baseline = format!(
+        "raw TCP stream of the same {mib} MiB in 1 MiB messages over the same transport, \
+         until the receiver has answered every one"
+    );
+    let tr3 = format!("<= {:.2} s (0.6 s per GiB)", 0.6 * f64::from(mib) / 1024.0);
+    match measure_resync(work, plan, backend) {
+        Ok((ours, base)) => emit(row(scenario, &ours, baseline, &base, &tr3, |s| {
+            s.p50_ns <= 0.6e9 * f64::from(mib) / 1024.0
+        })),
+        Err(why) => emit(unmeasured(scenario, baseline, &tr3, &why)),
+    }
+}
+
+/// Timed resyncs (and as many baseline streams).
+const RESYNC_REPS: u32 = 3;
+
+/// A primary of `plan.takeover_sections` 1 MiB sections whose ring has
+/// lapped; each rep starts a link to a new, empty replica directory and
+/// times until the replica (installed from a snapshot) holds the primary's
+/// last frame.
+fn measure_resync(
+    work: &Work,
+    plan: &Plan,
+    backend: ckpt_transport::Auto,
+) -> Result<(Series, Series), String> {
+    use ckpt_transport::{Backend, Connection, Listener};
+    let sections = plan.takeover_sections;
+    let name = "bench-resync";
+    let attrs = CreationAttributes {
+        flags: ckpt_core::CreationFlags::new(ckpt_core::UpdateMode::ActiveReplica, true),
+        ..attributes(sections, 1 << 20)
+    };
+    let primary = create(&work.config(Some(4 << 20)), name, attrs)?;
+    primary
+        .set_active_replica(0)
+        .map_err(|e| format!("set active replica: {e:?}"))?;
+    let mut data = vec![0u8; 1 << 20];
+    for i in 0..sections {
+        data.fill(i as u8);
+        primary
+            .create_section(Some(&i.to_be_bytes()), Time::END, &data)
+            .map_err(|e| format!("create section: {e:?}"))?;
+    }
+    let opts = ckpt::replication::LinkOptions::default();
+    let (mut ours, mut base) = (Series::default(), Series::default());
+    for rep in 0..RESYNC_REPS {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let listener = backend
+            .listen("127.0.0.1:0".parse().expect("an address"), opts.max_message)
+            .map_err(|e| format!("listen: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
+        let replica_dir = work.dir.0.join(format!("resync-{rep}"));
+        std::fs::create_dir_all(&replica_dir).map_err(|e| format!("replica dir: {e}"))?;
+        let replica_config = Config {
+            log_bytes: Some(4 << 20),
+            ..Config::with_dir(&replica_dir)
+        };
+        let cname = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;
+        let want = primary.last_seq();
+        let took = std::thread::scope(|s| {
+            let start = Instant::now();
+            s.spawn(|| {
+                if let Ok(Some((mut conn, _))) = listener.accept(Duration::from_secs(5)) {
+                    let _ = ckpt::replication::ship(&primary, 2, &mut conn, &opts, &stop);
+                }
+            });
+            let follower = s.spawn(|| {
+                let mut conn = backend
+                    .connect(addr, Duration::from_secs(5), opts.max_message)
+                    .map_err(|e| format!("connect: {e}"))?;
+                ckpt::replication::follow(&replica_config, &cname, &mut conn, &opts, &stop)
+                    .map_err(|e| format!("follow: {e}"))
+            });
+            let deadline = start + Duration::from_secs(60);
+            let result = loop {
+                let held = open_existing(&replica_config, name)
+                    .map(|r| r.last_seq())
+                    .unwrap_or(0);
+                if held == want {
+                    break Ok(elapsed_ns(start));
+                }
+                if Instant::now() > deadline || follower.is_finished() {
+                    break Err(format!("the replica holds {held} of {want}"));
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            };
+            stop.store(true, Ordering::Relaxed);
+            let followed = follower.join();
+            result.map_err(|e| match followed {
+                Ok(Err(why)) => format!("{e} ({why})"),
+                _ => e,
+            })
+        })?;
+        std::fs::remove_dir_all(&replica_dir).map_err(|e| format!("replica dir: {e}"))?;
+        // The same bytes, raw.
+        let (mut client, mut server) = raw_pair(backend)?;
+        let message = raw_message(1 << 20);
+        let ack = raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES);
+        let raw = std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..sections {
+                    let got = server.recv(ROUND_TRIP_TIMEOUT).map(|m| m.is_some());
+                    if got.ok() != Some(true) || server.send(&[&ack]).is_err() {
+                        return;
+                    }
+                }
+            });
+            let start = Instant::now();
+            for _ in 0..sections {
+                client
+                    .send(&[&message])
+                    .map_err(|e| format!("raw send: {e}"))?;
+            }
+            for _ in 0..sections {
+                client
+                    .recv(ROUND_TRIP_TIMEOUT)
+                    .map_err(|e| format!("raw recv: {e}"))?
+                    .ok_or("raw answer timed out")?;
+            }
+            Ok::<f64, String>(elapsed_ns(start))
+        })?;
+        // One resync per sample: ops/s is resyncs per second.
+        ours.record(took, 1, took);
+        base.record(raw, 1, raw);
+    }
+    Ok((ours, base))
 }
 
 /// A link between the primary `name` (in the run's directory) and its
