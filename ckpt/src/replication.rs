@@ -54,7 +54,9 @@ pub struct LinkOptions {
     pub poll: Duration,
     /// The largest message accepted from the peer.
     pub max_message: usize,
-    /// Bytes of frames per message, at most (a batch is cut there).
+    /// Bytes of frames per message (a batch is cut once it reaches this; a
+    /// snapshot part once its records do, so a part may hold one more
+    /// record of up to this size: keep `max_message` at least twice this).
     pub batch_bytes: usize,
 }
 
@@ -193,7 +195,9 @@ impl<'a> RingIndex<'a> {
         // From the start of the ring's current lap: a frame never straddles
         // the ring's end (padding fills it), so every lap begins with a
         // frame, and the current lap's start is still in the ring. (Before
-        // the first wrap: the creation frame, at position 0.)
+        // the first wrap: the ring's first frame, at position 0: the
+        // creation frame, or for a replica rebuilt from a snapshot the
+        // first frame after it.)
         let capacity = segment.geometry().log_bytes;
         let lap = segment.log_tail() / capacity * capacity;
         let consumer = segment.consumer(Some(lap));

@@ -50,8 +50,9 @@ impl SectionSeqs {
 /// deleted before the copy looked, and then the frames of that incarnation
 /// find no section in the replica. A replica applying a replay therefore
 /// treats a write, expiration change or delete of a section it does not have
-/// as a no-op while the frame's number is within the snapshot (at most its
-/// `end_seq`); after that, it is a divergence.
+/// (and a `Stage` piece at a non-zero offset of one: a large write's, since a
+/// create's pieces start at 0) as a no-op while the frame's number is within
+/// the snapshot (at most its `end_seq`); after that, it is a divergence.
 ///
 /// A `Stage` piece is contained exactly when the mutation it belongs to is:
 /// no other mutation commits between a mutation's first piece and its own

@@ -748,6 +748,8 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 5 `Heartbeat` | 0 | 0 | 0 | 0 | none |
 /// | 6 `SnapshotPart` | 0 | 0 | records | 0 | section records ([`SectionRecord`]) back to back |
 /// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
+/// | 8 `Hello` | 0 | 0 | 0 | 0 | a 32-byte challenge |
+/// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
 ///
 /// A snapshot is a `Snapshot`, any number of `SnapshotPart`s and a
 /// `SnapshotEnd` that counts the sections sent.
@@ -1020,6 +1022,8 @@ pub fn encode_message(
         M::Heartbeat => (5, 0, 0, 0, 0, &[]),
         M::SnapshotPart { records } => (6, 0, 0, records, 0, &[]),
         M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
+        M::Hello { ref nonce } => (8, 0, 0, 0, 0, &nonce[..]),
+        M::Proof { ref mac } => (9, 0, 0, 0, 0, &mac[..]),
     };
     let carries = matches!(kind, 2 | 3 | 6 | 7);
     if body.len() % FRAME_ALIGN != 0 || (!carries && !body.is_empty()) {
@@ -1039,7 +1043,7 @@ pub fn encode_message(
     buf[36..40].copy_from_slice(&d.to_le_bytes());
     buf[40..40 + inline.len()].copy_from_slice(inline);
     let checksummed = match kind {
-        1 => inline,
+        1 | 8 | 9 => inline,
         2 => &[],
         _ => body,
     };
@@ -1129,12 +1133,21 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 sections: b,
             }
         }
+        8 | 9 if a == 0 && b == 0 && c == 0 && d == 0 => {
+            let bytes: [u8; crate::repl::AUTH_BYTES] =
+                body.try_into().map_err(|_| WireError::BadLength)?;
+            if h[8] == 8 {
+                M::Hello { nonce: bytes }
+            } else {
+                M::Proof { mac: bytes }
+            }
+        }
         4 | 5 if !body.is_empty() => return Err(WireError::BadLength),
         4 if b == 0 && d == 0 => M::Ack {
             holds: Position { seq: a, term: c },
         },
         5 if a == 0 && b == 0 && c == 0 && d == 0 => M::Heartbeat,
-        3..=7 => return Err(WireError::NonZeroPadding),
+        3..=9 => return Err(WireError::NonZeroPadding),
         k => return Err(WireError::BadKind(k)),
     };
     let crc = crc32c::crc32c_append(crc32c::crc32c(&h[8..40]), checksummed);
@@ -1567,6 +1580,8 @@ mod tests {
             ),
             (M::Ack { holds: at }, &[][..], Vec::new()),
             (M::Heartbeat, &[][..], Vec::new()),
+            (M::Hello { nonce: [7; 32] }, &[][..], Vec::new()),
+            (M::Proof { mac: [9; 32] }, &[][..], Vec::new()),
         ];
         for (m, name, frames) in cases {
             let bytes = message(7, m, name, &frames);

@@ -41,6 +41,9 @@
 
 use core::fmt;
 
+/// Bytes of an authentication challenge or answer.
+pub const AUTH_BYTES: usize = 32;
+
 /// Where a replica's history ends: the sequence number and term of the last
 /// frame it holds (0, 0: nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +84,12 @@ pub enum Message {
     Ack { holds: Position },
     /// Either way: the link is alive.
     Heartbeat,
+    /// Either way, first on a connection whose ends share a cluster key:
+    /// this end's challenge (fresh random bytes).
+    Hello { nonce: [u8; AUTH_BYTES] },
+    /// Either way, after the hellos: this end's answer to the other's
+    /// challenge, a MAC under the cluster key (the key never travels).
+    Proof { mac: [u8; AUTH_BYTES] },
 }
 
 /// Why an end closes a link.
@@ -352,7 +361,9 @@ impl Shipper {
             Message::Frames { .. }
             | Message::Snapshot { .. }
             | Message::SnapshotPart { .. }
-            | Message::SnapshotEnd { .. } => self.close(CloseReason::Protocol),
+            | Message::SnapshotEnd { .. }
+            | Message::Hello { .. }
+            | Message::Proof { .. } => self.close(CloseReason::Protocol),
         }
     }
 
@@ -379,8 +390,9 @@ impl Shipper {
         // A replica that holds nothing starts from frame 1 if the ring
         // still has it; one that holds another incarnation must be rebuilt
         // (its frames may even carry the same numbers and terms).
-        let empty = incarnation == 0 || holds.seq == 0;
-        let fresh_from_start = empty && log.oldest() <= 1;
+        // (A replica that holds an incarnation but no position asks to be
+        // rebuilt: its frames contradicted the primary's.)
+        let fresh_from_start = incarnation == 0 && log.oldest() <= 1;
         if matches || fresh_from_start {
             let from = if matches { holds.seq } else { 0 };
             self.state = ShipState::Streaming;
@@ -427,6 +439,9 @@ impl Shipper {
         self.shipped = start.seq;
         self.floor = start;
         self.sent_ns = now_ns;
+        // The follower was busy receiving it, and its messages wait behind
+        // it: its silence so far does not count.
+        self.heard_ns = now_ns;
         self.poll(log, now_ns)
     }
 
@@ -728,7 +743,10 @@ impl Follower {
             }
             Message::SnapshotEnd { .. } => Actions::none(),
             Message::Heartbeat => Actions::none(),
-            Message::Subscribe { .. } | Message::Ack { .. } => self.close(CloseReason::Protocol),
+            Message::Subscribe { .. }
+            | Message::Ack { .. }
+            | Message::Hello { .. }
+            | Message::Proof { .. } => self.close(CloseReason::Protocol),
         }
     }
 
@@ -755,8 +773,9 @@ impl Follower {
             Refusal::OlderTerm => self.close(CloseReason::OlderTerm),
             Refusal::Gap => self.subscribe(now_ns),
             Refusal::Diverged => {
-                // Rebuilt from a snapshot: ask as one that holds nothing.
-                self.incarnation = 0;
+                // Rebuilt from a snapshot: ask as one that holds its
+                // incarnation but no position (a replica that holds nothing
+                // at all, incarnation 0, is streamed from frame 1 instead).
                 self.holds = Position::default();
                 self.subscribe(now_ns)
             }
@@ -785,8 +804,8 @@ impl Follower {
     }
 
     /// Time passed: heartbeat when idle, subscribe again if unanswered or if
-    /// a snapshot stalls (no part for the resubscribe interval), close a
-    /// silent link.
+    /// a snapshot stalls (no part for the silence limit), close a silent
+    /// link.
     pub fn tick(&mut self, now_ns: u64) -> Actions<FollowAction> {
         if matches!(self.state, FollowState::Down | FollowState::Closed) {
             return Actions::none();
@@ -794,11 +813,11 @@ impl Follower {
         if now_ns.saturating_sub(self.heard_ns) > self.cfg.silence_ns {
             return self.close(CloseReason::Silent);
         }
-        let waited = now_ns.saturating_sub(self.asked_ns) > self.cfg.resubscribe_ns;
-        if self.state == FollowState::Subscribed && waited {
+        let waited = now_ns.saturating_sub(self.asked_ns);
+        if self.state == FollowState::Subscribed && waited > self.cfg.resubscribe_ns {
             return self.subscribe(now_ns);
         }
-        if self.state == FollowState::Installing && waited {
+        if self.state == FollowState::Installing && waited > self.cfg.silence_ns {
             // The snapshot stalled (its end or a part was lost): drop the
             // copy and ask again.
             let mut out = Actions::one(FollowAction::InstallDrop);
@@ -1189,7 +1208,22 @@ mod tests {
         assert_eq!(all(k.install_failed(2)), [FollowAction::Send(sub(7, 5, 2))]);
         assert_eq!(
             all(f.refused(Refusal::Diverged, 4)),
-            [FollowAction::Send(sub(0, 0, 0))]
+            [FollowAction::Send(sub(9, 0, 0))]
+        );
+        // A snapshot whose parts stop coming is dropped and asked for again.
+        let mut m = Follower::new(c, 7, Position { seq: 5, term: 2 });
+        m.connected(0);
+        m.received(begin, 1);
+        m.received(part, 2);
+        let beat = 2 + c.silence_ns * 3 / 4;
+        m.received(Message::Heartbeat, beat);
+        assert!(
+            !all(m.tick(beat + 1)).contains(&FollowAction::InstallDrop),
+            "not stalled yet"
+        );
+        assert_eq!(
+            all(m.tick(3 + c.silence_ns)),
+            [FollowAction::InstallDrop, FollowAction::Send(sub(7, 5, 2))]
         );
     }
 }

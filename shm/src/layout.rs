@@ -36,7 +36,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field (`CHECKPOINT_NAME_BYTES_MAX`).
@@ -190,6 +190,10 @@ pub struct SegmentHeader {
     /// How many times a writer found the words derived from the slots (the
     /// counters, the index) damaged, and rebuilt them (`audit_held`).
     pub repairs: AtomicU64,
+    /// A replica rebuilt from a snapshot: frames numbered up to this (the
+    /// copy's catch-up horizon) are checked against the copy as they are
+    /// applied; 0: none.
+    pub catchup_end: AtomicU64,
 }
 
 /// One replica's acknowledgement.
@@ -305,7 +309,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 2552);
+    assert!(size_of::<SegmentHeader>() == 2560);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -321,6 +325,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, log_tail) == 2304);
     assert!(offset_of!(SegmentHeader, acks) == 2416);
     assert!(offset_of!(SegmentHeader, repairs) == 2544);
+    assert!(offset_of!(SegmentHeader, catchup_end) == 2552);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);

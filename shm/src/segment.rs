@@ -896,11 +896,6 @@ pub struct Segment {
     /// logging its frame): its close neither starts the retention clock nor
     /// deletes the checkpoint.
     counts_as_open: bool,
-    /// A replica rebuilt from a snapshot: frames numbered up to this (its
-    /// catch-up horizon) are checked against the copy as they are applied
-    /// (0: none). Process-local: a replica reopened later treats them as
-    /// any frame, and one the copy holds then shows as a divergence.
-    pub(crate) catchup_end: std::sync::atomic::AtomicU64,
     /// The process that registered: a `fork`ed child that inherits this
     /// handle shares its file description, and so its lease; dropping the
     /// handle there must not free the parent's entry or give its lease up.
@@ -982,7 +977,6 @@ impl Segment {
                 free_hint: std::sync::atomic::AtomicU32::new(0),
                 last_audit_ns: std::sync::atomic::AtomicI64::new(0),
                 counts_as_open: true,
-                catchup_end: std::sync::atomic::AtomicU64::new(0),
                 registered_by: std::process::id(),
             };
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
@@ -1092,7 +1086,6 @@ impl Segment {
             free_hint: std::sync::atomic::AtomicU32::new(0),
             last_audit_ns: std::sync::atomic::AtomicI64::new(0),
             counts_as_open: false,
-            catchup_end: std::sync::atomic::AtomicU64::new(0),
             registered_by: std::process::id(),
         }))
     }

@@ -18,7 +18,7 @@ use super::section::NewSection;
 use super::write::{new_size, Fill, SpareBuffer};
 use super::{ClaimFail, Held, Stamp};
 use crate::index::hash_id;
-use crate::layout::{intent_op, stage_kind, CommitWord, LifeWord, StageWord};
+use crate::layout::{intent_op, stage_kind, ActiveReplicaWord, CommitWord, LifeWord, StageWord};
 use crate::log::frame_bytes_max;
 use crate::racy;
 use crate::segment::Segment;
@@ -159,7 +159,15 @@ impl Segment {
         // stay dense). Their terms may be older than the copy's (an active
         // replica change it copied): they are the primary's history all the
         // same, sent by the link that sent the copy.
-        let catching_up = h.seq <= self.catchup_end.load(std::sync::atomic::Ordering::Relaxed);
+        if h.frame_bytes() > frame_bytes_max(self.geometry().log_bytes as usize) {
+            // Republished as is, it would have to be split: other numbers.
+            return Err(ApplyError::Diverged {
+                seq: h.seq,
+                why: "a frame larger than this replica's ring takes",
+            });
+        }
+        // Host-local, written only under the claim (held).
+        let catching_up = h.seq <= self.header().catchup_end.load(Ordering::Relaxed);
         if catching_up && self.copy_holds(frame) {
             if let Some(st) = self.staging().filter(|_| frame.is_staged()) {
                 // Stages of a change to a section the copy lacks.
@@ -178,10 +186,6 @@ impl Segment {
         }
         if h.term > term && h.kind != FrameKind::ActiveReplicaSet {
             return Err(diverged("a newer term without its active-replica frame"));
-        }
-        if h.frame_bytes() > frame_bytes_max(self.geometry().log_bytes as usize) {
-            // Republished as is, it would have to be split: other numbers.
-            return Err(diverged("a frame larger than this replica's ring takes"));
         }
         let staging = self.staging();
         let stamp = Stamp {
@@ -357,20 +361,28 @@ impl Segment {
             // (Every copy holds the checkpoint's creation.)
             return true;
         }
-        section.is_none()
-            && matches!(
-                h.kind,
-                FrameKind::Write
-                    | FrameKind::Overwrite
-                    | FrameKind::Delete
-                    | FrameKind::ExpirationSet
-            )
-    }
-
-    /// Sets the catch-up horizon of a replica an install just placed.
-    pub(crate) fn set_catchup_end(&self, seq: u64) {
-        self.catchup_end
-            .store(seq, std::sync::atomic::Ordering::Relaxed);
+        if let Some(Mutation::ActiveReplicaSet { node, term }) = frame.mutation() {
+            // The copy may hold the new active replica with the previous
+            // state number (the word is stored before its number).
+            let word =
+                ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed));
+            return word.set && word.node == node && word.term == term;
+        }
+        if section.is_some() {
+            return false;
+        }
+        match frame.mutation() {
+            Some(
+                Mutation::Write { .. }
+                | Mutation::Overwrite { .. }
+                | Mutation::Delete { .. }
+                | Mutation::ExpirationSet { .. },
+            ) => true,
+            // A piece of a large write at an offset (a create's pieces start
+            // at 0): its section was deleted before the copy looked.
+            Some(Mutation::Stage { at, .. }) => at > 0 && self.staging().is_none(),
+            _ => false,
+        }
     }
 
     /// The replica's staging in progress, if any (claim held).

@@ -234,8 +234,10 @@ impl Mapped {
                 resume = resume.min(stage_start);
             }
         }
-        // Checkpoint-wide state: its number is stored after the values (lag
-        // by at most the frame in flight, whose re-application is a no-op).
+        // Checkpoint-wide state: its number is stored after the values, so
+        // it may lag them by the frame in flight. Re-applying that frame is
+        // a no-op for a retention change; a replica treats an active-replica
+        // change it already holds (same node and term) as held.
         let state_seq = h.state_seq.load(Ordering::Acquire);
         let active_replica = ActiveReplicaWord::from(h.active_replica.load(Ordering::Acquire));
         let retention = Time(h.retention_ns.load(Ordering::SeqCst));

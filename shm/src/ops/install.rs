@@ -10,8 +10,9 @@
 //! old replica is untouched; a copy given up is removed.
 //!
 //! The new replica's ring starts empty at the snapshot's start. Frames up to
-//! the copy's `end_seq` (its catch-up horizon) may hold changes the copy has
-//! already: [`Segment::apply`] checks them against the sections' numbers
+//! the copy's `end_seq` (its catch-up horizon, kept in the segment's header
+//! so that it outlives the process) may hold changes the copy has already:
+//! [`Segment::apply`] checks them against the sections' numbers
 //! ([`ckpt_core::catchup`]) and republishes those it skips, so the ring's
 //! numbers stay dense.
 
@@ -29,7 +30,9 @@ use crate::segment::{build_new, Config, Mapped, Origin, Segment};
 use crate::slot::{self, FirstVersion};
 use crate::sync::Ordering;
 
-/// Why a snapshot could not be installed. The replica is unchanged.
+/// Why a snapshot could not be installed. The replica is unchanged, but for
+/// an `Open` error after the rename (the copy then holds the name: reopen
+/// it).
 #[derive(Debug)]
 pub enum InstallError {
     /// The new segment could not be made, renamed or opened.
@@ -106,6 +109,12 @@ impl Mapped {
     }
 }
 
+/// The largest sequence number a snapshot may start at (far beyond any real
+/// log; keeps `seq + 1` from overflowing).
+const SEQ_MAX: u64 = 1 << 62;
+/// The most frames a snapshot's catch-up horizon may span past its start.
+const HORIZON_MAX: u64 = 1 << 32;
+
 /// The section being filled: records of one section come in order.
 #[derive(Debug, Clone, Copy)]
 struct Filling {
@@ -180,6 +189,12 @@ impl Installer {
     /// Places one section record (a whole section, or its next piece).
     pub fn record(&mut self, r: &SectionRecord<'_>) -> Result<(), InstallError> {
         let invalid = |why| Err(InstallError::Invalid(why));
+        if r.offset
+            .checked_add(r.piece.len() as u64)
+            .is_none_or(|end| end > r.size)
+        {
+            return invalid("a piece past its section's size");
+        }
         if r.offset > 0 {
             let Some(f) = self.filling.as_mut() else {
                 return invalid("a piece of a section that was not begun");
@@ -282,8 +297,9 @@ impl Installer {
         Ok(())
     }
 
-    /// Writes `piece` at `offset` of slot `slot`'s buffer 0 (within the
-    /// section's size, checked by `record`).
+    /// Writes `piece` at `offset` of slot `slot`'s buffer 0 (`record`
+    /// checked that it ends within the section's size, at most
+    /// maxSectionSize).
     fn copy_piece(&self, slot: u32, offset: u64, piece: &[u8]) {
         let mapped = self.mapped();
         // SAFETY: nobody else maps the segment; offset + piece is within the
@@ -310,8 +326,14 @@ impl Installer {
                 "fewer or more sections than the snapshot counts",
             ));
         }
-        if tail.end_seq < start.seq || tail.state_seq > tail.end_seq {
-            return Err(InstallError::Invalid("an end before its start"));
+        if tail.end_seq < start.seq
+            || tail.state_seq > tail.end_seq
+            || start.seq > SEQ_MAX
+            || tail.end_seq - start.seq > HORIZON_MAX
+        {
+            return Err(InstallError::Invalid(
+                "a start or catch-up horizon out of range",
+            ));
         }
         let mapped = self.mapped.take().expect("an installer's segment");
         let h = mapped.header();
@@ -325,6 +347,7 @@ impl Installer {
             term: tail.term,
         };
         h.active_replica.store(word.value(), Ordering::Relaxed);
+        h.catchup_end.store(tail.end_seq, Ordering::Relaxed);
         let renamed = self
             .dir
             .rename(&self.tmp, &dir::file_name(&self.name))
@@ -334,10 +357,7 @@ impl Installer {
         renamed?;
         self.tmp.clear();
         let flags = OpenFlags::READ | OpenFlags::WRITE;
-        let segment =
-            Segment::open(&self.config, &self.name, flags, None).map_err(InstallError::Open)?;
-        segment.set_catchup_end(tail.end_seq);
-        Ok(segment)
+        Segment::open(&self.config, &self.name, flags, None).map_err(InstallError::Open)
     }
 }
 
