@@ -27,11 +27,11 @@ use std::time::{Duration, Instant};
 
 use ckpt_core::frame::{
     self, decode_message, encode_message, Frame, SectionRecord, SnapshotTail, WireError,
-    MESSAGE_HEADER_BYTES,
+    WireMessage, MESSAGE_HEADER_BYTES,
 };
 use ckpt_core::repl::{
     Actions, CloseReason, FollowAction, Follower, LinkConfig, LogView, Message, Position, Refusal,
-    ShipAction, Shipper,
+    ShipAction, Shipper, AUTH_BYTES,
 };
 use ckpt_core::CheckpointName;
 use ckpt_shm::log::LogError;
@@ -40,13 +40,15 @@ use ckpt_shm::ops::{ApplyError, Consumer};
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{Config, Segment};
 use ckpt_transport::Connection;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// The link id a follower uses on its connection (one checkpoint per
 /// connection for now).
 pub const LINK: u32 = 1;
 
 /// How a link behaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct LinkOptions {
     /// The protocol's windows and timers.
     pub link: LinkConfig,
@@ -58,6 +60,11 @@ pub struct LinkOptions {
     /// snapshot part once its records do, so a part may hold one more
     /// record of up to this size: keep `max_message` at least twice this).
     pub batch_bytes: usize,
+    /// The cluster key both ends must prove they hold before anything else
+    /// (challenge-response: HMAC-SHA256 over both ends' random challenges);
+    /// `None`: links are not authenticated, and a peer that asks for it is
+    /// refused.
+    pub key: Option<ClusterKey>,
 }
 
 impl Default for LinkOptions {
@@ -67,7 +74,29 @@ impl Default for LinkOptions {
             poll: Duration::from_micros(200),
             max_message: 64 << 20,
             batch_bytes: 1 << 20,
+            key: None,
         }
+    }
+}
+
+/// A pre-shared cluster key (at least [`ClusterKey::BYTES_MIN`] bytes).
+#[derive(Clone)]
+pub struct ClusterKey(std::sync::Arc<[u8]>);
+
+impl ClusterKey {
+    /// The shortest key accepted.
+    pub const BYTES_MIN: usize = 16;
+
+    /// The key `bytes`; `None` if it is shorter than [`Self::BYTES_MIN`].
+    pub fn new(bytes: &[u8]) -> Option<ClusterKey> {
+        (bytes.len() >= Self::BYTES_MIN).then(|| ClusterKey(bytes.into()))
+    }
+}
+
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the bytes.
+        write!(f, "ClusterKey({} bytes)", self.0.len())
     }
 }
 
@@ -104,6 +133,9 @@ pub enum ReplicationError {
     Install(InstallError),
     /// The peer asked for, or sent, another checkpoint than this link's.
     WrongCheckpoint(String),
+    /// The peer did not prove it holds the cluster key (or this end has
+    /// none and the peer asked for it): the connection is refused.
+    Unauthenticated(&'static str),
 }
 
 impl fmt::Display for ReplicationError {
@@ -119,6 +151,7 @@ impl fmt::Display for ReplicationError {
             ReplicationError::WrongCheckpoint(n) => {
                 write!(f, "the peer's link is for another checkpoint ({n})")
             }
+            ReplicationError::Unauthenticated(why) => write!(f, "peer refused: {why}"),
         }
     }
 }
@@ -169,6 +202,123 @@ fn send<C: Connection>(
     let n = encode_message(LINK, m, name, frames, &mut head)?;
     conn.send(&[&head[..n], frames])?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Authentication
+
+/// Which end of a link: part of what each end's proof covers, so that one
+/// end's answer is never valid as the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Shipper,
+    Follower,
+}
+
+impl Side {
+    fn byte(self) -> u8 {
+        match self {
+            Side::Shipper => b'S',
+            Side::Follower => b'F',
+        }
+    }
+
+    fn other(self) -> Side {
+        match self {
+            Side::Shipper => Side::Follower,
+            Side::Follower => Side::Shipper,
+        }
+    }
+}
+
+/// How long the two ends may take to authenticate each other.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `side` answers to the challenge `challenge` after sending its own,
+/// `own`: HMAC-SHA256 under the key of a label, the side, and both
+/// challenges (so that an answer cannot be replayed on another connection,
+/// nor reflected back).
+fn proof(key: &ClusterKey, side: Side, challenge: &[u8], own: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
+    mac.update(b"ckpt replication link v1");
+    mac.update(&[side.byte()]);
+    mac.update(challenge);
+    mac.update(own);
+    mac
+}
+
+/// The next whole message within `deadline`.
+fn recv_by<'c, C: Connection>(
+    conn: &'c mut C,
+    deadline: Instant,
+    opts: &LinkOptions,
+) -> Result<WireMessage<'c>, ReplicationError> {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    match conn.recv(wait) {
+        Ok(Some(bytes)) => Ok(decode_message(bytes, opts.max_message)?.0),
+        Ok(None) => Err(ReplicationError::Unauthenticated(
+            "no answer to the challenge in time",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Both ends prove they hold the cluster key without sending it: each sends
+/// a fresh random challenge, answers the other's with a MAC under the key
+/// (`proof`), and checks the other's answer (in constant time). Runs first
+/// on a connection whose ends have a key.
+fn authenticate<C: Connection>(
+    conn: &mut C,
+    key: &ClusterKey,
+    side: Side,
+    opts: &LinkOptions,
+) -> Result<(), ReplicationError> {
+    let deadline = Instant::now() + AUTH_TIMEOUT;
+    let mut own = [0u8; AUTH_BYTES];
+    getrandom::fill(&mut own).map_err(|e| ReplicationError::Io(io::Error::other(e.to_string())))?;
+    send(conn, &Message::Hello { nonce: own }, &[], &[])?;
+    let challenge = match recv_by(conn, deadline, opts)?.message {
+        Message::Hello { nonce } => nonce,
+        _ => {
+            return Err(ReplicationError::Unauthenticated(
+                "the peer did not authenticate (it has no cluster key?)",
+            ))
+        }
+    };
+    if challenge == own {
+        return Err(ReplicationError::Unauthenticated(
+            "the peer sent this end's challenge back",
+        ));
+    }
+    let answer = proof(key, side, &challenge, &own).finalize().into_bytes();
+    send(conn, &Message::Proof { mac: answer.into() }, &[], &[])?;
+    let theirs = match recv_by(conn, deadline, opts)?.message {
+        Message::Proof { mac } => mac,
+        _ => return Err(ReplicationError::Unauthenticated("the peer sent no answer")),
+    };
+    proof(key, side.other(), &own, &challenge)
+        .verify_slice(&theirs)
+        .map_err(|_| ReplicationError::Unauthenticated("wrong cluster key"))
+}
+
+/// Authenticates the connection if this end has a key.
+fn authenticate_if_keyed<C: Connection>(
+    conn: &mut C,
+    side: Side,
+    opts: &LinkOptions,
+) -> Result<(), ReplicationError> {
+    match &opts.key {
+        Some(key) => authenticate(conn, key, side, opts),
+        None => Ok(()),
+    }
+}
+
+/// The error for an authentication message once the link runs.
+fn stray_auth(opts: &LinkOptions) -> ReplicationError {
+    ReplicationError::Unauthenticated(match opts.key {
+        None => "the peer requires a cluster key and this end has none",
+        Some(_) => "the peer authenticated again on a running link",
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -279,6 +429,7 @@ pub fn ship<C: Connection>(
     opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<Ended, ReplicationError> {
+    authenticate_if_keyed(conn, Side::Shipper, opts)?;
     // Two threads: this one wakes on the log (a new frame is shipped at
     // once), the other on the socket (an acknowledgement releases writers
     // at once). They share the link's state under a lock.
@@ -308,6 +459,11 @@ pub fn ship<C: Connection>(
                     Err(Some(e)) => return finish(Err(e)),
                 };
                 let m = match decode_message(bytes, opts.max_message) {
+                    Ok((m, _))
+                        if matches!(m.message, Message::Hello { .. } | Message::Proof { .. }) =>
+                    {
+                        return finish(Err(stray_auth(opts)))
+                    }
                     Ok((m, _)) if m.link == LINK => m,
                     Ok((m, _)) => return finish(Err(ReplicationError::WrongLink(m.link))),
                     Err(e) => return finish(Err(e.into())),
@@ -624,6 +780,7 @@ pub fn follow<C: Connection>(
         Some(r) => (r.incarnation(), held(r)),
         None => (0, Position::default()),
     };
+    authenticate_if_keyed(conn, Side::Follower, opts)?;
     let mut follower = Follower::new(opts.link, incarnation, holds);
     let first = follower.connected(clock.now());
     let mut subscribed = false;
@@ -744,6 +901,9 @@ pub fn follow<C: Connection>(
             let next = match received {
                 Some(bytes) => {
                     let (m, _) = decode_message(bytes, opts.max_message)?;
+                    if matches!(m.message, Message::Hello { .. } | Message::Proof { .. }) {
+                        return Err(stray_auth(opts));
+                    }
                     if m.link != LINK {
                         return Err(ReplicationError::WrongLink(m.link));
                     }

@@ -354,6 +354,16 @@ fn one_link(
     name: &str,
 ) -> (Result<Ended, LinkError>, Followed) {
     let opts = LinkOptions::default();
+    one_link_opts(primary, replica_dir, name, (&opts, &opts))
+}
+
+/// [`one_link`] with these options for the shipper and the follower.
+fn one_link_opts(
+    primary: &ckpt::Checkpoint,
+    replica_dir: &std::path::Path,
+    name: &str,
+    (opts, follow_opts): (&LinkOptions, &LinkOptions),
+) -> (Result<Ended, LinkError>, Followed) {
     let stop = AtomicBool::new(false);
     let listener = backend()
         .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
@@ -365,7 +375,7 @@ fn one_link(
     std::thread::scope(|s| {
         let follower = s.spawn(|| {
             let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
-            follow(&config, &name, &mut conn, &opts, &stop)
+            follow(&config, &name, &mut conn, follow_opts, &stop)
         });
         let done = &done;
         s.spawn(|| {
@@ -376,7 +386,7 @@ fn one_link(
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
-        let shipped = ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop);
+        let shipped = ship(primary.segment(), REPLICA_NODE, &mut conn, opts, &stop);
         drop(conn);
         let followed = follower.join().unwrap();
         done.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -431,4 +441,61 @@ fn a_replica_of_an_earlier_incarnation_is_rebuilt_for_the_new_one() {
         rebuilt.segment().incarnation(),
         second.segment().incarnation()
     );
+}
+
+fn keyed(key: &[u8]) -> LinkOptions {
+    LinkOptions {
+        key: Some(ckpt::replication::ClusterKey::new(key).unwrap()),
+        ..LinkOptions::default()
+    }
+}
+
+#[test]
+fn peers_with_the_same_cluster_key_replicate() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_keyed";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"secret").unwrap();
+    let opts = keyed(b"sixteen-byte-key and some more");
+    with_link_opts(opts, &primary, b.path(), name, || {
+        primary.overwrite(b"k", b"still secret").unwrap();
+    });
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+    assert!(ckpt::replication::ClusterKey::new(b"too short").is_none());
+}
+
+#[test]
+fn a_peer_without_the_cluster_key_is_refused_and_nothing_is_replicated() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_refused";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"secret").unwrap();
+    let right = keyed(b"the right cluster key, 32 bytes.");
+    let wrong = keyed(b"the wrong cluster key, 32 bytes.");
+    let none = LinkOptions::default();
+    let refused = |e: &LinkError, why: &str| {
+        let text = e.to_string();
+        assert!(text.contains(why), "{text:?} does not say {why:?}");
+    };
+    // The wrong key: each end sees the other's answer fail.
+    let (shipped, followed) = one_link_opts(&primary, b.path(), name, (&right, &wrong));
+    refused(&shipped.expect_err("wrong key"), "wrong cluster key");
+    refused(&followed.err().expect("wrong key"), "wrong cluster key");
+    // A key on the primary's side only.
+    let (shipped, followed) = one_link_opts(&primary, b.path(), name, (&right, &none));
+    refused(&shipped.expect_err("no key"), "did not authenticate");
+    refused(
+        &followed.err().expect("no key"),
+        "requires a cluster key and this end has none",
+    );
+    // A key on the replica's side only.
+    let (shipped, followed) = one_link_opts(&primary, b.path(), name, (&none, &right));
+    refused(
+        &shipped.expect_err("no key"),
+        "requires a cluster key and this end has none",
+    );
+    assert!(followed.is_err(), "the replica's end fails too");
+    // Nothing reached the replica's host.
+    let replica = Service::with_config(Config::with_dir(b.path()));
+    assert!(replica.open(name, OpenFlags::READ, None).is_err());
 }

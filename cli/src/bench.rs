@@ -2027,9 +2027,10 @@ impl BenchLink {
             ..Config::with_dir(&replica_dir)
         };
         let (p, s1, s2) = (primary.clone(), stop.clone(), stop.clone());
+        let ship_opts = opts.clone();
         let shipper = std::thread::spawn(move || {
             if let Ok(Some((mut conn, _))) = listener.accept(Duration::from_secs(5)) {
-                let _ = ckpt::replication::ship(&p, 2, &mut conn, &opts, &s1);
+                let _ = ckpt::replication::ship(&p, 2, &mut conn, &ship_opts, &s1);
             }
         });
         let cname = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;

@@ -99,6 +99,11 @@ enum Cmd {
         /// auto (io_uring where the kernel allows it), io_uring or tcp.
         #[arg(long, default_value = "auto")]
         transport: String,
+        /// A file holding the cluster key (at least 16 bytes, readable by its
+        /// owner only): both ends prove they hold it before anything else.
+        /// Without it, links are not authenticated.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<std::path::PathBuf>,
     },
     /// Keep this host's replica of a checkpoint up to date from its primary's
     /// `ckpt ship`, reconnecting after a lost link, until SIGTERM or SIGINT.
@@ -111,6 +116,11 @@ enum Cmd {
         /// auto (io_uring where the kernel allows it), io_uring or tcp.
         #[arg(long, default_value = "auto")]
         transport: String,
+        /// A file holding the cluster key (at least 16 bytes, readable by its
+        /// owner only): both ends prove they hold it before anything else.
+        /// Without it, links are not authenticated.
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<std::path::PathBuf>,
     },
     /// Run the local benchmarks beside their baselines and print the ratios.
     Bench {
@@ -222,22 +232,27 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             listen,
             replica_node,
             transport,
+            key_file,
         } => {
             let name = checkpoint_name(&name)?;
             let stop = ckpt_cli::replicate::stop_on_signals()?;
             let backend = ckpt_cli::replicate::backend(&transport)?;
-            ckpt_cli::replicate::run_ship(&config, &name, listen, replica_node, backend, &stop)?;
+            let opts = ckpt_cli::replicate::link_options(key_file.as_deref())?;
+            let to = (listen, replica_node);
+            ckpt_cli::replicate::run_ship(&config, &name, to, backend, &opts, &stop)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Follow {
             name,
             from,
             transport,
+            key_file,
         } => {
             let name = checkpoint_name(&name)?;
             let stop = ckpt_cli::replicate::stop_on_signals()?;
             let backend = ckpt_cli::replicate::backend(&transport)?;
-            ckpt_cli::replicate::run_follow(&config, &name, from, backend, &stop)?;
+            let opts = ckpt_cli::replicate::link_options(key_file.as_deref())?;
+            ckpt_cli::replicate::run_follow(&config, &name, from, backend, &opts, &stop)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { quick, json } => {

@@ -7,11 +7,13 @@
 //! every checkpoint and peer of its configuration (not yet built).
 
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ckpt::replication::{follow, ship, Ended, LinkOptions};
+use ckpt::replication::{follow, ship, ClusterKey, Ended, LinkOptions};
 use ckpt_core::{CheckpointName, OpenFlags};
 use ckpt_shm::{Config, Segment};
 use ckpt_transport::{Auto, Backend, Choice, Listener};
@@ -45,16 +47,54 @@ fn log(what: std::fmt::Arguments<'_>) {
     eprintln!("ckpt: {what}");
 }
 
+/// The links' options, with the cluster key in `key_file` if given: at
+/// least [`ClusterKey::BYTES_MIN`] bytes, in a regular file that only its
+/// owner can read or write.
+pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
+    let Some(path) = key_file else {
+        log(format_args!(
+            "links are not authenticated (no --key-file): use a trusted network only"
+        ));
+        return Ok(LinkOptions::default());
+    };
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("key file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("key file {shown}: not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "key file {shown}: others can read or write it (chmod 600 it)"
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("key file {shown}: {e}"))?;
+    let key = ClusterKey::new(&bytes).ok_or_else(|| {
+        format!(
+            "key file {shown}: {} bytes, at least {} needed",
+            bytes.len(),
+            ClusterKey::BYTES_MIN
+        )
+    })?;
+    log(format_args!(
+        "links authenticated with the cluster key in {shown}"
+    ));
+    Ok(LinkOptions {
+        key: Some(key),
+        ..LinkOptions::default()
+    })
+}
+
 /// Serves checkpoint `name` (of `config`'s directory) to the replica on
-/// node `node` through `listen` until `stop`.
+/// node `to.1` through address `to.0` until `stop`.
 pub fn run_ship(
     config: &Config,
     name: &CheckpointName,
-    listen: SocketAddr,
-    node: u32,
+    to: (SocketAddr, u32),
     backend: Auto,
+    opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<(), String> {
+    let (listen, node) = to;
     let primary =
         Segment::open(config, name, OpenFlags::READ, None).map_err(|e| format!("{name}: {e}"))?;
     if primary.is_replica() {
@@ -62,7 +102,6 @@ pub fn run_ship(
             "{name} is a replica here: only its primary ships it"
         ));
     }
-    let opts = LinkOptions::default();
     let listener = backend
         .listen(listen, opts.max_message)
         .map_err(|e| format!("listen on {listen}: {e}"))?;
@@ -76,7 +115,7 @@ pub fn run_ship(
             continue;
         };
         log(format_args!("replica connected from {peer}"));
-        match ship(&primary, node, &mut conn, &opts, stop) {
+        match ship(&primary, node, &mut conn, opts, stop) {
             Ok(ended) => log(format_args!("link to {peer} ended: {}", describe(ended))),
             Err(e) => log(format_args!("link to {peer} failed: {e}")),
         }
@@ -92,15 +131,15 @@ pub fn run_follow(
     name: &CheckpointName,
     from: SocketAddr,
     backend: Auto,
+    opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<(), String> {
-    let opts = LinkOptions::default();
     let mut retry = Duration::from_millis(50);
     log(format_args!("following {name} from {from}"));
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         match backend.connect(from, Duration::from_secs(2), opts.max_message) {
-            Ok(mut conn) => match follow(config, name, &mut conn, &opts, stop) {
+            Ok(mut conn) => match follow(config, name, &mut conn, opts, stop) {
                 Ok((ended, replica)) => {
                     let held = replica.map_or(0, |r| r.last_seq());
                     log(format_args!(

@@ -2,7 +2,8 @@
 //! never panics, it never accepts more than the limit, and whatever it
 //! accepts is exactly what `frame::encode_message` produces for the decoded
 //! message followed by its body (carried frames, a snapshot's creation
-//! frame, section records, a snapshot's tail), so the two ends of a
+//! frame, section records, a snapshot's tail; the challenge or answer of an
+//! authentication travels in the header's body), so the two ends of a
 //! replication link can never disagree about a message's meaning; the
 //! records it accepts read back whole.
 //!
@@ -100,7 +101,7 @@ fuzz_target!(|input: &[u8]| {
         seq: b,
         term: c as u32,
     };
-    let (message, name, carried) = match mode / 2 % 5 {
+    let (message, name, carried) = match mode / 2 % 6 {
         0 => (
             Message::Subscribe {
                 incarnation: a,
@@ -155,6 +156,18 @@ fuzz_target!(|input: &[u8]| {
             }
         },
         3 => (Message::Ack { holds }, &[][..], Vec::new()),
+        4 => {
+            let mut bytes = [0u8; 32];
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = (a >> (i % 8 * 8)) as u8 ^ i as u8;
+            }
+            let m = if c % 2 == 0 {
+                Message::Hello { nonce: bytes }
+            } else {
+                Message::Proof { mac: bytes }
+            };
+            (m, &[][..], Vec::new())
+        }
         _ => (Message::Heartbeat, &[][..], Vec::new()),
     };
     let mut bytes = vec![0u8; 40 + 64 + 8];
