@@ -26,8 +26,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ckpt_core::frame::{
-    self, decode_message, encode_message, Frame, SectionRecord, SnapshotTail, WireError,
-    WireMessage, MESSAGE_HEADER_BYTES,
+    self, decode_message, encode_message, Frame, SnapshotTail, WireError, WireMessage,
+    MESSAGE_HEADER_BYTES,
 };
 use ckpt_core::repl::{
     Actions, CloseReason, FollowAction, Follower, LinkConfig, LogView, Message, Position, Refusal,
@@ -636,20 +636,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                 .batch_bytes
                 .saturating_sub(frame::record_bytes(c.id.len(), 0))
                 .max(4096);
-            let mut offset = 0;
-            loop {
-                let piece = &c.data[offset..c.data.len().min(offset + room)];
-                let record = SectionRecord {
-                    id: c.id,
-                    piece,
-                    size: c.data.len() as u64,
-                    offset: offset as u64,
-                    version: c.version,
-                    last_update: c.last_update.0,
-                    expiration: c.expiration.0,
-                    data_seq: c.seqs.data_seq,
-                    expiration_seq: c.seqs.expiration_seq,
-                };
+            for record in c.records(room) {
                 frame::encode_record(&record, out);
                 records += 1;
                 if out.len() >= opts.batch_bytes {
@@ -660,10 +647,6 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                     }
                     out.clear();
                     records = 0;
-                }
-                offset += piece.len();
-                if offset >= c.data.len() {
-                    break;
                 }
             }
         });

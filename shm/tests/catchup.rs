@@ -505,7 +505,7 @@ fn a_contained_staged_mutation_is_skipped_with_its_pieces() {
 /// overlaps writes.
 #[test]
 fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() {
-    use ckpt_core::frame::{self, SectionRecord, SnapshotTail};
+    use ckpt_core::frame::{self, SnapshotTail};
     use ckpt_core::repl::Position;
     const ROUNDS: u64 = 60;
     let (_dir, config) = config(8 << 20);
@@ -554,25 +554,8 @@ fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() 
                 .snapshot_with(|c| {
                     sections += 1;
                     // Pieces of at most 64 bytes: sections span records.
-                    let mut offset = 0;
-                    loop {
-                        let piece = &c.data[offset..c.data.len().min(offset + 64)];
-                        let r = SectionRecord {
-                            id: c.id,
-                            piece,
-                            size: c.data.len() as u64,
-                            offset: offset as u64,
-                            version: c.version,
-                            last_update: c.last_update.0,
-                            expiration: c.expiration.0,
-                            data_seq: c.seqs.data_seq,
-                            expiration_seq: c.seqs.expiration_seq,
-                        };
+                    for r in c.records(64) {
                         frame::encode_record(&r, &mut bytes);
-                        offset += piece.len();
-                        if offset >= c.data.len() {
-                            break;
-                        }
                     }
                     // Writes between the copies of two sections.
                     random_op(&writer_seg, &mut rng);

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use ckpt_core::catchup::{self, SectionSeqs};
-use ckpt_core::frame::{self, Frame, FrameHeader, HEADER_BYTES};
+use ckpt_core::frame::{self, Frame, FrameHeader, SectionRecord, HEADER_BYTES};
 use ckpt_core::Time;
 
 use super::SectionRef;
@@ -355,6 +355,30 @@ pub struct SectionCopy<'a> {
     pub expiration: Time,
     /// The sequence numbers the copy reflects.
     pub seqs: SectionSeqs,
+}
+
+impl<'a> SectionCopy<'a> {
+    /// The section as wire records: pieces of at most `room` bytes (at
+    /// least one record, for an empty section), in order.
+    pub fn records(&self, room: usize) -> impl Iterator<Item = SectionRecord<'a>> + use<'a> {
+        let c = *self;
+        let room = room.max(1);
+        let pieces = c.data.len().div_ceil(room).max(1);
+        (0..pieces).map(move |i| {
+            let offset = i * room;
+            SectionRecord {
+                id: c.id,
+                piece: &c.data[offset..c.data.len().min(offset + room)],
+                size: c.data.len() as u64,
+                offset: offset as u64,
+                version: c.version,
+                last_update: c.last_update.0,
+                expiration: c.expiration.0,
+                data_seq: c.seqs.data_seq,
+                expiration_seq: c.seqs.expiration_seq,
+            }
+        })
+    }
 }
 
 /// What a streamed snapshot says besides its sections: where to resume and
