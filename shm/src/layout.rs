@@ -510,6 +510,19 @@ packed_word! {
 /// The largest version a [`CommitWord`] holds.
 pub const VERSION_MAX: u64 = (1 << 48) - 1;
 
+/// The version after `v`: `v + 1`, and after [`VERSION_MAX`] 1 again (0
+/// means "never written"). A section written 2^48 times (about 65 days at
+/// 50 M writes a second) wraps instead of overflowing into the word's other
+/// fields; a reader's copy spans two versions at most, so the wrap is never
+/// ambiguous to it.
+pub const fn next_version(v: u64) -> u64 {
+    if v >= VERSION_MAX {
+        1
+    } else {
+        v + 1
+    }
+}
+
 /// Slot states in [`LifeWord::state`].
 pub mod slot_state {
     /// Unused.
@@ -690,6 +703,23 @@ mod tests {
         assert_disjoint(ActiveReplicaWord::FIELDS);
         assert_disjoint(RoleWord::FIELDS);
         assert_disjoint(StageWord::FIELDS);
+    }
+
+    #[test]
+    fn versions_wrap_to_1_after_the_largest_a_commit_word_holds() {
+        assert_eq!(next_version(1), 2);
+        assert_eq!(next_version(VERSION_MAX - 1), VERSION_MAX);
+        assert_eq!(next_version(VERSION_MAX), 1);
+        let last = CommitWord {
+            pending: false,
+            cur: 1,
+            version: next_version(VERSION_MAX),
+        };
+        assert_eq!(
+            CommitWord::from(last.value()).version,
+            1,
+            "not truncated to 0"
+        );
     }
 
     #[test]

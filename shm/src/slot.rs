@@ -16,7 +16,7 @@
 //! The data copy itself is a closure, so the same protocol code runs on mapped
 //! memory and on loom's atomics in the model tests.
 
-use crate::layout::{slot_state, CommitWord, LifeWord, SlotHeader};
+use crate::layout::{next_version, slot_state, CommitWord, LifeWord, SlotHeader};
 use crate::sync::{fence, spin_hint, Ordering};
 
 /// How many times a reader retries a read that raced with writers before it
@@ -50,11 +50,13 @@ pub struct ReadMeta {
 /// True if a copy taken from the buffer of `before` is still that version,
 /// given the commit word `after` loaded once the copy was done.
 ///
-/// The buffer of version `v` is rewritten only by the writer of `v + 2`, which
-/// first sets `pending` on a word at version `v + 1`.
+/// The buffer of version `v` is rewritten only by the writer of the version
+/// after next, which first sets `pending` on a word at the next version
+/// ([`next_version`]: versions wrap after `VERSION_MAX`).
 #[inline]
 pub fn copy_is_consistent(before: CommitWord, after: CommitWord) -> bool {
-    after.version == before.version || (after.version == before.version + 1 && !after.pending)
+    after.version == before.version
+        || (after.version == next_version(before.version) && !after.pending)
 }
 
 /// Reads one consistent version of the section in `slot`, incarnation `gen`.
@@ -149,7 +151,7 @@ pub fn write_commit(
     let next = CommitWord {
         pending: false,
         cur: buffer,
-        version: current.version + 1,
+        version: next_version(current.version),
     };
     // SYNC POINT: Release pairs with the Acquire load in `read_consistent`.
     slot.commit.store(next.value(), Ordering::Release);

@@ -18,7 +18,9 @@ use super::section::NewSection;
 use super::write::{new_size, Fill, SpareBuffer};
 use super::{ClaimFail, Held, Stamp};
 use crate::index::hash_id;
-use crate::layout::{intent_op, stage_kind, ActiveReplicaWord, CommitWord, LifeWord, StageWord};
+use crate::layout::{
+    intent_op, next_version, stage_kind, ActiveReplicaWord, CommitWord, LifeWord, StageWord,
+};
 use crate::log::frame_bytes_max;
 use crate::racy;
 use crate::segment::Segment;
@@ -264,7 +266,7 @@ impl Segment {
                 let section = find(id).ok_or(diverged("a write to a missing section"))?;
                 let slot = self.slot(section.slot);
                 let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
-                if h.version != current.version + 1 {
+                if h.version != next_version(current.version) {
                     return Err(diverged("a write whose version does not follow"));
                 }
                 let offset = (h.kind == FrameKind::Write).then_some(h.arg as u64);

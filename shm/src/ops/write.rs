@@ -9,7 +9,7 @@ use ckpt_core::frame::FrameKind;
 
 use super::read::committed_size;
 use super::{FrameSpec, Intent, SectionRef, Stamp};
-use crate::layout::{intent_op, CommitWord};
+use crate::layout::{intent_op, next_version, CommitWord};
 use crate::racy;
 use crate::segment::{now, Segment};
 use crate::slot;
@@ -325,7 +325,7 @@ impl Segment {
         let target = CommitWord {
             pending: false,
             cur: current.cur ^ 1,
-            version: current.version + 1,
+            version: next_version(current.version),
         };
         let intent = Intent {
             op: intent_op::WRITE,
@@ -432,5 +432,56 @@ impl Segment {
                 }
             },
         );
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, Time};
+
+    use crate::layout::{CommitWord, VERSION_MAX};
+    use crate::segment::{Config, Segment};
+    use crate::sync::Ordering;
+
+    /// Sets the committed version of `section`'s slot (nobody else writes).
+    fn set_version(seg: &Segment, slot: u32, version: u64) {
+        let commit = &seg.slot(slot).commit;
+        let c = CommitWord::from(commit.load(Ordering::Relaxed));
+        commit.store(CommitWord { version, ..c }.value(), Ordering::Relaxed);
+    }
+
+    /// A section written past the largest version a commit word holds goes
+    /// on at version 1 (not 0, "never written", nor into the word's other
+    /// fields); reads stay consistent, and a replica applying the frames
+    /// follows the wrap.
+    #[test]
+    fn versions_wrap_to_1_on_the_primary_and_on_a_replica() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (config, replica_config) = (Config::with_dir(a.path()), Config::with_dir(b.path()));
+        let name = CheckpointName::new("wrap").unwrap();
+        let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let attrs = CreationAttributes::new(2, 64);
+        let primary = Segment::open(&config, &name, rwc, Some(&attrs)).unwrap();
+        let (s, _) = primary.create_section(Some(b"k"), Time::END, b"a").unwrap();
+        let mut consumer = primary.consumer(Some(0));
+        let created = consumer.next_frame().unwrap().unwrap();
+        let replica = Segment::open_replica(&replica_config, &created).unwrap();
+        let mut feed = |replica: &Segment| {
+            while let Some(f) = consumer.next_frame().unwrap() {
+                replica.apply(&f).unwrap();
+            }
+        };
+        feed(&replica);
+        let rs = replica.lookup(b"k").unwrap().unwrap();
+        set_version(&primary, s.slot, VERSION_MAX - 1);
+        set_version(&replica, rs.slot, VERSION_MAX - 1);
+        for (byte, want) in [(1u8, VERSION_MAX), (2, 1), (3, 2)] {
+            primary.write(s, None, &[byte; 8]).unwrap();
+            let (data, meta) = primary.read_to_vec(s).unwrap();
+            assert_eq!((data, meta.version), (vec![byte; 8], want));
+            feed(&replica);
+            let (data, meta) = replica.read_to_vec(rs).unwrap();
+            assert_eq!((data, meta.version), (vec![byte; 8], want));
+        }
     }
 }
