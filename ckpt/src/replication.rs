@@ -65,6 +65,17 @@ pub struct LinkOptions {
     /// `None`: links are not authenticated, and a peer that asks for it is
     /// refused.
     pub key: Option<ClusterKey>,
+    /// Called (on the link's thread) with each [`LinkEvent`]; `None`: they
+    /// are not reported.
+    pub on_event: Option<fn(&LinkEvent)>,
+}
+
+impl LinkOptions {
+    fn report(&self, event: LinkEvent) {
+        if let Some(f) = self.on_event {
+            f(&event);
+        }
+    }
 }
 
 impl Default for LinkOptions {
@@ -75,6 +86,41 @@ impl Default for LinkOptions {
             max_message: 64 << 20,
             batch_bytes: 1 << 20,
             key: None,
+            on_event: None,
+        }
+    }
+}
+
+/// Something an operator wants to know happened on a link (given to
+/// [`LinkOptions::on_event`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The peer proved it holds the cluster key.
+    Authenticated,
+    /// The shipper sent a snapshot of `sections` sections; the replica then
+    /// holds every frame through `start`.
+    SnapshotSent { start: u64, sections: u64 },
+    /// The replica was rebuilt from a snapshot of `sections` sections: it
+    /// holds every frame through `start`.
+    SnapshotInstalled { start: u64, sections: u64 },
+    /// A snapshot was refused (the replica stays as it was; another is asked
+    /// for): why.
+    SnapshotRefused(&'static str),
+}
+
+impl fmt::Display for LinkEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkEvent::Authenticated => f.write_str("the peer holds the cluster key"),
+            LinkEvent::SnapshotSent { start, sections } => write!(
+                f,
+                "sent a snapshot (sections: {sections}; the replica then holds frame {start})"
+            ),
+            LinkEvent::SnapshotInstalled { start, sections } => write!(
+                f,
+                "rebuilt the replica from a snapshot (sections: {sections}; it holds frame {start})"
+            ),
+            LinkEvent::SnapshotRefused(why) => write!(f, "refused a snapshot: {why}"),
         }
     }
 }
@@ -298,7 +344,9 @@ fn authenticate<C: Connection>(
     };
     proof(key, side.other(), &own, &challenge)
         .verify_slice(&theirs)
-        .map_err(|_| ReplicationError::Unauthenticated("wrong cluster key"))
+        .map_err(|_| ReplicationError::Unauthenticated("wrong cluster key"))?;
+    opts.report(LinkEvent::Authenticated);
+    Ok(())
 }
 
 /// Authenticates the connection if this end has a key.
@@ -689,6 +737,10 @@ impl<C: Connection> ShipLink<'_, '_, C> {
         };
         let end = Message::SnapshotEnd { start, sections };
         send(self.conn, &end, &[], &tail.to_bytes())?;
+        opts.report(LinkEvent::SnapshotSent {
+            start: start.seq,
+            sections,
+        });
         Ok(Some(start))
     }
 }
@@ -838,7 +890,7 @@ pub fn follow<C: Connection>(
                                 match i.record(&r) {
                                     Ok(()) => {}
                                     Err(InstallError::Invalid(why)) => {
-                                        eprintln!("ckpt: snapshot of {name} refused: {why}");
+                                        opts.report(LinkEvent::SnapshotRefused(why));
                                         install_ok = false;
                                         break;
                                     }
@@ -857,10 +909,14 @@ pub fn follow<C: Connection>(
                                 Ok(segment) => {
                                     // The old replica's name is the new one's now.
                                     replica = Some(segment);
+                                    opts.report(LinkEvent::SnapshotInstalled {
+                                        start: start.seq,
+                                        sections,
+                                    });
                                     follower.installed(start, now)
                                 }
                                 Err(InstallError::Invalid(why)) => {
-                                    eprintln!("ckpt: snapshot of {name} refused: {why}");
+                                    opts.report(LinkEvent::SnapshotRefused(why));
                                     follower.install_failed(now)
                                 }
                                 Err(e) => return Err(ReplicationError::Install(e)),

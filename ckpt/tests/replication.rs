@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use ckpt::replication::{follow, ship, Ended, LinkOptions};
+use ckpt::replication::{follow, ship, Ended, LinkEvent, LinkOptions};
 use ckpt::{
     CheckpointName, Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode,
 };
@@ -258,8 +258,13 @@ fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on
         primary.overwrite(b"k\x00", &[n as u8; 4096]).unwrap();
     }
     // The writer goes on while the copy is taken and sent: overwrites,
-    // writes at offsets, creates and deletes.
-    let (shipped, followed, held) = with_link(&primary, b.path(), name, || {
+    // writes at offsets, creates and deletes. Both ends report the snapshot.
+    static EVENTS: std::sync::Mutex<Vec<LinkEvent>> = std::sync::Mutex::new(Vec::new());
+    let opts = LinkOptions {
+        on_event: Some(|e| EVENTS.lock().unwrap().push(*e)),
+        ..LinkOptions::default()
+    };
+    let (shipped, followed, held) = with_link_opts(opts, &primary, b.path(), name, || {
         for n in 0..3000u32 {
             if n % 16 == 0 {
                 // Slow enough that the copy is taken and sent meanwhile.
@@ -296,6 +301,16 @@ fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on
     assert_eq!(followed, Ended::Stopped);
     assert_eq!(held, primary.segment().last_seq());
     assert_eq!(sections(b.path(), name), sections(a.path(), name));
+    let events = std::mem::take(&mut *EVENTS.lock().unwrap());
+    let sent = events.iter().find_map(|e| match *e {
+        LinkEvent::SnapshotSent { start, sections } => Some((start, sections)),
+        _ => None,
+    });
+    let installed = events.iter().find_map(|e| match *e {
+        LinkEvent::SnapshotInstalled { start, sections } => Some((start, sections)),
+        _ => None,
+    });
+    assert!(sent.is_some() && sent == installed, "{events:?}");
     // The replica goes on from what it holds after the install (no second
     // snapshot: a reader that has it open sees the new writes).
     let reader = Service::with_config(Config::with_dir(b.path()))

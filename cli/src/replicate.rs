@@ -47,15 +47,19 @@ fn log(what: std::fmt::Arguments<'_>) {
     eprintln!("ckpt: {what}");
 }
 
-/// The links' options, with the cluster key in `key_file` if given: at
-/// least [`ClusterKey::BYTES_MIN`] bytes, in a regular file that only its
-/// owner can read or write.
+/// The links' options: events logged, and the cluster key in `key_file` if
+/// given (at least [`ClusterKey::BYTES_MIN`] bytes, in a regular file that
+/// only its owner can read or write).
 pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
+    let logged = LinkOptions {
+        on_event: Some(|e| log(format_args!("{e}"))),
+        ..LinkOptions::default()
+    };
     let Some(path) = key_file else {
         log(format_args!(
             "links are not authenticated (no --key-file): use a trusted network only"
         ));
-        return Ok(LinkOptions::default());
+        return Ok(logged);
     };
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("key file {shown}: {e}"))?;
@@ -80,7 +84,7 @@ pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
     ));
     Ok(LinkOptions {
         key: Some(key),
-        ..LinkOptions::default()
+        ..logged
     })
 }
 
