@@ -728,15 +728,8 @@ impl<C: Connection> ShipLink<'_, '_, C> {
             None => head.active_replica.term,
         };
         let start = Position { seq, term };
-        let tail = SnapshotTail {
-            end_seq: head.end_seq,
-            state_seq: head.state_seq,
-            active: head.active_replica.set.then_some(head.active_replica.node),
-            term: head.active_replica.term,
-            retention_ns: head.retention.0,
-        };
         let end = Message::SnapshotEnd { start, sections };
-        send(self.conn, &end, &[], &tail.to_bytes())?;
+        send(self.conn, &end, &[], &head.tail().to_bytes())?;
         opts.report(LinkEvent::SnapshotSent {
             start: start.seq,
             sections,

@@ -505,7 +505,7 @@ fn a_contained_staged_mutation_is_skipped_with_its_pieces() {
 /// overlaps writes.
 #[test]
 fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() {
-    use ckpt_core::frame::{self, SnapshotTail};
+    use ckpt_core::frame;
     use ckpt_core::repl::Position;
     const ROUNDS: u64 = 60;
     let (_dir, config) = config(8 << 20);
@@ -573,14 +573,7 @@ fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() 
             seq: head.resume_seq - 1,
             term: 1,
         };
-        let tail = SnapshotTail {
-            end_seq: head.end_seq,
-            state_seq: head.state_seq,
-            active: head.active_replica.set.then_some(head.active_replica.node),
-            term: head.active_replica.term,
-            retention_ns: head.retention.0,
-        };
-        let replica = installer.finish(start, sections, &tail).unwrap();
+        let replica = installer.finish(start, sections, &head.tail()).unwrap();
         assert_eq!(replica.last_seq(), start.seq);
         // The log from the resume point, applied in order.
         let mut consumer = reader_seg.consumer(Some(head.resume));

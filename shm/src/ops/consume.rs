@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use ckpt_core::catchup::{self, SectionSeqs};
-use ckpt_core::frame::{self, Frame, FrameHeader, SectionRecord, HEADER_BYTES};
+use ckpt_core::frame::{self, Frame, FrameHeader, SectionRecord, SnapshotTail, HEADER_BYTES};
 use ckpt_core::Time;
 
 use super::SectionRef;
@@ -403,6 +403,19 @@ pub struct SnapshotHead {
 }
 
 impl SnapshotHead {
+    /// What a replica installing this copy needs besides its sections (on
+    /// the wire at a snapshot's end).
+    pub fn tail(&self) -> SnapshotTail {
+        let active = self.active_replica;
+        SnapshotTail {
+            end_seq: self.end_seq,
+            state_seq: self.state_seq,
+            active: active.set.then_some(active.node),
+            term: active.term,
+            retention_ns: self.retention.0,
+        }
+    }
+
     /// True if the copy already holds the effect of this frame (replay skips
     /// it); `section` is the copy's entry for the frame's section id.
     pub fn contains(&self, header: &FrameHeader, section: Option<SectionSeqs>) -> bool {
