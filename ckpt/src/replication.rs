@@ -237,6 +237,22 @@ fn recv<C: Connection>(
     }
 }
 
+/// Decodes a message of a running link: a malformed one, one for another
+/// link, or an authentication message (those come only first) is an error.
+fn link_message<'b>(
+    bytes: &'b [u8],
+    opts: &LinkOptions,
+) -> Result<WireMessage<'b>, ReplicationError> {
+    let (m, _) = decode_message(bytes, opts.max_message)?;
+    if matches!(m.message, Message::Hello { .. } | Message::Proof { .. }) {
+        return Err(stray_auth(opts));
+    }
+    if m.link != LINK {
+        return Err(ReplicationError::WrongLink(m.link));
+    }
+    Ok(m)
+}
+
 /// Encodes `m` and sends it (with `frames` after it, for a `Frames` message).
 fn send<C: Connection>(
     conn: &mut C,
@@ -506,15 +522,9 @@ pub fn ship<C: Connection>(
                     Err(None) => return finish(Ok(Ended::PeerClosed)),
                     Err(Some(e)) => return finish(Err(e)),
                 };
-                let m = match decode_message(bytes, opts.max_message) {
-                    Ok((m, _))
-                        if matches!(m.message, Message::Hello { .. } | Message::Proof { .. }) =>
-                    {
-                        return finish(Err(stray_auth(opts)))
-                    }
-                    Ok((m, _)) if m.link == LINK => m,
-                    Ok((m, _)) => return finish(Err(ReplicationError::WrongLink(m.link))),
-                    Err(e) => return finish(Err(e.into())),
+                let m = match link_message(bytes, opts) {
+                    Ok(m) => m,
+                    Err(e) => return finish(Err(e)),
                 };
                 if matches!(m.message, Message::Subscribe { .. })
                     && m.name != primary.name().as_bytes()
@@ -645,9 +655,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
         }
         None
     }
-}
 
-impl<C: Connection> ShipLink<'_, '_, C> {
     /// Sends a fuzzy snapshot of `primary`: its creation frame, its sections
     /// as records in messages of about `opts.batch_bytes` (a section larger
     /// than that in pieces), and where it stands. Returns the position it
@@ -818,9 +826,7 @@ pub fn follow<C: Connection>(
         // next (no allocation per batch once it is large enough).
         let mut carried: Vec<u8> = Vec::new();
         let mut tail: Option<SnapshotTail> = None;
-        // A snapshot being installed, and whether its records were valid.
-        let mut installer: Option<Installer> = None;
-        let mut install_ok = true;
+        let mut rebuild = Rebuild(None);
         let mut pending = Some(first);
         loop {
             while let Some(actions) = pending.take() {
@@ -860,62 +866,21 @@ pub fn follow<C: Connection>(
                             pending = Some(next);
                         }
                         FollowAction::InstallBegin { .. } => {
-                            // A fresh copy; one begun is removed first.
-                            drop(installer.take());
-                            install_ok = true;
-                            // (`decode_message` checked it is the creation frame.)
-                            let created = frame::decode(&carried, true)
-                                .map_err(|e| ReplicationError::Wire(WireError::BadFrame(e)))?;
-                            if created.id != name.as_bytes() {
-                                let got = String::from_utf8_lossy(created.id).into_owned();
-                                return Err(ReplicationError::WrongCheckpoint(got));
-                            }
-                            installer = Some(
-                                Segment::install_begin(config, &created)
-                                    .map_err(ReplicationError::Open)?,
-                            );
+                            rebuild.begin(config, name, &carried)?;
                         }
-                        FollowAction::InstallPart => {
-                            let Some(i) = installer.as_mut().filter(|_| install_ok) else {
-                                continue;
-                            };
-                            for r in frame::records(&carried) {
-                                match i.record(&r) {
-                                    Ok(()) => {}
-                                    Err(InstallError::Invalid(why)) => {
-                                        opts.report(LinkEvent::SnapshotRefused(why));
-                                        install_ok = false;
-                                        break;
-                                    }
-                                    Err(e) => return Err(ReplicationError::Install(e)),
-                                }
-                            }
-                        }
+                        FollowAction::InstallPart => rebuild.part(&carried, opts)?,
                         FollowAction::InstallEnd { start, sections } => {
                             let now = clock.now();
-                            let copy = installer.take().filter(|_| install_ok);
-                            let (Some(copy), Some(tail)) = (copy, tail) else {
-                                pending = Some(follower.install_failed(now));
-                                continue;
-                            };
-                            pending = Some(match copy.finish(start, sections, &tail) {
-                                Ok(segment) => {
+                            pending = Some(match rebuild.end(start, sections, tail, opts)? {
+                                Some(segment) => {
                                     // The old replica's name is the new one's now.
                                     replica = Some(segment);
-                                    opts.report(LinkEvent::SnapshotInstalled {
-                                        start: start.seq,
-                                        sections,
-                                    });
                                     follower.installed(start, now)
                                 }
-                                Err(InstallError::Invalid(why)) => {
-                                    opts.report(LinkEvent::SnapshotRefused(why));
-                                    follower.install_failed(now)
-                                }
-                                Err(e) => return Err(ReplicationError::Install(e)),
+                                None => follower.install_failed(now),
                             });
                         }
-                        FollowAction::InstallDrop => installer = None,
+                        FollowAction::InstallDrop => rebuild.drop_copy(),
                         FollowAction::Close(r) => return Ok(Ended::Closed(r)),
                     }
                 }
@@ -932,13 +897,7 @@ pub fn follow<C: Connection>(
             busy = received.is_some();
             let next = match received {
                 Some(bytes) => {
-                    let (m, _) = decode_message(bytes, opts.max_message)?;
-                    if matches!(m.message, Message::Hello { .. } | Message::Proof { .. }) {
-                        return Err(stray_auth(opts));
-                    }
-                    if m.link != LINK {
-                        return Err(ReplicationError::WrongLink(m.link));
-                    }
+                    let m = link_message(bytes, opts)?;
                     carried.clear();
                     carried.extend_from_slice(m.frames);
                     carried.extend_from_slice(m.records);
@@ -952,6 +911,85 @@ pub fn follow<C: Connection>(
     })();
     debug_assert!(subscribed || result.is_err());
     result.map(|ended| (ended, replica))
+}
+
+/// A snapshot being installed into a copy of the replica (`None`: none, or
+/// its records were refused: the copy is removed and its end fails).
+struct Rebuild(Option<Installer>);
+
+impl Rebuild {
+    /// A snapshot begins with the checkpoint's creation frame, `created`
+    /// (`decode_message` checked it): a fresh copy; one begun is removed
+    /// first.
+    fn begin(
+        &mut self,
+        config: &Config,
+        name: &CheckpointName,
+        created: &[u8],
+    ) -> Result<(), ReplicationError> {
+        self.0 = None;
+        let created = frame::decode(created, true)
+            .map_err(|e| ReplicationError::Wire(WireError::BadFrame(e)))?;
+        if created.id != name.as_bytes() {
+            let got = String::from_utf8_lossy(created.id).into_owned();
+            return Err(ReplicationError::WrongCheckpoint(got));
+        }
+        let copy = Segment::install_begin(config, &created).map_err(ReplicationError::Open)?;
+        self.0 = Some(copy);
+        Ok(())
+    }
+
+    /// Places a part's records; the first refused drops the copy.
+    fn part(&mut self, records: &[u8], opts: &LinkOptions) -> Result<(), ReplicationError> {
+        let Some(copy) = self.0.as_mut() else {
+            return Ok(());
+        };
+        for r in frame::records(records) {
+            match copy.record(&r) {
+                Ok(()) => {}
+                Err(InstallError::Invalid(why)) => {
+                    opts.report(LinkEvent::SnapshotRefused(why));
+                    self.0 = None;
+                    return Ok(());
+                }
+                Err(e) => return Err(ReplicationError::Install(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshot's end: the installed replica, or `None` if the copy was
+    /// refused (the replica is as it was).
+    fn end(
+        &mut self,
+        start: Position,
+        sections: u64,
+        tail: Option<SnapshotTail>,
+        opts: &LinkOptions,
+    ) -> Result<Option<Segment>, ReplicationError> {
+        let (Some(copy), Some(tail)) = (self.0.take(), tail) else {
+            return Ok(None);
+        };
+        match copy.finish(start, sections, &tail) {
+            Ok(segment) => {
+                opts.report(LinkEvent::SnapshotInstalled {
+                    start: start.seq,
+                    sections,
+                });
+                Ok(Some(segment))
+            }
+            Err(InstallError::Invalid(why)) => {
+                opts.report(LinkEvent::SnapshotRefused(why));
+                Ok(None)
+            }
+            Err(e) => Err(ReplicationError::Install(e)),
+        }
+    }
+
+    /// Drops the copy begun.
+    fn drop_copy(&mut self) {
+        self.0 = None;
+    }
 }
 
 /// What a replica segment holds: its last frame's number and term.

@@ -1917,16 +1917,8 @@ fn measure_resync(
     let (mut ours, mut base) = (Series::default(), Series::default());
     for rep in 0..RESYNC_REPS {
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let listener = backend
-            .listen("127.0.0.1:0".parse().expect("an address"), opts.max_message)
-            .map_err(|e| format!("listen: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
         let replica_dir = work.dir.0.join(format!("resync-{rep}"));
-        std::fs::create_dir_all(&replica_dir).map_err(|e| format!("replica dir: {e}"))?;
-        let replica_config = Config {
-            log_bytes: Some(4 << 20),
-            ..Config::with_dir(&replica_dir)
-        };
+        let (listener, addr, replica_config) = link_ends(backend, &replica_dir, &opts)?;
         let cname = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;
         let want = primary.last_seq();
         let took = std::thread::scope(|s| {
@@ -1998,6 +1990,27 @@ fn measure_resync(
     Ok((ours, base))
 }
 
+/// The two ends of a bench link over loopback: the primary's listener and
+/// its address, and the replica's configuration (directory `replica_dir`,
+/// made here; a 4 MiB ring).
+fn link_ends(
+    backend: ckpt_transport::Auto,
+    replica_dir: &Path,
+    opts: &ckpt::replication::LinkOptions,
+) -> Result<(ckpt_transport::AutoListen, std::net::SocketAddr, Config), String> {
+    use ckpt_transport::{Backend, Listener};
+    let listener = backend
+        .listen("127.0.0.1:0".parse().expect("an address"), opts.max_message)
+        .map_err(|e| format!("listen: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
+    std::fs::create_dir_all(replica_dir).map_err(|e| format!("replica dir: {e}"))?;
+    let replica_config = Config {
+        log_bytes: Some(4 << 20),
+        ..Config::with_dir(replica_dir)
+    };
+    Ok((listener, addr, replica_config))
+}
+
 /// A link between the primary `name` (in the run's directory) and its
 /// replica (in a subdirectory), run by two threads until dropped.
 struct BenchLink {
@@ -2016,16 +2029,8 @@ impl BenchLink {
         use ckpt_transport::{Backend, Listener};
         let opts = ckpt::replication::LinkOptions::default();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let listener = backend
-            .listen("127.0.0.1:0".parse().expect("an address"), opts.max_message)
-            .map_err(|e| format!("listen: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| format!("listen: {e}"))?;
         let replica_dir = work.dir.0.join(format!("replica-{name}"));
-        std::fs::create_dir_all(&replica_dir).map_err(|e| format!("replica dir: {e}"))?;
-        let replica_config = Config {
-            log_bytes: Some(4 << 20),
-            ..Config::with_dir(&replica_dir)
-        };
+        let (listener, addr, replica_config) = link_ends(backend, &replica_dir, &opts)?;
         let (p, s1, s2) = (primary.clone(), stop.clone(), stop.clone());
         let ship_opts = opts.clone();
         let shipper = std::thread::spawn(move || {

@@ -96,14 +96,8 @@ enum Cmd {
         /// synchronous writers here).
         #[arg(long, default_value_t = 2)]
         replica_node: u32,
-        /// auto (io_uring where the kernel allows it), io_uring or tcp.
-        #[arg(long, default_value = "auto")]
-        transport: String,
-        /// A file holding the cluster key (at least 16 bytes, readable by its
-        /// owner only): both ends prove they hold it before anything else.
-        /// Without it, links are not authenticated.
-        #[arg(long, value_name = "FILE")]
-        key_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        link: ckpt_cli::replicate::LinkArgs,
     },
     /// Keep this host's replica of a checkpoint up to date from its primary's
     /// `ckpt ship`, reconnecting after a lost link, until SIGTERM or SIGINT.
@@ -113,14 +107,8 @@ enum Cmd {
         /// The primary's `ckpt ship` address.
         #[arg(long, value_name = "ADDR")]
         from: std::net::SocketAddr,
-        /// auto (io_uring where the kernel allows it), io_uring or tcp.
-        #[arg(long, default_value = "auto")]
-        transport: String,
-        /// A file holding the cluster key (at least 16 bytes, readable by its
-        /// owner only): both ends prove they hold it before anything else.
-        /// Without it, links are not authenticated.
-        #[arg(long, value_name = "FILE")]
-        key_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        link: ckpt_cli::replicate::LinkArgs,
     },
     /// Run the local benchmarks beside their baselines and print the ratios.
     Bench {
@@ -231,28 +219,17 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             name,
             listen,
             replica_node,
-            transport,
-            key_file,
+            link,
         } => {
             let name = checkpoint_name(&name)?;
-            let stop = ckpt_cli::replicate::stop_on_signals()?;
-            let backend = ckpt_cli::replicate::backend(&transport)?;
-            let opts = ckpt_cli::replicate::link_options(key_file.as_deref())?;
-            let to = (listen, replica_node);
-            ckpt_cli::replicate::run_ship(&config, &name, to, backend, &opts, &stop)?;
+            let link = link.prepare()?;
+            ckpt_cli::replicate::run_ship(&config, &name, (listen, replica_node), &link)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Follow {
-            name,
-            from,
-            transport,
-            key_file,
-        } => {
+        Cmd::Follow { name, from, link } => {
             let name = checkpoint_name(&name)?;
-            let stop = ckpt_cli::replicate::stop_on_signals()?;
-            let backend = ckpt_cli::replicate::backend(&transport)?;
-            let opts = ckpt_cli::replicate::link_options(key_file.as_deref())?;
-            ckpt_cli::replicate::run_follow(&config, &name, from, backend, &opts, &stop)?;
+            let link = link.prepare()?;
+            ckpt_cli::replicate::run_follow(&config, &name, from, &link)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Bench { quick, json } => {

@@ -47,6 +47,39 @@ fn log(what: std::fmt::Arguments<'_>) {
     eprintln!("ckpt: {what}");
 }
 
+/// The options `ckpt ship` and `ckpt follow` share.
+#[derive(clap::Args)]
+pub struct LinkArgs {
+    /// auto (io_uring where the kernel allows it), io_uring or tcp.
+    #[arg(long, default_value = "auto")]
+    transport: String,
+    /// A file holding the cluster key (at least 16 bytes, readable by its
+    /// owner only): both ends prove they hold it before anything else.
+    /// Without it, links are not authenticated.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<std::path::PathBuf>,
+}
+
+/// What a link run by hand needs: the stop flag (set by SIGTERM and
+/// SIGINT), the transport, and the links' options.
+pub struct Link {
+    stop: Arc<AtomicBool>,
+    backend: Auto,
+    opts: LinkOptions,
+}
+
+impl LinkArgs {
+    /// Installs the signal handlers, chooses the transport and reads the key
+    /// (each logged).
+    pub fn prepare(&self) -> Result<Link, String> {
+        Ok(Link {
+            stop: stop_on_signals()?,
+            backend: backend(&self.transport)?,
+            opts: link_options(self.key_file.as_deref())?,
+        })
+    }
+}
+
 /// The links' options: events logged, and the cluster key in `key_file` if
 /// given (at least [`ClusterKey::BYTES_MIN`] bytes, in a regular file that
 /// only its owner can read or write).
@@ -89,16 +122,19 @@ pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
 }
 
 /// Serves checkpoint `name` (of `config`'s directory) to the replica on
-/// node `to.1` through address `to.0` until `stop`.
+/// node `to.1` through address `to.0` until `link`'s stop flag is set.
 pub fn run_ship(
     config: &Config,
     name: &CheckpointName,
     to: (SocketAddr, u32),
-    backend: Auto,
-    opts: &LinkOptions,
-    stop: &AtomicBool,
+    link: &Link,
 ) -> Result<(), String> {
     let (listen, node) = to;
+    let Link {
+        stop,
+        backend,
+        opts,
+    } = link;
     let primary =
         Segment::open(config, name, OpenFlags::READ, None).map_err(|e| format!("{name}: {e}"))?;
     if primary.is_replica() {
@@ -129,15 +165,18 @@ pub fn run_ship(
 }
 
 /// Follows checkpoint `name` from `from` into `config`'s directory until
-/// `stop`.
+/// `link`'s stop flag is set.
 pub fn run_follow(
     config: &Config,
     name: &CheckpointName,
     from: SocketAddr,
-    backend: Auto,
-    opts: &LinkOptions,
-    stop: &AtomicBool,
+    link: &Link,
 ) -> Result<(), String> {
+    let Link {
+        stop,
+        backend,
+        opts,
+    } = link;
     let mut retry = Duration::from_millis(50);
     log(format_args!("following {name} from {from}"));
     while !stop.load(Ordering::Relaxed) {

@@ -255,6 +255,16 @@ impl Rng {
     }
 }
 
+/// A fresh seed for a property test (printed by it, so a failure can be
+/// looked into).
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1
+}
+
 /// One random mutation on `seg` (errors such as a full checkpoint are fine).
 fn random_op(seg: &Segment, rng: &mut Rng) {
     const IDS: u64 = 48;
@@ -316,11 +326,7 @@ fn snapshots_taken_under_a_running_writer_replay_to_the_exact_state() {
     let (_dir, config) = config(8 << 20);
     let name = CheckpointName::new("property").unwrap();
     let attrs = CreationAttributes::new(64, 256);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = seed();
     println!("catch-up property seed {seed}");
     let mut diverged_without_rule = 0;
     let mut overlapped = 0;
@@ -513,11 +519,7 @@ fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() 
     let replica_config = Config::with_dir(replica_dir.path());
     let name = CheckpointName::new("installed").unwrap();
     let attrs = CreationAttributes::new(64, 256);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let seed = seed();
     println!("install property seed {seed}");
     let mut held_by_copy = 0u64;
     for round in 0..ROUNDS {

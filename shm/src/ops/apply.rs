@@ -363,26 +363,26 @@ impl Segment {
             // (Every copy holds the checkpoint's creation.)
             return true;
         }
-        if let Some(Mutation::ActiveReplicaSet { node, term }) = frame.mutation() {
-            // The copy may hold the new active replica with the previous
-            // state number (the word is stored before its number).
-            let word =
-                ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed));
-            return word.set && word.node == node && word.term == term;
-        }
-        if section.is_some() {
-            return false;
-        }
+        // A change to a section the copy lacks: it was deleted before the
+        // copy looked, and the frame is a no-op here.
+        let missing = section.is_none();
         match frame.mutation() {
+            Some(Mutation::ActiveReplicaSet { node, term }) => {
+                // The copy may hold the new active replica with the previous
+                // state number (the word is stored before its number).
+                let word =
+                    ActiveReplicaWord::from(self.header().active_replica.load(Ordering::Relaxed));
+                word.set && word.node == node && word.term == term
+            }
             Some(
                 Mutation::Write { .. }
                 | Mutation::Overwrite { .. }
                 | Mutation::Delete { .. }
                 | Mutation::ExpirationSet { .. },
-            ) => true,
+            ) => missing,
             // A piece of a large write at an offset (a create's pieces start
-            // at 0): its section was deleted before the copy looked.
-            Some(Mutation::Stage { at, .. }) => at > 0 && self.staging().is_none(),
+            // at 0).
+            Some(Mutation::Stage { at, .. }) => missing && at > 0 && self.staging().is_none(),
             _ => false,
         }
     }
