@@ -1,6 +1,12 @@
 //! Replication links over a transport: the drivers of `ckpt_core::repl`'s
 //! state machines on real segments.
 //!
+//! A link begins with the shipper's offer, which names the checkpoint (after
+//! the two ends proved they hold the cluster key, where they have one): so
+//! either end may be the one that connected, and a node's daemon learns from
+//! one listening socket which checkpoint an incoming link carries
+//! ([`accept_offer`]).
+//!
 //! [`ship`] runs on the primary's host, one per replica and checkpoint: it
 //! indexes the primary's log ring (sequence number → ring position and
 //! term), answers the replica's subscription, copies frames out of the ring,
@@ -13,16 +19,16 @@
 //! fuzzy snapshot the shipper streams while the writer goes on
 //! (`ckpt_shm::ops::install`).
 //!
-//! Not yet: the node daemon that runs these per checkpoint and peer,
-//! authentication, and an event-driven wait (the follower polls its socket
-//! with a short timeout, [`LinkOptions::poll`], when it had nothing to do
-//! the last time).
+//! The node daemon ([`crate::node`]) runs these per checkpoint and peer.
+//! Not yet: an event-driven wait at the follower (it polls its socket with a
+//! short timeout, [`LinkOptions::poll`], when it had nothing to do the last
+//! time).
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ckpt_core::frame::{
@@ -68,6 +74,9 @@ pub struct LinkOptions {
     /// Called (on the link's thread) with each [`LinkEvent`]; `None`: they
     /// are not reported.
     pub on_event: Option<fn(&LinkEvent)>,
+    /// Where the link counts what it does, for an operator; `None`: it does
+    /// not. Give each link its own.
+    pub stats: Option<Arc<LinkStats>>,
 }
 
 impl LinkOptions {
@@ -75,6 +84,45 @@ impl LinkOptions {
         if let Some(f) = self.on_event {
             f(&event);
         }
+    }
+
+    /// Runs `f` on the link's counters, if it has them.
+    fn count(&self, f: impl FnOnce(&LinkStats)) {
+        if let Some(stats) = &self.stats {
+            f(stats);
+        }
+    }
+}
+
+/// What a link has done, as counters and gauges an operator reads while it
+/// runs (each word on its own: a reader may see one updated before another,
+/// and every store is `Relaxed`, as are the readers' loads: they order
+/// nothing else).
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// The replica holds every frame through this one: as it acknowledged
+    /// (at the shipper) or as applied (at the follower).
+    pub held: AtomicU64,
+    /// The primary's last frame, as this end last saw it.
+    pub primary: AtomicU64,
+    /// The term of the last frame the replica holds (at the follower), or
+    /// the primary's term (at the shipper).
+    pub term: AtomicU32,
+    /// Frames shipped (at the shipper) or applied (at the follower).
+    pub frames: AtomicU64,
+    /// Snapshots sent or installed.
+    pub snapshots: AtomicU64,
+}
+
+impl LinkStats {
+    fn raise(word: &AtomicU64, to: u64) {
+        word.fetch_max(to, Ordering::Relaxed);
+    }
+
+    /// Frames the replica lacks (as this end knows).
+    pub fn lag(&self) -> u64 {
+        let primary = self.primary.load(Ordering::Relaxed);
+        primary.saturating_sub(self.held.load(Ordering::Relaxed))
     }
 }
 
@@ -87,6 +135,7 @@ impl Default for LinkOptions {
             batch_bytes: 1 << 20,
             key: None,
             on_event: None,
+            stats: None,
         }
     }
 }
@@ -182,6 +231,12 @@ pub enum ReplicationError {
     /// The peer did not prove it holds the cluster key (or this end has
     /// none and the peer asked for it): the connection is refused.
     Unauthenticated(&'static str),
+    /// The peer did not begin the link with an offer of a checkpoint (in
+    /// time, or one this end can take): why.
+    NoOffer(&'static str),
+    /// The offered checkpoint is a primary on this host (in `term`), not a
+    /// replica: it is not followed.
+    HeldAsPrimary { term: u32 },
 }
 
 impl fmt::Display for ReplicationError {
@@ -198,6 +253,11 @@ impl fmt::Display for ReplicationError {
                 write!(f, "the peer's link is for another checkpoint ({n})")
             }
             ReplicationError::Unauthenticated(why) => write!(f, "peer refused: {why}"),
+            ReplicationError::NoOffer(why) => write!(f, "no checkpoint offered: {why}"),
+            ReplicationError::HeldAsPrimary { term } => write!(
+                f,
+                "this host holds the checkpoint as a primary (term {term}), not as a replica"
+            ),
         }
     }
 }
@@ -293,7 +353,8 @@ impl Side {
     }
 }
 
-/// How long the two ends may take to authenticate each other.
+/// How long the two ends may take to authenticate each other, and then the
+/// shipper to offer its checkpoint.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `side` answers to the challenge `challenge` after sending its own,
@@ -309,18 +370,17 @@ fn proof(key: &ClusterKey, side: Side, challenge: &[u8], own: &[u8]) -> Hmac<Sha
     mac
 }
 
-/// The next whole message within `deadline`.
+/// The next whole message within `deadline`; `late` if none came.
 fn recv_by<'c, C: Connection>(
     conn: &'c mut C,
     deadline: Instant,
     opts: &LinkOptions,
+    late: ReplicationError,
 ) -> Result<WireMessage<'c>, ReplicationError> {
     let wait = deadline.saturating_duration_since(Instant::now());
     match conn.recv(wait) {
         Ok(Some(bytes)) => Ok(decode_message(bytes, opts.max_message)?.0),
-        Ok(None) => Err(ReplicationError::Unauthenticated(
-            "no answer to the challenge in time",
-        )),
+        Ok(None) => Err(late),
         Err(e) => Err(e.into()),
     }
 }
@@ -339,7 +399,16 @@ fn authenticate<C: Connection>(
     let mut own = [0u8; AUTH_BYTES];
     getrandom::fill(&mut own).map_err(|e| ReplicationError::Io(io::Error::other(e.to_string())))?;
     send(conn, &Message::Hello { nonce: own }, &[], &[])?;
-    let challenge = match recv_by(conn, deadline, opts)?.message {
+    let late = || ReplicationError::Unauthenticated("no answer to the challenge in time");
+    let first = match recv_by(conn, deadline, opts, late()) {
+        Err(ReplicationError::Io(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(ReplicationError::Unauthenticated(
+                "the peer did not authenticate: it closed the connection (it has no cluster key?)",
+            ))
+        }
+        first => first?,
+    };
+    let challenge = match first.message {
         Message::Hello { nonce } => nonce,
         _ => {
             return Err(ReplicationError::Unauthenticated(
@@ -354,7 +423,7 @@ fn authenticate<C: Connection>(
     }
     let answer = proof(key, side, &challenge, &own).finalize().into_bytes();
     send(conn, &Message::Proof { mac: answer.into() }, &[], &[])?;
-    let theirs = match recv_by(conn, deadline, opts)?.message {
+    let theirs = match recv_by(conn, deadline, opts, late())?.message {
         Message::Proof { mac } => mac,
         _ => return Err(ReplicationError::Unauthenticated("the peer sent no answer")),
     };
@@ -482,8 +551,9 @@ impl LogView for RingIndex<'_> {
 
 /// Ships the checkpoint `primary` (a segment of this host) to the replica
 /// on `node` at the other end of `conn`, until the link ends or `stop` is
-/// set. The replica's acknowledgements are recorded for synchronous
-/// writers while the link runs. One thread waits on the log (the futex
+/// set: offers it (as this host's node, `primary.config().node_id`), then
+/// answers the replica's subscription. The replica's acknowledgements are
+/// recorded for synchronous writers while the link runs. One thread waits on the log (the futex
 /// standbys wait on) and ships new frames at once; another waits on the
 /// connection and handles what the replica sends.
 pub fn ship<C: Connection>(
@@ -494,6 +564,11 @@ pub fn ship<C: Connection>(
     stop: &AtomicBool,
 ) -> Result<Ended, ReplicationError> {
     authenticate_if_keyed(conn, Side::Shipper, opts)?;
+    let offer = Message::Offer {
+        incarnation: primary.incarnation(),
+        node: primary.config().node_id,
+    };
+    send(conn, &offer, primary.name().as_bytes(), &[])?;
     // Two threads: this one wakes on the log (a new frame is shipped at
     // once), the other on the socket (an acknowledgement releases writers
     // at once). They share the link's state under a lock.
@@ -555,6 +630,10 @@ pub fn ship<C: Connection>(
                 if let Err(e) = l.index.refresh() {
                     return finish(Err(e));
                 }
+                opts.count(|c| {
+                    LinkStats::raise(&c.primary, l.index.tail());
+                    c.term.store(primary.current_term(), Ordering::Relaxed);
+                });
                 let out = l.shipper.poll(&l.index, clock.now());
                 if let Some(r) = l.run(out, primary, node, opts, &clock) {
                     return finish(r);
@@ -616,6 +695,9 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         Ok(Some(sent)) => {
                             // A batch cut at its byte limit: the rest next.
                             self.shipper.shipped_through(sent);
+                            opts.count(|c| {
+                                c.frames.fetch_add(sent - first + 1, Ordering::Relaxed);
+                            });
                             let m = Message::Frames {
                                 first,
                                 last: sent,
@@ -643,6 +725,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                     },
                     ShipAction::Acked { seq } => {
                         primary.acknowledge(node, seq);
+                        opts.count(|c| LinkStats::raise(&c.held, seq));
                         Ok(())
                     }
                     ShipAction::Deposed { term } => return Some(Ok(Ended::Deposed { term })),
@@ -742,6 +825,9 @@ impl<C: Connection> ShipLink<'_, '_, C> {
             start: start.seq,
             sections,
         });
+        opts.count(|c| {
+            c.snapshots.fetch_add(1, Ordering::Relaxed);
+        });
         Ok(Some(start))
     }
 }
@@ -789,11 +875,69 @@ fn read_frames(
 // ---------------------------------------------------------------------------
 // The replica's end
 
+/// What a shipper offered at the start of a link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered {
+    /// The checkpoint.
+    pub name: CheckpointName,
+    /// Its incarnation at the primary.
+    pub incarnation: u64,
+    /// The primary's node.
+    pub node: u32,
+}
+
+/// The replica's end of a link's start: authenticates (where this end has a
+/// key) and reads the shipper's offer. Then [`follow_offered`] follows it.
+pub fn accept_offer<C: Connection>(
+    conn: &mut C,
+    opts: &LinkOptions,
+) -> Result<Offered, ReplicationError> {
+    authenticate_if_keyed(conn, Side::Follower, opts)?;
+    let deadline = Instant::now() + AUTH_TIMEOUT;
+    let late = ReplicationError::NoOffer("none came in time");
+    let m = recv_by(conn, deadline, opts, late)?;
+    let Message::Offer { incarnation, node } = m.message else {
+        return Err(match m.message {
+            Message::Hello { .. } | Message::Proof { .. } => stray_auth(opts),
+            _ => ReplicationError::NoOffer("the peer began with another message"),
+        });
+    };
+    if m.link != LINK {
+        return Err(ReplicationError::WrongLink(m.link));
+    }
+    let name = CheckpointName::new(m.name)
+        .map_err(|_| ReplicationError::NoOffer("the offered name is not a checkpoint name"))?;
+    Ok(Offered {
+        name,
+        incarnation,
+        node,
+    })
+}
+
 /// Follows checkpoint `name` from the primary at the other end of `conn`
 /// into this host's replica (in `config`'s directory), until the link ends
-/// or `stop` is set. Returns the replica's segment with the outcome (if one
-/// exists by then).
+/// or `stop` is set: [`accept_offer`], the offer must be of `name`, then
+/// [`follow_offered`].
 pub fn follow<C: Connection>(
+    config: &Config,
+    name: &CheckpointName,
+    conn: &mut C,
+    opts: &LinkOptions,
+    stop: &AtomicBool,
+) -> Result<(Ended, Option<Segment>), ReplicationError> {
+    let offered = accept_offer(conn, opts)?;
+    if offered.name != *name {
+        return Err(ReplicationError::WrongCheckpoint(offered.name.to_string()));
+    }
+    follow_offered(config, &offered.name, conn, opts, stop)
+}
+
+/// Follows checkpoint `name`, which the shipper at the other end of `conn`
+/// offered ([`accept_offer`]), into this host's replica (in `config`'s
+/// directory), until the link ends or `stop` is set. Returns the replica's
+/// segment with the outcome (if one exists by then). A checkpoint this host
+/// holds as a primary is not followed ([`ReplicationError::HeldAsPrimary`]).
+pub fn follow_offered<C: Connection>(
     config: &Config,
     name: &CheckpointName,
     conn: &mut C,
@@ -804,10 +948,10 @@ pub fn follow<C: Connection>(
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
     let mut replica = match Segment::open(config, name, flags, None) {
         Ok(s) if s.is_replica() => Some(s),
-        Ok(_) => {
-            return Err(ReplicationError::Open(
-                ckpt_core::error::OpenError::AttributesDiffer,
-            ))
+        Ok(s) => {
+            return Err(ReplicationError::HeldAsPrimary {
+                term: s.current_term(),
+            })
         }
         Err(ckpt_core::error::OpenError::NotExist) => None,
         Err(e) => return Err(ReplicationError::Open(e)),
@@ -816,7 +960,12 @@ pub fn follow<C: Connection>(
         Some(r) => (r.incarnation(), held(r)),
         None => (0, Position::default()),
     };
-    authenticate_if_keyed(conn, Side::Follower, opts)?;
+    if let Some(r) = &replica {
+        opts.count(|c| {
+            LinkStats::raise(&c.held, holds.seq);
+            c.term.store(r.current_term(), Ordering::Relaxed);
+        });
+    }
     let mut follower = Follower::new(opts.link, incarnation, holds);
     let first = follower.connected(clock.now());
     let mut subscribed = false;
@@ -853,7 +1002,13 @@ pub fn follow<C: Connection>(
                             ) {
                                 Ok(()) => {
                                     let r = replica.as_ref().expect("frames applied to a replica");
-                                    follower.applied(held(r), clock.now())
+                                    let holds = held(r);
+                                    opts.count(|c| {
+                                        LinkStats::raise(&c.held, holds.seq);
+                                        c.term.store(holds.term, Ordering::Relaxed);
+                                        c.frames.fetch_add(last - first + 1, Ordering::Relaxed);
+                                    });
+                                    follower.applied(holds, clock.now())
                                 }
                                 Err(Refused::Protocol(why)) => {
                                     if let Some(r) = &replica {
@@ -875,6 +1030,11 @@ pub fn follow<C: Connection>(
                                 Some(segment) => {
                                     // The old replica's name is the new one's now.
                                     replica = Some(segment);
+                                    opts.count(|c| {
+                                        c.held.store(start.seq, Ordering::Relaxed);
+                                        c.term.store(start.term, Ordering::Relaxed);
+                                        c.snapshots.fetch_add(1, Ordering::Relaxed);
+                                    });
                                     follower.installed(start, now)
                                 }
                                 None => follower.install_failed(now),
@@ -898,6 +1058,9 @@ pub fn follow<C: Connection>(
             let next = match received {
                 Some(bytes) => {
                     let m = link_message(bytes, opts)?;
+                    if let Message::Frames { last, .. } = m.message {
+                        opts.count(|c| LinkStats::raise(&c.primary, last));
+                    }
                     carried.clear();
                     carried.extend_from_slice(m.frames);
                     carried.extend_from_slice(m.records);

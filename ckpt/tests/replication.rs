@@ -415,13 +415,13 @@ fn a_link_for_another_checkpoint_is_refused_at_once() {
     let primary = open_primary(a.path(), "safCkpt=repl_this", UpdateMode::ActiveReplica);
     let (shipped, followed) = one_link(&primary, b.path(), "safCkpt=repl_that");
     let followed = followed.map(|(e, _)| e);
-    let err = shipped.expect_err("the shipper refuses the subscription");
+    let err = followed.expect_err("the replica's end refuses the offer");
     assert!(
         err.to_string()
-            .contains("another checkpoint (safCkpt=repl_that)"),
+            .contains("another checkpoint (safCkpt=repl_this)"),
         "{err}"
     );
-    assert!(matches!(followed, Ok(Ended::PeerClosed)), "{followed:?}");
+    assert!(matches!(shipped, Ok(Ended::PeerClosed)), "{shipped:?}");
     // Nothing was created under either name on the replica's side.
     let replica = Service::with_config(Config::with_dir(b.path()));
     assert!(replica

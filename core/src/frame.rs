@@ -750,7 +750,11 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
 /// | 8 `Hello` | 0 | 0 | 0 | 0 | a 32-byte challenge |
 /// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
+/// | 10 `Offer` | incarnation | 0 | node | name bytes | the checkpoint's name |
 ///
+/// A link begins (after `Hello` and `Proof` where the ends share a cluster
+/// key) with the shipper's `Offer`, which names the checkpoint, and the
+/// follower's `Subscribe`.
 /// A snapshot is a `Snapshot`, any number of `SnapshotPart`s and a
 /// `SnapshotEnd` that counts the sections sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -759,7 +763,7 @@ pub struct WireMessage<'a> {
     pub link: u32,
     /// The message.
     pub message: crate::repl::Message,
-    /// A subscription's checkpoint name (empty otherwise).
+    /// A subscription's or an offer's checkpoint name (empty otherwise).
     pub name: &'a [u8],
     /// A `Frames` message's frames, sealed, back to back, or a `Snapshot`'s
     /// creation frame (empty otherwise): checked by [`decode_message`],
@@ -1024,6 +1028,12 @@ pub fn encode_message(
         M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
         M::Hello { ref nonce } => (8, 0, 0, 0, 0, &nonce[..]),
         M::Proof { ref mac } => (9, 0, 0, 0, 0, &mac[..]),
+        M::Offer { incarnation, node } => {
+            if name.len() > WIRE_NAME_BYTES_MAX {
+                return Err(WireError::BadField);
+            }
+            (10, incarnation, 0, node, name.len() as u32, name)
+        }
     };
     let carries = matches!(kind, 2 | 3 | 6 | 7);
     if body.len() % FRAME_ALIGN != 0 || (!carries && !body.is_empty()) {
@@ -1043,7 +1053,7 @@ pub fn encode_message(
     buf[36..40].copy_from_slice(&d.to_le_bytes());
     buf[40..40 + inline.len()].copy_from_slice(inline);
     let checksummed = match kind {
-        1 | 8 | 9 => inline,
+        1 | 8 | 9 | 10 => inline,
         2 => &[],
         _ => body,
     };
@@ -1088,7 +1098,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
     // What the checksum covers after the header.
     let mut checksummed = body;
     wire.message = match h[8] {
-        1 => {
+        1 | 10 => {
             let n = d as usize;
             if n > WIRE_NAME_BYTES_MAX {
                 return Err(WireError::BadField);
@@ -1101,9 +1111,16 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             }
             wire.name = &body[..n];
             checksummed = wire.name;
-            M::Subscribe {
-                incarnation: a,
-                holds: Position { seq: b, term: c },
+            match h[8] {
+                1 => M::Subscribe {
+                    incarnation: a,
+                    holds: Position { seq: b, term: c },
+                },
+                _ if b != 0 => return Err(WireError::NonZeroPadding),
+                _ => M::Offer {
+                    incarnation: a,
+                    node: c,
+                },
             }
         }
         2 => {
@@ -1582,6 +1599,14 @@ mod tests {
             (M::Heartbeat, &[][..], Vec::new()),
             (M::Hello { nonce: [7; 32] }, &[][..], Vec::new()),
             (M::Proof { mac: [9; 32] }, &[][..], Vec::new()),
+            (
+                M::Offer {
+                    incarnation: 9,
+                    node: 4,
+                },
+                &b"safCkpt=offered"[..],
+                Vec::new(),
+            ),
         ];
         for (m, name, frames) in cases {
             let bytes = message(7, m, name, &frames);

@@ -90,6 +90,11 @@ pub enum Message {
     /// Either way, after the hellos: this end's answer to the other's
     /// challenge, a MAC under the cluster key (the key never travels).
     Proof { mac: [u8; AUTH_BYTES] },
+    /// Shipper → follower, first on a link: node `node` is the primary of
+    /// the checkpoint named on the wire, of `incarnation`; the follower
+    /// subscribes to it (handled by the link's driver, not the state
+    /// machines: a later offer breaks the protocol).
+    Offer { incarnation: u64, node: u32 },
 }
 
 /// Why an end closes a link.
@@ -363,7 +368,8 @@ impl Shipper {
             | Message::SnapshotPart { .. }
             | Message::SnapshotEnd { .. }
             | Message::Hello { .. }
-            | Message::Proof { .. } => self.close(CloseReason::Protocol),
+            | Message::Proof { .. }
+            | Message::Offer { .. } => self.close(CloseReason::Protocol),
         }
     }
 
@@ -746,7 +752,8 @@ impl Follower {
             Message::Subscribe { .. }
             | Message::Ack { .. }
             | Message::Hello { .. }
-            | Message::Proof { .. } => self.close(CloseReason::Protocol),
+            | Message::Proof { .. }
+            | Message::Offer { .. } => self.close(CloseReason::Protocol),
         }
     }
 

@@ -102,10 +102,18 @@ fuzz_target!(|input: &[u8]| {
         term: c as u32,
     };
     let (message, name, carried) = match mode / 2 % 6 {
-        0 => (
+        0 if c % 2 == 0 => (
             Message::Subscribe {
                 incarnation: a,
                 holds,
+            },
+            &tail[..tail.len().min(64)],
+            Vec::new(),
+        ),
+        0 => (
+            Message::Offer {
+                incarnation: a,
+                node: (c >> 32) as u32,
             },
             &tail[..tail.len().min(64)],
             Vec::new(),
