@@ -946,7 +946,7 @@ pub fn follow_offered<C: Connection>(
 ) -> Result<(Ended, Option<Segment>), ReplicationError> {
     let clock = Clock(Instant::now());
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
-    let mut replica = match Segment::open(config, name, flags, None) {
+    let mut replica = match Segment::open_for_link(config, name, flags) {
         Ok(s) if s.is_replica() => Some(s),
         Ok(s) => {
             return Err(ReplicationError::HeldAsPrimary {

@@ -514,3 +514,36 @@ fn a_peer_without_the_cluster_key_is_refused_and_nothing_is_replicated() {
     let replica = Service::with_config(Config::with_dir(b.path()));
     assert!(replica.open(name, OpenFlags::READ, None).is_err());
 }
+
+#[test]
+fn links_never_keep_a_checkpoint_open_and_a_replica_outlives_its_closes() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_retention_0";
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let no_retention = CreationAttributes {
+        retention_ns: 0,
+        ..attrs(UpdateMode::ActiveReplica)
+    };
+    let primary = Service::with_config(Config::with_dir(a.path()))
+        .open(name, rwc, Some(&no_retention))
+        .unwrap();
+    primary.set_active_replica().unwrap();
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    // A standby opens the replica and closes it: with retention 0 a
+    // primary would be gone; a replica stays (its primary decides).
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+    assert_eq!(sections(b.path(), name).len(), 1);
+    // A link's registration on the primary does not keep it open: the
+    // application's last close deletes it (retention 0).
+    let linked = ckpt_shm::Segment::open_for_link(
+        &Config::with_dir(a.path()),
+        &CheckpointName::new(name).unwrap(),
+        OpenFlags::READ,
+    )
+    .unwrap();
+    drop(primary);
+    let gone = Service::with_config(Config::with_dir(a.path())).open(name, OpenFlags::READ, None);
+    assert!(gone.is_err(), "the primary outlived its last open");
+    drop(linked);
+}

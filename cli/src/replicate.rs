@@ -135,8 +135,8 @@ pub fn run_ship(
         backend,
         opts,
     } = link;
-    let primary =
-        Segment::open(config, name, OpenFlags::READ, None).map_err(|e| format!("{name}: {e}"))?;
+    let primary = Segment::open_for_link(config, name, OpenFlags::READ)
+        .map_err(|e| format!("{name}: {e}"))?;
     if primary.is_replica() {
         return Err(format!(
             "{name} is a replica here: only its primary ships it"

@@ -614,6 +614,14 @@ packed_word! {
     }
 }
 
+/// In [`OpenerWord::flags`], beside the open flags: the entry is a
+/// replication link's (a node daemon shipping or applying the checkpoint),
+/// not an open. It keeps the mapping usable like any entry, but does not
+/// count as the checkpoint being open: its registration and its close leave
+/// the retention clock alone, and a checkpoint with only links registered is
+/// closed for the retention sweep.
+pub const OPENER_LINK: u16 = 0x100;
+
 packed_word! {
     /// One opener entry's identity word.
     pub struct OpenerWord {
@@ -621,7 +629,7 @@ packed_word! {
         pid: u32 = 0, 32;
         /// Incremented on every claim of the entry.
         gen: u16 = 32, 16;
-        /// Open flags (READ 1, WRITE 2, CREATE 4).
+        /// Open flags (READ 1, WRITE 2, CREATE 4), and [`OPENER_LINK`].
         flags: u16 = 48, 16;
     }
 }

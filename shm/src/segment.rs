@@ -24,7 +24,7 @@ use crate::dir::{FileFault, SegmentDir};
 use crate::layout::{
     self, default_log_bytes, role, ActiveReplicaWord, Geometry, OpenerEntry, OpenerWord, RoleWord,
     SegmentHeader, SlotHeader, LAYOUT_VERSION, LIFECYCLE_DOOMED, LIFECYCLE_UNLINKED, MAGIC,
-    NAME_BYTES, OPENERS_MAX,
+    NAME_BYTES, OPENERS_MAX, OPENER_LINK,
 };
 use crate::sync::{AtomicU64, Ordering};
 use crate::{dir, lease, proc};
@@ -264,6 +264,12 @@ impl Mapped {
         word.pid != 0 && lease::held_by_other(&self.file, self.lease_byte(index))
     }
 
+    /// True if entry `index` is a live open (a live entry that is not a
+    /// replication link's, [`crate::layout::OPENER_LINK`]).
+    pub(crate) fn opener_opens(&self, index: usize, word: OpenerWord) -> bool {
+        word.flags & crate::layout::OPENER_LINK == 0 && self.opener_alive(index, word)
+    }
+
     #[inline]
     pub(crate) fn base(&self) -> *mut u8 {
         self.map.as_mut_ptr()
@@ -375,7 +381,9 @@ impl Mapped {
             .collect()
     }
 
-    /// Frees entries of dead openers; returns how many are still live.
+    /// Frees entries of dead openers; returns how many live ones have it
+    /// open (replication links' entries are kept while alive and not counted:
+    /// they do not keep a checkpoint open).
     pub fn reap_openers(&self, now: Time) -> usize {
         let mut live = 0;
         let mut reaped = false;
@@ -386,7 +394,7 @@ impl Mapped {
                 continue;
             }
             if self.opener_alive(i, word) {
-                live += 1;
+                live += usize::from(self.opener_opens(i, word));
                 continue;
             }
             let free = OpenerWord {
@@ -425,6 +433,11 @@ impl Mapped {
     /// Implausible words never delete a checkpoint: a negative retention, or
     /// a last close before the checkpoint was created or in the future.
     pub fn retention_expired(&self, now: Time) -> bool {
+        if self.is_replica() {
+            // A replica expires nothing on its own: its primary's unlink
+            // reaches it as a frame.
+            return false;
+        }
         let h = self.header();
         let mut closed = h.last_close_ns.load(Ordering::SeqCst);
         if closed == 0 {
@@ -920,6 +933,28 @@ impl Segment {
         flags: OpenFlags,
         attrs: Option<&CreationAttributes>,
     ) -> Result<Segment, OpenError> {
+        Segment::open_as(config, name, flags, attrs, false)
+    }
+
+    /// Opens the existing checkpoint `name` for a replication link (a node
+    /// daemon shipping it, or applying frames to its replica): registered
+    /// like an open, but not one ([`crate::layout::OPENER_LINK`]), so the
+    /// daemon never keeps a checkpoint from its retention running out.
+    pub fn open_for_link(
+        config: &Config,
+        name: &CheckpointName,
+        flags: OpenFlags,
+    ) -> Result<Segment, OpenError> {
+        Segment::open_as(config, name, flags, None, true)
+    }
+
+    fn open_as(
+        config: &Config,
+        name: &CheckpointName,
+        flags: OpenFlags,
+        attrs: Option<&CreationAttributes>,
+        link: bool,
+    ) -> Result<Segment, OpenError> {
         if let Some(a) = attrs {
             a.validate().map_err(|_| OpenError::InvalidAttributes)?;
         }
@@ -960,11 +995,12 @@ impl Segment {
                     return Err(OpenError::AttributesDiffer);
                 }
             }
-            let owner = register_opener(&mapped, flags)?;
+            let kind = if link { OPENER_LINK } else { 0 };
+            let owner = register_opener(&mapped, flags.bits() as u16 | kind)?;
             mapped.own_entry = owner.entry;
             if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
                 // A sweeper decided to delete it before seeing us: let it.
-                deregister_opener(&mapped, owner, Some(now));
+                deregister_opener(&mapped, owner, (!link).then_some(now));
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
@@ -976,9 +1012,12 @@ impl Segment {
                 owner,
                 free_hint: std::sync::atomic::AtomicU32::new(0),
                 last_audit_ns: std::sync::atomic::AtomicI64::new(0),
-                counts_as_open: true,
+                counts_as_open: !link,
                 registered_by: std::process::id(),
             };
+            if link {
+                return Ok(segment);
+            }
             segment.header().last_close_ns.store(0, Ordering::SeqCst);
             // A writer that finds the checkpoint unused (an application
             // restarting, a checkpoint left by a crash) or a counter beyond
@@ -1052,7 +1091,7 @@ impl Segment {
             create_new(config, &dir, &file_name, &name, &attributes, origin)?;
         }
         let flags = OpenFlags::READ | OpenFlags::WRITE;
-        let segment = Segment::open(config, &name, flags, None)?;
+        let segment = Segment::open_for_link(config, &name, flags)?;
         if segment.header().incarnation != created.header.incarnation
             || !segment.is_replica()
             || segment.attrs != attributes
@@ -1071,7 +1110,7 @@ impl Segment {
         path: &Path,
         config: &Config,
     ) -> Result<Option<Segment>, OpenError> {
-        let owner = register_opener(&mapped, OpenFlags::READ)?;
+        let owner = register_opener(&mapped, OpenFlags::READ.bits() as u16)?;
         mapped.own_entry = owner.entry;
         if mapped.lifecycle() & LIFECYCLE_DOOMED != 0 {
             deregister_opener(&mapped, owner, None);
@@ -1104,9 +1143,11 @@ impl Drop for Segment {
         }
         deregister_opener(&self.mapped, self.owner, Some(now));
         // The last close of a checkpoint with no retention deletes it at once
-        // (an unlinked one disappears with its last mapping anyway).
+        // (an unlinked one disappears with its last mapping anyway; a replica
+        // goes when its primary's unlink reaches it).
         if self.header().retention_ns.load(Ordering::SeqCst) == 0
             && !self.is_unlinked()
+            && !self.is_replica()
             && self.mapped.reap_openers(now) == 0
         {
             dir::doom_and_remove(&self.mapped);
@@ -1114,7 +1155,9 @@ impl Drop for Segment {
     }
 }
 
-fn register_opener(mapped: &Mapped, flags: OpenFlags) -> Result<Owner, OpenError> {
+/// Registers this process in a free opener entry with `flags` (open flags,
+/// and [`OPENER_LINK`] for a registration that is not an open).
+fn register_opener(mapped: &Mapped, flags: u16) -> Result<Owner, OpenError> {
     if let Some(owner) = try_register_opener(mapped, flags) {
         return Ok(owner);
     }
@@ -1123,7 +1166,7 @@ fn register_opener(mapped: &Mapped, flags: OpenFlags) -> Result<Owner, OpenError
     try_register_opener(mapped, flags).ok_or(OpenError::NoResources)
 }
 
-fn try_register_opener(mapped: &Mapped, flags: OpenFlags) -> Option<Owner> {
+fn try_register_opener(mapped: &Mapped, flags: u16) -> Option<Owner> {
     let me = proc::current();
     for (i, entry) in mapped.openers().iter().enumerate() {
         if OpenerWord::from(entry.word.load(Ordering::SeqCst)).pid != 0 {
@@ -1141,7 +1184,7 @@ fn try_register_opener(mapped: &Mapped, flags: OpenFlags) -> Option<Owner> {
         let mine = OpenerWord {
             pid: me.pid,
             gen: word.gen.wrapping_add(1),
-            flags: flags.bits() as u16,
+            flags,
         };
         // SYNC POINT: SeqCst, with the SeqCst lifecycle loads around it: Dekker
         // against a sweeper that sets DOOMED and then scans the openers.
@@ -1185,12 +1228,13 @@ fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     let Some(now) = closed_at else {
         return;
     };
-    // By lease: an entry a dead process left does not keep the clock stopped.
+    // By lease: an entry a dead process left does not keep the clock stopped
+    // (nor does a replication link's).
     let any_left = mapped
         .openers()
         .iter()
         .enumerate()
-        .any(|(i, e)| mapped.opener_alive(i, OpenerWord::from(e.word.load(Ordering::SeqCst))));
+        .any(|(i, e)| mapped.opener_opens(i, OpenerWord::from(e.word.load(Ordering::SeqCst))));
     if !any_left {
         mapped
             .header()

@@ -357,7 +357,7 @@ impl Installer {
         renamed?;
         self.tmp.clear();
         let flags = OpenFlags::READ | OpenFlags::WRITE;
-        Segment::open(&self.config, &self.name, flags, None).map_err(InstallError::Open)
+        Segment::open_for_link(&self.config, &self.name, flags).map_err(InstallError::Open)
     }
 }
 
