@@ -40,6 +40,7 @@ use ckpt_core::repl::{
     ShipAction, Shipper, AUTH_BYTES,
 };
 use ckpt_core::CheckpointName;
+use ckpt_shm::ack::Need;
 use ckpt_shm::log::LogError;
 use ckpt_shm::ops::install::{InstallError, Installer};
 use ckpt_shm::ops::{ApplyError, Consumer};
@@ -206,6 +207,9 @@ pub enum Ended {
     Deposed { term: u32 },
     /// The peer closed the connection.
     PeerClosed,
+    /// The checkpoint was unlinked and the replica holds the unlink: the
+    /// link has nothing left to carry.
+    Unlinked,
 }
 
 /// Why a link failed.
@@ -588,12 +592,16 @@ pub fn ship<C: Connection>(
         done.store(true, Ordering::Release);
     };
     let registered = primary.register_replica(node, 0).is_ok();
+    // The checkpoint is unlinked and the replica acknowledged the unlink.
+    let unlinked =
+        || primary.is_unlinked() && primary.acknowledged(Need::Node(node), primary.last_seq());
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
                 let bytes = match recv(&mut rx, RECV_WAIT) {
                     Ok(Some(b)) => b,
                     Ok(None) => continue,
+                    Err(None) if unlinked() => return finish(Ok(Ended::Unlinked)),
                     Err(None) => return finish(Ok(Ended::PeerClosed)),
                     Err(Some(e)) => return finish(Err(e)),
                 };
@@ -621,6 +629,9 @@ pub fn ship<C: Connection>(
             }
         });
         while !done.load(Ordering::Acquire) {
+            if unlinked() {
+                return finish(Ok(Ended::Unlinked));
+            }
             if stop.load(Ordering::Relaxed) {
                 return finish(Ok(Ended::Stopped));
             }
@@ -1044,6 +1055,10 @@ pub fn follow_offered<C: Connection>(
                         FollowAction::Close(r) => return Ok(Ended::Closed(r)),
                     }
                 }
+            }
+            if replica.as_ref().is_some_and(|r| r.is_unlinked()) {
+                // Applied and acknowledged (the actions above).
+                return Ok(Ended::Unlinked);
             }
             if stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);

@@ -547,3 +547,28 @@ fn links_never_keep_a_checkpoint_open_and_a_replica_outlives_its_closes() {
     assert!(gone.is_err(), "the primary outlived its last open");
     drop(linked);
 }
+
+#[test]
+fn an_unlink_reaches_the_replica_frees_its_name_and_ends_the_link() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_unlinked";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    let replica_host = Service::with_config(Config::with_dir(b.path()));
+    let standby = replica_host.open(name, OpenFlags::READ, None).unwrap();
+    Service::with_config(Config::with_dir(a.path()))
+        .unlink(name)
+        .unwrap();
+    let (shipped, followed) = one_link(&primary, b.path(), name);
+    assert!(matches!(shipped, Ok(Ended::Unlinked)), "{shipped:?}");
+    assert!(
+        matches!(followed, Ok((Ended::Unlinked, _))),
+        "{:?}",
+        followed.map(|f| f.0)
+    );
+    // The name is free on the replica's host too; the standby that has it
+    // open keeps reading what it held.
+    assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
+    assert_eq!(standby.read_section(b"k").unwrap(), b"v");
+}

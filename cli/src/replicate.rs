@@ -213,6 +213,7 @@ fn describe(ended: Ended) -> String {
     match ended {
         Ended::Stopped => "stopped".into(),
         Ended::PeerClosed => "the peer closed the connection".into(),
+        Ended::Unlinked => "the checkpoint was unlinked, and the replica holds the unlink".into(),
         Ended::Closed(reason) => reason.to_string(),
         Ended::Deposed { term } => {
             format!("a replica follows a newer term ({term}): this host is not the active replica")

@@ -986,6 +986,12 @@ impl Segment {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
+            if mapped.lifecycle() & LIFECYCLE_UNLINKED != 0 {
+                // Unlinked, and its name left behind (the unlinker died
+                // before freeing it): free it now.
+                mapped.remove_name_if_same();
+                continue;
+            }
             if mapped.retention_expired(now) {
                 dir::doom_and_remove(&mapped);
                 continue;

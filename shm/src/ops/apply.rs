@@ -109,8 +109,12 @@ impl Segment {
     /// network, sealed). Frames must come in sequence order; a frame the
     /// replica holds already is `Applied::Already`.
     pub fn apply(&self, frame: &Frame<'_>) -> Result<Applied, ApplyError> {
-        let _held = self.applier()?;
-        self.apply_held(frame)
+        let applied = {
+            let _held = self.applier()?;
+            self.apply_held(frame)
+        };
+        self.leave_if_unlinked();
+        applied
     }
 
     /// Applies frames in order under one claim (a replica receives them in
@@ -120,13 +124,29 @@ impl Segment {
         &self,
         frames: impl IntoIterator<Item = Frame<'f>>,
     ) -> Result<usize, (usize, ApplyError)> {
-        let _held = self.applier().map_err(|e| (0, e))?;
-        let mut n = 0;
-        for frame in frames {
-            self.apply_held(&frame).map_err(|e| (n, e))?;
-            n += 1;
+        let applied = {
+            let _held = self.applier().map_err(|e| (0, e))?;
+            let mut n = 0;
+            frames
+                .into_iter()
+                .try_for_each(|frame| {
+                    self.apply_held(&frame).map_err(|e| (n, e))?;
+                    n += 1;
+                    Ok(())
+                })
+                .map(|()| n)
+        };
+        self.leave_if_unlinked();
+        applied
+    }
+
+    /// Once the primary's unlink is applied, the replica's name is free, as
+    /// the primary's is (the claim released): standbys that have it open
+    /// keep their mapping.
+    fn leave_if_unlinked(&self) {
+        if self.is_unlinked() {
+            self.remove_name_if_same();
         }
-        Ok(n)
     }
 
     /// The claim, for a replica's applier.
