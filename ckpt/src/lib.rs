@@ -29,6 +29,7 @@
 //! returns unchanged.
 #![forbid(unsafe_code)]
 
+pub mod node;
 pub mod replication;
 
 use std::sync::atomic::AtomicU64;

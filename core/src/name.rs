@@ -20,7 +20,7 @@ pub const SECTION_ID_BYTES_MAX: usize = u16::MAX as usize;
 /// assert_eq!(name.as_bytes(), b"safCkpt=csa103");
 /// assert!(CheckpointName::new("").is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CheckpointName {
     bytes: Box<[u8]>,
 }

@@ -1,0 +1,943 @@
+//! The node daemon's engine, one per host (`ckpt daemon` runs it).
+//!
+//! It ships every checkpoint this host holds as a primary to every
+//! configured peer, and follows the checkpoints its peers offer into local
+//! replicas, which local standbys read and wait on as on a primary. The
+//! links are [`crate::replication`]'s: a link begins with the shipper's
+//! offer, so the shipping node connects and one listening socket takes every
+//! incoming link.
+//!
+//! Threads:
+//! - the acceptor takes incoming connections; each runs on its own thread:
+//!   authentication, the offer (from a configured peer only), then
+//!   [`follow_offered`] into this host's replica;
+//! - the scanner looks at the segment directory every [`NodeConfig::scan`]:
+//!   a new primary (or a new incarnation of one) gets a shipping link per
+//!   peer; the links of an unlinked checkpoint end once the replica holds the
+//!   unlink ([`Ended::Unlinked`]), those of one gone without an unlink
+//!   (its retention ran out) after [`LINGER`]; it sweeps the primaries'
+//!   expired sections (logged deletes, which reach the replicas) and, through
+//!   the listing, deletes checkpoints whose retention ran out;
+//! - each shipping link runs on its own thread and reconnects after a
+//!   failure with a backoff (50 ms doubling to [`NodeConfig::retry_max`]).
+//!
+//! Membership is static: the configured peers; a link's liveness is its
+//! heartbeats ([`ckpt_core::repl::LinkConfig::silence_ns`]). The daemon's
+//! registrations on segments are links, not opens
+//! ([`ckpt_shm::Segment::open_for_link`]): it never keeps a checkpoint from
+//! its retention running out, and it keeps shipping what an application
+//! committed after that application died.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ckpt_core::{CheckpointName, OpenFlags};
+use ckpt_shm::{dir, Config, Segment};
+use ckpt_transport::{Backend, Listener};
+
+use crate::replication::{
+    accept_offer, follow_offered, ship, Ended, LinkEvent, LinkOptions, LinkStats, ReplicationError,
+};
+
+/// How long the links of a checkpoint that disappeared without an unlink
+/// (its retention ran out) go on, for replicas still catching up.
+pub const LINGER: Duration = Duration::from_secs(10);
+/// The first wait before a shipping link connects again.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+/// How long the acceptor waits for a connection before it looks at the stop
+/// flag again.
+const ACCEPT_WAIT: Duration = Duration::from_millis(100);
+/// How long a sleeping thread waits before it looks at its stop flag again.
+const NAP: Duration = Duration::from_millis(20);
+
+/// A node this one replicates with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// Its node id (as its daemon and applications are configured).
+    pub node: u32,
+    /// Its name, for people.
+    pub name: String,
+    /// Where its daemon listens.
+    pub address: SocketAddr,
+}
+
+/// What a node daemon does.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id (the applications of this host must use the same).
+    pub node: u32,
+    /// This node's name, for people.
+    pub name: String,
+    /// Where this daemon listens for its peers' links.
+    pub listen: SocketAddr,
+    /// The other nodes.
+    pub peers: Vec<Peer>,
+    /// This host's segment directory (its `node_id` is set to `node`).
+    pub segments: Config,
+    /// How every link behaves (its `stats` is the daemon's own, per link).
+    pub link: LinkOptions,
+    /// How often the segment directory is looked at.
+    pub scan: Duration,
+    /// How long a connection to a peer may take.
+    pub connect_timeout: Duration,
+    /// The longest wait before a failed shipping link connects again.
+    pub retry_max: Duration,
+    /// Incoming links at most (each holds a thread and up to two message
+    /// buffers of `link.max_message` bytes); more are refused.
+    pub incoming_max: usize,
+}
+
+impl NodeConfig {
+    /// A node with no peers and the default timings.
+    pub fn new(node: u32, name: &str, listen: SocketAddr, segments: Config) -> NodeConfig {
+        NodeConfig {
+            node,
+            name: name.to_string(),
+            listen,
+            peers: Vec::new(),
+            segments,
+            link: LinkOptions::default(),
+            scan: Duration::from_millis(200),
+            connect_timeout: Duration::from_secs(2),
+            retry_max: Duration::from_secs(2),
+            incoming_max: 256,
+        }
+    }
+
+    /// Checks the configuration: a valid node id, peers with distinct ids
+    /// other than this node's, non-zero timings.
+    pub fn check(&self) -> Result<(), NodeError> {
+        let bad = |why: String| Err(NodeError::Config(why));
+        let max = ckpt_core::frame::NODE_ID_MAX;
+        if self.node > max {
+            return bad(format!("node id {} is above {max}", self.node));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.peers {
+            if p.node > max {
+                return bad(format!("peer {}: node id above {max}", p.name));
+            }
+            if p.node == self.node {
+                return bad(format!("peer {} has this node's id ({})", p.name, p.node));
+            }
+            if !seen.insert(p.node) {
+                return bad(format!("two peers have node id {}", p.node));
+            }
+        }
+        if self.scan.is_zero() || self.connect_timeout.is_zero() || self.retry_max.is_zero() {
+            return bad("the scan interval, connect timeout and retry limit must not be 0".into());
+        }
+        if self.incoming_max == 0 {
+            return bad("incoming_max must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a node daemon could not start.
+#[derive(Debug)]
+pub enum NodeError {
+    /// The configuration is wrong: why.
+    Config(String),
+    /// The listening socket could not be made.
+    Listen(io::Error),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::Config(why) => write!(f, "configuration: {why}"),
+            NodeError::Listen(e) => write!(f, "listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// Which end of a link this node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// This node holds the primary and ships it.
+    Shipping,
+    /// This node holds a replica and applies what the peer ships.
+    Following,
+}
+
+impl Role {
+    /// Its name in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Shipping => "shipping",
+            Role::Following => "following",
+        }
+    }
+}
+
+/// Where a link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkState {
+    /// Connecting (or authenticating).
+    Connecting,
+    /// Connected: frames flow.
+    Linked,
+    /// The last connection ended; another follows after a backoff (a
+    /// shipping link) or when the peer connects again (a following one).
+    Down,
+    /// The link is over (its checkpoint was unlinked, or the daemon stops).
+    Ended,
+}
+
+impl LinkState {
+    const ALL: [LinkState; 4] = [
+        LinkState::Connecting,
+        LinkState::Linked,
+        LinkState::Down,
+        LinkState::Ended,
+    ];
+
+    /// Its name in status output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Linked => "linked",
+            LinkState::Down => "down",
+            LinkState::Ended => "ended",
+        }
+    }
+}
+
+/// One link as the daemon tracks it.
+struct LinkEntry {
+    checkpoint: CheckpointName,
+    role: Role,
+    peer: u32,
+    address: Mutex<Option<SocketAddr>>,
+    state: AtomicU8,
+    stats: Arc<LinkStats>,
+    stop: AtomicBool,
+    connects: AtomicU64,
+    /// How the last connection ended (or why it could not be made).
+    last: Mutex<Option<String>>,
+}
+
+impl LinkEntry {
+    fn new(checkpoint: CheckpointName, role: Role, peer: u32) -> LinkEntry {
+        LinkEntry {
+            checkpoint,
+            role,
+            peer,
+            address: Mutex::new(None),
+            state: AtomicU8::new(LinkState::Connecting as u8),
+            stats: Arc::new(LinkStats::default()),
+            stop: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            last: Mutex::new(None),
+        }
+    }
+
+    fn set(&self, state: LinkState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    fn state(&self) -> LinkState {
+        LinkState::ALL[usize::from(self.state.load(Ordering::Relaxed)).min(3)]
+    }
+
+    /// Records how a connection ended and logs it, as a warning if `bad`;
+    /// the same outcome again is logged at debug level only (a peer that
+    /// stays down does not fill the log).
+    fn outcome(&self, what: String, bad: bool) {
+        let mut last = lock(&self.last);
+        let repeated = last.as_deref() == Some(what.as_str());
+        match (repeated, bad) {
+            (true, _) => tracing::debug!("{what}"),
+            (false, true) => tracing::warn!("{what}"),
+            (false, false) => tracing::info!("{what}"),
+        }
+        *last = Some(what);
+    }
+
+    fn status(&self) -> LinkStatus {
+        let s = &self.stats;
+        LinkStatus {
+            checkpoint: self.checkpoint.to_string(),
+            role: self.role,
+            peer: self.peer,
+            address: *lock(&self.address),
+            state: self.state(),
+            held: s.held.load(Ordering::Relaxed),
+            primary: s.primary.load(Ordering::Relaxed),
+            lag: s.lag(),
+            term: s.term.load(Ordering::Relaxed),
+            frames: s.frames.load(Ordering::Relaxed),
+            snapshots: s.snapshots.load(Ordering::Relaxed),
+            connects: self.connects.load(Ordering::Relaxed),
+            last: lock(&self.last).clone(),
+        }
+    }
+}
+
+/// A link's key in the table: one link per role, checkpoint and peer.
+type LinkKey = (Role, CheckpointName, u32);
+
+/// The node's state, shared by its threads.
+struct Shared {
+    config: NodeConfig,
+    backend: &'static str,
+    stop: AtomicBool,
+    links: Mutex<BTreeMap<LinkKey, Arc<LinkEntry>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    incoming: AtomicU64,
+    auth_failures: AtomicU64,
+    refused: AtomicU64,
+    started: Instant,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn spawn(&self, name: &str, f: impl FnOnce() + Send + 'static) {
+        match std::thread::Builder::new().name(name.into()).spawn(f) {
+            Ok(handle) => lock(&self.threads).push(handle),
+            Err(e) => tracing::error!("cannot start a thread for {name}: {e}"),
+        }
+    }
+
+    /// Sleeps `wait`, or less if the node or `link` stops.
+    fn nap(&self, wait: Duration, link: &AtomicBool) {
+        let until = Instant::now() + wait;
+        while Instant::now() < until && !self.stopping() && !link.load(Ordering::Relaxed) {
+            std::thread::sleep(NAP.min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// The options of one link: the node's, counting into `entry`, events
+    /// logged in the link's span.
+    fn link_options(&self, entry: &LinkEntry) -> LinkOptions {
+        LinkOptions {
+            stats: Some(entry.stats.clone()),
+            on_event: Some(log_event),
+            ..self.config.link.clone()
+        }
+    }
+
+    /// Counts and logs a link's failure.
+    fn failed(&self, entry: &LinkEntry, e: &ReplicationError) {
+        if matches!(e, ReplicationError::Unauthenticated(_)) {
+            self.auth_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        entry.outcome(format!("link failed: {e}"), true);
+    }
+}
+
+fn log_event(e: &LinkEvent) {
+    tracing::info!("{e}");
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running node daemon. Dropping it stops it.
+pub struct Node {
+    shared: Arc<Shared>,
+    local: SocketAddr,
+    main: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Checks `config`, listens, and starts the daemon's threads on
+    /// `backend`.
+    pub fn start<B>(mut config: NodeConfig, backend: B) -> Result<Node, NodeError>
+    where
+        B: Backend + 'static,
+        B::Listener: 'static,
+        B::Conn: 'static,
+    {
+        config.check()?;
+        config.segments.node_id = config.node;
+        let listener = backend
+            .listen(config.listen, config.link.max_message)
+            .map_err(NodeError::Listen)?;
+        let local = listener.local_addr().map_err(NodeError::Listen)?;
+        tracing::info!(
+            node = config.node,
+            name = %config.name,
+            listen = %local,
+            backend = backend.name(),
+            peers = config.peers.len(),
+            dir = %config.segments.dir.display(),
+            "node started"
+        );
+        if config.link.key.is_none() {
+            tracing::warn!(
+                "links are not authenticated (no cluster key): use a trusted network only"
+            );
+        }
+        let shared = Arc::new(Shared {
+            backend: backend.name(),
+            config,
+            stop: AtomicBool::new(false),
+            links: Mutex::new(BTreeMap::new()),
+            threads: Mutex::new(Vec::new()),
+            incoming: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        let backend = Arc::new(backend);
+        let mut main = Vec::new();
+        let s = shared.clone();
+        main.push(
+            std::thread::Builder::new()
+                .name("ckpt-accept".into())
+                .spawn(move || accept_loop(&s, listener))
+                .map_err(NodeError::Listen)?,
+        );
+        let s = shared.clone();
+        main.push(
+            std::thread::Builder::new()
+                .name("ckpt-scan".into())
+                .spawn(move || scan_loop(&s, &backend))
+                .map_err(NodeError::Listen)?,
+        );
+        Ok(Node {
+            shared,
+            local,
+            main,
+        })
+    }
+
+    /// Where the daemon listens (with the port the system picked for 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The daemon and its links as they are now.
+    pub fn status(&self) -> NodeStatus {
+        let sh = &self.shared;
+        let links: Vec<LinkStatus> = lock(&sh.links).values().map(|e| e.status()).collect();
+        let peers = sh
+            .config
+            .peers
+            .iter()
+            .map(|p| {
+                let mine = links.iter().filter(|l| l.peer == p.node);
+                PeerStatus {
+                    node: p.node,
+                    name: p.name.clone(),
+                    address: p.address,
+                    links: mine.clone().count(),
+                    linked: mine.filter(|l| l.state == LinkState::Linked).count(),
+                }
+            })
+            .collect();
+        NodeStatus {
+            node: sh.config.node,
+            name: sh.config.name.clone(),
+            listen: self.local,
+            backend: sh.backend,
+            uptime: sh.started.elapsed(),
+            peers,
+            links,
+            auth_failures: sh.auth_failures.load(Ordering::Relaxed),
+            refused: sh.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops every link and thread and waits for them (each sees the stop
+    /// within its poll interval, a connection attempt within its timeout).
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        let sh = &self.shared;
+        sh.stop.store(true, Ordering::Relaxed);
+        for e in lock(&sh.links).values() {
+            e.stop.store(true, Ordering::Relaxed);
+        }
+        for t in self.main.drain(..) {
+            let _ = t.join();
+        }
+        // The main threads are done: nothing adds link threads any more.
+        let threads = std::mem::take(&mut *lock(&sh.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+        tracing::info!("node stopped");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if !self.main.is_empty() {
+            self.halt();
+        }
+    }
+}
+
+/// A node daemon's state, for `ckpt peers` and the metrics.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub node: u32,
+    /// This node's name.
+    pub name: String,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The transport in use.
+    pub backend: &'static str,
+    /// Since the daemon started.
+    pub uptime: Duration,
+    /// The configured peers.
+    pub peers: Vec<PeerStatus>,
+    /// Every link, by role, checkpoint and peer.
+    pub links: Vec<LinkStatus>,
+    /// Connections refused because the peer did not prove it holds the
+    /// cluster key (or this node has none and the peer asked for it).
+    pub auth_failures: u64,
+    /// Incoming links refused for another reason (not a configured peer, a
+    /// checkpoint this node holds as a primary, too many links).
+    pub refused: u64,
+}
+
+/// A configured peer and its links.
+#[derive(Debug, Clone)]
+pub struct PeerStatus {
+    /// Its node id.
+    pub node: u32,
+    /// Its name.
+    pub name: String,
+    /// Where its daemon listens.
+    pub address: SocketAddr,
+    /// Links with it.
+    pub links: usize,
+    /// Of those, the connected ones.
+    pub linked: usize,
+}
+
+/// One link: a checkpoint shipped to a peer, or followed from one.
+#[derive(Debug, Clone)]
+pub struct LinkStatus {
+    /// The checkpoint's name.
+    pub checkpoint: String,
+    /// This node's end.
+    pub role: Role,
+    /// The peer's node id.
+    pub peer: u32,
+    /// The peer's address on the last connection.
+    pub address: Option<SocketAddr>,
+    /// Where it stands.
+    pub state: LinkState,
+    /// The replica holds every frame through this one.
+    pub held: u64,
+    /// The primary's last frame, as this end last saw it.
+    pub primary: u64,
+    /// Frames the replica lacks.
+    pub lag: u64,
+    /// The term of the primary (shipping) or of what the replica holds.
+    pub term: u32,
+    /// Frames shipped or applied.
+    pub frames: u64,
+    /// Snapshots sent or installed.
+    pub snapshots: u64,
+    /// Connections made.
+    pub connects: u64,
+    /// How the last connection ended, or why none could be made.
+    pub last: Option<String>,
+}
+
+// ---------------------------------------------------------------------------
+// Incoming links
+
+fn accept_loop<L: Listener>(sh: &Arc<Shared>, listener: L)
+where
+    L::Conn: 'static,
+{
+    while !sh.stopping() {
+        let (conn, from) = match listener.accept(ACCEPT_WAIT) {
+            Ok(Some(c)) => c,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(ACCEPT_WAIT);
+                continue;
+            }
+        };
+        // Each incoming link holds a thread and its buffers: at most
+        // `incoming_max` at once.
+        if sh.incoming.load(Ordering::Relaxed) >= sh.config.incoming_max as u64 {
+            sh.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %from, "refused a link: {} incoming links already", sh.config.incoming_max);
+            continue;
+        }
+        sh.incoming.fetch_add(1, Ordering::Relaxed);
+        let s = sh.clone();
+        sh.spawn("ckpt-follow", move || {
+            incoming(&s, conn, from);
+            s.incoming.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+/// An incoming link: the offer, then the replica follows it.
+fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: SocketAddr) {
+    let span = tracing::info_span!("link", peer = %from);
+    let _in = span.enter();
+    let opts = LinkOptions {
+        on_event: Some(log_event),
+        ..sh.config.link.clone()
+    };
+    let offered = match accept_offer(&mut conn, &opts) {
+        Ok(o) => o,
+        Err(e) => {
+            match e {
+                ReplicationError::Unauthenticated(_) => {
+                    sh.auth_failures.fetch_add(1, Ordering::Relaxed)
+                }
+                _ => sh.refused.fetch_add(1, Ordering::Relaxed),
+            };
+            tracing::warn!("refused an incoming link: {e}");
+            return;
+        }
+    };
+    if !sh.config.peers.iter().any(|p| p.node == offered.node) {
+        sh.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            checkpoint = %offered.name,
+            "refused a link from node {}, which is not a configured peer",
+            offered.node
+        );
+        return;
+    }
+    let span = tracing::info_span!("follow", checkpoint = %offered.name, peer = offered.node);
+    let _follow = span.enter();
+    let key = (Role::Following, offered.name.clone(), offered.node);
+    let entry = {
+        let mut links = lock(&sh.links);
+        if links
+            .get(&key)
+            .is_some_and(|e| e.state() == LinkState::Linked)
+        {
+            drop(links);
+            sh.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("refused a second link for the same checkpoint from the same peer");
+            return;
+        }
+        let entry = links
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(LinkEntry::new(
+                    offered.name.clone(),
+                    Role::Following,
+                    offered.node,
+                ))
+            })
+            .clone();
+        entry.stop.store(sh.stopping(), Ordering::Relaxed);
+        entry.set(LinkState::Linked);
+        entry
+    };
+    *lock(&entry.address) = Some(from);
+    entry.connects.fetch_add(1, Ordering::Relaxed);
+    tracing::info!("following (incarnation {:x})", offered.incarnation);
+    let opts = sh.link_options(&entry);
+    let outcome = follow_offered(
+        &sh.config.segments,
+        &offered.name,
+        &mut conn,
+        &opts,
+        &entry.stop,
+    );
+    match outcome {
+        Ok((Ended::Unlinked, _)) => {
+            entry.outcome(
+                "the checkpoint was unlinked: its replica is gone".into(),
+                false,
+            );
+            entry.set(LinkState::Ended);
+            // Nothing is left to show for it.
+            let mut links = lock(&sh.links);
+            if links.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                links.remove(&key);
+            }
+            return;
+        }
+        Ok((ended, replica)) => {
+            let held = replica.map_or(0, |r| r.last_seq());
+            entry.outcome(
+                format!(
+                    "link ended: {} (the replica holds frame {held})",
+                    describe(ended)
+                ),
+                false,
+            );
+        }
+        Err(e) => {
+            if matches!(e, ReplicationError::HeldAsPrimary { .. }) {
+                sh.refused.fetch_add(1, Ordering::Relaxed);
+            }
+            sh.failed(&entry, &e);
+        }
+    }
+    entry.set(if sh.stopping() {
+        LinkState::Ended
+    } else {
+        LinkState::Down
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Shipping
+
+/// A primary this node ships, with its links.
+struct Shipped {
+    segment: Arc<Segment>,
+    links: Vec<Arc<LinkEntry>>,
+    /// Since when the directory no longer lists it (unlinked, or deleted
+    /// when its retention ran out).
+    gone: Option<Instant>,
+}
+
+fn scan_loop<B: Backend + 'static>(sh: &Arc<Shared>, backend: &Arc<B>)
+where
+    B::Conn: 'static,
+{
+    let mut shipped: BTreeMap<CheckpointName, Shipped> = BTreeMap::new();
+    let mut listing_failed = false;
+    while !sh.stopping() {
+        let listed = match dir::list(&sh.config.segments) {
+            Ok(l) => {
+                listing_failed = false;
+                l
+            }
+            Err(e) => {
+                if !listing_failed {
+                    tracing::warn!(dir = %sh.config.segments.dir.display(), "cannot list the segment directory: {e}");
+                }
+                listing_failed = true;
+                Vec::new()
+            }
+        };
+        let mut present = std::collections::BTreeSet::new();
+        for entry in listed {
+            let Ok(mapped) = entry.segment else { continue };
+            if entry.removed {
+                tracing::info!(checkpoint = %mapped.name(), "deleted: its retention ran out with nobody having it open");
+                continue;
+            }
+            if mapped.is_replica() {
+                continue;
+            }
+            let name = mapped.name().clone();
+            present.insert((name.clone(), mapped.incarnation()));
+            if shipped
+                .get(&name)
+                .is_some_and(|s| s.segment.incarnation() == mapped.incarnation())
+            {
+                continue;
+            }
+            if let Some(old) = shipped.remove(&name) {
+                // Re-created: the old incarnation's links end on their own
+                // once their replicas hold its unlink.
+                retire(sh, old);
+            }
+            if let Some(s) = start_shipping(sh, backend, &name) {
+                shipped.insert(name, s);
+            }
+        }
+        // Checkpoints no longer listed: their links end once their replicas
+        // hold the unlink, or after LINGER if it never comes.
+        shipped.retain(|name, s| {
+            if present.contains(&(name.clone(), s.segment.incarnation())) {
+                s.gone = None;
+                return true;
+            }
+            let since = *s.gone.get_or_insert_with(Instant::now);
+            let done = s.links.iter().all(|l| l.state() == LinkState::Ended);
+            if done || since.elapsed() >= LINGER {
+                for l in &s.links {
+                    l.stop.store(true, Ordering::Relaxed);
+                }
+                forget(sh, s);
+                return false;
+            }
+            true
+        });
+        // Expired sections, deleted by a logged mutation the replicas apply
+        // (a writer holding the claim: the next scan).
+        for (name, s) in &shipped {
+            if s.gone.is_none() {
+                if let Ok(n @ 1..) = s.segment.sweep_expired() {
+                    tracing::debug!(checkpoint = %name, "swept {n} expired sections");
+                }
+            }
+        }
+        reap_threads(sh);
+        sh.nap(sh.config.scan, &AtomicBool::new(false));
+    }
+}
+
+/// Ends the links of a primary that was re-created (they end on their own
+/// once their replicas hold the old one's unlink; at the latest after
+/// LINGER, by a thread of their own).
+fn retire(sh: &Arc<Shared>, old: Shipped) {
+    let links = old.links.clone();
+    let s = sh.clone();
+    sh.spawn("ckpt-retire", move || {
+        let since = Instant::now();
+        while since.elapsed() < LINGER
+            && !s.stopping()
+            && !links.iter().all(|l| l.state() == LinkState::Ended)
+        {
+            std::thread::sleep(NAP);
+        }
+        for l in &links {
+            l.stop.store(true, Ordering::Relaxed);
+        }
+        forget(&s, &old);
+    });
+}
+
+/// Removes a shipped checkpoint's links from the table (those still theirs).
+fn forget(sh: &Shared, s: &Shipped) {
+    let mut links = lock(&sh.links);
+    for l in &s.links {
+        let key = (Role::Shipping, l.checkpoint.clone(), l.peer);
+        if links.get(&key).is_some_and(|e| Arc::ptr_eq(e, l)) {
+            links.remove(&key);
+        }
+    }
+}
+
+/// Opens primary `name` for shipping and starts a link to every peer.
+fn start_shipping<B: Backend + 'static>(
+    sh: &Arc<Shared>,
+    backend: &Arc<B>,
+    name: &CheckpointName,
+) -> Option<Shipped>
+where
+    B::Conn: 'static,
+{
+    let segment = match Segment::open_for_link(&sh.config.segments, name, OpenFlags::READ) {
+        Ok(s) if !s.is_replica() => Arc::new(s),
+        Ok(_) => return None,
+        Err(e) => {
+            tracing::debug!(checkpoint = %name, "cannot open to ship it: {e}");
+            return None;
+        }
+    };
+    tracing::info!(
+        checkpoint = %name,
+        incarnation = format_args!("{:x}", segment.incarnation()),
+        "shipping to {} peers",
+        sh.config.peers.len()
+    );
+    let mut links = Vec::new();
+    for peer in &sh.config.peers {
+        let entry = Arc::new(LinkEntry::new(name.clone(), Role::Shipping, peer.node));
+        *lock(&entry.address) = Some(peer.address);
+        lock(&sh.links).insert((Role::Shipping, name.clone(), peer.node), entry.clone());
+        let (s, b, seg, p, e) = (
+            sh.clone(),
+            backend.clone(),
+            segment.clone(),
+            peer.clone(),
+            entry.clone(),
+        );
+        sh.spawn("ckpt-ship", move || shipping(&s, &*b, &seg, &p, &e));
+        links.push(entry);
+    }
+    Some(Shipped {
+        segment,
+        links,
+        gone: None,
+    })
+}
+
+/// A shipping link: connects to `peer`, ships, and again after a backoff,
+/// until the replica holds the checkpoint's unlink or the link is stopped.
+fn shipping<B: Backend>(
+    sh: &Shared,
+    backend: &B,
+    segment: &Segment,
+    peer: &Peer,
+    entry: &LinkEntry,
+) {
+    let span = tracing::info_span!("ship", checkpoint = %entry.checkpoint, peer = peer.node);
+    let _in = span.enter();
+    let opts = sh.link_options(entry);
+    let mut retry = RETRY_MIN;
+    while !sh.stopping() && !entry.stop.load(Ordering::Relaxed) {
+        entry.set(LinkState::Connecting);
+        let started = Instant::now();
+        match backend.connect(peer.address, sh.config.connect_timeout, opts.max_message) {
+            Ok(mut conn) => {
+                entry.connects.fetch_add(1, Ordering::Relaxed);
+                entry.set(LinkState::Linked);
+                match ship(segment, peer.node, &mut conn, &opts, &entry.stop) {
+                    Ok(Ended::Unlinked) => {
+                        entry.outcome("the replica holds the unlink: link done".into(), false);
+                        break;
+                    }
+                    Ok(Ended::Deposed { term }) => {
+                        entry.outcome(
+                            format!(
+                                "the replica follows a newer term ({term}): this node is not the active replica; shipping stops"
+                            ),
+                            true,
+                        );
+                        break;
+                    }
+                    Ok(ended) => entry.outcome(format!("link ended: {}", describe(ended)), false),
+                    Err(e) => sh.failed(entry, &e),
+                }
+            }
+            Err(e) => entry.outcome(format!("cannot connect to {}: {e}", peer.address), true),
+        }
+        entry.set(LinkState::Down);
+        // A link that lasted starts the backoff over; quick failures double it.
+        retry = if started.elapsed() > sh.config.retry_max {
+            RETRY_MIN
+        } else {
+            (retry * 2).min(sh.config.retry_max)
+        };
+        sh.nap(retry, &entry.stop);
+    }
+    entry.set(LinkState::Ended);
+}
+
+/// Joins the link threads that ended.
+fn reap_threads(sh: &Shared) {
+    let mut threads = lock(&sh.threads);
+    let mut i = 0;
+    while i < threads.len() {
+        if threads[i].is_finished() {
+            let _ = threads.swap_remove(i).join();
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// How a link ended, for people.
+pub fn describe(ended: Ended) -> String {
+    match ended {
+        Ended::Stopped => "stopped".into(),
+        Ended::PeerClosed => "the peer closed the connection".into(),
+        Ended::Closed(reason) => reason.to_string(),
+        Ended::Deposed { term } => {
+            format!("a replica follows a newer term ({term}): this host is not the active replica")
+        }
+        Ended::Unlinked => "the checkpoint was unlinked, and the replica holds the unlink".into(),
+    }
+}
