@@ -839,8 +839,8 @@ where
     tracing::info!(
         checkpoint = %name,
         incarnation = format_args!("{:x}", segment.incarnation()),
-        "shipping to {} peers",
-        sh.config.peers.len()
+        peers = sh.config.peers.len(),
+        "shipping"
     );
     let mut links = Vec::new();
     for peer in &sh.config.peers {

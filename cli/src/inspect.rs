@@ -66,7 +66,8 @@ pub struct Opener {
     /// True if that is not this process's namespace (a container): the pid
     /// then names another process, or none, here.
     pub other_namespace: bool,
-    /// `R`, `W`, `C` letters of its open flags.
+    /// `R`, `W`, `C` letters of its open flags, and `link` for a
+    /// replication link's registration (a node daemon), which is not an open.
     pub mode: String,
 }
 
@@ -96,6 +97,9 @@ fn opener(o: &OpenerInfo) -> Opener {
         if o.flags & bit != 0 {
             mode.push(c);
         }
+    }
+    if o.flags & ckpt_shm::layout::OPENER_LINK != 0 {
+        mode.push_str(" link");
     }
     Opener {
         pid: o.pid,

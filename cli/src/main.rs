@@ -84,6 +84,24 @@ enum Cmd {
         /// Checkpoint name (any bytes but NUL).
         name: OsString,
     },
+    /// Run the node daemon in the foreground until SIGTERM or SIGINT: ship
+    /// this host's checkpoints to the configured peers, keep replicas of
+    /// theirs, answer `ckpt peers`.
+    Daemon {
+        #[command(flatten)]
+        args: ckpt_cli::daemon::DaemonArgs,
+    },
+    /// Show the node daemon's peers and links: per checkpoint and peer, the
+    /// role, state, frames held, lag, term and the transport.
+    Peers {
+        /// The daemon's control socket (default: .ckptd.sock in the segment
+        /// directory).
+        #[arg(long, value_name = "PATH")]
+        control: Option<PathBuf>,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve one checkpoint of this host to a replica host (`ckpt follow`
     /// there) on an address, until SIGTERM or SIGINT.
     Ship {
@@ -224,6 +242,23 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             let name = checkpoint_name(&name)?;
             let link = link.prepare()?;
             ckpt_cli::replicate::run_ship(&config, &name, (listen, replica_node), &link)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Daemon { args } => {
+            let settings = args.settings(&config, dir.as_deref())?;
+            ckpt_cli::daemon::run(settings)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Peers { control, json } => {
+            let control =
+                control.unwrap_or_else(|| config.dir.join(ckpt_cli::daemon::CONTROL_NAME));
+            let status = ckpt_cli::daemon::fetch_status(&control)?;
+            if json {
+                let line = serde_json::to_string(&status).expect("serializable");
+                writeln!(out, "{line}").map_err(io)?;
+            } else {
+                print_peers(&mut out, &status).map_err(io)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Follow { name, from, link } => {
@@ -552,6 +587,77 @@ fn print_sections(out: &mut dyn Write, sections: &[SectionInfo]) -> std::io::Res
         out,
         &["ID", "SIZE", "VERSION", "EXPIRES", "LAST UPDATE"],
         &rows,
+    )
+}
+
+fn print_peers(out: &mut dyn Write, s: &ckpt_cli::daemon::StatusJson) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "node {} ({}) on {}, transport {}, up {}; authentication failures {}, links refused {}",
+        s.node,
+        s.name,
+        s.listen,
+        s.backend,
+        duration_ns((s.uptime_s * 1e9) as i64),
+        s.auth_failures,
+        s.refused
+    )?;
+    let peers: Vec<[String; 5]> = s
+        .peers
+        .iter()
+        .map(|p| {
+            [
+                p.node.to_string(),
+                p.name.clone(),
+                p.address.clone(),
+                p.links.to_string(),
+                p.linked.to_string(),
+            ]
+        })
+        .collect();
+    writeln!(out)?;
+    print_table(
+        out,
+        &["PEER", "NAME", "ADDRESS", "LINKS", "CONNECTED"],
+        &peers,
+    )?;
+    writeln!(out)?;
+    if s.links.is_empty() {
+        return writeln!(out, "no links");
+    }
+    let links: Vec<[String; 10]> = s
+        .links
+        .iter()
+        .map(|l| {
+            [
+                shown(l.checkpoint.as_bytes()),
+                l.role.clone(),
+                l.peer.to_string(),
+                l.state.clone(),
+                l.held.to_string(),
+                l.lag.to_string(),
+                l.term.to_string(),
+                l.frames.to_string(),
+                l.snapshots.to_string(),
+                l.last.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print_table(
+        out,
+        &[
+            "CHECKPOINT",
+            "ROLE",
+            "PEER",
+            "STATE",
+            "HELD",
+            "LAG",
+            "TERM",
+            "FRAMES",
+            "SNAPSHOTS",
+            "LAST",
+        ],
+        &links,
     )
 }
 

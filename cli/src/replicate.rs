@@ -3,8 +3,8 @@
 //! checkpoint of this host's directory on an address (a link that ends is
 //! followed by the next connection); `follow` keeps this host's replica up to
 //! date from that address, reconnecting after a lost link. They print one
-//! line per event on standard error. The node daemon runs the same links for
-//! every checkpoint and peer of its configuration (not yet built).
+//! line per event on standard error. The node daemon (`ckpt daemon`) runs
+//! the same links for every checkpoint and peer of its configuration.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ckpt::replication::{follow, ship, ClusterKey, Ended, LinkOptions};
+use ckpt::node::describe;
+use ckpt::replication::{follow, ship, ClusterKey, LinkOptions};
 use ckpt_core::{CheckpointName, OpenFlags};
 use ckpt_shm::{Config, Segment};
 use ckpt_transport::{Auto, Backend, Choice, Listener};
@@ -81,8 +82,7 @@ impl LinkArgs {
 }
 
 /// The links' options: events logged, and the cluster key in `key_file` if
-/// given (at least [`ClusterKey::BYTES_MIN`] bytes, in a regular file that
-/// only its owner can read or write).
+/// given ([`read_key`]).
 pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
     let logged = LinkOptions {
         on_event: Some(|e| log(format_args!("{e}"))),
@@ -94,6 +94,20 @@ pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
         ));
         return Ok(logged);
     };
+    let key = read_key(path)?;
+    log(format_args!(
+        "links authenticated with the cluster key in {}",
+        path.display()
+    ));
+    Ok(LinkOptions {
+        key: Some(key),
+        ..logged
+    })
+}
+
+/// The cluster key in `path`: at least [`ClusterKey::BYTES_MIN`] bytes, in a
+/// regular file that only its owner can read or write.
+pub fn read_key(path: &Path) -> Result<ClusterKey, String> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| format!("key file {shown}: {e}"))?;
     if !meta.is_file() {
@@ -105,19 +119,12 @@ pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("key file {shown}: {e}"))?;
-    let key = ClusterKey::new(&bytes).ok_or_else(|| {
+    ClusterKey::new(&bytes).ok_or_else(|| {
         format!(
             "key file {shown}: {} bytes, at least {} needed",
             bytes.len(),
             ClusterKey::BYTES_MIN
         )
-    })?;
-    log(format_args!(
-        "links authenticated with the cluster key in {shown}"
-    ));
-    Ok(LinkOptions {
-        key: Some(key),
-        ..logged
     })
 }
 
@@ -207,16 +214,4 @@ pub fn run_follow(
     }
     log(format_args!("stopped"));
     Ok(())
-}
-
-fn describe(ended: Ended) -> String {
-    match ended {
-        Ended::Stopped => "stopped".into(),
-        Ended::PeerClosed => "the peer closed the connection".into(),
-        Ended::Unlinked => "the checkpoint was unlinked, and the replica holds the unlink".into(),
-        Ended::Closed(reason) => reason.to_string(),
-        Ended::Deposed { term } => {
-            format!("a replica follows a newer term ({term}): this host is not the active replica")
-        }
-    }
 }

@@ -428,3 +428,189 @@ fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
     );
     assert!(follower_err.contains("stopped"), "{follower_err}");
 }
+
+/// Two `ckpt daemon`s on loopback, one directory each, as an operator runs
+/// them on two hosts: a checkpoint created on one is replicated to the
+/// other; `ckpt peers` shows the links on both ends (text and JSON); the
+/// metrics endpoint serves them; the replica's daemon killed and started
+/// again catches up; SIGTERM stops both cleanly.
+#[test]
+fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
+    use std::io::{Read, Write};
+    use std::process::{Child, Stdio};
+    use std::time::{Duration, Instant};
+
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let (pa, pb, metrics) = (port(), port(), port());
+    let daemon = |dir: &std::path::Path, args: &[&str]| -> Child {
+        Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .arg("--dir")
+            .arg(dir)
+            .arg("daemon")
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let peer_a = format!("1:alpha={pa}");
+    let peer_b = format!("2:beta={pb}");
+    let mut da = daemon(
+        a.path(),
+        &[
+            "--node",
+            "1",
+            "--name",
+            "alpha",
+            "--listen",
+            &pa,
+            "--peer",
+            &peer_b,
+            "--metrics",
+            &metrics,
+        ],
+    );
+    let b_args = [
+        "--node", "2", "--name", "beta", "--listen", &pb, "--peer", &peer_a,
+    ];
+    let mut db = daemon(b.path(), &b_args);
+
+    let name = "safCkpt=cli_daemons";
+    let attrs = CreationAttributes {
+        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 4096)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let primary = Service::with_config(Config {
+        node_id: 1,
+        ..Config::with_dir(a.path())
+    })
+    .open(name, rwc, Some(&attrs))
+    .unwrap();
+    primary.set_active_replica().unwrap();
+    primary
+        .create_section(b"seq", Time::END, &0u64.to_le_bytes())
+        .unwrap();
+    let replica_seq = |want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let service = Service::with_config(Config::with_dir(b.path()));
+        loop {
+            let got = service
+                .open(name, OpenFlags::READ, None)
+                .ok()
+                .and_then(|c| c.read_section(b"seq").ok())
+                .map(|v| u64::from_le_bytes(v.try_into().unwrap()));
+            if got == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica shows {got:?}, not {want}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    for n in 1..=300u64 {
+        primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+    }
+    replica_seq(300);
+    // `ckpt peers`: the shipping end, once the acknowledgement is in.
+    let last = primary.segment().last_seq();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let json = loop {
+        let out = ckpt(a.path(), &["peers", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["links"][0]["held"] == last {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(json["node"], 1);
+    assert_eq!(json["peers"][0]["name"], "beta");
+    let link = &json["links"][0];
+    assert_eq!(
+        (
+            &link["checkpoint"],
+            &link["role"],
+            &link["state"],
+            &link["lag"]
+        ),
+        (
+            &name.into(),
+            &"shipping".into(),
+            &"linked".into(),
+            &0.into()
+        )
+    );
+    let shown = text(&ckpt(b.path(), &["peers"]));
+    assert!(shown.contains("node 2 (beta)"), "{shown}");
+    assert!(
+        shown.contains(name) && shown.contains("following"),
+        "{shown}"
+    );
+    // Metrics.
+    let mut conn = std::net::TcpStream::connect(&metrics).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    conn.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    let up = format!("ckpt_link_up{{checkpoint=\"{name}\",role=\"shipping\",peer=\"2\"}} 1");
+    assert!(page.contains(&up), "{page}");
+    // The replica's daemon killed, writes go on, then it starts again.
+    db.kill().unwrap();
+    db.wait().unwrap();
+    for n in 301..=600u64 {
+        primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+    }
+    let mut db = daemon(b.path(), &b_args);
+    replica_seq(600);
+    // SIGTERM: both stop, exit 0, and remove their control sockets.
+    for child in [&mut da, &mut db] {
+        // SAFETY: plain signal to a child we started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    let mut log = String::new();
+    da.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(log.contains("node stopped"), "{log}");
+    assert!(!a.path().join(".ckptd.sock").exists());
+    let out = ckpt(a.path(), &["peers"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("is `ckpt daemon` running"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_daemon_with_a_bad_configuration_says_why_and_exits_1() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("ckptd.toml");
+    std::fs::write(&file, "node = 1\nlisten = \"127.0.0.1:0\"\npeers = []\n").unwrap();
+    let conf = file.to_str().unwrap();
+    for (args, why) in [
+        (vec!["daemon", "--config", conf], "unknown field `peers`"),
+        (vec!["daemon", "--listen", "127.0.0.1:0"], "no node id"),
+        (
+            vec!["daemon", "--node", "1", "--peer", "1=127.0.0.1:9"],
+            "this node's id",
+        ),
+        (
+            vec!["daemon", "--node", "1", "--transport", "carrier-pigeon"],
+            "expected auto",
+        ),
+    ] {
+        let out = ckpt(d.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(why), "{args:?}: {}", text(&out));
+    }
+}

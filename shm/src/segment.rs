@@ -34,6 +34,9 @@ use ckpt_core::frame::{self, Frame, FrameHeader, FrameKind, Mutation};
 pub const ENV_DIR: &str = "CKPT_DIR";
 /// Environment variable: `1` creates segments group read-write (0660).
 pub const ENV_GROUP_ACCESS: &str = "CKPT_GROUP_ACCESS";
+/// Environment variable: this host's node id (as its node daemon's
+/// configuration says; default 0).
+pub const ENV_NODE_ID: &str = "CKPT_NODE_ID";
 /// The default segment directory.
 pub const DEFAULT_DIR: &str = "/dev/shm/ckpt";
 /// Segments up to this size are fully allocated at creation (no SIGBUS later
@@ -81,13 +84,23 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults, overridden by `CKPT_DIR` and `CKPT_GROUP_ACCESS=1`.
+    /// The defaults, overridden by `CKPT_DIR`, `CKPT_GROUP_ACCESS=1` and
+    /// `CKPT_NODE_ID`. A node id that is not a number up to
+    /// [`ckpt_core::frame::NODE_ID_MAX`] makes every open fail with
+    /// `InvalidNode` (never a silent 0).
     pub fn from_env() -> Self {
         let mut config = Config::default();
         if let Some(dir) = std::env::var_os(ENV_DIR).filter(|d| !d.is_empty()) {
             config.dir = PathBuf::from(dir);
         }
         config.group_access = std::env::var(ENV_GROUP_ACCESS).is_ok_and(|v| v == "1");
+        if let Some(id) = std::env::var_os(ENV_NODE_ID) {
+            config.node_id = id
+                .to_str()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .filter(|&n| n <= ckpt_core::frame::NODE_ID_MAX)
+                .unwrap_or(u32::MAX);
+        }
         config
     }
 

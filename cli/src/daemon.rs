@@ -1,0 +1,835 @@
+//! `ckpt daemon`: the node daemon ([`ckpt::node`]) in the foreground, with
+//! a TOML configuration and flags, `tracing` logs on standard error, a
+//! control socket that `ckpt peers` reads, optional Prometheus metrics, and
+//! a clean stop on SIGTERM or SIGINT.
+//!
+//! The configuration file (every key optional; flags override it):
+//!
+//! ```toml
+//! node = 1                      # this node's id (applications: CKPT_NODE_ID)
+//! name = "alpha"
+//! listen = "0.0.0.0:7400"       # where peers connect
+//! dir = "/dev/shm/ckpt"         # the segment directory (--dir and CKPT_DIR win)
+//! key_file = "/etc/ckpt/cluster.key"
+//! transport = "auto"            # auto, io_uring or tcp
+//! metrics = "127.0.0.1:9464"    # Prometheus text on GET /metrics
+//! control = "/dev/shm/ckpt/.ckptd.sock"
+//! membership = "static"
+//! heartbeat_ms = 100
+//! silence_ms = 1000
+//! connect_timeout_ms = 2000
+//! retry_max_ms = 2000
+//! scan_ms = 200
+//! max_message_bytes = 67108864
+//! incoming_max = 256
+//!
+//! [[peer]]
+//! node = 2
+//! name = "beta"
+//! address = "beta.example:7400"
+//! ```
+
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ckpt::node::{Node, NodeConfig, NodeStatus, Peer};
+use ckpt::Config;
+use ckpt_transport::{Auto, Backend, Choice};
+use serde::{Deserialize, Serialize};
+
+use crate::replicate::{read_key, stop_on_signals};
+
+/// The control socket's name in the segment directory, by default.
+pub const CONTROL_NAME: &str = ".ckptd.sock";
+/// How long the control and metrics endpoints wait for a client.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest request the metrics endpoint reads.
+const REQUEST_BYTES_MAX: usize = 8192;
+
+/// `ckpt daemon`'s flags.
+#[derive(clap::Args, Debug, Default)]
+pub struct DaemonArgs {
+    /// A TOML configuration file; the flags below override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// This node's id (the applications of this host use the same, in
+    /// CKPT_NODE_ID).
+    #[arg(long)]
+    node: Option<u32>,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where peers connect (default 0.0.0.0:7400).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// A peer, as ID=HOST:PORT or ID:NAME=HOST:PORT; repeat for each (they
+    /// replace the file's peers).
+    #[arg(long = "peer", value_name = "ID[:NAME]=ADDR")]
+    peers: Vec<String>,
+    /// A file holding the cluster key (at least 16 bytes, readable by its
+    /// owner only). Without one, links are not authenticated.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// auto (io_uring where the kernel allows it), io_uring or tcp.
+    #[arg(long)]
+    transport: Option<String>,
+    /// Serve Prometheus metrics on this address (GET /metrics).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// The control socket `ckpt peers` reads (default: .ckptd.sock in the
+    /// segment directory).
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
+}
+
+/// The configuration file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node: Option<u32>,
+    name: Option<String>,
+    listen: Option<String>,
+    dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    transport: Option<String>,
+    metrics: Option<String>,
+    control: Option<PathBuf>,
+    membership: Option<String>,
+    heartbeat_ms: Option<u64>,
+    silence_ms: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    retry_max_ms: Option<u64>,
+    scan_ms: Option<u64>,
+    max_message_bytes: Option<usize>,
+    incoming_max: Option<usize>,
+    #[serde(default)]
+    peer: Vec<FilePeer>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FilePeer {
+    node: u32,
+    name: Option<String>,
+    address: String,
+}
+
+/// A daemon's whole configuration, checked.
+pub struct Settings {
+    /// The node.
+    pub node: NodeConfig,
+    /// The transport asked for.
+    pub transport: Choice,
+    /// Where metrics are served, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// The control socket.
+    pub control: PathBuf,
+}
+
+/// Resolves `text` (HOST:PORT) to its first address.
+fn address(what: &str, text: &str) -> Result<SocketAddr, String> {
+    text.to_socket_addrs()
+        .map_err(|e| format!("{what} {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{what} {text:?}: no address"))
+}
+
+/// Parses a `--peer` flag: ID=ADDR or ID:NAME=ADDR.
+fn peer_flag(text: &str) -> Result<Peer, String> {
+    let bad = || format!("--peer {text:?}: expected ID=HOST:PORT or ID:NAME=HOST:PORT");
+    let (who, addr) = text.split_once('=').ok_or_else(bad)?;
+    let (id, name) = match who.split_once(':') {
+        Some((id, name)) if !name.is_empty() => (id, Some(name)),
+        Some(_) => return Err(bad()),
+        None => (who, None),
+    };
+    let node: u32 = id.trim().parse().map_err(|_| bad())?;
+    Ok(Peer {
+        node,
+        name: name.map_or_else(|| format!("node{node}"), str::to_string),
+        address: address("peer address", addr)?,
+    })
+}
+
+fn millis(what: &str, ms: Option<u64>, default: Duration) -> Result<Duration, String> {
+    match ms {
+        None => Ok(default),
+        Some(0) => Err(format!("{what} must be above 0")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+impl DaemonArgs {
+    /// The file (if any), then the flags over it; `dir` is the segment
+    /// directory asked for by --dir or CKPT_DIR (it wins over the file's).
+    pub fn settings(&self, config: &Config, dir: Option<&Path>) -> Result<Settings, String> {
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("config {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?
+            }
+        };
+        match file.membership.as_deref() {
+            None | Some("static") => {}
+            Some("corosync") => {
+                return Err(
+                    "membership \"corosync\": not built yet; this build has static membership only"
+                        .into(),
+                )
+            }
+            Some(other) => {
+                return Err(format!(
+                    "membership {other:?}: expected \"static\" (corosync is not built yet)"
+                ))
+            }
+        }
+        let mut segments = config.clone();
+        if let (None, Some(d)) = (dir, &file.dir) {
+            segments.dir = d.clone();
+        }
+        let node = self
+            .node
+            .or(file.node)
+            .ok_or("no node id: give --node or `node` in the config file")?;
+        let name = match self.name.clone().or(file.name) {
+            Some(n) => n,
+            None => hostname(),
+        };
+        let listen = self
+            .listen
+            .clone()
+            .or(file.listen)
+            .unwrap_or_else(|| "0.0.0.0:7400".into());
+        let listen = address("listen address", &listen)?;
+        let mut c = NodeConfig::new(node, &name, listen, segments);
+        c.peers = if self.peers.is_empty() {
+            file.peer
+                .iter()
+                .map(|p| {
+                    Ok(Peer {
+                        node: p.node,
+                        name: p.name.clone().unwrap_or_else(|| format!("node{}", p.node)),
+                        address: address("peer address", &p.address)?,
+                    })
+                })
+                .collect::<Result<_, String>>()?
+        } else {
+            self.peers
+                .iter()
+                .map(|p| peer_flag(p))
+                .collect::<Result<_, _>>()?
+        };
+        let link = &mut c.link;
+        link.link.heartbeat_ns = millis(
+            "heartbeat_ms",
+            file.heartbeat_ms,
+            Duration::from_nanos(link.link.heartbeat_ns),
+        )?
+        .as_nanos() as u64;
+        link.link.silence_ns = millis(
+            "silence_ms",
+            file.silence_ms,
+            Duration::from_nanos(link.link.silence_ns),
+        )?
+        .as_nanos() as u64;
+        if link.link.heartbeat_ns * 2 > link.link.silence_ns {
+            return Err("silence_ms must be at least twice heartbeat_ms".into());
+        }
+        if let Some(bytes) = file.max_message_bytes {
+            let min = 2 * link.batch_bytes.min(1 << 20);
+            if !(min..=1 << 30).contains(&bytes) {
+                return Err(format!(
+                    "max_message_bytes {bytes}: expected {min} to {}",
+                    1u64 << 30
+                ));
+            }
+            link.max_message = bytes;
+            link.batch_bytes = link.batch_bytes.min(bytes / 2);
+        }
+        let key_file = self.key_file.clone().or(file.key_file);
+        if let Some(path) = &key_file {
+            link.key = Some(read_key(path)?);
+        }
+        c.connect_timeout = millis(
+            "connect_timeout_ms",
+            file.connect_timeout_ms,
+            c.connect_timeout,
+        )?;
+        c.retry_max = millis("retry_max_ms", file.retry_max_ms, c.retry_max)?;
+        c.scan = millis("scan_ms", file.scan_ms, c.scan)?;
+        if let Some(n) = file.incoming_max {
+            c.incoming_max = n;
+        }
+        c.check().map_err(|e| e.to_string())?;
+        let transport = self
+            .transport
+            .clone()
+            .or(file.transport)
+            .unwrap_or_else(|| "auto".into());
+        let transport = Choice::parse(&transport)
+            .ok_or_else(|| format!("transport {transport:?}: expected auto, io_uring or tcp"))?;
+        let metrics = match self.metrics.clone().or(file.metrics) {
+            Some(a) => Some(address("metrics address", &a)?),
+            None => None,
+        };
+        let control = self
+            .control
+            .clone()
+            .or(file.control)
+            .unwrap_or_else(|| c.segments.dir.join(CONTROL_NAME));
+        Ok(Settings {
+            node: c,
+            transport,
+            metrics,
+            control,
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(settings: Settings) -> Result<(), String> {
+    init_logs();
+    let stop = stop_on_signals()?;
+    let (backend, fallback) = Auto::select(settings.transport)?;
+    match fallback {
+        None => tracing::info!("transport: {}", backend.name()),
+        Some(why) => tracing::warn!("transport: {} ({why})", backend.name()),
+    }
+    let control = bind_control(&settings.control)?;
+    let metrics = match settings.metrics {
+        Some(addr) => {
+            Some(TcpListener::bind(addr).map_err(|e| format!("metrics address {addr}: {e}"))?)
+        }
+        None => None,
+    };
+    let node = Node::start(settings.node, backend).map_err(|e| e.to_string())?;
+    let node = Arc::new(Mutex::new(Some(node)));
+    let status = {
+        let node = node.clone();
+        move || {
+            let guard = node.lock().unwrap_or_else(|p| p.into_inner());
+            guard.as_ref().map(|n| n.status())
+        }
+    };
+    tracing::info!(control = %settings.control.display(), "answering `ckpt peers`");
+    spawn_server("ckpt-control", {
+        let status = status.clone();
+        let stop = stop.clone();
+        move || serve_control(&control, &stop, &status)
+    })?;
+    if let Some(listener) = metrics {
+        let at = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(metrics = %at, "serving Prometheus metrics on /metrics");
+        let stop = stop.clone();
+        spawn_server("ckpt-metrics", move || {
+            serve_metrics(&listener, &stop, &status)
+        })?;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::info!("stopping");
+    let taken = node.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(n) = taken {
+        n.stop();
+    }
+    let _ = std::fs::remove_file(&settings.control);
+    Ok(())
+}
+
+fn spawn_server(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| format!("cannot start {name}: {e}"))
+}
+
+/// `tracing` to standard error, filtered by RUST_LOG (default `info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+// ---------------------------------------------------------------------------
+// The control socket
+
+/// Binds the control socket (owner only). A socket left by a daemon that
+/// died is replaced; one a running daemon answers on is an error.
+fn bind_control(path: &Path) -> Result<UnixListener, String> {
+    let shown = path.display();
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("control socket {shown}: {e}"))?;
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(format!(
+            "another daemon answers on {shown}: one daemon per segment directory"
+        ));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(_) => {
+            return Err(format!(
+                "control socket {shown}: exists and is not a socket"
+            ))
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("control socket {shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("control socket {shown}: {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("control socket {shown}: {e}"))?;
+    Ok(listener)
+}
+
+/// Answers each connection's `status` line with the status as one JSON line.
+fn serve_control(
+    listener: &UnixListener,
+    stop: &std::sync::atomic::AtomicBool,
+    status: &dyn Fn() -> Option<NodeStatus>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!("control socket: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let _ = answer_control(stream, status);
+    }
+}
+
+fn answer_control(
+    stream: UnixStream,
+    status: &dyn Fn() -> Option<NodeStatus>,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut line = String::new();
+    BufReader::new((&stream).take(256)).read_line(&mut line)?;
+    let mut out = &stream;
+    match (line.trim(), status()) {
+        ("status", Some(s)) => {
+            let json = serde_json::to_string(&StatusJson::from(&s)).expect("serializable");
+            writeln!(out, "{json}")
+        }
+        ("status", None) => writeln!(out, "{{\"error\":\"stopping\"}}"),
+        (other, _) => writeln!(
+            out,
+            "{}",
+            serde_json::json!({ "error": format!("unknown request {other:?}: expected status") })
+        ),
+    }
+}
+
+/// Asks the daemon answering on `control` for its status.
+pub fn fetch_status(control: &Path) -> Result<StatusJson, String> {
+    let shown = control.display();
+    let mut stream = UnixStream::connect(control).map_err(|e| {
+        format!("no daemon answers on {shown} ({e}): is `ckpt daemon` running for this directory?")
+    })?;
+    stream
+        .set_read_timeout(Some(CLIENT_TIMEOUT))
+        .and_then(|()| stream.write_all(b"status\n"))
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let mut text = String::new();
+    stream
+        .take(16 << 20)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    serde_json::from_str(&text).map_err(|_| format!("{shown}: unexpected answer {:?}", text.trim()))
+}
+
+/// The daemon's status as `ckpt peers --json` prints it and the control
+/// socket carries it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct StatusJson {
+    pub node: u32,
+    pub name: String,
+    pub listen: String,
+    pub backend: String,
+    pub uptime_s: f64,
+    pub auth_failures: u64,
+    pub refused: u64,
+    pub peers: Vec<PeerJson>,
+    pub links: Vec<LinkJson>,
+}
+
+/// A peer in [`StatusJson`].
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct PeerJson {
+    pub node: u32,
+    pub name: String,
+    pub address: String,
+    pub links: usize,
+    pub linked: usize,
+}
+
+/// A link in [`StatusJson`].
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct LinkJson {
+    pub checkpoint: String,
+    pub role: String,
+    pub peer: u32,
+    pub address: Option<String>,
+    pub state: String,
+    pub held: u64,
+    pub primary: u64,
+    pub lag: u64,
+    pub term: u32,
+    pub frames: u64,
+    pub snapshots: u64,
+    pub connects: u64,
+    pub last: Option<String>,
+}
+
+impl From<&NodeStatus> for StatusJson {
+    fn from(s: &NodeStatus) -> StatusJson {
+        StatusJson {
+            node: s.node,
+            name: s.name.clone(),
+            listen: s.listen.to_string(),
+            backend: s.backend.into(),
+            uptime_s: s.uptime.as_secs_f64(),
+            auth_failures: s.auth_failures,
+            refused: s.refused,
+            peers: s
+                .peers
+                .iter()
+                .map(|p| PeerJson {
+                    node: p.node,
+                    name: p.name.clone(),
+                    address: p.address.to_string(),
+                    links: p.links,
+                    linked: p.linked,
+                })
+                .collect(),
+            links: s
+                .links
+                .iter()
+                .map(|l| LinkJson {
+                    checkpoint: l.checkpoint.clone(),
+                    role: l.role.as_str().into(),
+                    peer: l.peer,
+                    address: l.address.map(|a| a.to_string()),
+                    state: l.state.as_str().into(),
+                    held: l.held,
+                    primary: l.primary,
+                    lag: l.lag,
+                    term: l.term,
+                    frames: l.frames,
+                    snapshots: l.snapshots,
+                    connects: l.connects,
+                    last: l.last.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+
+/// Answers HTTP GETs of /metrics (or /) with the Prometheus text format.
+fn serve_metrics(
+    listener: &TcpListener,
+    stop: &std::sync::atomic::AtomicBool,
+    status: &dyn Fn() -> Option<NodeStatus>,
+) {
+    if let Err(e) = listener.set_nonblocking(true) {
+        tracing::warn!("metrics: {e}");
+        return;
+    }
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = answer_metrics(stream, status);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!("metrics: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn answer_metrics(
+    stream: std::net::TcpStream,
+    status: &dyn Fn() -> Option<NodeStatus>,
+) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    // The request line and headers, up to a bound.
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut reader = &stream;
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < REQUEST_BYTES_MAX {
+        match reader.read(&mut buf)? {
+            0 => break,
+            n => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = request.split(|&b| b == b'\r').next().unwrap_or(&[]);
+    let path = line.split(|&b| b == b' ').nth(1).unwrap_or(&[]);
+    let get = line.starts_with(b"GET ");
+    let (code, body) = match (get, path, status()) {
+        (true, b"/metrics" | b"/", Some(s)) => ("200 OK", prometheus(&s)),
+        (true, b"/metrics" | b"/", None) => ("503 Service Unavailable", "stopping\n".into()),
+        (true, _, _) => ("404 Not Found", "try /metrics\n".into()),
+        (false, _, _) => ("405 Method Not Allowed", "GET only\n".into()),
+    };
+    let mut out = &stream;
+    write!(
+        out,
+        "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A label value, escaped as the text format wants.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The status in the Prometheus text format.
+pub fn prometheus(s: &NodeStatus) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let node = format!(
+        "{{node=\"{}\",name=\"{}\",backend=\"{}\"}}",
+        s.node,
+        label(&s.name),
+        s.backend
+    );
+    metric(
+        "ckpt_node_info",
+        "gauge",
+        "The node daemon: its id, name and transport.",
+        vec![(node, "1".into())],
+    );
+    metric(
+        "ckpt_uptime_seconds",
+        "gauge",
+        "Since the daemon started.",
+        vec![(String::new(), format!("{:.3}", s.uptime.as_secs_f64()))],
+    );
+    metric(
+        "ckpt_auth_failures_total",
+        "counter",
+        "Connections refused because the peer did not prove it holds the cluster key.",
+        vec![(String::new(), s.auth_failures.to_string())],
+    );
+    metric(
+        "ckpt_refused_links_total",
+        "counter",
+        "Incoming links refused for another reason (stranger, held as primary, too many).",
+        vec![(String::new(), s.refused.to_string())],
+    );
+    let peers = |f: fn(&ckpt::node::PeerStatus) -> usize| {
+        s.peers
+            .iter()
+            .map(|p| {
+                let l = format!("{{peer=\"{}\",name=\"{}\"}}", p.node, label(&p.name));
+                (l, f(p).to_string())
+            })
+            .collect()
+    };
+    metric(
+        "ckpt_peer_links",
+        "gauge",
+        "Links with the peer.",
+        peers(|p| p.links),
+    );
+    metric(
+        "ckpt_peer_connected_links",
+        "gauge",
+        "Connected links with the peer.",
+        peers(|p| p.linked),
+    );
+    type Field = fn(&ckpt::node::LinkStatus) -> u64;
+    let per_link: [(&str, &str, &str, Field); 7] = [
+        (
+            "ckpt_link_up",
+            "gauge",
+            "1 while the link is connected.",
+            |l| u64::from(l.state == ckpt::node::LinkState::Linked),
+        ),
+        (
+            "ckpt_link_held_seq",
+            "gauge",
+            "The replica holds every frame through this one.",
+            |l| l.held,
+        ),
+        (
+            "ckpt_link_lag_frames",
+            "gauge",
+            "Frames the replica lacks.",
+            |l| l.lag,
+        ),
+        ("ckpt_link_term", "gauge", "The term.", |l| {
+            u64::from(l.term)
+        }),
+        (
+            "ckpt_link_frames_total",
+            "counter",
+            "Frames shipped or applied.",
+            |l| l.frames,
+        ),
+        (
+            "ckpt_link_snapshots_total",
+            "counter",
+            "Snapshots sent or installed.",
+            |l| l.snapshots,
+        ),
+        (
+            "ckpt_link_connects_total",
+            "counter",
+            "Connections made.",
+            |l| l.connects,
+        ),
+    ];
+    for (name, kind, help, f) in per_link {
+        let rows = s
+            .links
+            .iter()
+            .map(|l| {
+                let labels = format!(
+                    "{{checkpoint=\"{}\",role=\"{}\",peer=\"{}\"}}",
+                    label(&l.checkpoint),
+                    l.role.as_str(),
+                    l.peer
+                );
+                (labels, f(l).to_string())
+            })
+            .collect();
+        metric(name, kind, help, rows);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> DaemonArgs {
+        DaemonArgs::default()
+    }
+
+    #[test]
+    fn flags_and_files_make_settings_and_bad_ones_say_why() {
+        let d = tempfile::tempdir().unwrap();
+        let config = Config::with_dir(d.path());
+        let file = d.path().join("ckptd.toml");
+        std::fs::write(
+            &file,
+            "node = 1\nname = \"alpha\"\nlisten = \"127.0.0.1:0\"\nsilence_ms = 900\n\
+             [[peer]]\nnode = 2\naddress = \"127.0.0.1:7401\"\n",
+        )
+        .unwrap();
+        let a = DaemonArgs {
+            config: Some(file.clone()),
+            ..args()
+        };
+        let s = a.settings(&config, None).unwrap();
+        assert_eq!((s.node.node, s.node.name.as_str()), (1, "alpha"));
+        assert_eq!(s.node.peers.len(), 1);
+        assert_eq!(s.node.peers[0].name, "node2");
+        assert_eq!(s.node.link.link.silence_ns, 900_000_000);
+        assert_eq!(s.control, d.path().join(CONTROL_NAME));
+        // Flags win over the file.
+        let a = DaemonArgs {
+            config: Some(file.clone()),
+            node: Some(3),
+            peers: vec!["4:delta=127.0.0.1:7404".into()],
+            ..args()
+        };
+        let s = a.settings(&config, None).unwrap();
+        assert_eq!(s.node.node, 3);
+        assert_eq!(
+            (s.node.peers[0].node, s.node.peers[0].name.as_str()),
+            (4, "delta")
+        );
+        // Bad input says what is wrong.
+        let bad = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            let a = DaemonArgs {
+                config: Some(file.clone()),
+                ..args()
+            };
+            a.settings(&config, None).err().unwrap()
+        };
+        assert!(bad("node = 1\nlisten = \"127.0.0.1:0\"\nport = 3\n").contains("unknown field"));
+        assert!(bad("listen = \"127.0.0.1:0\"\n").contains("no node id"));
+        assert!(bad("node = 1\nlisten = \"nowhere\"\n").contains("listen address"));
+        assert!(bad("node = 1\nmembership = \"corosync\"\n").contains("not built yet"));
+        assert!(bad("node = 1\nheartbeat_ms = 600\n").contains("twice"));
+        assert!(bad("node = 1\nscan_ms = 0\n").contains("above 0"));
+        assert!(
+            bad("node = 1\n[[peer]]\nnode = 1\naddress = \"127.0.0.1:1\"\n")
+                .contains("this node's id")
+        );
+        let flag = |p: &str| {
+            DaemonArgs {
+                node: Some(1),
+                peers: vec![p.into()],
+                ..args()
+            }
+            .settings(&config, None)
+            .err()
+            .unwrap()
+        };
+        assert!(flag("2").contains("expected ID=HOST:PORT"));
+        assert!(flag("x=127.0.0.1:1").contains("expected ID=HOST:PORT"));
+        assert!(flag("2:=127.0.0.1:1").contains("expected ID=HOST:PORT"));
+    }
+
+    #[test]
+    fn labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
