@@ -1,7 +1,8 @@
 //! `ckpt daemon`: the node daemon ([`ckpt::node`]) in the foreground, with
 //! a TOML configuration and flags, `tracing` logs on standard error, a
 //! control socket that `ckpt peers` reads, optional Prometheus metrics, and
-//! a clean stop on SIGTERM or SIGINT.
+//! a clean stop on SIGTERM or SIGINT. `dist/ckpt-daemon.service` runs it
+//! under systemd, with `dist/ckptd.toml` as its configuration.
 //!
 //! The configuration file (every key optional; flags override it):
 //!
@@ -826,6 +827,29 @@ mod tests {
         assert!(flag("2").contains("expected ID=HOST:PORT"));
         assert!(flag("x=127.0.0.1:1").contains("expected ID=HOST:PORT"));
         assert!(flag("2:=127.0.0.1:1").contains("expected ID=HOST:PORT"));
+    }
+
+    #[test]
+    fn the_example_configuration_in_dist_is_valid() {
+        let text = include_str!("../../dist/ckptd.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!((file.node, file.peer.len()), (Some(1), 1));
+        // Everything but the key file (not on this machine) and the peer's
+        // host name (not resolvable here) makes settings.
+        let d = tempfile::tempdir().unwrap();
+        let local = text
+            .replace("key_file = \"/etc/ckpt/cluster.key\"\n", "")
+            .replace("beta.example:7400", "127.0.0.1:7400")
+            .replace("127.0.0.1:9464", "127.0.0.1:0");
+        let path = d.path().join("ckptd.toml");
+        std::fs::write(&path, local).unwrap();
+        let a = DaemonArgs {
+            config: Some(path),
+            ..args()
+        };
+        let s = a.settings(&Config::with_dir(d.path()), None).unwrap();
+        assert_eq!(s.node.segments.dir, std::path::Path::new("/dev/shm/ckpt"));
+        assert_eq!(s.node.peers[0].name, "beta");
     }
 
     #[test]
