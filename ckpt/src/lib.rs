@@ -400,7 +400,12 @@ impl Checkpoint {
     }
 
     /// Makes this host's replica the active replica (`saCkptActiveReplicaSet`):
-    /// collocated asynchronous checkpoints only; writes go through it.
+    /// collocated asynchronous checkpoints only; writes go through it. On a
+    /// host whose copy is a replica of another host's primary (the node
+    /// daemon keeps it), this promotes it: a new term begins here, this
+    /// host's daemon ships it to the others, and the old primary, once its
+    /// daemon hears of the new term, becomes a replica (a deposed primary's
+    /// later writes never reach a replica).
     ///
     /// ```
     /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
@@ -425,9 +430,13 @@ impl Checkpoint {
         if !(flags.is_collocated() && flags.mode().is_asynchronous()) {
             return Err(ActiveReplicaSetError::NotCollocatedAsync);
         }
-        self.segment
-            .set_active_replica(self.segment.config().node_id)
-            .map_err(|_| ActiveReplicaSetError::TryAgain)?;
+        let node = self.segment.config().node_id;
+        let set = if self.segment.is_replica() {
+            self.segment.promote(node)
+        } else {
+            self.segment.set_active_replica(node)
+        };
+        set.map_err(|_| ActiveReplicaSetError::TryAgain)?;
         Ok(())
     }
 

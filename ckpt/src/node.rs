@@ -651,13 +651,7 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
     entry.connects.fetch_add(1, Ordering::Relaxed);
     tracing::info!("following (incarnation {:x})", offered.incarnation);
     let opts = sh.link_options(&entry);
-    let outcome = follow_offered(
-        &sh.config.segments,
-        &offered.name,
-        &mut conn,
-        &opts,
-        &entry.stop,
-    );
+    let outcome = follow_offered(&sh.config.segments, &offered, &mut conn, &opts, &entry.stop);
     match outcome {
         Ok((Ended::Unlinked, _)) => {
             entry.outcome(

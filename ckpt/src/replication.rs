@@ -156,6 +156,9 @@ pub enum LinkEvent {
     /// A snapshot was refused (the replica stays as it was; another is asked
     /// for): why.
     SnapshotRefused(&'static str),
+    /// This host's copy was a primary of an older term: the primary that
+    /// offered the link, in `term`, deposed it, and it is a replica now.
+    Demoted { term: u32 },
 }
 
 impl fmt::Display for LinkEvent {
@@ -171,6 +174,10 @@ impl fmt::Display for LinkEvent {
                 "rebuilt the replica from a snapshot (sections: {sections}; it holds frame {start})"
             ),
             LinkEvent::SnapshotRefused(why) => write!(f, "refused a snapshot: {why}"),
+            LinkEvent::Demoted { term } => write!(
+                f,
+                "this host's copy was a primary of an older term: a replica of the primary in term {term} now"
+            ),
         }
     }
 }
@@ -570,6 +577,7 @@ pub fn ship<C: Connection>(
     authenticate_if_keyed(conn, Side::Shipper, opts)?;
     let offer = Message::Offer {
         incarnation: primary.incarnation(),
+        term: primary.current_term(),
         node: primary.config().node_id,
     };
     send(conn, &offer, primary.name().as_bytes(), &[])?;
@@ -631,6 +639,11 @@ pub fn ship<C: Connection>(
         while !done.load(Ordering::Acquire) {
             if unlinked() {
                 return finish(Ok(Ended::Unlinked));
+            }
+            if primary.is_replica() {
+                // Demoted here: a primary of a newer term is elsewhere.
+                let term = primary.current_term();
+                return finish(Ok(Ended::Deposed { term }));
             }
             if stop.load(Ordering::Relaxed) {
                 return finish(Ok(Ended::Stopped));
@@ -893,6 +906,8 @@ pub struct Offered {
     pub name: CheckpointName,
     /// Its incarnation at the primary.
     pub incarnation: u64,
+    /// The primary's term.
+    pub term: u32,
     /// The primary's node.
     pub node: u32,
 }
@@ -907,7 +922,12 @@ pub fn accept_offer<C: Connection>(
     let deadline = Instant::now() + AUTH_TIMEOUT;
     let late = ReplicationError::NoOffer("none came in time");
     let m = recv_by(conn, deadline, opts, late)?;
-    let Message::Offer { incarnation, node } = m.message else {
+    let Message::Offer {
+        incarnation,
+        term,
+        node,
+    } = m.message
+    else {
         return Err(match m.message {
             Message::Hello { .. } | Message::Proof { .. } => stray_auth(opts),
             _ => ReplicationError::NoOffer("the peer began with another message"),
@@ -921,6 +941,7 @@ pub fn accept_offer<C: Connection>(
     Ok(Offered {
         name,
         incarnation,
+        term,
         node,
     })
 }
@@ -940,25 +961,35 @@ pub fn follow<C: Connection>(
     if offered.name != *name {
         return Err(ReplicationError::WrongCheckpoint(offered.name.to_string()));
     }
-    follow_offered(config, &offered.name, conn, opts, stop)
+    follow_offered(config, &offered, conn, opts, stop)
 }
 
-/// Follows checkpoint `name`, which the shipper at the other end of `conn`
-/// offered ([`accept_offer`]), into this host's replica (in `config`'s
-/// directory), until the link ends or `stop` is set. Returns the replica's
-/// segment with the outcome (if one exists by then). A checkpoint this host
-/// holds as a primary is not followed ([`ReplicationError::HeldAsPrimary`]).
+/// Follows the checkpoint the shipper at the other end of `conn` offered
+/// ([`accept_offer`]) into this host's replica (in `config`'s directory),
+/// until the link ends or `stop` is set. Returns the replica's segment with
+/// the outcome (if one exists by then). A checkpoint this host holds as a
+/// primary of the same incarnation and an older term is demoted to a
+/// replica first (the offer's primary deposed it; [`LinkEvent::Demoted`]);
+/// any other primary of that name here is not followed
+/// ([`ReplicationError::HeldAsPrimary`]).
 pub fn follow_offered<C: Connection>(
     config: &Config,
-    name: &CheckpointName,
+    offered: &Offered,
     conn: &mut C,
     opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<(Ended, Option<Segment>), ReplicationError> {
+    let name = &offered.name;
     let clock = Clock(Instant::now());
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
     let mut replica = match Segment::open_for_link(config, name, flags) {
         Ok(s) if s.is_replica() => Some(s),
+        Ok(s) if s.incarnation() == offered.incarnation && offered.term > s.current_term() => {
+            s.demote()
+                .map_err(|_| ReplicationError::Apply(ApplyError::Contended))?;
+            opts.report(LinkEvent::Demoted { term: offered.term });
+            Some(s)
+        }
         Ok(s) => {
             return Err(ReplicationError::HeldAsPrimary {
                 term: s.current_term(),

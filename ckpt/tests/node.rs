@@ -209,3 +209,76 @@ fn a_bad_configuration_is_refused_with_the_reason() {
     let e = Node::start(c, backend()).err().unwrap();
     assert!(e.to_string().contains("node id"), "{e}");
 }
+
+/// The sections of checkpoint `name` as `s` reads them, sorted.
+fn sections(s: &Service, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let c = s.open(name, OpenFlags::READ, None).unwrap();
+    let mut out: Vec<_> = c
+        .sections(ckpt::SectionsChosen::Any)
+        .unwrap()
+        .map(|d| {
+            let id = d.id.as_bytes().to_vec();
+            (id.clone(), c.read_section(&id).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_standby_on_the_replica_host_takes_over_and_the_deposed_primary_becomes_its_replica() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    let na = Node::start(node(1, a.path(), pa, &[(2, pb)]), backend()).unwrap();
+    let nb = Node::start(node(2, b.path(), pb, &[(1, pa)]), backend()).unwrap();
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let name = "safCkpt=node_failover";
+    let primary = create(&sa, name);
+    primary
+        .create_section(b"seq", Time::END, &0u64.to_le_bytes())
+        .unwrap();
+    for n in 1..=100u64 {
+        primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+    }
+    let seq =
+        |s: &Service| read(s, name, b"seq").map(|v| u64::from_le_bytes(v.try_into().unwrap()));
+    until("the replica", || seq(&sb) == Some(100));
+    // Node 1 is cut off (its daemon stops); its application writes on,
+    // unseen by node 2: a history node 2 will never have.
+    na.stop();
+    for n in 101..=120u64 {
+        primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+    }
+    primary
+        .create_section(b"only-on-1", Time::END, b"x")
+        .unwrap();
+    // The standby on node 2 takes over: its replica is promoted, in a new term.
+    let standby = sb
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    let old_term = standby.segment().current_term();
+    standby.set_active_replica().unwrap();
+    assert!(!standby.segment().is_replica());
+    assert_eq!(standby.segment().current_term(), old_term + 1);
+    standby.overwrite(b"seq", &1000u64.to_le_bytes()).unwrap();
+    // Node 1 comes back: node 2 ships to it; its copy, a primary of the
+    // older term, becomes a replica of node 2's, byte for byte (its own
+    // writes since the cut are gone), and its application can no longer
+    // write.
+    let na = Node::start(node(1, a.path(), pa, &[(2, pb)]), backend()).unwrap();
+    until("node 1 to follow node 2", || seq(&sa) == Some(1000));
+    let copy = sa.open(name, OpenFlags::READ, None).unwrap();
+    assert!(copy.segment().is_replica());
+    assert_eq!(sections(&sa, name), sections(&sb, name));
+    assert!(primary.overwrite(b"seq", &7u64.to_le_bytes()).is_err());
+    // Writes on node 2 reach node 1.
+    standby.overwrite(b"seq", &1001u64.to_le_bytes()).unwrap();
+    until("the next write on node 1", || seq(&sa) == Some(1001));
+    assert!(nb
+        .status()
+        .links
+        .iter()
+        .any(|l| l.role == Role::Shipping && l.state == LinkState::Linked));
+    na.stop();
+    nb.stop();
+}

@@ -750,7 +750,7 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
 /// | 8 `Hello` | 0 | 0 | 0 | 0 | a 32-byte challenge |
 /// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
-/// | 10 `Offer` | incarnation | 0 | node | name bytes | the checkpoint's name |
+/// | 10 `Offer` | incarnation | term | node | name bytes | the checkpoint's name |
 ///
 /// A link begins (after `Hello` and `Proof` where the ends share a cluster
 /// key) with the shipper's `Offer`, which names the checkpoint, and the
@@ -1028,11 +1028,22 @@ pub fn encode_message(
         M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
         M::Hello { ref nonce } => (8, 0, 0, 0, 0, &nonce[..]),
         M::Proof { ref mac } => (9, 0, 0, 0, 0, &mac[..]),
-        M::Offer { incarnation, node } => {
+        M::Offer {
+            incarnation,
+            term,
+            node,
+        } => {
             if name.len() > WIRE_NAME_BYTES_MAX {
                 return Err(WireError::BadField);
             }
-            (10, incarnation, 0, node, name.len() as u32, name)
+            (
+                10,
+                incarnation,
+                u64::from(term),
+                node,
+                name.len() as u32,
+                name,
+            )
         }
     };
     let carries = matches!(kind, 2 | 3 | 6 | 7);
@@ -1116,9 +1127,9 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                     incarnation: a,
                     holds: Position { seq: b, term: c },
                 },
-                _ if b != 0 => return Err(WireError::NonZeroPadding),
                 _ => M::Offer {
                     incarnation: a,
+                    term: u32::try_from(b).map_err(|_| WireError::BadField)?,
                     node: c,
                 },
             }
@@ -1602,6 +1613,7 @@ mod tests {
             (
                 M::Offer {
                     incarnation: 9,
+                    term: 3,
                     node: 4,
                 },
                 &b"safCkpt=offered"[..],

@@ -91,10 +91,14 @@ pub enum Message {
     /// challenge, a MAC under the cluster key (the key never travels).
     Proof { mac: [u8; AUTH_BYTES] },
     /// Shipper → follower, first on a link: node `node` is the primary of
-    /// the checkpoint named on the wire, of `incarnation`; the follower
-    /// subscribes to it (handled by the link's driver, not the state
-    /// machines: a later offer breaks the protocol).
-    Offer { incarnation: u64, node: u32 },
+    /// the checkpoint named on the wire, of `incarnation`, in `term`; the
+    /// follower subscribes to it (handled by the link's driver, not the
+    /// state machines: a later offer breaks the protocol).
+    Offer {
+        incarnation: u64,
+        term: u32,
+        node: u32,
+    },
 }
 
 /// Why an end closes a link.

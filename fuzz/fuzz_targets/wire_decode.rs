@@ -113,6 +113,7 @@ fuzz_target!(|input: &[u8]| {
         0 => (
             Message::Offer {
                 incarnation: a,
+                term: b as u32,
                 node: (c >> 32) as u32,
             },
             &tail[..tail.len().min(64)],

@@ -63,6 +63,17 @@ impl Segment {
         Ok(term)
     }
 
+    /// Makes this primary a replica: a primary of a newer term elsewhere
+    /// deposed it. Local writers are refused from then on, and what it holds
+    /// is what the new primary's frames build on (or its snapshot replaces,
+    /// where the two histories differ). Not logged: the new primary's
+    /// history decides what this copy becomes.
+    pub fn demote(&self) -> Result<(), ClaimFail> {
+        let _held = self.claim()?;
+        self.set_role(role::REPLICA);
+        Ok(())
+    }
+
     /// Drops a replica's staging in progress, logging a `StageAbort` so that
     /// its standbys drop the pieces too (claim held).
     fn abort_staging(&self) {
