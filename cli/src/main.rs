@@ -102,6 +102,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Promote this host's replica of a checkpoint to its primary, in a new
+    /// term (failover by an operator or a cluster manager): local writers
+    /// write it from then on, this host's daemon ships it, and the old
+    /// primary becomes a replica once its daemon hears of the new term.
+    Promote {
+        /// Checkpoint name (any bytes but NUL).
+        name: OsString,
+        /// This host's node id (default: $CKPT_NODE_ID, else 0).
+        #[arg(long)]
+        node: Option<u32>,
+    },
     /// Serve one checkpoint of this host to a replica host (`ckpt follow`
     /// there) on an address, until SIGTERM or SIGINT.
     Ship {
@@ -247,6 +258,36 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
         Cmd::Daemon { args } => {
             let settings = args.settings(&config, dir.as_deref())?;
             ckpt_cli::daemon::run(settings)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Promote { name, node } => {
+            let name = checkpoint_name(&name)?;
+            let node = node.unwrap_or(config.node_id);
+            let rw = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
+            let segment = ckpt_shm::Segment::open_for_link(&config, &name, rw)
+                .map_err(|e| open_message(&name, &config, e))?;
+            let shown = shown(name.as_bytes());
+            if !segment.is_replica() {
+                return Err(format!(
+                    "'{shown}' is a primary here already (term {}): nothing to promote",
+                    segment.current_term()
+                )
+                .into());
+            }
+            let term = segment.promote(node).map_err(|e| match e {
+                ckpt_shm::ops::checkpoint::ActiveFail::InvalidNode => {
+                    format!("node id {node} is above {}", ckpt_core::frame::NODE_ID_MAX)
+                }
+                ckpt_shm::ops::checkpoint::ActiveFail::Claim(_) => {
+                    "the replica is busy (its daemon is applying frames): try again".to_string()
+                }
+            })?;
+            writeln!(
+                out,
+                "promoted '{shown}': the primary is here now, node {node} its active replica, term {term} (it held frame {})",
+                segment.last_seq()
+            )
+            .map_err(io)?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Peers { control, json } => {

@@ -433,7 +433,8 @@ fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
 /// them on two hosts: a checkpoint created on one is replicated to the
 /// other; `ckpt peers` shows the links on both ends (text and JSON); the
 /// metrics endpoint serves them; the replica's daemon killed and started
-/// again catches up; SIGTERM stops both cleanly.
+/// again catches up; `ckpt promote` fails over to the replica's host, whose
+/// daemon makes the old primary its replica; SIGTERM stops both cleanly.
 #[test]
 fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
     use std::io::{Read, Write};
@@ -449,15 +450,25 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
             .to_string()
     };
     let (pa, pb, metrics) = (port(), port(), port());
-    let daemon = |dir: &std::path::Path, args: &[&str]| -> Child {
-        Command::new(env!("CARGO_BIN_EXE_ckpt"))
-            .arg("--dir")
-            .arg(dir)
-            .arg("daemon")
-            .args(args)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    // Killed if the test fails half way.
+    struct Daemon(Child);
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let daemon = |dir: &std::path::Path, args: &[&str]| -> Daemon {
+        Daemon(
+            Command::new(env!("CARGO_BIN_EXE_ckpt"))
+                .arg("--dir")
+                .arg(dir)
+                .arg("daemon")
+                .args(args)
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
     };
     let peer_a = format!("1:alpha={pa}");
     let peer_b = format!("2:beta={pb}");
@@ -564,22 +575,48 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
     let up = format!("ckpt_link_up{{checkpoint=\"{name}\",role=\"shipping\",peer=\"2\"}} 1");
     assert!(page.contains(&up), "{page}");
     // The replica's daemon killed, writes go on, then it starts again.
-    db.kill().unwrap();
-    db.wait().unwrap();
+    db.0.kill().unwrap();
+    db.0.wait().unwrap();
     for n in 301..=600u64 {
         primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
     }
     let mut db = daemon(b.path(), &b_args);
     replica_seq(600);
+    // An operator fails over to node 2: `ckpt promote` there; node 1's copy
+    // becomes a replica of it, and node 1's application can write no more.
+    let refused = ckpt(a.path(), &["promote", name]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("a primary here already"),
+        "{}",
+        text(&refused)
+    );
+    let promoted = ckpt(b.path(), &["promote", name, "--node", "2"]);
+    assert!(promoted.status.success(), "{}", text(&promoted));
+    // Term 1 at creation, 2 once node 1 became the active replica.
+    assert!(text(&promoted).contains("term 3"), "{}", text(&promoted));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text(&ckpt(a.path(), &["list"])).contains("replica at frame") {
+        assert!(
+            Instant::now() < deadline,
+            "node 1's copy is still a primary"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(primary.overwrite(b"seq", &601u64.to_le_bytes()).is_err());
     // SIGTERM: both stop, exit 0, and remove their control sockets.
-    for child in [&mut da, &mut db] {
+    for Daemon(child) in [&mut da, &mut db] {
         // SAFETY: plain signal to a child we started.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let status = child.wait().unwrap();
         assert!(status.success(), "{status:?}");
     }
     let mut log = String::new();
-    da.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    da.0.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
     assert!(log.contains("node stopped"), "{log}");
     assert!(!a.path().join(".ckptd.sock").exists());
     let out = ckpt(a.path(), &["peers"]);
