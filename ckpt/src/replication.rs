@@ -603,8 +603,11 @@ pub fn ship<C: Connection>(
     // The checkpoint is unlinked and the replica acknowledged the unlink.
     let unlinked =
         || primary.is_unlinked() && primary.acknowledged(Need::Node(node), primary.last_seq());
+    // The receiving thread logs in the caller's span (the link's).
+    let span = tracing::Span::current();
     std::thread::scope(|s| {
         s.spawn(|| {
+            let _in = span.enter();
             while !done.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
                 let bytes = match recv(&mut rx, RECV_WAIT) {
                     Ok(Some(b)) => b,

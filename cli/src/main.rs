@@ -49,6 +49,18 @@ enum Cmd {
         /// Microseconds between two writes of the active.
         #[arg(long, default_value_t = 20)]
         write_interval_us: u64,
+        /// 2: the demo across two nodes (two node daemons on loopback ports,
+        /// one segment directory each): the active process killed, then the
+        /// active node lost, then the link cut.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+        nodes: u32,
+        /// With --nodes 2: a synchronous checkpoint (WR_ALL_REPLICAS; a write
+        /// returns once the other node holds it) instead of an asynchronous one.
+        #[arg(long)]
+        sync: bool,
+        /// With --nodes 2: milliseconds the active writes between two faults.
+        #[arg(long, default_value_t = 1000)]
+        phase_ms: u64,
     },
     /// List checkpoints: attributes, sections, memory, openers, retention, active replica, role (primary or replica) and last frame.
     List {
@@ -161,6 +173,12 @@ enum Cmd {
         section_bytes: usize,
         #[arg(long)]
         write_interval_us: u64,
+        #[arg(long, default_value_t = 0)]
+        node: u32,
+        #[arg(long, default_value = demo::CONTROL_CHECKPOINT)]
+        control: String,
+        #[arg(long)]
+        sync: bool,
     },
 }
 
@@ -206,11 +224,36 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
     let mut out = std::io::stdout().lock();
     match command {
         Cmd::Demo {
+            nodes: 2,
+            sync,
+            phase_ms,
+            section_bytes,
+            write_interval_us,
+            ..
+        } => {
+            let opts = demo::cluster::ClusterOptions {
+                root: dir,
+                sync,
+                phase: Duration::from_millis(phase_ms.max(1)),
+                section_bytes: section_bytes as usize,
+                write_interval: Duration::from_micros(write_interval_us),
+            };
+            let exe =
+                std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+            let verdict = demo::cluster::run(&opts, &exe, &mut out)?;
+            Ok(if verdict.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Demo {
             kills,
             kill_every_ms,
             run_ms,
             section_bytes,
             write_interval_us,
+            ..
         } => {
             let kill_every = Duration::from_millis(kill_every_ms.max(1));
             let kills = match run_ms {
@@ -236,9 +279,15 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
         Cmd::DemoWorker {
             section_bytes,
             write_interval_us,
+            node,
+            control,
+            sync,
         } => {
             let opts = WorkerOptions {
                 dir: config.dir,
+                node,
+                control,
+                sync,
                 section_bytes,
                 write_interval: Duration::from_micros(write_interval_us),
             };

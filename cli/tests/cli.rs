@@ -36,6 +36,28 @@ fn the_demo_passes_with_no_lost_or_repeated_numbers() {
     assert_eq!(t.matches('✓').count(), 3, "{t}");
 }
 
+/// The demo across two nodes, in both modes: three faults, nothing lost
+/// beyond what each mode allows, both copies equal at the end.
+#[test]
+fn the_two_node_demo_passes_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in [&[][..], &["--sync"][..]] {
+        let mut args = vec!["demo", "--nodes", "2", "--phase-ms", "300"];
+        args.extend_from_slice(mode);
+        let out = ckpt(dir.path(), &args);
+        let t = text(&out);
+        assert!(out.status.success(), "{args:?} failed:\n{t}");
+        assert!(t.contains("verdict: PASS"), "{t}");
+        assert!(t.contains("equal, byte for byte"), "{t}");
+        assert_eq!(t.matches("the standby took over").count(), 2, "{t}");
+        assert_eq!(
+            t.matches("new active resumed right after: yes").count(),
+            2,
+            "{t}"
+        );
+    }
+}
+
 #[test]
 fn list_sections_dump_and_unlink_show_what_is_there() {
     let dir = tempfile::tempdir().unwrap();

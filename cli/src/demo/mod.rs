@@ -27,6 +27,8 @@ use ckpt::{
     UpdateMode, WatchError,
 };
 
+pub mod cluster;
+
 /// The application checkpoint's name (as in the csa103 tutorial).
 pub const APP_CHECKPOINT: &str = "safCkpt=csa103Ckpt";
 /// The control checkpoint through which the supervisor assigns roles.
@@ -100,9 +102,17 @@ impl Verdict {
     }
 }
 
-fn app_attributes(section_bytes: usize) -> CreationAttributes {
+/// The application checkpoint's attributes: asynchronous and collocated
+/// (the active sets itself active replica), or with `sync`, synchronous
+/// (`WR_ALL_REPLICAS`: a write returns once every replica holds it).
+fn app_attributes(section_bytes: usize, sync: bool) -> CreationAttributes {
+    let flags = if sync {
+        CreationFlags::new(UpdateMode::AllReplicas, false)
+    } else {
+        CreationFlags::new(UpdateMode::ActiveReplica, true)
+    };
     CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        flags,
         checkpoint_bytes: 2 * section_bytes as u64,
         retention_ns: 10 * 1_000_000_000,
         sections_max: 2,
@@ -122,13 +132,25 @@ fn control_attributes() -> CreationAttributes {
     }
 }
 
-fn config_for(dir: &Path) -> Config {
+fn config_for(dir: &Path, node: u32) -> Config {
     Config {
         // Room for several hundred milliseconds of frames, so the standby's
         // audit rarely has to resynchronize.
         log_bytes: Some(8 << 20),
+        node_id: node,
         ..Config::with_dir(dir)
     }
+}
+
+/// Where a worker runs: its node's segment directory and id, the control
+/// checkpoint it takes its role from, and the application checkpoint's
+/// update mode.
+#[derive(Debug, Clone)]
+struct Place {
+    dir: PathBuf,
+    node: u32,
+    control: String,
+    sync: bool,
 }
 
 fn encode_control(epoch: u64, active_pid: u32, flags: u32) -> [u8; CONTROL_BYTES] {
@@ -196,20 +218,29 @@ impl Drop for Worker {
 
 fn spawn_worker(
     exe: &Path,
-    dir: &Path,
+    place: &Place,
     opts: &DemoOptions,
     index: usize,
     label: &'static str,
     events: &mpsc::Sender<Event>,
 ) -> Result<Worker, String> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("demo-worker")
         .arg("--dir")
-        .arg(dir)
+        .arg(&place.dir)
+        .arg("--node")
+        .arg(place.node.to_string())
+        .arg("--control")
+        .arg(&place.control)
         .arg("--section-bytes")
         .arg(opts.section_bytes.to_string())
         .arg("--write-interval-us")
-        .arg(opts.write_interval.as_micros().to_string())
+        .arg(opts.write_interval.as_micros().to_string());
+    if place.sync {
+        command.arg("--sync");
+    }
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -283,7 +314,13 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
             (d.clone(), TempDir(Some(d)))
         }
     };
-    let service = Service::with_config(config_for(&dir));
+    let place = Place {
+        dir: dir.clone(),
+        node: 0,
+        control: CONTROL_CHECKPOINT.into(),
+        sync: false,
+    };
+    let service = Service::with_config(config_for(&dir, place.node));
     let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let control = service
         .open(CONTROL_CHECKPOINT, rwc, Some(&control_attributes()))
@@ -297,7 +334,7 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
         .open(
             APP_CHECKPOINT,
             rwc,
-            Some(&app_attributes(opts.section_bytes)),
+            Some(&app_attributes(opts.section_bytes, place.sync)),
         )
         .map_err(|e| format!("cannot create {APP_CHECKPOINT}: {e}"))?;
     let started = monotonic_ns();
@@ -314,7 +351,7 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
     let mut pending = Vec::new();
     let mut workers = Vec::new();
     for (i, label) in ["I0", "I1"].into_iter().enumerate() {
-        let worker = spawn_worker(exe, &dir, opts, i, label, &tx)?;
+        let worker = spawn_worker(exe, &place, opts, i, label, &tx)?;
         let ready = wait_for(&rx, &mut pending, i, "ready", Duration::from_secs(10))?;
         w(
             out,
@@ -425,7 +462,7 @@ pub fn run(opts: &DemoOptions, exe: &Path, out: &mut dyn Write) -> Result<Verdic
         ));
         let label = workers[active].label;
         spawned += 1;
-        let restarted = spawn_worker(exe, &dir, opts, spawned, label, &tx)?;
+        let restarted = spawn_worker(exe, &place, opts, spawned, label, &tx)?;
         let index = workers.len();
         workers.push(restarted);
         let ready = wait_for(&rx, &mut pending, spawned, "ready", Duration::from_secs(10))?;
@@ -513,6 +550,14 @@ fn add_audit(verdict: &mut Verdict, audit: &Event) {
 pub struct WorkerOptions {
     /// Segment directory.
     pub dir: PathBuf,
+    /// This host's node id.
+    pub node: u32,
+    /// The control checkpoint it takes its role from.
+    pub control: String,
+    /// The application checkpoint is synchronous (`WR_ALL_REPLICAS`): the
+    /// active does not set itself active replica (the supervisor moves the
+    /// primary).
+    pub sync: bool,
     /// Section size.
     pub section_bytes: usize,
     /// Pause between writes when active.
@@ -592,17 +637,17 @@ pub fn worker_main(opts: &WorkerOptions) -> i32 {
 }
 
 fn worker(opts: &WorkerOptions) -> Result<(), String> {
-    let service = Service::with_config(config_for(&opts.dir));
+    let service = Service::with_config(config_for(&opts.dir, opts.node));
     let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let app = service
         .open(
             APP_CHECKPOINT,
             rwc,
-            Some(&app_attributes(opts.section_bytes)),
+            Some(&app_attributes(opts.section_bytes, opts.sync)),
         )
         .map_err(|e| e.to_string())?;
     let control = service
-        .open(CONTROL_CHECKPOINT, OpenFlags::READ, None)
+        .open(opts.control.as_bytes(), OpenFlags::READ, None)
         .map_err(|e| e.to_string())?;
     let me = std::process::id();
     let mut watcher = app.watch();
@@ -632,7 +677,10 @@ fn worker(opts: &WorkerOptions) -> Result<(), String> {
 
 fn be_active(app: &Checkpoint, opts: &WorkerOptions) -> Result<(), String> {
     let t_promoted = monotonic_ns();
-    app.set_active_replica().map_err(|e| e.to_string())?;
+    if !opts.sync {
+        // On a replica of another host's primary, this promotes it.
+        app.set_active_replica().map_err(|e| e.to_string())?;
+    }
     let read = app
         .read_section(SEQ_SECTION)
         .ok()
