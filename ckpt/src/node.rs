@@ -14,8 +14,10 @@
 //! - the scanner looks at the segment directory every [`NodeConfig::scan`]:
 //!   a new primary (or a new incarnation of one) gets a shipping link per
 //!   peer; the links of an unlinked checkpoint end once the replica holds the
-//!   unlink ([`Ended::Unlinked`]), those of one gone without an unlink
-//!   (its retention ran out) after [`LINGER`]; it sweeps the primaries'
+//!   unlink ([`Ended::Unlinked`]); for one deleted when its retention ran out
+//!   the daemon logs the unlink itself (`Segment::log_expired`), so the
+//!   replicas follow; links whose replica never acknowledges it end after
+//!   [`LINGER`]; it sweeps the primaries'
 //!   expired sections (logged deletes, which reach the replicas) and, through
 //!   the listing, deletes checkpoints whose retention ran out;
 //! - each shipping link runs on its own thread and reconnects after a
@@ -755,6 +757,11 @@ where
             if present.contains(&(name.clone(), s.segment.incarnation())) {
                 s.gone = None;
                 return true;
+            }
+            if s.gone.is_none() && s.segment.log_expired().is_ok() {
+                // Deleted by a retention sweep: the replicas learn it from
+                // the unlink logged now, which the links ship.
+                tracing::info!(checkpoint = %name, "its retention ran out: unlinked on the replicas too");
             }
             let since = *s.gone.get_or_insert_with(Instant::now);
             let done = s.links.iter().all(|l| l.state() == LinkState::Ended);

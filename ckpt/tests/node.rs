@@ -282,3 +282,32 @@ fn a_standby_on_the_replica_host_takes_over_and_the_deposed_primary_becomes_its_
     na.stop();
     nb.stop();
 }
+
+#[test]
+fn a_checkpoint_whose_retention_runs_out_is_unlinked_on_the_replicas_too() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = pair(a.path(), b.path(), None);
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let name = "safCkpt=node_retained";
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        retention_ns: 100_000_000,
+        ..CreationAttributes::new(4, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let c = sa.open(name, rwc, Some(&attrs)).unwrap();
+    c.set_active_replica().unwrap();
+    c.create_section(b"k", Time::END, b"v").unwrap();
+    until("the replica", || read(&sb, name, b"k").is_some());
+    // The daemons' links do not keep it open: the last close starts the
+    // retention clock; once it runs out the primary is deleted, and the
+    // replica goes too.
+    drop(c);
+    until("the replica to go", || {
+        sb.open(name, OpenFlags::READ, None).is_err()
+    });
+    assert!(sa.open(name, OpenFlags::READ, None).is_err());
+    until("the links to end", || {
+        na.status().links.is_empty() && nb.status().links.is_empty()
+    });
+}

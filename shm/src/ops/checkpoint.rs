@@ -165,6 +165,22 @@ impl Segment {
         Ok(())
     }
 
+    /// Logs the unlink of a checkpoint that a retention sweep deleted
+    /// (`DOOMED`: nobody had it open, its retention ran out, its name is
+    /// gone), so that its replicas, which expire nothing on their own, follow.
+    /// A replication link's registration calls it (it does not count as an
+    /// open, so it outlives the sweep). `Gone` if the checkpoint is not doomed,
+    /// or its unlink is logged already.
+    pub fn log_expired(&self) -> Result<(), UnlinkFail> {
+        let _held = self.claim_local().map_err(UnlinkFail::Claim)?;
+        let lifecycle = self.header().lifecycle.load(Ordering::SeqCst);
+        if lifecycle & LIFECYCLE_DOOMED == 0 || lifecycle & LIFECYCLE_UNLINKED != 0 {
+            return Err(UnlinkFail::Gone);
+        }
+        self.unlink_held(Stamp::now());
+        Ok(())
+    }
+
     /// Logs the unlink and sets `UNLINKED` (claim held).
     pub(crate) fn unlink_held(&self, stamp: Stamp) {
         let h = self.header();
