@@ -23,6 +23,7 @@
 //! scan_ms = 200
 //! max_message_bytes = 67108864
 //! incoming_max = 256
+//! log_bytes = 8388608           # the delta-log ring of replicas made here
 //!
 //! [[peer]]
 //! node = 2
@@ -87,6 +88,12 @@ pub struct DaemonArgs {
     /// segment directory).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
+    /// Bytes of the delta-log ring of the replicas this daemon makes: a
+    /// power of two, 64 KiB to 1 GiB (default: sized from the checkpoint,
+    /// as a primary's). A replica that becomes the primary keeps its ring,
+    /// which must hold what a link falls behind by.
+    #[arg(long, value_name = "BYTES")]
+    log_bytes: Option<u64>,
 }
 
 /// The configuration file.
@@ -109,6 +116,7 @@ struct FileConfig {
     scan_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     incoming_max: Option<usize>,
+    log_bytes: Option<u64>,
     #[serde(default)]
     peer: Vec<FilePeer>,
 }
@@ -268,6 +276,18 @@ impl DaemonArgs {
         c.scan = millis("scan_ms", file.scan_ms, c.scan)?;
         if let Some(n) = file.incoming_max {
             c.incoming_max = n;
+        }
+        if let Some(bytes) = self.log_bytes.or(file.log_bytes) {
+            let (min, max) = (
+                ckpt_shm::layout::LOG_BYTES_MIN,
+                ckpt_shm::layout::LOG_BYTES_MAX,
+            );
+            if !bytes.is_power_of_two() || !(min..=max).contains(&bytes) {
+                return Err(format!(
+                    "log_bytes {bytes}: expected a power of two from {min} to {max}"
+                ));
+            }
+            c.segments.log_bytes = Some(bytes);
         }
         c.check().map_err(|e| e.to_string())?;
         let transport = self
@@ -810,6 +830,7 @@ mod tests {
         assert!(bad("node = 1\nmembership = \"corosync\"\n").contains("not built yet"));
         assert!(bad("node = 1\nheartbeat_ms = 600\n").contains("twice"));
         assert!(bad("node = 1\nscan_ms = 0\n").contains("above 0"));
+        assert!(bad("node = 1\nlog_bytes = 100000\n").contains("power of two"));
         assert!(
             bad("node = 1\n[[peer]]\nnode = 1\naddress = \"127.0.0.1:1\"\n")
                 .contains("this node's id")

@@ -448,10 +448,16 @@ impl Shipper {
         self.state = ShipState::Streaming;
         self.shipped = start.seq;
         self.floor = start;
-        self.sent_ns = now_ns;
         // The follower was busy receiving it, and its messages wait behind
-        // it: its silence so far does not count.
-        self.heard_ns = now_ns;
+        // it: its silence while the snapshot went out does not count (its
+        // silence before does: a follower that stopped answering is closed
+        // as silent, not sent snapshot after snapshot).
+        let began = self.sent_ns;
+        self.sent_ns = now_ns;
+        self.heard_ns = self.heard_ns.max(began);
+        // The retransmission clock starts now: a snapshot that took longer
+        // than `retransmit_ns` to send is not sent again at once.
+        self.progress_ns = now_ns;
         self.poll(log, now_ns)
     }
 
@@ -501,12 +507,14 @@ impl Shipper {
                 self.shipped = self.acked;
             }
             let base = self.acked.max(self.floor.seq);
-            if self.shipped < log.tail() && self.shipped + 1 < log.oldest() {
-                // The frames after what was shipped are gone from the ring.
-                return self.lapped(now_ns);
-            }
             let room = (base + self.cfg.window).saturating_sub(self.shipped);
             let last = log.tail().min(self.shipped + room.min(self.cfg.batch));
+            if last > self.shipped && self.shipped + 1 < log.oldest() {
+                // The frames after what was shipped are gone from the ring
+                // (looked at only with room to ship them: a follower that
+                // acknowledges nothing is closed as silent, not lapped).
+                return self.lapped(now_ns);
+            }
             if last > self.shipped {
                 // The term of the frame before: the replica checks it.
                 let prev_term = if self.shipped == 0 {
@@ -963,6 +971,38 @@ mod tests {
         let out = all(s.received(ack(31, 2), &l, 6));
         assert_eq!(out, [ShipAction::Close(CloseReason::Protocol)]);
         assert!(s.is_closed());
+    }
+
+    #[test]
+    fn a_follower_that_stops_answering_is_closed_as_silent_not_sent_snapshots() {
+        let second = 1_000_000_000;
+        let mut l = log(1, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(
+            all(s.received(sub(7, 5, 2), &l, 1)),
+            [ShipAction::Acked { seq: 5 }, ship_(6, 9, 2)]
+        );
+        while !s.poll(&l, 2).is_empty() {}
+        // The window is full and no acknowledgement comes; the writer laps
+        // the ring meanwhile: with no room to ship, that is not a lap.
+        l.oldest = 40;
+        l.tail = 60;
+        assert!(s
+            .poll(&l, 3)
+            .into_iter()
+            .all(|a| !matches!(a, ShipAction::Snapshot)));
+        let out = all(s.poll(&l, 2 * second));
+        assert_eq!(out, [ShipAction::Close(CloseReason::Silent)]);
+        // Silent before a snapshot began: sending it does not excuse that.
+        let l = log(12, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
+        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, second / 2));
+        assert_eq!(out, [ship_(21, 24, 2)]);
+        assert!(s
+            .poll(&l, second + 2)
+            .into_iter()
+            .any(|a| a == ShipAction::Close(CloseReason::Silent)));
     }
 
     #[test]

@@ -136,6 +136,9 @@ impl Host {
             .args(["--name", &format!("node{}", self.id)])
             .args(["--listen", &self.listen.to_string()])
             .args(["--peer", &format!("{}={}", self.peer.0, self.peer.1)])
+            // Replicas with the primary's ring (`config_for`): once promoted,
+            // it must hold what a cut link falls behind by.
+            .args(["--log-bytes", &LOG_BYTES.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

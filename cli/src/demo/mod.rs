@@ -132,11 +132,14 @@ fn control_attributes() -> CreationAttributes {
     }
 }
 
+/// The application checkpoint's delta-log ring: room for several hundred
+/// milliseconds of frames, so the standby's audit rarely has to
+/// resynchronize.
+const LOG_BYTES: u64 = 8 << 20;
+
 fn config_for(dir: &Path, node: u32) -> Config {
     Config {
-        // Room for several hundred milliseconds of frames, so the standby's
-        // audit rarely has to resynchronize.
-        log_bytes: Some(8 << 20),
+        log_bytes: Some(LOG_BYTES),
         node_id: node,
         ..Config::with_dir(dir)
     }
