@@ -40,8 +40,9 @@ fn the_demo_passes_with_no_lost_or_repeated_numbers() {
 /// beyond what each mode allows, both copies equal at the end.
 #[test]
 fn the_two_node_demo_passes_in_both_modes() {
-    let dir = tempfile::tempdir().unwrap();
     for mode in [&[][..], &["--sync"][..]] {
+        // A directory each: the demo keeps what it made in one it is given.
+        let dir = tempfile::tempdir().unwrap();
         let mut args = vec!["demo", "--nodes", "2", "--phase-ms", "300"];
         args.extend_from_slice(mode);
         let out = ckpt(dir.path(), &args);
