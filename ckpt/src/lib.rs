@@ -402,7 +402,10 @@ impl Checkpoint {
     /// Makes this host's replica the active replica (`saCkptActiveReplicaSet`):
     /// collocated asynchronous checkpoints only; writes go through it. On a
     /// host whose copy is a replica of another host's primary (the node
-    /// daemon keeps it), this promotes it: a new term begins here, this
+    /// daemon keeps it), this promotes it, once it holds what the primary
+    /// shipped while the primary is still heard from (a replica behind a
+    /// live primary waits up to the claim timeout, then `TryAgain`): a new
+    /// term begins here, this
     /// host's daemon ships it to the others, and the old primary, once its
     /// daemon hears of the new term, becomes a replica (a deposed primary's
     /// later writes never reach a replica).
@@ -431,12 +434,18 @@ impl Checkpoint {
             return Err(ActiveReplicaSetError::NotCollocatedAsync);
         }
         let node = self.segment.config().node_id;
-        let set = if self.segment.is_replica() {
-            self.segment.promote(node)
+        if self.segment.is_replica() {
+            // Once it holds what the primary shipped, if the primary is
+            // still heard from (up to the claim timeout; TRY_AGAIN after).
+            let wait = self.segment.config().claim_timeout;
+            self.segment
+                .promote_caught_up(node, wait)
+                .map_err(|_| ActiveReplicaSetError::TryAgain)?;
         } else {
-            self.segment.set_active_replica(node)
-        };
-        set.map_err(|_| ActiveReplicaSetError::TryAgain)?;
+            self.segment
+                .set_active_replica(node)
+                .map_err(|_| ActiveReplicaSetError::TryAgain)?;
+        }
         Ok(())
     }
 

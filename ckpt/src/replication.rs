@@ -1107,8 +1107,17 @@ pub fn follow_offered<C: Connection>(
             let next = match received {
                 Some(bytes) => {
                     let m = link_message(bytes, opts)?;
-                    if let Message::Frames { last, .. } = m.message {
+                    let shipped = match m.message {
+                        Message::Frames { last, .. } => Some(last),
+                        _ => None,
+                    };
+                    if let Some(last) = shipped {
                         opts.count(|c| LinkStats::raise(&c.primary, last));
+                    }
+                    // The primary is alive (and shipped this far): a
+                    // promotion here waits until the replica has it.
+                    if let Some(r) = &replica {
+                        r.heard_primary(shipped);
                     }
                     carried.clear();
                     carried.extend_from_slice(m.frames);

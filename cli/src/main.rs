@@ -124,6 +124,11 @@ enum Cmd {
         /// This host's node id (default: $CKPT_NODE_ID, else 0).
         #[arg(long)]
         node: Option<u32>,
+        /// Promote at once, even if the replica lacks frames a primary that
+        /// is still heard from shipped (otherwise it waits up to 5 s for
+        /// them).
+        #[arg(long)]
+        force: bool,
     },
     /// Serve one checkpoint of this host to a replica host (`ckpt follow`
     /// there) on an address, until SIGTERM or SIGINT.
@@ -309,7 +314,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             ckpt_cli::daemon::run(settings)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Promote { name, node } => {
+        Cmd::Promote { name, node, force } => {
             let name = checkpoint_name(&name)?;
             let node = node.unwrap_or(config.node_id);
             let rw = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
@@ -323,13 +328,23 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 )
                 .into());
             }
-            let term = segment.promote(node).map_err(|e| match e {
-                ckpt_shm::ops::checkpoint::ActiveFail::InvalidNode => {
+            use ckpt_shm::ops::checkpoint::{ActiveFail, PromoteFail};
+            let promoted = if force {
+                segment.promote(node).map_err(PromoteFail::Active)
+            } else {
+                segment.promote_caught_up(node, Duration::from_secs(5))
+            };
+            let term = promoted.map_err(|e| match e {
+                PromoteFail::Active(ActiveFail::InvalidNode) => {
                     format!("node id {node} is above {}", ckpt_core::frame::NODE_ID_MAX)
                 }
-                ckpt_shm::ops::checkpoint::ActiveFail::Claim(_) => {
+                PromoteFail::Active(ActiveFail::Claim(_)) => {
                     "the replica is busy (its daemon is applying frames): try again".to_string()
                 }
+                PromoteFail::Behind { frames } => format!(
+                    "the replica still lacks {frames} frames its primary, still alive, shipped: \
+                     not promoted (wait for it to catch up, or --force)"
+                ),
             })?;
             writeln!(
                 out,

@@ -36,7 +36,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field (`CHECKPOINT_NAME_BYTES_MAX`).
@@ -194,6 +194,13 @@ pub struct SegmentHeader {
     /// copy's catch-up horizon) are checked against the copy as they are
     /// applied; 0: none.
     pub catchup_end: AtomicU64,
+    /// A replica: the primary's last frame as this host's link last heard
+    /// of it (0: none known). With `feed_heard_ns`, what a promotion waits
+    /// for (`Segment::promote_caught_up`).
+    pub feed_seq: AtomicU64,
+    /// A replica: when its link last heard from the primary (this host's
+    /// `CLOCK_MONOTONIC`, ns; 0: never).
+    pub feed_heard_ns: AtomicU64,
 }
 
 /// One replica's acknowledgement.
@@ -309,7 +316,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 2560);
+    assert!(size_of::<SegmentHeader>() == 2576);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -326,6 +333,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, acks) == 2416);
     assert!(offset_of!(SegmentHeader, repairs) == 2544);
     assert!(offset_of!(SegmentHeader, catchup_end) == 2552);
+    assert!(offset_of!(SegmentHeader, feed_heard_ns) == 2568);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);

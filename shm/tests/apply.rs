@@ -379,3 +379,38 @@ fn a_batch_applies_under_one_claim_up_to_its_first_refused_frame() {
     assert_eq!(replica.apply_all(frames[14..].iter().copied()), Ok(7));
     assert_eq!(sections(&replica), sections(&primary));
 }
+
+#[test]
+fn a_replica_behind_a_live_primary_is_promoted_only_once_it_caught_up() {
+    use ckpt_shm::ops::checkpoint::PromoteFail;
+    use std::time::Duration;
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("promote_caught_up").unwrap();
+    let attrs = CreationAttributes::new(8, 64);
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    for i in 0..5u8 {
+        primary.create_section(Some(&[i]), Time::END, b"x").unwrap();
+    }
+    // The link heard the primary ship 5 frames the replica does not hold
+    // yet: while the primary is heard from, no promotion.
+    replica.heard_primary(Some(primary.last_seq()));
+    assert_eq!(replica.behind_live_primary(Duration::from_secs(1)), 5);
+    assert_eq!(
+        replica.promote_caught_up(2, Duration::from_millis(20)),
+        Err(PromoteFail::Behind { frames: 5 })
+    );
+    assert!(replica.is_replica());
+    // A primary gone quiet counts as gone: nothing to wait for.
+    assert_eq!(replica.behind_live_primary(Duration::ZERO), 0);
+    // Once the frames are in, it is promoted.
+    ship(&mut consumer, &replica);
+    let term = replica
+        .promote_caught_up(2, Duration::from_millis(20))
+        .unwrap();
+    assert_eq!(term, primary.current_term() + 1);
+    assert!(!replica.is_replica());
+}

@@ -208,8 +208,8 @@ impl Host {
         let name = ckpt_core::CheckpointName::new(APP_CHECKPOINT).expect("a valid name");
         let s = Segment::open_for_link(&config_for(&self.dir, self.id), &name, rw)
             .map_err(|e| format!("node {}: {e}", self.id))?;
-        s.promote(self.id)
-            .map_err(|_| format!("node {}: the replica is busy", self.id))
+        s.promote_caught_up(self.id, Duration::from_secs(5))
+            .map_err(|e| format!("node {}: not promoted: {e:?}", self.id))
     }
 }
 

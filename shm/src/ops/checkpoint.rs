@@ -3,6 +3,8 @@
 //! under the claim, so that a replica rebuilt from the log alone has them too.
 
 use ckpt_core::frame::{FrameKind, NODE_ID_MAX};
+use core::time::Duration;
+
 use ckpt_core::Time;
 
 use super::{ClaimFail, FrameSpec, Intent, Stamp};
@@ -19,6 +21,20 @@ pub enum ActiveFail {
     Claim(ClaimFail),
     /// The node id is beyond [`NODE_ID_MAX`].
     InvalidNode,
+}
+
+/// How long after the last message from its primary a replica's link
+/// counts as live (the links' default silence limit).
+pub const FEED_LIVE: Duration = Duration::from_secs(1);
+
+/// Why a promotion did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromoteFail {
+    /// The claim, or the node id.
+    Active(ActiveFail),
+    /// The primary is still heard from and this replica still lacked
+    /// `frames` of what it shipped when the wait ran out.
+    Behind { frames: u64 },
 }
 
 impl From<ClaimFail> for ActiveFail {
@@ -61,6 +77,54 @@ impl Segment {
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
         Ok(term)
+    }
+
+    /// Records, on a replica, what its link just heard from the primary:
+    /// that the primary is alive, and (with `Some`) its last frame as
+    /// shipped. Two stores; a promotion reads them.
+    pub fn heard_primary(&self, primary_seq: Option<u64>) {
+        let h = self.header();
+        if let Some(seq) = primary_seq {
+            // SYNC POINT: none needed: the two words are read as hints, each
+            // on its own (a promotion re-reads them while it waits).
+            h.feed_seq.store(seq, Ordering::Relaxed);
+        }
+        h.feed_heard_ns
+            .store(crate::proc::monotonic_ns().max(1), Ordering::Relaxed);
+    }
+
+    /// The frames this replica lacks of what its link heard the primary
+    /// ship, if the link heard from the primary within `live` (0 otherwise:
+    /// caught up, or the primary went quiet).
+    pub fn behind_live_primary(&self, live: Duration) -> u64 {
+        let h = self.header();
+        let heard = h.feed_heard_ns.load(Ordering::Relaxed);
+        let now = crate::proc::monotonic_ns();
+        if heard == 0 || now.saturating_sub(heard) > live.as_nanos() as u64 {
+            return 0;
+        }
+        h.feed_seq
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.last_seq())
+    }
+
+    /// [`Segment::promote`] once this replica holds what its link heard the
+    /// primary ship, waiting up to `wait` while the primary is still heard
+    /// from (within [`FEED_LIVE`]): a replica that is behind a live primary
+    /// does not become active with less than it could have. One whose
+    /// primary went quiet (its host died) is promoted with what it holds.
+    pub fn promote_caught_up(&self, node: u32, wait: Duration) -> Result<u32, PromoteFail> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let behind = self.behind_live_primary(FEED_LIVE);
+            if behind == 0 {
+                return self.promote(node).map_err(PromoteFail::Active);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(PromoteFail::Behind { frames: behind });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Makes this primary a replica: a primary of a newer term elsewhere
