@@ -572,3 +572,31 @@ fn an_unlink_reaches_the_replica_frees_its_name_and_ends_the_link() {
     assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
     assert_eq!(standby.read_section(b"k").unwrap(), b"v");
 }
+
+#[test]
+fn a_replica_behind_the_ring_of_an_unlinked_primary_is_unlinked_by_its_snapshot() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_unlinked_behind";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    // Without the link: the writer laps the ring (512 KiB), then unlinks.
+    let big = vec![7u8; 4096];
+    for _ in 0..400 {
+        primary.overwrite(b"k", &big).unwrap();
+    }
+    Service::with_config(Config::with_dir(a.path()))
+        .unlink(name)
+        .unwrap();
+    // The unlink frame is older than anything the ring still holds: the
+    // replica is rebuilt by a snapshot, which carries the unlink.
+    let (shipped, followed) = one_link(&primary, b.path(), name);
+    assert!(matches!(shipped, Ok(Ended::Unlinked)), "{shipped:?}");
+    assert!(
+        matches!(followed, Ok((Ended::Unlinked, _))),
+        "{:?}",
+        followed.map(|f| f.0)
+    );
+    let replica_host = Service::with_config(Config::with_dir(b.path()));
+    assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
+}

@@ -711,7 +711,7 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -893,6 +893,7 @@ pub fn records(body: &[u8]) -> impl Iterator<Item = SectionRecord<'_>> {
 ///  0          8            16          20     24           32
 ///  +----------+------------+-----------+------+------------+
 ///  | end_seq  | state_seq  | active+1  | term | retention  |
+///                                                (bit 63: unlinked)
 ///  +----------+------------+-----------+------+------------+
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -910,6 +911,9 @@ pub struct SnapshotTail {
     pub term: u32,
     /// The retention duration (ns).
     pub retention_ns: i64,
+    /// The checkpoint was unlinked before the copy began (its unlink frame
+    /// is among those the copy holds, so it is not shipped after it).
+    pub unlinked: bool,
 }
 
 impl SnapshotTail {
@@ -921,7 +925,9 @@ impl SnapshotTail {
         let active = self.active.map_or(0, |n| n + 1);
         b[16..20].copy_from_slice(&active.to_le_bytes());
         b[20..24].copy_from_slice(&self.term.to_le_bytes());
-        b[24..32].copy_from_slice(&self.retention_ns.to_le_bytes());
+        // A retention is never negative: its word's top bit is free.
+        let retention = self.retention_ns as u64 | (u64::from(self.unlinked) << 63);
+        b[24..32].copy_from_slice(&retention.to_le_bytes());
         b
     }
 
@@ -929,13 +935,14 @@ impl SnapshotTail {
         if b.len() != SNAPSHOT_TAIL_BYTES {
             return Err(WireError::BadLength);
         }
-        let active = le_u32(b, 16);
+        let retention = le_u64(b, 24);
         let tail = SnapshotTail {
             end_seq: le_u64(b, 0),
             state_seq: le_u64(b, 8),
-            active: active.checked_sub(1),
+            active: le_u32(b, 16).checked_sub(1),
             term: le_u32(b, 20),
-            retention_ns: le_u64(b, 24) as i64,
+            retention_ns: (retention & !(1 << 63)) as i64,
+            unlinked: retention >> 63 == 1,
         };
         if tail.active.is_some_and(|n| n > NODE_ID_MAX) || tail.term == 0 || tail.retention_ns < 0 {
             return Err(WireError::BadField);
@@ -1471,6 +1478,7 @@ mod tests {
         active: Some(2),
         term: 3,
         retention_ns: 5,
+        unlinked: false,
     };
 
     /// Two records: `RECORD` and a whole empty section with an empty id.
@@ -1567,6 +1575,15 @@ mod tests {
             end(SnapshotTail { term: 0, ..TAIL }),
             Err(WireError::BadField)
         );
+        // The unlinked flag shares the retention word's top bit (a
+        // retention is never negative): both survive the round trip.
+        let unlinked = SnapshotTail {
+            retention_ns: i64::MAX,
+            unlinked: true,
+            ..TAIL
+        };
+        assert_eq!(SnapshotTail::from_bytes(&unlinked.to_bytes()), Ok(unlinked));
+        assert_eq!(end(unlinked), Ok(()));
         let far = SnapshotTail {
             active: Some(NODE_ID_MAX + 1),
             ..TAIL

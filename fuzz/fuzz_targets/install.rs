@@ -116,6 +116,7 @@ fuzz_target!(|input: &[u8]| {
         // (A retention shorter than the test would delete the replica at its
         // last close.)
         retention_ns: (1 + i64::from(byte(6))) * 1_000_000_000,
+        unlinked: false,
     };
     let counted = if byte(7) & 0x80 != 0 { sections + 1 } else { sections };
     if refused {

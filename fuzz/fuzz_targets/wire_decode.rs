@@ -159,6 +159,7 @@ fuzz_target!(|input: &[u8]| {
                     active: (c % 5 > 0).then_some((c >> 8) as u32 % 1000),
                     term: (c >> 40) as u32 | 1,
                     retention_ns: (a >> 1) as i64,
+                    unlinked: c & 1 == 1,
                 };
                 let m = Message::SnapshotEnd { start: holds, sections: a };
                 (m, &[][..], t.to_bytes().to_vec())

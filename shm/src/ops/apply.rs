@@ -149,6 +149,17 @@ impl Segment {
         }
     }
 
+    /// A replica installed from a snapshot of an unlinked primary: marked
+    /// unlinked, its name freed (no frame: the primary's unlink is in the
+    /// copy).
+    pub(crate) fn mark_unlinked(&self) {
+        // SYNC POINT: SeqCst, as the unlink's own commit point.
+        self.header()
+            .lifecycle
+            .fetch_or(crate::layout::LIFECYCLE_UNLINKED, Ordering::SeqCst);
+        self.leave_if_unlinked();
+    }
+
     /// The claim, for a replica's applier.
     fn applier(&self) -> Result<Held<'_>, ApplyError> {
         if !self.is_replica() {

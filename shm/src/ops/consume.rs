@@ -67,6 +67,8 @@ pub struct Snapshot {
     pub retention: Time,
     /// Sequence number of the checkpoint-wide frame the copy reflects.
     pub state_seq: u64,
+    /// The checkpoint was unlinked before the copy began.
+    pub unlinked: bool,
 }
 
 impl Snapshot {
@@ -94,6 +96,7 @@ impl Snapshot {
             active_replica: self.active_replica,
             retention: self.retention,
             state_seq: self.state_seq,
+            unlinked: self.unlinked,
         }
     }
 
@@ -191,6 +194,7 @@ impl Mapped {
             active_replica: head.active_replica,
             retention: head.retention,
             state_seq: head.state_seq,
+            unlinked: head.unlinked,
         })
     }
 
@@ -207,6 +211,11 @@ impl Mapped {
     ) -> Result<SnapshotHead, ReadFail> {
         let log = self.log();
         let h = self.header();
+        // Unlinked before the resume point is noted: its unlink frame comes
+        // before it, and the copy says so. (One unlinked later has its frame
+        // at or after the resume point: replayed.) SYNC POINT: SeqCst, with
+        // the SeqCst fetch_or of `UNLINKED` at the unlink's commit point.
+        let unlinked = h.lifecycle.load(Ordering::SeqCst) & crate::layout::LIFECYCLE_UNLINKED != 0;
         // The resume point first: every frame published from here on is
         // either replayed or contained in what is copied below. A mutation in
         // flight may have published stages already: resume at its first
@@ -303,6 +312,7 @@ impl Mapped {
             active_replica,
             retention,
             state_seq,
+            unlinked,
         })
     }
 }
@@ -400,6 +410,8 @@ pub struct SnapshotHead {
     pub retention: Time,
     /// Sequence number of the checkpoint-wide frame the copy reflects.
     pub state_seq: u64,
+    /// The checkpoint was unlinked before the copy began.
+    pub unlinked: bool,
 }
 
 impl SnapshotHead {
@@ -413,6 +425,7 @@ impl SnapshotHead {
             active: active.set.then_some(active.node),
             term: active.term,
             retention_ns: self.retention.0,
+            unlinked: self.unlinked,
         }
     }
 

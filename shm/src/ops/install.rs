@@ -357,7 +357,14 @@ impl Installer {
         renamed?;
         self.tmp.clear();
         let flags = OpenFlags::READ | OpenFlags::WRITE;
-        Segment::open_for_link(&self.config, &self.name, flags).map_err(InstallError::Open)
+        let segment =
+            Segment::open_for_link(&self.config, &self.name, flags).map_err(InstallError::Open)?;
+        if tail.unlinked {
+            // The primary's unlink is in the copy: the replica is unlinked
+            // too, its name freed as an applied unlink frees it.
+            segment.mark_unlinked();
+        }
+        Ok(segment)
     }
 }
 
