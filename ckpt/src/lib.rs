@@ -732,7 +732,9 @@ impl Checkpoint {
 
     /// For a synchronous checkpoint (`WR_ALL_REPLICAS`), waits until every
     /// replica holds the changes made so far; `Err(timeout)` if they do not
-    /// within `Config::ack_timeout`. Asynchronous checkpoints never wait.
+    /// within `Config::ack_timeout`, or if this copy was demoted meanwhile (a
+    /// primary of a newer term elsewhere deposed it: what it committed here
+    /// is not the checkpoint's). Asynchronous checkpoints never wait.
     #[inline]
     fn replicated<E>(&self, timeout: E) -> Result<(), E> {
         if self.attributes().flags.mode() != UpdateMode::AllReplicas {
@@ -740,7 +742,9 @@ impl Checkpoint {
         }
         let segment = &self.segment;
         let deadline = segment.config().ack_timeout;
-        if segment.wait_acknowledged(Need::All, segment.last_seq(), deadline) {
+        if segment.wait_acknowledged(Need::All, segment.last_seq(), deadline)
+            && !segment.is_replica()
+        {
             Ok(())
         } else {
             Err(timeout)

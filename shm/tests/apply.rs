@@ -414,3 +414,29 @@ fn a_replica_behind_a_live_primary_is_promoted_only_once_it_caught_up() {
     assert_eq!(term, primary.current_term() + 1);
     assert!(!replica.is_replica());
 }
+
+#[test]
+fn a_promoted_replica_starts_its_retention_clock_over() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("promote_retention").unwrap();
+    let attrs = CreationAttributes {
+        retention_ns: 50_000_000,
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    // A standby opened the replica once and closed it, long ago.
+    drop(Segment::open(&rc, &name, OpenFlags::READ, None).unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    replica.promote(2).unwrap();
+    // The sweep right after the promotion keeps the new primary.
+    let listed = ckpt_shm::dir::list(&rc).unwrap();
+    assert!(
+        listed.iter().all(|l| !l.removed),
+        "the promoted checkpoint was swept"
+    );
+    assert!(Segment::open(&rc, &name, OpenFlags::READ, None).is_ok());
+}

@@ -76,6 +76,17 @@ impl Segment {
         self.abort_staging();
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
+        // The retention clock starts over: a close recorded while this was a
+        // replica (which expires nothing) must not delete the new primary at
+        // the next sweep. Nobody has it open: closed now; else still open.
+        let now = crate::segment::now();
+        let closed = if self.reap_openers(now) == 0 {
+            now.0.max(1)
+        } else {
+            0
+        };
+        // SYNC POINT: SeqCst, as every store of the retention clock.
+        self.header().last_close_ns.store(closed, Ordering::SeqCst);
         Ok(term)
     }
 

@@ -369,13 +369,20 @@ impl Segment {
         }
     }
 
-    /// Takes the writer claim for a local writer: refused on a replica.
+    /// Takes the writer claim for a local writer: refused on a replica,
+    /// including one demoted while this writer waited for the claim (the
+    /// role is looked at again once it is held; `demote` changes it under
+    /// the claim).
     #[inline]
     pub(crate) fn claim_local(&self) -> Result<Held<'_>, ClaimFail> {
         if self.is_replica() {
             return Err(ClaimFail::Replica);
         }
-        self.claim()
+        let held = self.claim()?;
+        if self.is_replica() {
+            return Err(ClaimFail::Replica);
+        }
+        Ok(held)
     }
 
     /// Checks the words derived from the slots and repairs them if damaged
