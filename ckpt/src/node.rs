@@ -47,9 +47,10 @@ use crate::replication::{
     accept_offer, follow_offered, ship, Ended, LinkEvent, LinkOptions, LinkStats, ReplicationError,
 };
 
-/// How long the links of a checkpoint that disappeared without an unlink
-/// (its retention ran out) go on, for replicas still catching up.
-pub const LINGER: Duration = Duration::from_secs(10);
+/// How long the links of a checkpoint that is gone from this host (unlinked,
+/// or deleted when its retention ran out) go on at most, for replicas that
+/// have not acknowledged its unlink yet (a peer down for longer misses it).
+pub const LINGER: Duration = Duration::from_secs(3600);
 /// The first wait before a shipping link connects again.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 /// How long the acceptor waits for a connection before it looks at the stop
@@ -306,10 +307,17 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
-    fn spawn(&self, name: &str, f: impl FnOnce() + Send + 'static) {
+    /// Starts a thread; false (logged) if the system has none to give.
+    fn spawn(&self, name: &str, f: impl FnOnce() + Send + 'static) -> bool {
         match std::thread::Builder::new().name(name.into()).spawn(f) {
-            Ok(handle) => lock(&self.threads).push(handle),
-            Err(e) => tracing::error!("cannot start a thread for {name}: {e}"),
+            Ok(handle) => {
+                lock(&self.threads).push(handle);
+                true
+            }
+            Err(e) => {
+                tracing::error!("cannot start a thread for {name}: {e}");
+                false
+            }
         }
     }
 
@@ -584,10 +592,13 @@ where
         }
         sh.incoming.fetch_add(1, Ordering::Relaxed);
         let s = sh.clone();
-        sh.spawn("ckpt-follow", move || {
+        let started = sh.spawn("ckpt-follow", move || {
             incoming(&s, conn, from);
             s.incoming.fetch_sub(1, Ordering::Relaxed);
         });
+        if !started {
+            sh.incoming.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -635,18 +646,17 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
             tracing::warn!("refused a second link for the same checkpoint from the same peer");
             return;
         }
-        let entry = links
-            .entry(key.clone())
-            .or_insert_with(|| {
-                Arc::new(LinkEntry::new(
-                    offered.name.clone(),
-                    Role::Following,
-                    offered.node,
-                ))
-            })
-            .clone();
+        // A fresh entry per connection: its counters start over (the
+        // checkpoint may be another incarnation now). The stop flag is read
+        // under the table's lock, which `Node::halt` takes to stop links.
+        let entry = Arc::new(LinkEntry::new(
+            offered.name.clone(),
+            Role::Following,
+            offered.node,
+        ));
         entry.stop.store(sh.stopping(), Ordering::Relaxed);
         entry.set(LinkState::Linked);
+        links.insert(key.clone(), entry.clone());
         entry
     };
     *lock(&entry.address) = Some(from);
@@ -660,9 +670,10 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
                 "the checkpoint was unlinked: its replica is gone".into(),
                 false,
             );
-            entry.set(LinkState::Ended);
-            // Nothing is left to show for it.
+            // Nothing is left to show for it (ended and removed under the
+            // lock: a new link for the name takes a new entry).
             let mut links = lock(&sh.links);
+            entry.set(LinkState::Ended);
             if links.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
                 links.remove(&key);
             }
@@ -710,6 +721,8 @@ where
 {
     let mut shipped: BTreeMap<CheckpointName, Shipped> = BTreeMap::new();
     let mut listing_failed = false;
+    // Files refused once (logged once each), up to a bound.
+    let mut refused = std::collections::BTreeSet::new();
     while !sh.stopping() {
         let listed = match dir::list(&sh.config.segments) {
             Ok(l) => {
@@ -721,12 +734,27 @@ where
                     tracing::warn!(dir = %sh.config.segments.dir.display(), "cannot list the segment directory: {e}");
                 }
                 listing_failed = true;
-                Vec::new()
+                // Nothing is known to be gone: the links go on as they are.
+                sh.nap(sh.config.scan, &AtomicBool::new(false));
+                continue;
             }
         };
         let mut present = std::collections::BTreeSet::new();
+        let mut local = std::collections::BTreeSet::new();
         for entry in listed {
-            let Ok(mapped) = entry.segment else { continue };
+            let mapped = match entry.segment {
+                Ok(m) => m,
+                Err(e) => {
+                    // Once per file: a segment of another user (the daemon
+                    // runs as the applications' user, or their group with
+                    // CKPT_GROUP_ACCESS=1), or a damaged one.
+                    if refused.insert(entry.path.clone()) {
+                        tracing::warn!(path = %entry.path.display(), "not shipped: {e}");
+                    }
+                    continue;
+                }
+            };
+            local.insert(mapped.name().clone());
             if entry.removed {
                 tracing::info!(checkpoint = %mapped.name(), "deleted: its retention ran out with nobody having it open");
                 continue;
@@ -758,9 +786,10 @@ where
                 s.gone = None;
                 return true;
             }
-            if s.gone.is_none() && s.segment.log_expired().is_ok() {
-                // Deleted by a retention sweep: the replicas learn it from
-                // the unlink logged now, which the links ship.
+            // Deleted by a retention sweep: the replicas learn it from the
+            // unlink logged now, which the links ship (a writer holding the
+            // claim: again at the next scan).
+            if !s.segment.is_unlinked() && s.segment.log_expired().is_ok() {
                 tracing::info!(checkpoint = %name, "its retention ran out: unlinked on the replicas too");
             }
             let since = *s.gone.get_or_insert_with(Instant::now);
@@ -774,6 +803,14 @@ where
             }
             true
         });
+        // Following links that are down for a checkpoint this host no longer
+        // has (its replica unlinked, or never made): nothing left to show.
+        lock(&sh.links).retain(|(role, name, _), e| {
+            *role == Role::Shipping || e.state() == LinkState::Linked || local.contains(name)
+        });
+        if refused.len() > 4096 {
+            refused.clear();
+        }
         // Expired sections, deleted by a logged mutation the replicas apply
         // (a writer holding the claim: the next scan).
         for (name, s) in &shipped {

@@ -405,8 +405,8 @@ fn authenticate<C: Connection>(
     key: &ClusterKey,
     side: Side,
     opts: &LinkOptions,
+    deadline: Instant,
 ) -> Result<(), ReplicationError> {
-    let deadline = Instant::now() + AUTH_TIMEOUT;
     let mut own = [0u8; AUTH_BYTES];
     getrandom::fill(&mut own).map_err(|e| ReplicationError::Io(io::Error::other(e.to_string())))?;
     send(conn, &Message::Hello { nonce: own }, &[], &[])?;
@@ -450,9 +450,10 @@ fn authenticate_if_keyed<C: Connection>(
     conn: &mut C,
     side: Side,
     opts: &LinkOptions,
+    deadline: Instant,
 ) -> Result<(), ReplicationError> {
     match &opts.key {
-        Some(key) => authenticate(conn, key, side, opts),
+        Some(key) => authenticate(conn, key, side, opts, deadline),
         None => Ok(()),
     }
 }
@@ -574,7 +575,7 @@ pub fn ship<C: Connection>(
     opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<Ended, ReplicationError> {
-    authenticate_if_keyed(conn, Side::Shipper, opts)?;
+    authenticate_if_keyed(conn, Side::Shipper, opts, Instant::now() + AUTH_TIMEOUT)?;
     let offer = Message::Offer {
         incarnation: primary.incarnation(),
         term: primary.current_term(),
@@ -634,7 +635,7 @@ pub fn ship<C: Connection>(
                     return finish(Err(e));
                 }
                 let out = l.shipper.received(m.message, &l.index, clock.now());
-                if let Some(r) = l.run(out, primary, node, opts, &clock) {
+                if let Some(r) = l.run(out, primary, (node, stop), opts, &clock) {
                     return finish(r);
                 }
             }
@@ -662,7 +663,7 @@ pub fn ship<C: Connection>(
                     c.term.store(primary.current_term(), Ordering::Relaxed);
                 });
                 let out = l.shipper.poll(&l.index, clock.now());
-                if let Some(r) = l.run(out, primary, node, opts, &clock) {
+                if let Some(r) = l.run(out, primary, (node, stop), opts, &clock) {
                     return finish(r);
                 }
                 l.index.consumer.position()
@@ -694,12 +695,13 @@ struct ShipLink<'a, 'c, C> {
 }
 
 impl<C: Connection> ShipLink<'_, '_, C> {
-    /// Carries out the shipper's actions; `Some` when the link ends.
+    /// Carries out the shipper's actions; `Some` when the link ends (or
+    /// `stop` was set during a snapshot).
     fn run(
         &mut self,
         out: Actions<ShipAction>,
         primary: &Segment,
-        node: u32,
+        (node, stop): (u32, &AtomicBool),
         opts: &LinkOptions,
         clock: &Clock,
     ) -> Option<Result<Ended, ReplicationError>> {
@@ -738,7 +740,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         }
                         Err(e) => Err(e),
                     },
-                    ShipAction::Snapshot => match self.send_snapshot(primary, opts) {
+                    ShipAction::Snapshot => match self.send_snapshot(primary, opts, stop) {
                         Ok(Some(start)) => {
                             let now = clock.now();
                             pending = Some(self.shipper.snapshot_sent(start, &self.index, now));
@@ -759,6 +761,10 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                     ShipAction::Close(r) => return Some(Ok(Ended::Closed(r))),
                 };
                 if let Err(e) = step {
+                    if stop.load(Ordering::Relaxed) {
+                        // A snapshot given up half way.
+                        return Some(Ok(Ended::Stopped));
+                    }
                     return Some(Err(e));
                 }
             }
@@ -775,6 +781,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
         &mut self,
         primary: &Segment,
         opts: &LinkOptions,
+        stop: &AtomicBool,
     ) -> Result<Option<Position>, ReplicationError> {
         let (header, payload) = primary.creation_frame(None);
         let name = primary.name().as_bytes();
@@ -796,6 +803,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
             if failed.is_some() {
                 return;
             }
+
             sections += 1;
             // Room for data in a message after the record's header and id.
             let room = opts
@@ -803,6 +811,14 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                 .saturating_sub(frame::record_bytes(c.id.len(), 0))
                 .max(4096);
             for record in c.records(room) {
+                // A large snapshot over a slow link takes long: the link's
+                // stop is looked at between records (and a message's send
+                // is bounded by SEND_TIMEOUT).
+                if stop.load(Ordering::Relaxed) {
+                    let stopped = io::Error::new(io::ErrorKind::Interrupted, "stopped");
+                    failed = Some(ReplicationError::Io(stopped));
+                    return;
+                }
                 frame::encode_record(&record, out);
                 records += 1;
                 if out.len() >= opts.batch_bytes {
@@ -921,8 +937,10 @@ pub fn accept_offer<C: Connection>(
     conn: &mut C,
     opts: &LinkOptions,
 ) -> Result<Offered, ReplicationError> {
-    authenticate_if_keyed(conn, Side::Follower, opts)?;
+    // One deadline for the authentication and the offer: a peer that
+    // trickles them holds this end's slot for AUTH_TIMEOUT at most.
     let deadline = Instant::now() + AUTH_TIMEOUT;
+    authenticate_if_keyed(conn, Side::Follower, opts, deadline)?;
     let late = ReplicationError::NoOffer("none came in time");
     let m = recv_by(conn, deadline, opts, late)?;
     let Message::Offer {

@@ -31,7 +31,7 @@
 //! address = "beta.example:7400"
 //! ```
 
-use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -332,6 +332,20 @@ pub fn run(settings: Settings) -> Result<(), String> {
         None => tracing::info!("transport: {}", backend.name()),
         Some(why) => tracing::warn!("transport: {} ({why})", backend.name()),
     }
+    // The segment directory as ckpt makes it (0700, or 02770 with
+    // CKPT_GROUP_ACCESS=1), and refuses it (another owner, writable by
+    // others), before anything is put in it.
+    let segments = &settings.node.segments;
+    ckpt_shm::dir::SegmentDir::open(segments, true).map_err(|e| {
+        format!(
+            "segment directory {}: {}",
+            segments.dir.display(),
+            match e {
+                ckpt_shm::dir::DirFault::Io(e) => e.to_string(),
+                ckpt_shm::dir::DirFault::Untrusted => ckpt::OpenError::UntrustedDir.to_string(),
+            }
+        )
+    })?;
     let control = bind_control(&settings.control)?;
     let metrics = match settings.metrics {
         Some(addr) => {
@@ -451,15 +465,60 @@ fn serve_control(
     }
 }
 
+/// Reads a client's request: up to `max` bytes, until `end` is among them,
+/// the client closes, or [`CLIENT_TIMEOUT`] has passed since it connected
+/// (one deadline for the whole request: a client that trickles bytes does
+/// not hold the server longer).
+fn read_request<S: Read + AsTimeout>(
+    stream: S,
+    end: &[u8],
+    max: usize,
+) -> std::io::Result<Vec<u8>> {
+    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
+    let mut stream = stream;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(end.len()).any(|w| w == end) && request.len() < max {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_timeout(left)?;
+        let room = (max - request.len()).min(buf.len());
+        match stream.read(&mut buf[..room])? {
+            0 => break,
+            n => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(request)
+}
+
+/// A stream whose reads can be given a timeout (the control socket's and the
+/// metrics endpoint's).
+trait AsTimeout {
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()>;
+}
+
+impl AsTimeout for &UnixStream {
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+impl AsTimeout for &std::net::TcpStream {
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
 fn answer_control(
     stream: UnixStream,
     status: &dyn Fn() -> Option<NodeStatus>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut line = String::new();
-    BufReader::new((&stream).take(256)).read_line(&mut line)?;
+    let request = read_request(&stream, b"\n", 256)?;
+    let line = String::from_utf8_lossy(&request);
     let mut out = &stream;
     match (line.trim(), status()) {
         ("status", Some(s)) => {
@@ -614,18 +673,9 @@ fn answer_metrics(
     status: &dyn Fn() -> Option<NodeStatus>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     // The request line and headers, up to a bound.
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    let mut reader = &stream;
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < REQUEST_BYTES_MAX {
-        match reader.read(&mut buf)? {
-            0 => break,
-            n => request.extend_from_slice(&buf[..n]),
-        }
-    }
+    let request = read_request(&stream, b"\r\n\r\n", REQUEST_BYTES_MAX)?;
     let line = request.split(|&b| b == b'\r').next().unwrap_or(&[]);
     let path = line.split(|&b| b == b' ').nth(1).unwrap_or(&[]);
     let get = line.starts_with(b"GET ");
