@@ -31,6 +31,7 @@
 
 pub mod node;
 pub mod replication;
+pub mod seal;
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;

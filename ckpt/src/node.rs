@@ -391,6 +391,10 @@ impl Node {
             tracing::warn!(
                 "links are not authenticated (no cluster key): use a trusted network only"
             );
+        } else if config.link.encrypt {
+            tracing::info!("links are authenticated and encrypted");
+        } else {
+            tracing::info!("links are authenticated, not encrypted");
         }
         let shared = Arc::new(Shared {
             backend: backend.name(),
@@ -610,7 +614,7 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
         on_event: Some(log_event),
         ..sh.config.link.clone()
     };
-    let offered = match accept_offer(&mut conn, &opts) {
+    let (offered, mut conn) = match accept_offer(&mut conn, &opts) {
         Ok(o) => o,
         Err(e) => {
             match e {

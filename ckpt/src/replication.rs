@@ -48,6 +48,8 @@ use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{Config, Segment};
 use ckpt_transport::Connection;
 use hmac::{Hmac, Mac};
+
+use crate::seal::{SessionKeys, Wire};
 use sha2::Sha256;
 
 /// The link id a follower uses on its connection (one checkpoint per
@@ -72,6 +74,10 @@ pub struct LinkOptions {
     /// `None`: links are not authenticated, and a peer that asks for it is
     /// refused.
     pub key: Option<ClusterKey>,
+    /// Seal every message after authentication (ChaCha20-Poly1305 under
+    /// session keys derived from the cluster key and both challenges:
+    /// [`crate::seal`]); needs `key`, and both ends must agree.
+    pub encrypt: bool,
     /// Called (on the link's thread) with each [`LinkEvent`]; `None`: they
     /// are not reported.
     pub on_event: Option<fn(&LinkEvent)>,
@@ -135,6 +141,7 @@ impl Default for LinkOptions {
             max_message: 64 << 20,
             batch_bytes: 1 << 20,
             key: None,
+            encrypt: false,
             on_event: None,
             stats: None,
         }
@@ -314,7 +321,7 @@ fn link_message<'b>(
     bytes: &'b [u8],
     opts: &LinkOptions,
 ) -> Result<WireMessage<'b>, ReplicationError> {
-    let (m, _) = decode_message(bytes, opts.max_message)?;
+    let m = decode(bytes, opts)?;
     if matches!(m.message, Message::Hello { .. } | Message::Proof { .. }) {
         return Err(stray_auth(opts));
     }
@@ -322,6 +329,17 @@ fn link_message<'b>(
         return Err(ReplicationError::WrongLink(m.link));
     }
     Ok(m)
+}
+
+/// Decodes a message (untrusted bytes); a sealed one on a plain link says
+/// what is wrong.
+fn decode<'b>(bytes: &'b [u8], opts: &LinkOptions) -> Result<WireMessage<'b>, ReplicationError> {
+    if bytes.get(8) == Some(&frame::SEALED_KIND) {
+        return Err(ReplicationError::Unauthenticated(
+            "the peer encrypts its links and this end does not (encryption must be on at both ends)",
+        ));
+    }
+    Ok(decode_message(bytes, opts.max_message)?.0)
 }
 
 /// Encodes `m` and sends it (with `frames` after it, for a `Frames` message).
@@ -390,7 +408,7 @@ fn recv_by<'c, C: Connection>(
 ) -> Result<WireMessage<'c>, ReplicationError> {
     let wait = deadline.saturating_duration_since(Instant::now());
     match conn.recv(wait) {
-        Ok(Some(bytes)) => Ok(decode_message(bytes, opts.max_message)?.0),
+        Ok(Some(bytes)) => decode(bytes, opts),
         Ok(None) => Err(late),
         Err(e) => Err(e.into()),
     }
@@ -406,7 +424,7 @@ fn authenticate<C: Connection>(
     side: Side,
     opts: &LinkOptions,
     deadline: Instant,
-) -> Result<(), ReplicationError> {
+) -> Result<SessionKeys, ReplicationError> {
     let mut own = [0u8; AUTH_BYTES];
     getrandom::fill(&mut own).map_err(|e| ReplicationError::Io(io::Error::other(e.to_string())))?;
     send(conn, &Message::Hello { nonce: own }, &[], &[])?;
@@ -442,20 +460,47 @@ fn authenticate<C: Connection>(
         .verify_slice(&theirs)
         .map_err(|_| ReplicationError::Unauthenticated("wrong cluster key"))?;
     opts.report(LinkEvent::Authenticated);
-    Ok(())
+    // The session keys, one per direction, from the key and both
+    // challenges (the shipper's first), bound to this connection.
+    let (shipper, follower) = match side {
+        Side::Shipper => (&own, &challenge),
+        Side::Follower => (&challenge, &own),
+    };
+    let direction = |from: Side| -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
+        mac.update(b"ckpt link session key v1");
+        mac.update(&[from.byte()]);
+        mac.update(shipper);
+        mac.update(follower);
+        mac.finalize().into_bytes().into()
+    };
+    Ok(SessionKeys {
+        send: direction(side),
+        receive: direction(side.other()),
+    })
 }
 
-/// Authenticates the connection if this end has a key.
+/// The connection a link runs on, from its first message: a second handle
+/// on `conn` (which is not read from again), authenticated if this end has
+/// a key, and sealed with the session keys if `opts.encrypt`.
 fn authenticate_if_keyed<C: Connection>(
     conn: &mut C,
     side: Side,
     opts: &LinkOptions,
     deadline: Instant,
-) -> Result<(), ReplicationError> {
-    match &opts.key {
-        Some(key) => authenticate(conn, key, side, opts, deadline),
-        None => Ok(()),
+) -> Result<Wire<C>, ReplicationError> {
+    let mut wire = Wire::plain(conn.try_clone()?, opts.max_message);
+    let keys = match &opts.key {
+        Some(key) => Some(authenticate(&mut wire, key, side, opts, deadline)?),
+        None => None,
+    };
+    if opts.encrypt {
+        let keys = keys.ok_or(ReplicationError::Unauthenticated(
+            "encryption needs a cluster key",
+        ))?;
+        wire.seal(keys);
     }
+    Ok(wire)
 }
 
 /// The error for an authentication message once the link runs.
@@ -575,7 +620,8 @@ pub fn ship<C: Connection>(
     opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<Ended, ReplicationError> {
-    authenticate_if_keyed(conn, Side::Shipper, opts, Instant::now() + AUTH_TIMEOUT)?;
+    let mut wire = authenticate_if_keyed(conn, Side::Shipper, opts, Instant::now() + AUTH_TIMEOUT)?;
+    let conn = &mut wire;
     let offer = Message::Offer {
         incarnation: primary.incarnation(),
         term: primary.current_term(),
@@ -932,17 +978,19 @@ pub struct Offered {
 }
 
 /// The replica's end of a link's start: authenticates (where this end has a
-/// key) and reads the shipper's offer. Then [`follow_offered`] follows it.
+/// key) and reads the shipper's offer. Returns it with the connection the
+/// link runs on (sealed where `opts.encrypt`); [`follow_offered`] follows
+/// it there.
 pub fn accept_offer<C: Connection>(
     conn: &mut C,
     opts: &LinkOptions,
-) -> Result<Offered, ReplicationError> {
+) -> Result<(Offered, Wire<C>), ReplicationError> {
     // One deadline for the authentication and the offer: a peer that
     // trickles them holds this end's slot for AUTH_TIMEOUT at most.
     let deadline = Instant::now() + AUTH_TIMEOUT;
-    authenticate_if_keyed(conn, Side::Follower, opts, deadline)?;
+    let mut wire = authenticate_if_keyed(conn, Side::Follower, opts, deadline)?;
     let late = ReplicationError::NoOffer("none came in time");
-    let m = recv_by(conn, deadline, opts, late)?;
+    let m = recv_by(&mut wire, deadline, opts, late)?;
     let Message::Offer {
         incarnation,
         term,
@@ -959,12 +1007,13 @@ pub fn accept_offer<C: Connection>(
     }
     let name = CheckpointName::new(m.name)
         .map_err(|_| ReplicationError::NoOffer("the offered name is not a checkpoint name"))?;
-    Ok(Offered {
+    let offered = Offered {
         name,
         incarnation,
         term,
         node,
-    })
+    };
+    Ok((offered, wire))
 }
 
 /// Follows checkpoint `name` from the primary at the other end of `conn`
@@ -978,11 +1027,11 @@ pub fn follow<C: Connection>(
     opts: &LinkOptions,
     stop: &AtomicBool,
 ) -> Result<(Ended, Option<Segment>), ReplicationError> {
-    let offered = accept_offer(conn, opts)?;
+    let (offered, mut wire) = accept_offer(conn, opts)?;
     if offered.name != *name {
         return Err(ReplicationError::WrongCheckpoint(offered.name.to_string()));
     }
-    follow_offered(config, &offered, conn, opts, stop)
+    follow_offered(config, &offered, &mut wire, opts, stop)
 }
 
 /// Follows the checkpoint the shipper at the other end of `conn` offered

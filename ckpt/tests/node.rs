@@ -54,8 +54,11 @@ fn pair(a: &std::path::Path, b: &std::path::Path, key: Option<&[u8]>) -> (Node, 
     let (pa, pb) = (free_port(), free_port());
     let mut ca = node(1, a, pa, &[(2, pb)]);
     let mut cb = node(2, b, pb, &[(1, pa)]);
+    // Keyed pairs also encrypt their links.
     ca.link.key = key.map(|k| ClusterKey::new(k).unwrap());
+    ca.link.encrypt = key.is_some();
     cb.link.key = ca.link.key.clone();
+    cb.link.encrypt = ca.link.encrypt;
     (
         Node::start(ca, backend()).unwrap(),
         Node::start(cb, backend()).unwrap(),

@@ -600,3 +600,52 @@ fn a_replica_behind_the_ring_of_an_unlinked_primary_is_unlinked_by_its_snapshot(
     let replica_host = Service::with_config(Config::with_dir(b.path()));
     assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
 }
+
+#[test]
+fn encrypted_links_replicate_and_a_mismatch_is_refused_with_the_reason() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_sealed";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"secret").unwrap();
+    let sealed = LinkOptions {
+        encrypt: true,
+        ..keyed(b"a cluster key for sealed links!!")
+    };
+    with_link_opts(sealed.clone(), &primary, b.path(), name, || {
+        for i in 0..200u32 {
+            primary.overwrite(b"k", &i.to_le_bytes()).unwrap();
+        }
+        // A section larger than a message's batch, sealed too.
+        primary
+            .create_section(b"big", Time::END, &vec![9u8; 3000])
+            .unwrap();
+    });
+    assert_eq!(sections(b.path(), name), sections(a.path(), name));
+    // One end encrypts, the other does not: both say why.
+    let plain = keyed(b"a cluster key for sealed links!!");
+    let refused = |e: &LinkError, why: &str| {
+        let text = e.to_string();
+        assert!(text.contains(why), "{text:?} does not say {why:?}");
+    };
+    let (shipped, followed) = one_link_opts(&primary, b.path(), name, (&sealed, &plain));
+    refused(
+        &followed.err().expect("plain follower"),
+        "encrypts its links",
+    );
+    drop(shipped);
+    let (_, followed) = one_link_opts(&primary, b.path(), name, (&plain, &sealed));
+    refused(
+        &followed.err().expect("sealed follower"),
+        "does not encrypt",
+    );
+    // Encryption without a key is refused before anything is sent.
+    let keyless = LinkOptions {
+        encrypt: true,
+        ..LinkOptions::default()
+    };
+    let (shipped, _) = one_link_opts(&primary, b.path(), name, (&keyless, &plain));
+    refused(
+        &shipped.expect_err("no key"),
+        "encryption needs a cluster key",
+    );
+}

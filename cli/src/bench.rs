@@ -22,6 +22,7 @@
 //! | C1 | `saCkptSectionOverwrite` of 64 B through libSaCkpt's C ABI | 64 B `memcpy` | p50 ≤ 50 ns |
 //! | C2 | `saCkptCheckpointRead` of 64 B into the caller's buffer | 64 B `memcpy` out | p50 ≤ 40 ns |
 //! | R1 | replicated 64 B, 4 KiB and 64 KiB overwrites over loopback TCP (asynchronous) | a raw TCP stream of the same frame bytes | ≥ 5 M (64 B), ≥ 270 k (4 KiB) updates/s; ≥ 70 % of the stream (64 KiB) |
+//! | R1e | replicated 4 KiB overwrites over encrypted links | the same over plain links | none: its cost shown |
 //! | R1b | replication lag p99 of 64 B overwrites at half the measured maximum rate | a raw one-way message (half a ping-pong of the same size) | ≤ 1 ms |
 //! | R2 | synchronous 64 B write (returns once the replica holds it) | a raw TCP ping-pong of the same size | p50 ≤ 2 × the baseline |
 //! | R3 | full resync of a checkpoint of 1 MiB sections (1 GiB; 256 MiB quick) into a new replica over loopback TCP | a raw TCP stream of the same bytes in 1 MiB messages | ≤ 0.6 s per GiB |
@@ -341,7 +342,7 @@ const READY_POLL: Duration = Duration::from_millis(20);
 const STANDBY_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One side's samples.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Series {
     /// Per-operation cost of each sample, in ns.
     samples_ns: Vec<f64>,
@@ -1842,6 +1843,7 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
         Some(why) => format!("transport: {} ({why})", backend.name()),
     };
     let mut max_64 = None;
+    let mut plain_4k = None;
     for (size, shown, target) in REPLICATED_SIZES {
         let n = replicated_batch(size);
         let scenario = format!(
@@ -1857,11 +1859,14 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
             Some(t) => format!(">= {} updates/s", fmt_rate(t)),
             None => ">= 70% of the raw stream".to_string(),
         };
-        match measure_replicated(work, plan, backend, size) {
+        match measure_replicated(work, plan, backend, size, &Default::default()) {
             Ok((ours, base)) => {
                 let floor = base.summary().ops_per_s;
                 if size == 64 {
                     max_64 = Some(ours.summary().ops_per_s);
+                }
+                if size == 4096 {
+                    plain_4k = Some(ours.clone());
                 }
                 emit(row(
                     scenario,
@@ -1876,6 +1881,27 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
                 ))
             }
             Err(why) => emit(unmeasured(scenario, baseline, &tr, &why)),
+        }
+    }
+    if let Some(plain) = plain_4k {
+        let scenario = format!(
+            "replicated 4 KiB overwrites over encrypted links (ChaCha20-Poly1305 under session \
+             keys from the cluster key; otherwise as above) [{via}]"
+        );
+        let baseline = "the same over plain links (the 4 KiB row above, same run)".to_string();
+        const TENC: &str = "- (what encryption costs)";
+        let sealed = ckpt::replication::LinkOptions {
+            key: ckpt::replication::ClusterKey::new(b"the bench's cluster key, 32 bytes"),
+            encrypt: true,
+            ..Default::default()
+        };
+        match measure_replicated(work, plan, backend, 4096, &sealed) {
+            Ok((ours, _)) => {
+                let mut r = row(scenario, &ours, baseline, &plain, TENC, |_| true);
+                r.met = None;
+                emit(r)
+            }
+            Err(why) => emit(unmeasured(scenario, baseline, TENC, &why)),
         }
     }
     let scenario = "replication lag p99 of 64 B overwrites at half the maximum replicated rate \
@@ -2089,9 +2115,10 @@ impl BenchLink {
         backend: ckpt_transport::Auto,
         primary: &std::sync::Arc<Segment>,
         name: &str,
+        opts: &ckpt::replication::LinkOptions,
     ) -> Result<BenchLink, String> {
         use ckpt_transport::{Backend, Listener};
-        let opts = ckpt::replication::LinkOptions::default();
+        let opts = opts.clone();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let replica_dir = work.dir.0.join(format!("replica-{name}"));
         let (listener, addr, replica_config) = link_ends(backend, &replica_dir, &opts)?;
@@ -2244,13 +2271,15 @@ fn measure_replicated(
     plan: &Plan,
     backend: ckpt_transport::Auto,
     size: usize,
+    opts: &ckpt::replication::LinkOptions,
 ) -> Result<(Series, Series), String> {
     let n = replicated_batch(size);
     let batches = (plan.rounds / 200).max(8);
-    let name = format!("bench-repl-async-{size}");
+    let sealed = if opts.encrypt { "-sealed" } else { "" };
+    let name = format!("bench-repl-async-{size}{sealed}");
     let (primary, section) =
         bench_primary(work, &name, ckpt_core::UpdateMode::ActiveReplica, size)?;
-    let link = BenchLink::start(work, backend, &primary, &name)?;
+    let link = BenchLink::start(work, backend, &primary, &name, opts)?;
     let frame_bytes = ckpt_core::frame::frame_bytes(3, size);
     let (mut client, server) = raw_pair(backend)?;
     let echo = raw_echo(server, raw_message(ckpt_core::frame::MESSAGE_HEADER_BYTES));
@@ -2290,7 +2319,7 @@ fn measure_lag(
     let writes = (plan.rounds as u64).clamp(20_000, 400_000);
     let name = "bench-repl-lag";
     let (primary, section) = bench_primary(work, name, ckpt_core::UpdateMode::ActiveReplica, 64)?;
-    let link = BenchLink::start(work, backend, &primary, name)?;
+    let link = BenchLink::start(work, backend, &primary, name, &Default::default())?;
     link.wait_for(primary.last_seq())?;
     let clock = Instant::now();
     let done = std::sync::atomic::AtomicBool::new(false);
@@ -2381,7 +2410,13 @@ fn measure_sync_write(
         ckpt_core::UpdateMode::AllReplicas,
         64,
     )?;
-    let link = BenchLink::start(work, backend, &primary, "bench-repl-sync")?;
+    let link = BenchLink::start(
+        work,
+        backend,
+        &primary,
+        "bench-repl-sync",
+        &Default::default(),
+    )?;
     link.wait_for(primary.last_seq())?;
     let frame_bytes = ckpt_core::frame::frame_bytes(3, 64);
     let (mut client, server) = raw_pair(backend)?;

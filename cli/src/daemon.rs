@@ -12,6 +12,7 @@
 //! listen = "0.0.0.0:7400"       # where peers connect
 //! dir = "/dev/shm/ckpt"         # the segment directory (--dir and CKPT_DIR win)
 //! key_file = "/etc/ckpt/cluster.key"
+//! encrypt = false               # seal every message (needs key_file)
 //! transport = "auto"            # auto, io_uring or tcp
 //! metrics = "127.0.0.1:9464"    # Prometheus text on GET /metrics
 //! control = "/dev/shm/ckpt/.ckptd.sock"
@@ -78,6 +79,10 @@ pub struct DaemonArgs {
     /// owner only). Without one, links are not authenticated.
     #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
+    /// Encrypt the links (ChaCha20-Poly1305 under keys derived from the
+    /// cluster key at each connection); needs a key file, on every node.
+    #[arg(long)]
+    encrypt: bool,
     /// auto (io_uring where the kernel allows it), io_uring or tcp.
     #[arg(long)]
     transport: Option<String>,
@@ -105,6 +110,7 @@ struct FileConfig {
     listen: Option<String>,
     dir: Option<PathBuf>,
     key_file: Option<PathBuf>,
+    encrypt: Option<bool>,
     transport: Option<String>,
     metrics: Option<String>,
     control: Option<PathBuf>,
@@ -266,6 +272,12 @@ impl DaemonArgs {
         let key_file = self.key_file.clone().or(file.key_file);
         if let Some(path) = &key_file {
             link.key = Some(read_key(path)?);
+        }
+        link.encrypt = self.encrypt || file.encrypt.unwrap_or(false);
+        if link.encrypt && link.key.is_none() {
+            return Err(
+                "encrypt needs a key file (the session keys come from the cluster key)".into(),
+            );
         }
         c.connect_timeout = millis(
             "connect_timeout_ms",
@@ -881,6 +893,7 @@ mod tests {
         assert!(bad("node = 1\nheartbeat_ms = 600\n").contains("twice"));
         assert!(bad("node = 1\nscan_ms = 0\n").contains("above 0"));
         assert!(bad("node = 1\nlog_bytes = 100000\n").contains("power of two"));
+        assert!(bad("node = 1\nencrypt = true\n").contains("needs a key file"));
         assert!(
             bad("node = 1\n[[peer]]\nnode = 1\naddress = \"127.0.0.1:1\"\n")
                 .contains("this node's id")

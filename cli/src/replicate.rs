@@ -59,6 +59,10 @@ pub struct LinkArgs {
     /// Without it, links are not authenticated.
     #[arg(long, value_name = "FILE")]
     key_file: Option<std::path::PathBuf>,
+    /// Encrypt the link (ChaCha20-Poly1305 under keys derived from the
+    /// cluster key at each connection; needs --key-file, on both ends).
+    #[arg(long)]
+    encrypt: bool,
 }
 
 /// What a link run by hand needs: the stop flag (set by SIGTERM and
@@ -76,18 +80,24 @@ impl LinkArgs {
         Ok(Link {
             stop: stop_on_signals()?,
             backend: backend(&self.transport)?,
-            opts: link_options(self.key_file.as_deref())?,
+            opts: link_options(self.key_file.as_deref(), self.encrypt)?,
         })
     }
 }
 
-/// The links' options: events logged, and the cluster key in `key_file` if
-/// given ([`read_key`]).
-pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
+/// The links' options: events logged, the cluster key in `key_file` if
+/// given ([`read_key`]), and encryption if asked (it needs the key).
+pub fn link_options(key_file: Option<&Path>, encrypt: bool) -> Result<LinkOptions, String> {
     let logged = LinkOptions {
         on_event: Some(|e| log(format_args!("{e}"))),
+        encrypt,
         ..LinkOptions::default()
     };
+    if encrypt && key_file.is_none() {
+        return Err(
+            "--encrypt needs --key-file (the session keys come from the cluster key)".into(),
+        );
+    }
     let Some(path) = key_file else {
         log(format_args!(
             "links are not authenticated (no --key-file): use a trusted network only"
@@ -96,8 +106,9 @@ pub fn link_options(key_file: Option<&Path>) -> Result<LinkOptions, String> {
     };
     let key = read_key(path)?;
     log(format_args!(
-        "links authenticated with the cluster key in {}",
-        path.display()
+        "links authenticated with the cluster key in {}{}",
+        path.display(),
+        if encrypt { ", and encrypted" } else { "" }
     ));
     Ok(LinkOptions {
         key: Some(key),

@@ -751,6 +751,7 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 8 `Hello` | 0 | 0 | 0 | 0 | a 32-byte challenge |
 /// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
 /// | 10 `Offer` | incarnation | term | node | name bytes | the checkpoint's name |
+/// | 11 sealed | counter | 0 | 0 | 0 | another message, encrypted, then a 16-byte tag ([`seal_header`]) |
 ///
 /// A link begins (after `Hello` and `Proof` where the ends share a cluster
 /// key) with the shipper's `Offer`, which names the checkpoint, and the
@@ -993,6 +994,86 @@ impl core::error::Error for WireError {}
 /// there (to know how much to read), or `None`.
 pub fn message_bytes(buf: &[u8]) -> Option<usize> {
     Some(le_u32(buf.get(..4)?, 0) as usize)
+}
+
+/// The kind of a sealed message: on an encrypted link every message travels
+/// inside one (ChaCha20-Poly1305 under the direction's session key, the
+/// nonce being `counter`, which counts the direction's messages from 0; the
+/// associated data is the header's bytes `8..40`). Its checksum covers only
+/// the header: the tag authenticates the rest.
+pub const SEALED_KIND: u8 = 11;
+/// Bytes of a sealed message's tag.
+pub const SEAL_TAG_BYTES: usize = 16;
+
+/// The header of a sealed message numbered `counter` on `link` whose inner
+/// message (a whole message, so a multiple of 8 bytes) is `inner_bytes`
+/// long: the ciphertext and its tag follow it.
+pub fn seal_header(
+    link: u32,
+    counter: u64,
+    inner_bytes: usize,
+) -> Result<[u8; MESSAGE_HEADER_BYTES], WireError> {
+    if inner_bytes % 8 != 0 {
+        return Err(WireError::BadLength);
+    }
+    let bytes = u32::try_from(MESSAGE_HEADER_BYTES + inner_bytes + SEAL_TAG_BYTES)
+        .map_err(|_| WireError::BadLength)?;
+    let mut h = [0u8; MESSAGE_HEADER_BYTES];
+    h[0..4].copy_from_slice(&bytes.to_le_bytes());
+    h[8] = SEALED_KIND;
+    h[9] = WIRE_VERSION;
+    h[12..16].copy_from_slice(&link.to_le_bytes());
+    h[16..24].copy_from_slice(&counter.to_le_bytes());
+    let crc = crc32c::crc32c(&h[8..40]);
+    h[4..8].copy_from_slice(&crc.to_le_bytes());
+    Ok(h)
+}
+
+/// A sealed message (untrusted bytes): its counter, the associated data
+/// (header bytes `8..40`), the ciphertext and the tag. Checks the header,
+/// not the contents (the caller decrypts).
+pub fn open_sealed(buf: &[u8], max_bytes: usize) -> Result<SealedParts<'_>, WireError> {
+    let h = buf
+        .get(..MESSAGE_HEADER_BYTES)
+        .ok_or(WireError::Truncated)?;
+    let bytes = le_u32(h, 0) as usize;
+    if bytes % 8 != 0 || bytes < MESSAGE_HEADER_BYTES + SEAL_TAG_BYTES + 8 || bytes > max_bytes {
+        return Err(WireError::BadLength);
+    }
+    let m = buf.get(..bytes).ok_or(WireError::Truncated)?;
+    if h[8] != SEALED_KIND {
+        return Err(WireError::BadKind(h[8]));
+    }
+    if h[9] != WIRE_VERSION {
+        return Err(WireError::BadFormat(h[9]));
+    }
+    if h[10..12] != [0, 0] || h[24..40].iter().any(|&b| b != 0) {
+        return Err(WireError::NonZeroPadding);
+    }
+    if crc32c::crc32c(&h[8..40]) != le_u32(h, 4) {
+        return Err(WireError::BadChecksum);
+    }
+    let (ciphertext, tag) =
+        m[MESSAGE_HEADER_BYTES..].split_at(bytes - MESSAGE_HEADER_BYTES - SEAL_TAG_BYTES);
+    Ok(SealedParts {
+        counter: le_u64(h, 16),
+        aad: &h[8..40],
+        ciphertext,
+        tag,
+    })
+}
+
+/// The parts of a sealed message ([`open_sealed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedParts<'a> {
+    /// The direction's message number (the nonce).
+    pub counter: u64,
+    /// The associated data: the header's bytes `8..40`.
+    pub aad: &'a [u8],
+    /// The inner message, encrypted.
+    pub ciphertext: &'a [u8],
+    /// The tag.
+    pub tag: &'a [u8],
 }
 
 /// Encodes the header of `message` on `link` at the start of `out`, with a

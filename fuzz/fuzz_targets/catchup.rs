@@ -849,6 +849,8 @@ impl<'a> Harness<'a> {
             active_replica,
             retention,
             state_seq,
+            // (Not used by the replay this target checks.)
+            unlinked: false,
         };
         self.snapshots += 1;
         let what = format!(

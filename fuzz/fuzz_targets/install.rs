@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use ckpt_core::frame::{self, decode_message, encode_message, FrameHeader, FrameKind, SnapshotTail};
+use ckpt_core::frame::{
+    self, decode_message, encode_message, FrameHeader, FrameKind, SnapshotTail,
+};
 use ckpt_core::repl::{Message, Position};
 use ckpt_core::{CreationAttributes, OpenFlags, SectionsChosen};
 use ckpt_shm::{Config, Segment};
@@ -88,13 +90,17 @@ fuzz_target!(|input: &[u8]| {
         if r.offset == 0 {
             sections += 1;
             let newest = r.data_seq.max(r.expiration_seq);
-            let newer = want
-                .get(r.id)
-                .is_none_or(|w| newest > w.3.max(w.4));
+            let newer = want.get(r.id).is_none_or(|w| newest > w.3.max(w.4));
             if newer {
                 want.insert(
                     r.id.to_vec(),
-                    (vec![0; r.size as usize], r.version, r.expiration, r.data_seq, r.expiration_seq),
+                    (
+                        vec![0; r.size as usize],
+                        r.version,
+                        r.expiration,
+                        r.data_seq,
+                        r.expiration_seq,
+                    ),
                 );
             }
             current = Some((r.id.to_vec(), newer));
@@ -118,7 +124,11 @@ fuzz_target!(|input: &[u8]| {
         retention_ns: (1 + i64::from(byte(6))) * 1_000_000_000,
         unlinked: false,
     };
-    let counted = if byte(7) & 0x80 != 0 { sections + 1 } else { sections };
+    let counted = if byte(7) & 0x80 != 0 {
+        sections + 1
+    } else {
+        sections
+    };
     if refused {
         drop(installer);
         assert_eq!(files(), before, "a refused copy is removed");
@@ -128,13 +138,19 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(files(), before, "a refused copy is removed");
         return;
     };
-    assert_eq!(files(), before, "the copy replaced the replica under its name");
+    assert_eq!(
+        files(),
+        before,
+        "the copy replaced the replica under its name"
+    );
     assert_eq!(replica.last_seq(), start.seq);
     assert_eq!(replica.incarnation(), 77);
     // Exactly the sections the records describe.
     let mut got = BTreeMap::new();
     let mut views = Vec::new();
-    replica.for_each_section(SectionsChosen::Any, |v| views.push((v.section, v.id.to_vec())));
+    replica.for_each_section(SectionsChosen::Any, |v| {
+        views.push((v.section, v.id.to_vec()))
+    });
     for (section, id) in views {
         let (data, meta) = replica.read_to_vec(section).unwrap();
         assert!(data.len() as u64 <= attrs.section_bytes_max);
@@ -151,7 +167,13 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(got, expected);
     // Readers open it like any replica.
     drop(replica);
-    let reopened = Segment::open(&config, &ckpt_core::CheckpointName::new(name).unwrap(), OpenFlags::READ, None).unwrap();
+    let reopened = Segment::open(
+        &config,
+        &ckpt_core::CheckpointName::new(name).unwrap(),
+        OpenFlags::READ,
+        None,
+    )
+    .unwrap();
     assert!(reopened.is_replica());
     assert_eq!(reopened.last_seq(), start.seq);
 });

@@ -5,7 +5,8 @@
 //! frame, section records, a snapshot's tail; the challenge or answer of an
 //! authentication travels in the header's body), so the two ends of a
 //! replication link can never disagree about a message's meaning; the
-//! records it accepts read back whole.
+//! records it accepts read back whole. A sealed envelope's header
+//! (`open_sealed`) is checked the same way.
 //!
 //! The input's first byte picks how the rest is used: as one raw message,
 //! or (for a CRC a fuzzer would take long to guess) as the fields of a
@@ -22,6 +23,19 @@ use libfuzzer_sys::fuzz_target;
 const LIMIT: usize = 1 << 16;
 
 fn check(bytes: &[u8]) {
+    // A sealed envelope's header: accepted ones re-encode to the same
+    // header, and the parts tile the message.
+    if let Ok(p) = frame::open_sealed(bytes, LIMIT) {
+        let inner = p.ciphertext.len();
+        let link = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+        let h =
+            frame::seal_header(link, p.counter, inner).expect("an accepted envelope re-encodes");
+        assert_eq!(&h[..], &bytes[..40], "sealed header round trip");
+        assert_eq!(
+            40 + inner + p.tag.len(),
+            frame::message_bytes(bytes).unwrap()
+        );
+    }
     let Ok((m, n)) = decode_message(bytes, LIMIT) else {
         return;
     };
@@ -161,7 +175,10 @@ fuzz_target!(|input: &[u8]| {
                     retention_ns: (a >> 1) as i64,
                     unlinked: c & 1 == 1,
                 };
-                let m = Message::SnapshotEnd { start: holds, sections: a };
+                let m = Message::SnapshotEnd {
+                    start: holds,
+                    sections: a,
+                };
                 (m, &[][..], t.to_bytes().to_vec())
             }
         },
@@ -181,8 +198,7 @@ fuzz_target!(|input: &[u8]| {
         _ => (Message::Heartbeat, &[][..], Vec::new()),
     };
     let mut bytes = vec![0u8; 40 + 64 + 8];
-    let Ok(own) = encode_message((c >> 32) as u32, &message, name, &carried, &mut bytes)
-    else {
+    let Ok(own) = encode_message((c >> 32) as u32, &message, name, &carried, &mut bytes) else {
         return;
     };
     bytes.truncate(own);
