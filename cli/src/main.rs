@@ -95,6 +95,11 @@ enum Cmd {
     Unlink {
         /// Checkpoint name (any bytes but NUL).
         name: OsString,
+        /// Drop this host's replica of it instead (one whose primary is gone
+        /// for good, or was unlinked while this host was unreachable):
+        /// only here, nothing is sent.
+        #[arg(long)]
+        replica: bool,
     },
     /// Run the node daemon in the foreground until SIGTERM or SIGINT: ship
     /// this host's checkpoints to the configured peers, keep replicas of
@@ -499,7 +504,25 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Unlink { name } => {
+        Cmd::Unlink {
+            name,
+            replica: true,
+        } => {
+            let name = checkpoint_name(&name)?;
+            let rw = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
+            let segment = ckpt_shm::Segment::open_for_link(&config, &name, rw)
+                .map_err(|e| open_message(&name, &config, e))?;
+            let shown = shown(name.as_bytes());
+            if !segment.drop_replica() {
+                return Err(format!(
+                    "'{shown}' is a primary here, not a replica: `ckpt unlink` without --replica unlinks it everywhere"
+                )
+                .into());
+            }
+            writeln!(out, "dropped this host's replica of '{shown}'").map_err(io)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Unlink { name, .. } => {
             let name = checkpoint_name(&name)?;
             let shown = shown(name.as_bytes());
             ckpt::Service::with_config(config.clone())

@@ -149,6 +149,19 @@ impl Segment {
         }
     }
 
+    /// Drops this host's replica (an operator's call, for one whose primary
+    /// is gone for good or was unlinked while this host was unreachable):
+    /// marked unlinked, its name freed; standbys that have it open keep
+    /// their mapping. Nothing is logged or sent. `false` if it is not a
+    /// replica.
+    pub fn drop_replica(&self) -> bool {
+        if !self.is_replica() {
+            return false;
+        }
+        self.mark_unlinked();
+        true
+    }
+
     /// A replica installed from a snapshot of an unlinked primary: marked
     /// unlinked, its name freed (no frame: the primary's unlink is in the
     /// copy).
