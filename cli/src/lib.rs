@@ -16,4 +16,5 @@ pub mod bench;
 pub mod daemon;
 pub mod demo;
 pub mod inspect;
+pub mod netns;
 pub mod replicate;

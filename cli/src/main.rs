@@ -61,6 +61,10 @@ enum Cmd {
         /// With --nodes 2: milliseconds the active writes between two faults.
         #[arg(long, default_value_t = 1000)]
         phase_ms: u64,
+        /// With --nodes 2: loopback ports even as root (by default, root
+        /// runs each node's daemon in its own network namespace).
+        #[arg(long)]
+        loopback: bool,
     },
     /// List checkpoints: attributes, sections, memory, openers, retention, active replica, role (primary or replica) and last frame.
     List {
@@ -239,6 +243,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             phase_ms,
             section_bytes,
             write_interval_us,
+            loopback,
             ..
         } => {
             let opts = demo::cluster::ClusterOptions {
@@ -247,6 +252,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 phase: Duration::from_millis(phase_ms.max(1)),
                 section_bytes: section_bytes as usize,
                 write_interval: Duration::from_micros(write_interval_us),
+                netns: !loopback,
             };
             let exe =
                 std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;

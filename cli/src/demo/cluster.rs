@@ -1,7 +1,8 @@
 //! The csa103 failover demo across two nodes (`ckpt demo --nodes 2`): two
-//! node daemons on loopback ports, each with its own segment directory (a
-//! "host"), an active worker on one node and a standby on the other, and
-//! three faults in turn:
+//! node daemons, each with its own segment directory (a "host") and, run as
+//! root, its own network namespace (a veth pair between them; otherwise
+//! loopback ports), an active worker on one node and a standby on the
+//! other, and three faults in turn:
 //!
 //! 1. the active process is killed: its node's daemon still ships what it
 //!    committed, the standby on the other node takes over (its replica is
@@ -12,9 +13,9 @@
 //!    one write in flight, never acknowledged; asynchronously what is lost
 //!    stays within the lag the daemon reported just before; the lost node
 //!    comes back as a replica of the new primary;
-//! 3. the link is cut (the standby node's daemon frozen: it hears nothing and
-//!    acknowledges nothing): the active goes on, and once the link is back
-//!    the replica catches up.
+//! 3. the link is cut (the veth link down; on loopback, the standby node's
+//!    daemon frozen: it hears nothing and acknowledges nothing): the active
+//!    goes on, and once the link is back the replica catches up.
 //!
 //! At the end both copies must be equal, byte for byte. The supervisor plays
 //! the availability manager, as in the one-host demo: a control checkpoint
@@ -43,6 +44,10 @@ pub struct ClusterOptions {
     pub section_bytes: usize,
     /// Pause between writes of the active.
     pub write_interval: Duration,
+    /// Put each node's daemon in its own network namespace (a veth pair
+    /// between them; root only), so that the link cut is a real one. Falls
+    /// back to loopback, saying why, where namespaces cannot be made.
+    pub netns: bool,
 }
 
 /// What one fault showed.
@@ -93,6 +98,8 @@ impl ClusterVerdict {
 /// One node: its directory, daemon and control checkpoint.
 struct Host {
     id: u32,
+    /// The network namespace its daemon runs in (none: loopback).
+    ns: Option<String>,
     dir: PathBuf,
     listen: SocketAddr,
     peer: (u32, SocketAddr),
@@ -128,7 +135,15 @@ impl Host {
             .append(true)
             .open(&log_path)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let child = Command::new(exe)
+        let mut command = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = command
             .arg("--dir")
             .arg(&self.dir)
             .arg("daemon")
@@ -290,9 +305,35 @@ pub fn run(
         }
     };
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let (p1, p2) = (free_port()?, free_port()?);
+    // Two namespaces and a veth pair (root), else loopback ports.
+    let net = if opts.netns && rustix::process::geteuid().is_root() {
+        match crate::netns::Net::new() {
+            Ok(net) => Some(net),
+            Err(why) => {
+                let _ = writeln!(
+                    out,
+                    "network namespaces unavailable ({why}): loopback instead"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (p1, p2) = match &net {
+        Some(n) => {
+            let at = |ip: &str| format!("{ip}:7400").parse::<SocketAddr>();
+            (
+                at(&n.ip[0]).map_err(|e| e.to_string())?,
+                at(&n.ip[1]).map_err(|e| e.to_string())?,
+            )
+        }
+        None => (free_port()?, free_port()?),
+    };
+    let ns = |i: usize| net.as_ref().map(|n| n.ns[i].clone());
     let host = |id: u32, listen, peer| Host {
         id,
+        ns: ns(id as usize - 1),
         dir: root.join(format!("node{id}")),
         listen,
         peer,
@@ -316,8 +357,15 @@ pub fn run(
     } else {
         "asynchronous (WR_ACTIVE_REPLICA: the other node follows)"
     };
+    let place = match &net {
+        Some(n) => format!(
+            "network namespaces {} and {} joined by a veth pair",
+            n.ns[0], n.ns[1]
+        ),
+        None => "loopback".to_string(),
+    };
     w(out, format!(
-        "ckpt two-node failover demo: \"{APP_CHECKPOINT}\", {mode}; node 1 on {p1}, node 2 on {p2} (loopback; segments and daemon logs in {})",
+        "ckpt two-node failover demo: \"{APP_CHECKPOINT}\", {mode}; node 1 on {p1}, node 2 on {p2} ({place}; segments and daemon logs in {})",
         root.display()
     ));
     let demo = DemoOptions {
@@ -513,22 +561,32 @@ pub fn run(
     );
     workers[dead] = Some(start_worker(&hosts, dead, &mut pending, out)?);
 
-    // 3. The link is cut: node 2's daemon hears nothing, acknowledges nothing.
+    // 3. The link is cut: the veth link down (namespaces), else node 2's
+    // daemon frozen: it hears nothing, acknowledges nothing.
     std::thread::sleep(opts.phase);
     let before = hosts[0].seq().unwrap_or(0);
-    hosts[1].signal_daemon(Signal::STOP);
+    let how = match &net {
+        Some(n) => {
+            n.link(false)?;
+            "the veth link down"
+        }
+        None => {
+            hosts[1].signal_daemon(Signal::STOP);
+            "node 2's daemon frozen"
+        }
+    };
     w(
         out,
-        format!(
-            "{}  FAULT 3: link cut (node 2's daemon frozen) at node 1 seq={before}",
-            at()
-        ),
+        format!("{}  FAULT 3: link cut ({how}) at node 1 seq={before}", at()),
     );
     std::thread::sleep(opts.phase.max(Duration::from_millis(1500)));
     let during = hosts[0].seq().unwrap_or(0);
     verdict.written_while_cut = during.saturating_sub(before);
     let stale = hosts[1].seq().unwrap_or(0);
-    hosts[1].signal_daemon(Signal::CONT);
+    match &net {
+        Some(n) => n.link(true)?,
+        None => hosts[1].signal_daemon(Signal::CONT),
+    }
     let t_restore = Instant::now();
     w(out, format!(
         "{}  link restored: the active went on while cut ({} writes; node 1 at seq={during}, node 2 still at seq={stale})",
