@@ -165,6 +165,8 @@ impl std::error::Error for NodeError {}
 
 /// Which end of a link this node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Role {
     /// This node holds the primary and ships it.
     Shipping,
@@ -184,6 +186,8 @@ impl Role {
 
 /// Where a link stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum LinkState {
     /// Connecting (or authenticating).
     Connecting,
@@ -458,7 +462,7 @@ impl Node {
             node: sh.config.node,
             name: sh.config.name.clone(),
             listen: self.local,
-            backend: sh.backend,
+            backend: sh.backend.to_string(),
             uptime: sh.started.elapsed(),
             peers,
             links,
@@ -501,6 +505,7 @@ impl Drop for Node {
 
 /// A node daemon's state, for `ckpt peers` and the metrics.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NodeStatus {
     /// This node's id.
     pub node: u32,
@@ -509,7 +514,7 @@ pub struct NodeStatus {
     /// Where it listens.
     pub listen: SocketAddr,
     /// The transport in use.
-    pub backend: &'static str,
+    pub backend: String,
     /// Since the daemon started.
     pub uptime: Duration,
     /// The configured peers.
@@ -526,6 +531,7 @@ pub struct NodeStatus {
 
 /// A configured peer and its links.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeerStatus {
     /// Its node id.
     pub node: u32,
@@ -541,6 +547,7 @@ pub struct PeerStatus {
 
 /// One link: a checkpoint shipped to a peer, or followed from one.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct LinkStatus {
     /// The checkpoint's name.
     pub checkpoint: String,

@@ -548,6 +548,17 @@ fn links_never_keep_a_checkpoint_open_and_a_replica_outlives_its_closes() {
     drop(linked);
 }
 
+/// One link that both ends end as `Unlinked` (the replica holds the unlink).
+fn unlinked_link(primary: &ckpt::Checkpoint, replica_dir: &std::path::Path, name: &str) {
+    let (shipped, followed) = one_link(primary, replica_dir, name);
+    assert!(matches!(shipped, Ok(Ended::Unlinked)), "{shipped:?}");
+    assert!(
+        matches!(followed, Ok((Ended::Unlinked, _))),
+        "{:?}",
+        followed.map(|f| f.0)
+    );
+}
+
 #[test]
 fn an_unlink_reaches_the_replica_frees_its_name_and_ends_the_link() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -560,13 +571,7 @@ fn an_unlink_reaches_the_replica_frees_its_name_and_ends_the_link() {
     Service::with_config(Config::with_dir(a.path()))
         .unlink(name)
         .unwrap();
-    let (shipped, followed) = one_link(&primary, b.path(), name);
-    assert!(matches!(shipped, Ok(Ended::Unlinked)), "{shipped:?}");
-    assert!(
-        matches!(followed, Ok((Ended::Unlinked, _))),
-        "{:?}",
-        followed.map(|f| f.0)
-    );
+    unlinked_link(&primary, b.path(), name);
     // The name is free on the replica's host too; the standby that has it
     // open keeps reading what it held.
     assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
@@ -590,13 +595,7 @@ fn a_replica_behind_the_ring_of_an_unlinked_primary_is_unlinked_by_its_snapshot(
         .unwrap();
     // The unlink frame is older than anything the ring still holds: the
     // replica is rebuilt by a snapshot, which carries the unlink.
-    let (shipped, followed) = one_link(&primary, b.path(), name);
-    assert!(matches!(shipped, Ok(Ended::Unlinked)), "{shipped:?}");
-    assert!(
-        matches!(followed, Ok((Ended::Unlinked, _))),
-        "{:?}",
-        followed.map(|f| f.0)
-    );
+    unlinked_link(&primary, b.path(), name);
     let replica_host = Service::with_config(Config::with_dir(b.path()));
     assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
 }

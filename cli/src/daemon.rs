@@ -44,7 +44,7 @@ use std::time::Duration;
 use ckpt::node::{Node, NodeConfig, NodeStatus, Peer};
 use ckpt::Config;
 use ckpt_transport::{Auto, Backend, Choice};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::replicate::{read_key, stop_on_signals};
 
@@ -534,7 +534,7 @@ fn answer_control(
     let mut out = &stream;
     match (line.trim(), status()) {
         ("status", Some(s)) => {
-            let json = serde_json::to_string(&StatusJson::from(&s)).expect("serializable");
+            let json = serde_json::to_string(&s).expect("serializable");
             writeln!(out, "{json}")
         }
         ("status", None) => writeln!(out, "{{\"error\":\"stopping\"}}"),
@@ -547,7 +547,7 @@ fn answer_control(
 }
 
 /// Asks the daemon answering on `control` for its status.
-pub fn fetch_status(control: &Path) -> Result<StatusJson, String> {
+pub fn fetch_status(control: &Path) -> Result<NodeStatus, String> {
     let shown = control.display();
     let mut stream = UnixStream::connect(control).map_err(|e| {
         format!("no daemon answers on {shown} ({e}): is `ckpt daemon` running for this directory?")
@@ -562,93 +562,6 @@ pub fn fetch_status(control: &Path) -> Result<StatusJson, String> {
         .read_to_string(&mut text)
         .map_err(|e| format!("{shown}: {e}"))?;
     serde_json::from_str(&text).map_err(|_| format!("{shown}: unexpected answer {:?}", text.trim()))
-}
-
-/// The daemon's status as `ckpt peers --json` prints it and the control
-/// socket carries it.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct StatusJson {
-    pub node: u32,
-    pub name: String,
-    pub listen: String,
-    pub backend: String,
-    pub uptime_s: f64,
-    pub auth_failures: u64,
-    pub refused: u64,
-    pub peers: Vec<PeerJson>,
-    pub links: Vec<LinkJson>,
-}
-
-/// A peer in [`StatusJson`].
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct PeerJson {
-    pub node: u32,
-    pub name: String,
-    pub address: String,
-    pub links: usize,
-    pub linked: usize,
-}
-
-/// A link in [`StatusJson`].
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct LinkJson {
-    pub checkpoint: String,
-    pub role: String,
-    pub peer: u32,
-    pub address: Option<String>,
-    pub state: String,
-    pub held: u64,
-    pub primary: u64,
-    pub lag: u64,
-    pub term: u32,
-    pub frames: u64,
-    pub snapshots: u64,
-    pub connects: u64,
-    pub last: Option<String>,
-}
-
-impl From<&NodeStatus> for StatusJson {
-    fn from(s: &NodeStatus) -> StatusJson {
-        StatusJson {
-            node: s.node,
-            name: s.name.clone(),
-            listen: s.listen.to_string(),
-            backend: s.backend.into(),
-            uptime_s: s.uptime.as_secs_f64(),
-            auth_failures: s.auth_failures,
-            refused: s.refused,
-            peers: s
-                .peers
-                .iter()
-                .map(|p| PeerJson {
-                    node: p.node,
-                    name: p.name.clone(),
-                    address: p.address.to_string(),
-                    links: p.links,
-                    linked: p.linked,
-                })
-                .collect(),
-            links: s
-                .links
-                .iter()
-                .map(|l| LinkJson {
-                    checkpoint: l.checkpoint.clone(),
-                    role: l.role.as_str().into(),
-                    peer: l.peer,
-                    address: l.address.map(|a| a.to_string()),
-                    state: l.state.as_str().into(),
-                    held: l.held,
-                    primary: l.primary,
-                    lag: l.lag,
-                    term: l.term,
-                    frames: l.frames,
-                    snapshots: l.snapshots,
-                    connects: l.connects,
-                    last: l.last.clone(),
-                })
-                .collect(),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -724,7 +724,7 @@ fn print_sections(out: &mut dyn Write, sections: &[SectionInfo]) -> std::io::Res
     )
 }
 
-fn print_peers(out: &mut dyn Write, s: &ckpt_cli::daemon::StatusJson) -> std::io::Result<()> {
+fn print_peers(out: &mut dyn Write, s: &ckpt::node::NodeStatus) -> std::io::Result<()> {
     writeln!(
         out,
         "node {} ({}) on {}, transport {}, up {}; authentication failures {}, links refused {}",
@@ -732,7 +732,7 @@ fn print_peers(out: &mut dyn Write, s: &ckpt_cli::daemon::StatusJson) -> std::io
         s.name,
         s.listen,
         s.backend,
-        duration_ns((s.uptime_s * 1e9) as i64),
+        duration_ns(s.uptime.as_nanos() as i64),
         s.auth_failures,
         s.refused
     )?;
@@ -743,7 +743,7 @@ fn print_peers(out: &mut dyn Write, s: &ckpt_cli::daemon::StatusJson) -> std::io
             [
                 p.node.to_string(),
                 p.name.clone(),
-                p.address.clone(),
+                p.address.to_string(),
                 p.links.to_string(),
                 p.linked.to_string(),
             ]
@@ -765,9 +765,9 @@ fn print_peers(out: &mut dyn Write, s: &ckpt_cli::daemon::StatusJson) -> std::io
         .map(|l| {
             [
                 shown(l.checkpoint.as_bytes()),
-                l.role.clone(),
+                l.role.as_str().to_string(),
                 l.peer.to_string(),
-                l.state.clone(),
+                l.state.as_str().to_string(),
                 l.held.to_string(),
                 l.lag.to_string(),
                 l.term.to_string(),

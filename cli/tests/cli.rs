@@ -13,6 +13,29 @@ fn ckpt(dir: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Waits (up to 10 s) until the replica of `name` in `dir` holds `want` in
+/// its `seq` section.
+fn replica_holds(dir: &std::path::Path, name: &str, want: u64) {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let service = Service::with_config(Config::with_dir(dir));
+    loop {
+        let got = service
+            .open(name, OpenFlags::READ, None)
+            .ok()
+            .and_then(|c| c.read_section(b"seq").ok())
+            .map(|v| u64::from_le_bytes(v.try_into().unwrap()));
+        if got == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica shows {got:?}, not {want}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -354,7 +377,6 @@ mod rough_edges {
 fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
     use std::io::{BufRead, BufReader};
     use std::process::{Child, Stdio};
-    use std::time::{Duration, Instant};
 
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=cli_repl";
@@ -389,25 +411,7 @@ fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
             break at.to_string();
         }
     };
-    let replica_seq = |want: u64| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let service = Service::with_config(Config::with_dir(b.path()));
-        loop {
-            let got = service
-                .open(name, OpenFlags::READ, None)
-                .ok()
-                .and_then(|c| c.read_section(b"seq").ok())
-                .map(|v| u64::from_le_bytes(v.try_into().unwrap()));
-            if got == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the replica shows {got:?}, not {want}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let replica_seq = |want: u64| replica_holds(b.path(), name, want);
     let mut follower = spawn(b.path(), &["follow", name, "--from", &addr]);
     for n in 1..=500u64 {
         primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
@@ -531,25 +535,7 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
     primary
         .create_section(b"seq", Time::END, &0u64.to_le_bytes())
         .unwrap();
-    let replica_seq = |want: u64| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let service = Service::with_config(Config::with_dir(b.path()));
-        loop {
-            let got = service
-                .open(name, OpenFlags::READ, None)
-                .ok()
-                .and_then(|c| c.read_section(b"seq").ok())
-                .map(|v| u64::from_le_bytes(v.try_into().unwrap()));
-            if got == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the replica shows {got:?}, not {want}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let replica_seq = |want: u64| replica_holds(b.path(), name, want);
     for n in 1..=300u64 {
         primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
     }

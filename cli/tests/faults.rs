@@ -113,7 +113,7 @@ fn lag(a: &Node, name: &str) -> Option<u64> {
     let s = ckpt_cli::daemon::fetch_status(&a.dir.join(ckpt_cli::daemon::CONTROL_NAME)).ok()?;
     s.links
         .iter()
-        .find(|l| l.checkpoint == name && l.role == "shipping")
+        .find(|l| l.checkpoint == name && l.role == ckpt::node::Role::Shipping)
         .map(|l| l.lag)
 }
 

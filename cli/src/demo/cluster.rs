@@ -213,7 +213,7 @@ impl Host {
         status
             .links
             .iter()
-            .find(|l| l.checkpoint == APP_CHECKPOINT && l.role == "shipping")
+            .find(|l| l.checkpoint == APP_CHECKPOINT && l.role == ckpt::node::Role::Shipping)
             .map(|l| l.lag)
     }
 
@@ -489,12 +489,7 @@ pub fn run(
         resumed: fault,
     });
     // The old primary's node follows the new one; a standby starts there.
-    let term = hosts[survivor].role().map_or(0, |r| r.1);
-    wait_until(
-        "node 1's copy to become node 2's replica",
-        Duration::from_secs(10),
-        || hosts[dead].role() == Some((true, term)),
-    )?;
+    let term = rejoin(&hosts, (dead, survivor))?;
     w(
         out,
         format!(
@@ -546,12 +541,7 @@ pub fn run(
     });
     // Node 2 comes back, as a replica of node 1.
     hosts[dead].start_daemon(exe)?;
-    let term = hosts[survivor].role().map_or(0, |r| r.1);
-    wait_until(
-        "node 2's copy to become node 1's replica",
-        Duration::from_secs(20),
-        || hosts[dead].role() == Some((true, term)),
-    )?;
+    let term = rejoin(&hosts, (dead, survivor))?;
     w(
         out,
         format!(
@@ -645,6 +635,20 @@ pub fn run(
         w(out, "         asynchronous: what a lost node took with it stayed within the lag its daemon reported".into());
     }
     Ok(verdict)
+}
+
+/// Waits until node `back`'s copy is a replica of node `primary`'s, in its
+/// term (which it returns).
+fn rejoin(hosts: &[Host; 2], (back, primary): (usize, usize)) -> Result<u32, String> {
+    let term = hosts[primary].role().map_or(0, |r| r.1);
+    let what = format!(
+        "node {}'s copy to become node {}'s replica",
+        hosts[back].id, hosts[primary].id
+    );
+    wait_until(&what, Duration::from_secs(20), || {
+        hosts[back].role() == Some((true, term))
+    })?;
+    Ok(term)
 }
 
 /// The standby on `node` takes over: its replica is promoted (by the
