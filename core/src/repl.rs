@@ -449,12 +449,13 @@ impl Shipper {
         self.shipped = start.seq;
         self.floor = start;
         // The follower was busy receiving it, and its messages wait behind
-        // it: its silence while the snapshot went out does not count (its
-        // silence before does: a follower that stopped answering is closed
-        // as silent, not sent snapshot after snapshot).
+        // it: the time the snapshot took to go out does not count as
+        // silence (its silence before does: a follower that stopped
+        // answering is closed as silent, not sent snapshot after snapshot).
         let began = self.sent_ns;
         self.sent_ns = now_ns;
-        self.heard_ns = self.heard_ns.max(began);
+        let took = now_ns.saturating_sub(began);
+        self.heard_ns = self.heard_ns.saturating_add(took).min(now_ns);
         // The retransmission clock starts now: a snapshot that took longer
         // than `retransmit_ns` to send is not sent again at once.
         self.progress_ns = now_ns;
@@ -993,14 +994,21 @@ mod tests {
             .all(|a| !matches!(a, ShipAction::Snapshot)));
         let out = all(s.poll(&l, 2 * second));
         assert_eq!(out, [ShipAction::Close(CloseReason::Silent)]);
-        // Silent before a snapshot began: sending it does not excuse that.
+        // A snapshot that takes longer than the silence limit to send does
+        // not make the follower silent...
         let l = log(12, 30);
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
-        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, second / 2));
+        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, 3 * second));
         assert_eq!(out, [ship_(21, 24, 2)]);
+        assert!(!s.is_closed());
+        // ...but its silence before the snapshot began still counts.
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
+        s.sent_ns = second / 2; // The snapshot began half a second later.
+        s.snapshot_sent(Position { seq: 20, term: 2 }, &l, second);
         assert!(s
-            .poll(&l, second + 2)
+            .poll(&l, second + second / 2 + 2)
             .into_iter()
             .any(|a| a == ShipAction::Close(CloseReason::Silent)));
     }
