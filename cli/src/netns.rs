@@ -33,8 +33,8 @@ pub fn have(tool: &str) -> bool {
         .is_ok()
 }
 
-/// Two namespaces, `ns[0]` holding 10.77.<n>.1 on its end of the veth pair,
-/// `ns[1]` 10.77.<n>.2. Removed on drop.
+/// Two namespaces, `ns[0]` holding `10.77.n.1` on its end of the veth pair,
+/// `ns[1]` `10.77.n.2`. Removed on drop.
 pub struct Net {
     /// The namespaces' names.
     pub ns: [String; 2],
