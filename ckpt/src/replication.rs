@@ -386,6 +386,10 @@ impl Side {
 /// shipper to offer its checkpoint.
 const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest message a link accepts before its start is over (a hello,
+/// a proof, an offer or a subscription with the longest name).
+const HANDSHAKE_BYTES_MAX: usize = 4096;
+
 /// What `side` answers to the challenge `challenge` after sending its own,
 /// `own`: HMAC-SHA256 under the key of a label, the side, and both
 /// challenges (so that an answer cannot be replayed on another connection,
@@ -490,6 +494,9 @@ fn authenticate_if_keyed<C: Connection>(
     deadline: Instant,
 ) -> Result<Wire<C>, ReplicationError> {
     let mut wire = Wire::plain(conn.try_clone()?, opts.max_message);
+    // Until the link's start is over (authentication, the offer), messages
+    // are small: an unauthenticated peer cannot make this end hold more.
+    wire.set_max_message(HANDSHAKE_BYTES_MAX);
     let keys = match &opts.key {
         Some(key) => Some(authenticate(&mut wire, key, side, opts, deadline)?),
         None => None,
@@ -621,6 +628,9 @@ pub fn ship<C: Connection>(
     stop: &AtomicBool,
 ) -> Result<Ended, ReplicationError> {
     let mut wire = authenticate_if_keyed(conn, Side::Shipper, opts, Instant::now() + AUTH_TIMEOUT)?;
+    // Authenticated (the subscription, acknowledgements and heartbeats that
+    // come are small, but a peer's are now trusted to the full limit).
+    wire.set_max_message(opts.max_message);
     let conn = &mut wire;
     let offer = Message::Offer {
         incarnation: primary.incarnation(),
@@ -1013,6 +1023,7 @@ pub fn accept_offer<C: Connection>(
         term,
         node,
     };
+    wire.set_max_message(opts.max_message);
     Ok((offered, wire))
 }
 

@@ -164,6 +164,12 @@ impl<C: Connection> Connection for Wire<C> {
         self.inner.peer_addr()
     }
 
+    fn set_max_message(&mut self, max_message: usize) {
+        // A sealed message is the inner one plus the envelope.
+        self.max_message = max_message.saturating_add(SEAL_OVERHEAD);
+        self.inner.set_max_message(self.max_message);
+    }
+
     fn try_clone(&self) -> io::Result<Self> {
         // The clone sends or receives, never both with this one: its
         // counters start where this one's are.

@@ -648,3 +648,25 @@ fn encrypted_links_replicate_and_a_mismatch_is_refused_with_the_reason() {
         "encryption needs a cluster key",
     );
 }
+
+#[test]
+fn a_peer_sending_a_large_message_before_the_link_starts_is_refused() {
+    use ckpt_transport::Connection;
+    let opts = LinkOptions::default();
+    let listener = backend()
+        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut client = backend().connect(addr, WAIT, opts.max_message).unwrap();
+    let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
+    // Where an offer should come, 64 KiB (well under the link's limit of
+    // 64 MiB, far over what a link's start needs).
+    let bytes: u32 = 64 << 10;
+    let mut big = vec![0u8; bytes as usize];
+    big[..4].copy_from_slice(&bytes.to_le_bytes());
+    client.send(&[&big]).unwrap();
+    let e = ckpt::replication::accept_offer(&mut conn, &opts)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("limit"), "{e}");
+}

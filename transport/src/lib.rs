@@ -88,6 +88,11 @@ pub trait Connection: Send {
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
 
+    /// The largest message accepted from now on (a link keeps it small
+    /// until the peer has authenticated, so that an unauthenticated peer
+    /// cannot make this end hold a large buffer).
+    fn set_max_message(&mut self, max_message: usize);
+
     /// A second handle on the same connection, so that one thread receives
     /// while another sends: use one handle only to send and the other only
     /// to receive (each keeps its own buffers).
@@ -168,6 +173,11 @@ impl MessageBuf {
     /// `n` bytes were received into [`MessageBuf::room`].
     pub fn filled(&mut self, n: usize) {
         self.end += n;
+    }
+
+    /// The largest message accepted from now on.
+    pub fn set_max_message(&mut self, max_message: usize) {
+        self.max_message = max_message;
     }
 }
 
@@ -373,6 +383,13 @@ impl Connection for AutoConn {
         match self {
             AutoConn::Uring(c) => c.peer_addr(),
             AutoConn::Tcp(c) => c.peer_addr(),
+        }
+    }
+
+    fn set_max_message(&mut self, max_message: usize) {
+        match self {
+            AutoConn::Uring(c) => c.set_max_message(max_message),
+            AutoConn::Tcp(c) => c.set_max_message(max_message),
         }
     }
 

@@ -126,6 +126,11 @@ impl Connection for TcpConn {
         self.stream.peer_addr()
     }
 
+    fn set_max_message(&mut self, max_message: usize) {
+        self.max_message = max_message;
+        self.rx.set_max_message(max_message);
+    }
+
     fn try_clone(&self) -> io::Result<TcpConn> {
         TcpConn::new(self.stream.try_clone()?, self.max_message)
     }
