@@ -126,6 +126,13 @@ impl LinkStats {
         word.fetch_max(to, Ordering::Relaxed);
     }
 
+    /// The replica holds every frame through `holds` (applied, installed,
+    /// or found at the link's start).
+    fn hold(&self, holds: Position) {
+        self.held.store(holds.seq, Ordering::Relaxed);
+        self.term.store(holds.term, Ordering::Relaxed);
+    }
+
     /// Frames the replica lacks (as this end knows).
     pub fn lag(&self) -> u64 {
         let primary = self.primary.load(Ordering::Relaxed);
@@ -1083,11 +1090,8 @@ pub fn follow_offered<C: Connection>(
         Some(r) => (r.incarnation(), held(r)),
         None => (0, Position::default()),
     };
-    if let Some(r) = &replica {
-        opts.count(|c| {
-            LinkStats::raise(&c.held, holds.seq);
-            c.term.store(r.current_term(), Ordering::Relaxed);
-        });
+    if replica.is_some() {
+        opts.count(|c| c.hold(holds));
     }
     let mut follower = Follower::new(opts.link, incarnation, holds);
     let first = follower.connected(clock.now());
@@ -1127,8 +1131,7 @@ pub fn follow_offered<C: Connection>(
                                     let r = replica.as_ref().expect("frames applied to a replica");
                                     let holds = held(r);
                                     opts.count(|c| {
-                                        LinkStats::raise(&c.held, holds.seq);
-                                        c.term.store(holds.term, Ordering::Relaxed);
+                                        c.hold(holds);
                                         c.frames.fetch_add(last - first + 1, Ordering::Relaxed);
                                     });
                                     follower.applied(holds, clock.now())
@@ -1154,8 +1157,7 @@ pub fn follow_offered<C: Connection>(
                                     // The old replica's name is the new one's now.
                                     replica = Some(segment);
                                     opts.count(|c| {
-                                        c.held.store(start.seq, Ordering::Relaxed);
-                                        c.term.store(start.term, Ordering::Relaxed);
+                                        c.hold(start);
                                         c.snapshots.fetch_add(1, Ordering::Relaxed);
                                     });
                                     follower.installed(start, now)

@@ -95,11 +95,6 @@ impl<C: Connection> Wire<C> {
     pub fn seal(&mut self, keys: SessionKeys) {
         self.sealing = Some(Box::new(Sealing::new(keys)));
     }
-
-    /// True once sealed.
-    pub fn is_sealed(&self) -> bool {
-        self.sealing.is_some()
-    }
 }
 
 impl<C: Connection> Connection for Wire<C> {

@@ -945,7 +945,7 @@ impl SnapshotTail {
             retention_ns: (retention & !(1 << 63)) as i64,
             unlinked: retention >> 63 == 1,
         };
-        if tail.active.is_some_and(|n| n > NODE_ID_MAX) || tail.term == 0 || tail.retention_ns < 0 {
+        if tail.active.is_some_and(|n| n > NODE_ID_MAX) || tail.term == 0 {
             return Err(WireError::BadField);
         }
         Ok(tail)
