@@ -349,6 +349,11 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 PromoteFail::Active(ActiveFail::InvalidNode) => {
                     format!("node id {node} is above {}", ckpt_core::frame::NODE_ID_MAX)
                 }
+                PromoteFail::Active(ActiveFail::Claim(ckpt_shm::ops::ClaimFail::NoQuorum)) => {
+                    "this node is fenced: its daemon says its partition of the cluster has no \
+                     quorum, and a node without quorum never becomes active (not even with --force)"
+                        .to_string()
+                }
                 PromoteFail::Active(ActiveFail::Claim(_)) => {
                     "the replica is busy (its daemon is applying frames): try again".to_string()
                 }
@@ -736,6 +741,23 @@ fn print_peers(out: &mut dyn Write, s: &ckpt::node::NodeStatus) -> std::io::Resu
         s.auth_failures,
         s.refused
     )?;
+    let m = &s.membership;
+    if m.mode == "static" {
+        writeln!(out, "membership static: the configured peers (no quorum)")?;
+    } else {
+        writeln!(
+            out,
+            "membership {}: members {:?}, {}{}",
+            m.mode,
+            m.members,
+            if m.quorate { "quorate" } else { "NOT quorate" },
+            if m.fenced {
+                "; this node's copies are FENCED (no writes, no promotion)"
+            } else {
+                ""
+            }
+        )?;
+    }
     let peers: Vec<[String; 5]> = s
         .peers
         .iter()

@@ -103,7 +103,7 @@ op_error! {
         /// The segment directory could not be used.
         Io => (Library, "segment directory I/O failed"),
         /// Another writer held the checkpoint past the timeout; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
         /// No opener entry was free to log the unlink.
         NoResources => (NoResources, "the checkpoint's opener table is full"),
         /// This host holds a replica: the checkpoint is unlinked through its primary.
@@ -119,7 +119,7 @@ op_error! {
         /// The checkpoint has been unlinked.
         Unlinked => (BadOperation, "checkpoint has been unlinked"),
         /// Another writer held the checkpoint past the timeout; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
     }
 }
 
@@ -131,7 +131,7 @@ op_error! {
         /// Only collocated, asynchronous checkpoints have a settable active replica.
         NotCollocatedAsync => (BadOperation, "checkpoint is not collocated and asynchronous"),
         /// Another writer held the checkpoint past the timeout; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
     }
 }
 
@@ -167,7 +167,7 @@ op_error! {
         /// The checkpoint was not opened for writing.
         Access => (Access, "checkpoint not opened for writing"),
         /// Another writer held the checkpoint for too long; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
         /// A synchronous checkpoint's replicas did not confirm in time (the
@@ -190,7 +190,7 @@ op_error! {
         /// The checkpoint was not opened for writing.
         Access => (Access, "checkpoint not opened for writing"),
         /// Another writer held the checkpoint for too long; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
         /// A synchronous checkpoint's replicas did not confirm in time (the
@@ -215,7 +215,7 @@ op_error! {
         /// The checkpoint was not opened for writing.
         Access => (Access, "checkpoint not opened for writing"),
         /// Another writer held the checkpoint for too long; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
         /// A synchronous checkpoint's replicas did not confirm in time (the
@@ -267,7 +267,7 @@ op_error! {
         /// The checkpoint was not opened for writing.
         Access => (Access, "checkpoint not opened for writing"),
         /// Another writer held the checkpoint for too long; retry.
-        TryAgain => (TryAgain, "another writer holds the checkpoint; retry"),
+        TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
         /// The segment is damaged.
         Corrupt => (Library, "segment is corrupt"),
         /// A synchronous checkpoint's replicas did not confirm in time (the

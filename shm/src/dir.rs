@@ -35,6 +35,38 @@ use crate::sync::Ordering;
 
 /// Extension of segment files.
 pub const SEGMENT_SUFFIX: &str = ".ckpt";
+
+/// The fence marker's name in the segment directory: present while this
+/// host's node daemon says its partition of the cluster has no quorum (or
+/// it has not learnt yet that it has). A checkpoint created while it is
+/// there starts fenced (`Segment::fence`), so no primary is born writable
+/// on the side of a partition that must not write.
+pub const FENCE_MARKER: &str = ".ckpt-fenced";
+
+/// True if the fence marker is in `config`'s directory.
+pub fn fence_marked(config: &Config) -> bool {
+    config.dir.join(FENCE_MARKER).symlink_metadata().is_ok()
+}
+
+/// Puts the fence marker in `config`'s directory (`on`) or removes it.
+pub fn set_fence_marker(config: &Config, on: bool) -> io::Result<()> {
+    let path = config.dir.join(FENCE_MARKER);
+    if on {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop)
+    } else {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
 const ENCODED_BYTES_MAX: usize = 200;
 
 fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
@@ -531,7 +563,9 @@ pub fn unlink(config: &Config, name: &CheckpointName) -> Result<(), UnlinkError>
     match segment.log_unlink() {
         Ok(()) => {}
         Err(UnlinkFail::Gone) => return Err(UnlinkError::NotExist),
-        Err(UnlinkFail::Claim(ClaimFail::Contended)) => return Err(UnlinkError::TryAgain),
+        Err(UnlinkFail::Claim(ClaimFail::Contended | ClaimFail::NoQuorum)) => {
+            return Err(UnlinkError::TryAgain)
+        }
         Err(UnlinkFail::Claim(ClaimFail::Replica)) => return Err(UnlinkError::Replica),
     }
     segment.remove_name_if_same();

@@ -126,7 +126,7 @@ pub struct SegmentHeader {
     pub memory_used: AtomicU64,
     /// Counter for generated section ids.
     pub next_generated_id: AtomicU64,
-    /// [`RoleWord`]: primary or replica.
+    /// [`RoleWord`]: primary or replica (and this host's fence).
     pub role: AtomicU64,
 
     // ---- host-local state ----
@@ -686,10 +686,17 @@ pub mod role {
 }
 
 packed_word! {
-    /// What this copy of the checkpoint is.
+    /// What this copy of the checkpoint is, and whether this host may act on
+    /// it. Local writers write only while the whole word is 0: a primary,
+    /// not fenced (one load and compare on the write path).
     pub struct RoleWord {
         /// One of [`role`].
         role: u8 = 0, 8;
+        /// This host's node daemon has fenced it: the host's partition of
+        /// the cluster has no quorum (corosync membership), so no local
+        /// writer may change it and no promotion may make it the primary.
+        /// Host-local, like the claim: a replica's apply never changes it.
+        fenced: bool = 8, 1;
     }
 }
 

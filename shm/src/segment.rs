@@ -476,6 +476,13 @@ impl Mapped {
         RoleWord::from(self.header().role.load(Ordering::Acquire)).role == role::REPLICA
     }
 
+    /// True if this host's node daemon fenced this copy (its partition has
+    /// no quorum): see `Segment::fence`.
+    pub fn is_fenced(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release store in `Segment::fence`.
+        RoleWord::from(self.header().role.load(Ordering::Acquire)).fenced
+    }
+
     /// The checkpoint's incarnation (random at creation; a replica has its
     /// primary's).
     pub fn incarnation(&self) -> u64 {
@@ -827,8 +834,17 @@ pub(crate) fn build_new(
         };
         h.active_replica.store(word.value(), Ordering::Relaxed);
         h.active_pid.store(me.pid as u64, Ordering::Relaxed);
-        h.role
-            .store(RoleWord { role: copy_role }.value(), Ordering::Relaxed);
+        // Fenced from the start while this host's daemon says its partition
+        // has no quorum (the marker in the directory).
+        let fenced = crate::dir::fence_marked(config);
+        h.role.store(
+            RoleWord {
+                role: copy_role,
+                fenced,
+            }
+            .value(),
+            Ordering::Relaxed,
+        );
     }
     // Inode 0: this mapping is never registered or removed by inode.
     let at = (config.clone(), tmp.clone());

@@ -440,3 +440,77 @@ fn a_promoted_replica_starts_its_retention_clock_over() {
     );
     assert!(Segment::open(&rc, &name, OpenFlags::READ, None).is_ok());
 }
+
+#[test]
+fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
+    use ckpt_shm::ops::checkpoint::ActiveFail;
+    use ckpt_shm::ops::ClaimFail;
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("fenced").unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    primary
+        .create_section(Some(b"s"), Time::END, b"one")
+        .unwrap();
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+
+    // A fenced primary: writes are refused as TRY_AGAIN, reads go on.
+    primary.fence(true).unwrap();
+    assert!(primary.is_fenced() && !primary.is_replica());
+    let s = primary.lookup(b"s").unwrap().unwrap();
+    assert_eq!(primary.write(s, None, b"two"), Err(WriteError::TryAgain));
+    assert_eq!(
+        primary.set_active_replica(3),
+        Err(ActiveFail::Claim(ClaimFail::NoQuorum))
+    );
+    assert_eq!(primary.read_to_vec(s).unwrap().0, b"one");
+    // The fence outlives a demotion and a promotion changes nothing of it.
+    primary.demote().unwrap();
+    assert!(primary.is_fenced() && primary.is_replica());
+    assert_eq!(
+        primary.promote(1),
+        Err(ActiveFail::Claim(ClaimFail::NoQuorum))
+    );
+    assert!(primary.is_replica(), "a fenced copy was promoted");
+    primary.fence(false).unwrap();
+    primary.promote(1).unwrap();
+    assert!(!primary.is_fenced());
+    primary.write(s, None, b"two").unwrap();
+
+    // A fenced replica still applies its primary's frames.
+    replica.fence(true).unwrap();
+    ship(&mut consumer, &replica);
+    let r = replica.lookup(b"s").unwrap().unwrap();
+    assert_eq!(replica.read_to_vec(r).unwrap().0, b"two");
+    assert_eq!(
+        replica.promote(2),
+        Err(ActiveFail::Claim(ClaimFail::NoQuorum))
+    );
+
+    // While the directory holds the fence marker, new checkpoints are born
+    // fenced; once it is gone, they are born writable.
+    ckpt_shm::dir::set_fence_marker(&pc, true).unwrap();
+    let late = CheckpointName::new("born_fenced").unwrap();
+    let born = Segment::open(&pc, &late, rwc(), Some(&attrs)).unwrap();
+    assert!(born.is_fenced());
+    assert_eq!(
+        born.create_section(Some(b"x"), Time::END, b"x").map(drop),
+        Err(ckpt_core::error::SectionCreateError::TryAgain)
+    );
+    ckpt_shm::dir::set_fence_marker(&pc, false).unwrap();
+    ckpt_shm::dir::set_fence_marker(&pc, false).unwrap();
+    let later = CheckpointName::new("born_free").unwrap();
+    assert!(!Segment::open(&pc, &later, rwc(), Some(&attrs))
+        .unwrap()
+        .is_fenced());
+    assert!(
+        ckpt_shm::dir::list(&pc).unwrap().len() == 3,
+        "the marker is not listed as a checkpoint"
+    );
+}

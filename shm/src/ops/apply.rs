@@ -179,7 +179,9 @@ impl Segment {
             return Err(ApplyError::NotReplica);
         }
         self.claim().map_err(|e| match e {
-            ClaimFail::Contended | ClaimFail::Replica => ApplyError::Contended,
+            ClaimFail::Contended | ClaimFail::Replica | ClaimFail::NoQuorum => {
+                ApplyError::Contended
+            }
         })
     }
 

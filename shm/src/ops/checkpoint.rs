@@ -73,6 +73,9 @@ impl Segment {
             return Err(ActiveFail::InvalidNode);
         }
         let _held = self.claim()?;
+        if self.is_fenced() {
+            return Err(ActiveFail::Claim(ClaimFail::NoQuorum));
+        }
         self.abort_staging();
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
@@ -193,11 +196,44 @@ impl Segment {
         );
     }
 
+    /// Sets the role, keeping the fence (claim held: `fence` changes the
+    /// word under the claim too).
     pub(crate) fn set_role(&self, r: u8) {
-        // SYNC POINT: Release pairs with the Acquire load in `is_replica`.
-        self.header()
-            .role
-            .store(RoleWord { role: r }.value(), Ordering::Release);
+        let word = &self.header().role;
+        let next = RoleWord {
+            role: r,
+            ..RoleWord::from(word.load(Ordering::Relaxed))
+        };
+        // SYNC POINT: Release pairs with the Acquire loads in `is_replica`
+        // and `claim_local`.
+        word.store(next.value(), Ordering::Release);
+    }
+
+    /// Fences this copy (`on`) or lifts the fence: the node daemon's answer
+    /// to its partition losing or regaining quorum. While fenced, local
+    /// writers are refused (`ClaimFail::NoQuorum`, `TRY_AGAIN` to them) and
+    /// no promotion makes it the primary; a replica still applies its
+    /// primary's frames. Taken under the claim: once this returns, no local
+    /// write is in flight or can begin.
+    pub fn fence(&self, on: bool) -> Result<(), ClaimFail> {
+        let _held = self.claim()?;
+        let word = &self.header().role;
+        let next = RoleWord {
+            fenced: on,
+            ..RoleWord::from(word.load(Ordering::Relaxed))
+        };
+        // SYNC POINT: Release pairs with the Acquire loads in `is_fenced`
+        // and `claim_local`.
+        word.store(next.value(), Ordering::Release);
+        Ok(())
+    }
+
+    /// Records, on a replica, that its primary is gone (the membership says
+    /// its node left): a promotion no longer waits to catch up with what
+    /// that primary was last heard to ship.
+    pub fn primary_lost(&self) {
+        // SYNC POINT: none needed, as in `heard_primary`: a hint.
+        self.header().feed_heard_ns.store(0, Ordering::Relaxed);
     }
 
     /// Sets the retention duration (validated by the caller: not negative).

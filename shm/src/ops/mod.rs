@@ -46,7 +46,9 @@ use ckpt_core::frame::{
 
 use crate::claim::{self, Acquired};
 use crate::index::Index;
-use crate::layout::{intent_op, ActiveReplicaWord, ClaimWord, IntentWord, OpenerWord};
+use crate::layout::{
+    intent_op, role, ActiveReplicaWord, ClaimWord, IntentWord, OpenerWord, RoleWord,
+};
 use crate::log::{frame_bytes_max, Log, Pending, RingBytes};
 use crate::segment::{Mapped, Segment};
 use crate::sync::{AtomicU64, Ordering};
@@ -83,6 +85,11 @@ pub enum ClaimFail {
     Contended,
     /// This copy is a replica: only the primary's frames change it.
     Replica,
+    /// This host's node daemon fenced the copy: its partition of the cluster
+    /// has no quorum, so nothing here may change it or make it the primary
+    /// (transient: `TRY_AGAIN`, as OpenSAF answers while it has no
+    /// controller).
+    NoQuorum,
 }
 
 macro_rules! claim_fail_is_try_again {
@@ -90,13 +97,23 @@ macro_rules! claim_fail_is_try_again {
         impl From<ClaimFail> for $error {
             fn from(f: ClaimFail) -> Self {
                 match f {
-                    ClaimFail::Contended => <$error>::TryAgain,
+                    ClaimFail::Contended | ClaimFail::NoQuorum => <$error>::TryAgain,
                     ClaimFail::Replica => <$error>::NoActiveReplica,
                 }
             }
         }
     )*};
 }
+/// Why local writers may not write a copy whose role word is `word` (not 0).
+#[cold]
+fn role_refusal(word: RoleWord) -> ClaimFail {
+    if word.role != role::PRIMARY {
+        ClaimFail::Replica
+    } else {
+        ClaimFail::NoQuorum
+    }
+}
+
 claim_fail_is_try_again!(
     WriteError,
     SectionCreateError,
@@ -369,20 +386,29 @@ impl Segment {
         }
     }
 
-    /// Takes the writer claim for a local writer: refused on a replica,
-    /// including one demoted while this writer waited for the claim (the
-    /// role is looked at again once it is held; `demote` changes it under
-    /// the claim).
+    /// Takes the writer claim for a local writer: refused on a replica or a
+    /// fenced copy, including one demoted or fenced while this writer waited
+    /// for the claim (the role word is looked at again once it is held;
+    /// `demote` and `fence` change it under the claim).
     #[inline]
     pub(crate) fn claim_local(&self) -> Result<Held<'_>, ClaimFail> {
-        if self.is_replica() {
-            return Err(ClaimFail::Replica);
-        }
+        self.locally_writable()?;
         let held = self.claim()?;
-        if self.is_replica() {
-            return Err(ClaimFail::Replica);
-        }
+        self.locally_writable()?;
         Ok(held)
+    }
+
+    /// Ok if local writers may write this copy: a primary, not fenced (the
+    /// whole role word is 0).
+    #[inline]
+    fn locally_writable(&self) -> Result<(), ClaimFail> {
+        // SYNC POINT: Acquire pairs with the Release stores in `set_role`
+        // and `fence`.
+        let word = self.header().role.load(Ordering::Acquire);
+        if word == 0 {
+            return Ok(());
+        }
+        Err(role_refusal(RoleWord::from(word)))
     }
 
     /// Checks the words derived from the slots and repairs them if damaged
