@@ -16,7 +16,10 @@
 //! - [`catchup`]: the rule that says which frames a fuzzy copy of a checkpoint
 //!   already contains;
 //! - [`repl`]: the replication protocol's two ends (the primary's shipper and
-//!   a replica's follower) as state machines without I/O.
+//!   a replica's follower) as state machines without I/O;
+//! - [`cluster`]: what node daemons multicast to each other through the
+//!   cluster engine (where each listens, which copies each holds), and the
+//!   rule that lifts or resolves a fence once a partition regains quorum.
 //!
 //! The crate forbids `unsafe`.
 #![forbid(unsafe_code)]
@@ -24,6 +27,7 @@
 pub mod ais;
 pub mod attrs;
 pub mod catchup;
+pub mod cluster;
 pub mod error;
 pub mod frame;
 pub mod name;

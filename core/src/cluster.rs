@@ -1,0 +1,418 @@
+//! What node daemons say to each other through the cluster engine's group
+//! messaging (corosync CPG), and the rule a fenced node follows once its
+//! partition regains quorum. The byte format is defined here, once.
+//!
+//! After every change of the group's membership, each daemon multicasts
+//! - a [`Hello`]: its node id and where its replication listener is, so
+//!   peers need not be configured by hand; and
+//! - its [`Report`]: every checkpoint copy it holds (name, incarnation,
+//!   term, primary or replica), in one or more parts.
+//!
+//! A node whose partition lost quorum fenced its copies (no local writer,
+//! no promotion). Once it is quorate again and holds every member's report
+//! sent in the current membership, [`settle`] decides each fenced copy: a
+//! primary that another member knows a newer term of is demoted (the other
+//! side promoted a replica while this one could not write); otherwise the
+//! fence is lifted.
+//!
+//! A message: magic `CKPC`, version, kind, then the kind's fields, little
+//! endian, then a CRC32C of everything before it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::frame::NODE_ID_MAX;
+use crate::name::CHECKPOINT_NAME_BYTES_MAX;
+
+/// The first bytes of every message.
+pub const MAGIC: [u8; 4] = *b"CKPC";
+/// The format's version.
+pub const VERSION: u8 = 1;
+/// The largest message either end makes or accepts.
+pub const MESSAGE_BYTES_MAX: usize = 256 << 10;
+/// The most copies one report part carries (a report of more is sent in
+/// several parts, each under [`MESSAGE_BYTES_MAX`]).
+pub const COPIES_PER_PART_MAX: usize = 100;
+
+const KIND_HELLO: u8 = 1;
+const KIND_REPORT: u8 = 2;
+const HEAD_BYTES: usize = 6;
+const CRC_BYTES: usize = 4;
+
+/// Where a node's daemon takes replication links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    /// The daemon's node id.
+    pub node: u32,
+    /// Its replication listener.
+    pub listen: SocketAddr,
+}
+
+/// One checkpoint copy a node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyState {
+    /// The checkpoint's name.
+    pub name: Vec<u8>,
+    /// Its incarnation.
+    pub incarnation: u64,
+    /// The term of what the copy holds (a primary: its current term).
+    pub term: u32,
+    /// A primary (true) or a replica.
+    pub primary: bool,
+}
+
+/// One part of a node's report of its copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The reporting node.
+    pub node: u32,
+    /// True on the report's last part.
+    pub last: bool,
+    /// Copies, at most [`COPIES_PER_PART_MAX`].
+    pub copies: Vec<CopyState>,
+}
+
+/// A message between daemons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterMessage {
+    /// Where a daemon listens.
+    Hello(Hello),
+    /// A part of a daemon's report.
+    Report(Report),
+}
+
+/// Why bytes are not a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterDecodeError {
+    /// Shorter than its fields say, or longer than [`MESSAGE_BYTES_MAX`].
+    Length,
+    /// Not `CKPC`, or another version.
+    Magic,
+    /// The CRC does not match.
+    Checksum,
+    /// A field out of its range (kind, node id, address family, name length,
+    /// copy count, a flag byte), or bytes after the fields.
+    Field,
+}
+
+fn put_head(out: &mut Vec<u8>, kind: u8) {
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(kind);
+}
+
+fn put_crc(out: &mut Vec<u8>) {
+    let crc = crc32c::crc32c(out);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// The bytes of a hello.
+pub fn encode_hello(h: &Hello) -> Vec<u8> {
+    let mut out = Vec::with_capacity(40);
+    put_head(&mut out, KIND_HELLO);
+    out.extend_from_slice(&h.node.to_le_bytes());
+    match h.listen.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&h.listen.port().to_le_bytes());
+    put_crc(&mut out);
+    out
+}
+
+/// The messages of a node's report of `copies`: as many parts as needed,
+/// the last one marked (an empty report is one empty last part). Copies
+/// whose names are longer than a checkpoint name may be are left out.
+pub fn encode_report(node: u32, copies: &[CopyState]) -> Vec<Vec<u8>> {
+    let valid: Vec<&CopyState> = copies
+        .iter()
+        .filter(|c| !c.name.is_empty() && c.name.len() <= CHECKPOINT_NAME_BYTES_MAX)
+        .collect();
+    let mut parts = Vec::new();
+    let mut chunks = valid.chunks(COPIES_PER_PART_MAX).peekable();
+    if chunks.peek().is_none() {
+        return vec![encode_part(node, true, &[])];
+    }
+    while let Some(chunk) = chunks.next() {
+        parts.push(encode_part(node, chunks.peek().is_none(), chunk));
+    }
+    parts
+}
+
+fn encode_part(node: u32, last: bool, copies: &[&CopyState]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_head(&mut out, KIND_REPORT);
+    out.extend_from_slice(&node.to_le_bytes());
+    out.push(u8::from(last));
+    out.extend_from_slice(&(copies.len() as u16).to_le_bytes());
+    for c in copies {
+        out.extend_from_slice(&c.incarnation.to_le_bytes());
+        out.extend_from_slice(&c.term.to_le_bytes());
+        out.push(u8::from(c.primary));
+        out.extend_from_slice(&(c.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&c.name);
+    }
+    put_crc(&mut out);
+    out
+}
+
+/// Reads fields front to back; every read is bounds-checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ClusterDecodeError> {
+        let end = self.at.checked_add(n).ok_or(ClusterDecodeError::Length)?;
+        let b = self
+            .bytes
+            .get(self.at..end)
+            .ok_or(ClusterDecodeError::Length)?;
+        self.at = end;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ClusterDecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, ClusterDecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn flag(&mut self) -> Result<bool, ClusterDecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(ClusterDecodeError::Field),
+        }
+    }
+
+    fn node(&mut self) -> Result<u32, ClusterDecodeError> {
+        let node = u32::from_le_bytes(self.array()?);
+        if node > NODE_ID_MAX {
+            return Err(ClusterDecodeError::Field);
+        }
+        Ok(node)
+    }
+}
+
+/// Decodes one message (the whole of `bytes`).
+pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
+    if bytes.len() > MESSAGE_BYTES_MAX || bytes.len() < HEAD_BYTES + CRC_BYTES {
+        return Err(ClusterDecodeError::Length);
+    }
+    if bytes[..4] != MAGIC || bytes[4] != VERSION {
+        return Err(ClusterDecodeError::Magic);
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - CRC_BYTES);
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32c::crc32c(body) != crc {
+        return Err(ClusterDecodeError::Checksum);
+    }
+    let mut r = Reader {
+        bytes: body,
+        at: HEAD_BYTES,
+    };
+    let message = match body[5] {
+        KIND_HELLO => {
+            let node = r.node()?;
+            let ip = match r.u8()? {
+                4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
+                6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
+                _ => return Err(ClusterDecodeError::Field),
+            };
+            let port = u16::from_le_bytes(r.array()?);
+            ClusterMessage::Hello(Hello {
+                node,
+                listen: SocketAddr::new(ip, port),
+            })
+        }
+        KIND_REPORT => {
+            let node = r.node()?;
+            let last = r.flag()?;
+            let count = usize::from(u16::from_le_bytes(r.array()?));
+            if count > COPIES_PER_PART_MAX {
+                return Err(ClusterDecodeError::Field);
+            }
+            let mut copies = Vec::with_capacity(count);
+            for _ in 0..count {
+                let incarnation = u64::from_le_bytes(r.array()?);
+                let term = u32::from_le_bytes(r.array()?);
+                let primary = r.flag()?;
+                let len = usize::from(u16::from_le_bytes(r.array()?));
+                if len == 0 || len > CHECKPOINT_NAME_BYTES_MAX {
+                    return Err(ClusterDecodeError::Field);
+                }
+                copies.push(CopyState {
+                    name: r.take(len)?.to_vec(),
+                    incarnation,
+                    term,
+                    primary,
+                });
+            }
+            ClusterMessage::Report(Report { node, last, copies })
+        }
+        _ => return Err(ClusterDecodeError::Field),
+    };
+    if r.at != body.len() {
+        return Err(ClusterDecodeError::Field);
+    }
+    Ok(message)
+}
+
+/// What a fenced copy becomes once its node's partition is quorate and the
+/// node holds every member's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Lift the fence: nobody knows a newer history of it.
+    Lift,
+    /// A primary another member knows a newer term of (`term`): demote it
+    /// to a replica (the newer primary's frames, or its snapshot, make it
+    /// what the cluster holds), then lift the fence.
+    Demote {
+        /// The newest term a member reported.
+        term: u32,
+    },
+    /// Another member holds a primary of the same incarnation in the same
+    /// term (`node`): two histories under one term, which no rule here can
+    /// order. The copy stays fenced for an operator to decide.
+    Conflict {
+        /// The other primary's node.
+        node: u32,
+    },
+}
+
+/// [`Settle`] for the fenced `local` copy, given the copies the other
+/// members reported (`reports`: node id and copy; those of other names are
+/// ignored). A copy of another incarnation is another checkpoint that had
+/// the same name: it decides nothing here.
+pub fn settle<'a>(
+    local: &CopyState,
+    reports: impl IntoIterator<Item = (u32, &'a CopyState)>,
+) -> Settle {
+    let mut newest = local.term;
+    let mut conflict = None;
+    for (node, c) in reports {
+        if c.name != local.name || c.incarnation != local.incarnation {
+            continue;
+        }
+        newest = newest.max(c.term);
+        if local.primary && c.primary && c.term == local.term {
+            conflict = Some(node);
+        }
+    }
+    match (local.primary, conflict) {
+        _ if newest > local.term && local.primary => Settle::Demote { term: newest },
+        (true, Some(node)) => Settle::Conflict { node },
+        _ => Settle::Lift,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(name: &str, incarnation: u64, term: u32, primary: bool) -> CopyState {
+        CopyState {
+            name: name.as_bytes().to_vec(),
+            incarnation,
+            term,
+            primary,
+        }
+    }
+
+    #[test]
+    fn hellos_and_reports_round_trip_and_damage_is_refused() {
+        for listen in ["10.0.0.1:7400", "[fe80::1]:9"] {
+            let h = Hello {
+                node: 7,
+                listen: listen.parse().unwrap(),
+            };
+            let b = encode_hello(&h);
+            assert_eq!(decode(&b), Ok(ClusterMessage::Hello(h)));
+            for i in 0..b.len() {
+                let mut d = b.clone();
+                d[i] ^= 0x10;
+                assert!(decode(&d).is_err(), "byte {i} damaged, still accepted");
+            }
+            assert_eq!(decode(&b[..b.len() - 1]), Err(ClusterDecodeError::Checksum));
+        }
+        let copies: Vec<CopyState> = (0..250)
+            .map(|i| copy(&format!("safCkpt=c{i}"), i, i as u32, i % 2 == 0))
+            .collect();
+        let parts = encode_report(3, &copies);
+        assert_eq!(parts.len(), 3);
+        let mut back = Vec::new();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.len() <= MESSAGE_BYTES_MAX);
+            let ClusterMessage::Report(r) = decode(p).unwrap() else {
+                panic!("not a report")
+            };
+            assert_eq!((r.node, r.last), (3, i == 2));
+            back.extend(r.copies);
+        }
+        assert_eq!(back, copies);
+        let empty = encode_report(3, &[]);
+        assert_eq!(
+            decode(&empty[0]),
+            Ok(ClusterMessage::Report(Report {
+                node: 3,
+                last: true,
+                copies: vec![]
+            }))
+        );
+    }
+
+    #[test]
+    fn a_field_out_of_range_is_refused_even_under_a_good_checksum() {
+        let mut b = encode_hello(&Hello {
+            node: 1,
+            listen: "10.0.0.1:1".parse().unwrap(),
+        });
+        // Node id above the limit, checksum made right.
+        b[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        let n = b.len() - 4;
+        let crc = crc32c::crc32c(&b[..n]).to_le_bytes();
+        b[n..].copy_from_slice(&crc);
+        assert_eq!(decode(&b), Err(ClusterDecodeError::Field));
+        assert_eq!(decode(b"CKPC"), Err(ClusterDecodeError::Length));
+        assert_eq!(
+            decode(&vec![0u8; MESSAGE_BYTES_MAX + 1]),
+            Err(ClusterDecodeError::Length)
+        );
+    }
+
+    #[test]
+    fn a_fenced_primary_is_demoted_by_a_newer_term_lifted_otherwise() {
+        let mine = copy("a", 1, 4, true);
+        let newer = copy("a", 1, 5, false);
+        let older = copy("a", 1, 3, false);
+        let other_incarnation = copy("a", 2, 9, true);
+        let other_name = copy("b", 1, 9, true);
+        assert_eq!(settle(&mine, [(2, &older)]), Settle::Lift);
+        assert_eq!(settle(&mine, []), Settle::Lift);
+        assert_eq!(
+            settle(&mine, [(2, &older), (3, &newer)]),
+            Settle::Demote { term: 5 }
+        );
+        assert_eq!(
+            settle(&mine, [(2, &other_incarnation), (3, &other_name)]),
+            Settle::Lift
+        );
+        let twin = copy("a", 1, 4, true);
+        assert_eq!(settle(&mine, [(2, &twin)]), Settle::Conflict { node: 2 });
+        // A fenced replica is always lifted: the fence only kept it from
+        // being promoted while its partition had no quorum.
+        let replica = copy("a", 1, 4, false);
+        assert_eq!(settle(&replica, [(2, &newer), (3, &twin)]), Settle::Lift);
+    }
+}
