@@ -29,6 +29,7 @@
 //! returns unchanged.
 #![forbid(unsafe_code)]
 
+pub mod membership;
 pub mod node;
 pub mod replication;
 pub mod seal;

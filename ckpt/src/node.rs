@@ -1,15 +1,16 @@
 //! The node daemon's engine, one per host (`ckpt daemon` runs it).
 //!
-//! It ships every checkpoint this host holds as a primary to every
-//! configured peer, and follows the checkpoints its peers offer into local
-//! replicas, which local standbys read and wait on as on a primary. The
+//! It ships every checkpoint this host holds as a primary to every peer
+//! (configured, or the members of its corosync group), and follows the
+//! checkpoints its peers offer into local replicas, which local standbys
+//! read and wait on as on a primary. The
 //! links are [`crate::replication`]'s: a link begins with the shipper's
 //! offer, so the shipping node connects and one listening socket takes every
 //! incoming link.
 //!
 //! Threads:
 //! - the acceptor takes incoming connections; each runs on its own thread:
-//!   authentication, the offer (from a configured peer only), then
+//!   authentication, the offer (from a peer only), then
 //!   [`follow_offered`] into this host's replica;
 //! - the scanner looks at the segment directory every [`NodeConfig::scan`]:
 //!   a new primary (or a new incarnation of one) gets a shipping link per
@@ -21,9 +22,20 @@
 //!   expired sections (logged deletes, which reach the replicas) and, through
 //!   the listing, deletes checkpoints whose retention ran out;
 //! - each shipping link runs on its own thread and reconnects after a
-//!   failure with a backoff (50 ms doubling to [`NodeConfig::retry_max`]).
+//!   failure with a backoff (50 ms doubling to [`NodeConfig::retry_max`]);
+//!   the scanner starts links to peers that come and stops those of peers
+//!   that go;
+//! - with a cluster engine (corosync, [`crate::membership`]), the membership
+//!   thread: members joining and leaving (a leaving member's links end at
+//!   once), the members' hellos (where each listens: the peers) and
+//!   reports, and quorum: a node whose partition has no quorum fences
+//!   every copy it holds (no local writer, no promotion; new checkpoints
+//!   are born fenced), and lifts the fences once quorate again with every
+//!   member's report in (a primary that a member knows a newer term of is
+//!   demoted first). A daemon stopping in this mode leaves its copies
+//!   fenced: without it the node cannot know it has quorum.
 //!
-//! Membership is static: the configured peers; a link's liveness is its
+//! Static membership: the configured peers; a link's liveness is its
 //! heartbeats ([`ckpt_core::repl::LinkConfig::silence_ns`]). The daemon's
 //! registrations on segments are links, not opens
 //! ([`ckpt_shm::Segment::open_for_link`]): it never keeps a checkpoint from
@@ -43,6 +55,7 @@ use ckpt_core::{CheckpointName, OpenFlags};
 use ckpt_shm::{dir, Config, Segment};
 use ckpt_transport::{Backend, Listener};
 
+use crate::membership::{Action, Engine, Event, Membership, Tracker};
 use crate::replication::{
     accept_offer, follow_offered, ship, Ended, LinkEvent, LinkOptions, LinkStats, ReplicationError,
 };
@@ -94,6 +107,9 @@ pub struct NodeConfig {
     /// Incoming links at most (each holds a thread and up to two message
     /// buffers of `link.max_message` bytes); more are refused.
     pub incoming_max: usize,
+    /// Who the peers are: the configured ones (static), or the daemons in a
+    /// corosync group, with quorum ([`crate::membership`]).
+    pub membership: Membership,
 }
 
 impl NodeConfig {
@@ -110,6 +126,7 @@ impl NodeConfig {
             connect_timeout: Duration::from_secs(2),
             retry_max: Duration::from_secs(2),
             incoming_max: 256,
+            membership: Membership::Static,
         }
     }
 
@@ -139,6 +156,17 @@ impl NodeConfig {
         if self.incoming_max == 0 {
             return bad("incoming_max must be at least 1".into());
         }
+        if !self.membership.available() {
+            return bad(format!(
+                "membership {:?}: this build has no corosync support (build with the `corosync` feature)",
+                self.membership.as_str()
+            ));
+        }
+        if let Membership::Corosync { group } = &self.membership {
+            if group.is_empty() || group.len() > 127 {
+                return bad(format!("corosync group {group:?}: 1 to 127 bytes"));
+            }
+        }
         Ok(())
     }
 }
@@ -150,6 +178,8 @@ pub enum NodeError {
     Config(String),
     /// The listening socket could not be made.
     Listen(io::Error),
+    /// The cluster engine could not be joined: why.
+    Membership(String),
 }
 
 impl fmt::Display for NodeError {
@@ -157,6 +187,7 @@ impl fmt::Display for NodeError {
         match self {
             NodeError::Config(why) => write!(f, "configuration: {why}"),
             NodeError::Listen(e) => write!(f, "listen: {e}"),
+            NodeError::Membership(why) => write!(f, "membership: {why}"),
         }
     }
 }
@@ -228,6 +259,9 @@ struct LinkEntry {
     state: AtomicU8,
     stats: Arc<LinkStats>,
     stop: AtomicBool,
+    /// Stopped because its peer left the membership: the scan replaces it
+    /// if the peer comes back.
+    dropped: AtomicBool,
     connects: AtomicU64,
     /// How the last connection ended (or why it could not be made).
     last: Mutex<Option<String>>,
@@ -243,6 +277,7 @@ impl LinkEntry {
             state: AtomicU8::new(LinkState::Connecting as u8),
             stats: Arc::new(LinkStats::default()),
             stop: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
             connects: AtomicU64::new(0),
             last: Mutex::new(None),
         }
@@ -304,11 +339,46 @@ struct Shared {
     auth_failures: AtomicU64,
     refused: AtomicU64,
     started: Instant,
+    /// The membership (an engine's); `None` in static mode.
+    tracker: Mutex<Option<Tracker>>,
+    /// The membership's name in status output.
+    mode: &'static str,
 }
 
 impl Shared {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The peers links go to now: the configured ones (static), or the
+    /// members that said where they listen (corosync; a configured peer's
+    /// address serves for a member that has not said yet).
+    fn live_peers(&self) -> Vec<Peer> {
+        let tracker = lock(&self.tracker);
+        let Some(t) = tracker.as_ref() else {
+            return self.config.peers.clone();
+        };
+        t.members()
+            .iter()
+            .filter(|&&n| n != self.config.node)
+            .filter_map(|&node| {
+                let configured = self.config.peers.iter().find(|p| p.node == node);
+                Some(Peer {
+                    node,
+                    name: configured.map_or_else(|| format!("node{node}"), |p| p.name.clone()),
+                    address: t.address(node).or(configured.map(|p| p.address))?,
+                })
+            })
+            .collect()
+    }
+
+    /// True if `node` is a peer now: configured (static), or a member of the
+    /// group (corosync).
+    fn is_member(&self, node: u32) -> bool {
+        match lock(&self.tracker).as_ref() {
+            None => self.config.peers.iter().any(|p| p.node == node),
+            Some(t) => node != self.config.node && t.members().contains(&node),
+        }
     }
 
     /// Starts a thread; false (logged) if the system has none to give.
@@ -370,7 +440,38 @@ pub struct Node {
 impl Node {
     /// Checks `config`, listens, and starts the daemon's threads on
     /// `backend`.
-    pub fn start<B>(mut config: NodeConfig, backend: B) -> Result<Node, NodeError>
+    pub fn start<B>(config: NodeConfig, backend: B) -> Result<Node, NodeError>
+    where
+        B: Backend + 'static,
+        B::Listener: 'static,
+        B::Conn: 'static,
+    {
+        config.check()?;
+        let engine = membership_engine(&config)?;
+        Node::launch(config, backend, engine)
+    }
+
+    /// Starts the daemon with `engine` as its membership (its members, its
+    /// quorum, its messages), whatever `config.membership` says: how tests
+    /// run partitions without a cluster engine.
+    pub fn start_with_engine<B>(
+        config: NodeConfig,
+        backend: B,
+        engine: Box<dyn Engine>,
+    ) -> Result<Node, NodeError>
+    where
+        B: Backend + 'static,
+        B::Listener: 'static,
+        B::Conn: 'static,
+    {
+        Node::launch(config, backend, Some(engine))
+    }
+
+    fn launch<B>(
+        mut config: NodeConfig,
+        backend: B,
+        engine: Option<Box<dyn Engine>>,
+    ) -> Result<Node, NodeError>
     where
         B: Backend + 'static,
         B::Listener: 'static,
@@ -378,6 +479,16 @@ impl Node {
     {
         config.check()?;
         config.segments.node_id = config.node;
+        if let Some(e) = &engine {
+            if e.local() != config.node {
+                return Err(NodeError::Membership(format!(
+                    "{} says this is node {}, the configuration says node {}: they must be the same",
+                    e.name(),
+                    e.local(),
+                    config.node
+                )));
+            }
+        }
         let listener = backend
             .listen(config.listen, config.link.max_message)
             .map_err(NodeError::Listen)?;
@@ -388,6 +499,7 @@ impl Node {
             listen = %local,
             backend = backend.name(),
             peers = config.peers.len(),
+            membership = engine.as_ref().map_or("static", |e| e.name()),
             dir = %config.segments.dir.display(),
             "node started"
         );
@@ -410,9 +522,27 @@ impl Node {
             auth_failures: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             started: Instant::now(),
+            tracker: Mutex::new(None),
+            mode: engine.as_ref().map_or("static", |e| e.name()),
         });
         let backend = Arc::new(backend);
         let mut main = Vec::new();
+        match engine {
+            None => lift_stale_fences(&shared),
+            Some(engine) => {
+                *lock(&shared.tracker) = Some(Tracker::new(shared.config.node));
+                // Until the engine says this partition is quorate and the
+                // members' reports are in, nothing here may act.
+                fence_all(&shared);
+                let s = shared.clone();
+                main.push(
+                    std::thread::Builder::new()
+                        .name("ckpt-members".into())
+                        .spawn(move || membership_loop(&s, local, engine))
+                        .map_err(NodeError::Listen)?,
+                );
+            }
+        }
         let s = shared.clone();
         main.push(
             std::thread::Builder::new()
@@ -443,9 +573,22 @@ impl Node {
     pub fn status(&self) -> NodeStatus {
         let sh = &self.shared;
         let links: Vec<LinkStatus> = lock(&sh.links).values().map(|e| e.status()).collect();
+        let membership = match lock(&sh.tracker).as_ref() {
+            None => MembershipStatus {
+                mode: sh.mode.into(),
+                members: Vec::new(),
+                quorate: true,
+                fenced: false,
+            },
+            Some(t) => MembershipStatus {
+                mode: sh.mode.into(),
+                members: t.members().iter().copied().collect(),
+                quorate: t.quorate(),
+                fenced: t.fenced(),
+            },
+        };
         let peers = sh
-            .config
-            .peers
+            .live_peers()
             .iter()
             .map(|p| {
                 let mine = links.iter().filter(|l| l.peer == p.node);
@@ -464,6 +607,7 @@ impl Node {
             listen: self.local,
             backend: sh.backend.to_string(),
             uptime: sh.started.elapsed(),
+            membership,
             peers,
             links,
             auth_failures: sh.auth_failures.load(Ordering::Relaxed),
@@ -479,6 +623,14 @@ impl Node {
 
     fn halt(&mut self) {
         let sh = &self.shared;
+        if lock(&sh.tracker).is_some() {
+            // Without its daemon this node cannot know it has quorum, and
+            // the others see it leave and may promote elsewhere.
+            tracing::info!(
+                "fencing this node's copies: without its daemon it cannot know it has quorum"
+            );
+            fence_all(sh);
+        }
         sh.stop.store(true, Ordering::Relaxed);
         for e in lock(&sh.links).values() {
             e.stop.store(true, Ordering::Relaxed);
@@ -517,7 +669,10 @@ pub struct NodeStatus {
     pub backend: String,
     /// Since the daemon started.
     pub uptime: Duration,
-    /// The configured peers.
+    /// Who is in the cluster, and whether this node may act.
+    pub membership: MembershipStatus,
+    /// The peers links go to: the configured ones (static membership), or
+    /// the members that said where they listen (corosync).
     pub peers: Vec<PeerStatus>,
     /// Every link, by role, checkpoint and peer.
     pub links: Vec<LinkStatus>,
@@ -529,7 +684,23 @@ pub struct NodeStatus {
     pub refused: u64,
 }
 
-/// A configured peer and its links.
+/// The membership as a node daemon knows it.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct MembershipStatus {
+    /// `static` or `corosync`.
+    pub mode: String,
+    /// The members of the daemons' group, this node included (corosync;
+    /// empty in static mode).
+    pub members: Vec<u32>,
+    /// True if this node's partition is quorate (static mode: always).
+    pub quorate: bool,
+    /// True if this node holds its copies fenced: no local writer, no
+    /// promotion (corosync, while not quorate or not yet settled).
+    pub fenced: bool,
+}
+
+/// A peer and its links.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeerStatus {
@@ -634,12 +805,13 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
             return;
         }
     };
-    if !sh.config.peers.iter().any(|p| p.node == offered.node) {
+    if !sh.is_member(offered.node) {
         sh.refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             checkpoint = %offered.name,
-            "refused a link from node {}, which is not a configured peer",
-            offered.node
+            "refused a link from node {}, which is not a peer ({} membership)",
+            offered.node,
+            sh.config.membership.as_str()
         );
         return;
     }
@@ -691,6 +863,12 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
             return;
         }
         Ok((ended, replica)) => {
+            if let Some(r) = &replica {
+                if !sh.is_member(offered.node) {
+                    // Its node left: a promotion here need not wait for it.
+                    r.primary_lost();
+                }
+            }
             let held = replica.map_or(0, |r| r.last_seq());
             entry.outcome(
                 format!(
@@ -720,7 +898,8 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
 /// A primary this node ships, with its links.
 struct Shipped {
     segment: Arc<Segment>,
-    links: Vec<Arc<LinkEntry>>,
+    /// Its links, by peer.
+    links: BTreeMap<u32, Arc<LinkEntry>>,
     /// Since when the directory no longer lists it (unlinked, or deleted
     /// when its retention ran out).
     gone: Option<Instant>,
@@ -732,6 +911,7 @@ where
 {
     let mut shipped: BTreeMap<CheckpointName, Shipped> = BTreeMap::new();
     let mut listing_failed = false;
+    let mut peers = sh.live_peers();
     // Files refused once (logged once each), up to a bound.
     let mut refused = std::collections::BTreeSet::new();
     while !sh.stopping() {
@@ -752,6 +932,17 @@ where
         };
         let mut present = std::collections::BTreeSet::new();
         let mut local = std::collections::BTreeSet::new();
+        let now_peers = sh.live_peers();
+        if now_peers != peers {
+            tracing::info!(
+                "peers now: {:?}",
+                now_peers
+                    .iter()
+                    .map(|p| format!("{}={}", p.node, p.address))
+                    .collect::<Vec<_>>()
+            );
+            peers = now_peers;
+        }
         for entry in listed {
             let mapped = match entry.segment {
                 Ok(m) => m,
@@ -786,9 +977,14 @@ where
                 // once their replicas hold its unlink.
                 retire(sh, old);
             }
-            if let Some(s) = start_shipping(sh, backend, &name) {
+            if let Some(s) = start_shipping(&sh.config, &name) {
                 shipped.insert(name, s);
             }
+        }
+        // Links to the peers there are now: new ones for peers that came,
+        // those of peers that went (or moved) stopped.
+        for s in shipped.values_mut().filter(|s| s.gone.is_none()) {
+            reconcile(sh, backend, s, &peers);
         }
         // Checkpoints no longer listed: their links end once their replicas
         // hold the unlink, or after LINGER if it never comes.
@@ -804,9 +1000,9 @@ where
                 tracing::info!(checkpoint = %name, "its retention ran out: unlinked on the replicas too");
             }
             let since = *s.gone.get_or_insert_with(Instant::now);
-            let done = s.links.iter().all(|l| l.state() == LinkState::Ended);
+            let done = s.links.values().all(|l| l.state() == LinkState::Ended);
             if done || since.elapsed() >= LINGER {
-                for l in &s.links {
+                for l in s.links.values() {
                     l.stop.store(true, Ordering::Relaxed);
                 }
                 forget(sh, s);
@@ -846,11 +1042,11 @@ fn retire(sh: &Arc<Shared>, old: Shipped) {
         let since = Instant::now();
         while since.elapsed() < LINGER
             && !s.stopping()
-            && !links.iter().all(|l| l.state() == LinkState::Ended)
+            && !links.values().all(|l| l.state() == LinkState::Ended)
         {
             std::thread::sleep(NAP);
         }
-        for l in &links {
+        for l in links.values() {
             l.stop.store(true, Ordering::Relaxed);
         }
         forget(&s, &old);
@@ -860,7 +1056,7 @@ fn retire(sh: &Arc<Shared>, old: Shipped) {
 /// Removes a shipped checkpoint's links from the table (those still theirs).
 fn forget(sh: &Shared, s: &Shipped) {
     let mut links = lock(&sh.links);
-    for l in &s.links {
+    for l in s.links.values() {
         let key = (Role::Shipping, l.checkpoint.clone(), l.peer);
         if links.get(&key).is_some_and(|e| Arc::ptr_eq(e, l)) {
             links.remove(&key);
@@ -868,16 +1064,9 @@ fn forget(sh: &Shared, s: &Shipped) {
     }
 }
 
-/// Opens primary `name` for shipping and starts a link to every peer.
-fn start_shipping<B: Backend + 'static>(
-    sh: &Arc<Shared>,
-    backend: &Arc<B>,
-    name: &CheckpointName,
-) -> Option<Shipped>
-where
-    B::Conn: 'static,
-{
-    let segment = match Segment::open_for_link(&sh.config.segments, name, OpenFlags::READ) {
+/// Opens primary `name` for shipping (its links come from [`reconcile`]).
+fn start_shipping(config: &NodeConfig, name: &CheckpointName) -> Option<Shipped> {
+    let segment = match Segment::open_for_link(&config.segments, name, OpenFlags::READ) {
         Ok(s) if !s.is_replica() => Arc::new(s),
         Ok(_) => return None,
         Err(e) => {
@@ -888,29 +1077,62 @@ where
     tracing::info!(
         checkpoint = %name,
         incarnation = format_args!("{:x}", segment.incarnation()),
-        peers = sh.config.peers.len(),
         "shipping"
     );
-    let mut links = Vec::new();
-    for peer in &sh.config.peers {
+    Some(Shipped {
+        segment,
+        links: BTreeMap::new(),
+        gone: None,
+    })
+}
+
+/// Gives a shipped checkpoint one link per peer in `peers`: links to peers
+/// no longer there (or at another address, or dropped when their node left
+/// the membership) are stopped, and peers without a link get one. A link
+/// that ended on its own (its replica holds the unlink, or follows a newer
+/// term) is not started again.
+fn reconcile<B: Backend + 'static>(
+    sh: &Arc<Shared>,
+    backend: &Arc<B>,
+    shipped: &mut Shipped,
+    peers: &[Peer],
+) where
+    B::Conn: 'static,
+{
+    shipped.links.retain(|node, e| {
+        let keep = !e.dropped.load(Ordering::Relaxed)
+            && peers
+                .iter()
+                .any(|p| p.node == *node && *lock(&e.address) == Some(p.address));
+        if !keep {
+            e.stop.store(true, Ordering::Relaxed);
+            let mut links = lock(&sh.links);
+            let key = (Role::Shipping, e.checkpoint.clone(), *node);
+            if links.get(&key).is_some_and(|l| Arc::ptr_eq(l, e)) {
+                links.remove(&key);
+            }
+        }
+        keep
+    });
+    for peer in peers {
+        if shipped.links.contains_key(&peer.node) {
+            continue;
+        }
+        let name = shipped.segment.name().clone();
         let entry = Arc::new(LinkEntry::new(name.clone(), Role::Shipping, peer.node));
         *lock(&entry.address) = Some(peer.address);
-        lock(&sh.links).insert((Role::Shipping, name.clone(), peer.node), entry.clone());
+        lock(&sh.links).insert((Role::Shipping, name, peer.node), entry.clone());
         let (s, b, seg, p, e) = (
             sh.clone(),
             backend.clone(),
-            segment.clone(),
+            shipped.segment.clone(),
             peer.clone(),
             entry.clone(),
         );
-        sh.spawn("ckpt-ship", move || shipping(&s, &*b, &seg, &p, &e));
-        links.push(entry);
+        if sh.spawn("ckpt-ship", move || shipping(&s, &*b, &seg, &p, &e)) {
+            shipped.links.insert(peer.node, entry);
+        }
     }
-    Some(Shipped {
-        segment,
-        links,
-        gone: None,
-    })
 }
 
 /// A shipping link: connects to `peer`, ships, and again after a backoff,
@@ -975,6 +1197,232 @@ fn reap_threads(sh: &Shared) {
         } else {
             i += 1;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Membership
+
+/// Connects to the cluster engine the configuration names (none in static
+/// mode).
+fn membership_engine(config: &NodeConfig) -> Result<Option<Box<dyn Engine>>, NodeError> {
+    match &config.membership {
+        Membership::Static => Ok(None),
+        #[cfg(feature = "corosync")]
+        Membership::Corosync { group } => {
+            let engine = crate::membership::corosync::Corosync::connect(group)
+                .map_err(NodeError::Membership)?;
+            Ok(Some(Box::new(engine)))
+        }
+        #[cfg(not(feature = "corosync"))]
+        Membership::Corosync { .. } => Err(NodeError::Config(
+            "membership \"corosync\": this build has no corosync support".into(),
+        )),
+    }
+}
+
+/// Every copy this host holds, opened as a link (not an open).
+fn local_segments(sh: &Shared) -> Vec<Segment> {
+    let Ok(listed) = dir::list(&sh.config.segments) else {
+        return Vec::new();
+    };
+    listed
+        .into_iter()
+        .filter(|e| !e.removed)
+        .filter_map(|e| e.segment.ok())
+        .filter_map(|m| Segment::open_for_link(&sh.config.segments, m.name(), OpenFlags::READ).ok())
+        .collect()
+}
+
+/// What a copy is, for the members' reports.
+fn copy_state(s: &Segment) -> ckpt_core::cluster::CopyState {
+    ckpt_core::cluster::CopyState {
+        name: s.name().as_bytes().to_vec(),
+        incarnation: s.incarnation(),
+        term: s.current_term(),
+        primary: !s.is_replica(),
+    }
+}
+
+/// Fences every copy this host holds, and those made from now on (the
+/// marker). False if a copy could not be fenced yet (its claim is held
+/// past the timeout): the caller tries again.
+fn fence_all(sh: &Shared) -> bool {
+    if let Err(e) = dir::set_fence_marker(&sh.config.segments, true) {
+        tracing::error!("cannot put the fence marker in the segment directory: {e}");
+    }
+    let mut done = true;
+    for s in local_segments(sh) {
+        if s.fence(true).is_err() {
+            done = false;
+        }
+    }
+    done
+}
+
+/// Static membership has no quorum: fences left by an earlier run in
+/// corosync mode are lifted.
+fn lift_stale_fences(sh: &Shared) {
+    if !dir::fence_marked(&sh.config.segments) {
+        return;
+    }
+    tracing::warn!("lifting the fence an earlier daemon in corosync mode left: static membership has no quorum");
+    let _ = dir::set_fence_marker(&sh.config.segments, false);
+    for s in local_segments(sh) {
+        if s.is_fenced() && s.fence(false).is_err() {
+            tracing::warn!(checkpoint = %s.name(), "its fence could not be lifted: its claim is held");
+        }
+    }
+}
+
+/// Ends the links with `nodes` at once (they left the membership): a
+/// synchronous writer stops waiting for them, and the scan starts new links
+/// if they come back.
+fn drop_links(sh: &Shared, nodes: &std::collections::BTreeSet<u32>) {
+    for e in lock(&sh.links).values() {
+        if nodes.contains(&e.peer) {
+            e.dropped.store(true, Ordering::Relaxed);
+            e.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Settles every fenced copy against the members' reports
+/// ([`ckpt_core::cluster::settle`]); true once none is left to do (copies
+/// in conflict stay fenced, logged).
+fn settle_fences(sh: &Shared) -> bool {
+    use ckpt_core::cluster::{settle, Settle};
+    // The reports, copied: the tracker's lock is not held while claims are
+    // taken.
+    let reports: Vec<(u32, ckpt_core::cluster::CopyState)> = {
+        let guard = lock(&sh.tracker);
+        let Some(t) = guard.as_ref().filter(|t| t.fenced() && t.may_settle()) else {
+            return true;
+        };
+        t.reports().map(|(n, c)| (n, c.clone())).collect()
+    };
+    if let Err(e) = dir::set_fence_marker(&sh.config.segments, false) {
+        tracing::error!("cannot remove the fence marker: {e}");
+        return false;
+    }
+    let mut done = true;
+    for s in local_segments(sh).iter().filter(|s| s.is_fenced()) {
+        let mine = copy_state(s);
+        let lifted = match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
+            Settle::Lift => s.fence(false).is_ok(),
+            Settle::Demote { term } => {
+                let ok = s.demote().is_ok() && s.fence(false).is_ok();
+                if ok {
+                    tracing::warn!(checkpoint = %s.name(), "demoted: a member holds term {term}, newer than this primary's {}", mine.term);
+                }
+                ok
+            }
+            Settle::Conflict { node } => {
+                tracing::error!(checkpoint = %s.name(), "stays fenced: node {node} also holds a primary in term {}; promote one of them (ckpt promote) and unlink or drop the other", mine.term);
+                true
+            }
+        };
+        done &= lifted;
+    }
+    if done {
+        if let Some(t) = lock(&sh.tracker).as_mut() {
+            t.settled();
+        }
+        tracing::info!("quorate: this node's copies may act again");
+    }
+    done
+}
+
+/// How often the membership thread looks at the cluster engine.
+const MEMBERSHIP_POLL: Duration = Duration::from_millis(10);
+
+/// The membership thread: events from the engine into the tracker, its
+/// actions carried out (announcements sent again while the engine pushes
+/// back).
+fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Engine>) {
+    use ckpt_core::cluster::{encode_hello, encode_report, Hello};
+    let mut outbox: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+    let mut events = Vec::new();
+    let (mut fence_pending, mut settle_pending) = (false, false);
+    while !sh.stopping() {
+        if let Err(why) = engine.poll(&mut events) {
+            tracing::error!(
+                "{why}: the cluster engine is lost; this node's copies are fenced until it is back"
+            );
+            events.push(Event::Lost);
+        }
+        for event in events.drain(..) {
+            log_membership(&event);
+            let actions = lock(&sh.tracker)
+                .as_mut()
+                .map(|t| t.on(event))
+                .unwrap_or_default();
+            for action in actions {
+                match action {
+                    Action::Announce => {
+                        let ip = if listen.ip().is_unspecified() {
+                            engine.address().unwrap_or_else(|why| {
+                                tracing::warn!(
+                                    "{why}: peers must have this node's address configured"
+                                );
+                                listen.ip()
+                            })
+                        } else {
+                            listen.ip()
+                        };
+                        let hello = Hello {
+                            node: sh.config.node,
+                            listen: SocketAddr::new(ip, listen.port()),
+                        };
+                        let copies: Vec<_> = local_segments(sh).iter().map(copy_state).collect();
+                        outbox.clear();
+                        outbox.push_back(encode_hello(&hello));
+                        outbox.extend(encode_report(sh.config.node, &copies));
+                    }
+                    Action::Left(nodes) => {
+                        tracing::warn!("node(s) {nodes:?} left the membership: their links end");
+                        drop_links(sh, &nodes);
+                    }
+                    Action::Fence => {
+                        tracing::warn!("this node's partition has no quorum: its copies are fenced (no writes, no promotion)");
+                        fence_pending = true;
+                    }
+                    Action::Settle => settle_pending = true,
+                }
+            }
+        }
+        while let Some(m) = outbox.front() {
+            match engine.send(m) {
+                Ok(()) => {
+                    outbox.pop_front();
+                }
+                // Flow control, or no connection: the next round sends it,
+                // or the next announcement replaces it.
+                Err(why) => {
+                    tracing::debug!("{why}");
+                    break;
+                }
+            }
+        }
+        if fence_pending {
+            fence_pending = !fence_all(sh);
+        }
+        if settle_pending && !fence_pending {
+            settle_pending = !settle_fences(sh);
+        }
+        std::thread::sleep(MEMBERSHIP_POLL);
+    }
+}
+
+fn log_membership(e: &Event) {
+    match e {
+        Event::Members(m) => tracing::info!("members of the group: {m:?}"),
+        Event::Quorate(q) => tracing::info!("quorate: {q}"),
+        Event::Hello(h) => tracing::info!("node {} listens on {}", h.node, h.listen),
+        Event::Report(r) => {
+            tracing::debug!("node {} reports {} copies", r.node, r.copies.len())
+        }
+        Event::Lost => {}
     }
 }
 

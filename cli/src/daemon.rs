@@ -16,7 +16,8 @@
 //! transport = "auto"            # auto, io_uring or tcp
 //! metrics = "127.0.0.1:9464"    # Prometheus text on GET /metrics
 //! control = "/dev/shm/ckpt/.ckptd.sock"
-//! membership = "static"
+//! membership = "static"         # or "corosync" (a build with the feature)
+//! corosync_group = "ckpt"       # the CPG group of the daemons (corosync)
 //! heartbeat_ms = 100
 //! silence_ms = 1000
 //! connect_timeout_ms = 2000
@@ -41,6 +42,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ckpt::membership::Membership;
 use ckpt::node::{Node, NodeConfig, NodeStatus, Peer};
 use ckpt::Config;
 use ckpt_transport::{Auto, Backend, Choice};
@@ -86,6 +88,12 @@ pub struct DaemonArgs {
     /// auto (io_uring where the kernel allows it), io_uring or tcp.
     #[arg(long)]
     transport: Option<String>,
+    /// static (the configured peers, no quorum) or corosync (the daemons in
+    /// a corosync CPG group are the peers; a node whose partition has no
+    /// quorum fences its copies). corosync needs a build with the
+    /// `corosync` feature.
+    #[arg(long, value_name = "MODE")]
+    membership: Option<String>,
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
@@ -115,6 +123,7 @@ struct FileConfig {
     metrics: Option<String>,
     control: Option<PathBuf>,
     membership: Option<String>,
+    corosync_group: Option<String>,
     heartbeat_ms: Option<u64>,
     silence_ms: Option<u64>,
     connect_timeout_ms: Option<u64>,
@@ -192,19 +201,26 @@ impl DaemonArgs {
                 toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?
             }
         };
-        match file.membership.as_deref() {
-            None | Some("static") => {}
-            Some("corosync") => {
-                return Err(
-                    "membership \"corosync\": not built yet; this build has static membership only"
-                        .into(),
-                )
-            }
+        let membership = match self.membership.as_deref().or(file.membership.as_deref()) {
+            None | Some("static") => Membership::Static,
+            Some("corosync") => Membership::Corosync {
+                group: file
+                    .corosync_group
+                    .clone()
+                    .unwrap_or_else(|| Membership::GROUP.into()),
+            },
             Some(other) => {
                 return Err(format!(
-                    "membership {other:?}: expected \"static\" (corosync is not built yet)"
+                    "membership {other:?}: expected \"static\" or \"corosync\""
                 ))
             }
+        };
+        if !membership.available() {
+            return Err(
+                "membership \"corosync\": this ckpt was built without corosync support \
+                 (cargo build --features corosync, with the corosync client libraries installed)"
+                    .into(),
+            );
         }
         let mut segments = config.clone();
         if let (None, Some(d)) = (dir, &file.dir) {
@@ -225,6 +241,7 @@ impl DaemonArgs {
             .unwrap_or_else(|| "0.0.0.0:7400".into());
         let listen = address("listen address", &listen)?;
         let mut c = NodeConfig::new(node, &name, listen, segments);
+        c.membership = membership;
         c.peers = if self.peers.is_empty() {
             file.peer
                 .iter()
@@ -666,6 +683,24 @@ pub fn prometheus(s: &NodeStatus) -> String {
         "Incoming links refused for another reason (stranger, held as primary, too many).",
         vec![(String::new(), s.refused.to_string())],
     );
+    metric(
+        "ckpt_quorate",
+        "gauge",
+        "1 while this node's partition is quorate (static membership: always).",
+        vec![(String::new(), u64::from(s.membership.quorate).to_string())],
+    );
+    metric(
+        "ckpt_fenced",
+        "gauge",
+        "1 while this node holds its copies fenced (no writes, no promotion).",
+        vec![(String::new(), u64::from(s.membership.fenced).to_string())],
+    );
+    metric(
+        "ckpt_members",
+        "gauge",
+        "Members of the daemons' group, this node included (corosync membership).",
+        vec![(String::new(), s.membership.members.len().to_string())],
+    );
     let peers = |f: fn(&ckpt::node::PeerStatus) -> usize| {
         s.peers
             .iter()
@@ -802,7 +837,26 @@ mod tests {
         assert!(bad("node = 1\nlisten = \"127.0.0.1:0\"\nport = 3\n").contains("unknown field"));
         assert!(bad("listen = \"127.0.0.1:0\"\n").contains("no node id"));
         assert!(bad("node = 1\nlisten = \"nowhere\"\n").contains("listen address"));
-        assert!(bad("node = 1\nmembership = \"corosync\"\n").contains("not built yet"));
+        if cfg!(feature = "corosync") {
+            let s = DaemonArgs {
+                membership: Some("corosync".into()),
+                node: Some(1),
+                ..args()
+            }
+            .settings(&config, None)
+            .unwrap();
+            assert_eq!(
+                s.node.membership,
+                Membership::Corosync {
+                    group: "ckpt".into()
+                }
+            );
+        } else {
+            assert!(
+                bad("node = 1\nmembership = \"corosync\"\n").contains("without corosync support")
+            );
+        }
+        assert!(bad("node = 1\nmembership = \"raft\"\n").contains("expected \"static\" or"));
         assert!(bad("node = 1\nheartbeat_ms = 600\n").contains("twice"));
         assert!(bad("node = 1\nscan_ms = 0\n").contains("above 0"));
         assert!(bad("node = 1\nlog_bytes = 100000\n").contains("power of two"));

@@ -10,145 +10,35 @@
 //! failure is on the replica. Each fault prints one line of results (run with
 //! `--nocapture` to see them; CI does).
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ckpt::{Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode};
+use ckpt::{Time, UpdateMode};
 use ckpt_cli::netns::{have, Net};
+use common::*;
 
-const WAIT: Duration = Duration::from_secs(30);
-const PORT: u16 = 7400;
-
-/// A daemon in a namespace; killed on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Node {
-    id: u32,
-    dir: PathBuf,
-}
-
-impl Node {
-    fn service(&self) -> Service {
-        Service::with_config(Config {
-            node_id: self.id,
-            ..Config::with_dir(&self.dir)
-        })
-    }
-}
-
-fn start_daemon(net: &Net, node: &Node) -> Daemon {
+/// Starts node `node`'s daemon with the other node as its peer.
+fn start_peer_daemon(net: &Net, node: &Node) -> Daemon {
     let i = node.id as usize - 1;
     let peer = format!("{}={}:{PORT}", 3 - node.id, net.ip[1 - i]);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(node.dir.with_extension("log"))
-        .unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &net.ns[i], env!("CARGO_BIN_EXE_ckpt")])
-        .arg("--dir")
-        .arg(&node.dir)
-        .args(["daemon", "--node", &node.id.to_string()])
-        .args([
-            "--listen",
-            &format!("{}:{PORT}", net.ip[i]),
-            "--peer",
-            &peer,
-        ])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let control = node.dir.join(ckpt_cli::daemon::CONTROL_NAME);
-    until("the daemon", || {
-        ckpt_cli::daemon::fetch_status(&control).is_ok()
-    });
-    Daemon(child)
-}
-
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-type Sections = Vec<(Vec<u8>, Vec<u8>)>;
-
-fn sections(node: &Node, name: &str) -> Option<(u64, Sections)> {
-    let c = node.service().open(name, OpenFlags::READ, None).ok()?;
-    let mut out = Vec::new();
-    for d in c.sections(ckpt::SectionsChosen::Any).ok()? {
-        let id = d.id.as_bytes().to_vec();
-        out.push((id.clone(), c.read_section(&id).ok()?));
-    }
-    out.sort();
-    Some((c.segment().last_seq(), out))
-}
-
-/// Waits until the replica equals the primary byte for byte; how long it took.
-fn converge(a: &Node, b: &Node, name: &str) -> Duration {
-    let t = Instant::now();
-    until("the replica to equal the primary", || {
-        let want = sections(a, name);
-        want.is_some() && sections(b, name) == want
-    });
-    t.elapsed()
+    start_daemon(net, node, &["--peer", &peer])
 }
 
 /// The shipping link's lag for `name`, as node `a`'s daemon reports it.
 fn lag(a: &Node, name: &str) -> Option<u64> {
-    let s = ckpt_cli::daemon::fetch_status(&a.dir.join(ckpt_cli::daemon::CONTROL_NAME)).ok()?;
-    s.links
+    a.status()?
+        .links
         .iter()
         .find(|l| l.checkpoint == name && l.role == ckpt::node::Role::Shipping)
         .map(|l| l.lag)
 }
 
-fn create(node: &Node, name: &str, mode: UpdateMode) -> ckpt::Checkpoint {
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(mode, mode.is_asynchronous()),
-        ..CreationAttributes::new(16, 4096)
-    };
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let c = node.service().open(name, rwc, Some(&attrs)).unwrap();
-    if mode.is_asynchronous() {
-        c.set_active_replica().unwrap();
-    }
-    c
-}
-
-/// Writes `n` updates, 4 KiB each, round robin over 16 sections, starting
-/// from `*next`.
-fn write(c: &ckpt::Checkpoint, next: &mut u64, n: u64) {
-    let mut data = vec![0u8; 4096];
-    for _ in 0..n {
-        let id = format!("s{}", *next % 16);
-        data[..8].copy_from_slice(&next.to_le_bytes());
-        if c.overwrite(id.as_bytes(), &data).is_err() {
-            c.create_section(id.as_bytes(), Time::END, &data).unwrap();
-        }
-        *next += 1;
-    }
-}
-
 #[test]
 fn faults_between_two_nodes_in_network_namespaces() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: the fault tests need root (network namespaces, veth, tc, iptables)");
+    if !root_or_skip("the fault tests") {
         return;
     }
     let net = match Net::new() {
@@ -159,16 +49,10 @@ fn faults_between_two_nodes_in_network_namespaces() {
         }
     };
     let root = tempfile::tempdir_in("/dev/shm").unwrap();
-    let a = Node {
-        id: 1,
-        dir: root.path().join("node1"),
-    };
-    let b = Node {
-        id: 2,
-        dir: root.path().join("node2"),
-    };
-    let mut da = start_daemon(&net, &a);
-    let mut db = start_daemon(&net, &b);
+    let a = Node::new(root.path(), 1);
+    let b = Node::new(root.path(), 2);
+    let mut da = start_peer_daemon(&net, &a);
+    let mut db = start_peer_daemon(&net, &b);
     let name = "safCkpt=faults_async";
     let primary = create(&a, name, UpdateMode::ActiveReplica);
     let mut next = 0u64;
@@ -259,14 +143,14 @@ fn faults_between_two_nodes_in_network_namespaces() {
     // 4. The replica's daemon killed, writes go on, then it starts again.
     drop(db);
     write(&primary, &mut next, 2000);
-    db = start_daemon(&net, &b);
+    db = start_peer_daemon(&net, &b);
     let t = converge(&a, &b, name);
     println!("fault test: replica daemon killed: 2000 updates meanwhile; converged {t:?} after its restart");
 
     // 5. The primary's daemon killed, writes go on, then it starts again.
     drop(da);
     write(&primary, &mut next, 2000);
-    da = start_daemon(&net, &a);
+    da = start_peer_daemon(&net, &a);
     let t = converge(&a, &b, name);
     println!("fault test: primary daemon killed: 2000 updates meanwhile; converged {t:?} after its restart");
 
@@ -313,21 +197,17 @@ fn faults_between_two_nodes_in_network_namespaces() {
         held >= acked_at_failure,
         "a synchronous write acknowledged before the failure is lost: acknowledged {acked_at_failure}, the replica holds {held}"
     );
-    let da = start_daemon(&net, &a);
+    let da = start_peer_daemon(&net, &a);
     let t = converge(&a, &b, sync_name);
     println!(
         "fault test: synchronous, primary daemon killed under the writer: acknowledged through {acked_at_failure} at the failure, the replica held {held} (nothing acknowledged lost); {timeouts} writes timed out while it was down; converged {t:?} after its restart"
     );
     let t = converge(&a, &b, name);
     println!("fault test: both checkpoints equal on both nodes at the end ({t:?})");
-    println!("fault test: partition under corosync SKIPPED: corosync membership is not built");
+    println!("fault test: a partition under corosync: see the corosync tests (cli/tests/corosync.rs, feature corosync)");
     drop(sync);
     drop(primary);
     drop(da);
     drop(db);
-    let mut log = String::new();
-    let _ =
-        std::fs::File::open(b.dir.with_extension("log")).map(|mut f| f.read_to_string(&mut log));
-    assert!(!log.contains("panicked"), "{log}");
-    let _ = Path::new(&root.path());
+    assert!(!panicked(&b));
 }
