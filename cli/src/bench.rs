@@ -57,6 +57,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod redis;
+
 use ckpt_core::frame::FrameKind;
 use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, SectionsChosen, Time};
 use ckpt_shm::{Config, Consumer, SectionRef, Segment};
@@ -1883,6 +1885,7 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
             Err(why) => emit(unmeasured(scenario, baseline, &tr, &why)),
         }
     }
+    let plain_4k_series = plain_4k.clone();
     if let Some(plain) = plain_4k {
         let scenario = format!(
             "replicated 4 KiB overwrites over encrypted links (ChaCha20-Poly1305 under session \
@@ -1929,25 +1932,18 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
                     and an acknowledgement-sized answer"
         .to_string();
     const TR2: &str = "p50 <= 2x baseline";
+    let mut sync_64 = None;
     match measure_sync_write(work, plan, backend) {
         Ok((ours, base)) => {
             let floor = base.summary().p50_ns;
             emit(row(scenario, &ours, baseline, &base, TR2, |s| {
                 s.p50_ns <= 2.0 * floor
-            }))
+            }));
+            sync_64 = Some(ours);
         }
         Err(why) => emit(unmeasured(scenario, baseline, TR2, &why)),
     }
-    emit(unmeasured(
-        "Redis SET with one replica, and SET + WAIT 1 (the sync write's peer)".into(),
-        "-".into(),
-        "sync write p50 below Redis SET + WAIT 1",
-        if redis_installed() {
-            "skipped: a redis-server is installed, but the Redis comparison is not built yet"
-        } else {
-            "skipped: no redis-server binary on this machine"
-        },
-    ));
+    beside_redis(work, plan, sync_64.as_ref(), plain_4k_series.as_ref(), emit);
     let mib = plan.takeover_sections;
     let scenario = format!(
         "full resync of a {mib} MiB checkpoint (1 MiB sections) into a new replica over \
@@ -1967,10 +1963,92 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
     }
 }
 
-/// True if a `redis-server` binary is on the PATH.
-fn redis_installed() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("redis-server").is_file()))
+/// The Redis rows: our synchronous write beside Redis SET + WAIT 1, and
+/// our replicated 4 KiB throughput beside Redis SETs pipelined to a
+/// replica (each batch until the replica holds it). Both are measured in
+/// this run, ours in the rows above; skipped with a note where no
+/// `redis-server` is installed (CI never needs one).
+fn beside_redis(
+    work: &Work,
+    plan: &Plan,
+    sync_64: Option<&Series>,
+    replicated_4k: Option<&Series>,
+    emit: &mut dyn FnMut(BenchRow),
+) {
+    let sync_scenario = "Redis comparison: sync write 64 B (ours: the sync write row above) \
+                         beside Redis SET of 64 B + WAIT 1 with one replica over loopback \
+                         (percentiles over writes)"
+        .to_string();
+    let sync_baseline =
+        "Redis SET + WAIT 1 (a primary and one replica, started for the run)".to_string();
+    const TSYNC: &str = "sync write p50 below Redis SET + WAIT 1";
+    let n = replicated_batch(4096);
+    let put_scenario = format!(
+        "Redis comparison: replicated 4 KiB updates (ours: the replicated 4 KiB row above) \
+         beside Redis SETs of 4 KiB pipelined in batches of {n}, each batch until WAIT 1 says \
+         the replica holds it (per update)"
+    );
+    let put_baseline = "Redis SET pipelined, one replica, WAIT 1 per batch".to_string();
+    const TPUT: &str = "- (a comparison)";
+    let skip = |why: &str, emit: &mut dyn FnMut(BenchRow)| {
+        emit(unmeasured(
+            sync_scenario.clone(),
+            sync_baseline.clone(),
+            TSYNC,
+            why,
+        ));
+        emit(unmeasured(
+            put_scenario.clone(),
+            put_baseline.clone(),
+            TPUT,
+            why,
+        ));
+    };
+    if !redis::installed() {
+        return skip("skipped: no redis-server binary on this machine", emit);
+    }
+    let dir = work.dir.0.join("redis");
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return skip(&format!("redis directory: {e}"), emit);
+    }
+    let measured = redis::Pair::start(&dir).and_then(|pair| {
+        let mut client = pair.client()?;
+        let writes = (plan.rounds / 4).clamp(200, 3000);
+        let sync = redis::set_wait(&mut client, 64, writes)?;
+        let put = redis::pipelined_sets(&mut client, 4096, n, (plan.rounds / 200).max(8))?;
+        Ok((sync, put))
+    });
+    let (sync, put) = match measured {
+        Ok(m) => m,
+        Err(why) => return skip(&why, emit),
+    };
+    match sync_64 {
+        Some(ours) => {
+            let theirs = sync.summary().p50_ns;
+            emit(row(sync_scenario, ours, sync_baseline, &sync, TSYNC, |s| {
+                s.p50_ns < theirs
+            }))
+        }
+        None => emit(unmeasured(
+            sync_scenario,
+            sync_baseline,
+            TSYNC,
+            "our sync write was not measured",
+        )),
+    }
+    match replicated_4k {
+        Some(ours) => {
+            let mut r = row(put_scenario, ours, put_baseline, &put, TPUT, |_| true);
+            r.met = None;
+            emit(r)
+        }
+        None => emit(unmeasured(
+            put_scenario,
+            put_baseline,
+            TPUT,
+            "our replicated 4 KiB was not measured",
+        )),
+    }
 }
 
 /// Timed resyncs (and as many baseline streams).

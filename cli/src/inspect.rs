@@ -50,6 +50,9 @@ pub struct CheckpointInfo {
     /// `primary` (written by its own processes) or `replica` (written only
     /// by applying a primary's frames).
     pub role: &'static str,
+    /// Fenced by this host's node daemon (its partition has no quorum): no
+    /// local writes, no promotion.
+    pub fenced: bool,
     /// The checkpoint's incarnation (random at creation), in hex.
     pub incarnation: String,
     /// Writer crashes recovered so far.
@@ -143,6 +146,7 @@ pub fn describe(mapped: &Mapped, path: PathBuf) -> CheckpointInfo {
         } else {
             "primary"
         },
+        fenced: mapped.is_fenced(),
         incarnation: format!("{:016x}", h.incarnation),
         recoveries: h.recoveries.load(std::sync::atomic::Ordering::Relaxed),
     }

@@ -688,7 +688,12 @@ fn print_list(
                 c.active_replica.as_ref().map_or("none".into(), |a| {
                     format!("node {} term {} (pid {})", a.node, a.term, a.pid)
                 }),
-                format!("{} at frame {}", c.role, c.last_seq),
+                format!(
+                    "{}{} at frame {}",
+                    c.role,
+                    if c.fenced { " (fenced)" } else { "" },
+                    c.last_seq
+                ),
             ]
         })
         .collect();
