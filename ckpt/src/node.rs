@@ -55,7 +55,7 @@ use ckpt_core::{CheckpointName, OpenFlags};
 use ckpt_shm::{dir, Config, Segment};
 use ckpt_transport::{Backend, Listener};
 
-use crate::membership::{Action, Engine, Event, Membership, Tracker};
+use crate::membership::{reachable, Action, Engine, Event, Membership, Tracker};
 use crate::replication::{
     accept_offer, follow_offered, ship, Ended, LinkEvent, LinkOptions, LinkStats, ReplicationError,
 };
@@ -623,20 +623,23 @@ impl Node {
 
     fn halt(&mut self) {
         let sh = &self.shared;
-        if lock(&sh.tracker).is_some() {
-            // Without its daemon this node cannot know it has quorum, and
-            // the others see it leave and may promote elsewhere.
-            tracing::info!(
-                "fencing this node's copies: without its daemon it cannot know it has quorum"
-            );
-            fence_all(sh);
-        }
         sh.stop.store(true, Ordering::Relaxed);
         for e in lock(&sh.links).values() {
             e.stop.store(true, Ordering::Relaxed);
         }
         for t in self.main.drain(..) {
             let _ = t.join();
+        }
+        if lock(&sh.tracker).is_some() {
+            // Without its daemon this node cannot know it has quorum, and
+            // the others see it leave and may promote elsewhere. (The
+            // membership thread is done: nothing lifts these again.)
+            tracing::info!(
+                "fencing this node's copies: without its daemon it cannot know it has quorum"
+            );
+            if !(0..5).any(|_| fence_all(sh)) {
+                tracing::error!("a copy could not be fenced (its claim stayed busy)");
+            }
         }
         // The main threads are done: nothing adds link threads any more.
         let threads = std::mem::take(&mut *lock(&sh.threads));
@@ -820,6 +823,14 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
     let key = (Role::Following, offered.name.clone(), offered.node);
     let entry = {
         let mut links = lock(&sh.links);
+        // Again under the table's lock, which `drop_links` takes: a peer
+        // that left since is not followed.
+        if !sh.is_member(offered.node) {
+            drop(links);
+            sh.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("refused a link from node {}, which just left", offered.node);
+            return;
+        }
         if links
             .get(&key)
             .is_some_and(|e| e.state() == LinkState::Linked)
@@ -1221,8 +1232,8 @@ fn membership_engine(config: &NodeConfig) -> Result<Option<Box<dyn Engine>>, Nod
     }
 }
 
-/// Every copy this host holds, opened as a link (not an open).
-fn local_segments(sh: &Shared) -> Vec<Segment> {
+/// Every copy this host holds, as the listing maps it (not registered).
+fn local_copies(sh: &Shared) -> Vec<ckpt_shm::Mapped> {
     let Ok(listed) = dir::list(&sh.config.segments) else {
         return Vec::new();
     };
@@ -1230,17 +1241,21 @@ fn local_segments(sh: &Shared) -> Vec<Segment> {
         .into_iter()
         .filter(|e| !e.removed)
         .filter_map(|e| e.segment.ok())
-        .filter_map(|m| Segment::open_for_link(&sh.config.segments, m.name(), OpenFlags::READ).ok())
         .collect()
 }
 
+/// Copy `m`, opened as a link (not an open) to act on it.
+fn open_copy(sh: &Shared, m: &ckpt_shm::Mapped) -> Option<Segment> {
+    Segment::open_for_link(&sh.config.segments, m.name(), OpenFlags::READ).ok()
+}
+
 /// What a copy is, for the members' reports.
-fn copy_state(s: &Segment) -> ckpt_core::cluster::CopyState {
+fn copy_state(m: &ckpt_shm::Mapped) -> ckpt_core::cluster::CopyState {
     ckpt_core::cluster::CopyState {
-        name: s.name().as_bytes().to_vec(),
-        incarnation: s.incarnation(),
-        term: s.current_term(),
-        primary: !s.is_replica(),
+        name: m.name().as_bytes().to_vec(),
+        incarnation: m.incarnation(),
+        term: m.current_term(),
+        primary: !m.is_replica(),
     }
 }
 
@@ -1252,10 +1267,8 @@ fn fence_all(sh: &Shared) -> bool {
         tracing::error!("cannot put the fence marker in the segment directory: {e}");
     }
     let mut done = true;
-    for s in local_segments(sh) {
-        if s.fence(true).is_err() {
-            done = false;
-        }
+    for m in local_copies(sh).iter().filter(|m| !m.is_fenced()) {
+        done &= open_copy(sh, m).is_some_and(|s| s.fence(true).is_ok());
     }
     done
 }
@@ -1268,9 +1281,9 @@ fn lift_stale_fences(sh: &Shared) {
     }
     tracing::warn!("lifting the fence an earlier daemon in corosync mode left: static membership has no quorum");
     let _ = dir::set_fence_marker(&sh.config.segments, false);
-    for s in local_segments(sh) {
-        if s.is_fenced() && s.fence(false).is_err() {
-            tracing::warn!(checkpoint = %s.name(), "its fence could not be lifted: its claim is held");
+    for m in local_copies(sh).iter().filter(|m| m.is_fenced()) {
+        if open_copy(sh, m).is_none_or(|s| s.fence(false).is_err()) {
+            tracing::warn!(checkpoint = %m.name(), "its fence could not be lifted: its claim is held");
         }
     }
 }
@@ -1287,63 +1300,92 @@ fn drop_links(sh: &Shared, nodes: &std::collections::BTreeSet<u32>) {
     }
 }
 
-/// Settles every fenced copy against the members' reports
-/// ([`ckpt_core::cluster::settle`]); true once none is left to do (copies
-/// in conflict stay fenced, logged).
-fn settle_fences(sh: &Shared) -> bool {
+/// Brings this host's copies in line with the tracker, and is run after
+/// every membership event and every [`ENFORCE_EVERY`] (a copy may appear
+/// at any time: a checkpoint created, a replica installed):
+/// - fenced, not yet settleable: every copy fenced, the marker there;
+/// - settleable, or acting: the marker gone, and each fenced copy settled
+///   against the members' reports ([`ckpt_core::cluster::settle`]): lifted,
+///   or demoted then lifted, or left fenced in a conflict (logged once per
+///   copy and round in `conflicts`). Once every fenced copy is settled, a
+///   settleable tracker acts again.
+///
+/// Returns false if a copy's claim was busy: the caller runs it again soon.
+fn enforce(sh: &Shared, conflicts: &mut std::collections::BTreeSet<(Vec<u8>, u64)>) -> bool {
     use ckpt_core::cluster::{settle, Settle};
-    // The reports, copied: the tracker's lock is not held while claims are
-    // taken.
-    let reports: Vec<(u32, ckpt_core::cluster::CopyState)> = {
+    // The tracker's state and reports, copied: its lock is not held while
+    // claims are taken.
+    let (fenced, settleable, reports) = {
         let guard = lock(&sh.tracker);
-        let Some(t) = guard.as_ref().filter(|t| t.fenced() && t.may_settle()) else {
+        let Some(t) = guard.as_ref() else {
             return true;
         };
-        t.reports().map(|(n, c)| (n, c.clone())).collect()
+        let reports: Vec<(u32, ckpt_core::cluster::CopyState)> =
+            t.reports().map(|(n, c)| (n, c.clone())).collect();
+        (t.fenced(), t.may_settle(), reports)
     };
+    if fenced && !settleable {
+        return fence_all(sh);
+    }
     if let Err(e) = dir::set_fence_marker(&sh.config.segments, false) {
         tracing::error!("cannot remove the fence marker: {e}");
         return false;
     }
     let mut done = true;
-    for s in local_segments(sh).iter().filter(|s| s.is_fenced()) {
-        let mine = copy_state(s);
-        let lifted = match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
+    for m in local_copies(sh).iter().filter(|m| m.is_fenced()) {
+        let mine = copy_state(m);
+        let Some(s) = open_copy(sh, m) else {
+            done = false;
+            continue;
+        };
+        done &= match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
             Settle::Lift => s.fence(false).is_ok(),
             Settle::Demote { term } => {
                 let ok = s.demote().is_ok() && s.fence(false).is_ok();
                 if ok {
-                    tracing::warn!(checkpoint = %s.name(), "demoted: a member holds term {term}, newer than this primary's {}", mine.term);
+                    tracing::warn!(checkpoint = %m.name(), "demoted: a member holds term {term}, newer than this primary's {}", mine.term);
                 }
                 ok
             }
             Settle::Conflict { node } => {
-                tracing::error!(checkpoint = %s.name(), "stays fenced: node {node} also holds a primary in term {}; promote one of them (ckpt promote) and unlink or drop the other", mine.term);
+                if conflicts.insert((mine.name.clone(), mine.incarnation ^ u64::from(mine.term))) {
+                    tracing::error!(checkpoint = %m.name(), "stays fenced: node {node} also holds a primary in term {}, with its own history; keep one (unlink the other there, or drop this one here with ckpt unlink --replica after stopping this daemon), then start this daemon again", mine.term);
+                }
                 true
             }
         };
-        done &= lifted;
     }
-    if done {
+    if done && fenced {
         if let Some(t) = lock(&sh.tracker).as_mut() {
             t.settled();
+            if !t.fenced() {
+                tracing::info!(
+                    "quorate, every member's report in: this node's copies may act again"
+                );
+            }
         }
-        tracing::info!("quorate: this node's copies may act again");
     }
     done
 }
 
 /// How often the membership thread looks at the cluster engine.
 const MEMBERSHIP_POLL: Duration = Duration::from_millis(10);
+/// How often the membership thread brings the copies in line with the
+/// tracker even without an event.
+const ENFORCE_EVERY: Duration = Duration::from_millis(200);
 
 /// The membership thread: events from the engine into the tracker, its
 /// actions carried out (announcements sent again while the engine pushes
-/// back).
+/// back), and the copies kept in line with the tracker ([`enforce`]).
 fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Engine>) {
     use ckpt_core::cluster::{encode_hello, encode_report, Hello};
     let mut outbox: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     let mut events = Vec::new();
-    let (mut fence_pending, mut settle_pending) = (false, false);
+    let mut conflicts = std::collections::BTreeSet::new();
+    // At start every copy must be fenced (the first fence may have found a
+    // claim busy).
+    let mut due = true;
+    let mut enforced = Instant::now();
     while !sh.stopping() {
         if let Err(why) = engine.poll(&mut events) {
             tracing::error!(
@@ -1359,25 +1401,23 @@ fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Eng
                 .unwrap_or_default();
             for action in actions {
                 match action {
-                    Action::Announce => {
-                        let ip = if listen.ip().is_unspecified() {
-                            engine.address().unwrap_or_else(|why| {
-                                tracing::warn!(
-                                    "{why}: peers must have this node's address configured"
-                                );
-                                listen.ip()
-                            })
-                        } else {
-                            listen.ip()
-                        };
-                        let hello = Hello {
-                            node: sh.config.node,
-                            listen: SocketAddr::new(ip, listen.port()),
-                        };
-                        let copies: Vec<_> = local_segments(sh).iter().map(copy_state).collect();
+                    Action::Announce { ring, seq } => {
                         outbox.clear();
-                        outbox.push_back(encode_hello(&hello));
-                        outbox.extend(encode_report(sh.config.node, &copies));
+                        // Sent even with an address no peer can use (they
+                        // ignore it): this node's own hello coming back is
+                        // what tells it its view is current.
+                        let at = announced_address(listen, &*engine);
+                        if !reachable(at) {
+                            tracing::error!("announcing {at}, which no peer can reach: give --listen a routable address, or have corosync's ring0_addr resolve to one");
+                        }
+                        outbox.push_back(encode_hello(&Hello {
+                            node: sh.config.node,
+                            ring,
+                            seq,
+                            listen: at,
+                        }));
+                        let copies: Vec<_> = local_copies(sh).iter().map(copy_state).collect();
+                        outbox.extend(encode_report(sh.config.node, ring, seq, &copies));
                     }
                     Action::Left(nodes) => {
                         tracing::warn!("node(s) {nodes:?} left the membership: their links end");
@@ -1385,9 +1425,9 @@ fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Eng
                     }
                     Action::Fence => {
                         tracing::warn!("this node's partition has no quorum: its copies are fenced (no writes, no promotion)");
-                        fence_pending = true;
+                        due = true;
                     }
-                    Action::Settle => settle_pending = true,
+                    Action::Settle => due = true,
                 }
             }
         }
@@ -1404,23 +1444,52 @@ fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Eng
                 }
             }
         }
-        if fence_pending {
-            fence_pending = !fence_all(sh);
-        }
-        if settle_pending && !fence_pending {
-            settle_pending = !settle_fences(sh);
+        if due || enforced.elapsed() >= ENFORCE_EVERY {
+            due = !enforce(sh, &mut conflicts);
+            enforced = Instant::now();
         }
         std::thread::sleep(MEMBERSHIP_POLL);
+    }
+}
+
+/// Where this daemon tells its peers it listens: its listen address, or
+/// for one listening on every address, the engine's address for this node.
+fn announced_address(listen: SocketAddr, engine: &dyn Engine) -> SocketAddr {
+    if !listen.ip().is_unspecified() {
+        return listen;
+    }
+    match engine.address() {
+        Ok(ip) => SocketAddr::new(ip, listen.port()),
+        Err(why) => {
+            tracing::warn!("{why}");
+            listen
+        }
     }
 }
 
 fn log_membership(e: &Event) {
     match e {
         Event::Members(m) => tracing::info!("members of the group: {m:?}"),
-        Event::Quorate(q) => tracing::info!("quorate: {q}"),
-        Event::Hello(h) => tracing::info!("node {} listens on {}", h.node, h.listen),
+        Event::Quorum { quorate, ring } => tracing::info!("quorate: {quorate} (ring {ring})"),
+        Event::Hello(h) => tracing::debug!(
+            "node {} listens on {} (ring {}, announcement {})",
+            h.node,
+            h.listen,
+            h.ring,
+            h.seq
+        ),
         Event::Report(r) => {
-            tracing::debug!("node {} reports {} copies", r.node, r.copies.len())
+            tracing::debug!(
+                "node {} reports {} copies (part {})",
+                r.node,
+                r.copies.len(),
+                r.part
+            )
+        }
+        Event::Dropped(n) => {
+            tracing::warn!(
+                "a message from node {n} was dropped: its report waits for the next round"
+            )
         }
         Event::Lost => {}
     }

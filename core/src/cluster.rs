@@ -2,15 +2,18 @@
 //! messaging (corosync CPG), and the rule a fenced node follows once its
 //! partition regains quorum. The byte format is defined here, once.
 //!
-//! After every change of the group's membership, each daemon multicasts
+//! After every change of the group's membership or of the quorum, each
+//! daemon multicasts, tagged with the quorum's ring (the cluster engine's
+//! number for the current membership, the same on every node of it) and
+//! its own announcement's number:
 //! - a [`Hello`]: its node id and where its replication listener is, so
 //!   peers need not be configured by hand; and
 //! - its [`Report`]: every checkpoint copy it holds (name, incarnation,
-//!   term, primary or replica), in one or more parts.
+//!   term, primary or replica), in numbered parts, the last one marked.
 //!
 //! A node whose partition lost quorum fenced its copies (no local writer,
-//! no promotion). Once it is quorate again and holds every member's report
-//! sent in the current membership, [`settle`] decides each fenced copy: a
+//! no promotion). Once it is quorate again and holds every member's whole
+//! report sent for the current quorum, [`settle`] decides each fenced copy: a
 //! primary that another member knows a newer term of is demoted (the other
 //! side promoted a replica while this one could not write); otherwise the
 //! fence is lifted.
@@ -43,6 +46,10 @@ const CRC_BYTES: usize = 4;
 pub struct Hello {
     /// The daemon's node id.
     pub node: u32,
+    /// The quorum ring the daemon knew when it sent this.
+    pub ring: u64,
+    /// The announcement's number (the daemon's own, growing).
+    pub seq: u64,
     /// Its replication listener.
     pub listen: SocketAddr,
 }
@@ -65,6 +72,12 @@ pub struct CopyState {
 pub struct Report {
     /// The reporting node.
     pub node: u32,
+    /// The quorum ring the daemon knew when it sent this.
+    pub ring: u64,
+    /// The announcement's number (the daemon's own, growing).
+    pub seq: u64,
+    /// Its number in the report, from 0 (part 0 starts a report over).
+    pub part: u16,
     /// True on the report's last part.
     pub last: bool,
     /// Copies, at most [`COPIES_PER_PART_MAX`].
@@ -110,6 +123,8 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
     let mut out = Vec::with_capacity(40);
     put_head(&mut out, KIND_HELLO);
     out.extend_from_slice(&h.node.to_le_bytes());
+    out.extend_from_slice(&h.ring.to_le_bytes());
+    out.extend_from_slice(&h.seq.to_le_bytes());
     match h.listen.ip() {
         IpAddr::V4(ip) => {
             out.push(4);
@@ -125,29 +140,43 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
     out
 }
 
-/// The messages of a node's report of `copies`: as many parts as needed,
-/// the last one marked (an empty report is one empty last part). Copies
-/// whose names are longer than a checkpoint name may be are left out.
-pub fn encode_report(node: u32, copies: &[CopyState]) -> Vec<Vec<u8>> {
+/// The messages of node `node`'s report of `copies` in announcement `seq`
+/// (knowing quorum ring `ring`): as many
+/// parts as needed (at most `u16::MAX + 1`), numbered, the last one marked
+/// (an empty report is one empty last part). Copies whose names are empty
+/// or longer than a checkpoint name may be are left out.
+pub fn encode_report(node: u32, ring: u64, seq: u64, copies: &[CopyState]) -> Vec<Vec<u8>> {
     let valid: Vec<&CopyState> = copies
         .iter()
         .filter(|c| !c.name.is_empty() && c.name.len() <= CHECKPOINT_NAME_BYTES_MAX)
         .collect();
+    let limit = COPIES_PER_PART_MAX * (usize::from(u16::MAX) + 1);
+    let valid = &valid[..valid.len().min(limit)];
     let mut parts = Vec::new();
     let mut chunks = valid.chunks(COPIES_PER_PART_MAX).peekable();
     if chunks.peek().is_none() {
-        return vec![encode_part(node, true, &[])];
+        return vec![encode_part((node, ring, seq), 0, true, &[])];
     }
     while let Some(chunk) = chunks.next() {
-        parts.push(encode_part(node, chunks.peek().is_none(), chunk));
+        let part = parts.len() as u16;
+        parts.push(encode_part(
+            (node, ring, seq),
+            part,
+            chunks.peek().is_none(),
+            chunk,
+        ));
     }
     parts
 }
 
-fn encode_part(node: u32, last: bool, copies: &[&CopyState]) -> Vec<u8> {
+fn encode_part(from: (u32, u64, u64), part: u16, last: bool, copies: &[&CopyState]) -> Vec<u8> {
+    let (node, ring, seq) = from;
     let mut out = Vec::new();
     put_head(&mut out, KIND_REPORT);
     out.extend_from_slice(&node.to_le_bytes());
+    out.extend_from_slice(&ring.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&part.to_le_bytes());
     out.push(u8::from(last));
     out.extend_from_slice(&(copies.len() as u16).to_le_bytes());
     for c in copies {
@@ -225,6 +254,8 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
     let message = match body[5] {
         KIND_HELLO => {
             let node = r.node()?;
+            let ring = u64::from_le_bytes(r.array()?);
+            let seq = u64::from_le_bytes(r.array()?);
             let ip = match r.u8()? {
                 4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
                 6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
@@ -233,11 +264,16 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
             let port = u16::from_le_bytes(r.array()?);
             ClusterMessage::Hello(Hello {
                 node,
+                ring,
+                seq,
                 listen: SocketAddr::new(ip, port),
             })
         }
         KIND_REPORT => {
             let node = r.node()?;
+            let ring = u64::from_le_bytes(r.array()?);
+            let seq = u64::from_le_bytes(r.array()?);
+            let part = u16::from_le_bytes(r.array()?);
             let last = r.flag()?;
             let count = usize::from(u16::from_le_bytes(r.array()?));
             if count > COPIES_PER_PART_MAX {
@@ -259,7 +295,14 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
                     primary,
                 });
             }
-            ClusterMessage::Report(Report { node, last, copies })
+            ClusterMessage::Report(Report {
+                node,
+                ring,
+                seq,
+                part,
+                last,
+                copies,
+            })
         }
         _ => return Err(ClusterDecodeError::Field),
     };
@@ -335,6 +378,8 @@ mod tests {
         for listen in ["10.0.0.1:7400", "[fe80::1]:9"] {
             let h = Hello {
                 node: 7,
+                ring: 42,
+                seq: 5,
                 listen: listen.parse().unwrap(),
             };
             let b = encode_hello(&h);
@@ -349,7 +394,7 @@ mod tests {
         let copies: Vec<CopyState> = (0..250)
             .map(|i| copy(&format!("safCkpt=c{i}"), i, i as u32, i % 2 == 0))
             .collect();
-        let parts = encode_report(3, &copies);
+        let parts = encode_report(3, 9, 4, &copies);
         assert_eq!(parts.len(), 3);
         let mut back = Vec::new();
         for (i, p) in parts.iter().enumerate() {
@@ -357,15 +402,21 @@ mod tests {
             let ClusterMessage::Report(r) = decode(p).unwrap() else {
                 panic!("not a report")
             };
-            assert_eq!((r.node, r.last), (3, i == 2));
+            assert_eq!(
+                (r.node, r.ring, r.seq, r.part, r.last),
+                (3, 9, 4, i as u16, i == 2)
+            );
             back.extend(r.copies);
         }
         assert_eq!(back, copies);
-        let empty = encode_report(3, &[]);
+        let empty = encode_report(3, 9, 4, &[]);
         assert_eq!(
             decode(&empty[0]),
             Ok(ClusterMessage::Report(Report {
                 node: 3,
+                ring: 9,
+                seq: 4,
+                part: 0,
                 last: true,
                 copies: vec![]
             }))
@@ -376,6 +427,8 @@ mod tests {
     fn a_field_out_of_range_is_refused_even_under_a_good_checksum() {
         let mut b = encode_hello(&Hello {
             node: 1,
+            ring: 1,
+            seq: 1,
             listen: "10.0.0.1:1".parse().unwrap(),
         });
         // Node id above the limit, checksum made right.

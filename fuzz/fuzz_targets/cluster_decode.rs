@@ -19,11 +19,12 @@ fn check(bytes: &[u8]) {
     let again = match &m {
         ClusterMessage::Hello(h) => encode_hello(h),
         ClusterMessage::Report(r) => {
-            let mut parts = encode_report(r.node, &r.copies);
+            let mut parts = encode_report(r.node, r.ring, r.seq, &r.copies);
             assert_eq!(parts.len(), 1, "an accepted part re-encodes as one part");
             let mut p = parts.remove(0);
-            // The last-part flag is the caller's, not the copies'.
-            p[10] = bytes[10];
+            // The part's number and last-part flag are the caller's, not
+            // the copies' (bytes 26..29).
+            p[26..29].copy_from_slice(&bytes[26..29]);
             let n = p.len() - 4;
             let crc = crc32c::crc32c(&p[..n]).to_le_bytes();
             p[n..].copy_from_slice(&crc);
@@ -56,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         });
         r = &r[13 + len..];
     }
-    for mut part in encode_report(u32::from(mode >> 1), &copies) {
+    for mut part in encode_report(u32::from(mode >> 1), u64::from(mode), 7, &copies) {
         check(&part);
         if !part.is_empty() {
             let at = usize::from(mode) * 7 % part.len();

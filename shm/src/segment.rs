@@ -446,9 +446,10 @@ impl Mapped {
     /// Implausible words never delete a checkpoint: a negative retention, or
     /// a last close before the checkpoint was created or in the future.
     pub fn retention_expired(&self, now: Time) -> bool {
-        if self.is_replica() {
+        if self.is_replica() || self.is_fenced() {
             // A replica expires nothing on its own: its primary's unlink
-            // reaches it as a frame.
+            // reaches it as a frame. A fenced copy's host has no quorum: it
+            // deletes nothing it could not log the unlink of.
             return false;
         }
         let h = self.header();

@@ -4,13 +4,17 @@
 //! cargo build --release -p ckpt-benches --bin repl_loop
 //! target/release/repl_loop 2000000            # prints updates/s
 //! perf record -g target/release/repl_loop 2000000
+//! target/release/repl_loop --resync 256        # a 256 MiB full resync
 //! ```
 //!
 //! A primary (asynchronous, one 64 B section) and its replica in two scratch
 //! directories, linked by `ckpt::replication::ship`/`follow` over loopback
 //! (io_uring where the kernel allows it). The writer writes in bursts the
 //! ring can hold and waits for the replica between bursts; it prints the
-//! updates per second over the whole run. `ckpt bench` is the measurement
+//! updates per second over the whole run. With `--resync MIB`, the primary
+//! holds MIB sections of 1 MiB, whose frames the ring no longer holds, and
+//! a new replica is rebuilt by the snapshot; it prints how long until the
+//! replica holds the primary's last frame. `ckpt bench` is the measurement
 //! with baselines; this is the profiling harness.
 
 use std::sync::atomic::AtomicBool;
@@ -24,12 +28,15 @@ use ckpt_transport::{Auto, Backend, Choice, Listener};
 const BURST: u64 = 16_000;
 
 fn main() {
-    let total: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
-        Some(Ok(n)) if n > 0 => n,
-        _ => {
-            eprintln!("usage: repl_loop UPDATES");
-            std::process::exit(2);
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (resync, total) = match args.as_slice() {
+        [flag, n] if flag == "--resync" => (true, n.parse().ok()),
+        [n] => (false, n.parse().ok()),
+        _ => (false, None),
+    };
+    let Some(total @ 1..) = total.map(|n: u64| n) else {
+        eprintln!("usage: repl_loop UPDATES | repl_loop --resync MIB");
+        std::process::exit(2);
     };
     let (a, b) = (scratch("primary"), scratch("replica"));
     let config = |dir: &std::path::Path| Config {
@@ -39,7 +46,14 @@ fn main() {
     let name = CheckpointName::new("repl-loop").expect("a name");
     let attrs = CreationAttributes {
         flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(4, 64)
+        ..if resync {
+            CreationAttributes {
+                section_id_bytes_max: 16,
+                ..CreationAttributes::new(total as u32 + 1, 1 << 20)
+            }
+        } else {
+            CreationAttributes::new(4, 64)
+        }
     };
     let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let primary = Segment::open(&config(&a), &name, rwc, Some(&attrs)).expect("the primary");
@@ -47,6 +61,15 @@ fn main() {
     let (section, _) = primary
         .create_section(Some(b"s64"), Time::END, &[0; 64])
         .expect("a section");
+    if resync {
+        let mut data = vec![0u8; 1 << 20];
+        for i in 0..total {
+            data.fill(i as u8);
+            primary
+                .create_section(Some(&i.to_be_bytes()), Time::END, &data)
+                .unwrap_or_else(|e| panic!("1 MiB section {i}: {e:?}"));
+        }
+    }
     let (backend, _) = Auto::select(Choice::Auto).expect("a backend");
     eprintln!("transport: {}", backend.name());
     let opts = LinkOptions::default();
@@ -56,6 +79,7 @@ fn main() {
         .expect("listen");
     let addr = listener.local_addr().unwrap();
     let replica_config = config(&b);
+    let linked = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
             let (mut conn, _) = listener.accept(Duration::from_secs(5)).unwrap().unwrap();
@@ -73,6 +97,20 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        if resync {
+            let start = linked;
+            while replica.last_seq() < primary.last_seq() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            let took = start.elapsed();
+            println!(
+                "{total} MiB resynced in {:.3} s ({:.2} GB/s)",
+                took.as_secs_f64(),
+                total as f64 * 1048576.0 / took.as_secs_f64() / 1e9
+            );
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
         let data = [0x5Au8; 64];
         let start = Instant::now();
         let mut written = 0;

@@ -1,12 +1,17 @@
-//! The corosync binding: CPG group membership and messages, votequorum's
-//! quorum, through `rust-corosync` (the corosync project's own bindings).
+//! The corosync binding: CPG group membership, rings and messages, and
+//! the quorum service's decisions (votequorum's, the provider corosync must
+//! be configured with), through `rust-corosync` (the corosync project's own
+//! bindings).
 //!
 //! The bindings call plain function pointers from inside `dispatch`, on the
 //! thread that dispatches; those functions queue [`Event`]s in a
-//! thread-local list that [`Corosync::poll`] drains, so no state is shared
+//! thread-local list that `Corosync::poll` drains, so no state is shared
 //! through globals. Dispatching with `DispatchFlags::All` does not block
 //! (it takes what is there), so the node's membership thread polls both
-//! libraries on a short period and also looks at its stop flag.
+//! libraries on a short period and also looks at its stop flag. The first
+//! events (the group's view with this node in it, the ring, the current
+//! quorum: tracking starts with a notification of the current state) come
+//! at the first polls.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -15,7 +20,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use ckpt_core::cluster::{self, ClusterMessage};
 use rust_corosync::cmap;
 use rust_corosync::cpg;
-use rust_corosync::votequorum;
+use rust_corosync::quorum;
 use rust_corosync::{DispatchFlags, NodeId, TrackFlags};
 
 use super::{Engine, Event};
@@ -26,15 +31,26 @@ thread_local! {
 }
 
 /// The most events queued between two polls (a flood from the engine is
-/// cut; membership and quorum events are never dropped, messages are).
+/// cut: membership, ring and quorum events are never dropped; a member's
+/// message that is becomes `Event::Dropped`, which keeps its report of the
+/// round from counting).
 const QUEUED_MAX: usize = 4096;
 
 fn queue(e: Event) {
     EVENTS.with(|q| {
         let mut q = q.borrow_mut();
-        let keep = matches!(e, Event::Members(_) | Event::Quorate(_) | Event::Lost);
-        if keep || q.len() < QUEUED_MAX {
-            q.push(e);
+        let from = match &e {
+            Event::Hello(h) => Some(h.node),
+            Event::Report(r) => Some(r.node),
+            _ => None,
+        };
+        match from {
+            Some(node) if q.len() >= QUEUED_MAX => {
+                if !q.contains(&Event::Dropped(node)) {
+                    q.push(Event::Dropped(node));
+                }
+            }
+            _ => q.push(e),
         }
     });
 }
@@ -63,15 +79,18 @@ fn confchg(
     queue(Event::Members(members));
 }
 
-fn quorum(_: &votequorum::Handle, _context: u64, quorate: bool, _nodes: Vec<votequorum::Node>) {
-    queue(Event::Quorate(quorate));
+fn quorum_changed(_: &quorum::Handle, quorate: bool, ring: quorum::RingId, _nodes: Vec<NodeId>) {
+    queue(Event::Quorum {
+        quorate,
+        ring: ring.seq,
+    });
 }
 
 /// One connection to the local corosync: joined to the daemons' group,
 /// tracking quorum.
 struct Connection {
     cpg: cpg::Handle,
-    votequorum: votequorum::Handle,
+    quorum: quorum::Handle,
     group: String,
     local: u32,
 }
@@ -159,9 +178,9 @@ fn err(what: &str, e: rust_corosync::CsError) -> String {
 }
 
 impl Connection {
-    /// Connects to the local corosync, reads the current quorum, and joins
-    /// `group`. The first events (quorum, then the membership with this node
-    /// in it) come at the next polls.
+    /// Connects to the local corosync, starts tracking quorum and joins
+    /// `group`. Refused if corosync has no quorum provider (every partition
+    /// would count as quorate).
     fn connect(group: &str) -> Result<Connection, String> {
         let model = cpg::ModelData::ModelV1(cpg::Model1Data {
             flags: cpg::Model1Flags::None,
@@ -171,25 +190,21 @@ impl Connection {
         });
         let cpg = cpg::initialize(&model, 0).map_err(|e| err("cpg initialize", e))?;
         let local = u32::from(cpg::local_get(&cpg).map_err(|e| err("cpg local node", e))?);
-        let callbacks = votequorum::Callbacks {
-            quorum_notification_fn: Some(quorum),
+        let model = quorum::ModelData::ModelV1(quorum::Model1Data {
+            flags: quorum::Model1Flags::None,
+            quorum_notification_fn: Some(quorum_changed),
             nodelist_notification_fn: None,
-            expectedvotes_notification_fn: None,
-        };
-        let votequorum =
-            votequorum::initialize(&callbacks).map_err(|e| err("votequorum initialize", e))?;
-        let info = votequorum::get_info(&votequorum, NodeId::from(local))
-            .map_err(|e| err("votequorum info", e))?;
-        queue(Event::Quorate(
-            info.flags
-                .contains(votequorum::NodeInfoFlags::VOTEQUORUM_INFO_QUORATE),
-        ));
-        votequorum::trackstart(&votequorum, 0, TrackFlags::Changes)
-            .map_err(|e| err("votequorum track", e))?;
+        });
+        let (quorum, kind) =
+            quorum::initialize(&model, 0).map_err(|e| err("quorum initialize", e))?;
+        if matches!(kind, quorum::QuorumType::Free) {
+            return Err("corosync has no quorum provider: configure `quorum { provider: corosync_votequorum }` (without one, every partition would count as quorate)".into());
+        }
+        quorum::trackstart(&quorum, TrackFlags::Changes).map_err(|e| err("quorum track", e))?;
         cpg::join(&cpg, group).map_err(|e| err(&format!("cpg join {group:?}"), e))?;
         Ok(Connection {
             cpg,
-            votequorum,
+            quorum,
             group: group.to_string(),
             local,
         })
@@ -223,10 +238,10 @@ impl Connection {
     /// connection is lost.
     fn poll(&mut self, out: &mut Vec<Event>) -> Result<(), String> {
         let cpg = cpg::dispatch(&self.cpg, DispatchFlags::All);
-        let vq = votequorum::dispatch(&self.votequorum, DispatchFlags::All);
+        let quorum = quorum::dispatch(&self.quorum, DispatchFlags::All);
         EVENTS.with(|q| out.append(&mut q.borrow_mut()));
         cpg.map_err(|e| err("cpg dispatch", e))?;
-        vq.map_err(|e| err("votequorum dispatch", e))
+        quorum.map_err(|e| err("quorum dispatch", e))
     }
 
     /// Multicasts `message` to the group, in agreed order. Corosync's flow
@@ -241,7 +256,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let _ = cpg::leave(&self.cpg, &self.group);
-        let _ = votequorum::trackstop(&self.votequorum);
+        let _ = quorum::trackstop(&self.quorum);
         // The handles finalize themselves when dropped.
     }
 }

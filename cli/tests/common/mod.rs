@@ -169,3 +169,23 @@ pub fn panicked(node: &Node) -> bool {
     }
     bad
 }
+
+/// Prints the logs in `0` if the test is failing (dropped during a panic),
+/// so a failure in CI shows what the daemons said.
+pub struct ShowLogsOnFailure(pub Vec<PathBuf>);
+
+impl Drop for ShowLogsOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for path in &self.0 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(80).collect();
+            eprintln!("---- {} (last {} lines)", path.display(), tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}

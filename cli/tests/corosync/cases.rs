@@ -186,6 +186,10 @@ fn two_nodes_find_each_other_and_a_leaving_daemon_releases_synchronous_writers()
     };
     let a = Node::new(root.path(), 1);
     let b = Node::new(root.path(), 2);
+    let _logs = ShowLogsOnFailure(vec![
+        a.dir.with_extension("log"),
+        b.dir.with_extension("log"),
+    ]);
     // Corosync's authkey is the cluster key too.
     let key = root.path().join("authkey");
     let key = key.to_str().unwrap();
@@ -289,6 +293,7 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
     };
     let nodes: Vec<Node> = (1..=3).map(|id| Node::new(root.path(), id)).collect();
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let _logs = ShowLogsOnFailure(nodes.iter().map(|n| n.dir.with_extension("log")).collect());
     let coro = ["--membership", "corosync"];
     let mut daemons: Vec<Daemon> = nodes
         .iter()
@@ -327,10 +332,16 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
     assert_eq!(refused, WriteError::TryAgain);
     assert_eq!(refused.ais(), ckpt::AisError::TryAgain);
     wait_membership(a, &[1], false, true);
-    // Still refused while it lasts; promotion refused too.
+    // Still refused while it lasts; a checkpoint created meanwhile is born
+    // fenced.
     assert_eq!(update(&primary, next), Err(WriteError::TryAgain));
+    let late = create(a, "safCkpt=born_fenced", UpdateMode::AllReplicas);
+    assert_eq!(
+        late.create_section(b"x", ckpt::Time::END, b"x").err(),
+        Some(ckpt::SectionCreateError::TryAgain)
+    );
     println!(
-        "corosync test: partition: node 1 fenced {fenced_in:?} after the cut (it accepted {written_while_cut} updates before it knew), its writes get TRY_AGAIN"
+        "corosync test: partition: node 1 fenced {fenced_in:?} after the cut (it accepted {written_while_cut} updates before it knew), its writes get TRY_AGAIN, and a checkpoint created there is born fenced"
     );
 
     // The majority goes on: node 2 promotes its replica and writes.
@@ -368,11 +379,14 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
         "the deposed primary's writer must be refused"
     );
     converge(b, c, name);
+    late.create_section(b"x", ckpt::Time::END, b"x")
+        .expect("the checkpoint born fenced acts once the partition healed");
     println!(
         "corosync test: partition healed: node 1 settled in {settled:?} as a replica of term 2, equal to node 2 byte for byte {t:?} later"
     );
     drop(primary);
     drop(takeover);
+    drop(late);
     daemons.clear();
     for n in &nodes {
         assert!(!panicked(n));
