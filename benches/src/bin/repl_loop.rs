@@ -79,6 +79,9 @@ fn main() {
         .expect("listen");
     let addr = listener.local_addr().unwrap();
     let replica_config = config(&b);
+    if resync {
+        eprintln!("resync starts");
+    }
     let linked = Instant::now();
     std::thread::scope(|s| {
         s.spawn(|| {
