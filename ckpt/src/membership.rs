@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
-use ckpt_core::cluster::{CopyState, Hello, Report};
+use ckpt_core::cluster::{Answering, CopyState, Hello, Report, COPIES_MAX};
 
 #[cfg(feature = "corosync")]
 pub mod corosync;
@@ -87,7 +87,7 @@ pub(crate) fn reachable(at: SocketAddr) -> bool {
     !at.ip().is_unspecified() && !at.ip().is_loopback()
 }
 
-/// What the cluster engine reports.
+/// What the cluster engine reports, and the node's clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The members of the daemons' group now (this node included).
@@ -100,48 +100,44 @@ pub enum Event {
         ring: u64,
     },
     /// A member (or this node: its own messages come back in the group's
-    /// order) says where it listens.
+    /// order) says where it listens, maybe requesting reports.
     Hello(Hello),
-    /// A part of a member's report of its copies.
+    /// A part of a member's report, answering some node's request.
     Report(Report),
     /// A message from this member was dropped before it was read (too many
-    /// queued): its report cannot be trusted whole until it announces again.
+    /// queued): its answer to the current request cannot be trusted whole.
     Dropped(u32),
     /// The connection to the cluster engine is lost: no members, no quorum.
     Lost,
+    /// About a second passed: a request that got no whole answers is made
+    /// again (a message may have been dropped).
+    Tick,
 }
 
 /// What the node must do after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Multicast this node's hello and its report of its copies, tagged
-    /// with the quorum ring it knows and this announcement's number (the
-    /// membership or the quorum changed).
-    Announce {
-        /// The quorum ring (0 while none is known).
-        ring: u64,
-        /// The announcement's number.
+    /// Multicast this node's hello number `seq`; with `request`, every other
+    /// member answers with its report.
+    Hello {
+        /// The hello's number.
         seq: u64,
+        /// Reports are requested.
+        request: bool,
     },
+    /// Multicast this node's report, answering a member's request.
+    Answer(Answering),
     /// These members left: end their links now.
     Left(BTreeSet<u32>),
     /// Fence every copy this node holds (and new ones: the marker).
     Fence,
-    /// Quorate, fenced, this node's view current and every member's report
-    /// in: settle each fenced copy against [`Tracker::reports`], then call
-    /// [`Tracker::settled`].
+    /// Fenced copies may be settled now against [`Tracker::reports`].
     Settle,
 }
 
-/// The most copies kept from one member's report (a member reporting more
-/// is cut there, and its report never counts as whole).
-const COPIES_KEPT_MAX: usize = 1 << 16;
-
-/// One member's report as received since the group's view last changed.
+/// One member's answer to this node's current request, as received.
 #[derive(Debug, Clone, Default)]
 struct Received {
-    ring: u64,
-    seq: u64,
     next_part: u16,
     whole: bool,
     damaged: bool,
@@ -150,17 +146,18 @@ struct Received {
 
 /// The membership as this node knows it, and where its fence stands.
 ///
-/// Every change of the group's members or of the quorum makes this node
-/// announce itself again (its hello and report, tagged with the quorum
-/// ring it knows and a growing number). The group delivers messages in one
-/// order for all, after the membership changes of the ring they were sent
-/// in; so once this node's own latest hello comes back, its view of the
-/// members is current, and a report received since the view last changed
-/// was sent in that view. A report counts if it was sent knowing the
-/// current quorum ring (or a newer one): quorum changes are not ordered
-/// with the group's messages, so that is how an old report is told from a
-/// fresh one. Fenced copies are settled only once all that holds, with
-/// every other member's whole report.
+/// A fenced node settles its copies with fresh knowledge only: once it is
+/// quorate, it multicasts a hello that *requests* reports, and every other
+/// member answers with a report naming that request. The group delivers
+/// messages in one order for all, after the membership changes of the ring
+/// they were sent in; so once the node's own requesting hello comes back,
+/// its view of the members is current, and every answer was made after
+/// the member received the request (after whatever made this node ask).
+/// Fenced copies are settled only with every other member's whole answer
+/// to the node's latest request, while quorate. Any change of the members
+/// or the quorum asks again; a member leaving fences the node first (a
+/// replica whose primary left must not be promoted before the quorum of
+/// the new membership is known).
 #[derive(Debug, Clone)]
 pub struct Tracker {
     local: u32,
@@ -168,12 +165,18 @@ pub struct Tracker {
     addresses: BTreeMap<u32, SocketAddr>,
     /// The engine's last quorum decision: quorate, for which ring.
     quorum: Option<(bool, u64)>,
-    /// This node's last announcement's number (it only grows).
+    /// This node's last hello's number (it only grows).
     seq: u64,
-    /// This node's hello of announcement `seq` came back.
+    /// That hello came back.
     echoed: bool,
+    /// That hello requested reports.
+    requested: bool,
+    /// An echo or an answer's part came since the last tick.
+    progress: bool,
     fenced: bool,
-    reports: BTreeMap<u32, Received>,
+    /// The daemon stops: it never acts again.
+    closed: bool,
+    answers: BTreeMap<u32, Received>,
 }
 
 impl Tracker {
@@ -187,30 +190,35 @@ impl Tracker {
             quorum: None,
             seq: 0,
             echoed: false,
+            requested: false,
+            progress: false,
             fenced: true,
-            reports: BTreeMap::new(),
+            closed: false,
+            answers: BTreeMap::new(),
         }
     }
 
-    /// The quorum ring this node knows (0: none).
-    fn ring(&self) -> u64 {
-        self.quorum.map_or(0, |(_, ring)| ring)
-    }
-
-    /// Announces this node again; its view is current once this comes back.
-    fn announce(&mut self, out: &mut Vec<Action>) {
+    /// Multicasts a new hello; with `request`, earlier answers no longer
+    /// count.
+    fn hello(&mut self, request: bool, out: &mut Vec<Action>) {
         self.seq += 1;
         self.echoed = false;
-        out.push(Action::Announce {
-            ring: self.ring(),
+        self.requested = request;
+        self.answers.clear();
+        out.push(Action::Hello {
             seq: self.seq,
+            request,
         });
+    }
+
+    fn fence(&mut self, out: &mut Vec<Action>) {
+        self.fenced = true;
+        out.push(Action::Fence);
     }
 
     /// Takes one event; what the node must do, in order.
     pub fn on(&mut self, event: Event) -> Vec<Action> {
         let mut out = Vec::new();
-        let lost = matches!(event, Event::Lost | Event::Quorum { quorate: false, .. });
         match event {
             Event::Members(now) => {
                 if now != self.members {
@@ -219,31 +227,48 @@ impl Tracker {
                         self.addresses.remove(n);
                     }
                     self.members = now;
-                    // What was received before this view was sent in
-                    // another.
-                    self.reports.clear();
                     if !left.is_empty() {
                         out.push(Action::Left(left));
+                        self.fence(&mut out);
                     }
-                    self.announce(&mut out);
+                    self.hello(self.fenced, &mut out);
                 }
             }
             Event::Quorum { quorate, ring } => {
                 if self.quorum != Some((quorate, ring)) {
                     self.quorum = Some((quorate, ring));
-                    self.announce(&mut out);
+                    if !quorate {
+                        self.fence(&mut out);
+                    }
+                    self.hello(self.fenced, &mut out);
+                } else if !quorate {
+                    // Lost again (a settle may have been half done).
+                    self.fence(&mut out);
                 }
             }
             Event::Hello(h) => {
                 if h.node == self.local {
-                    self.echoed |= h.seq == self.seq;
-                } else if self.members.contains(&h.node) && reachable(h.listen) {
-                    self.addresses.insert(h.node, h.listen);
+                    if h.seq == self.seq {
+                        self.echoed = true;
+                        self.progress = true;
+                    }
+                } else if self.members.contains(&h.node) {
+                    if reachable(h.listen) {
+                        self.addresses.insert(h.node, h.listen);
+                    }
+                    if h.request {
+                        out.push(Action::Answer(Answering {
+                            to: h.node,
+                            to_seq: h.seq,
+                        }));
+                    }
                 }
             }
             Event::Report(r) => self.received(r),
             Event::Dropped(node) => {
-                self.reports.entry(node).or_default().damaged = true;
+                if let Some(a) = self.answers.get_mut(&node) {
+                    a.damaged = true;
+                }
             }
             Event::Lost => {
                 let left: BTreeSet<u32> = self
@@ -254,19 +279,27 @@ impl Tracker {
                     .collect();
                 self.members.clear();
                 self.addresses.clear();
-                self.reports.clear();
+                self.answers.clear();
                 self.quorum = None;
                 self.echoed = false;
+                self.requested = false;
                 if !left.is_empty() {
                     out.push(Action::Left(left));
                 }
+                self.fence(&mut out);
+            }
+            Event::Tick => {
+                // Asked again only if nothing came for a whole tick (large
+                // answers take long).
+                let waiting = self.fenced || self.requested;
+                let stuck = !std::mem::take(&mut self.progress);
+                if waiting && stuck && self.quorate() && !self.may_settle() && !self.closed {
+                    self.hello(true, &mut out);
+                }
             }
         }
-        // Every loss of quorum fences, whatever the fence was thought to be
-        // (a settle may have lifted some copies and not others).
-        if !self.quorate() && (lost || !self.fenced) {
-            out.push(Action::Fence);
-            self.fenced = true;
+        if !self.quorate() && !self.fenced {
+            self.fence(&mut out);
         }
         if self.fenced && self.may_settle() {
             out.push(Action::Settle);
@@ -274,61 +307,78 @@ impl Tracker {
         out
     }
 
-    /// A part of a member's report: kept if it is the next part expected
-    /// (part 0 starts the member's report over).
+    /// A part of a member's answer: kept if it answers this node's current
+    /// request and is the next part expected (part 0 starts it over).
     fn received(&mut self, r: Report) {
-        if r.node == self.local || !self.members.contains(&r.node) {
+        if r.node == self.local
+            || !self.members.contains(&r.node)
+            || !self.requested
+            || (r.to, r.to_seq) != (self.local, self.seq)
+        {
             return;
         }
-        let got = self.reports.entry(r.node).or_default();
+        self.progress = true;
+        let got = self.answers.entry(r.node).or_default();
         if r.part == 0 {
-            *got = Received {
-                ring: r.ring,
-                seq: r.seq,
-                ..Received::default()
-            };
-        } else if got.seq != r.seq || r.part != got.next_part || got.whole {
+            *got = Received::default();
+        } else if r.part != got.next_part || got.whole {
             got.damaged = true;
             return;
         }
-        let room = COPIES_KEPT_MAX.saturating_sub(got.copies.len());
-        if r.copies.len() > room {
-            got.damaged = true;
+        got.damaged |= r.cut || got.copies.len() + r.copies.len() > COPIES_MAX;
+        if !got.damaged {
+            got.copies.extend(r.copies);
         }
-        got.copies.extend(r.copies.into_iter().take(room));
         got.next_part = r.part.wrapping_add(1);
         got.whole = r.last;
     }
 
-    /// Quorate, this node's view current (its latest hello came back), and
-    /// every other member's whole report, sent knowing the current quorum
-    /// ring, in: fenced copies may be settled.
+    /// Asks the members for reports (the node found a fenced copy to settle
+    /// while it acts), unless a request is already out. Returns what to do.
+    pub fn request(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.requested && !self.closed {
+            self.hello(true, &mut out);
+        }
+        out
+    }
+
+    /// Quorate, this node's latest hello a request that came back, and
+    /// every other member's whole answer to it in: fenced copies may be
+    /// settled.
     pub fn may_settle(&self) -> bool {
-        let ring = self.ring();
-        self.quorate()
+        !self.closed
+            && self.quorate()
+            && self.requested
             && self.echoed
             && self.members.contains(&self.local)
             && self.members.iter().all(|n| {
-                *n == self.local
-                    || self
-                        .reports
-                        .get(n)
-                        .is_some_and(|r| r.whole && !r.damaged && r.ring >= ring)
+                *n == self.local || self.answers.get(n).is_some_and(|a| a.whole && !a.damaged)
             })
     }
 
-    /// The node settled every fenced copy: it acts again (until quorum goes).
+    /// The node settled every fenced copy against the answers: it acts
+    /// again (until a member leaves or quorum goes), and the answers are
+    /// spent (a copy found fenced later asks again).
     pub fn settled(&mut self) {
         if self.may_settle() {
             self.fenced = false;
+            self.requested = false;
+            self.answers.clear();
         }
+    }
+
+    /// The daemon stops: fenced from now on, for good.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.fenced = true;
     }
 
     /// Every other member's reported copies, with its node id.
     pub fn reports(&self) -> impl Iterator<Item = (u32, &CopyState)> {
-        self.reports
+        self.answers
             .iter()
-            .flat_map(|(n, r)| r.copies.iter().map(move |c| (*n, c)))
+            .flat_map(|(n, a)| a.copies.iter().map(move |c| (*n, c)))
     }
 
     /// The members (this node included), as the cluster engine last said.
@@ -361,13 +411,15 @@ mod tests {
         nodes.iter().copied().collect()
     }
 
-    fn part(node: u32, ring: u64, seq: u64, part: u16, last: bool) -> Event {
+    /// Part `part` of member `node`'s answer to `t`'s current request.
+    fn part(t: &Tracker, node: u32, part: u16, last: bool) -> Event {
         Event::Report(Report {
             node,
-            ring,
-            seq,
+            to: t.local,
+            to_seq: t.seq,
             part,
             last,
+            cut: false,
             copies: vec![CopyState {
                 name: b"a".to_vec(),
                 incarnation: 1,
@@ -377,16 +429,17 @@ mod tests {
         })
     }
 
-    /// A member's whole report, sent knowing quorum ring `ring`.
-    fn whole(node: u32, ring: u64) -> Event {
-        part(node, ring, ring, 0, true)
+    /// Member `node`'s whole answer to `t`'s current request.
+    fn answer(t: &mut Tracker, node: u32) -> Vec<Action> {
+        let e = part(t, node, 0, true);
+        t.on(e)
     }
 
-    fn hello(node: u32, seq: u64) -> Event {
+    fn hello(node: u32, seq: u64, request: bool) -> Event {
         Event::Hello(Hello {
             node,
-            ring: 0,
             seq,
+            request,
             listen: format!("10.0.0.{node}:7400").parse().unwrap(),
         })
     }
@@ -395,163 +448,168 @@ mod tests {
         Event::Quorum { quorate, ring }
     }
 
-    fn announce(ring: u64, seq: u64) -> Action {
-        Action::Announce { ring, seq }
+    fn asks(seq: u64) -> Action {
+        Action::Hello { seq, request: true }
     }
 
     /// This node's own latest hello comes back.
     fn echo(t: &mut Tracker) -> Vec<Action> {
-        let seq = t.seq;
-        t.on(hello(t.local, seq))
+        let (seq, request) = (t.seq, t.requested);
+        t.on(hello(t.local, seq, request))
     }
 
-    /// A tracker of node 1 that acts with members 1, 2, 3 in ring 10.
+    /// A tracker of node 1 that acts with members 1, 2, 3.
     fn acting() -> Tracker {
         let mut t = Tracker::new(1);
         t.on(Event::Members(set(&[1, 2, 3])));
         t.on(quorum(true, 10));
         echo(&mut t);
-        t.on(whole(2, 10));
-        assert_eq!(t.on(whole(3, 10)), vec![Action::Settle]);
+        answer(&mut t, 2);
+        assert_eq!(answer(&mut t, 3), vec![Action::Settle]);
         t.settled();
         assert!(!t.fenced());
         t
     }
 
     #[test]
-    fn a_node_acts_only_once_quorate_its_view_current_and_every_report_whole() {
+    fn a_node_acts_only_with_every_members_whole_answer_to_its_latest_request() {
         let mut t = Tracker::new(1);
         assert!(t.fenced(), "fenced until it learns it may act");
-        assert_eq!(t.on(Event::Members(set(&[1, 2, 3]))), vec![announce(0, 1)]);
-        assert_eq!(t.on(quorum(true, 10)), vec![announce(10, 2)]);
+        assert_eq!(t.on(Event::Members(set(&[1, 2, 3]))), vec![asks(1)]);
+        assert_eq!(t.on(quorum(true, 10)), vec![asks(2)]);
+        // An answer to the earlier request does not count.
+        let stale = Event::Report(Report {
+            to_seq: 1,
+            ..match part(&t, 2, 0, true) {
+                Event::Report(r) => r,
+                _ => unreachable!(),
+            }
+        });
+        assert_eq!(t.on(stale), vec![]);
+        assert_eq!(answer(&mut t, 2), vec![]);
+        assert_eq!(t.on(part(&t, 3, 0, false)), vec![], "not whole yet");
         assert_eq!(
-            t.on(whole(2, 9)),
-            vec![],
-            "sent before the quorum of ring 10"
-        );
-        assert_eq!(t.on(whole(2, 10)), vec![]);
-        assert_eq!(t.on(part(3, 10, 4, 0, false)), vec![], "not whole yet");
-        assert_eq!(
-            t.on(part(3, 10, 4, 1, true)),
+            t.on(part(&t, 3, 1, true)),
             vec![],
             "its own hello has not come back"
         );
-        assert_eq!(t.on(hello(1, 1)), vec![], "an earlier announcement's hello");
+        assert_eq!(t.on(hello(1, 1, true)), vec![], "an earlier hello");
         assert_eq!(echo(&mut t), vec![Action::Settle]);
         assert_eq!(t.reports().count(), 3);
         t.settled();
         assert!(!t.fenced());
-        // Reports from a node that is not a member, or this node's own, are
-        // not kept.
-        t.on(whole(9, 10));
-        t.on(whole(1, 10));
-        assert_eq!(t.reports().count(), 3);
+        assert_eq!(t.reports().count(), 0, "the answers are spent");
     }
 
     #[test]
-    fn a_report_that_came_before_this_nodes_quorum_event_still_counts() {
-        // Quorum notifications are not ordered with the group's messages:
-        // node 2's report, sent once it knew ring 10, may come first.
-        let mut t = Tracker::new(1);
-        t.on(Event::Members(set(&[1, 2])));
-        t.on(whole(2, 10));
-        assert_eq!(t.on(quorum(true, 10)), vec![announce(10, 2)]);
-        assert_eq!(echo(&mut t), vec![Action::Settle]);
+    fn a_members_request_is_answered_and_its_address_taken() {
+        let mut t = acting();
+        assert_eq!(
+            t.on(hello(2, 7, true)),
+            vec![Action::Answer(Answering { to: 2, to_seq: 7 })]
+        );
+        assert!(t.address(2).is_some());
+        // An address no peer can reach is not taken; a stranger is not
+        // answered.
+        t.on(Event::Hello(Hello {
+            node: 3,
+            seq: 1,
+            request: false,
+            listen: "0.0.0.0:7400".parse().unwrap(),
+        }));
+        assert!(t.address(3).is_none());
+        assert_eq!(t.on(hello(9, 1, true)), vec![]);
     }
 
     #[test]
-    fn a_missing_part_or_a_dropped_message_keeps_a_report_from_counting() {
-        let mut t = Tracker::new(1);
-        t.on(Event::Members(set(&[1, 2])));
-        t.on(quorum(true, 10));
+    fn a_quorum_flip_within_one_ring_needs_fresh_answers() {
+        // The second review's case: the node alone loses and regains quorum
+        // in the same ring; answers from before do not count.
+        let mut t = acting();
+        assert_eq!(t.on(quorum(false, 10)), vec![Action::Fence, asks(3)]);
+        assert_eq!(t.on(quorum(true, 10)), vec![asks(4)]);
         echo(&mut t);
-        t.on(part(2, 10, 1, 0, false));
-        assert_eq!(t.on(part(2, 10, 1, 2, true)), vec![], "part 1 is missing");
         t.settled();
-        assert!(t.fenced());
-        // A new report (part 0) starts over; a dropped message spoils it.
-        t.on(part(2, 10, 2, 0, false));
-        t.on(Event::Dropped(2));
-        assert_eq!(t.on(part(2, 10, 2, 1, true)), vec![]);
-        // The member announces again: whole now.
-        assert_eq!(t.on(part(2, 10, 3, 0, true)), vec![Action::Settle]);
+        assert!(t.fenced(), "no answers to the new request yet");
+        answer(&mut t, 2);
+        assert_eq!(answer(&mut t, 3), vec![Action::Settle]);
+    }
+
+    #[test]
+    fn a_member_leaving_fences_until_the_new_membership_has_answered() {
+        let mut t = acting();
+        assert_eq!(
+            t.on(Event::Members(set(&[1, 3]))),
+            vec![Action::Left(set(&[2])), Action::Fence, asks(3)]
+        );
+        assert!(t.fenced(), "no promotion before the new quorum is known");
+        assert_eq!(t.on(quorum(true, 11)), vec![asks(4)]);
+        echo(&mut t);
+        assert_eq!(answer(&mut t, 3), vec![Action::Settle]);
+        t.settled();
+        assert!(!t.fenced());
     }
 
     #[test]
     fn quorum_before_the_groups_view_of_the_ring_does_not_settle_on_stale_members() {
-        // The review's case: cut off (members {1}), then quorum comes back
-        // before the group's view of the new ring does.
+        // The first review's case: cut off (members {1}), then quorum comes
+        // back before the group's view of the new ring does.
         let mut t = acting();
         t.on(Event::Members(set(&[1])));
-        assert_eq!(
-            t.on(quorum(false, 11)),
-            vec![announce(11, 4), Action::Fence]
-        );
-        assert_eq!(t.on(quorum(true, 12)), vec![announce(12, 5)]);
+        t.on(quorum(false, 11));
+        assert_eq!(t.on(quorum(true, 12)), vec![asks(5)]);
         t.settled();
         assert!(t.fenced(), "no echo yet");
         // The group's view of ring 12 comes before this node's own hello,
         // which was sent after ring 12 formed.
-        assert_eq!(t.on(Event::Members(set(&[1, 2, 3]))), vec![announce(12, 6)]);
-        assert_eq!(t.on(hello(1, 5)), vec![], "an earlier announcement's hello");
-        assert_eq!(echo(&mut t), vec![], "members 2 and 3 have not reported");
-        t.on(whole(2, 12));
-        assert_eq!(t.on(whole(3, 12)), vec![Action::Settle]);
+        assert_eq!(t.on(Event::Members(set(&[1, 2, 3]))), vec![asks(6)]);
+        assert_eq!(t.on(hello(1, 5, true)), vec![], "an earlier hello");
+        assert_eq!(echo(&mut t), vec![], "members 2 and 3 have not answered");
+        answer(&mut t, 2);
+        assert_eq!(answer(&mut t, 3), vec![Action::Settle]);
     }
 
     #[test]
-    fn losing_quorum_fences_and_a_partition_heals_through_fresh_reports() {
-        let mut t = acting();
-        // Cut off from 2 and 3.
-        assert_eq!(
-            t.on(Event::Members(set(&[1]))),
-            vec![Action::Left(set(&[2, 3])), announce(10, 3)]
-        );
-        assert_eq!(
-            t.on(quorum(false, 11)),
-            vec![announce(11, 4), Action::Fence]
-        );
-        assert!(t.fenced());
-        // The same decision again changes nothing but fences again (a
-        // settle may have been half done).
-        assert_eq!(t.on(quorum(false, 11)), vec![Action::Fence]);
-        // The partition heals: the reports from before do not count.
-        t.on(Event::Members(set(&[1, 2, 3])));
-        assert_eq!(t.on(quorum(true, 12)), vec![announce(12, 6)]);
+    fn a_lost_part_or_a_dropped_message_is_asked_for_again_at_the_next_tick() {
+        let mut t = Tracker::new(1);
+        t.on(Event::Members(set(&[1, 2])));
+        t.on(quorum(true, 10));
         echo(&mut t);
+        t.on(part(&t, 2, 0, false));
+        assert_eq!(t.on(part(&t, 2, 2, true)), vec![], "part 1 is missing");
+        assert_eq!(t.on(Event::Tick), vec![], "parts came in this tick");
+        assert_eq!(t.on(Event::Tick), vec![asks(3)]);
+        echo(&mut t);
+        t.on(part(&t, 2, 0, false));
+        t.on(Event::Dropped(2));
+        assert_eq!(t.on(part(&t, 2, 1, true)), vec![]);
+        t.on(Event::Tick);
+        assert_eq!(t.on(Event::Tick), vec![asks(4)]);
+        echo(&mut t);
+        assert_eq!(answer(&mut t, 2), vec![Action::Settle]);
         t.settled();
-        assert!(t.fenced(), "settled before the reports came");
-        t.on(whole(2, 12));
-        assert_eq!(t.on(whole(3, 11)), vec![], "sent before it knew ring 12");
-        assert_eq!(t.on(whole(3, 12)), vec![Action::Settle]);
-        t.settled();
-        assert!(!t.fenced());
+        assert_eq!(t.on(Event::Tick), vec![], "nothing to ask while acting");
+        // A copy found fenced while acting: one request, answered.
+        assert_eq!(t.request(), vec![asks(5)]);
+        assert_eq!(t.request(), vec![], "one request at a time");
+        echo(&mut t);
+        answer(&mut t, 2);
+        assert!(t.may_settle() && !t.fenced());
     }
 
     #[test]
-    fn the_majority_side_goes_on_and_losing_the_engine_fences() {
+    fn losing_the_engine_or_stopping_fences_for_good() {
         let mut t = acting();
-        t.on(hello(2, 1));
-        assert!(t.address(2).is_some());
-        // An address no peer can reach is not taken.
-        t.on(Event::Hello(Hello {
-            node: 3,
-            ring: 10,
-            seq: 1,
-            listen: "0.0.0.0:7400".parse().unwrap(),
-        }));
-        assert!(t.address(3).is_none());
-        // Node 2 is cut off; 1 and 3 keep quorum: no fence.
-        assert_eq!(
-            t.on(Event::Members(set(&[1, 3]))),
-            vec![Action::Left(set(&[2])), announce(10, 3)]
-        );
-        assert_eq!(t.on(quorum(true, 11)), vec![announce(11, 4)]);
-        assert!(!t.fenced() && t.address(2).is_none());
         assert_eq!(
             t.on(Event::Lost),
-            vec![Action::Left(set(&[3])), Action::Fence]
+            vec![Action::Left(set(&[2, 3])), Action::Fence]
         );
         assert!(t.members().is_empty() && !t.quorate());
+        let mut t = acting();
+        t.close();
+        assert!(t.fenced());
+        assert_eq!(t.on(Event::Tick), vec![]);
+        assert_eq!(t.request(), vec![]);
+        assert!(!t.may_settle());
     }
 }

@@ -623,23 +623,24 @@ impl Node {
 
     fn halt(&mut self) {
         let sh = &self.shared;
-        sh.stop.store(true, Ordering::Relaxed);
-        for e in lock(&sh.links).values() {
-            e.stop.store(true, Ordering::Relaxed);
-        }
-        for t in self.main.drain(..) {
-            let _ = t.join();
-        }
-        if lock(&sh.tracker).is_some() {
-            // Without its daemon this node cannot know it has quorum, and
-            // the others see it leave and may promote elsewhere. (The
-            // membership thread is done: nothing lifts these again.)
+        // First the fence, while this node is still a member: without its
+        // daemon it cannot know it has quorum, and the others, once they see
+        // it leave, may promote elsewhere. The closed tracker never lifts it.
+        let closed = lock(&sh.tracker).as_mut().map(Tracker::close).is_some();
+        if closed {
             tracing::info!(
                 "fencing this node's copies: without its daemon it cannot know it has quorum"
             );
             if !(0..5).any(|_| fence_all(sh)) {
                 tracing::error!("a copy could not be fenced (its claim stayed busy)");
             }
+        }
+        sh.stop.store(true, Ordering::Relaxed);
+        for e in lock(&sh.links).values() {
+            e.stop.store(true, Ordering::Relaxed);
+        }
+        for t in self.main.drain(..) {
+            let _ = t.join();
         }
         // The main threads are done: nothing adds link threads any more.
         let threads = std::mem::take(&mut *lock(&sh.threads));
@@ -1300,42 +1301,62 @@ fn drop_links(sh: &Shared, nodes: &std::collections::BTreeSet<u32>) {
     }
 }
 
-/// Brings this host's copies in line with the tracker, and is run after
-/// every membership event and every [`ENFORCE_EVERY`] (a copy may appear
-/// at any time: a checkpoint created, a replica installed):
-/// - fenced, not yet settleable: every copy fenced, the marker there;
-/// - settleable, or acting: the marker gone, and each fenced copy settled
-///   against the members' reports ([`ckpt_core::cluster::settle`]): lifted,
-///   or demoted then lifted, or left fenced in a conflict (logged once per
-///   copy and round in `conflicts`). Once every fenced copy is settled, a
-///   settleable tracker acts again.
+/// Brings this host's copies in line with the tracker; run after every
+/// membership event and every [`ENFORCE_EVERY`] (a copy may appear at any
+/// time: a checkpoint created, a replica installed, its fence bit decided
+/// when its file was built):
+/// - fenced, not settleable: every copy fenced, the marker there;
+/// - otherwise the marker gone, and fenced copies settled against the
+///   members' answers ([`ckpt_core::cluster::settle`]): lifted, or demoted
+///   then lifted, or kept fenced in a conflict (logged once, in
+///   `conflicts`; kept until the daemon starts again). A fenced tracker
+///   acts again once every fenced copy is settled; an acting one that finds
+///   a fenced copy asks the members first (`Tracker::request`), and the
+///   actions that returns are the caller's to carry out.
 ///
-/// Returns false if a copy's claim was busy: the caller runs it again soon.
-fn enforce(sh: &Shared, conflicts: &mut std::collections::BTreeSet<(Vec<u8>, u64)>) -> bool {
+/// Returns whether everything is in line (false: a copy's claim was busy,
+/// or answers are awaited: run again soon), and actions to carry out.
+fn enforce(
+    sh: &Shared,
+    conflicts: &mut std::collections::BTreeSet<(Vec<u8>, u64)>,
+) -> (bool, Vec<Action>) {
     use ckpt_core::cluster::{settle, Settle};
-    // The tracker's state and reports, copied: its lock is not held while
+    // The tracker's state and answers, copied: its lock is not held while
     // claims are taken.
     let (fenced, settleable, reports) = {
         let guard = lock(&sh.tracker);
         let Some(t) = guard.as_ref() else {
-            return true;
+            return (true, Vec::new());
         };
         let reports: Vec<(u32, ckpt_core::cluster::CopyState)> =
             t.reports().map(|(n, c)| (n, c.clone())).collect();
         (t.fenced(), t.may_settle(), reports)
     };
     if fenced && !settleable {
-        return fence_all(sh);
+        return (fence_all(sh), Vec::new());
     }
     if let Err(e) = dir::set_fence_marker(&sh.config.segments, false) {
         tracing::error!("cannot remove the fence marker: {e}");
-        return false;
+        return (false, Vec::new());
+    }
+    let key = |c: &ckpt_core::cluster::CopyState| (c.name.clone(), c.incarnation);
+    let waiting: Vec<ckpt_shm::Mapped> = local_copies(sh)
+        .into_iter()
+        .filter(|m| m.is_fenced() && !conflicts.contains(&key(&copy_state(m))))
+        .collect();
+    if !settleable {
+        // Acting, with copies born fenced: the members are asked first.
+        if waiting.is_empty() {
+            return (true, Vec::new());
+        }
+        let asked = lock(&sh.tracker).as_mut().map(|t| t.request());
+        return (true, asked.unwrap_or_default());
     }
     let mut done = true;
-    for m in local_copies(sh).iter().filter(|m| m.is_fenced()) {
+    for m in &waiting {
         let mine = copy_state(m);
         let Some(s) = open_copy(sh, m) else {
-            done = false;
+            // Gone since the listing (unlinked): nothing to settle.
             continue;
         };
         done &= match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
@@ -1348,24 +1369,23 @@ fn enforce(sh: &Shared, conflicts: &mut std::collections::BTreeSet<(Vec<u8>, u64
                 ok
             }
             Settle::Conflict { node } => {
-                if conflicts.insert((mine.name.clone(), mine.incarnation ^ u64::from(mine.term))) {
-                    tracing::error!(checkpoint = %m.name(), "stays fenced: node {node} also holds a primary in term {}, with its own history; keep one (unlink the other there, or drop this one here with ckpt unlink --replica after stopping this daemon), then start this daemon again", mine.term);
-                }
+                conflicts.insert(key(&mine));
+                tracing::error!(checkpoint = %m.name(), "stays fenced: node {node} also holds a primary in term {}, with its own history; keep one (unlink the other there, or drop this one here with ckpt unlink --replica after stopping this daemon), then start this daemon again", mine.term);
                 true
             }
         };
     }
-    if done && fenced {
+    if done {
         if let Some(t) = lock(&sh.tracker).as_mut() {
             t.settled();
-            if !t.fenced() {
+            if fenced && !t.fenced() {
                 tracing::info!(
-                    "quorate, every member's report in: this node's copies may act again"
+                    "quorate, every member's answer in: this node's copies may act again"
                 );
             }
         }
     }
-    done
+    (done, Vec::new())
 }
 
 /// How often the membership thread looks at the cluster engine.
@@ -1373,19 +1393,25 @@ const MEMBERSHIP_POLL: Duration = Duration::from_millis(10);
 /// How often the membership thread brings the copies in line with the
 /// tracker even without an event.
 const ENFORCE_EVERY: Duration = Duration::from_millis(200);
+/// How often the tracker is told time passed (a request without whole
+/// answers is made again).
+const TICK_EVERY: Duration = Duration::from_secs(1);
+/// Messages waiting for the engine at most (older ones are dropped: a
+/// newer hello or a repeated request replaces them).
+const OUTBOX_MAX: usize = 4096;
 
 /// The membership thread: events from the engine into the tracker, its
-/// actions carried out (announcements sent again while the engine pushes
-/// back), and the copies kept in line with the tracker ([`enforce`]).
+/// actions carried out (messages sent again while the engine pushes back),
+/// and the copies kept in line with the tracker ([`enforce`]).
 fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Engine>) {
-    use ckpt_core::cluster::{encode_hello, encode_report, Hello};
+    use ckpt_core::cluster::encode_report;
     let mut outbox: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
     let mut events = Vec::new();
     let mut conflicts = std::collections::BTreeSet::new();
     // At start every copy must be fenced (the first fence may have found a
     // claim busy).
     let mut due = true;
-    let mut enforced = Instant::now();
+    let (mut enforced, mut ticked) = (Instant::now(), Instant::now());
     while !sh.stopping() {
         if let Err(why) = engine.poll(&mut events) {
             tracing::error!(
@@ -1393,63 +1419,80 @@ fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Eng
             );
             events.push(Event::Lost);
         }
+        if ticked.elapsed() >= TICK_EVERY {
+            ticked = Instant::now();
+            events.push(Event::Tick);
+        }
+        let mut actions = Vec::new();
         for event in events.drain(..) {
             log_membership(&event);
-            let actions = lock(&sh.tracker)
-                .as_mut()
-                .map(|t| t.on(event))
-                .unwrap_or_default();
-            for action in actions {
-                match action {
-                    Action::Announce { ring, seq } => {
-                        outbox.clear();
-                        // Sent even with an address no peer can use (they
-                        // ignore it): this node's own hello coming back is
-                        // what tells it its view is current.
-                        let at = announced_address(listen, &*engine);
-                        if !reachable(at) {
-                            tracing::error!("announcing {at}, which no peer can reach: give --listen a routable address, or have corosync's ring0_addr resolve to one");
-                        }
-                        outbox.push_back(encode_hello(&Hello {
-                            node: sh.config.node,
-                            ring,
-                            seq,
-                            listen: at,
-                        }));
-                        let copies: Vec<_> = local_copies(sh).iter().map(copy_state).collect();
-                        outbox.extend(encode_report(sh.config.node, ring, seq, &copies));
-                    }
-                    Action::Left(nodes) => {
-                        tracing::warn!("node(s) {nodes:?} left the membership: their links end");
-                        drop_links(sh, &nodes);
-                    }
-                    Action::Fence => {
-                        tracing::warn!("this node's partition has no quorum: its copies are fenced (no writes, no promotion)");
-                        due = true;
-                    }
-                    Action::Settle => due = true,
+            actions.extend(
+                lock(&sh.tracker)
+                    .as_mut()
+                    .map(|t| t.on(event))
+                    .unwrap_or_default(),
+            );
+        }
+        for action in actions {
+            match action {
+                Action::Hello { seq, request } => {
+                    outbox.push_back(hello(sh, listen, &*engine, seq, request));
+                }
+                Action::Answer(to) => {
+                    let copies: Vec<_> = local_copies(sh).iter().map(copy_state).collect();
+                    outbox.extend(encode_report(sh.config.node, to, &copies));
+                }
+                Action::Left(nodes) => {
+                    tracing::warn!("node(s) {nodes:?} left the membership: their links end");
+                    drop_links(sh, &nodes);
+                }
+                Action::Fence | Action::Settle => due = true,
+            }
+        }
+        if due || enforced.elapsed() >= ENFORCE_EVERY {
+            let (done, asked) = enforce(sh, &mut conflicts);
+            due = !done;
+            enforced = Instant::now();
+            for action in asked {
+                if let Action::Hello { seq, request } = action {
+                    outbox.push_back(hello(sh, listen, &*engine, seq, request));
                 }
             }
+        }
+        while outbox.len() > OUTBOX_MAX {
+            outbox.pop_front();
         }
         while let Some(m) = outbox.front() {
             match engine.send(m) {
                 Ok(()) => {
                     outbox.pop_front();
                 }
-                // Flow control, or no connection: the next round sends it,
-                // or the next announcement replaces it.
+                // Flow control, or no connection: the next round sends it
+                // (a request without answers is made again at a tick).
                 Err(why) => {
                     tracing::debug!("{why}");
                     break;
                 }
             }
         }
-        if due || enforced.elapsed() >= ENFORCE_EVERY {
-            due = !enforce(sh, &mut conflicts);
-            enforced = Instant::now();
-        }
         std::thread::sleep(MEMBERSHIP_POLL);
     }
+}
+
+/// This node's hello number `seq`. Sent even with an address no peer can
+/// use (they ignore it): its own hello coming back is what tells the node
+/// its view is current.
+fn hello(sh: &Shared, listen: SocketAddr, engine: &dyn Engine, seq: u64, request: bool) -> Vec<u8> {
+    let at = announced_address(listen, engine);
+    if !reachable(at) {
+        tracing::error!("announcing {at}, which no peer can reach: give --listen a routable address, or have corosync's ring0_addr resolve to one");
+    }
+    ckpt_core::cluster::encode_hello(&ckpt_core::cluster::Hello {
+        node: sh.config.node,
+        seq,
+        request,
+        listen: at,
+    })
 }
 
 /// Where this daemon tells its peers it listens: its listen address, or
@@ -1470,13 +1513,26 @@ fn announced_address(listen: SocketAddr, engine: &dyn Engine) -> SocketAddr {
 fn log_membership(e: &Event) {
     match e {
         Event::Members(m) => tracing::info!("members of the group: {m:?}"),
-        Event::Quorum { quorate, ring } => tracing::info!("quorate: {quorate} (ring {ring})"),
+        Event::Quorum {
+            quorate: true,
+            ring,
+        } => tracing::info!("quorate (ring {ring})"),
+        Event::Quorum {
+            quorate: false,
+            ring,
+        } => tracing::warn!(
+            "not quorate (ring {ring}): this node's copies are fenced (no writes, no promotion)"
+        ),
         Event::Hello(h) => tracing::debug!(
-            "node {} listens on {} (ring {}, announcement {})",
+            "node {} listens on {} (hello {}{})",
             h.node,
             h.listen,
-            h.ring,
-            h.seq
+            h.seq,
+            if h.request {
+                ", requesting reports"
+            } else {
+                ""
+            }
         ),
         Event::Report(r) => {
             tracing::debug!(
@@ -1487,11 +1543,9 @@ fn log_membership(e: &Event) {
             )
         }
         Event::Dropped(n) => {
-            tracing::warn!(
-                "a message from node {n} was dropped: its report waits for the next round"
-            )
+            tracing::warn!("a message from node {n} was dropped: its report is asked for again")
         }
-        Event::Lost => {}
+        Event::Lost | Event::Tick => {}
     }
 }
 

@@ -2,21 +2,22 @@
 //! messaging (corosync CPG), and the rule a fenced node follows once its
 //! partition regains quorum. The byte format is defined here, once.
 //!
-//! After every change of the group's membership or of the quorum, each
-//! daemon multicasts, tagged with the quorum's ring (the cluster engine's
-//! number for the current membership, the same on every node of it) and
-//! its own announcement's number:
-//! - a [`Hello`]: its node id and where its replication listener is, so
-//!   peers need not be configured by hand; and
-//! - its [`Report`]: every checkpoint copy it holds (name, incarnation,
-//!   term, primary or replica), in numbered parts, the last one marked.
+//! - A [`Hello`]: a daemon's node id and where its replication listener
+//!   is (so peers need not be configured by hand), with the daemon's own
+//!   growing number; multicast whenever the group's members or the quorum
+//!   change. A hello may *request* reports: a node that must settle fenced
+//!   copies asks for them.
+//! - A [`Report`]: every checkpoint copy a member holds (name, incarnation,
+//!   term, primary or replica), in numbered parts, the last one marked; sent
+//!   only as the answer to one request, which it names (node and number).
 //!
 //! A node whose partition lost quorum fenced its copies (no local writer,
-//! no promotion). Once it is quorate again and holds every member's whole
-//! report sent for the current quorum, [`settle`] decides each fenced copy: a
-//! primary that another member knows a newer term of is demoted (the other
-//! side promoted a replica while this one could not write); otherwise the
-//! fence is lifted.
+//! no promotion). Once it is quorate again, it requests reports; with every
+//! member's whole answer to its latest request in hand, [`settle`] decides
+//! each fenced copy: a primary that another member knows a newer term of is
+//! demoted (the other side promoted a replica while this one could not
+//! write); otherwise the fence is lifted. An answer is fresh by
+//! construction: it was made after the member received the request.
 //!
 //! A message: magic `CKPC`, version, kind, then the kind's fields, little
 //! endian, then a CRC32C of everything before it.
@@ -29,27 +30,30 @@ use crate::name::CHECKPOINT_NAME_BYTES_MAX;
 /// The first bytes of every message.
 pub const MAGIC: [u8; 4] = *b"CKPC";
 /// The format's version.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest message either end makes or accepts.
 pub const MESSAGE_BYTES_MAX: usize = 256 << 10;
 /// The most copies one report part carries (a report of more is sent in
 /// several parts, each under [`MESSAGE_BYTES_MAX`]).
 pub const COPIES_PER_PART_MAX: usize = 100;
+/// The most copies one report carries (a node holding more reports the
+/// first ones, and the report says it is cut: see [`Report::cut`]).
+pub const COPIES_MAX: usize = 1 << 16;
 
 const KIND_HELLO: u8 = 1;
 const KIND_REPORT: u8 = 2;
 const HEAD_BYTES: usize = 6;
 const CRC_BYTES: usize = 4;
 
-/// Where a node's daemon takes replication links.
+/// Where a node's daemon takes replication links; maybe a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hello {
     /// The daemon's node id.
     pub node: u32,
-    /// The quorum ring the daemon knew when it sent this.
-    pub ring: u64,
-    /// The announcement's number (the daemon's own, growing).
+    /// The hello's number (the daemon's own, growing).
     pub seq: u64,
+    /// Every other member answers with its report.
+    pub request: bool,
     /// Its replication listener.
     pub listen: SocketAddr,
 }
@@ -67,19 +71,22 @@ pub struct CopyState {
     pub primary: bool,
 }
 
-/// One part of a node's report of its copies.
+/// One part of a node's report of its copies, answering one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// The reporting node.
     pub node: u32,
-    /// The quorum ring the daemon knew when it sent this.
-    pub ring: u64,
-    /// The announcement's number (the daemon's own, growing).
-    pub seq: u64,
+    /// The node whose request this answers.
+    pub to: u32,
+    /// The number of the hello that requested it.
+    pub to_seq: u64,
     /// Its number in the report, from 0 (part 0 starts a report over).
     pub part: u16,
     /// True on the report's last part.
     pub last: bool,
+    /// True if the node holds more copies than a report carries
+    /// ([`COPIES_MAX`]): the report is not the whole truth.
+    pub cut: bool,
     /// Copies, at most [`COPIES_PER_PART_MAX`].
     pub copies: Vec<CopyState>,
 }
@@ -87,7 +94,7 @@ pub struct Report {
 /// A message between daemons.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterMessage {
-    /// Where a daemon listens.
+    /// Where a daemon listens; maybe a request.
     Hello(Hello),
     /// A part of a daemon's report.
     Report(Report),
@@ -120,11 +127,11 @@ fn put_crc(out: &mut Vec<u8>) {
 
 /// The bytes of a hello.
 pub fn encode_hello(h: &Hello) -> Vec<u8> {
-    let mut out = Vec::with_capacity(40);
+    let mut out = Vec::with_capacity(48);
     put_head(&mut out, KIND_HELLO);
     out.extend_from_slice(&h.node.to_le_bytes());
-    out.extend_from_slice(&h.ring.to_le_bytes());
     out.extend_from_slice(&h.seq.to_le_bytes());
+    out.push(u8::from(h.request));
     match h.listen.ip() {
         IpAddr::V4(ip) => {
             out.push(4);
@@ -140,44 +147,55 @@ pub fn encode_hello(h: &Hello) -> Vec<u8> {
     out
 }
 
-/// The messages of node `node`'s report of `copies` in announcement `seq`
-/// (knowing quorum ring `ring`): as many
-/// parts as needed (at most `u16::MAX + 1`), numbered, the last one marked
-/// (an empty report is one empty last part). Copies whose names are empty
-/// or longer than a checkpoint name may be are left out.
-pub fn encode_report(node: u32, ring: u64, seq: u64, copies: &[CopyState]) -> Vec<Vec<u8>> {
+/// Who a report answers: the requesting node and its hello's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answering {
+    /// The requesting node.
+    pub to: u32,
+    /// The requesting hello's number.
+    pub to_seq: u64,
+}
+
+/// The messages of node `node`'s report of `copies`, answering `answering`:
+/// as many parts as needed, numbered, the last one marked (an empty report
+/// is one empty last part). Copies whose names are empty or longer than a
+/// checkpoint name may be are left out; past [`COPIES_MAX`], the rest too,
+/// and the report says it is cut.
+pub fn encode_report(node: u32, answering: Answering, copies: &[CopyState]) -> Vec<Vec<u8>> {
     let valid: Vec<&CopyState> = copies
         .iter()
         .filter(|c| !c.name.is_empty() && c.name.len() <= CHECKPOINT_NAME_BYTES_MAX)
         .collect();
-    let limit = COPIES_PER_PART_MAX * (usize::from(u16::MAX) + 1);
-    let valid = &valid[..valid.len().min(limit)];
+    let cut = valid.len() > COPIES_MAX;
+    let valid = &valid[..valid.len().min(COPIES_MAX)];
+    let head = (node, answering, cut);
     let mut parts = Vec::new();
     let mut chunks = valid.chunks(COPIES_PER_PART_MAX).peekable();
     if chunks.peek().is_none() {
-        return vec![encode_part((node, ring, seq), 0, true, &[])];
+        return vec![encode_part(head, 0, true, &[])];
     }
     while let Some(chunk) = chunks.next() {
         let part = parts.len() as u16;
-        parts.push(encode_part(
-            (node, ring, seq),
-            part,
-            chunks.peek().is_none(),
-            chunk,
-        ));
+        parts.push(encode_part(head, part, chunks.peek().is_none(), chunk));
     }
     parts
 }
 
-fn encode_part(from: (u32, u64, u64), part: u16, last: bool, copies: &[&CopyState]) -> Vec<u8> {
-    let (node, ring, seq) = from;
+fn encode_part(
+    head: (u32, Answering, bool),
+    part: u16,
+    last: bool,
+    copies: &[&CopyState],
+) -> Vec<u8> {
+    let (node, answering, cut) = head;
     let mut out = Vec::new();
     put_head(&mut out, KIND_REPORT);
     out.extend_from_slice(&node.to_le_bytes());
-    out.extend_from_slice(&ring.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&answering.to.to_le_bytes());
+    out.extend_from_slice(&answering.to_seq.to_le_bytes());
     out.extend_from_slice(&part.to_le_bytes());
     out.push(u8::from(last));
+    out.push(u8::from(cut));
     out.extend_from_slice(&(copies.len() as u16).to_le_bytes());
     for c in copies {
         out.extend_from_slice(&c.incarnation.to_le_bytes());
@@ -217,6 +235,10 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
+    fn u64(&mut self) -> Result<u64, ClusterDecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
     fn flag(&mut self) -> Result<bool, ClusterDecodeError> {
         match self.u8()? {
             0 => Ok(false),
@@ -254,8 +276,8 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
     let message = match body[5] {
         KIND_HELLO => {
             let node = r.node()?;
-            let ring = u64::from_le_bytes(r.array()?);
-            let seq = u64::from_le_bytes(r.array()?);
+            let seq = r.u64()?;
+            let request = r.flag()?;
             let ip = match r.u8()? {
                 4 => IpAddr::V4(Ipv4Addr::from(r.array::<4>()?)),
                 6 => IpAddr::V6(Ipv6Addr::from(r.array::<16>()?)),
@@ -264,24 +286,25 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
             let port = u16::from_le_bytes(r.array()?);
             ClusterMessage::Hello(Hello {
                 node,
-                ring,
                 seq,
+                request,
                 listen: SocketAddr::new(ip, port),
             })
         }
         KIND_REPORT => {
             let node = r.node()?;
-            let ring = u64::from_le_bytes(r.array()?);
-            let seq = u64::from_le_bytes(r.array()?);
+            let to = r.node()?;
+            let to_seq = r.u64()?;
             let part = u16::from_le_bytes(r.array()?);
             let last = r.flag()?;
+            let cut = r.flag()?;
             let count = usize::from(u16::from_le_bytes(r.array()?));
             if count > COPIES_PER_PART_MAX {
                 return Err(ClusterDecodeError::Field);
             }
             let mut copies = Vec::with_capacity(count);
             for _ in 0..count {
-                let incarnation = u64::from_le_bytes(r.array()?);
+                let incarnation = r.u64()?;
                 let term = u32::from_le_bytes(r.array()?);
                 let primary = r.flag()?;
                 let len = usize::from(u16::from_le_bytes(r.array()?));
@@ -297,10 +320,11 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
             }
             ClusterMessage::Report(Report {
                 node,
-                ring,
-                seq,
+                to,
+                to_seq,
                 part,
                 last,
+                cut,
                 copies,
             })
         }
@@ -373,13 +397,15 @@ mod tests {
         }
     }
 
+    const TO: Answering = Answering { to: 2, to_seq: 4 };
+
     #[test]
     fn hellos_and_reports_round_trip_and_damage_is_refused() {
         for listen in ["10.0.0.1:7400", "[fe80::1]:9"] {
             let h = Hello {
                 node: 7,
-                ring: 42,
                 seq: 5,
+                request: true,
                 listen: listen.parse().unwrap(),
             };
             let b = encode_hello(&h);
@@ -394,7 +420,7 @@ mod tests {
         let copies: Vec<CopyState> = (0..250)
             .map(|i| copy(&format!("safCkpt=c{i}"), i, i as u32, i % 2 == 0))
             .collect();
-        let parts = encode_report(3, 9, 4, &copies);
+        let parts = encode_report(3, TO, &copies);
         assert_eq!(parts.len(), 3);
         let mut back = Vec::new();
         for (i, p) in parts.iter().enumerate() {
@@ -403,32 +429,46 @@ mod tests {
                 panic!("not a report")
             };
             assert_eq!(
-                (r.node, r.ring, r.seq, r.part, r.last),
-                (3, 9, 4, i as u16, i == 2)
+                (r.node, r.to, r.to_seq, r.part, r.last, r.cut),
+                (3, 2, 4, i as u16, i == 2, false)
             );
             back.extend(r.copies);
         }
         assert_eq!(back, copies);
-        let empty = encode_report(3, 9, 4, &[]);
+        let empty = encode_report(3, TO, &[]);
         assert_eq!(
             decode(&empty[0]),
             Ok(ClusterMessage::Report(Report {
                 node: 3,
-                ring: 9,
-                seq: 4,
+                to: 2,
+                to_seq: 4,
                 part: 0,
                 last: true,
+                cut: false,
                 copies: vec![]
             }))
         );
     }
 
     #[test]
+    fn a_report_past_the_most_copies_says_it_is_cut() {
+        let copies: Vec<CopyState> = (0..COPIES_MAX as u64 + 1)
+            .map(|i| copy("c", i, 1, false))
+            .collect();
+        let parts = encode_report(3, TO, &copies);
+        assert_eq!(parts.len(), COPIES_MAX / COPIES_PER_PART_MAX + 1);
+        let ClusterMessage::Report(last) = decode(parts.last().unwrap()).unwrap() else {
+            panic!("not a report")
+        };
+        assert!(last.cut && last.last);
+    }
+
+    #[test]
     fn a_field_out_of_range_is_refused_even_under_a_good_checksum() {
         let mut b = encode_hello(&Hello {
             node: 1,
-            ring: 1,
             seq: 1,
+            request: false,
             listen: "10.0.0.1:1".parse().unwrap(),
         });
         // Node id above the limit, checksum made right.

@@ -9,7 +9,9 @@
 
 #![no_main]
 
-use ckpt_core::cluster::{decode, encode_hello, encode_report, ClusterMessage, CopyState};
+use ckpt_core::cluster::{
+    decode, encode_hello, encode_report, Answering, ClusterMessage, CopyState,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn check(bytes: &[u8]) {
@@ -19,12 +21,16 @@ fn check(bytes: &[u8]) {
     let again = match &m {
         ClusterMessage::Hello(h) => encode_hello(h),
         ClusterMessage::Report(r) => {
-            let mut parts = encode_report(r.node, r.ring, r.seq, &r.copies);
+            let to = Answering {
+                to: r.to,
+                to_seq: r.to_seq,
+            };
+            let mut parts = encode_report(r.node, to, &r.copies);
             assert_eq!(parts.len(), 1, "an accepted part re-encodes as one part");
             let mut p = parts.remove(0);
-            // The part's number and last-part flag are the caller's, not
-            // the copies' (bytes 26..29).
-            p[26..29].copy_from_slice(&bytes[26..29]);
+            // The part's number and its last and cut flags are the
+            // caller's, not the copies' (bytes 22..26).
+            p[22..26].copy_from_slice(&bytes[22..26]);
             let n = p.len() - 4;
             let crc = crc32c::crc32c(&p[..n]).to_le_bytes();
             p[n..].copy_from_slice(&crc);
@@ -57,7 +63,11 @@ fuzz_target!(|data: &[u8]| {
         });
         r = &r[13 + len..];
     }
-    for mut part in encode_report(u32::from(mode >> 1), u64::from(mode), 7, &copies) {
+    let to = Answering {
+        to: 3,
+        to_seq: u64::from(mode),
+    };
+    for mut part in encode_report(u32::from(mode >> 1), to, &copies) {
         check(&part);
         if !part.is_empty() {
             let at = usize::from(mode) * 7 % part.len();

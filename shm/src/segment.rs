@@ -994,6 +994,7 @@ impl Segment {
         let dir = SegmentDir::open(config, attrs.is_some())?;
         let file_name = dir::file_name(name);
         let path = config.dir.join(&file_name);
+        let mut created = false;
         for _ in 0..OPEN_ATTEMPTS_MAX {
             let file = match dir.open_file(&file_name) {
                 Ok(f) => f,
@@ -1002,6 +1003,7 @@ impl Segment {
                         return Err(OpenError::NotExist);
                     };
                     create_new(config, &dir, &file_name, name, a, Origin::Primary)?;
+                    created = true;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -1051,6 +1053,9 @@ impl Segment {
                 counts_as_open: !link,
                 registered_by: std::process::id(),
             };
+            if created {
+                segment.fence_if_marked();
+            }
             if link {
                 return Ok(segment);
             }
@@ -1128,6 +1133,7 @@ impl Segment {
         }
         let flags = OpenFlags::READ | OpenFlags::WRITE;
         let segment = Segment::open_for_link(config, &name, flags)?;
+        segment.fence_if_marked();
         if segment.header().incarnation != created.header.incarnation
             || !segment.is_replica()
             || segment.attrs != attributes

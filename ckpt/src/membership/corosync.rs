@@ -237,6 +237,13 @@ impl Connection {
     /// Takes what the engine has for us (never blocks); an error means the
     /// connection is lost.
     fn poll(&mut self, out: &mut Vec<Event>) -> Result<(), String> {
+        // The group first, then the quorum, and never the other way round:
+        // corosync sends a new ring's quorum decision before it delivers any
+        // message of that ring, so by the time this node's own hello of the
+        // ring has been read here, that decision is waiting on the quorum
+        // socket and lands in the same batch of events (the tracker is
+        // looked at after the whole batch). The reverse order could settle
+        // on the old ring's quorum.
         let cpg = cpg::dispatch(&self.cpg, DispatchFlags::All);
         let quorum = quorum::dispatch(&self.quorum, DispatchFlags::All);
         EVENTS.with(|q| out.append(&mut q.borrow_mut()));

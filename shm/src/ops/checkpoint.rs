@@ -228,6 +228,18 @@ impl Segment {
         Ok(())
     }
 
+    /// Fences this copy if the fence marker is in its directory now. A new
+    /// copy's fence bit is decided when its file is built, from the marker
+    /// as it was then; the marker may have come since, before the file was
+    /// published (and before the daemon listed the directory to fence it):
+    /// checked again once published. Best effort (a busy claim leaves it
+    /// to the daemon's next pass).
+    pub fn fence_if_marked(&self) {
+        if !self.is_fenced() && crate::dir::fence_marked(self.config()) {
+            let _ = self.fence(true);
+        }
+    }
+
     /// Records, on a replica, that its primary is gone (the membership says
     /// its node left): a promotion no longer waits to catch up with what
     /// that primary was last heard to ship.

@@ -359,6 +359,7 @@ impl Installer {
         let flags = OpenFlags::READ | OpenFlags::WRITE;
         let segment =
             Segment::open_for_link(&self.config, &self.name, flags).map_err(InstallError::Open)?;
+        segment.fence_if_marked();
         if tail.unlinked {
             // The primary's unlink is in the copy: the replica is unlinked
             // too, its name freed as an applied unlink frees it.
