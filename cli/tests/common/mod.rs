@@ -65,28 +65,49 @@ impl Node {
 }
 
 /// Starts `ckpt daemon` for `node` in its namespace, listening on its
-/// address (port [`PORT`]), with `args` added; waits until it answers.
-/// Its log goes to the node's directory name + `.log`.
+/// address (port [`PORT`]), with `args` added; waits until it answers. A
+/// daemon that exits at once (a cluster engine not yet taking clients) is
+/// started again, up to [`WAIT`]. Its log goes to the node's directory
+/// name + `.log`.
 pub fn start_daemon(net: &Net, node: &Node, args: &[&str]) -> Daemon {
     let i = node.id as usize - 1;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(node.dir.with_extension("log"))
-        .unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &net.ns[i], env!("CARGO_BIN_EXE_ckpt")])
-        .arg("--dir")
-        .arg(&node.dir)
-        .args(["daemon", "--node", &node.id.to_string()])
-        .args(["--listen", &format!("{}:{PORT}", net.ip[i])])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    until("the daemon", || node.status().is_some());
-    Daemon(child)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.with_extension("log"))
+            .unwrap();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &net.ns[i], env!("CARGO_BIN_EXE_ckpt")])
+            .arg("--dir")
+            .arg(&node.dir)
+            .args(["daemon", "--node", &node.id.to_string()])
+            .args(["--listen", &format!("{}:{PORT}", net.ip[i])])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        while Instant::now() < deadline {
+            if node.status().is_some() {
+                return Daemon(child);
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            Instant::now() < deadline,
+            "node {}'s daemon did not start: {}",
+            node.id,
+            std::fs::read_to_string(node.dir.with_extension("log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Waits until `f` holds, at most [`WAIT`].

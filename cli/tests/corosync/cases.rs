@@ -194,9 +194,10 @@ fn two_nodes_find_each_other_and_a_leaving_daemon_releases_synchronous_writers()
     let key = root.path().join("authkey");
     let key = key.to_str().unwrap();
     let coro = ["--membership", "corosync", "--key-file", key];
-    // Corosync needs a moment before it takes clients.
-    let da = start_daemon_retrying(&net, &a, &coro);
-    let db = start_daemon_retrying(&net, &b, &coro);
+    // Corosync needs a moment before it takes clients: start_daemon tries
+    // again while the daemon exits at once.
+    let da = start_daemon(&net, &a, &coro);
+    let db = start_daemon(&net, &b, &coro);
     let t = wait_membership(&a, &[1, 2], true, false);
     wait_membership(&b, &[1, 2], true, false);
     println!(
@@ -242,50 +243,6 @@ fn two_nodes_find_each_other_and_a_leaving_daemon_releases_synchronous_writers()
     assert!(!panicked(&a) && !panicked(&b));
 }
 
-/// `start_daemon`, tried again while the local corosync does not take
-/// clients yet (the daemon exits at once then).
-fn start_daemon_retrying(net: &Net, node: &Node, args: &[&str]) -> Daemon {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let i = node.id as usize - 1;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(node.dir.with_extension("log"))
-            .unwrap();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &net.ns[i], env!("CARGO_BIN_EXE_ckpt")])
-            .arg("--dir")
-            .arg(&node.dir)
-            .args(["daemon", "--node", &node.id.to_string()])
-            .args(["--listen", &format!("{}:{PORT}", net.ip[i])])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let up = Instant::now();
-        while up.elapsed() < Duration::from_secs(3) {
-            if node.status().is_some() {
-                return Daemon(child);
-            }
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        assert!(
-            Instant::now() < deadline,
-            "node {}'s daemon did not start: {}",
-            node.id,
-            std::fs::read_to_string(node.dir.with_extension("log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
     let Some((_turn, net, root, _engines)) = cluster(3, false) else {
@@ -295,10 +252,7 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let _logs = ShowLogsOnFailure(nodes.iter().map(|n| n.dir.with_extension("log")).collect());
     let coro = ["--membership", "corosync"];
-    let mut daemons: Vec<Daemon> = nodes
-        .iter()
-        .map(|n| start_daemon_retrying(&net, n, &coro))
-        .collect();
+    let mut daemons: Vec<Daemon> = nodes.iter().map(|n| start_daemon(&net, n, &coro)).collect();
     for n in &nodes {
         wait_membership(n, &[1, 2, 3], true, false);
     }
