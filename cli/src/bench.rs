@@ -1832,7 +1832,9 @@ const REPLICATED_SIZES: [(usize, &str, Option<f64>); 3] = [
 ];
 
 fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
-    let (backend, fallback) = match ckpt_transport::Auto::select(ckpt_transport::Choice::Auto) {
+    // The transport CKPT_TRANSPORT names (auto if unset).
+    let choice = ckpt_transport::Choice::from_env();
+    let (backend, fallback) = match choice.and_then(ckpt_transport::Auto::select) {
         Ok(b) => b,
         Err(why) => (
             ckpt_transport::Auto::Tcp(ckpt_transport::tcp::Tcp),

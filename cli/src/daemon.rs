@@ -85,7 +85,8 @@ pub struct DaemonArgs {
     /// cluster key at each connection); needs a key file, on every node.
     #[arg(long)]
     encrypt: bool,
-    /// auto (io_uring where the kernel allows it), io_uring or tcp.
+    /// auto (io_uring where the kernel allows it), io_uring or tcp
+    /// (default: $CKPT_TRANSPORT, else auto).
     #[arg(long)]
     transport: Option<String>,
     /// static (the configured peers, no quorum) or corosync (the daemons in
@@ -319,13 +320,11 @@ impl DaemonArgs {
             c.segments.log_bytes = Some(bytes);
         }
         c.check().map_err(|e| e.to_string())?;
-        let transport = self
-            .transport
-            .clone()
-            .or(file.transport)
-            .unwrap_or_else(|| "auto".into());
-        let transport = Choice::parse(&transport)
-            .ok_or_else(|| format!("transport {transport:?}: expected auto, io_uring or tcp"))?;
+        let transport = match self.transport.clone().or(file.transport) {
+            Some(t) => Choice::parse(&t)
+                .ok_or_else(|| format!("transport {t:?}: expected auto, io_uring or tcp"))?,
+            None => Choice::from_env()?,
+        };
         let metrics = match self.metrics.clone().or(file.metrics) {
             Some(a) => Some(address("metrics address", &a)?),
             None => None,

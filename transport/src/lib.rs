@@ -261,6 +261,20 @@ pub enum Choice {
 }
 
 impl Choice {
+    /// The environment variable that chooses when nothing else does.
+    pub const ENV: &'static str = "CKPT_TRANSPORT";
+
+    /// The choice in `CKPT_TRANSPORT`: `Auto` if it is not set, an error
+    /// naming the variable if it holds something else than a choice.
+    pub fn from_env() -> Result<Choice, String> {
+        match std::env::var(Choice::ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Choice::Auto),
+            Ok(text) => Choice::parse(&text)
+                .ok_or_else(|| format!("{}={text:?}: expected auto, io_uring or tcp", Choice::ENV)),
+            Err(_) => Err(format!("{} is not UTF-8", Choice::ENV)),
+        }
+    }
+
     /// `auto`, `io_uring` or `tcp`.
     pub fn parse(text: &str) -> Option<Choice> {
         match text {
