@@ -684,6 +684,11 @@ pub fn ship<C: Connection>(
                     Ok(m) => m,
                     Err(e) => return finish(Err(e)),
                 };
+                if let Message::Ack { openers, .. } = m.message {
+                    // The replica's host's openers keep the checkpoint
+                    // from its retention running out here.
+                    primary.set_remote_openers(node, openers);
+                }
                 if matches!(m.message, Message::Subscribe { .. })
                     && m.name != primary.name().as_bytes()
                 {
@@ -744,6 +749,9 @@ pub fn ship<C: Connection>(
     let result = ended.into_inner().unwrap_or_else(|p| p.into_inner());
     result.unwrap_or(Ok(Ended::Stopped))
 }
+
+/// How often an idle follower counts who has its replica open.
+const OPENERS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long the receiving thread waits for a message before it looks at
 /// `stop` again.
@@ -1104,6 +1112,7 @@ pub fn follow_offered<C: Connection>(
         let mut tail: Option<SnapshotTail> = None;
         let mut rebuild = Rebuild(None);
         let mut pending = Some(first);
+        let mut counted = Instant::now();
         loop {
             while let Some(actions) = pending.take() {
                 for a in actions {
@@ -1205,7 +1214,20 @@ pub fn follow_offered<C: Connection>(
                     tail = m.tail;
                     follower.received(m.message, clock.now())
                 }
-                None => follower.tick(clock.now()),
+                None => {
+                    let ticked = follower.tick(clock.now());
+                    match &replica {
+                        // Idle, at most every OPENERS_EVERY: who has the
+                        // replica open here, which keeps the checkpoint
+                        // alive on the primary's host.
+                        Some(r) if ticked.is_empty() && counted.elapsed() >= OPENERS_EVERY => {
+                            counted = Instant::now();
+                            let openers = r.reap_openers(ckpt_shm::segment::now());
+                            follower.openers(openers as u32, clock.now())
+                        }
+                        _ => ticked,
+                    }
+                }
             };
             pending = Some(next);
         }

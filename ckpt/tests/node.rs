@@ -287,6 +287,43 @@ fn a_standby_on_the_replica_host_takes_over_and_the_deposed_primary_becomes_its_
 }
 
 #[test]
+fn a_standby_with_the_replica_open_on_another_host_keeps_the_checkpoint_alive() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = pair(a.path(), b.path(), None);
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let name = "safCkpt=node_remote_open";
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        retention_ns: 100_000_000,
+        ..CreationAttributes::new(4, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let c = sa.open(name, rwc, Some(&attrs)).unwrap();
+    c.set_active_replica().unwrap();
+    c.create_section(b"k", Time::END, b"v").unwrap();
+    until("the replica", || read(&sb, name, b"k").is_some());
+    // The standby on node 2 opens the replica; its daemon tells node 1.
+    let standby = sb.open(name, OpenFlags::READ, None).unwrap();
+    until("node 1 to know the standby", || c.segment().remote_open());
+    // The active process goes: nobody on node 1 has it open, but node 2's
+    // standby does, so its retention does not run out.
+    drop(c);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        sa.open(name, OpenFlags::READ, None).is_ok(),
+        "the primary was deleted while a standby on another host had it open"
+    );
+    // The standby closes: the retention runs out, everywhere.
+    drop(standby);
+    until("the replica to go", || {
+        sb.open(name, OpenFlags::READ, None).is_err()
+    });
+    assert!(sa.open(name, OpenFlags::READ, None).is_err());
+    na.stop();
+    nb.stop();
+}
+
+#[test]
 fn a_checkpoint_whose_retention_runs_out_is_unlinked_on_the_replicas_too() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (na, nb) = pair(a.path(), b.path(), None);

@@ -711,7 +711,7 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -744,7 +744,7 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 1 `Subscribe` | incarnation | holds.seq | holds.term | name bytes | the checkpoint's name |
 /// | 2 `Frames` | first | last | prev_term | 0 | frames `first..=last`, sealed, back to back |
 /// | 3 `Snapshot` | incarnation | 0 | 0 | 0 | the checkpoint's creation frame (seq 1), sealed |
-/// | 4 `Ack` | holds.seq | 0 | holds.term | 0 | none |
+/// | 4 `Ack` | holds.seq | 0 | holds.term | openers | none |
 /// | 5 `Heartbeat` | 0 | 0 | 0 | 0 | none |
 /// | 6 `SnapshotPart` | 0 | 0 | records | 0 | section records ([`SectionRecord`]) back to back |
 /// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
@@ -1110,7 +1110,7 @@ pub fn encode_message(
             prev_term,
         } => (2, first, last, prev_term, 0, &[]),
         M::Snapshot { incarnation } => (3, incarnation, 0, 0, 0, &[]),
-        M::Ack { holds } => (4, holds.seq, 0, holds.term, 0, &[]),
+        M::Ack { holds, openers } => (4, holds.seq, 0, holds.term, openers, &[]),
         M::Heartbeat => (5, 0, 0, 0, 0, &[]),
         M::SnapshotPart { records } => (6, 0, 0, records, 0, &[]),
         M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
@@ -1259,8 +1259,9 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             }
         }
         4 | 5 if !body.is_empty() => return Err(WireError::BadLength),
-        4 if b == 0 && d == 0 => M::Ack {
+        4 if b == 0 => M::Ack {
             holds: Position { seq: a, term: c },
+            openers: d,
         },
         5 if a == 0 && b == 0 && c == 0 && d == 0 => M::Heartbeat,
         3..=9 => return Err(WireError::NonZeroPadding),
@@ -1704,7 +1705,14 @@ mod tests {
                 &[][..],
                 TAIL.to_bytes().to_vec(),
             ),
-            (M::Ack { holds: at }, &[][..], Vec::new()),
+            (
+                M::Ack {
+                    holds: at,
+                    openers: 3,
+                },
+                &[][..],
+                Vec::new(),
+            ),
             (M::Heartbeat, &[][..], Vec::new()),
             (M::Hello { nonce: [7; 32] }, &[][..], Vec::new()),
             (M::Proof { mac: [9; 32] }, &[][..], Vec::new()),

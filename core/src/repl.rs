@@ -80,8 +80,10 @@ pub enum Message {
     SnapshotEnd { start: Position, sections: u64 },
     /// Follower → shipper: the replica holds every frame through `holds`
     /// (whose term says which history it is: an acknowledgement from before
-    /// a replica was rebuilt does not count).
-    Ack { holds: Position },
+    /// a replica was rebuilt does not count), and `openers` processes of
+    /// its host have it open (they keep the checkpoint from its retention
+    /// running out on the primary's host).
+    Ack { holds: Position, openers: u32 },
     /// Either way: the link is alive.
     Heartbeat,
     /// Either way, first on a connection whose ends share a cluster key:
@@ -333,7 +335,7 @@ impl Shipper {
             Message::Subscribe { incarnation, holds } => {
                 self.subscribed(incarnation, holds, log, now_ns)
             }
-            Message::Ack { holds } => {
+            Message::Ack { holds, .. } => {
                 let seq = holds.seq;
                 if holds.term > log.term() {
                     // The replica follows a newer active replica.
@@ -639,6 +641,8 @@ pub struct Follower {
     asked_ns: u64,
     heard_ns: u64,
     sent_ns: u64,
+    /// Processes of this host that have the replica open, as last told.
+    openers: u32,
 }
 
 impl Follower {
@@ -654,7 +658,22 @@ impl Follower {
             asked_ns: 0,
             heard_ns: 0,
             sent_ns: 0,
+            openers: 0,
         }
+    }
+
+    /// `openers` processes of this host have the replica open now: told to
+    /// the shipper at once if that changed (then with every
+    /// acknowledgement).
+    pub fn openers(&mut self, openers: u32, now_ns: u64) -> Actions<FollowAction> {
+        if openers == self.openers {
+            return Actions::none();
+        }
+        self.openers = openers;
+        if self.state != FollowState::Following {
+            return Actions::none();
+        }
+        self.ack(now_ns)
     }
 
     /// What the replica holds, as this end knows it.
@@ -783,7 +802,10 @@ impl Follower {
 
     fn ack(&mut self, now_ns: u64) -> Actions<FollowAction> {
         self.sent_ns = now_ns;
-        Actions::one(FollowAction::Send(Message::Ack { holds: self.holds }))
+        Actions::one(FollowAction::Send(Message::Ack {
+            holds: self.holds,
+            openers: self.openers,
+        }))
     }
 
     /// The driver refused a frame (after applying the ones before it, which
@@ -947,6 +969,7 @@ mod tests {
     fn ack(seq: u64, term: u32) -> Message {
         Message::Ack {
             holds: Position { seq, term },
+            openers: 0,
         }
     }
 

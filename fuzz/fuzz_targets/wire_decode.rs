@@ -182,7 +182,14 @@ fuzz_target!(|input: &[u8]| {
                 (m, &[][..], t.to_bytes().to_vec())
             }
         },
-        3 => (Message::Ack { holds }, &[][..], Vec::new()),
+        3 => (
+            Message::Ack {
+                holds,
+                openers: (c >> 32) as u32,
+            },
+            &[][..],
+            Vec::new(),
+        ),
         4 => {
             let mut bytes = [0u8; 32];
             for (i, b) in bytes.iter_mut().enumerate() {

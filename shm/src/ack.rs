@@ -62,6 +62,16 @@ pub fn register(slots: &[AckSlot], node: u32, from: u64) -> Result<(), SlotsFull
     Err(SlotsFull)
 }
 
+/// The index of `node`'s slot, if registered.
+pub fn slot_of(slots: &[AckSlot], node: u32) -> Option<usize> {
+    let tag = node as u64 + 1;
+    // SYNC POINT: Acquire pairs with the Release store of the node in
+    // `register`.
+    slots
+        .iter()
+        .position(|s| s.node.load(Ordering::Acquire) == tag)
+}
+
 /// A slot's node word while its registrant sets it up (no node id is this:
 /// ids are at most 2^31 - 1, so their tags at most 2^31).
 const CLAIMING: u64 = u64::MAX;

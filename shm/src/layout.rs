@@ -5,11 +5,12 @@
 //!
 //! ```text
 //!  0      ┌──────────────────────────────┐
-//!         │ SegmentHeader (760 B)        │ immutable: magic, layout version (published
+//!         │ SegmentHeader (2640 B)       │ immutable: magic, layout version (published
 //!         │   immutable + CRC            │   last), attributes, geometry, incarnation, name;
 //!         │   replicated state           │ replicated: last seq, active replica + term,
 //!         │   host-local state           │   retention, counters, role; host-local: claim,
-//!         │                              │   intent, log tail, sleepers, lifecycle, acks
+//!         │                              │   intent, log tail, sleepers, lifecycle, acks,
+//!         │                              │   the replicas' remote openers
 //!  4096   ├──────────────────────────────┤
 //!         │ OpenerEntry × openers_max    │ who has the checkpoint open (pid, PID ns, lease)
 //!         ├──────────────────────────────┤
@@ -36,7 +37,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field (`CHECKPOINT_NAME_BYTES_MAX`).
@@ -201,6 +202,10 @@ pub struct SegmentHeader {
     /// A replica: when its link last heard from the primary (this host's
     /// `CLOCK_MONOTONIC`, ns; 0: never).
     pub feed_heard_ns: AtomicU64,
+    /// Per replica (the same index as `acks`): how many processes of its
+    /// host have it open, as its link last said. They keep the checkpoint
+    /// from its retention running out here.
+    pub remote_openers: [AtomicU64; ACK_SLOTS],
 }
 
 /// One replica's acknowledgement.
@@ -316,7 +321,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 2576);
+    assert!(size_of::<SegmentHeader>() == 2640);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -334,6 +339,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, repairs) == 2544);
     assert!(offset_of!(SegmentHeader, catchup_end) == 2552);
     assert!(offset_of!(SegmentHeader, feed_heard_ns) == 2568);
+    assert!(offset_of!(SegmentHeader, remote_openers) == 2576);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);

@@ -467,6 +467,7 @@ impl Mapped {
         closed != 0
             && plausible
             && self.reap_openers(now) == 0
+            && !self.remote_open()
             && now.0.saturating_sub(closed) >= retention
     }
 

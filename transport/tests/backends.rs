@@ -82,6 +82,7 @@ fn whole_messages_arrive_as_sent<B: Backend>(backend: B) {
         2,
         Message::Ack {
             holds: Position { seq: 209, term: 1 },
+            openers: 2,
         },
         &[],
     );

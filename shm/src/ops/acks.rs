@@ -6,23 +6,70 @@ use std::time::{Duration, Instant};
 use crate::ack::{self, Need, SlotsFull};
 use crate::notify;
 use crate::segment::Mapped;
+use crate::sync::Ordering;
 
 /// How long a waiting writer spins before it sleeps.
 const ACK_SPIN: Duration = Duration::from_micros(20);
 
 impl Mapped {
     /// Registers `node` as a replica that holds every frame up to `from`:
-    /// from now on, synchronous writers wait for it.
+    /// from now on, synchronous writers wait for it. Its host has nobody
+    /// with it open until its link says so ([`Mapped::set_remote_openers`]).
     pub fn register_replica(&self, node: u32, from: u64) -> Result<(), SlotsFull> {
-        ack::register(&self.header().acks, node, from)
+        let h = self.header();
+        ack::register(&h.acks, node, from)?;
+        if let Some(i) = ack::slot_of(&h.acks, node) {
+            // SYNC POINT: none needed: a count read on its own (retention).
+            h.remote_openers[i].store(0, Ordering::SeqCst);
+        }
+        Ok(())
     }
 
-    /// `node` left: writers stop waiting for it (and are woken to re-check).
+    /// `node` left: writers stop waiting for it (and are woken to re-check),
+    /// and its host's openers no longer keep the checkpoint (the retention
+    /// clock starts now if nobody else has it open).
     pub fn unregister_replica(&self, node: u32) {
+        self.set_remote_openers(node, 0);
         let h = self.header();
         if ack::unregister(&h.acks, &h.ack_epoch, node) && ack::must_wake(&h.ack_waiters) {
             notify::wake_all32(&h.ack_epoch);
         }
+    }
+
+    /// The replica on `node` says `openers` processes of its host have it
+    /// open. When the last of them, cluster-wide, closes, the retention
+    /// clock starts (a replica's host counts as an opener of the primary:
+    /// SA's retention runs once the checkpoint is closed everywhere).
+    pub fn set_remote_openers(&self, node: u32, openers: u32) {
+        let h = self.header();
+        let Some(i) = ack::slot_of(&h.acks, node) else {
+            return;
+        };
+        // SYNC POINT: SeqCst, as the retention clock's words: a sweep that
+        // sees no remote openers sees the clock started after them.
+        let before = h.remote_openers[i].swap(u64::from(openers), Ordering::SeqCst);
+        if before > 0 && !self.remote_open() {
+            // Closed everywhere else; if closed here too (the clock is
+            // running), it starts over now.
+            let now = crate::segment::now().0.max(1);
+            let closed = h.last_close_ns.load(Ordering::SeqCst);
+            if closed != 0 {
+                let _ = h.last_close_ns.compare_exchange(
+                    closed,
+                    closed.max(now),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+
+    /// True if a replica's host has the checkpoint open.
+    pub fn remote_open(&self) -> bool {
+        self.header()
+            .remote_openers
+            .iter()
+            .any(|o| o.load(Ordering::SeqCst) > 0)
     }
 
     /// Records that `node` holds every frame up to `seq`, waking writers that
