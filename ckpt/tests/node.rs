@@ -286,12 +286,9 @@ fn a_standby_on_the_replica_host_takes_over_and_the_deposed_primary_becomes_its_
     nb.stop();
 }
 
-#[test]
-fn a_standby_with_the_replica_open_on_another_host_keeps_the_checkpoint_alive() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (na, nb) = pair(a.path(), b.path(), None);
-    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
-    let name = "safCkpt=node_remote_open";
+/// Checkpoint `name` on node 1 (`sa`), retention 100 ms, active there, one
+/// section, once node 2 (`sb`) holds it.
+fn retained(sa: &Service, sb: &Service, name: &str) -> ckpt::Checkpoint {
     let attrs = CreationAttributes {
         flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
         retention_ns: 100_000_000,
@@ -301,7 +298,17 @@ fn a_standby_with_the_replica_open_on_another_host_keeps_the_checkpoint_alive() 
     let c = sa.open(name, rwc, Some(&attrs)).unwrap();
     c.set_active_replica().unwrap();
     c.create_section(b"k", Time::END, b"v").unwrap();
-    until("the replica", || read(&sb, name, b"k").is_some());
+    until("the replica", || read(sb, name, b"k").is_some());
+    c
+}
+
+#[test]
+fn a_standby_with_the_replica_open_on_another_host_keeps_the_checkpoint_alive() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = pair(a.path(), b.path(), None);
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let name = "safCkpt=node_remote_open";
+    let c = retained(&sa, &sb, name);
     // The standby on node 2 opens the replica; its daemon tells node 1.
     let standby = sb.open(name, OpenFlags::READ, None).unwrap();
     until("node 1 to know the standby", || c.segment().remote_open());
@@ -329,16 +336,7 @@ fn a_checkpoint_whose_retention_runs_out_is_unlinked_on_the_replicas_too() {
     let (na, nb) = pair(a.path(), b.path(), None);
     let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
     let name = "safCkpt=node_retained";
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
-        retention_ns: 100_000_000,
-        ..CreationAttributes::new(4, 64)
-    };
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let c = sa.open(name, rwc, Some(&attrs)).unwrap();
-    c.set_active_replica().unwrap();
-    c.create_section(b"k", Time::END, b"v").unwrap();
-    until("the replica", || read(&sb, name, b"k").is_some());
+    let c = retained(&sa, &sb, name);
     // The daemons' links do not keep it open: the last close starts the
     // retention clock; once it runs out the primary is deleted, and the
     // replica goes too.
