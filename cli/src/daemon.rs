@@ -103,9 +103,9 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
     /// Bytes of the delta-log ring of the replicas this daemon makes: a
-    /// power of two, 64 KiB to 1 GiB (default: sized from the checkpoint,
-    /// as a primary's). A replica that becomes the primary keeps its ring,
-    /// which must hold what a link falls behind by.
+    /// power of two, 64 KiB to 1 GiB (default: the primary's, which its
+    /// creation frame carries). A replica that becomes the primary keeps its
+    /// ring, which must hold what a link falls behind by.
     #[arg(long, value_name = "BYTES")]
     log_bytes: Option<u64>,
 }

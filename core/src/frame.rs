@@ -83,7 +83,7 @@ const FLAGS_KNOWN: u8 = FLAG_SEALED | FLAG_MORE | FLAG_STAGED;
 pub const NODE_ID_MAX: u32 = (1 << 31) - 1;
 
 /// Bytes of the [`FrameKind::CheckpointCreated`] payload.
-pub const CREATED_PAYLOAD_BYTES: usize = 40;
+pub const CREATED_PAYLOAD_BYTES: usize = 48;
 
 /// What a frame records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,7 +102,7 @@ pub enum FrameKind {
     /// Padding to the end of the ring; consumers skip it.
     Pad = 6,
     /// The checkpoint was created: id is its name, data its creation
-    /// attributes ([`encode_attributes`]), `time_ns` the creation time, `arg`
+    /// attributes and ring bytes ([`encode_created`]), `time_ns` the creation time, `arg`
     /// the node placed as active replica + 1 (0: none yet).
     CheckpointCreated = 7,
     /// The active replica moved to node `arg`; the frame's `term` is the new term.
@@ -347,12 +347,16 @@ impl<'a> Frame<'a> {
                 expiration: Time(h.arg),
             },
             FrameKind::Pad => return None,
-            FrameKind::CheckpointCreated => Mutation::CheckpointCreated {
-                name: id,
+            FrameKind::CheckpointCreated => {
                 // Checked by `decode`.
-                attributes: decode_attributes(data)?,
-                active_replica: (h.arg > 0).then(|| (h.arg - 1) as u32),
-            },
+                let (attributes, log_bytes) = decode_created(data)?;
+                Mutation::CheckpointCreated {
+                    name: id,
+                    attributes,
+                    log_bytes,
+                    active_replica: (h.arg > 0).then(|| (h.arg - 1) as u32),
+                }
+            }
             FrameKind::ActiveReplicaSet => Mutation::ActiveReplicaSet {
                 node: h.arg as u32,
                 term: h.term,
@@ -427,6 +431,8 @@ pub enum Mutation<'a> {
         name: &'a [u8],
         /// Its creation attributes.
         attributes: CreationAttributes,
+        /// Bytes of the primary's delta-log ring.
+        log_bytes: u64,
         /// The node placed as active replica at creation (non-collocated
         /// asynchronous checkpoints).
         active_replica: Option<u32>,
@@ -461,8 +467,10 @@ pub enum Mutation<'a> {
     },
 }
 
-/// The [`FrameKind::CheckpointCreated`] payload: every creation attribute.
-pub fn encode_attributes(a: &CreationAttributes) -> [u8; CREATED_PAYLOAD_BYTES] {
+/// The [`FrameKind::CheckpointCreated`] payload: every creation attribute,
+/// and the bytes of the primary's delta-log ring (a replica takes the same,
+/// so that, promoted, it holds what its links may fall behind by).
+pub fn encode_created(a: &CreationAttributes, log_bytes: u64) -> [u8; CREATED_PAYLOAD_BYTES] {
     let mut out = [0u8; CREATED_PAYLOAD_BYTES];
     out[0..4].copy_from_slice(&a.flags.bits().to_le_bytes());
     out[4..8].copy_from_slice(&a.sections_max.to_le_bytes());
@@ -470,12 +478,13 @@ pub fn encode_attributes(a: &CreationAttributes) -> [u8; CREATED_PAYLOAD_BYTES] 
     out[16..24].copy_from_slice(&a.retention_ns.to_le_bytes());
     out[24..32].copy_from_slice(&a.section_bytes_max.to_le_bytes());
     out[32..40].copy_from_slice(&a.section_id_bytes_max.to_le_bytes());
+    out[40..48].copy_from_slice(&log_bytes.to_le_bytes());
     out
 }
 
-/// Decodes a [`FrameKind::CheckpointCreated`] payload; `None` unless it is
-/// exactly one and the attributes are valid.
-pub fn decode_attributes(b: &[u8]) -> Option<CreationAttributes> {
+/// The attributes and ring bytes of a [`FrameKind::CheckpointCreated`]
+/// payload, if the attributes are valid and the ring bytes a power of two.
+pub fn decode_created(b: &[u8]) -> Option<(CreationAttributes, u64)> {
     if b.len() != CREATED_PAYLOAD_BYTES {
         return None;
     }
@@ -488,7 +497,8 @@ pub fn decode_attributes(b: &[u8]) -> Option<CreationAttributes> {
         section_id_bytes_max: le_u64(b, 32),
     };
     attrs.validate().ok()?;
-    Some(attrs)
+    let log_bytes = le_u64(b, 40);
+    log_bytes.is_power_of_two().then_some((attrs, log_bytes))
 }
 
 /// Why a frame could not be encoded.
@@ -707,7 +717,7 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
         return Err(DecodeError::NonZeroPadding);
     }
     let data = &frame[data_start..data_end];
-    if header.kind == FrameKind::CheckpointCreated && decode_attributes(data).is_none() {
+    if header.kind == FrameKind::CheckpointCreated && decode_created(data).is_none() {
         return Err(DecodeError::BadField);
     }
     Ok(Frame {
@@ -1397,7 +1407,7 @@ mod tests {
             }
             round_trip(h, id, data);
         }
-        let attrs = encode_attributes(&CreationAttributes::new(4, 100));
+        let attrs = encode_created(&CreationAttributes::new(4, 100), 1 << 20);
         let mut created = header(FrameKind::CheckpointCreated, 4, attrs.len() as u32);
         (created.arg, created.version) = (0, 0);
         round_trip(created, b"name", &attrs);
@@ -1415,7 +1425,12 @@ mod tests {
     #[test]
     fn mutations_carry_what_the_kind_means() {
         let attrs = CreationAttributes::new(4, 100);
-        let payload = encode_attributes(&attrs);
+        let payload = encode_created(&attrs, 1 << 20);
+        // A ring size that is not a power of two is refused.
+        let mut odd = payload;
+        odd[40..48].copy_from_slice(&3000u64.to_le_bytes());
+        assert_eq!(decode_created(&odd), None);
+        assert_eq!(decode_created(&payload), Some((attrs, 1 << 20)));
         let mut h = header(FrameKind::CheckpointCreated, 1, payload.len() as u32);
         (h.arg, h.version) = (0, 0);
         let mut buf = [0u8; 128];
@@ -1425,6 +1440,7 @@ mod tests {
             Some(Mutation::CheckpointCreated {
                 name: b"n",
                 attributes: attrs,
+                log_bytes: 1 << 20,
                 active_replica: None,
             })
         );
@@ -1512,7 +1528,7 @@ mod tests {
         h.flags = FLAG_MORE;
         encode(&h, b"a", b"b", &mut buf).unwrap();
         assert!(decode(&buf, false).is_ok());
-        let mut payload = encode_attributes(&CreationAttributes::new(4, 100));
+        let mut payload = encode_created(&CreationAttributes::new(4, 100), 1 << 20);
         payload[4..8].fill(0); // zero sections
         let mut h = header(FrameKind::CheckpointCreated, 1, payload.len() as u32);
         (h.arg, h.version) = (0, 0);
@@ -1545,7 +1561,7 @@ mod tests {
 
     /// A sealed creation frame of `incarnation`.
     fn created(incarnation: u64) -> Vec<u8> {
-        let attrs = encode_attributes(&CreationAttributes::new(4, 100));
+        let attrs = encode_created(&CreationAttributes::new(4, 100), 1 << 20);
         let mut h = header(FrameKind::CheckpointCreated, 4, attrs.len() as u32);
         (h.seq, h.incarnation, h.arg, h.version) = (1, incarnation, 0, 0);
         let mut buf = vec![0u8; h.frame_bytes()];

@@ -619,7 +619,7 @@ impl<'a> Harness<'a> {
         );
         assert_eq!(
             first.data,
-            ckpt_core::frame::encode_attributes(segment.attributes()),
+            ckpt_core::frame::encode_created(segment.attributes(), segment.geometry().log_bytes),
             "the creation frame's attributes"
         );
         reference

@@ -146,7 +146,7 @@ fn write_seeds(dir: &Path) {
         section_id_bytes_max: 8,
         ..CreationAttributes::new(4, 100)
     };
-    let payload = frame::encode_attributes(&attrs);
+    let payload = frame::encode_created(&attrs, 1 << 20);
     encode(
         "CheckpointCreated",
         FrameHeader {
@@ -244,12 +244,13 @@ fn check(data: &[u8]) {
         Some(Mutation::CheckpointCreated {
             name,
             attributes,
+            log_bytes,
             active_replica,
         }) => {
             assert_eq!(name, f.id);
             assert_eq!(active_replica.map_or(0, |n| n as i64 + 1), h.arg);
             assert_eq!(
-                frame::encode_attributes(&attributes),
+                frame::encode_created(&attributes, log_bytes),
                 f.data,
                 "the creation payload does not round-trip"
             );

@@ -38,7 +38,7 @@ fuzz_target!(|input: &[u8]| {
     let config = Config::with_dir(dir.path());
     // The creation frame, as a primary sends it.
     let name = b"safCkpt=fuzz_install";
-    let payload = frame::encode_attributes(&attrs);
+    let payload = frame::encode_created(&attrs, 1 << 20);
     let h = FrameHeader {
         seq: 1,
         term: 1,

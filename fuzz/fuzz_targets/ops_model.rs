@@ -291,6 +291,7 @@ impl<'a> Harness<'a> {
                 name: logged,
                 attributes,
                 active_replica,
+                ..
             }) => {
                 assert_eq!(logged, name.as_bytes(), "the logged name");
                 assert_eq!(attributes, *attrs, "the logged attributes");

@@ -63,7 +63,7 @@ fn check(bytes: &[u8]) {
 
 /// A creation frame of `incarnation`, sealed.
 fn created(incarnation: u64) -> Vec<u8> {
-    let attrs = frame::encode_attributes(&ckpt_core::CreationAttributes::new(4, 100));
+    let attrs = frame::encode_created(&ckpt_core::CreationAttributes::new(4, 100), 1 << 20);
     let h = FrameHeader {
         seq: 1,
         term: 1,

@@ -900,6 +900,17 @@ fn publish_layout(mapped: &Mapped) {
         .store(LAYOUT_VERSION, Ordering::Release);
 }
 
+/// The configuration a replica is made with: `config`'s ring size if it
+/// sets one (the daemon's `log_bytes`), else the primary's (`log_bytes`,
+/// from its creation frame), if within the ring's limits.
+pub(crate) fn replica_config(config: &Config, log_bytes: u64) -> Config {
+    let primary = (layout::LOG_BYTES_MIN..=layout::LOG_BYTES_MAX).contains(&log_bytes);
+    Config {
+        log_bytes: config.log_bytes.or(primary.then_some(log_bytes)),
+        ..config.clone()
+    }
+}
+
 impl Mapped {
     /// The checkpoint's creation frame (seq 1, term 1) as its log began:
     /// every creation attribute, the name, and `active` (the active replica
@@ -919,7 +930,7 @@ impl Mapped {
             arg: active.map_or(0, |node| node as i64 + 1),
             ..FrameHeader::new(FrameKind::CheckpointCreated)
         };
-        (header, frame::encode_attributes(&self.attrs))
+        (header, frame::encode_created(&self.attrs, h.log_bytes))
     }
 }
 
@@ -1113,6 +1124,7 @@ impl Segment {
         let Some(Mutation::CheckpointCreated {
             name,
             attributes,
+            log_bytes,
             active_replica,
         }) = created.mutation()
         else {
@@ -1121,6 +1133,7 @@ impl Segment {
         if created.header.seq != 1 {
             return Err(OpenError::InvalidAttributes);
         }
+        let config = &replica_config(config, log_bytes);
         let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
         let dir = SegmentDir::open(config, true)?;
         let file_name = dir::file_name(&name);

@@ -514,3 +514,32 @@ fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
         "the marker is not listed as a checkpoint"
     );
 }
+
+#[test]
+fn a_replica_takes_its_primarys_ring_size_unless_its_host_sets_one() {
+    let (pd, rd, od) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let pc = Config {
+        log_bytes: Some(1 << 21),
+        ..Config::with_dir(pd.path())
+    };
+    let name = CheckpointName::new("ring_size").unwrap();
+    let attrs = CreationAttributes::new(4, 64);
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let created = consumer.next_frame().unwrap().unwrap();
+    // No ring size on the replica's host: the primary's, not one sized
+    // from the attributes (which would be smaller here).
+    let replica = Segment::open_replica(&Config::with_dir(rd.path()), &created).unwrap();
+    assert_eq!(replica.geometry().log_bytes, 1 << 21);
+    // The host's own setting wins.
+    let own = Config {
+        log_bytes: Some(1 << 18),
+        ..Config::with_dir(od.path())
+    };
+    let replica = Segment::open_replica(&own, &created).unwrap();
+    assert_eq!(replica.geometry().log_bytes, 1 << 18);
+}

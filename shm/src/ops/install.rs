@@ -146,11 +146,15 @@ impl Segment {
     /// creation frame (seq 1) is `created`.
     pub fn install_begin(config: &Config, created: &Frame<'_>) -> Result<Installer, OpenError> {
         let Some(Mutation::CheckpointCreated {
-            name, attributes, ..
+            name,
+            attributes,
+            log_bytes,
+            ..
         }) = created.mutation()
         else {
             return Err(OpenError::InvalidAttributes);
         };
+        let config = &crate::segment::replica_config(config, log_bytes);
         if created.header.seq != 1 || attributes.validate().is_err() {
             return Err(OpenError::InvalidAttributes);
         }
