@@ -1091,6 +1091,9 @@ fn start_shipping(config: &NodeConfig, name: &CheckpointName) -> Option<Shipped>
         incarnation = format_args!("{:x}", segment.incarnation()),
         "shipping"
     );
+    // Counts of remote openers left by an earlier daemon are not this one's
+    // links': they come again with the links' first acknowledgements.
+    segment.forget_remote_openers();
     Some(Shipped {
         segment,
         links: BTreeMap::new(),

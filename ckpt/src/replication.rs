@@ -663,7 +663,13 @@ pub fn ship<C: Connection>(
         e.get_or_insert(r);
         done.store(true, Ordering::Release);
     };
-    let registered = primary.register_replica(node, 0).is_ok();
+    // Unregistered however the link ends, a panic of one of its threads
+    // included: a slot left behind would keep writers waiting and the
+    // checkpoint open on the replica's behalf.
+    let _registered = primary
+        .register_replica(node, 0)
+        .is_ok()
+        .then_some(Registered { primary, node });
     // The checkpoint is unlinked and the replica acknowledged the unlink.
     let unlinked =
         || primary.is_unlinked() && primary.acknowledged(Need::Node(node), primary.last_seq());
@@ -743,11 +749,20 @@ pub fn ship<C: Connection>(
                 .wait(opts.poll, Duration::ZERO);
         }
     });
-    if registered {
-        primary.unregister_replica(node);
-    }
     let result = ended.into_inner().unwrap_or_else(|p| p.into_inner());
     result.unwrap_or(Ok(Ended::Stopped))
+}
+
+/// A replica registered on its primary for the life of a shipping link.
+struct Registered<'a> {
+    primary: &'a Segment,
+    node: u32,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.primary.unregister_replica(self.node);
+    }
 }
 
 /// How often an idle follower counts who has its replica open.

@@ -104,8 +104,8 @@ pub struct DaemonArgs {
     control: Option<PathBuf>,
     /// Bytes of the delta-log ring of the replicas this daemon makes: a
     /// power of two, 64 KiB to 1 GiB (default: the primary's, which its
-    /// creation frame carries). A replica that becomes the primary keeps its
-    /// ring, which must hold what a link falls behind by.
+    /// creation frame carries, up to 64 MiB). A replica that becomes the
+    /// primary keeps its ring, which must hold what a link falls behind by.
     #[arg(long, value_name = "BYTES")]
     log_bytes: Option<u64>,
 }

@@ -4,7 +4,7 @@
 //!
 //! With `CKPT_FUZZ_SEED_DIR` set, start-up writes valid frames of every kind
 //! (format 2), sealed and not, into that directory as seed inputs: a fuzzer
-//! would take long to guess a CRC-32C, or the 40-byte creation payload.
+//! would take long to guess a CRC-32C, or the 48-byte creation payload.
 
 #![no_main]
 

@@ -37,7 +37,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field (`CHECKPOINT_NAME_BYTES_MAX`).
@@ -54,6 +54,11 @@ pub const LOG_BYTES_MIN: u64 = 64 * 1024;
 pub const LOG_BYTES_MAX: u64 = 1 << 30;
 /// Default log ring when the opener does not choose.
 pub const LOG_BYTES_DEFAULT_MAX: u64 = 16 << 20;
+/// The largest ring a replica takes from its primary's creation frame
+/// (a host that sets its own size, the daemon's `log_bytes`, may go to
+/// [`LOG_BYTES_MAX`]): a peer cannot make this host reserve more per
+/// checkpoint.
+pub const LOG_BYTES_FROM_PRIMARY_MAX: u64 = 64 << 20;
 
 /// The segment header, in three parts:
 ///

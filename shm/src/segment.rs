@@ -446,10 +446,13 @@ impl Mapped {
     /// Implausible words never delete a checkpoint: a negative retention, or
     /// a last close before the checkpoint was created or in the future.
     pub fn retention_expired(&self, now: Time) -> bool {
-        if self.is_replica() || self.is_fenced() {
+        if self.is_replica() || self.is_fenced() || self.remote_open() {
             // A replica expires nothing on its own: its primary's unlink
             // reaches it as a frame. A fenced copy's host has no quorum: it
-            // deletes nothing it could not log the unlink of.
+            // deletes nothing it could not log the unlink of. One open on a
+            // replica's host is open. (The remote openers are looked at
+            // before the clock: a count that dropped to 0 moved the clock
+            // first, `Mapped::set_remote_openers`.)
             return false;
         }
         let h = self.header();
@@ -467,7 +470,6 @@ impl Mapped {
         closed != 0
             && plausible
             && self.reap_openers(now) == 0
-            && !self.remote_open()
             && now.0.saturating_sub(closed) >= retention
     }
 
@@ -902,11 +904,11 @@ fn publish_layout(mapped: &Mapped) {
 
 /// The configuration a replica is made with: `config`'s ring size if it
 /// sets one (the daemon's `log_bytes`), else the primary's (`log_bytes`,
-/// from its creation frame), if within the ring's limits.
+/// from its creation frame) up to [`layout::LOG_BYTES_FROM_PRIMARY_MAX`].
 pub(crate) fn replica_config(config: &Config, log_bytes: u64) -> Config {
-    let primary = (layout::LOG_BYTES_MIN..=layout::LOG_BYTES_MAX).contains(&log_bytes);
+    let primary = log_bytes.clamp(layout::LOG_BYTES_MIN, layout::LOG_BYTES_FROM_PRIMARY_MAX);
     Config {
-        log_bytes: config.log_bytes.or(primary.then_some(log_bytes)),
+        log_bytes: config.log_bytes.or(Some(primary)),
         ..config.clone()
     }
 }
@@ -1204,6 +1206,7 @@ impl Drop for Segment {
         if self.header().retention_ns.load(Ordering::SeqCst) == 0
             && !self.is_unlinked()
             && !self.is_replica()
+            && !self.mapped.remote_open()
             && self.mapped.reap_openers(now) == 0
         {
             dir::doom_and_remove(&self.mapped);

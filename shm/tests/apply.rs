@@ -543,3 +543,38 @@ fn a_replica_takes_its_primarys_ring_size_unless_its_host_sets_one() {
     let replica = Segment::open_replica(&own, &created).unwrap();
     assert_eq!(replica.geometry().log_bytes, 1 << 18);
 }
+
+#[test]
+fn remote_openers_keep_a_checkpoint_and_the_last_of_them_starts_its_clock() {
+    let d = tempfile::tempdir().unwrap();
+    let c = dir_config(&d);
+    let name = CheckpointName::new("remote_openers").unwrap();
+    let attrs = CreationAttributes {
+        retention_ns: 1_000_000_000,
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&c, &name, rwc(), Some(&attrs)).unwrap();
+    // A link's registration: not an open.
+    let link = Segment::open_for_link(&c, &name, OpenFlags::READ).unwrap();
+    link.register_replica(2, 0).unwrap();
+    link.set_remote_openers(2, 1);
+    drop(primary);
+    let later = |s: i64| Time(ckpt_shm::segment::now().0 + s * 1_000_000_000);
+    assert!(
+        !link.retention_expired(later(5)),
+        "open on a replica's host: never expired"
+    );
+    // The remote opener closes: the clock starts now, not at the local
+    // close.
+    link.set_remote_openers(2, 0);
+    assert!(!link.retention_expired(later(0)));
+    assert!(link.retention_expired(later(2)));
+    // A count a dead daemon left behind is dropped, as a close, when a new
+    // link registers the replica (or a daemon starts shipping).
+    link.set_remote_openers(2, 3);
+    link.register_replica(2, 0).unwrap();
+    assert!(!link.remote_open());
+    link.set_remote_openers(2, 3);
+    link.forget_remote_openers();
+    assert!(!link.remote_open() && !link.retention_expired(later(0)));
+}

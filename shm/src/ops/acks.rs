@@ -14,14 +14,11 @@ const ACK_SPIN: Duration = Duration::from_micros(20);
 impl Mapped {
     /// Registers `node` as a replica that holds every frame up to `from`:
     /// from now on, synchronous writers wait for it. Its host has nobody
-    /// with it open until its link says so ([`Mapped::set_remote_openers`]).
+    /// with it open until its link says so ([`Mapped::set_remote_openers`]);
+    /// a count left in its slot (a daemon that died) is dropped as a close.
     pub fn register_replica(&self, node: u32, from: u64) -> Result<(), SlotsFull> {
-        let h = self.header();
-        ack::register(&h.acks, node, from)?;
-        if let Some(i) = ack::slot_of(&h.acks, node) {
-            // SYNC POINT: none needed: a count read on its own (retention).
-            h.remote_openers[i].store(0, Ordering::SeqCst);
-        }
+        ack::register(&self.header().acks, node, from)?;
+        self.set_remote_openers(node, 0);
         Ok(())
     }
 
@@ -36,32 +33,49 @@ impl Mapped {
         }
     }
 
+    /// Drops every replica's count of openers (as closes): what a daemon
+    /// starting to ship this checkpoint does, since counts left by an
+    /// earlier daemon are not its links' (theirs come within their first
+    /// acknowledgements).
+    pub fn forget_remote_openers(&self) {
+        for i in 0..self.header().remote_openers.len() {
+            self.set_remote_count(i, 0);
+        }
+    }
+
     /// The replica on `node` says `openers` processes of its host have it
     /// open. When the last of them, cluster-wide, closes, the retention
     /// clock starts (a replica's host counts as an opener of the primary:
     /// SA's retention runs once the checkpoint is closed everywhere).
     pub fn set_remote_openers(&self, node: u32, openers: u32) {
+        if let Some(i) = ack::slot_of(&self.header().acks, node) {
+            self.set_remote_count(i, openers);
+        }
+    }
+
+    fn set_remote_count(&self, i: usize, openers: u32) {
         let h = self.header();
-        let Some(i) = ack::slot_of(&h.acks, node) else {
-            return;
-        };
-        // SYNC POINT: SeqCst, as the retention clock's words: a sweep that
-        // sees no remote openers sees the clock started after them.
-        let before = h.remote_openers[i].swap(u64::from(openers), Ordering::SeqCst);
-        if before > 0 && !self.remote_open() {
-            // Closed everywhere else; if closed here too (the clock is
-            // running), it starts over now.
+        let count = &h.remote_openers[i];
+        // SYNC POINT: SeqCst, as the retention clock's words. A count about
+        // to drop to 0 moves the clock first (if it runs: nobody has it open
+        // here), then the count; `retention_expired` reads the counts, then
+        // the clock: one that sees the count at 0 sees the clock moved.
+        if openers == 0 && count.load(Ordering::SeqCst) > 0 {
             let now = crate::segment::now().0.max(1);
-            let closed = h.last_close_ns.load(Ordering::SeqCst);
-            if closed != 0 {
-                let _ = h.last_close_ns.compare_exchange(
+            let mut closed = h.last_close_ns.load(Ordering::SeqCst);
+            while closed != 0 && closed < now {
+                match h.last_close_ns.compare_exchange(
                     closed,
-                    closed.max(now),
+                    now,
                     Ordering::SeqCst,
-                    Ordering::Relaxed,
-                );
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => break,
+                    Err(seen) => closed = seen,
+                }
             }
         }
+        count.store(u64::from(openers), Ordering::SeqCst);
     }
 
     /// True if a replica's host has the checkpoint open.
