@@ -702,11 +702,13 @@ pub(crate) enum Origin {
     /// Created here: the primary, a new incarnation, placed on this node if
     /// the checkpoint is non-collocated asynchronous.
     Primary,
-    /// A replica of a primary's checkpoint, from its creation frame.
+    /// A replica of a primary's checkpoint, from its creation frame (whose
+    /// ring size, `log_bytes`, it logs as it is, whatever its own ring's).
     Replica {
         incarnation: u64,
         created_ns: i64,
         active_replica: Option<u32>,
+        log_bytes: u64,
     },
     /// A replica being rebuilt from a snapshot: its ring starts empty (no
     /// creation frame, no default section: the snapshot brings its
@@ -798,6 +800,7 @@ pub(crate) fn build_new(
             incarnation,
             created_ns,
             active_replica,
+            ..
         } => (incarnation, Time(created_ns), active_replica, role::REPLICA),
         Origin::Install {
             incarnation,
@@ -858,10 +861,15 @@ pub(crate) fn build_new(
         return Ok((mapped, tmp));
     }
     // The log begins with the checkpoint's creation (seq 1): every attribute,
-    // so the log alone can rebuild a replica.
+    // so the log alone can rebuild a replica. A replica's is its primary's
+    // frame, byte for byte (the primary's ring size included).
+    let created_ring = match origin {
+        Origin::Replica { log_bytes, .. } => log_bytes,
+        _ => geometry.log_bytes,
+    };
     let created = {
         let log = mapped.log();
-        let (header, payload) = mapped.creation_frame(active);
+        let (header, payload) = mapped.creation_frame_of(active, created_ring);
         let p = log.write(0, header, name.as_bytes(), &payload);
         log.publish(p.end, p.seq);
         p.seq
@@ -914,12 +922,23 @@ pub(crate) fn replica_config(config: &Config, log_bytes: u64) -> Config {
 }
 
 impl Mapped {
-    /// The checkpoint's creation frame (seq 1, term 1) as its log began:
-    /// every creation attribute, the name, and `active` (the active replica
-    /// it was created with). Header and payload; the name is the id.
+    /// The checkpoint's creation frame (seq 1, term 1): every creation
+    /// attribute, this copy's ring size, the name, and `active` (the active
+    /// replica it was created with). Header and payload; the name is the id.
+    /// (A replica's log begins with its primary's frame, which carries the
+    /// primary's ring size.)
     pub fn creation_frame(
         &self,
         active: Option<u32>,
+    ) -> (FrameHeader, [u8; frame::CREATED_PAYLOAD_BYTES]) {
+        self.creation_frame_of(active, self.header().log_bytes)
+    }
+
+    /// [`Mapped::creation_frame`] with ring size `log_bytes`.
+    fn creation_frame_of(
+        &self,
+        active: Option<u32>,
+        log_bytes: u64,
     ) -> (FrameHeader, [u8; frame::CREATED_PAYLOAD_BYTES]) {
         let h = self.header();
         let header = FrameHeader {
@@ -932,7 +951,7 @@ impl Mapped {
             arg: active.map_or(0, |node| node as i64 + 1),
             ..FrameHeader::new(FrameKind::CheckpointCreated)
         };
-        (header, frame::encode_created(&self.attrs, h.log_bytes))
+        (header, frame::encode_created(&self.attrs, log_bytes))
     }
 }
 
@@ -1144,6 +1163,7 @@ impl Segment {
                 incarnation: created.header.incarnation,
                 created_ns: created.header.time_ns,
                 active_replica,
+                log_bytes,
             };
             create_new(config, &dir, &file_name, &name, &attributes, origin)?;
         }

@@ -542,6 +542,14 @@ fn a_replica_takes_its_primarys_ring_size_unless_its_host_sets_one() {
     };
     let replica = Segment::open_replica(&own, &created).unwrap();
     assert_eq!(replica.geometry().log_bytes, 1 << 18);
+    // Its log still begins with the primary's creation frame, byte for
+    // byte (its standbys and its own replicas see what the primary logged).
+    let mut own_log = replica.consumer(Some(0));
+    let first = own_log.next_frame().unwrap().unwrap();
+    assert_eq!(
+        (first.header, first.id, first.data),
+        (created.header, created.id, created.data)
+    );
 }
 
 #[test]
