@@ -1,6 +1,6 @@
 //! The csa103 failover demo across two nodes (`ckpt demo --nodes 2`): two
 //! node daemons, each with its own segment directory (a "host") and, run as
-//! root, its own network namespace (a veth pair between them; otherwise
+//! root, its own network namespace (joined through a bridge; otherwise
 //! loopback ports), an active worker on one node and a standby on the
 //! other, and three faults in turn:
 //!
@@ -44,8 +44,9 @@ pub struct ClusterOptions {
     pub section_bytes: usize,
     /// Pause between writes of the active.
     pub write_interval: Duration,
-    /// Put each node's daemon in its own network namespace (a veth pair
-    /// between them; root only), so that the link cut is a real one. Falls
+    /// Put each node's daemon in its own network namespace (each joined by
+    /// a veth pair to a bridge; root only), so that the link cut is a real
+    /// one. Falls
     /// back to loopback, saying why, where namespaces cannot be made.
     pub netns: bool,
 }
@@ -305,7 +306,7 @@ pub fn run(
         }
     };
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    // Two namespaces and a veth pair (root), else loopback ports.
+    // Two namespaces joined through a bridge (root), else loopback ports.
     let net = if opts.netns && rustix::process::geteuid().is_root() {
         match crate::netns::Net::new() {
             Ok(net) => Some(net),
@@ -359,7 +360,7 @@ pub fn run(
     };
     let place = match &net {
         Some(n) => format!(
-            "network namespaces {} and {} joined by a veth pair",
+            "network namespaces {} and {} joined through a bridge",
             n.ns[0], n.ns[1]
         ),
         None => "loopback".to_string(),
