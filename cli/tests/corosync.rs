@@ -6,9 +6,11 @@
 //!
 //! - Two nodes, corosync's traffic encrypted with an authkey that the
 //!   daemons use as their cluster key: the daemons find each other and
-//!   replicate, authenticated; when one
-//!   daemon stops, the other sees it leave at once and its synchronous
-//!   writer stops waiting for that replica.
+//!   replicate, authenticated; when one daemon is killed, the other sees
+//!   it leave at once and its synchronous writer stops waiting for that
+//!   replica. (A killed daemon's connections close too, which also ends
+//!   the link: this shows the writer released, not that the membership
+//!   alone released it.)
 //! - Three nodes, a partition: the primary's node is cut off. Its partition
 //!   has no quorum: its daemon fences the copy and local writes get
 //!   TRY_AGAIN. The majority side promotes a replica and goes on writing.

@@ -39,10 +39,10 @@ pub struct SlotsFull;
 /// Registers `node` as a replica (idempotent); its acknowledged number starts
 /// at `from` (what it already holds).
 pub fn register(slots: &[AckSlot], node: u32, from: u64) -> Result<(), SlotsFull> {
-    let tag = node as u64 + 1;
-    if slots.iter().any(|s| s.node.load(Ordering::Acquire) == tag) {
+    if slot_of(slots, node).is_some() {
         return Ok(());
     }
+    let tag = node as u64 + 1;
     for slot in slots {
         // Take the slot first (only then is its number ours to set), then set
         // the number, then name the node: a waiter sees the node only with
@@ -96,8 +96,7 @@ pub fn unregister(slots: &[AckSlot], epoch: &AtomicU32, node: u32) -> bool {
 /// Records that `node` holds every frame up to `seq`. Returns whether the
 /// node is registered. The caller wakes sleepers if [`must_wake`] says so.
 pub fn acknowledge(slots: &[AckSlot], epoch: &AtomicU32, node: u32, seq: u64) -> bool {
-    let tag = node as u64 + 1;
-    let Some(slot) = slots.iter().find(|s| s.node.load(Ordering::Acquire) == tag) else {
+    let Some(slot) = slot_of(slots, node).map(|i| &slots[i]) else {
         return false;
     };
     // SYNC POINT: Release pairs with the Acquire loads in `acked`.

@@ -220,8 +220,9 @@ fn two_nodes_find_each_other_and_a_leaving_daemon_releases_synchronous_writers()
     let t = converge(&a, &b, name);
     println!("corosync test: two nodes: 200 synchronous updates replicated, converged in {t:?}");
 
-    // Node 2's daemon stops: corosync says it left, node 1 drops its link
-    // at once, and synchronous writes go on without waiting for it.
+    // Node 2's daemon is killed: corosync says it left (and its connections
+    // close), node 1's link ends, and synchronous writes go on without
+    // waiting for it.
     drop(db);
     let t = wait_membership(&a, &[1], true, false);
     let started = Instant::now();

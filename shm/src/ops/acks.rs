@@ -60,7 +60,13 @@ impl Mapped {
         // to drop to 0 moves the clock first (if it runs: nobody has it open
         // here), then the count; `retention_expired` reads the counts, then
         // the clock: one that sees the count at 0 sees the clock moved.
-        if openers == 0 && count.load(Ordering::SeqCst) > 0 {
+        // Every acknowledgement repeats the count: an unchanged one stores
+        // nothing (no shared-line write per acknowledgement).
+        let before = count.load(Ordering::SeqCst);
+        if before == u64::from(openers) {
+            return;
+        }
+        if openers == 0 {
             let now = crate::segment::now().0.max(1);
             let mut closed = h.last_close_ns.load(Ordering::SeqCst);
             while closed != 0 && closed < now {
