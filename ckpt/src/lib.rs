@@ -29,6 +29,7 @@
 //! returns unchanged.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod membership;
 pub mod node;
 pub mod replication;
@@ -55,6 +56,10 @@ use ckpt_core::frame::{FrameKind, FLAG_MORE, FLAG_STAGED};
 use ckpt_shm::ack::Need;
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{SectionRef, Segment, WriteElement};
+
+/// How long [`Service::open`] waits for a replica from another node
+/// ([`Service::open_within`]).
+pub const OPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// The checkpoint service of one host: where segments live.
 ///
@@ -156,6 +161,40 @@ impl Service {
         flags: OpenFlags,
         attrs: Option<&CreationAttributes>,
     ) -> Result<Checkpoint, OpenError> {
+        self.open_within(name, flags, attrs, OPEN_WAIT)
+    }
+
+    /// [`Service::open`], waiting at most `wait` for a replica from another
+    /// node (`saCkptCheckpointOpen`'s timeout).
+    ///
+    /// When the checkpoint is not on this host and a node daemon runs for
+    /// the segment directory (it answers on [`control::CONTROL_NAME`]
+    /// there), the open first asks it: if a peer holds the checkpoint (a
+    /// collocated one, or one placed on other nodes, is not replicated here
+    /// until a process here opens it), its replica comes here and the open
+    /// opens it, with or without `CREATE`; if it does not come within
+    /// `wait`, the open fails with [`OpenError::Timeout`] rather than
+    /// create a second checkpoint of that name. With no daemon, or one that
+    /// knows of no such checkpoint, the open goes on here (`NotExist`, or a
+    /// new checkpoint with `CREATE`).
+    ///
+    /// ```
+    /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service};
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let service = Service::with_config(Config::with_dir(dir.path()));
+    /// // No daemon here: as `open`.
+    /// let e = service.open_within("safCkpt=far", OpenFlags::READ, None, Duration::from_secs(1));
+    /// assert_eq!(e.err(), Some(ckpt::OpenError::NotExist));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_within(
+        &self,
+        name: impl AsRef<[u8]>,
+        flags: OpenFlags,
+        attrs: Option<&CreationAttributes>,
+        wait: Duration,
+    ) -> Result<Checkpoint, OpenError> {
         let flags = OpenFlags::from_bits(flags.bits()).ok_or(OpenError::BadFlags)?;
         let name = CheckpointName::new(name).map_err(|_| OpenError::InvalidName)?;
         let create = flags.contains(OpenFlags::CREATE);
@@ -166,6 +205,13 @@ impl Service {
         }
         if let Some(a) = attrs {
             a.validate().map_err(OpenError::from)?;
+        }
+        let path = self.config.dir.join(ckpt_shm::dir::file_name(&name));
+        if std::fs::symlink_metadata(&path).is_err() {
+            // Not on this host: the node daemon, if one runs, may bring it.
+            if control::ask_want(&self.config.dir, &name, wait) == Some(control::Wanted::TimedOut) {
+                return Err(OpenError::Timeout);
+            }
         }
         let segment = Segment::open(&self.config, &name, flags, attrs)?;
         Ok(Checkpoint {

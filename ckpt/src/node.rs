@@ -64,6 +64,12 @@ use crate::replication::{
 /// or deleted when its retention ran out) go on at most, for replicas that
 /// have not acknowledged its unlink yet (a peer down for longer misses it).
 pub const LINGER: Duration = Duration::from_secs(3600);
+/// How often [`Node::want`] looks for the replica it waits for.
+const WANT_POLL: Duration = Duration::from_millis(5);
+/// Placement rules at most.
+pub const PLACEMENT_RULES_MAX: usize = 256;
+/// Checkpoints wanted at once at most ([`Node::want`]).
+const WANTS_MAX: usize = 4096;
 /// The first wait before a shipping link connects again.
 const RETRY_MIN: Duration = Duration::from_millis(50);
 /// How long the acceptor waits for a connection before it looks at the stop
@@ -81,6 +87,19 @@ pub struct Peer {
     pub name: String,
     /// Where its daemon listens.
     pub address: SocketAddr,
+}
+
+/// Where the replicas of non-collocated checkpoints go: those whose name
+/// begins with `prefix` get one on each node in `nodes` (and on any node
+/// where a process opens them). The first rule that matches a name counts;
+/// a name no rule matches gets a replica on every peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The names the rule is for (the empty prefix: every name).
+    pub prefix: Vec<u8>,
+    /// The nodes that hold a replica (this node's own id, if listed, is the
+    /// primary's host and means nothing).
+    pub nodes: Vec<u32>,
 }
 
 /// What a node daemon does.
@@ -110,6 +129,10 @@ pub struct NodeConfig {
     /// Who the peers are: the configured ones (static), or the daemons in a
     /// corosync group, with quorum ([`crate::membership`]).
     pub membership: Membership,
+    /// Where non-collocated checkpoints get replicas (no rule: on every
+    /// peer). A collocated checkpoint gets a replica only where a process
+    /// opens it (SA Forum placement; [`Node::want`]).
+    pub placement: Vec<Placement>,
 }
 
 impl NodeConfig {
@@ -127,7 +150,22 @@ impl NodeConfig {
             retry_max: Duration::from_secs(2),
             incoming_max: 256,
             membership: Membership::Static,
+            placement: Vec::new(),
         }
+    }
+
+    /// True if this node's primary of checkpoint `name` places a replica on
+    /// `peer` without being asked: a non-collocated checkpoint, on the
+    /// nodes of the first placement rule its name matches (no rule: every
+    /// peer). Every other peer gets one once a process there opens it.
+    pub fn places(&self, name: &CheckpointName, collocated: bool, peer: u32) -> bool {
+        if collocated {
+            return false;
+        }
+        self.placement
+            .iter()
+            .find(|r| name.as_bytes().starts_with(&r.prefix))
+            .is_none_or(|r| r.nodes.contains(&peer))
     }
 
     /// Checks the configuration: a valid node id, peers with distinct ids
@@ -156,6 +194,21 @@ impl NodeConfig {
         if self.incoming_max == 0 {
             return bad("incoming_max must be at least 1".into());
         }
+        if self.placement.len() > PLACEMENT_RULES_MAX {
+            return bad(format!(
+                "{} placement rules: at most {PLACEMENT_RULES_MAX}",
+                self.placement.len()
+            ));
+        }
+        for r in &self.placement {
+            let shown = String::from_utf8_lossy(&r.prefix);
+            if r.prefix.len() > ckpt_core::name::CHECKPOINT_NAME_BYTES_MAX {
+                return bad(format!("placement prefix {shown:?} is longer than a name"));
+            }
+            if let Some(n) = r.nodes.iter().find(|&&n| n > max) {
+                return bad(format!("placement {shown:?}: node id {n} is above {max}"));
+            }
+        }
         if !self.membership.available() {
             return bad(format!(
                 "membership {:?}: this build has no corosync support (build with the `corosync` feature)",
@@ -168,6 +221,44 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// What [`Node::want`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// This host holds a copy already (its primary, or a replica).
+    Here,
+    /// A peer offered it and its replica is here now.
+    Arrived,
+    /// No peer has offered a checkpoint of that name to this node (none
+    /// exists on a connected peer, as far as this node knows).
+    Unknown,
+    /// A peer offered it, and its replica did not arrive in time.
+    TimedOut,
+}
+
+impl Wanted {
+    /// Its name in the control protocol.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wanted::Here => "here",
+            Wanted::Arrived => "arrived",
+            Wanted::Unknown => "unknown",
+            Wanted::TimedOut => "timeout",
+        }
+    }
+
+    /// The answer named `s` ([`Wanted::as_str`]).
+    pub fn parse(s: &str) -> Option<Wanted> {
+        [
+            Wanted::Here,
+            Wanted::Arrived,
+            Wanted::Unknown,
+            Wanted::TimedOut,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == s)
     }
 }
 
@@ -224,6 +315,10 @@ pub enum LinkState {
     Connecting,
     /// Connected: frames flow.
     Linked,
+    /// Connected, but this node holds no replica and wants none yet (the
+    /// checkpoint is collocated, or placed on other nodes, and nobody here
+    /// has opened it): heartbeats only, until a process here opens it.
+    Parked,
     /// The last connection ended; another follows after a backoff (a
     /// shipping link) or when the peer connects again (a following one).
     Down,
@@ -232,18 +327,26 @@ pub enum LinkState {
 }
 
 impl LinkState {
-    const ALL: [LinkState; 4] = [
+    /// In declaration order (a state is stored as its index).
+    const ALL: [LinkState; 5] = [
         LinkState::Connecting,
         LinkState::Linked,
+        LinkState::Parked,
         LinkState::Down,
         LinkState::Ended,
     ];
+
+    /// True while a connection is up (linked or parked).
+    pub fn is_connected(self) -> bool {
+        matches!(self, LinkState::Linked | LinkState::Parked)
+    }
 
     /// Its name in status output.
     pub fn as_str(self) -> &'static str {
         match self {
             LinkState::Connecting => "connecting",
             LinkState::Linked => "linked",
+            LinkState::Parked => "parked",
             LinkState::Down => "down",
             LinkState::Ended => "ended",
         }
@@ -288,7 +391,8 @@ impl LinkEntry {
     }
 
     fn state(&self) -> LinkState {
-        LinkState::ALL[usize::from(self.state.load(Ordering::Relaxed)).min(3)]
+        LinkState::ALL
+            [usize::from(self.state.load(Ordering::Relaxed)).min(LinkState::ALL.len() - 1)]
     }
 
     /// Records how a connection ended and logs it, as a warning if `bad`;
@@ -343,6 +447,10 @@ struct Shared {
     tracker: Mutex<Option<Tracker>>,
     /// The membership's name in status output.
     mode: &'static str,
+    /// Checkpoints a process of this host opened that the host held no copy
+    /// of, until when they are wanted: their parked links subscribe
+    /// ([`Node::want`]).
+    wants: Mutex<BTreeMap<CheckpointName, Instant>>,
 }
 
 impl Shared {
@@ -413,6 +521,13 @@ impl Shared {
         }
     }
 
+    /// True if a process of this host wants a replica of `name` now.
+    fn wanted(&self, name: &CheckpointName) -> bool {
+        lock(&self.wants)
+            .get(name)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
     /// Counts and logs a link's failure.
     fn failed(&self, entry: &LinkEntry, e: &ReplicationError) {
         if matches!(e, ReplicationError::Unauthenticated(_)) {
@@ -428,6 +543,66 @@ fn log_event(e: &LinkEvent) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handle on a running node daemon: it asks for replicas
+/// ([`Node::handle`]). Once the node stops, a want finds nothing offered.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    /// A process of this host opens checkpoint `name`, which this host may
+    /// hold no copy of: if a peer has offered it (its link to this node is
+    /// parked, or running), this node wants a replica, and waits up to
+    /// `wait` for it to be here. A collocated checkpoint, or one placed on
+    /// other nodes, gets a replica on this node this way (SA Forum
+    /// placement: "where the checkpoint is opened"). The want lasts `wait`
+    /// (at least a second): a link that reconnects meanwhile subscribes too.
+    pub fn want(&self, name: &CheckpointName, wait: Duration) -> Wanted {
+        let sh = &self.shared;
+        let here = || Segment::open_for_link(&sh.config.segments, name, OpenFlags::READ).is_ok();
+        if here() {
+            return Wanted::Here;
+        }
+        let offered = lock(&sh.links).iter().any(|((role, n, _), e)| {
+            *role == Role::Following && n == name && e.state().is_connected()
+        });
+        if !offered {
+            return Wanted::Unknown;
+        }
+        let started = Instant::now();
+        {
+            let mut wants = lock(&sh.wants);
+            wants.retain(|_, until| started < *until);
+            if wants.len() >= WANTS_MAX && !wants.contains_key(name) {
+                // The one wanted longest is dropped (it has waited longest).
+                if let Some(k) = wants
+                    .iter()
+                    .min_by_key(|(_, u)| **u)
+                    .map(|(k, _)| k.clone())
+                {
+                    wants.remove(&k);
+                }
+            }
+            let until = started + wait.max(Duration::from_secs(1));
+            let e = wants.entry(name.clone()).or_insert(until);
+            *e = (*e).max(until);
+        }
+        tracing::info!(checkpoint = %name, "opened here: a replica is wanted on this node");
+        while started.elapsed() < wait && !sh.stopping() {
+            if here() {
+                return Wanted::Arrived;
+            }
+            std::thread::sleep(WANT_POLL);
+        }
+        if here() {
+            Wanted::Arrived
+        } else {
+            Wanted::TimedOut
+        }
+    }
 }
 
 /// A running node daemon. Dropping it stops it.
@@ -524,6 +699,7 @@ impl Node {
             started: Instant::now(),
             tracker: Mutex::new(None),
             mode: engine.as_ref().map_or("static", |e| e.name()),
+            wants: Mutex::new(BTreeMap::new()),
         });
         let backend = Arc::new(backend);
         let mut main = Vec::new();
@@ -564,6 +740,20 @@ impl Node {
         })
     }
 
+    /// A process of this host opens checkpoint `name`: see
+    /// [`NodeHandle::want`].
+    pub fn want(&self, name: &CheckpointName, wait: Duration) -> Wanted {
+        self.handle().want(name, wait)
+    }
+
+    /// A handle that makes a replica come here ([`NodeHandle::want`]), for
+    /// another thread (the control socket's).
+    pub fn handle(&self) -> NodeHandle {
+        NodeHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Where the daemon listens (with the port the system picked for 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -597,7 +787,7 @@ impl Node {
                     name: p.name.clone(),
                     address: p.address,
                     links: mine.clone().count(),
-                    linked: mine.filter(|l| l.state == LinkState::Linked).count(),
+                    linked: mine.filter(|l| l.state.is_connected()).count(),
                 }
             })
             .collect();
@@ -716,7 +906,7 @@ pub struct PeerStatus {
     pub address: SocketAddr,
     /// Links with it.
     pub links: usize,
-    /// Of those, the connected ones.
+    /// Of those, the connected ones (linked or parked).
     pub linked: usize,
 }
 
@@ -832,10 +1022,7 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
             tracing::warn!("refused a link from node {}, which just left", offered.node);
             return;
         }
-        if links
-            .get(&key)
-            .is_some_and(|e| e.state() == LinkState::Linked)
-        {
+        if links.get(&key).is_some_and(|e| e.state().is_connected()) {
             drop(links);
             sh.refused.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("refused a second link for the same checkpoint from the same peer");
@@ -858,7 +1045,25 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
     entry.connects.fetch_add(1, Ordering::Relaxed);
     tracing::info!("following (incarnation {:x})", offered.incarnation);
     let opts = sh.link_options(&entry);
-    let outcome = follow_offered(&sh.config.segments, &offered, &mut conn, &opts, &entry.stop);
+    // Asked only while the link has no replica to follow: the entry shows
+    // whether it is parked.
+    let wanted = || {
+        let w = sh.wanted(&offered.name);
+        entry.set(if w {
+            LinkState::Linked
+        } else {
+            LinkState::Parked
+        });
+        w
+    };
+    let outcome = follow_offered(
+        &sh.config.segments,
+        &offered,
+        &mut conn,
+        &opts,
+        &entry.stop,
+        &wanted,
+    );
     match outcome {
         Ok((Ended::Unlinked, _)) => {
             entry.outcome(
@@ -1025,7 +1230,7 @@ where
         // Following links that are down for a checkpoint this host no longer
         // has (its replica unlinked, or never made): nothing left to show.
         lock(&sh.links).retain(|(role, name, _), e| {
-            *role == Role::Shipping || e.state() == LinkState::Linked || local.contains(name)
+            *role == Role::Shipping || e.state().is_connected() || local.contains(name)
         });
         if refused.len() > 4096 {
             refused.clear();
@@ -1162,6 +1367,8 @@ fn shipping<B: Backend>(
     let span = tracing::info_span!("ship", checkpoint = %entry.checkpoint, peer = peer.node);
     let _in = span.enter();
     let opts = sh.link_options(entry);
+    let collocated = segment.attributes().flags.is_collocated();
+    let placed = sh.config.places(segment.name(), collocated, peer.node);
     let mut retry = RETRY_MIN;
     while !sh.stopping() && !entry.stop.load(Ordering::Relaxed) {
         entry.set(LinkState::Connecting);
@@ -1170,7 +1377,7 @@ fn shipping<B: Backend>(
             Ok(mut conn) => {
                 entry.connects.fetch_add(1, Ordering::Relaxed);
                 entry.set(LinkState::Linked);
-                match ship(segment, peer.node, &mut conn, &opts, &entry.stop) {
+                match ship(segment, peer.node, placed, &mut conn, &opts, &entry.stop) {
                     Ok(Ended::Unlinked) => {
                         entry.outcome("the replica holds the unlink: link done".into(), false);
                         break;

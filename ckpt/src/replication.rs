@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ckpt_core::frame::{
@@ -622,14 +622,19 @@ impl LogView for RingIndex<'_> {
 
 /// Ships the checkpoint `primary` (a segment of this host) to the replica
 /// on `node` at the other end of `conn`, until the link ends or `stop` is
-/// set: offers it (as this host's node, `primary.config().node_id`), then
-/// answers the replica's subscription. The replica's acknowledgements are
-/// recorded for synchronous writers while the link runs. One thread waits on the log (the futex
+/// set: offers it (as this host's node, `primary.config().node_id`; as
+/// `placed` on that node: see [`Message::Offer`]), then answers the
+/// replica's subscription. From its subscription on, the replica is
+/// registered on the primary and its acknowledgements are recorded for
+/// synchronous writers (a follower that parks the link and never subscribes
+/// holds no replica: writers do not wait for it, and the link ends as soon
+/// as the checkpoint is unlinked). One thread waits on the log (the futex
 /// standbys wait on) and ships new frames at once; another waits on the
 /// connection and handles what the replica sends.
 pub fn ship<C: Connection>(
     primary: &Segment,
     node: u32,
+    placed: bool,
     conn: &mut C,
     opts: &LinkOptions,
     stop: &AtomicBool,
@@ -643,6 +648,7 @@ pub fn ship<C: Connection>(
         incarnation: primary.incarnation(),
         term: primary.current_term(),
         node: primary.config().node_id,
+        placed,
     };
     send(conn, &offer, primary.name().as_bytes(), &[])?;
     // Two threads: this one wakes on the log (a new frame is shipped at
@@ -663,16 +669,18 @@ pub fn ship<C: Connection>(
         e.get_or_insert(r);
         done.store(true, Ordering::Release);
     };
-    // Unregistered however the link ends, a panic of one of its threads
-    // included: a slot left behind would keep writers waiting and the
-    // checkpoint open on the replica's behalf.
-    let _registered = primary
-        .register_replica(node, 0)
-        .is_ok()
-        .then_some(Registered { primary, node });
-    // The checkpoint is unlinked and the replica acknowledged the unlink.
-    let unlinked =
-        || primary.is_unlinked() && primary.acknowledged(Need::Node(node), primary.last_seq());
+    // Registered at the replica's first subscription; unregistered however
+    // the link ends, a panic of one of its threads included: a slot left
+    // behind would keep writers waiting and the checkpoint open on the
+    // replica's behalf.
+    let registered: OnceLock<Option<Registered>> = OnceLock::new();
+    // The checkpoint is unlinked and the replica acknowledged the unlink (or
+    // never subscribed: it holds nothing to unlink).
+    let unlinked = || {
+        primary.is_unlinked()
+            && (registered.get().is_none()
+                || primary.acknowledged(Need::Node(node), primary.last_seq()))
+    };
     // The receiving thread logs in the caller's span (the link's).
     let span = tracing::Span::current();
     std::thread::scope(|s| {
@@ -695,11 +703,17 @@ pub fn ship<C: Connection>(
                     // from its retention running out here.
                     primary.set_remote_openers(node, openers);
                 }
-                if matches!(m.message, Message::Subscribe { .. })
-                    && m.name != primary.name().as_bytes()
-                {
-                    let asked = String::from_utf8_lossy(m.name).into_owned();
-                    return finish(Err(ReplicationError::WrongCheckpoint(asked)));
+                if matches!(m.message, Message::Subscribe { .. }) {
+                    if m.name != primary.name().as_bytes() {
+                        let asked = String::from_utf8_lossy(m.name).into_owned();
+                        return finish(Err(ReplicationError::WrongCheckpoint(asked)));
+                    }
+                    registered.get_or_init(|| {
+                        primary
+                            .register_replica(node, 0)
+                            .is_ok()
+                            .then_some(Registered { primary, node })
+                    });
                 }
                 let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
                 let l = &mut *guard;
@@ -1015,6 +1029,8 @@ pub struct Offered {
     pub term: u32,
     /// The primary's node.
     pub node: u32,
+    /// The primary places a replica on this node ([`Message::Offer`]).
+    pub placed: bool,
 }
 
 /// The replica's end of a link's start: authenticates (where this end has a
@@ -1035,6 +1051,7 @@ pub fn accept_offer<C: Connection>(
         incarnation,
         term,
         node,
+        placed,
     } = m.message
     else {
         return Err(match m.message {
@@ -1052,6 +1069,7 @@ pub fn accept_offer<C: Connection>(
         incarnation,
         term,
         node,
+        placed,
     };
     wire.set_max_message(opts.max_message);
     Ok((offered, wire))
@@ -1060,7 +1078,7 @@ pub fn accept_offer<C: Connection>(
 /// Follows checkpoint `name` from the primary at the other end of `conn`
 /// into this host's replica (in `config`'s directory), until the link ends
 /// or `stop` is set: [`accept_offer`], the offer must be of `name`, then
-/// [`follow_offered`].
+/// [`follow_offered`] (wanted at once: the caller asked for this replica).
 pub fn follow<C: Connection>(
     config: &Config,
     name: &CheckpointName,
@@ -1072,7 +1090,7 @@ pub fn follow<C: Connection>(
     if offered.name != *name {
         return Err(ReplicationError::WrongCheckpoint(offered.name.to_string()));
     }
-    follow_offered(config, &offered, &mut wire, opts, stop)
+    follow_offered(config, &offered, &mut wire, opts, stop, &|| true)
 }
 
 /// Follows the checkpoint the shipper at the other end of `conn` offered
@@ -1083,32 +1101,22 @@ pub fn follow<C: Connection>(
 /// replica first (the offer's primary deposed it; [`LinkEvent::Demoted`]);
 /// any other primary of that name here is not followed
 /// ([`ReplicationError::HeldAsPrimary`]).
+///
+/// Placement: a checkpoint the offer does not place here
+/// ([`Offered::placed`]) and that this host holds no copy of is followed
+/// only once `wanted()` says so (a process here opens it); until then the
+/// link is parked (heartbeats only; `wanted` is asked at every idle poll).
 pub fn follow_offered<C: Connection>(
     config: &Config,
     offered: &Offered,
     conn: &mut C,
     opts: &LinkOptions,
     stop: &AtomicBool,
+    wanted: &dyn Fn() -> bool,
 ) -> Result<(Ended, Option<Segment>), ReplicationError> {
     let name = &offered.name;
     let clock = Clock(Instant::now());
-    let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
-    let mut replica = match Segment::open_for_link(config, name, flags) {
-        Ok(s) if s.is_replica() => Some(s),
-        Ok(s) if s.incarnation() == offered.incarnation && offered.term > s.current_term() => {
-            s.demote()
-                .map_err(|_| ReplicationError::Apply(ApplyError::Contended))?;
-            opts.report(LinkEvent::Demoted { term: offered.term });
-            Some(s)
-        }
-        Ok(s) => {
-            return Err(ReplicationError::HeldAsPrimary {
-                term: s.current_term(),
-            })
-        }
-        Err(ckpt_core::error::OpenError::NotExist) => None,
-        Err(e) => return Err(ReplicationError::Open(e)),
-    };
+    let mut replica = local_replica(config, offered, opts)?;
     let (incarnation, holds) = match &replica {
         Some(r) => (r.incarnation(), held(r)),
         None => (0, Position::default()),
@@ -1117,7 +1125,12 @@ pub fn follow_offered<C: Connection>(
         opts.count(|c| c.hold(holds));
     }
     let mut follower = Follower::new(opts.link, incarnation, holds);
-    let first = follower.connected(clock.now());
+    let parks = replica.is_none() && !offered.placed && !wanted();
+    let first = if parks {
+        follower.park(clock.now())
+    } else {
+        follower.connected(clock.now())
+    };
     let mut subscribed = false;
     let mut busy = false;
     let result = (|| -> Result<Ended, ReplicationError> {
@@ -1229,6 +1242,20 @@ pub fn follow_offered<C: Connection>(
                     tail = m.tail;
                     follower.received(m.message, clock.now())
                 }
+                None if follower.is_parked() => {
+                    let ticked = follower.tick(clock.now());
+                    if !ticked.is_empty() || !wanted() {
+                        ticked
+                    } else {
+                        // Wanted now. The copy as it is now: a primary
+                        // created here meanwhile is not followed.
+                        replica = local_replica(config, offered, opts)?;
+                        if let Some(r) = &replica {
+                            follower = Follower::new(opts.link, r.incarnation(), held(r));
+                        }
+                        follower.connected(clock.now())
+                    }
+                }
                 None => {
                     let ticked = follower.tick(clock.now());
                     match &replica {
@@ -1247,8 +1274,34 @@ pub fn follow_offered<C: Connection>(
             pending = Some(next);
         }
     })();
-    debug_assert!(subscribed || result.is_err());
+    debug_assert!(subscribed || result.is_err() || parks);
     result.map(|ended| (ended, replica))
+}
+
+/// This host's copy of the offered checkpoint: its replica, or its primary
+/// of the same incarnation and an older term demoted to one (the offer's
+/// primary deposed it); `None` if it has none. Any other primary of that
+/// name here is refused ([`ReplicationError::HeldAsPrimary`]).
+fn local_replica(
+    config: &Config,
+    offered: &Offered,
+    opts: &LinkOptions,
+) -> Result<Option<Segment>, ReplicationError> {
+    let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
+    match Segment::open_for_link(config, &offered.name, flags) {
+        Ok(s) if s.is_replica() => Ok(Some(s)),
+        Ok(s) if s.incarnation() == offered.incarnation && offered.term > s.current_term() => {
+            s.demote()
+                .map_err(|_| ReplicationError::Apply(ApplyError::Contended))?;
+            opts.report(LinkEvent::Demoted { term: offered.term });
+            Ok(Some(s))
+        }
+        Ok(s) => Err(ReplicationError::HeldAsPrimary {
+            term: s.current_term(),
+        }),
+        Err(ckpt_core::error::OpenError::NotExist) => Ok(None),
+        Err(e) => Err(ReplicationError::Open(e)),
+    }
 }
 
 /// A snapshot being installed into a copy of the replica (`None`: none, or

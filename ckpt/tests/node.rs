@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ckpt::node::{LinkState, Node, NodeConfig, Peer, Role};
+use ckpt::node::{LinkState, Node, NodeConfig, Peer, Placement, Role, Wanted};
 use ckpt::replication::ClusterKey;
 use ckpt::{Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode};
 use ckpt_transport::{Auto, Choice};
@@ -91,6 +91,19 @@ fn create(s: &Service, name: &str) -> ckpt::Checkpoint {
     c
 }
 
+/// A process on `node`'s host opens collocated checkpoint `name`, which a
+/// peer ships: its replica comes there (what `Service::open` asks a
+/// daemon's control socket for; these daemons have none).
+fn opened_on(node: &Node, name: &str) {
+    let name = ckpt::CheckpointName::new(name).unwrap();
+    let mut w = Wanted::Unknown;
+    until("the checkpoint to be offered", || {
+        w = node.want(&name, WAIT);
+        w != Wanted::Unknown
+    });
+    assert!(matches!(w, Wanted::Arrived | Wanted::Here), "{w:?}");
+}
+
 fn read(s: &Service, name: &str, id: &[u8]) -> Option<Vec<u8>> {
     s.open(name, OpenFlags::READ, None)
         .ok()?
@@ -110,6 +123,7 @@ fn a_checkpoint_created_on_one_node_is_replicated_to_the_other_and_unlinked_ther
     let name = "safCkpt=node_pair";
     let primary = create(&sa, name);
     primary.create_section(b"k", Time::END, b"first").unwrap();
+    opened_on(&nb, name);
     until("the replica", || {
         read(&sb, name, b"k").as_deref() == Some(b"first")
     });
@@ -240,6 +254,7 @@ fn a_standby_on_the_replica_host_takes_over_and_the_deposed_primary_becomes_its_
     primary
         .create_section(b"seq", Time::END, &0u64.to_le_bytes())
         .unwrap();
+    opened_on(&nb, name);
     for n in 1..=100u64 {
         primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
     }
@@ -288,7 +303,7 @@ fn a_standby_on_the_replica_host_takes_over_and_the_deposed_primary_becomes_its_
 
 /// Checkpoint `name` on node 1 (`sa`), retention 100 ms, active there, one
 /// section, once node 2 (`sb`) holds it.
-fn retained(sa: &Service, sb: &Service, name: &str) -> ckpt::Checkpoint {
+fn retained(sa: &Service, sb: &Service, nb: &Node, name: &str) -> ckpt::Checkpoint {
     let attrs = CreationAttributes {
         flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
         retention_ns: 100_000_000,
@@ -298,6 +313,7 @@ fn retained(sa: &Service, sb: &Service, name: &str) -> ckpt::Checkpoint {
     let c = sa.open(name, rwc, Some(&attrs)).unwrap();
     c.set_active_replica().unwrap();
     c.create_section(b"k", Time::END, b"v").unwrap();
+    opened_on(nb, name);
     until("the replica", || read(sb, name, b"k").is_some());
     c
 }
@@ -308,7 +324,7 @@ fn a_standby_with_the_replica_open_on_another_host_keeps_the_checkpoint_alive() 
     let (na, nb) = pair(a.path(), b.path(), None);
     let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
     let name = "safCkpt=node_remote_open";
-    let c = retained(&sa, &sb, name);
+    let c = retained(&sa, &sb, &nb, name);
     // The standby on node 2 opens the replica; its daemon tells node 1.
     let standby = sb.open(name, OpenFlags::READ, None).unwrap();
     until("node 1 to know the standby", || c.segment().remote_open());
@@ -336,7 +352,7 @@ fn a_checkpoint_whose_retention_runs_out_is_unlinked_on_the_replicas_too() {
     let (na, nb) = pair(a.path(), b.path(), None);
     let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
     let name = "safCkpt=node_retained";
-    let c = retained(&sa, &sb, name);
+    let c = retained(&sa, &sb, &nb, name);
     // The daemons' links do not keep it open: the last close starts the
     // retention clock; once it runs out the primary is deleted, and the
     // replica goes too.
@@ -348,4 +364,108 @@ fn a_checkpoint_whose_retention_runs_out_is_unlinked_on_the_replicas_too() {
     until("the links to end", || {
         na.status().links.is_empty() && nb.status().links.is_empty()
     });
+}
+
+/// SA Forum placement across three nodes: a collocated checkpoint gets a
+/// replica only where it is opened (its other links park, and synchronous
+/// writers wait for no parked peer); a non-collocated one goes where its
+/// placement rule says, or everywhere without one; an unlink ends parked
+/// links too.
+#[test]
+fn replicas_go_where_checkpoints_are_opened_or_placed_and_nowhere_else() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<_> = (0..3).map(|_| free_port()).collect();
+    let nodes: Vec<Node> = (0..3u32)
+        .map(|i| {
+            let peers: Vec<_> = (0..3u32)
+                .filter(|&j| j != i)
+                .map(|j| (j + 1, ports[j as usize]))
+                .collect();
+            let mut c = node(i + 1, dirs[i as usize].path(), ports[i as usize], &peers);
+            c.placement = vec![Placement {
+                prefix: b"safCkpt=placed".to_vec(),
+                nodes: vec![2],
+            }];
+            Node::start(c, backend()).unwrap()
+        })
+        .collect();
+    let s: Vec<_> = (0..3u32)
+        .map(|i| service(dirs[i as usize].path(), i + 1))
+        .collect();
+    let here = |i: usize, name: &str| s[i].open(name, OpenFlags::READ, None).is_ok();
+    let parked = |i: usize, name: &str| {
+        nodes[i].status().links.iter().any(|l| {
+            l.checkpoint == name && l.role == Role::Following && l.state == LinkState::Parked
+        })
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let attrs = |mode: UpdateMode, collocated: bool| CreationAttributes {
+        flags: CreationFlags::new(mode, collocated),
+        ..CreationAttributes::new(4, 64)
+    };
+
+    // Collocated, synchronous: offered to nodes 2 and 3, who park it.
+    let coll = "safCkpt=collocated";
+    let c = s[0]
+        .open(coll, rwc, Some(&attrs(UpdateMode::AllReplicas, true)))
+        .unwrap();
+    until("both links parked", || parked(1, coll) && parked(2, coll));
+    // No replica holds it: a synchronous write waits for nobody.
+    c.create_section(b"k", Time::END, b"v1").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !here(1, coll) && !here(2, coll),
+        "replicas where nobody opened it"
+    );
+    // A process on node 3 opens it: its replica comes, and from then on a
+    // synchronous write returns once node 3 holds it.
+    opened_on(&nodes[2], coll);
+    assert_eq!(read(&s[2], coll, b"k").as_deref(), Some(&b"v1"[..]));
+    for i in 0..20u32 {
+        c.overwrite(b"k", &i.to_le_bytes()).unwrap();
+        assert_eq!(
+            read(&s[2], coll, b"k").as_deref(),
+            Some(&i.to_le_bytes()[..]),
+            "a synchronous write returned before node 3 held it"
+        );
+    }
+    assert!(!here(1, coll) && parked(1, coll), "node 2 never opened it");
+    assert_eq!(
+        nodes[1].want(&ckpt::CheckpointName::new("safCkpt=none").unwrap(), WAIT),
+        Wanted::Unknown
+    );
+
+    // Non-collocated, placed on node 2 by the rule: there at once; node 3
+    // parks it.
+    let placed = "safCkpt=placed/1";
+    let p = s[0]
+        .open(placed, rwc, Some(&attrs(UpdateMode::ActiveReplica, false)))
+        .unwrap();
+    p.create_section(b"k", Time::END, b"p").unwrap();
+    until("the placed replica", || read(&s[1], placed, b"k").is_some());
+    until("node 3 parked", || parked(2, placed));
+    assert!(!here(2, placed));
+
+    // Non-collocated, no rule: everywhere.
+    let all = "safCkpt=everywhere";
+    let e = s[0]
+        .open(all, rwc, Some(&attrs(UpdateMode::ActiveReplica, false)))
+        .unwrap();
+    e.create_section(b"k", Time::END, b"e").unwrap();
+    until("both replicas", || {
+        read(&s[1], all, b"k").is_some() && read(&s[2], all, b"k").is_some()
+    });
+
+    // Unlinked: the parked links end as well as the followed ones.
+    for name in [coll, placed, all] {
+        s[0].unlink(name).unwrap();
+    }
+    drop((c, p, e));
+    until("every link to end", || {
+        nodes.iter().all(|n| n.status().links.is_empty())
+    });
+    assert!((1..3).all(|i| [coll, placed, all].iter().all(|n| !here(i, n))));
+    for n in nodes {
+        n.stop();
+    }
 }

@@ -98,7 +98,14 @@ fn with_link_opts(
                 .accept(WAIT)
                 .unwrap()
                 .expect("the replica connects");
-            ship(primary.segment(), REPLICA_NODE, &mut conn, &opts, &stop)
+            ship(
+                primary.segment(),
+                REPLICA_NODE,
+                true,
+                &mut conn,
+                &opts,
+                &stop,
+            )
         });
         let follower = s.spawn(|| {
             let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
@@ -401,7 +408,14 @@ fn one_link_opts(
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
-        let shipped = ship(primary.segment(), REPLICA_NODE, &mut conn, opts, &stop);
+        let shipped = ship(
+            primary.segment(),
+            REPLICA_NODE,
+            true,
+            &mut conn,
+            opts,
+            &stop,
+        );
         drop(conn);
         let followed = follower.join().unwrap();
         done.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -2116,7 +2116,7 @@ fn measure_resync(
             let start = Instant::now();
             s.spawn(|| {
                 if let Ok(Some((mut conn, _))) = listener.accept(Duration::from_secs(5)) {
-                    let _ = ckpt::replication::ship(&primary, 2, &mut conn, &opts, &stop);
+                    let _ = ckpt::replication::ship(&primary, 2, true, &mut conn, &opts, &stop);
                 }
             });
             let follower = s.spawn(|| {
@@ -2248,7 +2248,7 @@ impl BenchLink {
         let ship_opts = opts.clone();
         let shipper = std::thread::spawn(move || {
             if let Ok(Some((mut conn, _))) = listener.accept(Duration::from_secs(5)) {
-                let _ = ckpt::replication::ship(&p, 2, &mut conn, &ship_opts, &s1);
+                let _ = ckpt::replication::ship(&p, 2, true, &mut conn, &ship_opts, &s1);
             }
         });
         let cname = CheckpointName::new(name).map_err(|e| format!("{name}: {e:?}"))?;

@@ -31,6 +31,14 @@
 //! node = 2
 //! name = "beta"
 //! address = "beta.example:7400"
+//!
+//! # Where non-collocated checkpoints get replicas: the first rule whose
+//! # prefix a name begins with (no rule: every peer). Collocated ones get a
+//! # replica only where a process opens them, and any checkpoint gets one
+//! # wherever a process opens it.
+//! [[placement]]
+//! prefix = "safCkpt=billing"
+//! nodes = [2]
 //! ```
 
 use std::io::{IsTerminal, Read, Write};
@@ -38,20 +46,23 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ckpt::control::{want_answer, Request, Wanted};
 use ckpt::membership::Membership;
-use ckpt::node::{Node, NodeConfig, NodeStatus, Peer};
+use ckpt::node::{Node, NodeConfig, NodeHandle, NodeStatus, Peer, Placement};
 use ckpt::Config;
 use ckpt_transport::{Auto, Backend, Choice};
 use serde::Deserialize;
 
 use crate::replicate::{read_key, stop_on_signals};
 
-/// The control socket's name in the segment directory, by default.
-pub const CONTROL_NAME: &str = ".ckptd.sock";
+pub use ckpt::control::CONTROL_NAME;
+/// `want` requests answered at once at most (each waits on a thread of its
+/// own for a replica to come); more are answered `timeout`.
+const WANTS_AT_ONCE_MAX: usize = 64;
 /// How long the control and metrics endpoints wait for a client.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest request the metrics endpoint reads.
@@ -135,6 +146,15 @@ struct FileConfig {
     log_bytes: Option<u64>,
     #[serde(default)]
     peer: Vec<FilePeer>,
+    #[serde(default)]
+    placement: Vec<FilePlacement>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FilePlacement {
+    prefix: String,
+    nodes: Vec<u32>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -260,6 +280,14 @@ impl DaemonArgs {
                 .map(|p| peer_flag(p))
                 .collect::<Result<_, _>>()?
         };
+        c.placement = file
+            .placement
+            .iter()
+            .map(|r| Placement {
+                prefix: r.prefix.as_bytes().to_vec(),
+                nodes: r.nodes.clone(),
+            })
+            .collect();
         let link = &mut c.link;
         link.link.heartbeat_ns = millis(
             "heartbeat_ms",
@@ -374,7 +402,7 @@ pub fn run(settings: Settings) -> Result<(), String> {
             }
         )
     })?;
-    let control = bind_control(&settings.control)?;
+    let control = bind_control(&settings.control, settings.node.segments.group_access)?;
     let metrics = match settings.metrics {
         Some(addr) => {
             Some(TcpListener::bind(addr).map_err(|e| format!("metrics address {addr}: {e}"))?)
@@ -382,6 +410,7 @@ pub fn run(settings: Settings) -> Result<(), String> {
         None => None,
     };
     let node = Node::start(settings.node, backend).map_err(|e| e.to_string())?;
+    let handle = node.handle();
     let node = Arc::new(Mutex::new(Some(node)));
     let status = {
         let node = node.clone();
@@ -390,11 +419,11 @@ pub fn run(settings: Settings) -> Result<(), String> {
             guard.as_ref().map(|n| n.status())
         }
     };
-    tracing::info!(control = %settings.control.display(), "answering `ckpt peers`");
+    tracing::info!(control = %settings.control.display(), "answering `ckpt peers` and applications' opens");
     spawn_server("ckpt-control", {
         let status = status.clone();
         let stop = stop.clone();
-        move || serve_control(&control, &stop, &status)
+        move || serve_control(&control, &stop, &status, &handle)
     })?;
     if let Some(listener) = metrics {
         let at = listener.local_addr().map_err(|e| e.to_string())?;
@@ -438,9 +467,10 @@ fn init_logs() {
 // ---------------------------------------------------------------------------
 // The control socket
 
-/// Binds the control socket (owner only). A socket left by a daemon that
-/// died is replaced; one a running daemon answers on is an error.
-fn bind_control(path: &Path) -> Result<UnixListener, String> {
+/// Binds the control socket (owner only; owner and group with
+/// `group_access`, as the segments). A socket left by a daemon that died is
+/// replaced; one a running daemon answers on is an error.
+fn bind_control(path: &Path, group_access: bool) -> Result<UnixListener, String> {
     let shown = path.display();
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| format!("control socket {shown}: {e}"))?;
@@ -462,7 +492,8 @@ fn bind_control(path: &Path) -> Result<UnixListener, String> {
         Err(_) => {}
     }
     let listener = UnixListener::bind(path).map_err(|e| format!("control socket {shown}: {e}"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    let mode = if group_access { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("control socket {shown}: {e}"))?;
     listener
         .set_nonblocking(true)
@@ -470,12 +501,16 @@ fn bind_control(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// Answers each connection's `status` line with the status as one JSON line.
+/// Answers each connection's request ([`ckpt::control`]): `status` with
+/// the status as one JSON line, here; `want` on a thread of its own (it
+/// waits for a replica).
 fn serve_control(
     listener: &UnixListener,
     stop: &std::sync::atomic::AtomicBool,
     status: &dyn Fn() -> Option<NodeStatus>,
+    node: &NodeHandle,
 ) {
+    let wanting = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -489,7 +524,7 @@ fn serve_control(
                 continue;
             }
         };
-        let _ = answer_control(stream, status);
+        let _ = answer_control(stream, status, node, &wanting);
     }
 }
 
@@ -542,23 +577,40 @@ impl AsTimeout for &std::net::TcpStream {
 fn answer_control(
     stream: UnixStream,
     status: &dyn Fn() -> Option<NodeStatus>,
+    node: &NodeHandle,
+    wanting: &Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let request = read_request(&stream, b"\n", 256)?;
-    let line = String::from_utf8_lossy(&request);
+    let request = read_request(&stream, b"\n", ckpt::control::REQUEST_BYTES_MAX)?;
     let mut out = &stream;
-    match (line.trim(), status()) {
-        ("status", Some(s)) => {
+    match (Request::parse(&request), status()) {
+        (Ok(Request::Status), Some(s)) => {
             let json = serde_json::to_string(&s).expect("serializable");
             writeln!(out, "{json}")
         }
-        ("status", None) => writeln!(out, "{{\"error\":\"stopping\"}}"),
-        (other, _) => writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "error": format!("unknown request {other:?}: expected status") })
-        ),
+        (Ok(Request::Status), None) => writeln!(out, "{{\"error\":\"stopping\"}}"),
+        (Ok(Request::Want { name, wait }), _) => {
+            if wanting.fetch_add(1, Ordering::Relaxed) >= WANTS_AT_ONCE_MAX {
+                wanting.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} opens already wait for replicas: answered timeout");
+                return out.write_all(want_answer(Wanted::TimedOut).as_bytes());
+            }
+            let (node, count) = (node.clone(), wanting.clone());
+            let spawned = std::thread::Builder::new()
+                .name("ckpt-want".into())
+                .spawn(move || {
+                    let w = node.want(&name, wait);
+                    let _ = (&stream).write_all(want_answer(w).as_bytes());
+                    count.fetch_sub(1, Ordering::Relaxed);
+                });
+            if spawned.is_err() {
+                // The thread never ran: its count goes here.
+                wanting.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        (Err(why), _) => writeln!(out, "{}", serde_json::json!({ "error": why })),
     }
 }
 
@@ -727,7 +779,7 @@ pub fn prometheus(s: &NodeStatus) -> String {
             "ckpt_link_up",
             "gauge",
             "1 while the link is connected.",
-            |l| u64::from(l.state == ckpt::node::LinkState::Linked),
+            |l| u64::from(l.state.is_connected()),
         ),
         (
             "ckpt_link_held_seq",
@@ -798,7 +850,8 @@ mod tests {
         std::fs::write(
             &file,
             "node = 1\nname = \"alpha\"\nlisten = \"127.0.0.1:0\"\nsilence_ms = 900\n\
-             [[peer]]\nnode = 2\naddress = \"127.0.0.1:7401\"\n",
+             [[peer]]\nnode = 2\naddress = \"127.0.0.1:7401\"\n\
+             [[placement]]\nprefix = \"safCkpt=billing\"\nnodes = [2]\n",
         )
         .unwrap();
         let a = DaemonArgs {
@@ -811,6 +864,13 @@ mod tests {
         assert_eq!(s.node.peers[0].name, "node2");
         assert_eq!(s.node.link.link.silence_ns, 900_000_000);
         assert_eq!(s.control, d.path().join(CONTROL_NAME));
+        assert_eq!(
+            s.node.placement,
+            [Placement {
+                prefix: b"safCkpt=billing".to_vec(),
+                nodes: vec![2]
+            }]
+        );
         // Flags win over the file.
         let a = DaemonArgs {
             config: Some(file.clone()),
@@ -860,6 +920,11 @@ mod tests {
         assert!(bad("node = 1\nscan_ms = 0\n").contains("above 0"));
         assert!(bad("node = 1\nlog_bytes = 100000\n").contains("power of two"));
         assert!(bad("node = 1\nencrypt = true\n").contains("needs a key file"));
+        assert!(
+            bad("node = 1\n[[placement]]\nprefix = \"a\"\nnodes = [2147483648]\n")
+                .contains("above")
+        );
+        assert!(bad("node = 1\n[[placement]]\nnodes = [2]\n").contains("prefix"));
         assert!(
             bad("node = 1\n[[peer]]\nnode = 1\naddress = \"127.0.0.1:1\"\n")
                 .contains("this node's id")

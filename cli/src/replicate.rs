@@ -173,7 +173,7 @@ pub fn run_ship(
             continue;
         };
         log(format_args!("replica connected from {peer}"));
-        match ship(&primary, node, &mut conn, opts, stop) {
+        match ship(&primary, node, true, &mut conn, opts, stop) {
             Ok(ended) => log(format_args!("link to {peer} ended: {}", describe(ended))),
             Err(e) => log(format_args!("link to {peer} failed: {e}")),
         }

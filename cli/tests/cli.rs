@@ -536,9 +536,26 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
         .create_section(b"seq", Time::END, &0u64.to_le_bytes())
         .unwrap();
     let replica_seq = |want: u64| replica_holds(b.path(), name, want);
+    // The checkpoint is collocated: node 2 parks the link node 1 offers, and
+    // holds no replica until a process there opens it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ckpt(b.path(), &["peers", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["links"][0]["state"] == "parked" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&out));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(text(&ckpt(b.path(), &["peers"])).contains("parked"));
     for n in 1..=300u64 {
         primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
     }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!text(&ckpt(b.path(), &["list"])).contains(name));
+    // A standby there opens it (as `replica_seq` does): the library asks
+    // node 2's daemon on its control socket, and the replica comes.
     replica_seq(300);
     // `ckpt peers`: the shipping end, once the acknowledgement is in.
     let last = primary.segment().last_seq();

@@ -88,6 +88,12 @@ op_error! {
         Io => (Library, "segment directory I/O failed"),
         /// Another process is creating or deleting the checkpoint; retry.
         TryAgain => (TryAgain, "checkpoint is being created or deleted; retry"),
+        /// The checkpoint is held by another node and its replica did not
+        /// arrive here within the open's timeout.
+        Timeout => (
+            Timeout,
+            "the checkpoint is held by another node and its replica did not arrive in time"
+        ),
     }
 }
 

@@ -733,7 +733,7 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 5;
+pub const WIRE_VERSION: u8 = 6;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -772,7 +772,7 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
 /// | 8 `Hello` | 0 | 0 | 0 | 0 | a 32-byte challenge |
 /// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
-/// | 10 `Offer` | incarnation | term | node | name bytes | the checkpoint's name |
+/// | 10 `Offer` | incarnation | term, and `1 << 32` if placed | node | name bytes | the checkpoint's name |
 /// | 11 sealed | counter | 0 | 0 | 0 | another message, encrypted, then a 16-byte tag ([`seal_header`]) |
 ///
 /// A link begins (after `Hello` and `Proof` where the ends share a cluster
@@ -1142,6 +1142,7 @@ pub fn encode_message(
             incarnation,
             term,
             node,
+            placed,
         } => {
             if name.len() > WIRE_NAME_BYTES_MAX {
                 return Err(WireError::BadField);
@@ -1149,7 +1150,7 @@ pub fn encode_message(
             (
                 10,
                 incarnation,
-                u64::from(term),
+                u64::from(term) | u64::from(placed) << 32,
                 node,
                 name.len() as u32,
                 name,
@@ -1239,8 +1240,14 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 },
                 _ => M::Offer {
                     incarnation: a,
-                    term: u32::try_from(b).map_err(|_| WireError::BadField)?,
+                    // The term, and above it the placed bit: nothing else.
+                    term: b as u32,
                     node: c,
+                    placed: match b >> 32 {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(WireError::BadField),
+                    },
                 },
             }
         }
@@ -1749,6 +1756,7 @@ mod tests {
                     incarnation: 9,
                     term: 3,
                     node: 4,
+                    placed: true,
                 },
                 &b"safCkpt=offered"[..],
                 Vec::new(),

@@ -93,13 +93,19 @@ pub enum Message {
     /// challenge, a MAC under the cluster key (the key never travels).
     Proof { mac: [u8; AUTH_BYTES] },
     /// Shipper → follower, first on a link: node `node` is the primary of
-    /// the checkpoint named on the wire, of `incarnation`, in `term`; the
-    /// follower subscribes to it (handled by the link's driver, not the
-    /// state machines: a later offer breaks the protocol).
+    /// the checkpoint named on the wire, of `incarnation`, in `term`. If
+    /// `placed`, the primary places a replica on the follower's node (a
+    /// non-collocated checkpoint its placement puts there): the follower
+    /// subscribes at once. If not (a collocated checkpoint, or one placed
+    /// elsewhere), the follower subscribes once its node wants a replica (a
+    /// process there opens the checkpoint) or already holds one, and parks
+    /// the link until then ([`Follower::park`]). Handled by the link's
+    /// driver, not the state machines: a later offer breaks the protocol.
     Offer {
         incarnation: u64,
         term: u32,
         node: u32,
+        placed: bool,
     },
 }
 
@@ -619,6 +625,9 @@ pub enum Refusal {
 enum FollowState {
     /// No link.
     Down,
+    /// Linked, not subscribed: this node wants no replica yet
+    /// ([`Follower::park`]); heartbeats keep the link.
+    Parked,
     /// Subscribed at `asked_ns`; waiting for frames or a snapshot.
     Subscribed,
     /// Receiving frames.
@@ -691,6 +700,31 @@ impl Follower {
         self.state == FollowState::Following
     }
 
+    /// True while the link is parked ([`Follower::park`]).
+    pub fn is_parked(&self) -> bool {
+        self.state == FollowState::Parked
+    }
+
+    /// A link to the primary is up, but this node wants no replica yet (the
+    /// primary does not place one here, and nobody here has opened the
+    /// checkpoint): nothing is subscribed; heartbeats keep the link until
+    /// [`Follower::want`].
+    pub fn park(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        self.heard_ns = now_ns;
+        self.sent_ns = now_ns;
+        self.state = FollowState::Parked;
+        Actions::none()
+    }
+
+    /// This node wants a replica now: a parked link subscribes (any other
+    /// state: nothing to do).
+    pub fn want(&mut self, now_ns: u64) -> Actions<FollowAction> {
+        if self.state != FollowState::Parked {
+            return Actions::none();
+        }
+        self.subscribe(now_ns)
+    }
+
     /// A link to the primary is up: subscribe.
     pub fn connected(&mut self, now_ns: u64) -> Actions<FollowAction> {
         self.heard_ns = now_ns;
@@ -713,6 +747,11 @@ impl Follower {
             return Actions::none();
         }
         self.heard_ns = now_ns;
+        if self.state == FollowState::Parked && msg != Message::Heartbeat {
+            // Nothing was asked for: a shipper sends only heartbeats before
+            // a subscription.
+            return self.close(CloseReason::Protocol);
+        }
         match msg {
             Message::Frames {
                 first,
@@ -794,7 +833,10 @@ impl Follower {
         if holds.seq > self.holds.seq {
             self.holds = holds;
         }
-        if matches!(self.state, FollowState::Down | FollowState::Closed) {
+        if matches!(
+            self.state,
+            FollowState::Down | FollowState::Closed | FollowState::Parked
+        ) {
             return Actions::none();
         }
         self.ack(now_ns)
@@ -854,6 +896,13 @@ impl Follower {
         }
         if now_ns.saturating_sub(self.heard_ns) > self.cfg.silence_ns {
             return self.close(CloseReason::Silent);
+        }
+        if self.state == FollowState::Parked {
+            if now_ns.saturating_sub(self.sent_ns) > self.cfg.heartbeat_ns {
+                self.sent_ns = now_ns;
+                return Actions::one(FollowAction::Send(Message::Heartbeat));
+            }
+            return Actions::none();
         }
         let waited = now_ns.saturating_sub(self.asked_ns);
         if self.state == FollowState::Subscribed && waited > self.cfg.resubscribe_ns {
@@ -1307,5 +1356,48 @@ mod tests {
             all(m.tick(3 + c.silence_ns)),
             [FollowAction::InstallDrop, FollowAction::Send(sub(7, 5, 2))]
         );
+    }
+
+    #[test]
+    fn a_parked_follower_heartbeats_subscribes_when_wanted_and_refuses_anything_but_heartbeats() {
+        let c = cfg();
+        let mut f = Follower::new(c, 0, Position::default());
+        assert!(f.park(0).is_empty(), "parking sends nothing");
+        assert!(f.is_parked() && !f.is_following());
+        // Idle: heartbeats, no subscription, no acknowledgement.
+        assert!(f.tick(c.heartbeat_ns / 2).is_empty());
+        assert_eq!(
+            all(f.tick(c.heartbeat_ns + 1)),
+            [FollowAction::Send(Message::Heartbeat)]
+        );
+        // The shipper's heartbeats keep it from being silent.
+        f.received(Message::Heartbeat, c.silence_ns);
+        assert_eq!(
+            all(f.tick(c.silence_ns + 2)),
+            [FollowAction::Send(Message::Heartbeat)]
+        );
+        // Wanted: it subscribes from what it holds; a second want does nothing.
+        let now = c.silence_ns + 3;
+        assert_eq!(all(f.want(now)), [FollowAction::Send(sub(0, 0, 0))]);
+        assert!(!f.is_parked());
+        assert!(f.want(now).is_empty());
+        // Frames before a subscription break the protocol.
+        let mut g = Follower::new(c, 0, Position::default());
+        g.park(0);
+        assert_eq!(
+            all(g.received(frames(1, 2, 1), 1)),
+            [FollowAction::Close(CloseReason::Protocol)]
+        );
+        // A silent shipper closes a parked link too.
+        let mut h = Follower::new(c, 0, Position::default());
+        h.park(0);
+        assert_eq!(
+            all(h.tick(c.silence_ns + 1)),
+            [FollowAction::Close(CloseReason::Silent)]
+        );
+        // A follower that is not parked ignores a want.
+        let mut k = Follower::new(c, 7, Position { seq: 5, term: 2 });
+        k.connected(0);
+        assert!(k.want(1).is_empty());
     }
 }

@@ -377,7 +377,13 @@ impl Sim {
         let Role::Replica { follower, .. } = &mut self.nodes[r].role else {
             unreachable!()
         };
-        let out = follower.connected(now);
+        // A replica that holds nothing may be one its node does not want
+        // yet (placement): the link parks until it is wanted.
+        let out = if follower.incarnation() == 0 && self.rng.chance(300) {
+            follower.park(now)
+        } else {
+            follower.connected(now)
+        };
         self.follow_actions(r, out, &Payload::None);
     }
 
@@ -817,8 +823,14 @@ impl Sim {
             if !self.alive(r) {
                 continue;
             }
+            let want = self.rng.chance(20);
             if let Role::Replica { follower, .. } = &mut self.nodes[r].role {
-                let out = follower.tick(now);
+                let out = if want && follower.is_parked() {
+                    // A process on the node opens the checkpoint.
+                    follower.want(now)
+                } else {
+                    follower.tick(now)
+                };
                 self.follow_actions(r, out, &Payload::None);
             }
         }

@@ -382,11 +382,12 @@ fn open(
     lib_handle: SaCkptHandleT,
     name: &[u8],
     args: &OpenArguments,
+    wait: std::time::Duration,
 ) -> Result<SaCkptCheckpointHandleT> {
     let attrs = args.attrs.as_ref();
     let checkpoint = lib
         .service
-        .open(name, args.flags, attrs)
+        .open_within(name, args.flags, attrs, wait)
         .map_err(|e| e.ais())?;
     // The engine accepts another retention duration, as OpenSAF does; the
     // spec counts it among the attributes that must match.
@@ -441,7 +442,9 @@ pub unsafe extern "C" fn saCkptCheckpointOpen(
         // SAFETY: forwarded.
         let args = unsafe { open_arguments(profile, attrs, flags) }?;
         let lib = library(handle)?;
-        let h = open(&lib, handle, name, &args)?;
+        // How long a replica from another node may take to come here.
+        let wait = std::time::Duration::from_nanos(timeout as u64);
+        let h = open(&lib, handle, name, &args, wait)?;
         // SAFETY: non-NULL, writable (caller's contract).
         unsafe { *checkpoint_handle = h };
         Ok(())
@@ -472,7 +475,7 @@ pub unsafe extern "C" fn saCkptCheckpointOpenAsync(
         if lib.callbacks.open.is_none() {
             return Err(AisError::Init);
         }
-        let (checkpoint, error) = match open(&lib, handle, name, &args) {
+        let (checkpoint, error) = match open(&lib, handle, name, &args, ckpt::OPEN_WAIT) {
             Ok(h) => (h, SA_AIS_OK),
             Err(e) => (0, e as SaAisErrorT),
         };

@@ -129,6 +129,7 @@ fuzz_target!(|input: &[u8]| {
                 incarnation: a,
                 term: b as u32,
                 node: (c >> 32) as u32,
+                placed: b >> 32 & 1 == 1,
             },
             &tail[..tail.len().min(64)],
             Vec::new(),

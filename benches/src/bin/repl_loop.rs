@@ -86,7 +86,7 @@ fn main() {
     std::thread::scope(|s| {
         s.spawn(|| {
             let (mut conn, _) = listener.accept(Duration::from_secs(5)).unwrap().unwrap();
-            ship(&primary, 2, &mut conn, &opts, &stop).expect("ship");
+            ship(&primary, 2, true, &mut conn, &opts, &stop).expect("ship");
         });
         s.spawn(|| {
             let mut conn = backend
