@@ -110,8 +110,19 @@ fn list_sections_dump_and_unlink_show_what_is_there() {
         "{t}"
     );
 
+    assert!(t.contains("primary at frame") && !t.contains("(fenced)"), "{t}");
+    // A copy its daemon fenced (no quorum) says so.
+    ck.segment().fence(true).unwrap();
+    let t = text(&ckpt(dir.path(), &["list"]));
+    assert!(t.contains("primary (fenced) at frame"), "{t}");
     let json = ckpt(dir.path(), &["list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["fenced"], true);
+    ck.segment().fence(false).unwrap();
+
+    let json = ckpt(dir.path(), &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["fenced"], false);
     assert_eq!(v["name"], "safCkpt=tool");
     assert_eq!(v["sections"], 2);
     assert_eq!(v["openers"][0]["pid"], std::process::id());
