@@ -674,11 +674,14 @@ pub fn ship<C: Connection>(
     // behind would keep writers waiting and the checkpoint open on the
     // replica's behalf.
     let registered: OnceLock<Option<Registered>> = OnceLock::new();
+    // The follower parked the link (its first message was a heartbeat, not
+    // a subscription): it holds no replica.
+    let parked = AtomicBool::new(false);
     // The checkpoint is unlinked and the replica acknowledged the unlink (or
-    // never subscribed: it holds nothing to unlink).
+    // the link is parked: there is no replica to unlink).
     let unlinked = || {
         primary.is_unlinked()
-            && (registered.get().is_none()
+            && (parked.load(Ordering::Relaxed) && registered.get().is_none()
                 || primary.acknowledged(Need::Node(node), primary.last_seq()))
     };
     // The receiving thread logs in the caller's span (the link's).
@@ -702,6 +705,9 @@ pub fn ship<C: Connection>(
                     // The replica's host's openers keep the checkpoint
                     // from its retention running out here.
                     primary.set_remote_openers(node, openers);
+                }
+                if m.message == Message::Heartbeat && registered.get().is_none() {
+                    parked.store(true, Ordering::Relaxed);
                 }
                 if matches!(m.message, Message::Subscribe { .. }) {
                     if m.name != primary.name().as_bytes() {
@@ -1424,8 +1430,12 @@ fn apply(
     last: u64,
     after: Position,
 ) -> Result<(), Refused> {
-    if carried_frames(carried)
-        .any(|f| f.header.seq == after.seq && after.seq > 0 && f.header.term != after.term)
+    // The frames come in ascending order: only those up to `after.seq` are
+    // looked at (usually one, or none past it).
+    if after.seq > 0
+        && carried_frames(carried)
+            .take_while(|f| f.header.seq <= after.seq)
+            .any(|f| f.header.seq == after.seq && f.header.term != after.term)
     {
         // The frame before the ones to apply is not the replica's.
         return Err(Refused::Protocol(Refusal::Gap));

@@ -110,7 +110,10 @@ fn list_sections_dump_and_unlink_show_what_is_there() {
         "{t}"
     );
 
-    assert!(t.contains("primary at frame") && !t.contains("(fenced)"), "{t}");
+    assert!(
+        t.contains("primary at frame") && !t.contains("(fenced)"),
+        "{t}"
+    );
     // A copy its daemon fenced (no quorum) says so.
     ck.segment().fence(true).unwrap();
     let t = text(&ckpt(dir.path(), &["list"]));

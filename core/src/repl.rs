@@ -708,12 +708,14 @@ impl Follower {
     /// A link to the primary is up, but this node wants no replica yet (the
     /// primary does not place one here, and nobody here has opened the
     /// checkpoint): nothing is subscribed; heartbeats keep the link until
-    /// [`Follower::want`].
+    /// [`Follower::want`]. The first goes at once: a heartbeat before any
+    /// subscription tells the shipper the link is parked (it holds no
+    /// replica, so an unlink ends it at once).
     pub fn park(&mut self, now_ns: u64) -> Actions<FollowAction> {
         self.heard_ns = now_ns;
         self.sent_ns = now_ns;
         self.state = FollowState::Parked;
-        Actions::none()
+        Actions::one(FollowAction::Send(Message::Heartbeat))
     }
 
     /// This node wants a replica now: a parked link subscribes (any other
@@ -1362,7 +1364,11 @@ mod tests {
     fn a_parked_follower_heartbeats_subscribes_when_wanted_and_refuses_anything_but_heartbeats() {
         let c = cfg();
         let mut f = Follower::new(c, 0, Position::default());
-        assert!(f.park(0).is_empty(), "parking sends nothing");
+        assert_eq!(
+            all(f.park(0)),
+            [FollowAction::Send(Message::Heartbeat)],
+            "parking says so"
+        );
         assert!(f.is_parked() && !f.is_following());
         // Idle: heartbeats, no subscription, no acknowledgement.
         assert!(f.tick(c.heartbeat_ns / 2).is_empty());
