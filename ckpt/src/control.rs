@@ -9,6 +9,9 @@
 //! | `status` | the daemon's [`crate::node::NodeStatus`] as one JSON line |
 //! | `want <name in hex> <wait in ms>` | `want here`, `want arrived`, `want unknown` or `want timeout` ([`Wanted`]) |
 //!
+//! A daemon serving too many connections at once answers [`BUSY_ANSWER`]
+//! to any request; one that does not know a request answers a JSON error.
+//!
 //! `want` is what [`crate::Service::open`] asks when the checkpoint it opens
 //! is not on this host: the daemon makes a replica come here if a peer
 //! holds the checkpoint ([`crate::node::NodeHandle::want`]).
@@ -29,6 +32,9 @@ pub const CONTROL_NAME: &str = ".ckptd.sock";
 
 /// The longest request line: a `want` of the longest name.
 pub const REQUEST_BYTES_MAX: usize = 2 * CHECKPOINT_NAME_BYTES_MAX + 64;
+
+/// What a daemon answers when it serves too many connections at once.
+pub const BUSY_ANSWER: &str = "busy\n";
 
 /// The longest wait a `want` may ask for.
 pub const WANT_WAIT_MAX: Duration = Duration::from_secs(3600);
@@ -98,7 +104,10 @@ pub fn want_answer(w: Wanted) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 2 * CHECKPOINT_NAME_BYTES_MAX {
+    if s.len() % 2 != 0
+        || s.len() > 2 * CHECKPOINT_NAME_BYTES_MAX
+        || !s.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return None;
     }
     (0..s.len())
@@ -108,31 +117,53 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Asks the daemon answering on the control socket in `dir` for a replica of
-/// `name` on this host, waiting up to `wait` (and a second more for the
-/// answer). `None`: no daemon answers there, or its answer made no sense
-/// (the caller goes on as if there were no daemon).
+/// `name` on this host, waiting up to `wait` (and a few seconds more for
+/// the daemon to take the request and answer). `None`: no daemon answers
+/// there, or it does not know the request (an older one): the caller goes
+/// on as if there were none. A daemon that took the request and then failed
+/// to answer, or is busy, is [`Wanted::TimedOut`]: it may be bringing the
+/// replica, so the caller must not create the checkpoint here.
 pub fn ask_want(dir: &Path, name: &CheckpointName, wait: Duration) -> Option<Wanted> {
     let path = dir.join(CONTROL_NAME);
     // No daemon for this directory: nothing to ask (no connect attempt).
     std::fs::symlink_metadata(&path).ok()?;
     let mut stream = UnixStream::connect(&path).ok()?;
     let wait = wait.min(WANT_WAIT_MAX);
-    stream
-        .set_write_timeout(Some(Duration::from_secs(1)))
-        .ok()?;
-    stream
-        .set_read_timeout(Some(wait + Duration::from_secs(1)))
-        .ok()?;
     let request = Request::Want {
         name: name.clone(),
         wait,
     };
-    stream.write_all(request.line().as_bytes()).ok()?;
+    let sent = stream
+        .set_write_timeout(Some(ANSWER_SLACK))
+        .and_then(|()| stream.set_read_timeout(Some(wait + ANSWER_SLACK)))
+        .and_then(|()| stream.write_all(request.line().as_bytes()));
+    if sent.is_err() {
+        return Some(Wanted::TimedOut);
+    }
     let mut line = String::new();
     // An answer is a short line: read no more than that.
-    BufReader::new(stream.take(256)).read_line(&mut line).ok()?;
-    Wanted::parse(line.trim_end().strip_prefix("want ")?)
+    if BufReader::new(stream.take(256))
+        .read_line(&mut line)
+        .is_err()
+        || line.is_empty()
+    {
+        return Some(Wanted::TimedOut);
+    }
+    let line = line.trim_end();
+    if line == BUSY_ANSWER.trim_end() {
+        return Some(Wanted::TimedOut);
+    }
+    match line.strip_prefix("want ").map(Wanted::parse) {
+        Some(Some(w)) => Some(w),
+        Some(None) => Some(Wanted::TimedOut),
+        // Not an answer to `want` (an error: a daemon that does not know it).
+        None => None,
+    }
 }
+
+/// How much longer than the wait a `want` may take: the daemon reads the
+/// request (at most 2 s) and answers.
+const ANSWER_SLACK: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
@@ -157,6 +188,7 @@ mod tests {
             b"want 61 -1",
             b"want 61 99999999999",
             b"want 61 10 extra",
+            b"want +a 10",
             b"\xff",
             b"stat",
         ] {
@@ -188,5 +220,37 @@ mod tests {
         // A socket nobody answers on.
         std::fs::write(d.path().join(CONTROL_NAME), b"").unwrap();
         assert_eq!(ask_want(d.path(), &name, Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn a_daemon_that_took_the_request_and_did_not_answer_is_a_timeout_an_old_one_is_none() {
+        use std::os::unix::net::UnixListener;
+        let d = tempfile::tempdir().unwrap();
+        let name = CheckpointName::new(b"x").unwrap();
+        for (answer, expected) in [
+            (&b""[..], Some(Wanted::TimedOut)),
+            (BUSY_ANSWER.as_bytes(), Some(Wanted::TimedOut)),
+            (b"want nonsense\n", Some(Wanted::TimedOut)),
+            (b"{\"error\":\"unknown request\"}\n", None),
+            (b"want arrived\n", Some(Wanted::Arrived)),
+        ] {
+            let path = d.path().join(CONTROL_NAME);
+            let _ = std::fs::remove_file(&path);
+            let listener = UnixListener::bind(&path).unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut line = String::new();
+                BufReader::new(&s).read_line(&mut line).unwrap();
+                assert!(line.starts_with("want 78 "), "{line}");
+                s.write_all(answer).unwrap();
+            });
+            assert_eq!(
+                ask_want(d.path(), &name, Duration::from_secs(1)),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(answer)
+            );
+            server.join().unwrap();
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! The node daemon's engine, one per host (`ckpt daemon` runs it).
 //!
-//! It ships every checkpoint this host holds as a primary to every peer
+//! It offers every checkpoint this host holds as a primary to every peer
 //! (configured, or the members of its corosync group), and follows the
 //! checkpoints its peers offer into local replicas, which local standbys
-//! read and wait on as on a primary. The
+//! read and wait on as on a primary, where SA placement puts them: a
+//! non-collocated checkpoint on the nodes its [`Placement`] rules name (no
+//! rule: every peer), and any checkpoint on a node where a process opens it
+//! ([`NodeHandle::want`]); elsewhere the link is parked. The
 //! links are [`crate::replication`]'s: a link begins with the shipper's
 //! offer, so the shipping node connects and one listening socket takes every
 //! incoming link.
@@ -416,7 +419,11 @@ impl LinkEntry {
             role: self.role,
             peer: self.peer,
             address: *lock(&self.address),
-            state: self.state(),
+            // A connected link whose follower parked it (either end).
+            state: match self.state() {
+                LinkState::Linked if s.parked.load(Ordering::Relaxed) => LinkState::Parked,
+                other => other,
+            },
             held: s.held.load(Ordering::Relaxed),
             primary: s.primary.load(Ordering::Relaxed),
             lag: s.lag(),
@@ -451,6 +458,9 @@ struct Shared {
     /// of, until when they are wanted: their parked links subscribe
     /// ([`Node::want`]).
     wants: Mutex<BTreeMap<CheckpointName, Instant>>,
+    /// Checkpoints peers offered, and when (their link came up, or ended):
+    /// a want waits for a link that drops to come back ([`Shared::may_offer`]).
+    offered: Mutex<BTreeMap<CheckpointName, Instant>>,
 }
 
 impl Shared {
@@ -521,6 +531,62 @@ impl Shared {
         }
     }
 
+    /// True if this host holds a copy of `name` (a published file: a
+    /// snapshot being installed is not one yet).
+    fn here(&self, name: &CheckpointName) -> bool {
+        Segment::open_for_link(&self.config.segments, name, OpenFlags::READ).is_ok()
+    }
+
+    /// How long a peer's offer is remembered after its link ended (and how
+    /// long after the start a peer may take to offer): a link that drops
+    /// comes back within its retry backoff and a scan.
+    fn offer_memory(&self) -> Duration {
+        self.config.retry_max + self.config.scan + Duration::from_secs(1)
+    }
+
+    /// True if a peer offers `name` to this node now (its link is up), did
+    /// within [`Shared::offer_memory`], or may yet (the daemon started less
+    /// than that ago).
+    fn may_offer(&self, name: &CheckpointName) -> bool {
+        let memory = self.offer_memory();
+        if self.started.elapsed() < memory {
+            return true;
+        }
+        let linked = lock(&self.links).iter().any(|((role, n, _), e)| {
+            *role == Role::Following && n == name && e.state().is_connected()
+        });
+        linked
+            || lock(&self.offered)
+                .get(name)
+                .is_some_and(|at| at.elapsed() < memory)
+    }
+
+    /// A peer offers `name`, or its link for it ended: remembered for
+    /// [`Shared::offer_memory`] from now (`false`: forgotten, as after an
+    /// unlink the replica applied).
+    fn offer_seen(&self, name: &CheckpointName, remember: bool) {
+        let mut offered = lock(&self.offered);
+        if !remember {
+            offered.remove(name);
+            return;
+        }
+        if offered.len() >= WANTS_MAX && !offered.contains_key(name) {
+            let memory = self.offer_memory();
+            offered.retain(|_, at| at.elapsed() < memory);
+            if offered.len() >= WANTS_MAX {
+                // Still full: the oldest goes.
+                if let Some(k) = offered
+                    .iter()
+                    .min_by_key(|(_, a)| **a)
+                    .map(|(k, _)| k.clone())
+                {
+                    offered.remove(&k);
+                }
+            }
+        }
+        offered.insert(name.clone(), Instant::now());
+    }
+
     /// True if a process of this host wants a replica of `name` now.
     fn wanted(&self, name: &CheckpointName) -> bool {
         lock(&self.wants)
@@ -553,24 +619,38 @@ pub struct NodeHandle {
 }
 
 impl NodeHandle {
-    /// A process of this host opens checkpoint `name`, which this host may
-    /// hold no copy of: if a peer has offered it (its link to this node is
-    /// parked, or running), this node wants a replica, and waits up to
-    /// `wait` for it to be here. A collocated checkpoint, or one placed on
-    /// other nodes, gets a replica on this node this way (SA Forum
-    /// placement: "where the checkpoint is opened"). The want lasts `wait`
-    /// (at least a second): a link that reconnects meanwhile subscribes too.
-    pub fn want(&self, name: &CheckpointName, wait: Duration) -> Wanted {
+    /// What a want of `name` finds without waiting: `Some(Here)` if this
+    /// host holds a copy, `Some(Unknown)` if no peer offers it, nor did
+    /// lately, and the daemon is not just starting (a peer's link comes up
+    /// within its retry limit and a scan, plus a second); `None` if a want
+    /// would wait for a replica.
+    pub fn offered(&self, name: &CheckpointName) -> Option<Wanted> {
         let sh = &self.shared;
-        let here = || Segment::open_for_link(&sh.config.segments, name, OpenFlags::READ).is_ok();
-        if here() {
-            return Wanted::Here;
+        if sh.here(name) {
+            return Some(Wanted::Here);
         }
-        let offered = lock(&sh.links).iter().any(|((role, n, _), e)| {
-            *role == Role::Following && n == name && e.state().is_connected()
-        });
-        if !offered {
-            return Wanted::Unknown;
+        (!sh.may_offer(name)).then_some(Wanted::Unknown)
+    }
+
+    /// A process of this host opens checkpoint `name`, which this host may
+    /// hold no copy of: if a peer offers it (its link to this node is
+    /// parked, or running; or was, moments ago), this node wants a replica
+    /// and waits up to `wait` for it to be here, installed by a snapshot
+    /// taken after the want (so it holds every change made before). A
+    /// collocated checkpoint, or one placed on other nodes, gets a replica
+    /// on this node this way (SA Forum placement: "where the checkpoint is
+    /// opened"). The want lasts `wait` (at least a second): a link that
+    /// reconnects meanwhile subscribes too. `cancelled` is asked at every
+    /// look (the asker went away: the wait ends, as `TimedOut`).
+    pub fn want(
+        &self,
+        name: &CheckpointName,
+        wait: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Wanted {
+        let sh = &self.shared;
+        if let Some(quick) = self.offered(name) {
+            return quick;
         }
         let started = Instant::now();
         {
@@ -591,16 +671,19 @@ impl NodeHandle {
             *e = (*e).max(until);
         }
         tracing::info!(checkpoint = %name, "opened here: a replica is wanted on this node");
-        while started.elapsed() < wait && !sh.stopping() {
-            if here() {
+        loop {
+            if sh.here(name) {
                 return Wanted::Arrived;
             }
+            if !sh.may_offer(name) {
+                // The offer is gone (its link ended, as for an unlink, and
+                // did not come back).
+                return Wanted::Unknown;
+            }
+            if started.elapsed() >= wait || sh.stopping() || cancelled() {
+                return Wanted::TimedOut;
+            }
             std::thread::sleep(WANT_POLL);
-        }
-        if here() {
-            Wanted::Arrived
-        } else {
-            Wanted::TimedOut
         }
     }
 }
@@ -700,6 +783,7 @@ impl Node {
             tracker: Mutex::new(None),
             mode: engine.as_ref().map_or("static", |e| e.name()),
             wants: Mutex::new(BTreeMap::new()),
+            offered: Mutex::new(BTreeMap::new()),
         });
         let backend = Arc::new(backend);
         let mut main = Vec::new();
@@ -743,7 +827,7 @@ impl Node {
     /// A process of this host opens checkpoint `name`: see
     /// [`NodeHandle::want`].
     pub fn want(&self, name: &CheckpointName, wait: Duration) -> Wanted {
-        self.handle().want(name, wait)
+        self.handle().want(name, wait, &|| false)
     }
 
     /// A handle that makes a replica come here ([`NodeHandle::want`]), for
@@ -1042,20 +1126,11 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
         entry
     };
     *lock(&entry.address) = Some(from);
+    sh.offer_seen(&offered.name, true);
     entry.connects.fetch_add(1, Ordering::Relaxed);
     tracing::info!("following (incarnation {:x})", offered.incarnation);
     let opts = sh.link_options(&entry);
-    // Asked only while the link has no replica to follow: the entry shows
-    // whether it is parked.
-    let wanted = || {
-        let w = sh.wanted(&offered.name);
-        entry.set(if w {
-            LinkState::Linked
-        } else {
-            LinkState::Parked
-        });
-        w
-    };
+    let wanted = || sh.wanted(&offered.name);
     let outcome = follow_offered(
         &sh.config.segments,
         &offered,
@@ -1064,6 +1139,9 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
         &entry.stop,
         &wanted,
     );
+    // Remembered from the link's end (forgotten if it ended as unlinked).
+    let unlinked = matches!(outcome, Ok((Ended::Unlinked, _)));
+    sh.offer_seen(&offered.name, !unlinked);
     match outcome {
         Ok((Ended::Unlinked, _)) => {
             entry.outcome(

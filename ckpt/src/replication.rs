@@ -119,6 +119,9 @@ pub struct LinkStats {
     pub frames: AtomicU64,
     /// Snapshots sent or installed.
     pub snapshots: AtomicU64,
+    /// The link is parked: the follower holds no replica and wants none
+    /// yet (placement); nothing is shipped, and it lags by nothing.
+    pub parked: AtomicBool,
 }
 
 impl LinkStats {
@@ -133,8 +136,12 @@ impl LinkStats {
         self.term.store(holds.term, Ordering::Relaxed);
     }
 
-    /// Frames the replica lacks (as this end knows).
+    /// Frames the replica lacks (as this end knows; 0 while parked: there
+    /// is no replica).
     pub fn lag(&self) -> u64 {
+        if self.parked.load(Ordering::Relaxed) {
+            return 0;
+        }
         let primary = self.primary.load(Ordering::Relaxed);
         primary.saturating_sub(self.held.load(Ordering::Relaxed))
     }
@@ -624,11 +631,11 @@ impl LogView for RingIndex<'_> {
 /// on `node` at the other end of `conn`, until the link ends or `stop` is
 /// set: offers it (as this host's node, `primary.config().node_id`; as
 /// `placed` on that node: see [`Message::Offer`]), then answers the
-/// replica's subscription. From its subscription on, the replica is
-/// registered on the primary and its acknowledgements are recorded for
-/// synchronous writers (a follower that parks the link and never subscribes
-/// holds no replica: writers do not wait for it, and the link ends as soon
-/// as the checkpoint is unlinked). One thread waits on the log (the futex
+/// replica's subscription. From the connection on (placed) or its
+/// subscription on (not placed), the replica is registered on the primary
+/// and its acknowledgements are recorded for synchronous writers (a
+/// follower that parks the link holds no replica: writers do not wait for
+/// it, and the link ends as soon as the checkpoint is unlinked). One thread waits on the log (the futex
 /// standbys wait on) and ships new frames at once; another waits on the
 /// connection and handles what the replica sends.
 pub fn ship<C: Connection>(
@@ -669,7 +676,8 @@ pub fn ship<C: Connection>(
         e.get_or_insert(r);
         done.store(true, Ordering::Release);
     };
-    // Registered at the replica's first subscription; unregistered however
+    // Registered at the connection if the replica is placed there, else at
+    // its first subscription; unregistered however
     // the link ends, a panic of one of its threads included: a slot left
     // behind would keep writers waiting and the checkpoint open on the
     // replica's behalf.
@@ -677,6 +685,19 @@ pub fn ship<C: Connection>(
     // The follower parked the link (its first message was a heartbeat, not
     // a subscription): it holds no replica.
     let parked = AtomicBool::new(false);
+    opts.count(|c| c.parked.store(false, Ordering::Relaxed));
+    let register = || {
+        primary
+            .register_replica(node, 0)
+            .is_ok()
+            .then_some(Registered { primary, node })
+    };
+    if placed {
+        // A replica placed there subscribes at once: synchronous writers
+        // wait for it from the connection on, as they would for a link
+        // that never dropped.
+        registered.get_or_init(register);
+    }
     // The checkpoint is unlinked and the replica acknowledged the unlink (or
     // the link is parked: there is no replica to unlink).
     let unlinked = || {
@@ -708,18 +729,15 @@ pub fn ship<C: Connection>(
                 }
                 if m.message == Message::Heartbeat && registered.get().is_none() {
                     parked.store(true, Ordering::Relaxed);
+                    opts.count(|c| c.parked.store(true, Ordering::Relaxed));
                 }
                 if matches!(m.message, Message::Subscribe { .. }) {
+                    opts.count(|c| c.parked.store(false, Ordering::Relaxed));
                     if m.name != primary.name().as_bytes() {
                         let asked = String::from_utf8_lossy(m.name).into_owned();
                         return finish(Err(ReplicationError::WrongCheckpoint(asked)));
                     }
-                    registered.get_or_init(|| {
-                        primary
-                            .register_replica(node, 0)
-                            .is_ok()
-                            .then_some(Registered { primary, node })
-                    });
+                    registered.get_or_init(register);
                 }
                 let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
                 let l = &mut *guard;
@@ -1133,8 +1151,12 @@ pub fn follow_offered<C: Connection>(
     let mut follower = Follower::new(opts.link, incarnation, holds);
     let parks = replica.is_none() && !offered.placed && !wanted();
     let first = if parks {
+        opts.count(|c| c.parked.store(true, Ordering::Relaxed));
         follower.park(clock.now())
     } else {
+        if replica.is_none() && !offered.placed {
+            follower = wanted_follower(opts, offered);
+        }
         follower.connected(clock.now())
     };
     let mut subscribed = false;
@@ -1255,10 +1277,12 @@ pub fn follow_offered<C: Connection>(
                     } else {
                         // Wanted now. The copy as it is now: a primary
                         // created here meanwhile is not followed.
+                        opts.count(|c| c.parked.store(false, Ordering::Relaxed));
                         replica = local_replica(config, offered, opts)?;
-                        if let Some(r) = &replica {
-                            follower = Follower::new(opts.link, r.incarnation(), held(r));
-                        }
+                        follower = match &replica {
+                            Some(r) => Follower::new(opts.link, r.incarnation(), held(r)),
+                            None => wanted_follower(opts, offered),
+                        };
                         follower.connected(clock.now())
                     }
                 }
@@ -1282,6 +1306,16 @@ pub fn follow_offered<C: Connection>(
     })();
     debug_assert!(subscribed || result.is_err() || parks);
     result.map(|ended| (ended, replica))
+}
+
+/// The follower of a replica this host wants and has no copy of (a process
+/// here opens the checkpoint): it asks as one that holds the incarnation
+/// but no position, so the shipper sends a snapshot, and the replica's file
+/// appears only once the snapshot is installed, holding every change the
+/// primary made before it answered (not after the first batch of frames
+/// streamed from frame 1, as for a replica placed here).
+fn wanted_follower(opts: &LinkOptions, offered: &Offered) -> Follower {
+    Follower::new(opts.link, offered.incarnation, Position::default())
 }
 
 /// This host's copy of the offered checkpoint: its replica, or its primary

@@ -417,10 +417,26 @@ fn replicas_go_where_checkpoints_are_opened_or_placed_and_nowhere_else() {
         !here(1, coll) && !here(2, coll),
         "replicas where nobody opened it"
     );
-    // A process on node 3 opens it: its replica comes, and from then on a
-    // synchronous write returns once node 3 holds it.
+    // More frames than a batch carries, fewer than the ring holds.
+    for i in 0..300u32 {
+        c.overwrite(b"k", &(1_000_000 + i).to_le_bytes()).unwrap();
+    }
+    // A process on node 3 opens it: its replica comes, holding everything
+    // written before (a snapshot, not the first batch of frames), and from
+    // then on a synchronous write returns once node 3 holds it.
     opened_on(&nodes[2], coll);
-    assert_eq!(read(&s[2], coll, b"k").as_deref(), Some(&b"v1"[..]));
+    assert_eq!(
+        read(&s[2], coll, b"k").as_deref(),
+        Some(&1_000_299u32.to_le_bytes()[..]),
+        "the replica arrived without what was written before the open"
+    );
+    let installed = nodes[2]
+        .status()
+        .links
+        .iter()
+        .find(|l| l.checkpoint == coll && l.role == Role::Following)
+        .map(|l| l.snapshots);
+    assert_eq!(installed, Some(1), "a wanted replica is made by a snapshot");
     for i in 0..20u32 {
         c.overwrite(b"k", &i.to_le_bytes()).unwrap();
         assert_eq!(
@@ -430,6 +446,22 @@ fn replicas_go_where_checkpoints_are_opened_or_placed_and_nowhere_else() {
         );
     }
     assert!(!here(1, coll) && parked(1, coll), "node 2 never opened it");
+    // The shipping end shows it too, lagging by nothing (no replica).
+    let shipping: Vec<_> = nodes[0]
+        .status()
+        .links
+        .into_iter()
+        .filter(|l| l.checkpoint == coll && l.role == Role::Shipping)
+        .map(|l| (l.peer, l.state, l.lag))
+        .collect();
+    assert!(
+        shipping.contains(&(2, LinkState::Parked, 0)),
+        "{shipping:?}"
+    );
+    assert!(
+        shipping.contains(&(3, LinkState::Linked, 0)),
+        "{shipping:?}"
+    );
     assert_eq!(
         nodes[1].want(&ckpt::CheckpointName::new("safCkpt=none").unwrap(), WAIT),
         Wanted::Unknown

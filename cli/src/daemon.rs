@@ -63,6 +63,9 @@ pub use ckpt::control::CONTROL_NAME;
 /// `want` requests answered at once at most (each waits on a thread of its
 /// own for a replica to come); more are answered `timeout`.
 const WANTS_AT_ONCE_MAX: usize = 64;
+/// Control connections served at once at most (each on a thread of its
+/// own); more are answered `busy`.
+const CONTROL_AT_ONCE_MAX: usize = 128;
 /// How long the control and metrics endpoints wait for a client.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest request the metrics endpoint reads.
@@ -421,9 +424,9 @@ pub fn run(settings: Settings) -> Result<(), String> {
     };
     tracing::info!(control = %settings.control.display(), "answering `ckpt peers` and applications' opens");
     spawn_server("ckpt-control", {
-        let status = status.clone();
+        let status: StatusFn = Arc::new(status.clone());
         let stop = stop.clone();
-        move || serve_control(&control, &stop, &status, &handle)
+        move || serve_control(control, stop, status, handle)
     })?;
     if let Some(listener) = metrics {
         let at = listener.local_addr().map_err(|e| e.to_string())?;
@@ -441,6 +444,8 @@ pub fn run(settings: Settings) -> Result<(), String> {
     if let Some(n) = taken {
         n.stop();
     }
+    // The control thread waits in accept: a connection wakes it to stop.
+    let _ = UnixStream::connect(&settings.control);
     let _ = std::fs::remove_file(&settings.control);
     Ok(())
 }
@@ -495,36 +500,59 @@ fn bind_control(path: &Path, group_access: bool) -> Result<UnixListener, String>
     let mode = if group_access { 0o660 } else { 0o600 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("control socket {shown}: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("control socket {shown}: {e}"))?;
     Ok(listener)
 }
 
-/// Answers each connection's request ([`ckpt::control`]): `status` with
-/// the status as one JSON line, here; `want` on a thread of its own (it
-/// waits for a replica).
+/// The status, as the control socket's threads ask for it.
+type StatusFn = Arc<dyn Fn() -> Option<NodeStatus> + Send + Sync>;
+
+/// Answers each connection's request ([`ckpt::control`]) on a thread of its
+/// own (a `want` waits for a replica; a slow client holds only its own
+/// thread), at most [`CONTROL_AT_ONCE_MAX`] at once: past that a
+/// connection is answered `busy`. Accepting blocks; [`run`] connects once
+/// after setting `stop` to end it.
 fn serve_control(
-    listener: &UnixListener,
-    stop: &std::sync::atomic::AtomicBool,
-    status: &dyn Fn() -> Option<NodeStatus>,
-    node: &NodeHandle,
+    listener: UnixListener,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    status: StatusFn,
+    node: NodeHandle,
 ) {
+    let serving = Arc::new(AtomicUsize::new(0));
     let wanting = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::Relaxed) {
-        let stream = match listener.accept() {
-            Ok((s, _)) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
+    for stream in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let stream = match stream {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!("control socket: {e}");
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
-        let _ = answer_control(stream, status, node, &wanting);
+        if serving.fetch_add(1, Ordering::Relaxed) >= CONTROL_AT_ONCE_MAX {
+            serving.fetch_sub(1, Ordering::Relaxed);
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = (&stream).write_all(ckpt::control::BUSY_ANSWER.as_bytes());
+            continue;
+        }
+        let (status, node, wanting, done) = (
+            status.clone(),
+            node.clone(),
+            wanting.clone(),
+            serving.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("ckpt-control".into())
+            .spawn(move || {
+                let _ = answer_control(stream, &*status, &node, &wanting);
+                done.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            // The thread never ran: its count goes here.
+            serving.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -578,39 +606,47 @@ fn answer_control(
     stream: UnixStream,
     status: &dyn Fn() -> Option<NodeStatus>,
     node: &NodeHandle,
-    wanting: &Arc<AtomicUsize>,
+    wanting: &AtomicUsize,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let request = read_request(&stream, b"\n", ckpt::control::REQUEST_BYTES_MAX)?;
     let mut out = &stream;
-    match (Request::parse(&request), status()) {
-        (Ok(Request::Status), Some(s)) => {
-            let json = serde_json::to_string(&s).expect("serializable");
-            writeln!(out, "{json}")
-        }
-        (Ok(Request::Status), None) => writeln!(out, "{{\"error\":\"stopping\"}}"),
-        (Ok(Request::Want { name, wait }), _) => {
-            if wanting.fetch_add(1, Ordering::Relaxed) >= WANTS_AT_ONCE_MAX {
-                wanting.fetch_sub(1, Ordering::Relaxed);
-                tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} opens already wait for replicas: answered timeout");
-                return out.write_all(want_answer(Wanted::TimedOut).as_bytes());
+    match Request::parse(&request) {
+        Ok(Request::Status) => match status() {
+            Some(s) => {
+                let json = serde_json::to_string(&s).expect("serializable");
+                writeln!(out, "{json}")
             }
-            let (node, count) = (node.clone(), wanting.clone());
-            let spawned = std::thread::Builder::new()
-                .name("ckpt-want".into())
-                .spawn(move || {
-                    let w = node.want(&name, wait);
-                    let _ = (&stream).write_all(want_answer(w).as_bytes());
-                    count.fetch_sub(1, Ordering::Relaxed);
-                });
-            if spawned.is_err() {
-                // The thread never ran: its count goes here.
-                wanting.fetch_sub(1, Ordering::Relaxed);
-            }
-            Ok(())
+            None => writeln!(out, "{{\"error\":\"stopping\"}}"),
+        },
+        Ok(Request::Want { name, wait }) => {
+            let w = match node.offered(&name) {
+                Some(quick) => quick,
+                None if wanting.fetch_add(1, Ordering::Relaxed) >= WANTS_AT_ONCE_MAX => {
+                    wanting.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} opens already wait for replicas: answered timeout");
+                    Wanted::TimedOut
+                }
+                None => {
+                    // The asker hanging up ends the wait (a peek finds the
+                    // end of its stream).
+                    stream.set_nonblocking(true)?;
+                    let gone = || match (&stream).read(&mut [0u8]) {
+                        Ok(0) => true,
+                        // Bytes after the request: ignored.
+                        Ok(_) => false,
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    let w = node.want(&name, wait, &gone);
+                    wanting.fetch_sub(1, Ordering::Relaxed);
+                    stream.set_nonblocking(false)?;
+                    w
+                }
+            };
+            out.write_all(want_answer(w).as_bytes())
         }
-        (Err(why), _) => writeln!(out, "{}", serde_json::json!({ "error": why })),
+        Err(why) => writeln!(out, "{}", serde_json::json!({ "error": why })),
     }
 }
 

@@ -562,7 +562,16 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
         assert!(Instant::now() < deadline, "{}", text(&out));
         std::thread::sleep(Duration::from_millis(10));
     }
+    // A client of node 2's control socket that connects and says nothing
+    // holds only its own thread: `ckpt peers` is answered meanwhile.
+    let _idle = std::os::unix::net::UnixStream::connect(b.path().join(".ckptd.sock")).unwrap();
+    let asked = Instant::now();
     assert!(text(&ckpt(b.path(), &["peers"])).contains("parked"));
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "`ckpt peers` waited {:?} behind an idle client",
+        asked.elapsed()
+    );
     for n in 1..=300u64 {
         primary.overwrite(b"seq", &n.to_le_bytes()).unwrap();
     }
