@@ -1,5 +1,6 @@
-//! The node daemon's control socket: its name, its requests, and the client
-//! side of the one request applications make.
+//! The node daemon's control socket: its name, its answers, and the client
+//! side of the one request applications make (the requests' format is
+//! [`ckpt_core::control`]'s).
 //!
 //! The socket (`.ckptd.sock` in the segment directory, by default) takes one
 //! request line per connection:
@@ -21,7 +22,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use ckpt_core::name::CHECKPOINT_NAME_BYTES_MAX;
+pub use ckpt_core::control::{Request, REQUEST_BYTES_MAX, WANT_WAIT_MAX};
 use ckpt_core::CheckpointName;
 
 pub use crate::node::Wanted;
@@ -30,90 +31,12 @@ pub use crate::node::Wanted;
 /// applications look for it).
 pub const CONTROL_NAME: &str = ".ckptd.sock";
 
-/// The longest request line: a `want` of the longest name.
-pub const REQUEST_BYTES_MAX: usize = 2 * CHECKPOINT_NAME_BYTES_MAX + 64;
-
 /// What a daemon answers when it serves too many connections at once.
 pub const BUSY_ANSWER: &str = "busy\n";
-
-/// The longest wait a `want` may ask for.
-pub const WANT_WAIT_MAX: Duration = Duration::from_secs(3600);
-
-/// A request on the control socket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request {
-    /// The daemon's status.
-    Status,
-    /// A process of this host opens `name`: a replica is wanted here, within
-    /// `wait`.
-    Want {
-        /// The checkpoint.
-        name: CheckpointName,
-        /// How long the asker waits.
-        wait: Duration,
-    },
-}
-
-impl Request {
-    /// Parses one request line (untrusted bytes; trailing whitespace
-    /// ignored). `Err` says what is wrong, for the answer.
-    pub fn parse(line: &[u8]) -> Result<Request, String> {
-        let line = std::str::from_utf8(line)
-            .map_err(|_| "the request is not UTF-8".to_string())?
-            .trim_end();
-        let mut words = line.split(' ');
-        match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("status"), None, None, None) => Ok(Request::Status),
-            (Some("want"), Some(hex), Some(ms), None) => {
-                let bytes = unhex(hex).ok_or("want: the name is not hex")?;
-                let name = CheckpointName::new(bytes).map_err(|e| format!("want: {e}"))?;
-                let ms: u64 = ms.parse().map_err(|_| "want: the wait is not a number")?;
-                let wait = Duration::from_millis(ms);
-                if wait > WANT_WAIT_MAX {
-                    return Err(format!("want: a wait of at most {WANT_WAIT_MAX:?}"));
-                }
-                Ok(Request::Want { name, wait })
-            }
-            _ => Err(format!(
-                "unknown request {:?}: expected `status` or `want <name in hex> <ms>`",
-                line.chars().take(64).collect::<String>()
-            )),
-        }
-    }
-
-    /// The request as one line, newline included.
-    pub fn line(&self) -> String {
-        match self {
-            Request::Status => "status\n".into(),
-            Request::Want { name, wait } => {
-                let mut s = String::with_capacity(name.as_bytes().len() * 2 + 32);
-                s.push_str("want ");
-                for b in name.as_bytes() {
-                    s.push_str(&format!("{b:02x}"));
-                }
-                s.push_str(&format!(" {}\n", wait.as_millis()));
-                s
-            }
-        }
-    }
-}
 
 /// The answer line to a `want`, newline included.
 pub fn want_answer(w: Wanted) -> String {
     format!("want {}\n", w.as_str())
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0
-        || s.len() > 2 * CHECKPOINT_NAME_BYTES_MAX
-        || !s.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Asks the daemon answering on the control socket in `dir` for a replica of
@@ -170,34 +93,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn requests_round_trip_and_bad_ones_are_refused() {
-        let name = CheckpointName::new(b"safCkpt=a b\xff").unwrap();
-        let want = Request::Want {
-            name,
-            wait: Duration::from_millis(1500),
-        };
-        let line = want.line();
-        assert!(line.starts_with("want 7361664"), "{line}");
-        assert_eq!(Request::parse(line.as_bytes()), Ok(want));
-        assert_eq!(Request::parse(b"status\n"), Ok(Request::Status));
-        for bad in [
-            &b"want 7\n"[..],
-            b"want 7g 10",
-            b"want 00 10",
-            b"want  10",
-            b"want 61 -1",
-            b"want 61 99999999999",
-            b"want 61 10 extra",
-            b"want +a 10",
-            b"\xff",
-            b"stat",
-        ] {
-            assert!(
-                Request::parse(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+    fn want_answers_round_trip() {
         for w in [
             Wanted::Here,
             Wanted::Arrived,

@@ -19,7 +19,8 @@
 //!   a replica's follower) as state machines without I/O;
 //! - [`cluster`]: what node daemons multicast to each other through the
 //!   cluster engine (where each listens, which copies each holds), and the
-//!   rule that lifts or resolves a fence once a partition regains quorum.
+//!   rule that lifts or resolves a fence once a partition regains quorum;
+//! - [`control`]: the requests the node daemon's control socket takes.
 //!
 //! The crate forbids `unsafe`.
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod ais;
 pub mod attrs;
 pub mod catchup;
 pub mod cluster;
+pub mod control;
 pub mod error;
 pub mod frame;
 pub mod name;
