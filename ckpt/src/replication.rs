@@ -24,7 +24,7 @@
 //! short timeout, [`LinkOptions::poll`], when it had nothing to do the last
 //! time).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -686,12 +686,7 @@ pub fn ship<C: Connection>(
     // a subscription): it holds no replica.
     let parked = AtomicBool::new(false);
     opts.count(|c| c.parked.store(false, Ordering::Relaxed));
-    let register = || {
-        primary
-            .register_replica(node, 0)
-            .is_ok()
-            .then_some(Registered { primary, node })
-    };
+    let register = || Registered::new(primary, node);
     if placed {
         // A replica placed there subscribes at once: synchronous writers
         // wait for it from the connection on, as they would for a link
@@ -797,9 +792,39 @@ struct Registered<'a> {
     node: u32,
 }
 
+/// This process's shipping links registered per primary (the segment
+/// object, which every link of one daemon's primary shares) and replica
+/// node: two links to one node may overlap (a daemon starts a new one while
+/// the old one winds down), and the node's slot, which both use, is
+/// unregistered only when the last of them ends.
+static REGISTERED: Mutex<BTreeMap<(usize, u32), usize>> = Mutex::new(BTreeMap::new());
+
+impl<'a> Registered<'a> {
+    /// Registers `node` on `primary` (idempotent on the segment: counted
+    /// here); `None` if its slots are full.
+    fn new(primary: &'a Segment, node: u32) -> Option<Registered<'a>> {
+        let mut links = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
+        primary.register_replica(node, 0).ok()?;
+        *links.entry(registration_key(primary, node)).or_insert(0) += 1;
+        Some(Registered { primary, node })
+    }
+}
+
+fn registration_key(primary: &Segment, node: u32) -> (usize, u32) {
+    (std::ptr::from_ref(primary) as usize, node)
+}
+
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.primary.unregister_replica(self.node);
+        let mut links = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
+        let key = registration_key(self.primary, self.node);
+        match links.get_mut(&key) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                links.remove(&key);
+                self.primary.unregister_replica(self.node);
+            }
+        }
     }
 }
 

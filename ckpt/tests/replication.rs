@@ -684,3 +684,62 @@ fn a_peer_sending_a_large_message_before_the_link_starts_is_refused() {
         .unwrap();
     assert!(e.to_string().contains("limit"), "{e}");
 }
+
+/// Two shipping links to one replica's node overlap, as a daemon's do when
+/// it starts a new link while the old one winds down: the one that ends
+/// first leaves the replica registered for the other, so synchronous
+/// writers go on waiting for it (before, the first to end unregistered the
+/// slot both used, and writes returned without the live replica).
+#[test]
+fn overlapping_links_to_one_node_keep_its_registration_until_the_last_ends() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_overlap";
+    let primary = open_primary(a.path(), name, UpdateMode::AllReplicas);
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    let acked = |seq: u64| {
+        primary
+            .segment()
+            .acknowledged(ckpt_shm::ack::Need::Node(REPLICA_NODE), seq)
+    };
+    with_link(&primary, b.path(), name, || {
+        let deadline = Instant::now() + WAIT;
+        while !acked(primary.segment().last_seq()) {
+            assert!(
+                Instant::now() < deadline,
+                "the first link never acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A second link to the same node, whose peer goes away.
+        let opts = LinkOptions::default();
+        let listener = backend()
+            .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let second = s.spawn(|| {
+                let (mut conn, _) = listener.accept(WAIT).unwrap().expect("a connection");
+                ship(
+                    primary.segment(),
+                    REPLICA_NODE,
+                    true,
+                    &mut conn,
+                    &opts,
+                    &stop,
+                )
+            });
+            let conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(conn);
+            // Closed or reset, it ends.
+            let _ = second.join().unwrap();
+        });
+        // The first link's replica still counts.
+        primary.overwrite(b"k", b"w").unwrap();
+        assert!(
+            acked(primary.segment().last_seq()),
+            "a synchronous write returned before the replica of the live link held it"
+        );
+    });
+}
