@@ -1650,7 +1650,7 @@ fn enforce(
         done &= match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
             Settle::Lift => s.fence(false).is_ok(),
             Settle::Demote { term } => {
-                let ok = s.demote().is_ok() && s.fence(false).is_ok();
+                let ok = s.demote(false).is_ok() && s.fence(false).is_ok();
                 if ok {
                     tracing::warn!(checkpoint = %m.name(), "demoted: a member holds term {term}, newer than this primary's {}", mine.term);
                 }

@@ -1355,8 +1355,12 @@ fn local_replica(
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
     match Segment::open_for_link(config, &offered.name, flags) {
         Ok(s) if s.is_replica() => Ok(Some(s)),
-        Ok(s) if s.incarnation() == offered.incarnation && offered.term > s.current_term() => {
-            s.demote()
+        Ok(s) if s.incarnation() == offered.incarnation && deposes(offered, &s, config) => {
+            // Of the same term (two sides of a partition promoted at once,
+            // static membership): the two histories may hold different
+            // frames under the same numbers and terms.
+            let diverged = offered.term == s.current_term();
+            s.demote(diverged)
                 .map_err(|_| ReplicationError::Apply(ApplyError::Contended))?;
             opts.report(LinkEvent::Demoted { term: offered.term });
             Ok(Some(s))
@@ -1367,6 +1371,15 @@ fn local_replica(
         Err(ckpt_core::error::OpenError::NotExist) => Ok(None),
         Err(e) => Err(ReplicationError::Open(e)),
     }
+}
+
+/// True if the offered primary deposes this host's primary `mine` of the
+/// same incarnation: a newer term, or the same term on a node with a higher
+/// id (terms are counted per copy, so two sides of a partition can promote
+/// to the same term: the higher node wins, on both sides alike).
+fn deposes(offered: &Offered, mine: &Segment, config: &Config) -> bool {
+    let term = mine.current_term();
+    offered.term > term || offered.term == term && offered.node > config.node_id
 }
 
 /// A snapshot being installed into a copy of the replica (`None`: none, or
@@ -1450,6 +1463,11 @@ impl Rebuild {
 
 /// What a replica segment holds: its last frame's number and term.
 fn held(r: &Segment) -> Position {
+    if r.is_diverged() {
+        // A deposed primary of the same term: nothing it holds can be
+        // matched by number and term (the shipper sends a snapshot).
+        return Position::default();
+    }
     Position {
         seq: r.last_seq(),
         term: r.current_term(),

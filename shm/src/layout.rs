@@ -708,6 +708,12 @@ packed_word! {
         /// writer may change it and no promotion may make it the primary.
         /// Host-local, like the claim: a replica's apply never changes it.
         fenced: bool = 8, 1;
+        /// A replica whose frames may differ from its primary's under the
+        /// same sequence numbers and terms (a primary deposed by one of the
+        /// same term, on a partition's other side): it counts as holding
+        /// nothing until a snapshot replaces it. Set by `Segment::demote`,
+        /// cleared by a promotion; a snapshot's new file starts without it.
+        diverged: bool = 9, 1;
     }
 }
 

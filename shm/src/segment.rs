@@ -487,6 +487,16 @@ impl Mapped {
         RoleWord::from(self.header().role.load(Ordering::Acquire)).fenced
     }
 
+    /// True if this replica was a primary deposed by one of the same term:
+    /// its frames may differ from its primary's under the same numbers and
+    /// terms, so it counts as holding nothing until a snapshot replaces it
+    /// (see `Segment::demote`).
+    pub fn is_diverged(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release store in
+        // `Segment::demote`.
+        RoleWord::from(self.header().role.load(Ordering::Acquire)).diverged
+    }
+
     /// The checkpoint's incarnation (random at creation; a replica has its
     /// primary's).
     pub fn incarnation(&self) -> u64 {
@@ -848,6 +858,7 @@ pub(crate) fn build_new(
             RoleWord {
                 role: copy_role,
                 fenced,
+                diverged: false,
             }
             .value(),
             Ordering::Relaxed,

@@ -142,13 +142,26 @@ impl Segment {
     }
 
     /// Makes this primary a replica: a primary of a newer term elsewhere
-    /// deposed it. Local writers are refused from then on, and what it holds
-    /// is what the new primary's frames build on (or its snapshot replaces,
-    /// where the two histories differ). Not logged: the new primary's
-    /// history decides what this copy becomes.
-    pub fn demote(&self) -> Result<(), ClaimFail> {
+    /// deposed it (or, `diverged`, one of the same term: its frames may
+    /// differ from this copy's under the same numbers and terms, so the copy
+    /// is marked to count as holding nothing, [`Mapped::is_diverged`], until
+    /// a snapshot replaces it). Local writers are refused from then on, and
+    /// what it holds is what the new primary's frames build on (or its
+    /// snapshot replaces, where the two histories differ). Not logged: the
+    /// new primary's history decides what this copy becomes.
+    pub fn demote(&self, diverged: bool) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
         self.set_role(role::REPLICA);
+        if diverged {
+            let word = &self.header().role;
+            let next = RoleWord {
+                diverged: true,
+                ..RoleWord::from(word.load(Ordering::Relaxed))
+            };
+            // SYNC POINT: Release pairs with the Acquire load in
+            // `is_diverged` (and those of the role: the same word).
+            word.store(next.value(), Ordering::Release);
+        }
         Ok(())
     }
 
@@ -197,12 +210,15 @@ impl Segment {
     }
 
     /// Sets the role, keeping the fence (claim held: `fence` changes the
-    /// word under the claim too).
+    /// word under the claim too); a primary is never marked diverged (its
+    /// history is the one that counts).
     pub(crate) fn set_role(&self, r: u8) {
         let word = &self.header().role;
+        let was = RoleWord::from(word.load(Ordering::Relaxed));
         let next = RoleWord {
             role: r,
-            ..RoleWord::from(word.load(Ordering::Relaxed))
+            diverged: was.diverged && r != role::PRIMARY,
+            ..was
         };
         // SYNC POINT: Release pairs with the Acquire loads in `is_replica`
         // and `claim_local`.
