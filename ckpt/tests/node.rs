@@ -575,3 +575,69 @@ fn a_split_brain_of_equal_terms_resolves_to_the_higher_node_by_snapshot() {
     na.stop();
     nb.stop();
 }
+
+/// A one-node cluster engine standing in for corosync: this node is the
+/// only member, quorate, and its own messages come back in order.
+struct Alone {
+    events: Vec<ckpt::membership::Event>,
+}
+
+impl ckpt::membership::Engine for Alone {
+    fn name(&self) -> &'static str {
+        "alone"
+    }
+    fn local(&self) -> u32 {
+        1
+    }
+    fn poll(&mut self, out: &mut Vec<ckpt::membership::Event>) -> Result<(), String> {
+        out.append(&mut self.events);
+        Ok(())
+    }
+    fn send(&mut self, message: &[u8]) -> Result<(), String> {
+        use ckpt_core::cluster::{decode, ClusterMessage};
+        match decode(message).map_err(|e| format!("{e:?}"))? {
+            ClusterMessage::Hello(h) => self.events.push(ckpt::membership::Event::Hello(h)),
+            ClusterMessage::Report(r) => self.events.push(ckpt::membership::Event::Report(r)),
+        }
+        Ok(())
+    }
+    fn address(&self) -> Result<std::net::IpAddr, String> {
+        Ok("127.0.0.1".parse().unwrap())
+    }
+}
+
+/// Under a cluster engine, a daemon that stops fences its copies first,
+/// while it is still a member (without it, the node cannot know it has
+/// quorum): an application's writes get TRY_AGAIN from then on.
+#[test]
+fn a_daemon_under_a_cluster_engine_fences_its_copies_when_it_stops() {
+    use ckpt::membership::Event;
+    let a = tempfile::tempdir().unwrap();
+    let engine = Alone {
+        events: vec![
+            Event::Members([1].into_iter().collect()),
+            Event::Quorum {
+                quorate: true,
+                ring: 1,
+            },
+        ],
+    };
+    let n = Node::start_with_engine(
+        node(1, a.path(), free_port(), &[]),
+        backend(),
+        Box::new(engine),
+    )
+    .unwrap();
+    // Settled (alone and quorate): writable.
+    until("the node to settle", || !n.status().membership.fenced);
+    let s = service(a.path(), 1);
+    let c = create(&s, "safCkpt=node_halt_fence");
+    c.create_section(b"k", Time::END, b"v").unwrap();
+    assert!(!c.segment().is_fenced());
+    n.stop();
+    assert!(
+        c.segment().is_fenced(),
+        "a stopped daemon left its copy writable"
+    );
+    assert_eq!(c.overwrite(b"k", b"x"), Err(ckpt::WriteError::TryAgain));
+}
