@@ -1847,6 +1847,7 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
         Some(why) => format!("transport: {} ({why})", backend.name()),
     };
     let mut max_64 = None;
+    let mut plain_64 = None;
     let mut plain_4k = None;
     for (size, shown, target) in REPLICATED_SIZES {
         let n = replicated_batch(size);
@@ -1868,6 +1869,7 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
                 let floor = base.summary().ops_per_s;
                 if size == 64 {
                     max_64 = Some(ours.summary().ops_per_s);
+                    plain_64 = Some(ours.clone());
                 }
                 if size == 4096 {
                     plain_4k = Some(ours.clone());
@@ -1885,6 +1887,30 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
                 ))
             }
             Err(why) => emit(unmeasured(scenario, baseline, &tr, &why)),
+        }
+    }
+    // The io_uring backend's other way to receive, beside the default.
+    if let (Some(single), ckpt_transport::Auto::Uring(u)) = (&plain_64, backend) {
+        let scenario = "replicated 64 B overwrites received with io_uring multishot recv into \
+                        provided buffers (otherwise as the 64 B row above) [transport: \
+                        io_uring_multishot]"
+            .to_string();
+        let baseline =
+            "the same with one recv at a time (the 64 B row above, same run)".to_string();
+        const TMULTI: &str = "- (a comparison: the default is the faster)";
+        match u.multishot() {
+            Ok(multi) => {
+                let multi = ckpt_transport::Auto::Uring(multi);
+                match measure_replicated(work, plan, multi, 64, &Default::default()) {
+                    Ok((ours, _)) => {
+                        let mut r = row(scenario, &ours, baseline, single, TMULTI, |_| true);
+                        r.met = None;
+                        emit(r)
+                    }
+                    Err(why) => emit(unmeasured(scenario, baseline, TMULTI, &why)),
+                }
+            }
+            Err(why) => emit(unmeasured(scenario, baseline, TMULTI, &why)),
         }
     }
     let plain_4k_series = plain_4k.clone();

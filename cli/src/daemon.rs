@@ -13,7 +13,7 @@
 //! dir = "/dev/shm/ckpt"         # the segment directory (--dir and CKPT_DIR win)
 //! key_file = "/etc/ckpt/cluster.key"
 //! encrypt = false               # seal every message (needs key_file)
-//! transport = "auto"            # auto, io_uring or tcp
+//! transport = "auto"            # auto, io_uring, io_uring_multishot or tcp
 //! metrics = "127.0.0.1:9464"    # Prometheus text on GET /metrics
 //! control = "/dev/shm/ckpt/.ckptd.sock"
 //! membership = "static"         # or "corosync" (a build with the feature)
@@ -353,7 +353,7 @@ impl DaemonArgs {
         c.check().map_err(|e| e.to_string())?;
         let transport = match self.transport.clone().or(file.transport) {
             Some(t) => Choice::parse(&t)
-                .ok_or_else(|| format!("transport {t:?}: expected auto, io_uring or tcp"))?,
+                .ok_or_else(|| format!("transport {t:?}: expected {}", Choice::EXPECTED))?,
             None => Choice::from_env()?,
         };
         let metrics = match self.metrics.clone().or(file.metrics) {

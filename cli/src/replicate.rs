@@ -34,8 +34,12 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
 
 /// The transport `choice` names, with a line on what was chosen.
 pub fn backend(choice: &str) -> Result<Auto, String> {
-    let choice = Choice::parse(choice)
-        .ok_or_else(|| format!("--transport {choice:?}: expected auto, io_uring or tcp"))?;
+    let choice = Choice::parse(choice).ok_or_else(|| {
+        format!(
+            "--transport {choice:?}: expected {}",
+            ckpt_transport::Choice::EXPECTED
+        )
+    })?;
     let (backend, fallback) = Auto::select(choice)?;
     match fallback {
         None => log(format_args!("transport: {}", backend.name())),

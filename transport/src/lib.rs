@@ -183,28 +183,35 @@ impl MessageBuf {
 
 /// A connection made from an accepted or connected TCP socket.
 pub trait FromStream: Sized {
+    /// How the backend makes its connections (its listener hands them on).
+    type Options: Copy + Send + Sync + std::fmt::Debug;
     /// Wraps `stream`; received messages are at most `max_message` bytes.
-    fn from_stream(stream: std::net::TcpStream, max_message: usize) -> io::Result<Self>;
+    fn from_stream(
+        stream: std::net::TcpStream,
+        max_message: usize,
+        options: Self::Options,
+    ) -> io::Result<Self>;
 }
 
 /// A TCP listener for either backend (both accept on plain sockets:
 /// connections are rare), handing out connections of kind `C`.
 #[derive(Debug)]
-pub struct SocketListener<C> {
+pub struct SocketListener<C: FromStream> {
     listener: std::net::TcpListener,
     max_message: usize,
-    _conn: std::marker::PhantomData<fn() -> C>,
+    options: C::Options,
 }
 
-impl<C> SocketListener<C> {
-    /// Listens on `addr` without blocking.
-    pub fn bind(addr: SocketAddr, max_message: usize) -> io::Result<Self> {
+impl<C: FromStream> SocketListener<C> {
+    /// Listens on `addr` without blocking; connections are made with
+    /// `options`.
+    pub fn bind(addr: SocketAddr, max_message: usize, options: C::Options) -> io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         Ok(SocketListener {
             listener,
             max_message,
-            _conn: std::marker::PhantomData,
+            options,
         })
     }
 }
@@ -222,7 +229,8 @@ impl<C: Connection + FromStream> Listener for SocketListener<C> {
         loop {
             match self.listener.accept() {
                 Ok((stream, peer)) => {
-                    return Ok(Some((C::from_stream(stream, self.max_message)?, peer)))
+                    let conn = C::from_stream(stream, self.max_message, self.options)?;
+                    return Ok(Some((conn, peer)));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if std::time::Instant::now() >= deadline {
@@ -256,6 +264,11 @@ pub enum Choice {
     Auto,
     /// io_uring, or an error.
     IoUring,
+    /// io_uring with multishot receives into provided buffers (kernel 6.0
+    /// and later), or an error. Not the default: on the development VM it
+    /// is no faster than one `recv` at a time (the bench's row says by how
+    /// much), and it holds [`uring::BUFS`] buffers per receiving connection.
+    IoUringMultishot,
     /// The portable backend.
     Tcp,
 }
@@ -270,16 +283,20 @@ impl Choice {
         match std::env::var(Choice::ENV) {
             Err(std::env::VarError::NotPresent) => Ok(Choice::Auto),
             Ok(text) => Choice::parse(&text)
-                .ok_or_else(|| format!("{}={text:?}: expected auto, io_uring or tcp", Choice::ENV)),
+                .ok_or_else(|| format!("{}={text:?}: expected {}", Choice::ENV, Choice::EXPECTED)),
             Err(_) => Err(format!("{} is not UTF-8", Choice::ENV)),
         }
     }
 
-    /// `auto`, `io_uring` or `tcp`.
+    /// The choices' names, for messages.
+    pub const EXPECTED: &'static str = "auto, io_uring, io_uring_multishot or tcp";
+
+    /// `auto`, `io_uring`, `io_uring_multishot` or `tcp`.
     pub fn parse(text: &str) -> Option<Choice> {
         match text {
             "auto" => Some(Choice::Auto),
             "io_uring" | "io-uring" | "uring" => Some(Choice::IoUring),
+            "io_uring_multishot" | "io-uring-multishot" => Some(Choice::IoUringMultishot),
             "tcp" | "portable" => Some(Choice::Tcp),
             _ => None,
         }
@@ -303,6 +320,9 @@ impl Auto {
         match choice {
             Choice::Tcp => Ok((Auto::Tcp(tcp::Tcp), None)),
             Choice::IoUring => uring::Uring::probe().map(|u| (Auto::Uring(u), None)),
+            Choice::IoUringMultishot => uring::Uring::probe()
+                .and_then(uring::Uring::multishot)
+                .map(|u| (Auto::Uring(u), None)),
             Choice::Auto => Ok(match uring::Uring::probe() {
                 Ok(u) => (Auto::Uring(u), None),
                 Err(why) => (Auto::Tcp(tcp::Tcp), Some(why)),

@@ -48,12 +48,13 @@ impl Backend for Tcp {
     }
 
     fn listen(&self, addr: SocketAddr, max_message: usize) -> io::Result<TcpListen> {
-        crate::SocketListener::bind(addr, max_message)
+        crate::SocketListener::bind(addr, max_message, ())
     }
 }
 
 impl crate::FromStream for TcpConn {
-    fn from_stream(stream: TcpStream, max_message: usize) -> io::Result<TcpConn> {
+    type Options = ();
+    fn from_stream(stream: TcpStream, max_message: usize, (): ()) -> io::Result<TcpConn> {
         TcpConn::new(stream, max_message)
     }
 }

@@ -150,6 +150,17 @@ fn uring() -> Option<Uring> {
     }
 }
 
+/// The io_uring backend with multishot receives, or `None` (and a note).
+fn uring_multishot() -> Option<Uring> {
+    match Uring::probe().and_then(Uring::multishot) {
+        Ok(u) => Some(u),
+        Err(why) => {
+            eprintln!("SKIPPED (io_uring multishot receive): {why}");
+            None
+        }
+    }
+}
+
 /// Many messages both ways at once, large and small: nothing lost, nothing
 /// reordered (a partial write or read must resume where it stopped).
 fn a_stream_of_messages_both_ways<B: Backend>(backend: B) {
@@ -177,6 +188,31 @@ fn a_stream_of_messages_both_ways<B: Backend>(backend: B) {
     });
 }
 
+/// A message larger than all of a multishot receive's provided buffers
+/// together (it runs out of them and is armed again), sent while the
+/// receiver is not reading, then a small one: both arrive whole, in order.
+fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: B) {
+    let (mut a, mut b) = pair(&backend);
+    let body = frames(1, 900, 4000); // about 3.7 MiB
+    let m = Message::Frames {
+        first: 1,
+        last: 900,
+        prev_term: 1,
+    };
+    let head = header(4, m, &body);
+    let beat = header(5, Message::Heartbeat, &[]);
+    std::thread::scope(|s| {
+        s.spawn(|| a.send(&[&head, &body, &beat]).unwrap());
+        // Not reading for a while: the socket and the buffers fill.
+        std::thread::sleep(Duration::from_millis(100));
+        let got = b.recv(WAIT).unwrap().expect("the big message");
+        assert_eq!(got.len(), head.len() + body.len());
+        assert_eq!(&got[..head.len()], &head[..]);
+        assert!(got[head.len()..] == body[..], "the body changed on the way");
+        assert_eq!(b.recv(WAIT).unwrap().expect("the heartbeat"), &beat[..]);
+    });
+}
+
 macro_rules! per_backend {
     ($($test:ident),*) => {
         mod portable {
@@ -185,6 +221,9 @@ macro_rules! per_backend {
         mod io_uring {
             $(#[test] fn $test() { if let Some(u) = super::uring() { super::$test(u); } })*
         }
+        mod io_uring_multishot {
+            $(#[test] fn $test() { if let Some(u) = super::uring_multishot() { super::$test(u); } })*
+        }
     };
 }
 
@@ -192,7 +231,8 @@ per_backend!(
     whole_messages_arrive_as_sent,
     bytes_trickling_in_make_one_message,
     a_peer_over_the_limit_or_gone_is_an_error,
-    a_stream_of_messages_both_ways
+    a_stream_of_messages_both_ways,
+    a_message_larger_than_the_receive_buffers_arrives_whole
 );
 
 #[test]
@@ -205,6 +245,13 @@ fn auto_takes_io_uring_where_it_can_and_says_why_not() {
     let (tcp, _) = Auto::select(Choice::Tcp).unwrap();
     assert_eq!(tcp.name(), "tcp (portable)");
     assert_eq!(Choice::parse("io_uring"), Some(Choice::IoUring));
+    assert_eq!(
+        Choice::parse("io_uring_multishot"),
+        Some(Choice::IoUringMultishot)
+    );
+    if let Ok((multi, _)) = Auto::select(Choice::IoUringMultishot) {
+        assert_eq!(multi.name(), "io_uring_multishot");
+    }
     assert_eq!(Choice::parse("nonsense"), None);
     whole_messages_arrive_as_sent(auto);
 }

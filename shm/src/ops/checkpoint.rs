@@ -144,7 +144,7 @@ impl Segment {
     /// Makes this primary a replica: a primary of a newer term elsewhere
     /// deposed it (or, `diverged`, one of the same term: its frames may
     /// differ from this copy's under the same numbers and terms, so the copy
-    /// is marked to count as holding nothing, [`Mapped::is_diverged`], until
+    /// is marked to count as holding nothing, [`crate::segment::Mapped::is_diverged`], until
     /// a snapshot replaces it). Local writers are refused from then on, and
     /// what it holds is what the new primary's frames build on (or its
     /// snapshot replaces, where the two histories differ). Not logged: the
