@@ -660,14 +660,17 @@ pub fn ship<C: Connection>(
     send(conn, &offer, primary.name().as_bytes(), &[])?;
     // Two threads: this one wakes on the log (a new frame is shipped at
     // once), the other on the socket (an acknowledgement releases writers
-    // at once). They share the link's state under a lock.
-    let mut rx = conn.try_clone()?;
+    // at once). They share the link's state under a lock. The handle that
+    // received the handshake goes on receiving (a receive it left in flight,
+    // as a multishot one, stays its own); a second one sends.
+    let mut tx = conn.try_clone()?;
+    let rx = conn;
     let clock = Clock(Instant::now());
     let link = Mutex::new(ShipLink {
         shipper: Shipper::new(opts.link, clock.now()),
         index: RingIndex::new(primary),
         frames: Vec::new(),
-        conn,
+        conn: &mut tx,
     });
     let ended: Mutex<Option<Result<Ended, ReplicationError>>> = Mutex::new(None);
     let done = AtomicBool::new(false);
@@ -706,7 +709,7 @@ pub fn ship<C: Connection>(
         s.spawn(|| {
             let _in = span.enter();
             while !done.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
-                let bytes = match recv(&mut rx, RECV_WAIT) {
+                let bytes = match recv(rx, RECV_WAIT) {
                     Ok(Some(b)) => b,
                     Ok(None) => continue,
                     Err(None) if unlinked() => return finish(Ok(Ended::Unlinked)),

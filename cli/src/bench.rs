@@ -2424,7 +2424,10 @@ fn measure_replicated(
     let n = replicated_batch(size);
     let batches = (plan.rounds / 200).max(8);
     let sealed = if opts.encrypt { "-sealed" } else { "" };
-    let name = format!("bench-repl-async-{size}{sealed}");
+    // One name per transport too: a replica left by another row's link
+    // must not be taken for this one's (it may hold later numbers).
+    use ckpt_transport::Backend;
+    let name = format!("bench-repl-async-{size}{sealed}-{}", backend.name());
     let (primary, section) =
         bench_primary(work, &name, ckpt_core::UpdateMode::ActiveReplica, size)?;
     let link = BenchLink::start(work, backend, &primary, &name, opts)?;

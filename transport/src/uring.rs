@@ -40,7 +40,6 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use io_uring::types::BufRingEntry;
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use crate::{Backend, Connection, MessageBuf};
@@ -143,7 +142,11 @@ impl Uring {
         if !ring.params().is_feature_ext_arg() {
             return Err("io_uring lacks waits with a timeout (EXT_ARG)".into());
         }
-        BufRing::new(&ring).map_err(|e| format!("io_uring provided-buffer ring: {e}"))?;
+        let bufs =
+            BufRing::new(&ring).map_err(|e| format!("io_uring provided-buffer ring: {e}"))?;
+        // Unregistered before its memory goes (the ring outlives it here).
+        let _ = ring.submitter().unregister_buf_ring(BGID);
+        drop(bufs);
         Ok(Uring { multishot: true })
     }
 
@@ -155,12 +158,12 @@ impl Uring {
 
 /// A provided-buffer ring registered on a connection's ring: [`BUFS`]
 /// entries the kernel takes buffers from, and the buffers, [`BUF_BYTES`]
-/// each. Both allocations are raw (the kernel writes into the buffers
-/// behind Rust's back: no Rust reference to a buffer exists while it is in
-/// the ring). Freed on drop, which the owner does only once no request can
-/// take a buffer any more.
+/// each. Both allocations are raw (the kernel reads the entries and writes
+/// into the buffers behind Rust's back: no Rust reference to an entry, or
+/// to a buffer in the ring, is ever made). Freed on drop; the owner first
+/// unregisters it, once no request can take a buffer any more.
 struct BufRing {
-    ring: NonNull<BufRingEntry>,
+    ring: NonNull<RawBuf>,
     bufs: NonNull<u8>,
     /// The next tail (entries added so far, wrapping).
     tail: u16,
@@ -174,7 +177,7 @@ unsafe impl Send for BufRing {}
 impl BufRing {
     fn ring_layout() -> Layout {
         // The kernel wants the ring page-aligned.
-        Layout::from_size_align(BUFS as usize * std::mem::size_of::<BufRingEntry>(), 4096)
+        Layout::from_size_align(BUFS as usize * std::mem::size_of::<RawBuf>(), 4096)
             .expect("a valid layout")
     }
 
@@ -210,9 +213,9 @@ impl BufRing {
             bufs,
             tail: 0,
         };
-        // SAFETY: the ring memory is page-aligned, BUFS entries long, and
-        // lives until `this` is dropped, which unregisters first (the
-        // owner's contract, see the type's docs; on an error here nothing
+        // SAFETY: the ring memory is page-aligned and BUFS entries long; it
+        // lives until `this` is dropped, and its owner unregisters it first
+        // (`UringConn`'s drop, `Uring::multishot`; on an error here nothing
         // was registered).
         unsafe {
             uring.submitter().register_buf_ring_with_flags(
@@ -233,20 +236,26 @@ impl BufRing {
         let index = (self.tail & (BUFS - 1)) as usize;
         // SAFETY: `index` < BUFS, inside the ring's allocation; the kernel
         // reads an entry only between the old and the new tail, so this
-        // one, past the published tail, is ours to write. The buffer's
-        // address is inside the buffers' allocation (`bid` < BUFS).
+        // one, past the published tail, is ours to write: its address,
+        // length and id, through raw pointers (not its last half-word, which
+        // in the first entry is the tail the kernel reads meanwhile). The
+        // buffer's address is inside the buffers' allocation (`bid` < BUFS).
         unsafe {
-            let entry = &mut *self.ring.as_ptr().add(index);
-            entry.set_addr(self.bufs.as_ptr().add(bid as usize * BUF_BYTES) as u64);
-            entry.set_len(BUF_BYTES as u32);
-            entry.set_bid(bid);
+            let entry = self.ring.as_ptr().add(index);
+            let addr = self.bufs.as_ptr().add(bid as usize * BUF_BYTES) as u64;
+            std::ptr::addr_of_mut!((*entry).addr).write(addr);
+            std::ptr::addr_of_mut!((*entry).len).write(BUF_BYTES as u32);
+            std::ptr::addr_of_mut!((*entry).bid).write(bid);
         }
         self.tail = self.tail.wrapping_add(1);
-        // SAFETY: the tail field is the first entry's reserved half-word,
-        // inside the ring's allocation and 2-aligned; the kernel reads it
-        // concurrently, so it is written as an atomic.
-        let tail =
-            unsafe { AtomicU16::from_ptr(BufRingEntry::tail(self.ring.as_ptr()).cast_mut()) };
+        // SAFETY: the tail is the first entry's last half-word, inside the
+        // ring's allocation and 2-aligned; the kernel reads it concurrently,
+        // so it is only ever written as an atomic.
+        let tail = unsafe {
+            AtomicU16::from_ptr(std::ptr::addr_of_mut!(
+                (*self.ring.as_ptr()).tail_or_reserved
+            ))
+        };
         // SYNC POINT: Release pairs with the kernel's acquire load of the
         // tail: the entry written above is visible before the tail says so.
         tail.store(self.tail, Ordering::Release);
@@ -329,6 +338,7 @@ impl UringConn {
     fn new(stream: TcpStream, max_message: usize, mode: RecvMode) -> io::Result<UringConn> {
         stream.set_nodelay(true)?;
         // Blocking: the ring waits on the socket itself.
+        stream.set_nonblocking(false)?;
         Ok(UringConn {
             stream,
             ring: IoUring::builder()
@@ -440,6 +450,19 @@ impl UringConn {
         }
     }
 }
+
+/// One entry of a provided-buffer ring, as the kernel lays it out
+/// (`struct io_uring_buf`); the first entry's last half-word is the ring's
+/// tail.
+#[repr(C)]
+struct RawBuf {
+    addr: u64,
+    len: u32,
+    bid: u16,
+    tail_or_reserved: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<RawBuf>() == 16);
 
 /// What a multishot receive came to.
 enum Received {
@@ -720,7 +743,10 @@ impl Connection for UringConn {
 
     fn recv(&mut self, timeout: Duration) -> io::Result<Option<&[u8]>> {
         let deadline = Instant::now() + timeout;
-        if self.mode == RecvMode::Multishot {
+        // Multishot once the connection takes messages larger than a
+        // provided buffer: while a link's start keeps the limit small (an
+        // unauthenticated peer), no buffers are made and none are filled.
+        if self.mode == RecvMode::Multishot && (self.armed || self.max_message > BUF_BYTES) {
             match self.recv_multishot(deadline)? {
                 Received::Message(bytes) => return Ok(Some(self.rx.take(bytes))),
                 Received::Nothing => return Ok(None),
