@@ -317,14 +317,24 @@ impl Clock {
     }
 }
 
-/// The next message, `Ok(None)` after `poll`, or the peer's close.
+/// The next message, `Ok(None)` after `poll`, or the peer's close (`Err(None)`:
+/// the end of the stream, or a reset, which is how a peer's close looks when
+/// it had not read all this end sent, as a link stopping between two
+/// acknowledgements).
 fn recv<C: Connection>(
     conn: &mut C,
     poll: Duration,
 ) -> Result<Option<&[u8]>, Option<ReplicationError>> {
     match conn.recv(poll) {
         Ok(m) => Ok(m),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Err(None)
+        }
         Err(e) => Err(Some(e.into())),
     }
 }
