@@ -1897,7 +1897,7 @@ fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
             .to_string();
         let baseline =
             "the same with one recv at a time (the 64 B row above, same run)".to_string();
-        const TMULTI: &str = "- (a comparison: the default is the faster)";
+        const TMULTI: &str = "- (a comparison with the default)";
         match u.multishot() {
             Ok(multi) => {
                 let multi = ckpt_transport::Auto::Uring(multi);

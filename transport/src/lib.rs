@@ -266,8 +266,9 @@ pub enum Choice {
     IoUring,
     /// io_uring with multishot receives into provided buffers (kernel 6.0
     /// and later), or an error. Not the default: on the development VM it
-    /// is no faster than one `recv` at a time (the bench's row says by how
-    /// much), and it holds [`uring::BUFS`] buffers per receiving connection.
+    /// measures about even with one `recv` at a time (the bench's row says
+    /// by how much in each run), and it holds [`uring::BUFS`] buffers of
+    /// 256 KiB per receiving connection.
     IoUringMultishot,
     /// The portable backend.
     Tcp,
