@@ -10,21 +10,14 @@ use std::time::{Duration, Instant};
 use ckpt::node::{LinkState, Node, NodeConfig, Peer, Placement, Role, Wanted};
 use ckpt::replication::ClusterKey;
 use ckpt::{Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode};
-use ckpt_transport::{Auto, Choice};
+use ckpt_transport::Auto;
 
 const WAIT: Duration = Duration::from_secs(10);
 
 fn backend() -> Auto {
     // CKPT_TRANSPORT picks another (CI runs these once more with
-    // io_uring_multishot); one this kernel lacks is said, then the default.
-    let choice = Choice::from_env().expect("CKPT_TRANSPORT");
-    Auto::select(choice)
-        .or_else(|why| {
-            eprintln!("SKIPPED ({choice:?}): {why}; the default transport instead");
-            Auto::select(Choice::Auto)
-        })
-        .expect("a backend")
-        .0
+    // io_uring_multishot).
+    Auto::from_env_noted()
 }
 
 fn any_port() -> SocketAddr {

@@ -13,20 +13,13 @@ use ckpt::replication::{follow, ship, Ended, LinkEvent, LinkOptions};
 use ckpt::{
     CheckpointName, Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode,
 };
-use ckpt_transport::{Auto, Backend, Choice, Listener};
+use ckpt_transport::{Auto, Backend, Listener};
 
 /// io_uring where the kernel allows it, else plain sockets.
 fn backend() -> Auto {
     // CKPT_TRANSPORT picks another (CI runs these once more with
-    // io_uring_multishot); one this kernel lacks is said, then the default.
-    let choice = Choice::from_env().expect("CKPT_TRANSPORT");
-    Auto::select(choice)
-        .or_else(|why| {
-            eprintln!("SKIPPED ({choice:?}): {why}; the default transport instead");
-            Auto::select(Choice::Auto)
-        })
-        .expect("a backend")
-        .0
+    // io_uring_multishot).
+    Auto::from_env_noted()
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -72,6 +65,21 @@ fn sections(dir: &std::path::Path, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Ships `primary` to the replica on [`REPLICA_NODE`] that connects to
+/// `listener` (placed there), until the link ends or `stop` is set.
+fn ship_accepted(
+    listener: &<Auto as Backend>::Listener,
+    primary: &ckpt::Checkpoint,
+    opts: &LinkOptions,
+    stop: &AtomicBool,
+) -> Result<Ended, ckpt::replication::ReplicationError> {
+    let (mut conn, _) = listener
+        .accept(WAIT)
+        .unwrap()
+        .expect("the replica connects");
+    ship(primary.segment(), REPLICA_NODE, true, &mut conn, opts, stop)
+}
+
 /// Runs `body` while a shipper (primary side) and a follower (replica side)
 /// run a link between the two directories; returns how each ended.
 fn with_link(
@@ -102,20 +110,7 @@ fn with_link_opts(
     let name = CheckpointName::new(name).unwrap();
     let replica_config = Config::with_dir(replica_dir);
     std::thread::scope(|s| {
-        let shipper = s.spawn(|| {
-            let (mut conn, _) = listener
-                .accept(WAIT)
-                .unwrap()
-                .expect("the replica connects");
-            ship(
-                primary.segment(),
-                REPLICA_NODE,
-                true,
-                &mut conn,
-                &opts,
-                &stop,
-            )
-        });
+        let shipper = s.spawn(|| ship_accepted(&listener, primary, &opts, &stop));
         let follower = s.spawn(|| {
             let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
             follow(&replica_config, &name, &mut conn, &opts, &stop)
@@ -416,16 +411,8 @@ fn one_link_opts(
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
-        let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
-        let shipped = ship(
-            primary.segment(),
-            REPLICA_NODE,
-            true,
-            &mut conn,
-            opts,
-            &stop,
-        );
-        drop(conn);
+        // Its connection is closed once it returns: the follower ends.
+        let shipped = ship_accepted(&listener, primary, opts, &stop);
         let followed = follower.join().unwrap();
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         (shipped, followed)
@@ -727,17 +714,7 @@ fn overlapping_links_to_one_node_keep_its_registration_until_the_last_ends() {
         let addr = listener.local_addr().unwrap();
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
-            let second = s.spawn(|| {
-                let (mut conn, _) = listener.accept(WAIT).unwrap().expect("a connection");
-                ship(
-                    primary.segment(),
-                    REPLICA_NODE,
-                    true,
-                    &mut conn,
-                    &opts,
-                    &stop,
-                )
-            });
+            let second = s.spawn(|| ship_accepted(&listener, &primary, &opts, &stop));
             let conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
             std::thread::sleep(Duration::from_millis(200));
             drop(conn);

@@ -1833,14 +1833,7 @@ const REPLICATED_SIZES: [(usize, &str, Option<f64>); 3] = [
 
 fn replication(work: &Work, plan: &Plan, emit: &mut dyn FnMut(BenchRow)) {
     // The transport CKPT_TRANSPORT names (auto if unset).
-    let choice = ckpt_transport::Choice::from_env();
-    let (backend, fallback) = match choice.and_then(ckpt_transport::Auto::select) {
-        Ok(b) => b,
-        Err(why) => (
-            ckpt_transport::Auto::Tcp(ckpt_transport::tcp::Tcp),
-            Some(why),
-        ),
-    };
+    let (backend, fallback) = ckpt_transport::Auto::from_env();
     use ckpt_transport::Backend;
     let via = match fallback {
         None => format!("transport: {}", backend.name()),

@@ -314,6 +314,31 @@ pub enum Auto {
 }
 
 impl Auto {
+    /// The backend `CKPT_TRANSPORT` names (automatic if unset); if it is not
+    /// a choice, or names one this machine cannot use, the automatic
+    /// choice's, with why (tests and benches that run over any transport).
+    pub fn from_env() -> (Auto, Option<String>) {
+        match Choice::from_env().and_then(Auto::select) {
+            Ok(picked) => picked,
+            Err(why) => {
+                let (auto, _) =
+                    Auto::select(Choice::Auto).expect("the automatic choice never fails");
+                (auto, Some(why))
+            }
+        }
+    }
+
+    /// [`Auto::from_env`], saying on standard error why it did not take
+    /// what `CKPT_TRANSPORT` names (a test run that asked for a transport
+    /// this machine lacks shows it).
+    pub fn from_env_noted() -> Auto {
+        let (auto, why) = Auto::from_env();
+        if let Some(why) = why {
+            eprintln!("SKIPPED (CKPT_TRANSPORT): {why}; {} instead", auto.name());
+        }
+        auto
+    }
+
     /// The backend for `choice`, and for `Auto` falling back to the portable
     /// one, why io_uring was not taken. `Err` if `IoUring` was asked for and
     /// the kernel does not allow it.
