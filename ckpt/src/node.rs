@@ -227,6 +227,17 @@ impl NodeConfig {
     }
 }
 
+/// Whether peers offer a checkpoint to this node ([`Shared::may_offer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// A link for it is up, or was moments ago.
+    Seen,
+    /// None yet, but the daemon just started: one may come.
+    Starting,
+    /// None.
+    None,
+}
+
 /// What [`Node::want`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wanted {
@@ -544,21 +555,26 @@ impl Shared {
         self.config.retry_max + self.config.scan + Duration::from_secs(1)
     }
 
-    /// True if a peer offers `name` to this node now (its link is up), did
-    /// within [`Shared::offer_memory`], or may yet (the daemon started less
-    /// than that ago).
-    fn may_offer(&self, name: &CheckpointName) -> bool {
+    /// Whether a peer offers `name` to this node now (its link is up) or
+    /// did within [`Shared::offer_memory`] (`Offer::Seen`), may yet (the
+    /// daemon started less than that ago: `Offer::Starting`), or not.
+    fn may_offer(&self, name: &CheckpointName) -> Offer {
         let memory = self.offer_memory();
-        if self.started.elapsed() < memory {
-            return true;
-        }
         let linked = lock(&self.links).iter().any(|((role, n, _), e)| {
             *role == Role::Following && n == name && e.state().is_connected()
         });
-        linked
-            || lock(&self.offered)
+        let remembered = || {
+            lock(&self.offered)
                 .get(name)
                 .is_some_and(|at| at.elapsed() < memory)
+        };
+        if linked || remembered() {
+            Offer::Seen
+        } else if self.started.elapsed() < memory {
+            Offer::Starting
+        } else {
+            Offer::None
+        }
     }
 
     /// A peer offers `name`, or its link for it ended: remembered for
@@ -629,7 +645,7 @@ impl NodeHandle {
         if sh.here(name) {
             return Some(Wanted::Here);
         }
-        (!sh.may_offer(name)).then_some(Wanted::Unknown)
+        (sh.may_offer(name) == Offer::None).then_some(Wanted::Unknown)
     }
 
     /// A process of this host opens checkpoint `name`, which this host may
@@ -675,12 +691,20 @@ impl NodeHandle {
             if sh.here(name) {
                 return Wanted::Arrived;
             }
-            if !sh.may_offer(name) {
+            let offer = sh.may_offer(name);
+            if offer == Offer::None {
                 // The offer is gone (its link ended, as for an unlink, and
                 // did not come back).
                 return Wanted::Unknown;
             }
             if started.elapsed() >= wait || sh.stopping() || cancelled() {
+                // Nothing was ever offered, only the start left time for it:
+                // the asker's time is up, and as far as this node knows no
+                // peer holds it (an open with a short timeout just after the
+                // daemon started goes on here rather than fail).
+                if offer == Offer::Starting {
+                    return Wanted::Unknown;
+                }
                 return Wanted::TimedOut;
             }
             std::thread::sleep(WANT_POLL);
@@ -881,6 +905,7 @@ impl Node {
             listen: self.local,
             backend: sh.backend.to_string(),
             uptime: sh.started.elapsed(),
+            offers_settled: sh.started.elapsed() >= sh.offer_memory(),
             membership,
             peers,
             links,
@@ -947,6 +972,12 @@ pub struct NodeStatus {
     pub backend: String,
     /// Since the daemon started.
     pub uptime: Duration,
+    /// The daemon has been up long enough for its peers' links to offer it
+    /// what they hold (their retry limit and a scan, plus a second): until
+    /// then, an application's open of a checkpoint not on this host waits
+    /// for a peer's offer (up to its timeout) rather than create it here.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub offers_settled: bool,
     /// Who is in the cluster, and whether this node may act.
     pub membership: MembershipStatus,
     /// The peers links go to: the configured ones (static membership), or

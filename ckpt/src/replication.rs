@@ -661,9 +661,20 @@ pub fn ship<C: Connection>(
     // come are small, but a peer's are now trusted to the full limit).
     wire.set_max_message(opts.max_message);
     let conn = &mut wire;
+    // The term first, then the role: a copy demoted since (a replica of a
+    // newer primary now) shows that primary's term once it applies its
+    // frames, and its role says replica before that (the Acquire load of the
+    // term pairs with the applying writer's Release store, which follows its
+    // demotion). Only a primary offers, with its own term: a replica that
+    // offered its primary's term as its own would depose that primary where
+    // the terms tie.
+    let term = primary.current_term();
+    if primary.is_replica() {
+        return Ok(Ended::Deposed { term });
+    }
     let offer = Message::Offer {
         incarnation: primary.incarnation(),
-        term: primary.current_term(),
+        term,
         node: primary.config().node_id,
         placed,
     };

@@ -642,3 +642,29 @@ fn a_daemon_under_a_cluster_engine_fences_its_copies_when_it_stops() {
     );
     assert_eq!(c.overwrite(b"k", b"x"), Err(ckpt::WriteError::TryAgain));
 }
+
+/// In a daemon's first seconds, an open of a checkpoint no peer has offered
+/// waits for an offer, but only as long as the open may: then it goes on
+/// here (`Unknown`), not `TIMEOUT` (an application that starts with its
+/// daemon and opens with a short timeout is not failed); the status says
+/// when the offers are in.
+#[test]
+fn an_open_in_a_daemons_first_seconds_waits_only_its_own_timeout() {
+    let a = tempfile::tempdir().unwrap();
+    let n = Node::start(
+        node(1, a.path(), free_port(), &[(2, free_port())]),
+        backend(),
+    )
+    .unwrap();
+    assert!(!n.status().offers_settled);
+    let name = ckpt::CheckpointName::new("safCkpt=node_first_seconds").unwrap();
+    let asked = Instant::now();
+    assert_eq!(n.want(&name, Duration::from_millis(100)), Wanted::Unknown);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    until("the offers to settle", || n.status().offers_settled);
+    n.stop();
+}

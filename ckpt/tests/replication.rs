@@ -729,3 +729,30 @@ fn overlapping_links_to_one_node_keep_its_registration_until_the_last_ends() {
         );
     });
 }
+
+/// A copy demoted to a replica offers nothing: its shipping link ends as
+/// deposed before the offer. (A replica that offered its primary's term as
+/// its own deposed that primary where the terms tie: the two-node demo's
+/// third fault found it, the active on node 1 left without an active
+/// replica.)
+#[test]
+fn a_copy_demoted_to_a_replica_offers_nothing() {
+    let a = tempfile::tempdir().unwrap();
+    let primary = open_primary(a.path(), "safCkpt=repl_demoted", UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    primary.segment().demote(false).unwrap();
+    let opts = LinkOptions::default();
+    let listener = backend()
+        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let shipper = s.spawn(|| ship_accepted(&listener, &primary, &opts, &stop));
+        let mut conn = backend().connect(addr, WAIT, opts.max_message).unwrap();
+        let offered = ckpt::replication::accept_offer(&mut conn, &opts);
+        assert!(offered.is_err(), "a replica offered itself");
+        let shipped = shipper.join().unwrap();
+        assert!(matches!(shipped, Ok(Ended::Deposed { .. })), "{shipped:?}");
+    });
+}

@@ -746,6 +746,12 @@ fn print_peers(out: &mut dyn Write, s: &ckpt::node::NodeStatus) -> std::io::Resu
         s.auth_failures,
         s.refused
     )?;
+    if !s.offers_settled {
+        writeln!(
+            out,
+            "starting: peers may still offer what they hold (an open of a checkpoint not here waits for it)"
+        )?;
+    }
     let m = &s.membership;
     if m.mode == "static" {
         writeln!(out, "membership static: the configured peers (no quorum)")?;

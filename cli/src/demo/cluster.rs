@@ -86,10 +86,12 @@ pub struct ClusterVerdict {
 
 impl ClusterVerdict {
     /// True if every takeover lost no more than allowed, resumed right after
-    /// what the survivor held, and the copies converged.
+    /// what the survivor held, the active went on writing while the link
+    /// was cut, and the copies converged.
     pub fn passed(&self) -> bool {
         self.faults.len() == 2
             && self.faults.iter().all(|f| f.lost <= f.allowed && f.resumed)
+            && self.written_while_cut > 0
             && self.converged
             && self.audit.audit_gaps == 0
             && self.audit.audit_repeats == 0
@@ -161,10 +163,14 @@ impl Host {
             .spawn()
             .map_err(|e| format!("cannot start node {}'s daemon: {e}", self.id))?;
         self.daemon = Some(child);
-        let control = self.dir.join(crate::daemon::CONTROL_NAME);
         wait_until("the daemon to answer", Duration::from_secs(10), || {
-            crate::daemon::fetch_status(&control).is_ok()
+            self.status().is_some()
         })
+    }
+
+    /// The daemon's status, if it answers.
+    fn status(&self) -> Option<ckpt::node::NodeStatus> {
+        crate::daemon::fetch_status(&self.dir.join(crate::daemon::CONTROL_NAME)).ok()
     }
 
     fn signal_daemon(&mut self, signal: Signal) {
@@ -383,14 +389,37 @@ pub fn run(
             flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
             ..control_attributes()
         };
+        // Each node's own control checkpoint, on no other node: its open
+        // waits for no replica (as it would in the daemon's first seconds,
+        // in case a peer held one of that name).
         let c = h
             .service()
-            .open(h.control_name().as_bytes(), rwc, Some(&attrs))
+            .open_within(
+                h.control_name().as_bytes(),
+                rwc,
+                Some(&attrs),
+                Duration::ZERO,
+            )
             .map_err(|e| format!("node {}: control checkpoint: {e}", h.id))?;
         c.set_active_replica().map_err(|e| e.to_string())?;
         h.control = Some(c);
         w(out, format!("{}  node {}: daemon up", at(), h.id));
     }
+    // A daemon's first seconds: an application's open of a checkpoint its
+    // node does not hold waits for a peer's offer of it (the first worker's
+    // would, here), so that a checkpoint a peer holds is never created twice.
+    wait_until("the daemons to settle", Duration::from_secs(30), || {
+        hosts
+            .iter()
+            .all(|h| h.status().is_some_and(|s| s.offers_settled))
+    })?;
+    w(
+        out,
+        format!(
+            "{}  both daemons settled (their peers had the time to offer what they hold)",
+            at()
+        ),
+    );
     let (tx, rx) = mpsc::channel();
     let mut pending = Vec::new();
     let mut spawned = 0usize;
