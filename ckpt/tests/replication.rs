@@ -65,6 +65,16 @@ fn sections(dir: &std::path::Path, name: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// A listener on a free loopback port for messages of `opts`' limit, and
+/// its address.
+fn listen(opts: &LinkOptions) -> (<Auto as Backend>::Listener, SocketAddr) {
+    let listener = backend()
+        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    (listener, addr)
+}
+
 /// Ships `primary` to the replica on [`REPLICA_NODE`] that connects to
 /// `listener` (placed there), until the link ends or `stop` is set.
 fn ship_accepted(
@@ -100,13 +110,7 @@ fn with_link_opts(
     body: impl FnOnce(),
 ) -> (Ended, Ended, u64) {
     let stop = AtomicBool::new(false);
-    let listener = backend()
-        .listen(
-            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-            opts.max_message,
-        )
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&opts);
     let name = CheckpointName::new(name).unwrap();
     let replica_config = Config::with_dir(replica_dir);
     std::thread::scope(|s| {
@@ -391,10 +395,7 @@ fn one_link_opts(
     (opts, follow_opts): (&LinkOptions, &LinkOptions),
 ) -> (Result<Ended, LinkError>, Followed) {
     let stop = AtomicBool::new(false);
-    let listener = backend()
-        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(opts);
     let name = CheckpointName::new(name).unwrap();
     let config = Config::with_dir(replica_dir);
     let done = AtomicBool::new(false);
@@ -663,10 +664,7 @@ fn encrypted_links_replicate_and_a_mismatch_is_refused_with_the_reason() {
 fn a_peer_sending_a_large_message_before_the_link_starts_is_refused() {
     use ckpt_transport::Connection;
     let opts = LinkOptions::default();
-    let listener = backend()
-        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&opts);
     let mut client = backend().connect(addr, WAIT, opts.max_message).unwrap();
     let (mut conn, _) = listener.accept(WAIT).unwrap().unwrap();
     // Where an offer should come, 64 KiB (well under the link's limit of
@@ -708,10 +706,7 @@ fn overlapping_links_to_one_node_keep_its_registration_until_the_last_ends() {
         }
         // A second link to the same node, whose peer goes away.
         let opts = LinkOptions::default();
-        let listener = backend()
-            .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = listen(&opts);
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
             let second = s.spawn(|| ship_accepted(&listener, &primary, &opts, &stop));
@@ -742,10 +737,7 @@ fn a_copy_demoted_to_a_replica_offers_nothing() {
     primary.create_section(b"k", Time::END, b"v").unwrap();
     primary.segment().demote(false).unwrap();
     let opts = LinkOptions::default();
-    let listener = backend()
-        .listen("127.0.0.1:0".parse().unwrap(), opts.max_message)
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = listen(&opts);
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let shipper = s.spawn(|| ship_accepted(&listener, &primary, &opts, &stop));
