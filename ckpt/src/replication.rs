@@ -1379,15 +1379,22 @@ fn local_replica(
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
     match Segment::open_for_link(config, &offered.name, flags) {
         Ok(s) if s.is_replica() => Ok(Some(s)),
-        Ok(s) if s.incarnation() == offered.incarnation && deposes(offered, &s, config) => {
-            // Of the same term (two sides of a partition promoted at once,
-            // static membership): the two histories may hold different
-            // frames under the same numbers and terms.
-            let diverged = offered.term == s.current_term();
-            s.demote(diverged)
-                .map_err(|_| ReplicationError::Apply(ApplyError::Contended))?;
-            opts.report(LinkEvent::Demoted { term: offered.term });
-            Ok(Some(s))
+        // A primary of the same incarnation: deposed by a newer term, or by
+        // the same term on a higher node (two sides of a partition promoted
+        // at once, static membership: then marked diverged, since the two
+        // histories may hold different frames under the same numbers and
+        // terms). Decided under the copy's claim.
+        Ok(s) if s.incarnation() == offered.incarnation => {
+            match s.depose(offered.term, offered.node) {
+                Ok(true) => {
+                    opts.report(LinkEvent::Demoted { term: offered.term });
+                    Ok(Some(s))
+                }
+                Ok(false) => Err(ReplicationError::HeldAsPrimary {
+                    term: s.current_term(),
+                }),
+                Err(_) => Err(ReplicationError::Apply(ApplyError::Contended)),
+            }
         }
         Ok(s) => Err(ReplicationError::HeldAsPrimary {
             term: s.current_term(),
@@ -1395,15 +1402,6 @@ fn local_replica(
         Err(ckpt_core::error::OpenError::NotExist) => Ok(None),
         Err(e) => Err(ReplicationError::Open(e)),
     }
-}
-
-/// True if the offered primary deposes this host's primary `mine` of the
-/// same incarnation: a newer term, or the same term on a node with a higher
-/// id (terms are counted per copy, so two sides of a partition can promote
-/// to the same term: the higher node wins, on both sides alike).
-fn deposes(offered: &Offered, mine: &Segment, config: &Config) -> bool {
-    let term = mine.current_term();
-    offered.term > term || offered.term == term && offered.node > config.node_id
 }
 
 /// A snapshot being installed into a copy of the replica (`None`: none, or

@@ -586,3 +586,53 @@ fn remote_openers_keep_a_checkpoint_and_the_last_of_them_starts_its_clock() {
     link.forget_remote_openers();
     assert!(!link.remote_open() && !link.retention_expired(later(0)));
 }
+
+/// A primary offered the same term by a higher node is deposed and marked
+/// diverged (counted as holding nothing until a snapshot replaces it); one
+/// offered the same term by a lower node, or an older term, is not. A
+/// diverged copy is not promoted (TRY_AGAIN: a promotion would clear the
+/// mark and make its frames, which may differ under the same numbers and
+/// terms, the cluster's).
+#[test]
+fn an_equal_term_deposes_only_for_a_higher_node_and_a_diverged_copy_is_not_promoted() {
+    use ckpt_shm::ops::checkpoint::ActiveFail;
+    use ckpt_shm::ops::ClaimFail;
+    let p = tempfile::tempdir().unwrap();
+    let pc = Config {
+        node_id: 5,
+        ..dir_config(&p)
+    };
+    let name = CheckpointName::new("deposed_at_equal_terms").unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let term = primary.current_term();
+    assert_eq!(primary.depose(term - 1, 9), Ok(false), "an older term");
+    assert_eq!(
+        primary.depose(term, 4),
+        Ok(false),
+        "the same term, a lower node"
+    );
+    assert!(!primary.is_replica() && !primary.is_diverged());
+    assert_eq!(
+        primary.depose(term, 6),
+        Ok(true),
+        "the same term, a higher node"
+    );
+    assert!(primary.is_replica() && primary.is_diverged());
+    assert_eq!(
+        primary.promote(5),
+        Err(ActiveFail::Claim(ClaimFail::Contended))
+    );
+    assert!(primary.is_replica() && primary.is_diverged());
+    // A newer term deposes without the mark.
+    let other = CheckpointName::new("deposed_by_a_newer_term").unwrap();
+    let second = Segment::open(&pc, &other, rwc(), Some(&attrs)).unwrap();
+    let t = second.current_term();
+    assert_eq!(second.depose(t + 1, 1), Ok(true));
+    assert!(second.is_replica() && !second.is_diverged());
+    second.promote(5).unwrap();
+    assert!(!second.is_replica());
+}

@@ -76,6 +76,13 @@ impl Segment {
         if self.is_fenced() {
             return Err(ActiveFail::Claim(ClaimFail::NoQuorum));
         }
+        if self.is_diverged() {
+            // A deposed primary's copy waiting for its snapshot: what it
+            // holds may differ from the cluster's under the same numbers and
+            // terms, and a promotion would clear the mark (TRY_AGAIN: the
+            // snapshot is on its way).
+            return Err(ActiveFail::Claim(ClaimFail::Contended));
+        }
         self.abort_staging();
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
@@ -144,25 +151,49 @@ impl Segment {
     /// Makes this primary a replica: a primary of a newer term elsewhere
     /// deposed it (or, `diverged`, one of the same term: its frames may
     /// differ from this copy's under the same numbers and terms, so the copy
-    /// is marked to count as holding nothing, [`crate::segment::Mapped::is_diverged`], until
-    /// a snapshot replaces it). Local writers are refused from then on, and
-    /// what it holds is what the new primary's frames build on (or its
-    /// snapshot replaces, where the two histories differ). Not logged: the
-    /// new primary's history decides what this copy becomes.
+    /// is marked to count as holding nothing,
+    /// [`crate::segment::Mapped::is_diverged`], until a snapshot replaces
+    /// it). Local writers are refused from then on, and what it holds is
+    /// what the new primary's frames build on (or its snapshot replaces,
+    /// where the two histories differ). Not logged: the new primary's
+    /// history decides what this copy becomes.
     pub fn demote(&self, diverged: bool) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
-        self.set_role(role::REPLICA);
-        if diverged {
-            let word = &self.header().role;
-            let next = RoleWord {
-                diverged: true,
-                ..RoleWord::from(word.load(Ordering::Relaxed))
-            };
-            // SYNC POINT: Release pairs with the Acquire load in
-            // `is_diverged` (and those of the role: the same word).
-            word.store(next.value(), Ordering::Release);
-        }
+        self.demote_held(diverged);
         Ok(())
+    }
+
+    /// The primary on `node` in `term` offers this checkpoint: if it deposes
+    /// this primary (a newer term, or the same term on a node with a higher
+    /// id), demotes it, as diverged at the same term; returns whether it
+    /// did. Decided and done under the claim, so that no promotion here
+    /// comes in between.
+    pub fn depose(&self, term: u32, node: u32) -> Result<bool, ClaimFail> {
+        let _held = self.claim()?;
+        if self.is_replica() {
+            return Ok(true);
+        }
+        let mine = self.term();
+        let deposed = term > mine || term == mine && node > self.config().node_id;
+        if deposed {
+            self.demote_held(term == mine);
+        }
+        Ok(deposed)
+    }
+
+    /// The role and the mark, in one store (claim held).
+    fn demote_held(&self, diverged: bool) {
+        let word = &self.header().role;
+        let was = RoleWord::from(word.load(Ordering::Relaxed));
+        let next = RoleWord {
+            role: role::REPLICA,
+            diverged: was.diverged || diverged,
+            ..was
+        };
+        // SYNC POINT: Release pairs with the Acquire loads in `is_replica`,
+        // `is_diverged` and `claim_local` (one word: a reader sees the role
+        // and the mark together).
+        word.store(next.value(), Ordering::Release);
     }
 
     /// Drops a replica's staging in progress, logging a `StageAbort` so that
