@@ -206,8 +206,7 @@ impl Service {
         if let Some(a) = attrs {
             a.validate().map_err(OpenError::from)?;
         }
-        let path = self.config.dir.join(ckpt_shm::dir::file_name(&name));
-        if std::fs::symlink_metadata(&path).is_err() {
+        if !ckpt_shm::dir::is_present(&self.config, &name) {
             // Not on this host: the node daemon, if one runs, may bring it.
             if control::ask_want(&self.config.dir, &name, wait) == Some(control::Wanted::TimedOut) {
                 return Err(OpenError::Timeout);

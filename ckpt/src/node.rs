@@ -545,7 +545,7 @@ impl Shared {
     /// True if this host holds a copy of `name` (a published file: a
     /// snapshot being installed is not one yet).
     fn here(&self, name: &CheckpointName) -> bool {
-        Segment::open_for_link(&self.config.segments, name, OpenFlags::READ).is_ok()
+        dir::is_present(&self.config.segments, name)
     }
 
     /// How long a peer's offer is remembered after its link ended (and how
@@ -1681,7 +1681,7 @@ fn enforce(
         done &= match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
             Settle::Lift => s.fence(false).is_ok(),
             Settle::Demote { term } => {
-                let ok = s.demote(false).is_ok() && s.fence(false).is_ok();
+                let ok = s.demote().is_ok() && s.fence(false).is_ok();
                 if ok {
                     tracing::warn!(checkpoint = %m.name(), "demoted: a member holds term {term}, newer than this primary's {}", mine.term);
                 }

@@ -24,7 +24,7 @@
 //! short timeout, [`LinkOptions::poll`], when it had nothing to do the last
 //! time).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -810,45 +810,25 @@ pub fn ship<C: Connection>(
     result.unwrap_or(Ok(Ended::Stopped))
 }
 
-/// A replica registered on its primary for the life of a shipping link.
+/// A replica registered on its primary for the life of a shipping link
+/// ([`Segment::link_replica`]: counted, so that overlapping links to one
+/// node share its slot until the last ends).
 struct Registered<'a> {
     primary: &'a Segment,
     node: u32,
 }
 
-/// This process's shipping links registered per primary (the segment
-/// object, which every link of one daemon's primary shares) and replica
-/// node: two links to one node may overlap (a daemon starts a new one while
-/// the old one winds down), and the node's slot, which both use, is
-/// unregistered only when the last of them ends.
-static REGISTERED: Mutex<BTreeMap<(usize, u32), usize>> = Mutex::new(BTreeMap::new());
-
 impl<'a> Registered<'a> {
-    /// Registers `node` on `primary` (idempotent on the segment: counted
-    /// here); `None` if its slots are full.
+    /// Registers `node` on `primary`; `None` if its slots are full.
     fn new(primary: &'a Segment, node: u32) -> Option<Registered<'a>> {
-        let mut links = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
-        primary.register_replica(node, 0).ok()?;
-        *links.entry(registration_key(primary, node)).or_insert(0) += 1;
+        primary.link_replica(node).ok()?;
         Some(Registered { primary, node })
     }
 }
 
-fn registration_key(primary: &Segment, node: u32) -> (usize, u32) {
-    (std::ptr::from_ref(primary) as usize, node)
-}
-
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        let mut links = REGISTERED.lock().unwrap_or_else(|p| p.into_inner());
-        let key = registration_key(self.primary, self.node);
-        match links.get_mut(&key) {
-            Some(n) if *n > 1 => *n -= 1,
-            _ => {
-                links.remove(&key);
-                self.primary.unregister_replica(self.node);
-            }
-        }
+        self.primary.unlink_replica(self.node);
     }
 }
 
@@ -1190,22 +1170,16 @@ pub fn follow_offered<C: Connection>(
     let name = &offered.name;
     let clock = Clock(Instant::now());
     let mut replica = local_replica(config, offered, opts)?;
-    let (incarnation, holds) = match &replica {
-        Some(r) => (r.incarnation(), held(r)),
-        None => (0, Position::default()),
-    };
-    if replica.is_some() {
+    if let Some(r) = &replica {
+        let holds = held(r);
         opts.count(|c| c.hold(holds));
     }
-    let mut follower = Follower::new(opts.link, incarnation, holds);
+    let mut follower = follower_of(replica.as_ref(), offered, opts);
     let parks = replica.is_none() && !offered.placed && !wanted();
     let first = if parks {
         opts.count(|c| c.parked.store(true, Ordering::Relaxed));
         follower.park(clock.now())
     } else {
-        if replica.is_none() && !offered.placed {
-            follower = wanted_follower(opts, offered);
-        }
         follower.connected(clock.now())
     };
     let mut subscribed = false;
@@ -1328,11 +1302,12 @@ pub fn follow_offered<C: Connection>(
                         // created here meanwhile is not followed.
                         opts.count(|c| c.parked.store(false, Ordering::Relaxed));
                         replica = local_replica(config, offered, opts)?;
-                        follower = match &replica {
-                            Some(r) => Follower::new(opts.link, r.incarnation(), held(r)),
-                            None => wanted_follower(opts, offered),
-                        };
-                        follower.connected(clock.now())
+                        if replica.is_some() {
+                            follower = follower_of(replica.as_ref(), offered, opts);
+                            follower.connected(clock.now())
+                        } else {
+                            follower.want(clock.now())
+                        }
                     }
                 }
                 None => {
@@ -1357,14 +1332,18 @@ pub fn follow_offered<C: Connection>(
     result.map(|ended| (ended, replica))
 }
 
-/// The follower of a replica this host wants and has no copy of (a process
-/// here opens the checkpoint): it asks as one that holds the incarnation
-/// but no position, so the shipper sends a snapshot, and the replica's file
-/// appears only once the snapshot is installed, holding every change the
-/// primary made before it answered (not after the first batch of frames
-/// streamed from frame 1, as for a replica placed here).
-fn wanted_follower(opts: &LinkOptions, offered: &Offered) -> Follower {
-    Follower::new(opts.link, offered.incarnation, Position::default())
+/// The follower of `offered` into `replica` (this host's copy, if any).
+/// Without a copy, a replica placed here streams from frame 1 (its file
+/// appears with the first batch); one this host only wants (a process here
+/// opens it) asks as holding the incarnation but no position, so the
+/// shipper sends a snapshot and the file appears only once it is installed,
+/// holding every change the primary made before it answered.
+fn follower_of(replica: Option<&Segment>, offered: &Offered, opts: &LinkOptions) -> Follower {
+    match replica {
+        Some(r) => Follower::new(opts.link, r.incarnation(), held(r)),
+        None if offered.placed => Follower::new(opts.link, 0, Position::default()),
+        None => Follower::new(opts.link, offered.incarnation, Position::default()),
+    }
 }
 
 /// This host's copy of the offered checkpoint: its replica, or its primary

@@ -735,7 +735,7 @@ fn a_copy_demoted_to_a_replica_offers_nothing() {
     let a = tempfile::tempdir().unwrap();
     let primary = open_primary(a.path(), "safCkpt=repl_demoted", UpdateMode::ActiveReplica);
     primary.create_section(b"k", Time::END, b"v").unwrap();
-    primary.segment().demote(false).unwrap();
+    primary.segment().demote().unwrap();
     let opts = LinkOptions::default();
     let (listener, addr) = listen(&opts);
     let stop = AtomicBool::new(false);

@@ -506,6 +506,28 @@ fn bind_control(path: &Path, group_access: bool) -> Result<UnixListener, String>
 /// The status, as the control socket's threads ask for it.
 type StatusFn = Arc<dyn Fn() -> Option<NodeStatus> + Send + Sync>;
 
+/// One of at most `max` at once of something counted in `count` (a control
+/// connection served, a want waiting), given back when dropped, whatever
+/// path its holder leaves by.
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// One more, or `None` if `max` are held already.
+    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Counted> {
+        if count.fetch_add(1, Ordering::Relaxed) >= max {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Counted(count.clone()))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Answers each connection's request ([`ckpt::control`]) on a thread of its
 /// own (a `want` waits for a replica; a slow client holds only its own
 /// thread), at most [`CONTROL_AT_ONCE_MAX`] at once: past that a
@@ -531,28 +553,19 @@ fn serve_control(
                 continue;
             }
         };
-        if serving.fetch_add(1, Ordering::Relaxed) >= CONTROL_AT_ONCE_MAX {
-            serving.fetch_sub(1, Ordering::Relaxed);
+        let Some(served) = Counted::take(&serving, CONTROL_AT_ONCE_MAX) else {
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = (&stream).write_all(ckpt::control::BUSY_ANSWER.as_bytes());
             continue;
-        }
-        let (status, node, wanting, done) = (
-            status.clone(),
-            node.clone(),
-            wanting.clone(),
-            serving.clone(),
-        );
-        let spawned = std::thread::Builder::new()
+        };
+        let (status, node, wanting) = (status.clone(), node.clone(), wanting.clone());
+        // A thread that cannot start drops its closure, and the count.
+        let _ = std::thread::Builder::new()
             .name("ckpt-control".into())
             .spawn(move || {
+                let _served = served;
                 let _ = answer_control(stream, &*status, &node, &wanting);
-                done.fetch_sub(1, Ordering::Relaxed);
             });
-        if spawned.is_err() {
-            // The thread never ran: its count goes here.
-            serving.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -606,7 +619,7 @@ fn answer_control(
     stream: UnixStream,
     status: &dyn Fn() -> Option<NodeStatus>,
     node: &NodeHandle,
-    wanting: &AtomicUsize,
+    wanting: &Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
@@ -623,26 +636,26 @@ fn answer_control(
         Ok(Request::Want { name, wait }) => {
             let w = match node.offered(&name) {
                 Some(quick) => quick,
-                None if wanting.fetch_add(1, Ordering::Relaxed) >= WANTS_AT_ONCE_MAX => {
-                    wanting.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} opens already wait for replicas: answered timeout");
-                    Wanted::TimedOut
-                }
-                None => {
-                    // The asker hanging up ends the wait (a peek finds the
-                    // end of its stream).
-                    stream.set_nonblocking(true)?;
-                    let gone = || match (&stream).read(&mut [0u8]) {
-                        Ok(0) => true,
-                        // Bytes after the request: ignored.
-                        Ok(_) => false,
-                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-                    };
-                    let w = node.want(&name, wait, &gone);
-                    wanting.fetch_sub(1, Ordering::Relaxed);
-                    stream.set_nonblocking(false)?;
-                    w
-                }
+                None => match Counted::take(wanting, WANTS_AT_ONCE_MAX) {
+                    None => {
+                        tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} opens already wait for replicas: answered timeout");
+                        Wanted::TimedOut
+                    }
+                    Some(_waiting) => {
+                        // The asker hanging up ends the wait (a read finds
+                        // the end of its stream).
+                        stream.set_nonblocking(true)?;
+                        let gone = || match (&stream).read(&mut [0u8]) {
+                            Ok(0) => true,
+                            // Bytes after the request: ignored.
+                            Ok(_) => false,
+                            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                        };
+                        let w = node.want(&name, wait, &gone);
+                        stream.set_nonblocking(false)?;
+                        w
+                    }
+                },
             };
             out.write_all(want_answer(w).as_bytes())
         }

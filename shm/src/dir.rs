@@ -110,6 +110,13 @@ pub fn segment_path(dir: &Path, name: &CheckpointName) -> PathBuf {
     dir.join(file_name(name))
 }
 
+/// True if `config`'s directory holds a file for checkpoint `name` (one
+/// published: a copy being created or installed has a temporary name until
+/// it is complete). Whether it opens is the open's to say.
+pub fn is_present(config: &Config, name: &CheckpointName) -> bool {
+    std::fs::symlink_metadata(segment_path(&config.dir, name)).is_ok()
+}
+
 /// A fresh temporary name for a segment being created.
 pub(crate) fn temp_name() -> String {
     static COUNTER: StdAtomicU64 = StdAtomicU64::new(0);

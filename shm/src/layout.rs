@@ -711,8 +711,9 @@ packed_word! {
         /// A replica whose frames may differ from its primary's under the
         /// same sequence numbers and terms (a primary deposed by one of the
         /// same term, on a partition's other side): it counts as holding
-        /// nothing until a snapshot replaces it. Set by `Segment::demote`,
-        /// cleared by a promotion; a snapshot's new file starts without it.
+        /// nothing until a snapshot replaces it. Set by `Segment::depose`;
+        /// a diverged copy is not promoted, and a snapshot's new file starts
+        /// without it.
         diverged: bool = 9, 1;
     }
 }

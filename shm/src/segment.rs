@@ -490,10 +490,10 @@ impl Mapped {
     /// True if this replica was a primary deposed by one of the same term:
     /// its frames may differ from its primary's under the same numbers and
     /// terms, so it counts as holding nothing until a snapshot replaces it
-    /// (see `Segment::demote`).
+    /// (see `Segment::depose`).
     pub fn is_diverged(&self) -> bool {
         // SYNC POINT: Acquire pairs with the Release store in
-        // `Segment::demote`.
+        // `Segment::depose`.
         RoleWord::from(self.header().role.load(Ordering::Acquire)).diverged
     }
 
@@ -987,6 +987,10 @@ pub struct Segment {
     /// handle shares its file description, and so its lease; dropping the
     /// handle there must not free the parent's entry or give its lease up.
     registered_by: u32,
+    /// Shipping links of this handle per replica node
+    /// ([`Segment::link_replica`]): links to one node may overlap, and the
+    /// node's ack slot, which they share, goes with the last of them.
+    pub(crate) replica_links: std::sync::Mutex<Vec<(u32, u32)>>,
 }
 
 impl std::ops::Deref for Segment {
@@ -1096,6 +1100,7 @@ impl Segment {
                 last_audit_ns: std::sync::atomic::AtomicI64::new(0),
                 counts_as_open: !link,
                 registered_by: std::process::id(),
+                replica_links: std::sync::Mutex::new(Vec::new()),
             };
             if created {
                 segment.fence_if_marked();
@@ -1215,6 +1220,7 @@ impl Segment {
             last_audit_ns: std::sync::atomic::AtomicI64::new(0),
             counts_as_open: false,
             registered_by: std::process::id(),
+            replica_links: std::sync::Mutex::new(Vec::new()),
         }))
     }
 }

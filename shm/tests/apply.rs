@@ -471,7 +471,7 @@ fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
     );
     assert_eq!(primary.read_to_vec(s).unwrap().0, b"one");
     // The fence outlives a demotion and a promotion changes nothing of it.
-    primary.demote(false).unwrap();
+    primary.demote().unwrap();
     assert!(primary.is_fenced() && primary.is_replica());
     assert_eq!(
         primary.promote(1),

@@ -349,7 +349,12 @@ impl UringConn {
             mode,
             bufs: None,
             armed: false,
-            early: VecDeque::new(),
+            // Room for every completion the multishot receive can have
+            // outstanding: a send's wait keeps them without allocating.
+            early: VecDeque::with_capacity(match mode {
+                RecvMode::Multishot => BUFS as usize + 1,
+                RecvMode::Single => 0,
+            }),
             pending: None,
         })
     }
@@ -387,7 +392,8 @@ impl UringConn {
     /// operation it submitted runs: the kernel may still be using the
     /// caller's buffers. If `io_uring_enter` keeps failing, the process
     /// aborts rather than let them go (it does not fail with our at most two
-    /// operations in flight and a completion queue twice the ring's size).
+    /// operations in flight, and a multishot receive, and a completion queue
+    /// of [`CQ_ENTRIES`], room for all their completions).
     fn wait(&mut self, want: usize) -> [(u64, i32); 2] {
         let mut got = [(0u64, 0i32); 2];
         let mut n = 0;

@@ -5,11 +5,42 @@ use std::time::{Duration, Instant};
 
 use crate::ack::{self, Need, SlotsFull};
 use crate::notify;
-use crate::segment::Mapped;
+use crate::segment::{Mapped, Segment};
 use crate::sync::Ordering;
 
 /// How long a waiting writer spins before it sleeps.
 const ACK_SPIN: Duration = Duration::from_micros(20);
+
+impl Segment {
+    /// A shipping link of this handle for the replica on `node` begins:
+    /// registers it ([`Mapped::register_replica`], from 0) and counts the
+    /// link. Links to one node may overlap (a daemon starts a new one while
+    /// the old one winds down); they share the node's slot, which
+    /// [`Segment::unlink_replica`] unregisters when the last of them ends.
+    pub fn link_replica(&self, node: u32) -> Result<(), SlotsFull> {
+        let mut links = self.replica_links.lock().unwrap_or_else(|p| p.into_inner());
+        self.register_replica(node, 0)?;
+        match links.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, count)) => *count += 1,
+            None => links.push((node, 1)),
+        }
+        Ok(())
+    }
+
+    /// A shipping link counted by [`Segment::link_replica`] ends; the last
+    /// of a node's unregisters it.
+    pub fn unlink_replica(&self, node: u32) {
+        let mut links = self.replica_links.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = links.iter().position(|(n, _)| *n == node) else {
+            return;
+        };
+        links[i].1 -= 1;
+        if links[i].1 == 0 {
+            links.swap_remove(i);
+            self.unregister_replica(node);
+        }
+    }
+}
 
 impl Mapped {
     /// Registers `node` as a replica that holds every frame up to `from`:

@@ -149,24 +149,23 @@ impl Segment {
     }
 
     /// Makes this primary a replica: a primary of a newer term elsewhere
-    /// deposed it (or, `diverged`, one of the same term: its frames may
-    /// differ from this copy's under the same numbers and terms, so the copy
-    /// is marked to count as holding nothing,
-    /// [`crate::segment::Mapped::is_diverged`], until a snapshot replaces
-    /// it). Local writers are refused from then on, and what it holds is
-    /// what the new primary's frames build on (or its snapshot replaces,
+    /// deposed it. Local writers are refused from then on, and what it holds
+    /// is what the new primary's frames build on (or its snapshot replaces,
     /// where the two histories differ). Not logged: the new primary's
-    /// history decides what this copy becomes.
-    pub fn demote(&self, diverged: bool) -> Result<(), ClaimFail> {
+    /// history decides what this copy becomes. (One of the same term deposes
+    /// through [`Segment::depose`], which marks the copy diverged.)
+    pub fn demote(&self) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
-        self.demote_held(diverged);
+        self.demote_held(false);
         Ok(())
     }
 
     /// The primary on `node` in `term` offers this checkpoint: if it deposes
     /// this primary (a newer term, or the same term on a node with a higher
-    /// id), demotes it, as diverged at the same term; returns whether it
-    /// did. Decided and done under the claim, so that no promotion here
+    /// id), demotes it, as diverged at the same term (counted as holding
+    /// nothing, [`crate::segment::Mapped::is_diverged`], until a snapshot
+    /// replaces it: its frames may differ from the new primary's under the
+    /// same numbers and terms); returns whether it did. Decided and done under the claim, so that no promotion here
     /// comes in between.
     pub fn depose(&self, term: u32, node: u32) -> Result<bool, ClaimFail> {
         let _held = self.claim()?;
