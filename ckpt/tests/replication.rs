@@ -308,12 +308,16 @@ fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on
             }
         }
     });
-    // (The follower may stop first and close the connection.)
+    // (Either end may stop first and close the connection under the
+    // other: a close, or a reset, which is read as the same.)
     assert!(
         matches!(shipped, Ended::Stopped | Ended::PeerClosed),
         "{shipped:?}"
     );
-    assert_eq!(followed, Ended::Stopped);
+    assert!(
+        matches!(followed, Ended::Stopped | Ended::PeerClosed),
+        "{followed:?}"
+    );
     assert_eq!(held, primary.segment().last_seq());
     assert_eq!(sections(b.path(), name), sections(a.path(), name));
     let events = std::mem::take(&mut *EVENTS.lock().unwrap());
