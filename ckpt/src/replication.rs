@@ -581,20 +581,24 @@ impl<'a> RingIndex<'a> {
 
     /// Indexes the frames published since, and forgets those the ring lost.
     fn refresh(&mut self) -> Result<(), ReplicationError> {
-        loop {
-            match self.consumer.skim() {
-                Ok(Some((position, h))) => self.entries.push_back(Entry {
-                    seq: h.seq,
-                    position,
-                    term: h.term,
-                }),
-                Ok(None) => break,
-                Err(LogError::Lagged { .. }) => {
-                    // The writer overtook the index: start over from now.
-                    self.entries.clear();
-                    self.consumer = self.segment.consumer(None);
-                }
-                Err(e) => return Err(ReplicationError::Log(e)),
+        let entries = &mut self.entries;
+        let known = entries.len();
+        match self.consumer.skim(usize::MAX, |position, h| {
+            entries.push_back(Entry {
+                seq: h.seq,
+                position,
+                term: h.term,
+            })
+        }) {
+            Ok(_) => {}
+            Err(LogError::Lagged { .. }) => {
+                // The writer overtook the index: start over from now.
+                self.entries.clear();
+                self.consumer = self.segment.consumer(None);
+            }
+            Err(e) => {
+                self.entries.truncate(known);
+                return Err(ReplicationError::Log(e));
             }
         }
         let tail = self.segment.log_tail();
@@ -1044,28 +1048,15 @@ fn read_frames(
         return Ok(None);
     };
     let mut consumer = index.segment.consumer(Some(start.position));
-    let mut seq = first;
-    while seq <= last {
-        match consumer.advance() {
-            Ok(Some(h)) if h.seq == seq => {}
-            Ok(_) => {
-                return Err(ReplicationError::Log(LogError::Corrupt {
-                    at: consumer.position(),
-                }))
-            }
-            Err(LogError::Lagged { .. }) => return Ok(None),
-            Err(e) => return Err(ReplicationError::Log(e)),
-        }
-        // The frame as the ring holds it: copied once, sealed in place.
-        let at = out.len();
-        out.extend_from_slice(consumer.current_bytes());
-        frame::seal(&mut out[at..]);
-        if out.len() >= batch_bytes {
-            break;
-        }
-        seq += 1;
+    // The frames as the ring holds them: copied once, sealed in place.
+    match consumer.copy_frames(last, batch_bytes, out, frame::seal) {
+        Ok(Some(sent)) if frame::decode_header(out).is_ok_and(|h| h.seq == first) => Ok(Some(sent)),
+        Ok(_) => Err(ReplicationError::Log(LogError::Corrupt {
+            at: start.position,
+        })),
+        Err(LogError::Lagged { .. }) => Ok(None),
+        Err(e) => Err(ReplicationError::Log(e)),
     }
-    Ok(Some(seq.min(last)))
 }
 
 // ---------------------------------------------------------------------------

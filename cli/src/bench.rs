@@ -77,7 +77,22 @@ pub struct BenchOptions {
     /// mode and its arguments, and that process must call [`standby_main`]
     /// with them. `None`: scenarios 5 and 6 are reported as not measured.
     pub standby_cmd: Option<Vec<OsString>>,
+    /// Run only these groups of scenarios ([`GROUPS`]); empty: all.
+    pub only: Vec<String>,
 }
+
+/// The groups of scenarios, in the order a run takes them: what
+/// [`BenchOptions::only`] names.
+pub const GROUPS: [&str; 8] = [
+    "local",
+    "c",
+    "visibility",
+    "takeover",
+    "iterate",
+    "apply",
+    "catch-up",
+    "replication",
+];
 
 /// One scenario's result beside its baseline.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,6 +132,12 @@ pub fn run(
     opts: &BenchOptions,
     progress: &mut dyn FnMut(&BenchRow) -> bool,
 ) -> Result<Vec<BenchRow>, String> {
+    if let Some(unknown) = opts.only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        return Err(format!(
+            "no scenario group {unknown:?}; the groups: {}",
+            GROUPS.join(", ")
+        ));
+    }
     let plan = if opts.quick { Plan::QUICK } else { Plan::FULL };
     let work = Work::new(&opts.dir)?;
     let mut rows = Vec::new();
@@ -137,7 +158,10 @@ pub fn run(
             |w, p, _, e| catch_up(w, p, e),
             |w, p, _, e| replication(w, p, e),
         ];
-        for scenario in scenarios {
+        for (scenario, group) in scenarios.into_iter().zip(GROUPS) {
+            if !opts.only.is_empty() && !opts.only.iter().any(|g| g == group) {
+                continue;
+            }
             scenario(&work, &plan, opts.standby_cmd.as_deref(), &mut emit);
             if !go_on.get() {
                 break;

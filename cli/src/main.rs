@@ -173,6 +173,10 @@ enum Cmd {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+        /// Only these groups of scenarios (comma-separated): local, c,
+        /// visibility, takeover, iterate, apply, catch-up, replication.
+        #[arg(long, value_name = "GROUPS", value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// The standby process of `ckpt bench` (started by it).
     #[command(hide = true)]
@@ -388,7 +392,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
             ckpt_cli::replicate::run_follow(&config, &name, from, &link)?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Bench { quick, json } => {
+        Cmd::Bench { quick, json, only } => {
             let exe =
                 std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
             // A private directory unless --dir or $CKPT_DIR names one;
@@ -400,6 +404,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 }),
                 quick,
                 standby_cmd: Some(vec![exe.into(), "bench-standby".into()]),
+                only,
             };
             let mut closed = false;
             let mut progress = |row: &ckpt_cli::bench::BenchRow| {

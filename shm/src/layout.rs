@@ -157,7 +157,8 @@ pub struct SegmentHeader {
     pub log_tail: AtomicU64,
     /// Log position up to which a writer may be writing bytes.
     pub log_reserve: AtomicU64,
-    /// Processes sleeping on `log_tail` (futex).
+    /// Nonzero while a process may sleep on `log_tail` (futex): a
+    /// `log::Doorbell`.
     pub waiters: AtomicU32,
     /// Writers sleeping on acknowledgements (futex on `ack_epoch`).
     pub ack_waiters: AtomicU32,

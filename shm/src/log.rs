@@ -26,7 +26,7 @@
 
 use ckpt_core::frame::{self, Frame, FrameHeader, HEADER_BYTES};
 
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Byte access to the ring's memory (mapped memory, or atomics in loom models).
 pub trait RingBytes {
@@ -268,57 +268,166 @@ impl<'a, B: RingBytes> Log<'a, B> {
         cursor: &mut u64,
         mut body: Option<&mut Vec<u8>>,
     ) -> Result<Option<(u64, FrameHeader)>, LogError> {
+        let mut found = None;
+        self.scan(cursor, |frame| {
+            if let Some(buf) = body.as_deref_mut() {
+                buf.clear();
+                frame.copy_to(buf);
+            }
+            found = Some((frame.position, frame.header));
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// Walks the frames published from `cursor` on (padding skipped),
+    /// handing each to `visit` until it returns false or the tail, as the
+    /// tail was at the call, is reached; `cursor` then moves past the last
+    /// frame visited.
+    ///
+    /// The tail and `reserve` are read once per walk, not per frame: a
+    /// consumer that keeps up reads the writer's words (and so takes their
+    /// cache line from the writer's core) once per batch.
+    ///
+    /// What `visit` sees (the header, and the bytes [`Visited::copy_to`]
+    /// copies) is validated only when the walk ends: on an error, whatever
+    /// `visit` did with it must be discarded, and `cursor` stays where it
+    /// was. `Lagged` if the writer overran any of the walked frames.
+    pub fn scan(
+        &self,
+        cursor: &mut u64,
+        mut visit: impl FnMut(Visited<'_, B>) -> bool,
+    ) -> Result<(), LogError> {
         let capacity = self.bytes.capacity() as u64;
-        loop {
-            let tail = self.tail();
-            if *cursor >= tail {
-                return Ok(None);
-            }
-            if tail - *cursor > capacity {
-                return Err(LogError::Lagged {
-                    oldest: tail.saturating_sub(capacity),
-                });
-            }
-            let at = (*cursor & (capacity - 1)) as usize;
+        let start = *cursor;
+        let tail = self.tail();
+        if start >= tail {
+            return Ok(());
+        }
+        if tail - start > capacity {
+            return Err(LogError::Lagged {
+                oldest: tail.saturating_sub(capacity),
+            });
+        }
+        let mut at_pos = start;
+        let mut malformed = false;
+        while at_pos < tail {
+            let at = (at_pos & (capacity - 1)) as usize;
             if at + HEADER_BYTES > capacity as usize {
                 // Too short for a pad frame: the writer went on at the next lap.
-                *cursor += capacity - at as u64;
+                at_pos += capacity - at as u64;
                 continue;
             }
             let mut head = [0u8; HEADER_BYTES];
             self.bytes.read(at, &mut head);
-            let header = frame::decode_header(&head);
-            let bytes = header.map(|h| h.frame_bytes() as u64).unwrap_or(0);
-            let well_formed = header.is_ok()
-                && bytes >= HEADER_BYTES as u64
-                && at as u64 + bytes <= capacity
-                && *cursor + bytes <= tail;
-            if well_formed {
-                if let Some(buf) = body.as_deref_mut() {
-                    buf.resize(bytes as usize, 0);
-                    self.bytes.read(at, buf);
+            let header = match frame::decode_header(&head) {
+                Ok(h)
+                    if h.frame_bytes() >= HEADER_BYTES
+                        && at + h.frame_bytes() <= capacity as usize
+                        && at_pos + h.frame_bytes() as u64 <= tail =>
+                {
+                    h
                 }
-            }
-            // SYNC POINT: Acquire fence pairs with the Release fence in `write`:
-            // if any byte we copied was being rewritten, `reserve` shows it.
-            fence(Ordering::Acquire);
-            let reserve = self.reserve.load(Ordering::Relaxed);
-            if reserve > *cursor + capacity {
-                return Err(LogError::Lagged {
-                    oldest: reserve - capacity,
-                });
-            }
-            let header = match header {
-                Ok(h) if well_formed => h,
-                _ => return Err(LogError::Corrupt { at: *cursor }),
+                _ => {
+                    malformed = true;
+                    break;
+                }
             };
-            let position = *cursor;
-            *cursor += bytes;
+            let position = at_pos;
+            at_pos += header.frame_bytes() as u64;
             if header.kind == frame::FrameKind::Pad {
                 continue;
             }
-            return Ok(Some((position, header)));
+            let go_on = visit(Visited {
+                position,
+                header,
+                at,
+                bytes: &self.bytes,
+            });
+            if !go_on {
+                break;
+            }
         }
+        // SYNC POINT: Acquire fence pairs with the Release fence in `write`:
+        // if any byte copied above was being rewritten, `reserve` shows it.
+        // The walk's first frame is its oldest: if it is intact, all are.
+        fence(Ordering::Acquire);
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        if reserve > start + capacity {
+            return Err(LogError::Lagged {
+                oldest: reserve - capacity,
+            });
+        }
+        if malformed {
+            return Err(LogError::Corrupt { at: at_pos });
+        }
+        *cursor = at_pos;
+        Ok(())
+    }
+}
+
+/// A frame met by [`Log::scan`] (not validated until the walk ends).
+pub struct Visited<'r, B: RingBytes> {
+    /// Its log position.
+    pub position: u64,
+    /// Its header.
+    pub header: FrameHeader,
+    at: usize,
+    bytes: &'r B,
+}
+
+impl<B: RingBytes> Visited<'_, B> {
+    /// Appends the whole frame, as the ring holds it, to `out`.
+    pub fn copy_to(&self, out: &mut Vec<u8>) {
+        let from = out.len();
+        out.resize(from + self.header.frame_bytes(), 0);
+        self.bytes.read(self.at, &mut out[from..]);
+    }
+}
+
+/// A doorbell for sleepers on the log tail: a word that says "someone may
+/// sleep", armed by each sleeper before its last look at the tail and
+/// disarmed by the first writer that sees it, which then wakes everyone.
+///
+/// A count of sleepers (as [`Sleeper`]) would make every write while a
+/// sleeper is being woken (it takes microseconds to run again) pay a wake
+/// syscall of its own; the doorbell costs one wake per sleep. A doorbell
+/// left armed by a process killed in its sleep costs the next writer one
+/// wake, not every writer one each.
+///
+/// The pair has no loom model: loom treats SeqCst accesses as AcqRel (the
+/// limitations in its README), under which this Dekker pair, like any made
+/// of SeqCst accesses rather than fences, shows a lost wake-up that the
+/// memory model rules out (all SeqCst operations take one total order: if
+/// the sleeper's load of the tail comes before the writer's swap, its arm
+/// came before the writer's load of the doorbell). A fence would cost every
+/// write an `mfence`. `wait_wakes_on_every_publish` in `shm/tests/segment.rs`
+/// drives the pair with real threads.
+pub struct Doorbell<'a>(&'a AtomicU32);
+
+impl<'a> Doorbell<'a> {
+    /// The doorbell on `word`.
+    pub fn new(word: &'a AtomicU32) -> Self {
+        Doorbell(word)
+    }
+
+    /// Arms it; the sleeper then re-reads the tail (SeqCst) and sleeps only
+    /// if it is unchanged. SYNC POINT: SeqCst RMW: pairs with the writer's
+    /// SeqCst tail swap and its SeqCst load in [`Doorbell::take`] (Dekker:
+    /// either the writer sees the doorbell armed, or the sleeper sees the
+    /// new tail). Re-armed on every look: a writer may have disarmed it for
+    /// another sleeper.
+    pub fn arm(&self) {
+        self.0.swap(1, Ordering::SeqCst);
+    }
+
+    /// The writer's side, after publishing: true (and disarmed) if it was
+    /// armed, and the caller wakes every sleeper. A plain load first: a
+    /// doorbell nobody armed stays a shared cache line.
+    pub fn take(&self) -> bool {
+        // SYNC POINT: SeqCst load and swap, the writer's half of the pair
+        // described at `arm`.
+        self.0.load(Ordering::SeqCst) != 0 && self.0.swap(0, Ordering::SeqCst) != 0
     }
 }
 
@@ -389,6 +498,87 @@ mod tests {
             assert!(at >= before && at + header.frame_bytes() as u64 == whole);
         }
         assert!(log.read_next_header(&mut skim).unwrap().is_none());
+    }
+
+    #[test]
+    fn one_scan_copies_what_frame_by_frame_reads_do() {
+        let words = Words::default();
+        let log = words.log(0xEE);
+        let (mut scanned, mut single) = (0u64, 0u64);
+        let mut buf = Vec::new();
+        let mut v = 0u64;
+        for round in 0..60u64 {
+            // Several frames per walk, wrapping the 1 KiB ring now and then.
+            for _ in 0..1 + round % 5 {
+                v += 1;
+                let data = vec![v as u8; (v % 41) as usize];
+                append(&log, overwrite(b"s", &data, v), b"s", &data);
+            }
+            let (mut out, mut visited) = (Vec::new(), 0);
+            log.scan(&mut scanned, |f| {
+                f.copy_to(&mut out);
+                visited += 1;
+                true
+            })
+            .unwrap();
+            let mut at = 0;
+            for _ in 0..visited {
+                let bytes = log.read_next(&mut single, &mut buf).unwrap().unwrap();
+                let bytes = bytes.header.frame_bytes();
+                assert_eq!(&out[at..][..bytes], &buf[..]);
+                at += bytes;
+            }
+            assert_eq!((at, scanned), (out.len(), single));
+            assert!(log.read_next(&mut single, &mut buf).unwrap().is_none());
+        }
+        // A walk stops where its visitor says, the cursor past that frame.
+        let mut cursor = 0u64;
+        let words = Words::default();
+        let log = words.log(0);
+        for v in 1..=3 {
+            append(&log, overwrite(b"s", b"abc", v), b"s", b"abc");
+        }
+        let mut seen = Vec::new();
+        log.scan(&mut cursor, |f| {
+            seen.push(f.header.seq);
+            seen.len() < 2
+        })
+        .unwrap();
+        assert_eq!(seen, [1, 2]);
+        assert_eq!(
+            log.read_next(&mut cursor, &mut buf)
+                .unwrap()
+                .unwrap()
+                .header
+                .seq,
+            3
+        );
+    }
+
+    /// A walk whose first frame a writer is overwriting (its reservation
+    /// reaches that frame's bytes) is refused as a whole, however many of its
+    /// frames were intact, and its cursor stays put.
+    #[test]
+    fn a_walk_overrun_by_a_writer_is_refused_whole() {
+        let words = Words::default();
+        let log = words.log(0);
+        let mut p = append(&log, overwrite(b"s", b"0123", 1), b"s", b"0123");
+        let first = p.position;
+        for v in 2..=6 {
+            p = append(&log, overwrite(b"s", b"0123", v), b"s", b"0123");
+        }
+        // A writer a lap ahead has reserved the bytes of the first frame.
+        words.1.store(first + 1024 + 8, Ordering::Relaxed);
+        let mut cursor = first;
+        let mut visited = 0;
+        let got = log.scan(&mut cursor, |_| {
+            visited += 1;
+            true
+        });
+        assert!(matches!(got, Err(LogError::Lagged { .. })), "{got:?}");
+        assert!(visited > 1);
+        assert_eq!(cursor, first);
+        assert!(p.end > first);
     }
 
     #[test]
@@ -534,6 +724,52 @@ mod loom_model {
                     Err(e) => panic!("{e}"),
                 }
             }
+            writer.join().unwrap();
+        });
+    }
+
+    /// One walk of the ring ([`Log::scan`]) racing the appender copies a
+    /// dense run of whole frames, each with its own data: the tail and
+    /// `reserve` are read once for the whole walk.
+    #[test]
+    fn a_scan_copies_whole_frames_in_order() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let ring = Arc::new(AtomicRing((0..512).map(|_| AtomicU8::new(0)).collect()));
+            let tail = Arc::new(AtomicU64::new(0));
+            let reserve = Arc::new(AtomicU64::new(0));
+            let seq = Arc::new(AtomicU64::new(0));
+            let writer = {
+                let (ring, tail, reserve, seq) =
+                    (ring.clone(), tail.clone(), reserve.clone(), seq.clone());
+                loom::thread::spawn(move || {
+                    let log = Log::new(&tail, &reserve, &seq, &*ring);
+                    for v in 1..=2u64 {
+                        let mut h = FrameHeader::new(FrameKind::Overwrite);
+                        (h.data_len, h.version, h.seq) = (8, v, v);
+                        let p = log.write(log.written_end(), h, b"", &[v as u8; 8]);
+                        log.publish(p.end, p.seq);
+                    }
+                })
+            };
+            let log = Log::new(&tail, &reserve, &seq, &*ring);
+            let (mut cursor, mut out) = (0, Vec::new());
+            log.scan(&mut cursor, |f| {
+                f.copy_to(&mut out);
+                true
+            })
+            .unwrap();
+            let mut at = 0;
+            let mut expect = 1;
+            while at < out.len() {
+                let f = frame::decode(&out[at..], false).unwrap();
+                assert_eq!(f.header.seq, expect);
+                assert_eq!(f.data, &[expect as u8; 8]);
+                at += f.header.frame_bytes();
+                expect += 1;
+            }
+            assert_eq!(at as u64, cursor);
             writer.join().unwrap();
         });
     }

@@ -108,10 +108,11 @@ pub struct Sleeper<'a> {
 }
 
 impl<'a> Sleeper<'a> {
-    /// Registers a sleeper. SeqCst: pairs with the SeqCst tail swap in
-    /// `Log::publish` (Dekker: either the writer sees the sleeper and wakes
-    /// it, or the sleeper's re-check sees the new tail and does not sleep).
-    /// Claim sleepers rely on a bounded sleep instead (see `claim_sleep`).
+    /// Registers a sleeper. SeqCst: pairs with the waker's SeqCst load of the
+    /// count after its change (Dekker: either the waker sees the sleeper and
+    /// wakes it, or the sleeper's re-check sees the change and does not
+    /// sleep). Claim sleepers rely on a bounded sleep instead (see
+    /// `claim_sleep`).
     pub fn register(waiters: &'a AtomicU32) -> Self {
         waiters.fetch_add(1, crate::sync::Ordering::SeqCst);
         Self { waiters }

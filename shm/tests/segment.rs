@@ -112,3 +112,48 @@ fn churn_keeps_the_index_consistent() {
         }
     }
 }
+
+/// No lost wake-up between a consumer that sleeps on the log tail and the
+/// writer that publishes (the `Doorbell` pair, which loom cannot check): a
+/// sleeper woken late would wait out its 10 s timeout. Every round, the
+/// consumer sleeps (no spin) while the writer publishes after a varying
+/// delay, some rounds at once, as the consumer arms the doorbell.
+#[test]
+fn wait_wakes_on_every_publish() {
+    let (_dir, config) = config();
+    let name = CheckpointName::new("wake").unwrap();
+    let seg = Segment::open(&config, &name, rw(), Some(&CreationAttributes::new(4, 64))).unwrap();
+    let (s, _) = seg.create_section(Some(b"s"), Time::END, b"0").unwrap();
+    let rounds = 300u32;
+    let ready = std::sync::Barrier::new(2);
+    let late = std::sync::Mutex::new(None);
+    let timeout = std::time::Duration::from_secs(10);
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            for round in 0..rounds {
+                ready.wait();
+                if late.lock().unwrap().is_some() {
+                    return;
+                }
+                for _ in 0..round % 7 * 50 {
+                    std::hint::spin_loop();
+                }
+                seg.write(s, None, &round.to_le_bytes()).unwrap();
+            }
+        });
+        for _ in 0..rounds {
+            let consumer = seg.consumer(None);
+            ready.wait();
+            let start = std::time::Instant::now();
+            let woke = consumer.wait(timeout, std::time::Duration::ZERO);
+            if !woke || start.elapsed() > timeout / 2 {
+                // Released at its next barrier, the writer stops.
+                *late.lock().unwrap() = Some(start.elapsed());
+                ready.wait();
+                return;
+            }
+        }
+    });
+    let late = late.into_inner().unwrap();
+    assert!(late.is_none(), "a sleeper was left asleep for {late:?}");
+}

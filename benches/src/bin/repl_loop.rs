@@ -3,11 +3,12 @@
 //! ```text
 //! cargo build --release -p ckpt-benches --bin repl_loop
 //! target/release/repl_loop 2000000            # prints updates/s
+//! target/release/repl_loop 50000 --size 65536  # 64 KiB sections
 //! perf record -g target/release/repl_loop 2000000
 //! target/release/repl_loop --resync 256        # a 256 MiB full resync
 //! ```
 //!
-//! A primary (asynchronous, one 64 B section) and its replica in two scratch
+//! A primary (asynchronous, one 64 B section, or `--size` bytes) and its replica in two scratch
 //! directories, linked by `ckpt::replication::ship`/`follow` over loopback
 //! (io_uring where the kernel allows it). The writer writes in bursts the
 //! ring can hold and waits for the replica between bursts; it prints the
@@ -25,17 +26,23 @@ use ckpt_core::{CheckpointName, CreationAttributes, CreationFlags, OpenFlags, Ti
 use ckpt_shm::{Config, Segment};
 use ckpt_transport::{Auto, Backend, Choice, Listener};
 
-const BURST: u64 = 16_000;
+/// Bytes written per burst (16,000 updates of 64 B).
+const BURST_BYTES: u64 = 1 << 20;
+/// The largest section `--size` takes.
+const SIZE_MAX: usize = 1 << 20;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (resync, total) = match args.as_slice() {
-        [flag, n] if flag == "--resync" => (true, n.parse().ok()),
-        [n] => (false, n.parse().ok()),
-        _ => (false, None),
+    let (resync, total, size) = match args.as_slice() {
+        [flag, n] if flag == "--resync" => (true, n.parse().ok(), Some(64)),
+        [n] => (false, n.parse().ok(), Some(64)),
+        [n, flag, size] if flag == "--size" => (false, n.parse().ok(), size.parse().ok()),
+        _ => (false, None, None),
     };
-    let Some(total @ 1..) = total.map(|n: u64| n) else {
-        eprintln!("usage: repl_loop UPDATES | repl_loop --resync MIB");
+    let (Some(total @ 1..), Some(size @ 1..=SIZE_MAX)) = (total.map(|n: u64| n), size) else {
+        eprintln!(
+            "usage: repl_loop UPDATES [--size BYTES (at most 1 MiB)] | repl_loop --resync MIB"
+        );
         std::process::exit(2);
     };
     let (a, b) = (scratch("primary"), scratch("replica"));
@@ -52,14 +59,14 @@ fn main() {
                 ..CreationAttributes::new(total as u32 + 1, 1 << 20)
             }
         } else {
-            CreationAttributes::new(4, 64)
+            CreationAttributes::new(4, size as u64)
         }
     };
     let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let primary = Segment::open(&config(&a), &name, rwc, Some(&attrs)).expect("the primary");
     primary.set_active_replica(0).expect("active");
     let (section, _) = primary
-        .create_section(Some(b"s64"), Time::END, &[0; 64])
+        .create_section(Some(b"s64"), Time::END, &vec![0; size])
         .expect("a section");
     if resync {
         let mut data = vec![0u8; 1 << 20];
@@ -114,11 +121,12 @@ fn main() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             return;
         }
-        let data = [0x5Au8; 64];
+        let data = vec![0x5Au8; size];
+        let burst = (BURST_BYTES / size as u64).clamp(16, 16_000);
         let start = Instant::now();
         let mut written = 0;
         while written < total {
-            for _ in 0..BURST.min(total - written) {
+            for _ in 0..burst.min(total - written) {
                 primary.write(section, None, &data).expect("write");
                 written += 1;
             }

@@ -436,6 +436,34 @@ impl SnapshotHead {
     }
 }
 
+/// The density check of a walk of the ring: the next number expected (0:
+/// not known yet) and where the first jump was.
+struct Dense(u64, Option<u64>);
+
+impl Dense {
+    /// Notes `header`'s number; false (and the walk should stop) on a jump.
+    fn check(&mut self, position: u64, header: &FrameHeader) -> bool {
+        if (self.0 != 0 && header.seq != self.0) || header.seq == u64::MAX {
+            self.1 = Some(position);
+            return false;
+        }
+        self.0 = header.seq + 1;
+        true
+    }
+
+    /// After a validated walk: the next number expected, or `Corrupt` at
+    /// the jump (the consumer's cursor back on it).
+    fn settle(self, cursor: &mut u64) -> Result<u64, LogError> {
+        match self.1 {
+            Some(at) => {
+                *cursor = at;
+                Err(LogError::Corrupt { at })
+            }
+            None => Ok(self.0),
+        }
+    }
+}
+
 /// Follows the delta log: every mutation in commit order.
 pub struct Consumer<'a> {
     mapped: &'a Mapped,
@@ -491,24 +519,65 @@ impl Consumer<'_> {
     /// Checks that `header` is the frame after the last one (frames are
     /// dense: a jump means the ring was damaged) and notes its number.
     fn dense(&mut self, position: u64, header: &FrameHeader) -> Result<(), LogError> {
-        if (self.next_seq != 0 && header.seq != self.next_seq) || header.seq == u64::MAX {
-            self.cursor = position;
-            return Err(LogError::Corrupt { at: position });
-        }
-        self.next_seq = header.seq + 1;
+        let mut dense = Dense(self.next_seq, None);
+        dense.check(position, header);
+        self.next_seq = dense.settle(&mut self.cursor)?;
         Ok(())
     }
 
-    /// Moves to the next frame reading only its header (to index the ring):
-    /// its position and header. [`Consumer::current`] does not apply to it.
-    /// For consumers that never resync (a resync's filter needs the ids).
-    pub fn skim(&mut self) -> Result<Option<(u64, FrameHeader)>, LogError> {
+    /// Moves past the frames published so far reading only their headers
+    /// (to index the ring), handing each one's position and header to
+    /// `each`: at most `max` of them. Returns how many. For consumers that
+    /// never resync (a resync's filter needs the ids). On an error, what
+    /// `each` was given must be discarded.
+    pub fn skim(
+        &mut self,
+        max: usize,
+        mut each: impl FnMut(u64, FrameHeader),
+    ) -> Result<usize, LogError> {
         debug_assert!(self.filter.is_none(), "skim after a resync");
-        let Some((position, header)) = self.mapped.log().read_next_header(&mut self.cursor)? else {
-            return Ok(None);
-        };
-        self.dense(position, &header)?;
-        Ok(Some((position, header)))
+        let mut dense = Dense(self.next_seq, None);
+        let mut n = 0;
+        self.mapped.log().scan(&mut self.cursor, |frame| {
+            if !dense.check(frame.position, &frame.header) {
+                return false;
+            }
+            each(frame.position, frame.header);
+            n += 1;
+            n < max
+        })?;
+        self.next_seq = dense.settle(&mut self.cursor)?;
+        Ok(n)
+    }
+
+    /// Appends the frames published from here on to `out` as the ring holds
+    /// them (unsealed), in one walk of the ring, calling `each` with each
+    /// frame's bytes in `out` as it is appended (to seal it): through
+    /// sequence number `last`, or until `out` holds `max_bytes` (at least
+    /// one frame). Returns the last frame's number, `None` at the tail. On
+    /// an error, what was appended must be discarded.
+    pub fn copy_frames(
+        &mut self,
+        last: u64,
+        max_bytes: usize,
+        out: &mut Vec<u8>,
+        mut each: impl FnMut(&mut [u8]),
+    ) -> Result<Option<u64>, LogError> {
+        debug_assert!(self.filter.is_none(), "copy after a resync");
+        let mut dense = Dense(self.next_seq, None);
+        let mut copied = None;
+        self.mapped.log().scan(&mut self.cursor, |frame| {
+            if !dense.check(frame.position, &frame.header) {
+                return false;
+            }
+            let from = out.len();
+            frame.copy_to(out);
+            each(&mut out[from..]);
+            copied = Some(frame.header.seq);
+            frame.header.seq < last && out.len() < max_bytes
+        })?;
+        self.next_seq = dense.settle(&mut self.cursor)?;
+        Ok(copied)
     }
 
     /// The frame [`Consumer::advance`] moved to.
@@ -569,8 +638,9 @@ impl Consumer<'_> {
             }
         }
         let h = self.mapped.header();
-        let _sleeper = notify::Sleeper::register(&h.waiters);
+        let doorbell = crate::log::Doorbell::new(&h.waiters);
         loop {
+            doorbell.arm();
             // SYNC POINT: SeqCst load, the sleeper's half of the Dekker pair with
             // the writer's SeqCst swap in `Log::publish`.
             let tail = h.log_tail.load(Ordering::SeqCst);

@@ -264,10 +264,11 @@ impl Drop for Held<'_> {
             self.segment.recover();
         }
         claim::release(&h.claim, ClaimWord::from(self.word));
-        // SYNC POINT: SeqCst load, after the SeqCst swap in `Log::publish`:
-        // Dekker with `Sleeper::register` (SeqCst RMW, then a SeqCst load of
-        // the tail). Either we see the sleeper, or it sees the new tail.
-        if h.waiters.load(Ordering::SeqCst) != 0 {
+        // SYNC POINT: SeqCst load in `take`, after the SeqCst swap in
+        // `Log::publish`: Dekker with `Doorbell::arm` (SeqCst RMW, then a
+        // SeqCst load of the tail). Either we see it armed, or the sleeper
+        // sees the new tail.
+        if crate::log::Doorbell::new(&h.waiters).take() {
             notify::wake_all(&h.log_tail);
         }
         // SYNC POINT: pairs with the registration in `claim_sleep` (which
