@@ -9,13 +9,17 @@
 //! |---|---|
 //! | `status` | the daemon's [`crate::node::NodeStatus`] as one JSON line |
 //! | `want <name in hex> <wait in ms>` | `want here`, `want arrived`, `want unknown` or `want timeout` ([`Wanted`]) |
+//! | `unlink <name in hex> <wait in ms>` | `unlink <the SA error code of the primary's unlink>`, `unlink unknown` or `unlink timeout` ([`Unlinked`]) |
 //!
 //! A daemon serving too many connections at once answers [`BUSY_ANSWER`]
 //! to any request; one that does not know a request answers a JSON error.
 //!
 //! `want` is what [`crate::Service::open`] asks when the checkpoint it opens
 //! is not on this host: the daemon makes a replica come here if a peer
-//! holds the checkpoint ([`crate::node::NodeHandle::want`]).
+//! holds the checkpoint ([`crate::node::NodeHandle::want`]). `unlink` is
+//! what [`crate::Service::unlink`] asks when this host holds no copy of the
+//! checkpoint, or only a replica: the daemon has the primary's node unlink
+//! it ([`crate::node::NodeHandle::unlink`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -25,7 +29,7 @@ use std::time::Duration;
 pub use ckpt_core::control::{Request, REQUEST_BYTES_MAX, WANT_WAIT_MAX};
 use ckpt_core::CheckpointName;
 
-pub use crate::node::Wanted;
+pub use crate::node::{Unlinked, Wanted};
 
 /// The control socket's name in the segment directory, by default (where
 /// applications look for it).
@@ -47,21 +51,61 @@ pub fn want_answer(w: Wanted) -> String {
 /// to answer, or is busy, is [`Wanted::TimedOut`]: it may be bringing the
 /// replica, so the caller must not create the checkpoint here.
 pub fn ask_want(dir: &Path, name: &CheckpointName, wait: Duration) -> Option<Wanted> {
+    let request = Request::Want {
+        name: name.clone(),
+        wait: wait.min(WANT_WAIT_MAX),
+    };
+    ask(dir, &request, "want ", Wanted::parse, Wanted::TimedOut)
+}
+
+/// The answer line to an `unlink`, newline included.
+pub fn unlink_answer(u: Unlinked) -> String {
+    format!("unlink {}\n", u.to_text())
+}
+
+/// Asks the daemon answering on the control socket in `dir` to have the
+/// primary's node unlink `name` ([`crate::node::NodeHandle::unlink`]),
+/// waiting up to `wait` (and a few seconds more). `None`: no daemon answers
+/// there, or it does not know the request. A daemon that took the request
+/// and failed to answer, or is busy, is [`Unlinked::TimedOut`].
+pub fn ask_unlink(dir: &Path, name: &CheckpointName, wait: Duration) -> Option<Unlinked> {
+    let request = Request::Unlink {
+        name: name.clone(),
+        wait: wait.min(WANT_WAIT_MAX),
+    };
+    ask(
+        dir,
+        &request,
+        "unlink ",
+        Unlinked::parse,
+        Unlinked::TimedOut,
+    )
+}
+
+/// Sends `request` to the daemon in `dir` and reads its answer line, which
+/// begins with `prefix` and ends with what `parse` reads; `late` when the
+/// daemon took the request and did not answer it (in time, or at all).
+fn ask<A>(
+    dir: &Path,
+    request: &Request,
+    prefix: &str,
+    parse: fn(&str) -> Option<A>,
+    late: A,
+) -> Option<A> {
     let path = dir.join(CONTROL_NAME);
     // No daemon for this directory: nothing to ask (no connect attempt).
     std::fs::symlink_metadata(&path).ok()?;
     let mut stream = UnixStream::connect(&path).ok()?;
-    let wait = wait.min(WANT_WAIT_MAX);
-    let request = Request::Want {
-        name: name.clone(),
-        wait,
+    let wait = match request {
+        Request::Want { wait, .. } | Request::Unlink { wait, .. } => *wait,
+        Request::Status => Duration::ZERO,
     };
     let sent = stream
         .set_write_timeout(Some(ANSWER_SLACK))
         .and_then(|()| stream.set_read_timeout(Some(wait + ANSWER_SLACK)))
         .and_then(|()| stream.write_all(request.line().as_bytes()));
     if sent.is_err() {
-        return Some(Wanted::TimedOut);
+        return Some(late);
     }
     let mut line = String::new();
     // An answer is a short line: read no more than that.
@@ -70,16 +114,17 @@ pub fn ask_want(dir: &Path, name: &CheckpointName, wait: Duration) -> Option<Wan
         .is_err()
         || line.is_empty()
     {
-        return Some(Wanted::TimedOut);
+        return Some(late);
     }
     let line = line.trim_end();
     if line == BUSY_ANSWER.trim_end() {
-        return Some(Wanted::TimedOut);
+        return Some(late);
     }
-    match line.strip_prefix("want ").map(Wanted::parse) {
-        Some(Some(w)) => Some(w),
-        Some(None) => Some(Wanted::TimedOut),
-        // Not an answer to `want` (an error: a daemon that does not know it).
+    match line.strip_prefix(prefix).map(parse) {
+        Some(Some(a)) => Some(a),
+        Some(None) => Some(late),
+        // Not an answer to this request (an error: a daemon that does not
+        // know it).
         None => None,
     }
 }

@@ -61,6 +61,30 @@ use ckpt_shm::{SectionRef, Segment, WriteElement};
 /// ([`Service::open_within`]).
 pub const OPEN_WAIT: Duration = Duration::from_secs(10);
 
+/// How long [`Service::unlink`] waits for the primary's node to unlink a
+/// checkpoint this host holds no copy of, or only a replica of.
+pub const UNLINK_WAIT: Duration = Duration::from_secs(10);
+
+/// The result of an unlink the primary's node answered with SA error
+/// `code`.
+fn unlink_result(code: u32) -> Result<(), UnlinkError> {
+    use UnlinkError as E;
+    if code == ckpt_core::ais::SA_AIS_OK {
+        return Ok(());
+    }
+    [
+        E::NotExist,
+        E::Permission,
+        E::Io,
+        E::TryAgain,
+        E::NoResources,
+        E::Timeout,
+    ]
+    .into_iter()
+    .find(|e| e.ais().code() == code)
+    .map_or(Err(E::TryAgain), Err)
+}
+
 /// The checkpoint service of one host: where segments live.
 ///
 /// ```
@@ -222,6 +246,11 @@ impl Service {
     /// Unlinks checkpoint `name` (`saCkptCheckpointUnlink`): the name is free at
     /// once; openers keep full access until their last close.
     ///
+    /// Cluster-wide: where this host holds no copy of the checkpoint, or only
+    /// a replica, the node daemon serving this directory (if any) has the
+    /// primary's node unlink it, waiting up to [`UNLINK_WAIT`]
+    /// (`UnlinkError::Timeout` after that).
+    ///
     /// ```
     /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
     /// # let dir = tempfile::tempdir()?;
@@ -240,7 +269,18 @@ impl Service {
     /// ```
     pub fn unlink(&self, name: impl AsRef<[u8]>) -> Result<(), UnlinkError> {
         let name = CheckpointName::new(name).map_err(|_| UnlinkError::InvalidName)?;
-        ckpt_shm::dir::unlink(&self.config, &name)
+        let here = ckpt_shm::dir::unlink(&self.config, &name);
+        if !matches!(here, Err(UnlinkError::NotExist | UnlinkError::Replica)) {
+            return here;
+        }
+        // No copy here, or a replica: the primary is on another node, which
+        // the node daemon (if one serves this directory) asks.
+        match control::ask_unlink(&self.config.dir, &name, UNLINK_WAIT) {
+            None => here,
+            Some(control::Unlinked::Answered(code)) => unlink_result(code),
+            Some(control::Unlinked::Unknown) => Err(UnlinkError::NotExist),
+            Some(control::Unlinked::TimedOut) => Err(UnlinkError::Timeout),
+        }
     }
 }
 

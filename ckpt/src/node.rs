@@ -54,6 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ckpt_core::ais::SA_AIS_OK;
 use ckpt_core::{CheckpointName, OpenFlags};
 use ckpt_shm::{dir, Config, Segment};
 use ckpt_transport::{Backend, Listener};
@@ -273,6 +274,39 @@ impl Wanted {
         ]
         .into_iter()
         .find(|w| w.as_str() == s)
+    }
+}
+
+/// What [`NodeHandle::unlink`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlinked {
+    /// The primary's node answered with this SA error code (1, `SA_AIS_OK`:
+    /// unlinked there, and this host's replica, if any, is gone too).
+    Answered(u32),
+    /// No peer offers a checkpoint of that name to this node (nor did
+    /// lately).
+    Unknown,
+    /// A peer offers it, and no answer came in time.
+    TimedOut,
+}
+
+impl Unlinked {
+    /// Its form in the control protocol: the code, `unknown` or `timeout`.
+    pub fn to_text(self) -> String {
+        match self {
+            Unlinked::Answered(code) => code.to_string(),
+            Unlinked::Unknown => "unknown".into(),
+            Unlinked::TimedOut => "timeout".into(),
+        }
+    }
+
+    /// The answer written `s` ([`Unlinked::to_text`]).
+    pub fn parse(s: &str) -> Option<Unlinked> {
+        match s {
+            "unknown" => Some(Unlinked::Unknown),
+            "timeout" => Some(Unlinked::TimedOut),
+            code => code.parse().ok().map(Unlinked::Answered),
+        }
     }
 }
 
@@ -706,6 +740,63 @@ impl NodeHandle {
                     return Wanted::Unknown;
                 }
                 return Wanted::TimedOut;
+            }
+            std::thread::sleep(WANT_POLL);
+        }
+    }
+}
+
+impl NodeHandle {
+    /// A process of this host unlinks checkpoint `name`, of which this host
+    /// holds no copy or only a replica: this node asks the primary's node,
+    /// over the link that offers it here (parked or following), to unlink
+    /// it, and waits up to `wait` for the answer, and after a successful
+    /// one for this host's replica to apply the unlink. A link that
+    /// reconnects meanwhile sends the request again. `cancelled` is asked at
+    /// every look (the asker went away).
+    pub fn unlink(
+        &self,
+        name: &CheckpointName,
+        wait: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Unlinked {
+        let sh = &self.shared;
+        let started = Instant::now();
+        let mut asked: Option<(Arc<LinkEntry>, u64)> = None;
+        loop {
+            if asked.is_none() {
+                let link = lock(&sh.links)
+                    .iter()
+                    .find(|((role, n, _), e)| {
+                        *role == Role::Following && n == name && e.state().is_connected()
+                    })
+                    .map(|(_, e)| e.clone());
+                match link {
+                    Some(e) => {
+                        tracing::info!(checkpoint = %name, primary = e.peer, "unlinked here: the primary's node is asked to unlink it");
+                        let n = e.stats.ask_unlink();
+                        asked = Some((e, n));
+                    }
+                    None if sh.may_offer(name) == Offer::None => return Unlinked::Unknown,
+                    None => {}
+                }
+            }
+            if let Some((e, n)) = &asked {
+                match e.stats.unlink_answered(*n) {
+                    // The replica here leaves the name once it applies
+                    // the unlink's frame.
+                    Some(SA_AIS_OK) if sh.here(name) => {}
+                    Some(code) => return Unlinked::Answered(code),
+                    None => {}
+                }
+            }
+            if started.elapsed() >= wait || sh.stopping() || cancelled() {
+                // Never offered, only the start left time for it: as far
+                // as this node knows, no peer holds it.
+                if asked.is_none() && sh.may_offer(name) == Offer::Starting {
+                    return Unlinked::Unknown;
+                }
+                return Unlinked::TimedOut;
             }
             std::thread::sleep(WANT_POLL);
         }

@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use ckpt_core::ais::SA_AIS_OK;
+use ckpt_core::error::UnlinkError;
 use ckpt_core::frame::{
     self, decode_message, encode_message, Frame, SnapshotTail, WireError, WireMessage,
     MESSAGE_HEADER_BYTES,
@@ -122,6 +124,12 @@ pub struct LinkStats {
     /// The link is parked: the follower holds no replica and wants none
     /// yet (placement); nothing is shipped, and it lags by nothing.
     pub parked: AtomicBool,
+    /// Unlinks this end's node asked of the primary (at a follower):
+    /// [`LinkStats::ask_unlink`].
+    unlinks_asked: AtomicU64,
+    /// The primary's last answer: the number of asks it answers (high
+    /// half) and the SA error code of its unlink (low half); 0: none yet.
+    unlink_answer: AtomicU64,
 }
 
 impl LinkStats {
@@ -134,6 +142,22 @@ impl LinkStats {
     fn hold(&self, holds: Position) {
         self.held.store(holds.seq, Ordering::Relaxed);
         self.term.store(holds.term, Ordering::Relaxed);
+    }
+
+    /// At a follower: asks the link to have the primary unlink the
+    /// checkpoint (a process of this node unlinks it). Returns the ask's
+    /// number, for [`LinkStats::unlink_answered`]. Asks made before the link
+    /// sends one go together and get its answer.
+    pub fn ask_unlink(&self) -> u64 {
+        self.unlinks_asked.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The SA error code the primary answered ask `asked` with (1,
+    /// `SA_AIS_OK`: unlinked), once it has.
+    pub fn unlink_answered(&self, asked: u64) -> Option<u32> {
+        let a = self.unlink_answer.load(Ordering::Acquire);
+        // Asks are counted in 32 bits on this side of the answer word.
+        (a != 0 && (a >> 32) >= (asked & 0xFFFF_FFFF)).then_some(a as u32)
     }
 
     /// Frames the replica lacks (as this end knows; 0 while parked: there
@@ -750,6 +774,15 @@ pub fn ship<C: Connection>(
                     // from its retention running out here.
                     primary.set_remote_openers(node, openers);
                 }
+                if let Message::UnlinkRequest { incarnation } = m.message {
+                    let code = unlink_asked(primary, incarnation);
+                    let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
+                    let answer = Message::UnlinkAnswer { code };
+                    if let Err(e) = send(guard.conn, &answer, &[], &[]) {
+                        return finish(Err(e));
+                    }
+                    continue;
+                }
                 if m.message == Message::Heartbeat && registered.get().is_none() {
                     parked.store(true, Ordering::Relaxed);
                     opts.count(|c| c.parked.store(true, Ordering::Relaxed));
@@ -812,6 +845,20 @@ pub fn ship<C: Connection>(
     });
     let result = ended.into_inner().unwrap_or_else(|p| p.into_inner());
     result.unwrap_or(Ok(Ended::Stopped))
+}
+
+/// The primary's side of a follower's [`Message::UnlinkRequest`]: unlinks
+/// `primary` as `saCkptCheckpointUnlink` on its host would (a logged
+/// mutation the replicas apply), if it is still of `incarnation`. Returns
+/// the SA error code.
+fn unlink_asked(primary: &Segment, incarnation: u64) -> u32 {
+    let result = if incarnation != primary.incarnation() || primary.is_unlinked() {
+        Err(UnlinkError::NotExist)
+    } else {
+        ckpt_shm::dir::unlink(primary.config(), primary.name())
+    };
+    tracing::info!(checkpoint = %primary.name(), ?result, "unlinked as a peer asked");
+    result.map_or_else(|e| e.ais().code(), |()| SA_AIS_OK)
 }
 
 /// A replica registered on its primary for the life of a shipping link
@@ -1183,6 +1230,14 @@ pub fn follow_offered<C: Connection>(
         let mut rebuild = Rebuild(None);
         let mut pending = Some(first);
         let mut counted = Instant::now();
+        // Unlink asks sent to the primary, and the requests it has yet to
+        // answer (each by the number of asks it answers).
+        // Asks made while no link ran are sent by this one.
+        let mut unlinks_sent = opts
+            .stats
+            .as_ref()
+            .map_or(0, |c| c.unlink_answer.load(Ordering::Acquire) >> 32);
+        let mut unlinks_waiting: VecDeque<u64> = VecDeque::new();
         loop {
             while let Some(actions) = pending.take() {
                 for a in actions {
@@ -1256,6 +1311,17 @@ pub fn follow_offered<C: Connection>(
             if stop.load(Ordering::Relaxed) {
                 return Ok(Ended::Stopped);
             }
+            if let Some(stats) = &opts.stats {
+                let asked = stats.unlinks_asked.load(Ordering::Relaxed);
+                if asked > unlinks_sent {
+                    // The primary answers in order: its answer to this
+                    // request answers every ask up to `asked`.
+                    unlinks_sent = asked;
+                    unlinks_waiting.push_back(asked);
+                    let incarnation = offered.incarnation;
+                    send(conn, &Message::UnlinkRequest { incarnation }, &[], &[])?;
+                }
+            }
             let wait = if busy { Duration::ZERO } else { opts.poll };
             let received = match recv(conn, wait) {
                 Ok(m) => m,
@@ -1266,6 +1332,20 @@ pub fn follow_offered<C: Connection>(
             let next = match received {
                 Some(bytes) => {
                     let m = link_message(bytes, opts)?;
+                    if let Message::UnlinkAnswer { code } = m.message {
+                        // More answers than requests: the peer broke the
+                        // protocol; the state machine closes the link.
+                        if let Some(through) = unlinks_waiting.pop_front() {
+                            opts.count(|c| {
+                                let word = (through & 0xFFFF_FFFF) << 32 | u64::from(code);
+                                // SYNC POINT: Release pairs with the
+                                // Acquire load in `unlink_answered`.
+                                c.unlink_answer.store(word, Ordering::Release);
+                            });
+                            pending = Some(follower.received(Message::Heartbeat, clock.now()));
+                            continue;
+                        }
+                    }
                     let shipped = match m.message {
                         Message::Frames { last, .. } => Some(last),
                         _ => None,

@@ -166,6 +166,57 @@ fn a_checkpoint_created_on_one_node_is_replicated_to_the_other_and_unlinked_ther
     nb.stop();
 }
 
+/// `saCkptCheckpointUnlink` is cluster-wide: on a node that holds no copy
+/// (its link parked) or only a replica, the daemon has the primary's node
+/// unlink the checkpoint (what `Service::unlink` asks a daemon's control
+/// socket for; these daemons have none).
+#[test]
+fn an_unlink_where_no_copy_or_only_a_replica_is_done_by_the_primarys_node() {
+    use ckpt::node::Unlinked;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = pair(a.path(), b.path(), None);
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let never = || false;
+    // No copy on node 2: the link that offers it is parked.
+    let (parked, replicated) = ("safCkpt=unlink_parked", "safCkpt=unlink_replica");
+    let p1 = create(&sa, parked);
+    until("the parked link", || {
+        nb.status()
+            .links
+            .iter()
+            .any(|l| l.checkpoint == parked && l.state == LinkState::Parked)
+    });
+    let name = ckpt::CheckpointName::new(parked).unwrap();
+    assert_eq!(
+        nb.handle().unlink(&name, WAIT, &never),
+        Unlinked::Answered(1)
+    );
+    assert_eq!(
+        sa.open(parked, OpenFlags::READ, None).err(),
+        Some(ckpt::OpenError::NotExist)
+    );
+    // The opener on node 1 keeps its access, as after a local unlink.
+    assert!(p1.read_section(b"none").is_err());
+    // A replica on node 2: it applies the unlink before the answer is given.
+    let p2 = create(&sa, replicated);
+    p2.create_section(b"k", Time::END, b"v").unwrap();
+    opened_on(&nb, replicated);
+    let standby = sb.open(replicated, OpenFlags::READ, None).unwrap();
+    let name = ckpt::CheckpointName::new(replicated).unwrap();
+    assert_eq!(
+        nb.handle().unlink(&name, WAIT, &never),
+        Unlinked::Answered(1)
+    );
+    assert!(sb.open(replicated, OpenFlags::READ, None).is_err());
+    assert!(sa.open(replicated, OpenFlags::READ, None).is_err());
+    assert_eq!(standby.read_section(b"k").unwrap(), b"v");
+    // Both links end.
+    until("the links to end", || nb.status().links.is_empty());
+    drop((p1, p2));
+    na.stop();
+    nb.stop();
+}
+
 #[test]
 fn peers_without_the_key_or_not_configured_are_refused_and_counted() {
     let (a, b, c) = (

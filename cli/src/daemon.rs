@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ckpt::control::{want_answer, Request, Wanted};
+use ckpt::control::{unlink_answer, want_answer, Request, Unlinked, Wanted};
 use ckpt::membership::Membership;
 use ckpt::node::{Node, NodeConfig, NodeHandle, NodeStatus, Peer, Placement};
 use ckpt::Config;
@@ -636,31 +636,48 @@ fn answer_control(
         Ok(Request::Want { name, wait }) => {
             let w = match node.offered(&name) {
                 Some(quick) => quick,
-                None => match Counted::take(wanting, WANTS_AT_ONCE_MAX) {
-                    None => {
-                        tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} opens already wait for replicas: answered timeout");
-                        Wanted::TimedOut
-                    }
-                    Some(_waiting) => {
-                        // The asker hanging up ends the wait (a read finds
-                        // the end of its stream).
-                        stream.set_nonblocking(true)?;
-                        let gone = || match (&stream).read(&mut [0u8]) {
-                            Ok(0) => true,
-                            // Bytes after the request: ignored.
-                            Ok(_) => false,
-                            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-                        };
-                        let w = node.want(&name, wait, &gone);
-                        stream.set_nonblocking(false)?;
-                        w
-                    }
-                },
+                None => waiting(&stream, wanting, &name, Wanted::TimedOut, |gone| {
+                    node.want(&name, wait, gone)
+                })?,
             };
             out.write_all(want_answer(w).as_bytes())
         }
+        Ok(Request::Unlink { name, wait }) => {
+            let u = waiting(&stream, wanting, &name, Unlinked::TimedOut, |gone| {
+                node.unlink(&name, wait, gone)
+            })?;
+            out.write_all(unlink_answer(u).as_bytes())
+        }
         Err(why) => writeln!(out, "{}", serde_json::json!({ "error": why })),
     }
+}
+
+/// Runs a request that waits (for a replica, for the primary's answer) as
+/// one of at most [`WANTS_AT_ONCE_MAX`]; more are answered `busy` at once.
+/// `run` is told whether the asker hung up (its wait then ends).
+fn waiting<A>(
+    stream: &UnixStream,
+    wanting: &Arc<AtomicUsize>,
+    name: &ckpt_core::CheckpointName,
+    busy: A,
+    run: impl FnOnce(&dyn Fn() -> bool) -> A,
+) -> std::io::Result<A> {
+    let Some(_waiting) = Counted::take(wanting, WANTS_AT_ONCE_MAX) else {
+        tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} requests already wait: answered timeout");
+        return Ok(busy);
+    };
+    // The asker hanging up ends the wait (a read finds the end of its
+    // stream).
+    stream.set_nonblocking(true)?;
+    let gone = || match (&*stream).read(&mut [0u8]) {
+        Ok(0) => true,
+        // Bytes after the request: ignored.
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    let answer = run(&gone);
+    stream.set_nonblocking(false)?;
+    Ok(answer)
 }
 
 /// Asks the daemon answering on `control` for its status.

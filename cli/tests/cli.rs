@@ -653,20 +653,22 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(primary.overwrite(b"seq", &601u64.to_le_bytes()).is_err());
-    // A replica is not unlinked by hand, except with --replica (here only).
-    let refused = ckpt(a.path(), &["unlink", name]);
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused).contains("holds a replica"),
-        "{}",
-        text(&refused)
-    );
+    // `--replica` drops only a replica, never a primary.
     let refused = ckpt(b.path(), &["unlink", name, "--replica"]);
     assert!(
         text(&refused).contains("a primary here"),
         "{}",
         text(&refused)
     );
+    // `ckpt unlink` on node 1, which holds a replica, unlinks it
+    // everywhere: node 1's daemon has the primary's node (2) unlink it,
+    // and node 1's replica applies that unlink before the command returns.
+    let done = ckpt(a.path(), &["unlink", name]);
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(!text(&ckpt(a.path(), &["list"])).contains(name));
+    assert!(!text(&ckpt(b.path(), &["list"])).contains(name));
+    let again = ckpt(a.path(), &["unlink", name]);
+    assert!(!again.status.success());
     // SIGTERM: both stop, exit 0, and remove their control sockets.
     for Daemon(child) in [&mut da, &mut db] {
         // SAFETY: plain signal to a child we started.
@@ -674,9 +676,6 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
         let status = child.wait().unwrap();
         assert!(status.success(), "{status:?}");
     }
-    let dropped = ckpt(a.path(), &["unlink", name, "--replica"]);
-    assert!(dropped.status.success(), "{}", text(&dropped));
-    assert!(!text(&ckpt(a.path(), &["list"])).contains(name));
     let mut log = String::new();
     da.0.stderr
         .take()

@@ -5,6 +5,10 @@
 
 use core::fmt;
 
+/// `SA_AIS_OK` (1): the call succeeded (an `SaAisErrorT` that is not an
+/// error; [`AisError::code`] gives the others).
+pub const SA_AIS_OK: u32 = 1;
+
 /// An `SaAisErrorT` value other than `SA_AIS_OK`.
 ///
 /// Every per-operation error enum in [`crate::error`] maps each of its variants

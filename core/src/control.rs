@@ -7,12 +7,13 @@
 //! |---|---|
 //! | [`Request::Status`] | `status` |
 //! | [`Request::Want`] | `want <the name's bytes in lowercase hex> <wait in ms>` |
+//! | [`Request::Unlink`] | `unlink <the name's bytes in lowercase hex> <wait in ms>` |
 
 use core::time::Duration;
 
 use crate::name::{CheckpointName, CHECKPOINT_NAME_BYTES_MAX};
 
-/// The longest request line: a `want` of the longest name.
+/// The longest request line: a `want` or `unlink` of the longest name.
 pub const REQUEST_BYTES_MAX: usize = 2 * CHECKPOINT_NAME_BYTES_MAX + 64;
 
 /// The longest wait a `want` may ask for.
@@ -31,6 +32,15 @@ pub enum Request {
         /// How long the asker waits.
         wait: Duration,
     },
+    /// A process of this host unlinks `name`, of which this host holds no
+    /// copy or only a replica: the daemon asks the primary's node to unlink
+    /// it, within `wait`.
+    Unlink {
+        /// The checkpoint.
+        name: CheckpointName,
+        /// How long the asker waits.
+        wait: Duration,
+    },
 }
 
 impl Request {
@@ -43,18 +53,24 @@ impl Request {
         let mut words = line.split(' ');
         match (words.next(), words.next(), words.next(), words.next()) {
             (Some("status"), None, None, None) => Ok(Request::Status),
-            (Some("want"), Some(hex), Some(ms), None) => {
-                let bytes = unhex(hex).ok_or("want: the name is not hex")?;
-                let name = CheckpointName::new(bytes).map_err(|e| format!("want: {e}"))?;
-                let ms: u64 = ms.parse().map_err(|_| "want: the wait is not a number")?;
+            (Some(verb @ ("want" | "unlink")), Some(hex), Some(ms), None) => {
+                let bytes = unhex(hex).ok_or(format!("{verb}: the name is not hex"))?;
+                let name = CheckpointName::new(bytes).map_err(|e| format!("{verb}: {e}"))?;
+                let ms: u64 = ms
+                    .parse()
+                    .map_err(|_| format!("{verb}: the wait is not a number"))?;
                 let wait = Duration::from_millis(ms);
                 if wait > WANT_WAIT_MAX {
-                    return Err(format!("want: a wait of at most {WANT_WAIT_MAX:?}"));
+                    return Err(format!("{verb}: a wait of at most {WANT_WAIT_MAX:?}"));
                 }
-                Ok(Request::Want { name, wait })
+                Ok(match verb {
+                    "want" => Request::Want { name, wait },
+                    _ => Request::Unlink { name, wait },
+                })
             }
             _ => Err(format!(
-                "unknown request {:?}: expected `status` or `want <name in hex> <ms>`",
+                "unknown request {:?}: expected `status`, `want <name in hex> <ms>` or \
+                 `unlink <name in hex> <ms>`",
                 line.chars().take(64).collect::<String>()
             )),
         }
@@ -64,9 +80,14 @@ impl Request {
     pub fn line(&self) -> String {
         match self {
             Request::Status => "status\n".into(),
-            Request::Want { name, wait } => {
+            Request::Want { name, wait } | Request::Unlink { name, wait } => {
+                let verb = match self {
+                    Request::Want { .. } => "want",
+                    _ => "unlink",
+                };
                 let mut s = String::with_capacity(name.as_bytes().len() * 2 + 32);
-                s.push_str("want ");
+                s.push_str(verb);
+                s.push(' ');
                 for b in name.as_bytes() {
                     s.push_str(&format!("{b:02x}"));
                 }
@@ -104,6 +125,14 @@ mod tests {
         let line = want.line();
         assert!(line.starts_with("want 7361664"), "{line}");
         assert_eq!(Request::parse(line.as_bytes()), Ok(want));
+        let unlink = Request::Unlink {
+            name: CheckpointName::new(b"safCkpt=u").unwrap(),
+            wait: Duration::from_millis(20),
+        };
+        let line = unlink.line();
+        assert_eq!(line, "unlink 736166436b70743d75 20\n");
+        assert_eq!(Request::parse(line.as_bytes()), Ok(unlink));
+        assert!(Request::parse(b"unlink 61").is_err());
         assert_eq!(Request::parse(b"status\n"), Ok(Request::Status));
         for bad in [
             &b"want 7\n"[..],

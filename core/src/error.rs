@@ -112,8 +112,11 @@ op_error! {
         TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
         /// No opener entry was free to log the unlink.
         NoResources => (NoResources, "the checkpoint's opener table is full"),
-        /// This host holds a replica: the checkpoint is unlinked through its primary.
-        Replica => (BadOperation, "this host holds a replica; unlink it through the primary"),
+        /// This host holds a replica, and no node daemon here could reach
+        /// its primary, through which it is unlinked.
+        Replica => (TryAgain, "this host holds a replica and no node daemon here reaches its primary; retry"),
+        /// The primary's node did not answer in time.
+        Timeout => (Timeout, "the primary's node did not answer in time"),
     }
 }
 

@@ -733,7 +733,7 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 6;
+pub const WIRE_VERSION: u8 = 7;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -774,6 +774,8 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
 /// | 10 `Offer` | incarnation | term, and `1 << 32` if placed | node | name bytes | the checkpoint's name |
 /// | 11 sealed | counter | 0 | 0 | 0 | another message, encrypted, then a 16-byte tag ([`seal_header`]) |
+/// | 12 `UnlinkRequest` | incarnation | 0 | 0 | 0 | none |
+/// | 13 `UnlinkAnswer` | 0 | 0 | code | 0 | none |
 ///
 /// A link begins (after `Hello` and `Proof` where the ends share a cluster
 /// key) with the shipper's `Offer`, which names the checkpoint, and the
@@ -1136,6 +1138,8 @@ pub fn encode_message(
         M::Heartbeat => (5, 0, 0, 0, 0, &[]),
         M::SnapshotPart { records } => (6, 0, 0, records, 0, &[]),
         M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
+        M::UnlinkRequest { incarnation } => (12, incarnation, 0, 0, 0, &[]),
+        M::UnlinkAnswer { code } => (13, 0, 0, code, 0, &[]),
         M::Hello { ref nonce } => (8, 0, 0, 0, 0, &nonce[..]),
         M::Proof { ref mac } => (9, 0, 0, 0, 0, &mac[..]),
         M::Offer {
@@ -1287,7 +1291,10 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 M::Proof { mac: bytes }
             }
         }
-        4 | 5 if !body.is_empty() => return Err(WireError::BadLength),
+        4 | 5 | 12 | 13 if !body.is_empty() => return Err(WireError::BadLength),
+        12 if b == 0 && c == 0 && d == 0 => M::UnlinkRequest { incarnation: a },
+        13 if a == 0 && b == 0 && d == 0 => M::UnlinkAnswer { code: c },
+        12 | 13 => return Err(WireError::NonZeroPadding),
         4 if b == 0 => M::Ack {
             holds: Position { seq: a, term: c },
             openers: d,
@@ -1749,6 +1756,8 @@ mod tests {
                 Vec::new(),
             ),
             (M::Heartbeat, &[][..], Vec::new()),
+            (M::UnlinkRequest { incarnation: 5 }, &[][..], Vec::new()),
+            (M::UnlinkAnswer { code: 12 }, &[][..], Vec::new()),
             (M::Hello { nonce: [7; 32] }, &[][..], Vec::new()),
             (M::Proof { mac: [9; 32] }, &[][..], Vec::new()),
             (

@@ -107,6 +107,15 @@ pub enum Message {
         node: u32,
         placed: bool,
     },
+    /// Follower → shipper: a process on the follower's node unlinks the
+    /// checkpoint (`saCkptCheckpointUnlink` where no copy of it, or only a
+    /// replica, is): the primary unlinks `incarnation` as if called there,
+    /// and answers. Handled by the link's driver, not the state machines.
+    UnlinkRequest { incarnation: u64 },
+    /// Shipper → follower: the answer to an [`Message::UnlinkRequest`]:
+    /// the SA error code of the primary's unlink (1, `SA_AIS_OK`: done).
+    /// Handled by the link's driver.
+    UnlinkAnswer { code: u32 },
 }
 
 /// Why an end closes a link.
@@ -374,14 +383,16 @@ impl Shipper {
                 out.extend(self.poll(log, now_ns));
                 out
             }
-            Message::Heartbeat => Actions::none(),
+            // The driver's: it unlinks the primary and answers.
+            Message::Heartbeat | Message::UnlinkRequest { .. } => Actions::none(),
             Message::Frames { .. }
             | Message::Snapshot { .. }
             | Message::SnapshotPart { .. }
             | Message::SnapshotEnd { .. }
             | Message::Hello { .. }
             | Message::Proof { .. }
-            | Message::Offer { .. } => self.close(CloseReason::Protocol),
+            | Message::Offer { .. }
+            | Message::UnlinkAnswer { .. } => self.close(CloseReason::Protocol),
         }
     }
 
@@ -749,9 +760,11 @@ impl Follower {
             return Actions::none();
         }
         self.heard_ns = now_ns;
-        if self.state == FollowState::Parked && msg != Message::Heartbeat {
-            // Nothing was asked for: a shipper sends only heartbeats before
-            // a subscription.
+        if self.state == FollowState::Parked
+            && !matches!(msg, Message::Heartbeat | Message::UnlinkAnswer { .. })
+        {
+            // Nothing was asked for: a shipper sends only heartbeats (and
+            // answers to an unlink request) before a subscription.
             return self.close(CloseReason::Protocol);
         }
         match msg {
@@ -821,12 +834,14 @@ impl Follower {
                 Actions::one(FollowAction::InstallEnd { start, sections })
             }
             Message::SnapshotEnd { .. } => Actions::none(),
-            Message::Heartbeat => Actions::none(),
+            // The driver's: it hands the answer to who asked.
+            Message::Heartbeat | Message::UnlinkAnswer { .. } => Actions::none(),
             Message::Subscribe { .. }
             | Message::Ack { .. }
             | Message::Hello { .. }
             | Message::Proof { .. }
-            | Message::Offer { .. } => self.close(CloseReason::Protocol),
+            | Message::Offer { .. }
+            | Message::UnlinkRequest { .. } => self.close(CloseReason::Protocol),
         }
     }
 
