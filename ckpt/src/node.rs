@@ -764,22 +764,29 @@ impl NodeHandle {
         let started = Instant::now();
         let mut asked: Option<(Arc<LinkEntry>, u64)> = None;
         loop {
-            if asked.is_none() {
-                let link = lock(&sh.links)
-                    .iter()
-                    .find(|((role, n, _), e)| {
-                        *role == Role::Following && n == name && e.state().is_connected()
-                    })
-                    .map(|(_, e)| e.clone());
-                match link {
-                    Some(e) => {
-                        tracing::info!(checkpoint = %name, primary = e.peer, "unlinked here: the primary's node is asked to unlink it");
-                        let n = e.stats.ask_unlink();
-                        asked = Some((e, n));
-                    }
-                    None if sh.may_offer(name) == Offer::None => return Unlinked::Unknown,
-                    None => {}
+            let link = lock(&sh.links)
+                .iter()
+                .find(|((role, n, _), e)| {
+                    *role == Role::Following && n == name && e.state().is_connected()
+                })
+                .map(|(_, e)| e.clone());
+            let answered = asked
+                .as_ref()
+                .is_some_and(|(e, n)| e.stats.unlink_answered(*n).is_some());
+            match link {
+                // Each connection has an entry of its own: a link that
+                // reconnected before answering is asked again.
+                Some(e)
+                    if !answered && !asked.as_ref().is_some_and(|(a, _)| Arc::ptr_eq(a, &e)) =>
+                {
+                    tracing::info!(checkpoint = %name, primary = e.peer, "unlinked here: the primary's node is asked to unlink it");
+                    let n = e.stats.ask_unlink();
+                    asked = Some((e, n));
                 }
+                None if asked.is_none() && sh.may_offer(name) == Offer::None => {
+                    return Unlinked::Unknown
+                }
+                _ => {}
             }
             if let Some((e, n)) = &asked {
                 match e.stats.unlink_answered(*n) {

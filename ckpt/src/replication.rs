@@ -847,6 +847,17 @@ pub fn ship<C: Connection>(
     result.unwrap_or(Ok(Ended::Stopped))
 }
 
+/// At a follower: every unlink asked through ask `through` is answered
+/// with SA error `code`.
+fn answer_unlinks(opts: &LinkOptions, through: u64, code: u32) {
+    opts.count(|c| {
+        let word = (through & 0xFFFF_FFFF) << 32 | u64::from(code);
+        // SYNC POINT: Release pairs with the Acquire load in
+        // `unlink_answered`.
+        c.unlink_answer.store(word, Ordering::Release);
+    });
+}
+
 /// The primary's side of a follower's [`Message::UnlinkRequest`]: unlinks
 /// `primary` as `saCkptCheckpointUnlink` on its host would (a logged
 /// mutation the replicas apply), if it is still of `incarnation`. Returns
@@ -1305,7 +1316,13 @@ pub fn follow_offered<C: Connection>(
                 }
             }
             if replica.as_ref().is_some_and(|r| r.is_unlinked()) {
-                // Applied and acknowledged (the actions above).
+                // Applied and acknowledged (the actions above). The
+                // primary's unlink frame may come before its answer to an
+                // unlink asked here, which is then not read: the frame
+                // answers it.
+                if let Some(&through) = unlinks_waiting.back() {
+                    answer_unlinks(opts, through, SA_AIS_OK);
+                }
                 return Ok(Ended::Unlinked);
             }
             if stop.load(Ordering::Relaxed) {
@@ -1336,12 +1353,7 @@ pub fn follow_offered<C: Connection>(
                         // More answers than requests: the peer broke the
                         // protocol; the state machine closes the link.
                         if let Some(through) = unlinks_waiting.pop_front() {
-                            opts.count(|c| {
-                                let word = (through & 0xFFFF_FFFF) << 32 | u64::from(code);
-                                // SYNC POINT: Release pairs with the
-                                // Acquire load in `unlink_answered`.
-                                c.unlink_answer.store(word, Ordering::Release);
-                            });
+                            answer_unlinks(opts, through, code);
                             pending = Some(follower.received(Message::Heartbeat, clock.now()));
                             continue;
                         }

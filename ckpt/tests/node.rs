@@ -203,9 +203,16 @@ fn an_unlink_where_no_copy_or_only_a_replica_is_done_by_the_primarys_node() {
     opened_on(&nb, replicated);
     let standby = sb.open(replicated, OpenFlags::READ, None).unwrap();
     let name = ckpt::CheckpointName::new(replicated).unwrap();
+    let got = nb.handle().unlink(&name, WAIT, &never);
     assert_eq!(
-        nb.handle().unlink(&name, WAIT, &never),
-        Unlinked::Answered(1)
+        got,
+        Unlinked::Answered(1),
+        "{:#?} {:#?} {:?}",
+        nb.status().links,
+        na.status().links,
+        sb.open(replicated, OpenFlags::READ, None)
+            .map(|c| c.segment().is_unlinked())
+            .err()
     );
     assert!(sb.open(replicated, OpenFlags::READ, None).is_err());
     assert!(sa.open(replicated, OpenFlags::READ, None).is_err());
