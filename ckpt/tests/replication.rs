@@ -561,6 +561,21 @@ fn links_never_keep_a_checkpoint_open_and_a_replica_outlives_its_closes() {
     let gone = Service::with_config(Config::with_dir(a.path())).open(name, OpenFlags::READ, None);
     assert!(gone.is_err(), "the primary outlived its last open");
     drop(linked);
+    // The replica is unlinked through its primary: with no node daemon here
+    // to reach it, not at all (TRY_AGAIN), and the replica stays.
+    let sb = Service::with_config(Config::with_dir(b.path()));
+    assert_eq!(sb.unlink(name), Err(ckpt::UnlinkError::Replica));
+    assert_eq!(ckpt::UnlinkError::Replica.ais(), ckpt::AisError::TryAgain);
+    assert_eq!(sections(b.path(), name).len(), 1);
+    // An operator drops it by hand (`ckpt unlink --replica`): the name is
+    // free.
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let cname = CheckpointName::new(name).unwrap();
+    let replica =
+        ckpt_shm::Segment::open_for_link(&Config::with_dir(b.path()), &cname, rw).unwrap();
+    assert!(replica.drop_replica());
+    assert!(sb.open(name, OpenFlags::READ, None).is_err());
+    assert_eq!(sb.unlink(name), Err(ckpt::UnlinkError::NotExist));
 }
 
 /// One link that both ends end as `Unlinked` (the replica holds the unlink).

@@ -389,7 +389,7 @@ impl<B: RingBytes> Visited<'_, B> {
 /// sleep", armed by each sleeper before its last look at the tail and
 /// disarmed by the first writer that sees it, which then wakes everyone.
 ///
-/// A count of sleepers (as [`Sleeper`]) would make every write while a
+/// A count of sleepers (as [`crate::notify::Sleeper`]) would make every write while a
 /// sleeper is being woken (it takes microseconds to run again) pay a wake
 /// syscall of its own; the doorbell costs one wake per sleep. A doorbell
 /// left armed by a process killed in its sleep costs the next writer one
@@ -682,32 +682,56 @@ mod loom_model {
         }
     }
 
+    /// A ring, its words, and a thread appending two frames to it (frame `v`:
+    /// sequence number and version `v`, data `[v; 8]`).
+    struct Racing {
+        ring: Arc<AtomicRing>,
+        tail: Arc<AtomicU64>,
+        reserve: Arc<AtomicU64>,
+        seq: Arc<AtomicU64>,
+        writer: loom::thread::JoinHandle<()>,
+    }
+
+    fn racing_appender() -> Racing {
+        let ring = Arc::new(AtomicRing((0..512).map(|_| AtomicU8::new(0)).collect()));
+        let tail = Arc::new(AtomicU64::new(0));
+        let reserve = Arc::new(AtomicU64::new(0));
+        let seq = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (ring, tail, reserve, seq) =
+                (ring.clone(), tail.clone(), reserve.clone(), seq.clone());
+            loom::thread::spawn(move || {
+                let log = Log::new(&tail, &reserve, &seq, &*ring);
+                for v in 1..=2u64 {
+                    let mut h = FrameHeader::new(FrameKind::Overwrite);
+                    (h.data_len, h.version, h.seq) = (8, v, v);
+                    let p = log.write(log.written_end(), h, b"", &[v as u8; 8]);
+                    log.publish(p.end, p.seq);
+                }
+            })
+        };
+        Racing {
+            ring,
+            tail,
+            reserve,
+            seq,
+            writer,
+        }
+    }
+
     /// A consumer racing the appender sees frames in order and whole, or stops.
     #[test]
     fn consumer_sees_whole_frames_in_order() {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
         builder.check(|| {
-            let ring = Arc::new(AtomicRing((0..512).map(|_| AtomicU8::new(0)).collect()));
-            let tail = Arc::new(AtomicU64::new(0));
-            let reserve = Arc::new(AtomicU64::new(0));
-            let seq = Arc::new(AtomicU64::new(0));
-            let header = |v| {
-                let mut h = FrameHeader::new(FrameKind::Overwrite);
-                (h.data_len, h.version, h.seq) = (8, v, v);
-                h
-            };
-            let writer = {
-                let (ring, tail, reserve, seq) =
-                    (ring.clone(), tail.clone(), reserve.clone(), seq.clone());
-                loom::thread::spawn(move || {
-                    let log = Log::new(&tail, &reserve, &seq, &*ring);
-                    for v in 1..=2u64 {
-                        let p = log.write(log.written_end(), header(v), b"", &[v as u8; 8]);
-                        log.publish(p.end, p.seq);
-                    }
-                })
-            };
+            let Racing {
+                ring,
+                tail,
+                reserve,
+                seq,
+                writer,
+            } = racing_appender();
             let log = Log::new(&tail, &reserve, &seq, &*ring);
             let mut cursor = 0;
             let mut buf = Vec::new();
@@ -736,23 +760,13 @@ mod loom_model {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
         builder.check(|| {
-            let ring = Arc::new(AtomicRing((0..512).map(|_| AtomicU8::new(0)).collect()));
-            let tail = Arc::new(AtomicU64::new(0));
-            let reserve = Arc::new(AtomicU64::new(0));
-            let seq = Arc::new(AtomicU64::new(0));
-            let writer = {
-                let (ring, tail, reserve, seq) =
-                    (ring.clone(), tail.clone(), reserve.clone(), seq.clone());
-                loom::thread::spawn(move || {
-                    let log = Log::new(&tail, &reserve, &seq, &*ring);
-                    for v in 1..=2u64 {
-                        let mut h = FrameHeader::new(FrameKind::Overwrite);
-                        (h.data_len, h.version, h.seq) = (8, v, v);
-                        let p = log.write(log.written_end(), h, b"", &[v as u8; 8]);
-                        log.publish(p.end, p.seq);
-                    }
-                })
-            };
+            let Racing {
+                ring,
+                tail,
+                reserve,
+                seq,
+                writer,
+            } = racing_appender();
             let log = Log::new(&tail, &reserve, &seq, &*ring);
             let (mut cursor, mut out) = (0, Vec::new());
             log.scan(&mut cursor, |f| {
