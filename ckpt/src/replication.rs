@@ -9,8 +9,8 @@
 //!
 //! [`ship`] runs on the primary's host, one per replica and checkpoint: it
 //! indexes the primary's log ring (sequence number → ring position and
-//! term), answers the replica's subscription, copies frames out of the ring,
-//! seals them and sends them in batches, and records the replica's
+//! term), answers the replica's subscription, copies frames out of the ring
+//! and sends them in batches (under one checksum each), and records the replica's
 //! acknowledgements in the segment (which releases synchronous writers).
 //! [`follow`] runs on the replica's host: it subscribes with what its replica
 //! segment holds, creates the replica from the primary's creation frame, and
@@ -1091,7 +1091,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
 }
 
 /// Copies frames `first..=last` out of the ring into `out` as they are
-/// (no re-encoding), sealed, up to
+/// (no re-encoding, unsealed: the message's checksum covers them), up to
 /// `batch_bytes` (at least one frame). Returns the last frame copied, or
 /// `None` if the ring no longer holds `first`.
 fn read_frames(
@@ -1106,8 +1106,9 @@ fn read_frames(
         return Ok(None);
     };
     let mut consumer = index.segment.consumer(Some(start.position));
-    // The frames as the ring holds them: copied once, sealed in place.
-    match consumer.copy_frames(last, batch_bytes, out, frame::seal) {
+    // The frames as the ring holds them, copied once (the message's
+    // checksum covers them).
+    match consumer.copy_frames(last, batch_bytes, out) {
         Ok(Some(sent)) if frame::decode_header(out).is_ok_and(|h| h.seq == first) => Ok(Some(sent)),
         Ok(_) => Err(ReplicationError::Log(LogError::Corrupt {
             at: start.position,
@@ -1559,12 +1560,13 @@ fn held(r: &Segment) -> Position {
 }
 
 /// The frames of a `Frames` message, decoded in order. `decode_message`
-/// checked every one (seal included), so none fails to decode here.
+/// checked every one (and the message's checksum), so none fails to decode
+/// here.
 fn carried_frames(carried: &[u8]) -> impl Iterator<Item = Frame<'_>> {
     let mut at = 0;
     std::iter::from_fn(move || {
-        // `decode_message` checked every seal of these bytes, which are this
-        // end's own copy: the fields are checked again, not the checksums.
+        // `decode_message` checked these bytes, which are this end's own
+        // copy: the fields are checked again.
         let f = frame::decode_verified(carried.get(at..)?).ok()?;
         at += f.header.frame_bytes();
         Some(f)
@@ -1579,8 +1581,8 @@ enum Refused {
     Fatal(ReplicationError),
 }
 
-/// Applies frames `first..=last` of `carried` (sealed and checked, seals
-/// included, by `decode_message`) to the replica, creating it from the
+/// Applies frames `first..=last` of `carried` (checked, with the message's
+/// checksum, by `decode_message`) to the replica, creating it from the
 /// creation frame.
 fn apply(
     config: &Config,

@@ -26,9 +26,10 @@
 //! - `crc32c` covers bytes `8..bytes` and is valid only when [`FLAG_SEALED`] is
 //!   set. The shared-memory ring does not seal (its publication protocol already
 //!   guarantees a consumer never sees a partial frame, and a checksum per write
-//!   would double the cost of a 4 KiB overwrite); the replication engine seals
-//!   each frame before it leaves the host, and receivers demand the seal
-//!   (`decode(.., true)`).
+//!   would double the cost of a 4 KiB overwrite). Frames that leave the host
+//!   in a `Frames` message travel unsealed, as the ring holds them, under the
+//!   message's one checksum (one pass over a batch, not one per frame); a
+//!   snapshot's creation frame travels sealed (`decode(.., true)`).
 //! - `seq` is the checkpoint-wide sequence number: +1 per frame from 1 (the
 //!   [`FrameKind::CheckpointCreated`] frame), independent of the ring's size and
 //!   of where the frame sits in it. A receiver that sees `seq` jump knows a
@@ -680,10 +681,10 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
     decode_as(buf, require_seal, true)
 }
 
-/// [`decode`] of a frame whose seal was checked already, in bytes that
-/// have not changed since (the carried frames of a message
-/// [`decode_message`] accepted, in the receiver's own buffer): every field
-/// is checked again, the checksum is not computed again.
+/// [`decode`] of a frame checked already, in bytes that have not changed
+/// since (the carried frames of a message [`decode_message`] accepted, in
+/// the receiver's own buffer): every field is checked again, a seal's
+/// checksum is not computed again.
 pub fn decode_verified(buf: &[u8]) -> Result<Frame<'_>, DecodeError> {
     decode_as(buf, false, false)
 }
@@ -756,15 +757,15 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 ///  40: the kind's body, zero padding to a multiple of 8 = `bytes`
 /// ```
 ///
-/// `crc32c` covers bytes `8..40` and the body, except the frames of a
-/// `Frames` message, which are sealed each ([`seal`]). `link` names the
+/// `crc32c` covers bytes `8..40` and the body (for a `Frames` message, its
+/// frames, which travel unsealed: one checksum per batch). `link` names the
 /// replication link (one checkpoint) on the connection; the follower picks it
 /// when it subscribes.
 ///
 /// | kind | a | b | c | d | body |
 /// |---|---|---|---|---|---|
 /// | 1 `Subscribe` | incarnation | holds.seq | holds.term | name bytes | the checkpoint's name |
-/// | 2 `Frames` | first | last | prev_term | 0 | frames `first..=last`, sealed, back to back |
+/// | 2 `Frames` | first | last | prev_term | 0 | frames `first..=last`, unsealed, back to back |
 /// | 3 `Snapshot` | incarnation | 0 | 0 | 0 | the checkpoint's creation frame (seq 1), sealed |
 /// | 4 `Ack` | holds.seq | 0 | holds.term | openers | none |
 /// | 5 `Heartbeat` | 0 | 0 | 0 | 0 | none |
@@ -790,7 +791,7 @@ pub struct WireMessage<'a> {
     pub message: crate::repl::Message,
     /// A subscription's or an offer's checkpoint name (empty otherwise).
     pub name: &'a [u8],
-    /// A `Frames` message's frames, sealed, back to back, or a `Snapshot`'s
+    /// A `Frames` message's frames, unsealed, back to back, or a `Snapshot`'s
     /// creation frame (empty otherwise): checked by [`decode_message`],
     /// decode each with [`decode`].
     pub frames: &'a [u8],
@@ -1180,7 +1181,6 @@ pub fn encode_message(
     buf[40..40 + inline.len()].copy_from_slice(inline);
     let checksummed = match kind {
         1 | 8 | 9 | 10 => inline,
-        2 => &[],
         _ => body,
     };
     let crc = crc32c::crc32c_append(crc32c::crc32c(&buf[8..40]), checksummed);
@@ -1260,7 +1260,6 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 return Err(WireError::BadField);
             }
             wire.frames = body;
-            checksummed = &[];
             M::Frames {
                 first: a,
                 last: b,
@@ -1309,10 +1308,14 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
     }
     match wire.message {
         M::Frames { first, last, .. } => {
-            // Every carried frame decodes, is sealed, and comes in order.
+            // Every carried frame decodes, is unsealed (the message's
+            // checksum covers it), and comes in order.
             let (mut at, mut want) = (0, first);
             while at < wire.frames.len() {
-                let f = decode(&wire.frames[at..], true).map_err(WireError::BadFrame)?;
+                let f = decode(&wire.frames[at..], false).map_err(WireError::BadFrame)?;
+                if f.header.flags & FLAG_SEALED != 0 {
+                    return Err(WireError::BadFrame(DecodeError::BadFlags(f.header.flags)));
+                }
                 if f.header.seq != want || f.header.kind == FrameKind::Pad {
                     return Err(WireError::BadFrame(DecodeError::BadField));
                 }
@@ -1559,15 +1562,15 @@ mod tests {
         out
     }
 
-    /// Two sealed overwrite frames numbered `first`, `first + 1`.
-    fn sealed_pair(first: u64) -> Vec<u8> {
+    /// Two overwrite frames numbered `first`, `first + 1`, as a `Frames`
+    /// message carries them (unsealed).
+    fn frame_pair(first: u64) -> Vec<u8> {
         let mut out = Vec::new();
         for seq in [first, first + 1] {
             let mut h = header(FrameKind::Overwrite, 1, 3);
             (h.seq, h.arg) = (seq, 0);
             let mut buf = [0u8; 80];
             let n = encode(&h, b"k", b"abc", &mut buf).unwrap();
-            seal(&mut buf[..n]);
             out.extend_from_slice(&buf[..n]);
         }
         out
@@ -1685,7 +1688,7 @@ mod tests {
         assert_eq!(begin(9, &created(9)), Ok(()));
         assert!(begin(8, &created(9)).is_err());
         assert!(begin(9, &[]).is_err());
-        assert!(begin(9, &sealed_pair(1)).is_err());
+        assert!(begin(9, &frame_pair(1)).is_err());
         // A tail of term 0 or a node past the limit.
         let end = |t: SnapshotTail| {
             let m = crate::repl::Message::SnapshotEnd {
@@ -1735,7 +1738,7 @@ mod tests {
                     prev_term: 2,
                 },
                 &[][..],
-                sealed_pair(10),
+                frame_pair(10),
             ),
             (M::Snapshot { incarnation: 9 }, &[][..], created(9)),
             (M::SnapshotPart { records: 2 }, &[][..], two_records()),
@@ -1840,7 +1843,7 @@ mod tests {
             last: 11,
             prev_term: 2,
         };
-        let ok = message(1, m, &[], &sealed_pair(10));
+        let ok = message(1, m, &[], &frame_pair(10));
         assert!(decode_message(&ok, 1 << 20).is_ok());
         let wrong_start = message(
             1,
@@ -1850,7 +1853,7 @@ mod tests {
                 prev_term: 2,
             },
             &[],
-            &sealed_pair(10),
+            &frame_pair(10),
         );
         assert!(matches!(
             decode_message(&wrong_start, 1 << 20),
@@ -1864,21 +1867,24 @@ mod tests {
                 prev_term: 2,
             },
             &[],
-            &sealed_pair(10),
+            &frame_pair(10),
         );
         assert_eq!(decode_message(&too_few, 1 << 20), Err(WireError::BadField));
-        let mut unsealed = ok.clone();
-        unsealed[MESSAGE_HEADER_BYTES + 17] &= !FLAG_SEALED;
+        // A sealed frame inside is refused (one format on the wire).
+        let mut sealed = frame_pair(10);
+        let first = frame_bytes(1, 3);
+        seal(&mut sealed[..first]);
         assert!(matches!(
-            decode_message(&unsealed, 1 << 20),
-            Err(WireError::BadFrame(_))
+            decode_message(&message(1, m, &[], &sealed), 1 << 20),
+            Err(WireError::BadFrame(DecodeError::BadFlags(_)))
         ));
         let mut damaged = ok.clone();
         let last = damaged.len() - 8;
         damaged[last] ^= 1;
+        // The message's checksum covers its frames.
         assert_eq!(
             decode_message(&damaged, 1 << 20),
-            Err(WireError::BadFrame(DecodeError::BadChecksum))
+            Err(WireError::BadChecksum)
         );
         // Fields a kind does not use are zero.
         let mut bad = message(1, M::Heartbeat, &[], &[]);

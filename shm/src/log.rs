@@ -55,6 +55,13 @@ pub trait RingBytes {
     }
     /// Copies ring bytes at `at` into `dst` (may observe concurrent writes).
     fn read(&self, at: usize, dst: &mut [u8]);
+    /// Appends `len` ring bytes at `at` to `out` (may observe concurrent
+    /// writes), without first zeroing the room they take.
+    fn append(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        let from = out.len();
+        out.resize(from + len, 0);
+        self.read(at, &mut out[from..]);
+    }
     /// Ring capacity in bytes (a power of two).
     fn capacity(&self) -> usize;
 }
@@ -379,9 +386,7 @@ pub struct Visited<'r, B: RingBytes> {
 impl<B: RingBytes> Visited<'_, B> {
     /// Appends the whole frame, as the ring holds it, to `out`.
     pub fn copy_to(&self, out: &mut Vec<u8>) {
-        let from = out.len();
-        out.resize(from + self.header.frame_bytes(), 0);
-        self.bytes.read(self.at, &mut out[from..]);
+        self.bytes.append(self.at, self.header.frame_bytes(), out);
     }
 }
 

@@ -33,6 +33,19 @@ pub unsafe fn load(dst: &mut [u8], src: *const u8) {
     unsafe { copy_one_side_shared::<false>(dst.as_mut_ptr(), src, dst.len()) }
 }
 
+/// Copies `len` bytes from shared memory at `src` to `dst`, which need not
+/// be initialized.
+///
+/// # Safety
+/// `src..src + len` is valid for reads (inside a live mapping) and every
+/// access to it by others is atomic or another copy of this module;
+/// `dst..dst + len` is valid for writes and exclusively the caller's.
+#[inline(always)]
+pub unsafe fn load_raw(dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: forwarded.
+    unsafe { copy_one_side_shared::<false>(dst, src, len) }
+}
+
 /// Copies `src` into shared memory at `dst`.
 ///
 /// # Safety

@@ -551,17 +551,15 @@ impl Consumer<'_> {
     }
 
     /// Appends the frames published from here on to `out` as the ring holds
-    /// them (unsealed), in one walk of the ring, calling `each` with each
-    /// frame's bytes in `out` as it is appended (to seal it): through
-    /// sequence number `last`, or until `out` holds `max_bytes` (at least
-    /// one frame). Returns the last frame's number, `None` at the tail. On
-    /// an error, what was appended must be discarded.
+    /// them (unsealed), in one walk of the ring: through sequence number
+    /// `last`, or until `out` holds `max_bytes` (at least one frame).
+    /// Returns the last frame's number, `None` at the tail. On an error,
+    /// what was appended must be discarded.
     pub fn copy_frames(
         &mut self,
         last: u64,
         max_bytes: usize,
         out: &mut Vec<u8>,
-        mut each: impl FnMut(&mut [u8]),
     ) -> Result<Option<u64>, LogError> {
         debug_assert!(self.filter.is_none(), "copy after a resync");
         let mut dense = Dense(self.next_seq, None);
@@ -570,9 +568,7 @@ impl Consumer<'_> {
             if !dense.check(frame.position, &frame.header) {
                 return false;
             }
-            let from = out.len();
             frame.copy_to(out);
-            each(&mut out[from..]);
             copied = Some(frame.header.seq);
             frame.header.seq < last && out.len() < max_bytes
         })?;

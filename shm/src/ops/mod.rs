@@ -233,6 +233,21 @@ impl RingBytes for ShmRing {
         unsafe { racy::load(dst, self.base.add(at)) };
     }
     #[inline]
+    fn append(&self, at: usize, len: usize, out: &mut Vec<u8>) {
+        assert!(at + len <= self.capacity);
+        out.reserve(len);
+        let from = out.len();
+        // SAFETY: the source is in bounds (asserted) and may race with the
+        // claim holder (atomic on both sides; `Log::scan`'s callers discard
+        // what `reserve` shows overrun); the destination is `len` bytes of
+        // `out`'s spare capacity (reserved above), ours alone, all of which
+        // the copy initializes before the length covers them.
+        unsafe {
+            racy::load_raw(out.as_mut_ptr().add(from), self.base.add(at), len);
+            out.set_len(from + len);
+        }
+    }
+    #[inline]
     fn capacity(&self) -> usize {
         self.capacity
     }
