@@ -1235,9 +1235,11 @@ pub fn follow_offered<C: Connection>(
     let mut subscribed = false;
     let mut busy = false;
     let result = (|| -> Result<Ended, ReplicationError> {
-        // The frames of the last message, in a buffer reused from one to the
-        // next (no allocation per batch once it is large enough).
-        let mut carried: Vec<u8> = Vec::new();
+        // Received on `conn`, sent on a clone: the frames or records of the
+        // last message stay in `conn`'s receive buffer (not copied out) until
+        // its actions are done, sends included.
+        let mut tx = conn.try_clone()?;
+        let mut carried: &[u8] = &[];
         let mut tail: Option<SnapshotTail> = None;
         let mut rebuild = Rebuild(None);
         let mut pending = Some(first);
@@ -1261,14 +1263,14 @@ pub fn follow_offered<C: Connection>(
                             } else {
                                 &[]
                             };
-                            send(conn, &m, name, &[])?;
+                            send(&mut tx, &m, name, &[])?;
                         }
                         FollowAction::Apply { first, last, after } => {
                             let next = match apply(
                                 config,
                                 name,
                                 &mut replica,
-                                &carried,
+                                carried,
                                 first,
                                 last,
                                 after,
@@ -1293,9 +1295,9 @@ pub fn follow_offered<C: Connection>(
                             pending = Some(next);
                         }
                         FollowAction::InstallBegin { .. } => {
-                            rebuild.begin(config, name, &carried)?;
+                            rebuild.begin(config, name, carried)?;
                         }
-                        FollowAction::InstallPart => rebuild.part(&carried, opts)?,
+                        FollowAction::InstallPart => rebuild.part(carried, opts)?,
                         FollowAction::InstallEnd { start, sections } => {
                             let now = clock.now();
                             pending = Some(match rebuild.end(start, sections, tail, opts)? {
@@ -1337,10 +1339,12 @@ pub fn follow_offered<C: Connection>(
                     unlinks_sent = asked;
                     unlinks_waiting.push_back(asked);
                     let incarnation = offered.incarnation;
-                    send(conn, &Message::UnlinkRequest { incarnation }, &[], &[])?;
+                    send(&mut tx, &Message::UnlinkRequest { incarnation }, &[], &[])?;
                 }
             }
             let wait = if busy { Duration::ZERO } else { opts.poll };
+            // The last message's bytes are done with: `conn` may reuse them.
+            carried = &[];
             let received = match recv(conn, wait) {
                 Ok(m) => m,
                 Err(None) => return Ok(Ended::PeerClosed),
@@ -1371,9 +1375,12 @@ pub fn follow_offered<C: Connection>(
                     if let Some(r) = &replica {
                         r.heard_primary(shipped);
                     }
-                    carried.clear();
-                    carried.extend_from_slice(m.frames);
-                    carried.extend_from_slice(m.records);
+                    // A message carries frames or records, never both.
+                    carried = if m.frames.is_empty() {
+                        m.records
+                    } else {
+                        m.frames
+                    };
                     tail = m.tail;
                     follower.received(m.message, clock.now())
                 }
