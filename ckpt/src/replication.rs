@@ -293,6 +293,10 @@ pub enum ReplicationError {
     /// The offered checkpoint is a primary on this host (in `term`), not a
     /// replica: it is not followed.
     HeldAsPrimary { term: u32 },
+    /// This host's replica follows node `node`'s history of `term`, and a
+    /// lower node offers another of the same term (the loser of a
+    /// partition whose two sides promoted at once): it is not followed.
+    OtherHistory { term: u32, node: u32 },
 }
 
 impl fmt::Display for ReplicationError {
@@ -313,6 +317,11 @@ impl fmt::Display for ReplicationError {
             ReplicationError::HeldAsPrimary { term } => write!(
                 f,
                 "this host holds the checkpoint as a primary (term {term}), not as a replica"
+            ),
+            ReplicationError::OtherHistory { term, node } => write!(
+                f,
+                "this host's replica follows node {node}'s history of term {term}; a lower \
+                 node's history of the same term is not followed"
             ),
         }
     }
@@ -1448,6 +1457,20 @@ fn local_replica(
 ) -> Result<Option<Segment>, ReplicationError> {
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
     match Segment::open_for_link(config, &offered.name, flags) {
+        // A replica that followed another node's history of the offered
+        // term (a partition whose two sides promoted at once): marked
+        // diverged if the offering node is the higher (the shipper sends a
+        // snapshot), not followed if it is the lower.
+        Ok(s) if s.is_replica() && s.incarnation() == offered.incarnation => {
+            match s.depose(offered.term, offered.node) {
+                Ok(true) => Ok(Some(s)),
+                Ok(false) => Err(ReplicationError::OtherHistory {
+                    term: offered.term,
+                    node: s.active_replica().map_or(0, |a| a.node),
+                }),
+                Err(_) => Err(ReplicationError::Apply(ApplyError::Contended)),
+            }
+        }
         Ok(s) if s.is_replica() => Ok(Some(s)),
         // A primary of the same incarnation: deposed by a newer term, or by
         // the same term on a higher node (two sides of a partition promoted

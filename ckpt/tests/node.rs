@@ -635,6 +635,94 @@ fn a_split_brain_of_equal_terms_resolves_to_the_higher_node_by_snapshot() {
     nb.stop();
 }
 
+/// A third node that followed the loser of an equal-term split brain
+/// takes the winner's history when the winner offers it (the same term
+/// from a higher node): by snapshot, not by appending the winner's frames
+/// to the loser's under the same numbers and term.
+#[test]
+fn a_replica_that_followed_the_loser_of_an_equal_term_split_takes_the_winners_history() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<_> = (0..3).map(|_| free_port()).collect();
+    let start = |i: usize| {
+        let peers: Vec<_> = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| (j as u32 + 1, ports[j]))
+            .collect();
+        Node::start(
+            node(i as u32 + 1, dirs[i].path(), ports[i], &peers),
+            backend(),
+        )
+        .unwrap()
+    };
+    let s: Vec<_> = (0..3)
+        .map(|i| service(dirs[i].path(), i as u32 + 1))
+        .collect();
+    let name = "safCkpt=node_equal_terms_three";
+    let (n1, n2, n3) = (start(0), start(1), start(2));
+    let primary = create(&s[0], name);
+    primary.create_section(b"k", Time::END, b"0").unwrap();
+    opened_on(&n2, name);
+    opened_on(&n3, name);
+    until("both replicas", || {
+        (1..3).all(|i| read(&s[i], name, b"k").as_deref() == Some(b"0"))
+    });
+    // All apart. Node 2's standby takes over, node 1's active sets itself
+    // active again: the same term on both.
+    for n in [n1, n2, n3] {
+        n.stop();
+    }
+    let standby = s[1]
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // its primary went quiet
+    standby.set_active_replica().unwrap();
+    primary.set_active_replica().unwrap();
+    assert_eq!(
+        primary.segment().current_term(),
+        standby.segment().current_term()
+    );
+    for i in 0..20u32 {
+        primary
+            .overwrite(b"k", format!("one-{i}").as_bytes())
+            .unwrap();
+        standby
+            .overwrite(b"k", format!("two-{i}").as_bytes())
+            .unwrap();
+    }
+    primary
+        .create_section(b"only-on-1", Time::END, b"x")
+        .unwrap();
+    standby
+        .create_section(b"only-on-2", Time::END, b"y")
+        .unwrap();
+    // Nodes 1 and 3 meet first: node 3 follows node 1's history.
+    let (n1, n3) = (start(0), start(2));
+    until("node 3 to follow node 1", || {
+        read(&s[2], name, b"only-on-1").is_some()
+    });
+    n3.stop();
+    // Node 2 comes: it deposes node 1, and node 3 (restarted, so that node
+    // 2's offer may come first) takes node 2's history, not node 1's with
+    // node 2's frames after it.
+    let n2 = start(1);
+    let n3 = start(2);
+    until("nodes 1 and 3 to hold node 2's history", || {
+        let two = sections(&s[1], name);
+        sections(&s[0], name) == two && sections(&s[2], name) == two
+    });
+    assert!(read(&s[2], name, b"only-on-1").is_none());
+    assert_eq!(read(&s[2], name, b"k").as_deref(), Some(&b"two-19"[..]));
+    standby.overwrite(b"k", b"after").unwrap();
+    until("the next write on both replicas", || {
+        [0, 2]
+            .iter()
+            .all(|&i| read(&s[i], name, b"k").as_deref() == Some(b"after"))
+    });
+    for n in [n1, n2, n3] {
+        n.stop();
+    }
+}
+
 /// A one-node cluster engine standing in for corosync: this node is the
 /// only member, quorate, and its own messages come back in order.
 struct Alone {

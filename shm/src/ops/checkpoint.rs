@@ -167,9 +167,25 @@ impl Segment {
     /// replaces it: its frames may differ from the new primary's under the
     /// same numbers and terms); returns whether it did. Decided and done under the claim, so that no promotion here
     /// comes in between.
+    ///
+    /// A replica is followed by that primary (true), unless it follows
+    /// another node's history of the same term (two sides of a partition
+    /// promoted at once, and this replica followed one of them): the higher
+    /// node's wins, as between the primaries. Offered by the higher node,
+    /// the replica is marked diverged (a snapshot replaces it); by the lower
+    /// one, it is not followed (false).
     pub fn depose(&self, term: u32, node: u32) -> Result<bool, ClaimFail> {
         let _held = self.claim()?;
         if self.is_replica() {
+            // Written only under the claim, which we hold.
+            let word = self.header().active_replica.load(Ordering::Relaxed);
+            let active = ActiveReplicaWord::from(word);
+            if active.set && active.term == term && active.node != node {
+                if node < active.node {
+                    return Ok(false);
+                }
+                self.demote_held(true);
+            }
             return Ok(true);
         }
         let mine = self.term();
