@@ -36,7 +36,8 @@ fn header(link: u32, m: Message, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `count` sealed frames of `data_len` bytes from `first`.
+/// `count` frames of `data_len` bytes from `first`, unsealed (as a `Frames`
+/// message carries them).
 fn frames(first: u64, count: u64, data_len: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for seq in first..first + count {
@@ -52,7 +53,6 @@ fn frames(first: u64, count: u64, data_len: usize) -> Vec<u8> {
         };
         let mut buf = vec![0u8; h.frame_bytes()];
         frame::encode(&h, b"id", &vec![seq as u8; data_len], &mut buf).unwrap();
-        frame::seal(&mut buf);
         out.extend_from_slice(&buf);
     }
     out
