@@ -22,7 +22,8 @@
 //! is only their history): it notes the tail *before* reading them, then
 //! continues from there and skips every frame its copy already contains (see
 //! the catch-up rule in `ops::consume`). Overrun is detected, seqlock style, by
-//! re-reading `reserve` after copying a frame out.
+//! re-reading `reserve` after copying frames out: once per walk of the ring
+//! ([`Log::scan`]), which consumers that keep up take frame runs by.
 
 use ckpt_core::frame::{self, Frame, FrameHeader, HEADER_BYTES};
 
@@ -194,7 +195,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
         let lsn = tail.wrapping_add(pad);
         let end = lsn.wrapping_add(bytes);
         self.reserve.store(end, Ordering::Relaxed);
-        // SYNC POINT: Release fence pairs with the Acquire fence in `read_next`:
+        // SYNC POINT: Release fence pairs with the Acquire fence in `scan`:
         // a consumer that copied any byte written below sees this reserve.
         fence(Ordering::Release);
         if pad >= HEADER_BYTES as u64 {
@@ -224,7 +225,7 @@ impl<'a, B: RingBytes> Log<'a, B> {
     /// number `seq`. Claim holder only (and recovery).
     ///
     /// A SeqCst swap, not a plain store: besides the Release that pairs with
-    /// the Acquire load in `tail`/`read_next`, it orders the publication before
+    /// the Acquire load in `tail`/`scan`, it orders the publication before
     /// the writer's later SeqCst load of the sleeper count (Dekker with
     /// `notify::Sleeper::register`; see notify.rs).
     #[inline]

@@ -157,3 +157,43 @@ fn wait_wakes_on_every_publish() {
     let late = late.into_inner().unwrap();
     assert!(late.is_none(), "a sleeper was left asleep for {late:?}");
 }
+
+/// A consumer reads the ring in walks of up to `CONSUMER_BATCH_BYTES` and
+/// hands the frames out one by one: across many walks it sees every frame
+/// once, in order, each at the position `position()` said was next.
+#[test]
+fn a_consumer_hands_out_every_frame_of_its_walks_in_order() {
+    let (_dir, config) = config();
+    let name = CheckpointName::new("walks").unwrap();
+    let seg = Segment::open(&config, &name, rw(), Some(&CreationAttributes::new(4, 64))).unwrap();
+    let (s, _) = seg.create_section(Some(b"s"), Time::END, b"0").unwrap();
+    let mut consumer = seg.consumer(None);
+    let writes = 3 * ckpt_shm::ops::consume::CONSUMER_BATCH_BYTES / 64;
+    let mut seen = 0usize;
+    let mut last_seq = 0;
+    for round in 0..writes {
+        seg.write(s, None, &(round as u64).to_le_bytes()).unwrap();
+        // Some rounds read nothing: the walks then span many writes.
+        if round % 500 != 499 && round + 1 != writes {
+            continue;
+        }
+        loop {
+            let next = consumer.position();
+            let Some(frame) = consumer.next_frame().unwrap() else {
+                break;
+            };
+            let (seq, data) = (frame.header.seq, frame.data.to_vec());
+            assert_eq!(consumer.current_position(), next);
+            assert!(consumer.position() > next);
+            assert!(
+                last_seq == 0 || seq == last_seq + 1,
+                "{seq} after {last_seq}"
+            );
+            assert_eq!(data, (seen as u64).to_le_bytes());
+            last_seq = seq;
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, writes);
+    assert_eq!(consumer.position(), seg.log_tail());
+}

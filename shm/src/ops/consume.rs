@@ -147,7 +147,9 @@ impl Mapped {
             mapped: self,
             cursor: from.unwrap_or_else(|| self.log_tail()),
             buf: Vec::new(),
-            current_at: 0,
+            batch: Vec::new(),
+            next: 0,
+            current: (0, 0..0),
             next_seq: 0,
             filter: None,
         }
@@ -465,17 +467,34 @@ impl Dense {
 }
 
 /// Follows the delta log: every mutation in commit order.
+///
+/// [`Consumer::advance`] reads the ring in walks ([`crate::log::Log::scan`]):
+/// the frames published so far (up to [`CONSUMER_BATCH_BYTES`]) are copied
+/// out and validated together, then handed out one by one. A consumer that
+/// keeps up with a busy writer reads the writer's words (the tail and
+/// `reserve`, whose cache line the writer then has to take back) once per
+/// walk, not twice per frame.
 pub struct Consumer<'a> {
     mapped: &'a Mapped,
+    /// The position after the last frame copied out of the ring.
     cursor: u64,
+    /// The frames of the last walk, back to back.
     buf: Vec<u8>,
-    /// The position of the frame in `buf`.
-    current_at: u64,
+    /// Each frame of `buf`: its log position and where it starts in `buf`.
+    batch: Vec<(u64, usize)>,
+    /// The next frame of `batch` to hand out.
+    next: usize,
+    /// The frame [`Consumer::advance`] moved to: its position and bytes.
+    current: (u64, core::ops::Range<usize>),
     /// The sequence number the next frame must have (0: not known yet).
     next_seq: u64,
     /// After a resync: the frames the snapshot holds.
     filter: Option<Filter>,
 }
+
+/// The most bytes one walk of [`Consumer::advance`] copies out of the ring
+/// (at least one frame).
+pub const CONSUMER_BATCH_BYTES: usize = 64 << 10;
 
 impl Consumer<'_> {
     /// The next frame, or `None` at the tail. After [`Consumer::resync`],
@@ -492,21 +511,26 @@ impl Consumer<'_> {
     /// dense and, after a resync, skips what the snapshot holds.
     pub fn advance(&mut self) -> Result<Option<FrameHeader>, LogError> {
         loop {
-            let position = self.cursor;
-            let header = {
-                let log = self.mapped.log();
-                let Some(frame) = log.read_next(&mut self.cursor, &mut self.buf)? else {
-                    return Ok(None);
-                };
-                frame.header
-            };
-            self.current_at = position;
-            self.dense(position, &header)?;
+            if self.next == self.batch.len() && !self.walk()? {
+                return Ok(None);
+            }
+            let (position, at) = self.batch[self.next];
+            self.next += 1;
+            // The walk validated these bytes.
+            let header = frame::decode_header(&self.buf[at..])
+                .map_err(|_| LogError::Corrupt { at: position })?;
+            self.current = (position, at..at + header.frame_bytes());
+            if let Err(e) = self.dense(position, &header) {
+                // Handed out no further: the next advance reads from here.
+                self.batch.clear();
+                self.next = 0;
+                return Err(e);
+            }
             if let Some(filter) = &self.filter {
                 if header.seq > filter.head.end_seq {
                     self.filter = None;
                 } else {
-                    let id = &self.buf[HEADER_BYTES..][..header.id_len as usize];
+                    let id = &self.buf[at + HEADER_BYTES..][..header.id_len as usize];
                     if filter.contains(&header, id) {
                         continue;
                     }
@@ -514,6 +538,28 @@ impl Consumer<'_> {
             }
             return Ok(Some(header));
         }
+    }
+
+    /// Copies the frames published from the cursor on (up to
+    /// [`CONSUMER_BATCH_BYTES`], at least one) into `buf`, validated as a
+    /// whole. False at the tail. On an error nothing is kept, and the
+    /// cursor stays.
+    fn walk(&mut self) -> Result<bool, LogError> {
+        self.buf.clear();
+        self.batch.clear();
+        self.next = 0;
+        let (buf, batch) = (&mut self.buf, &mut self.batch);
+        let walked = self.mapped.log().scan(&mut self.cursor, |frame| {
+            batch.push((frame.position, buf.len()));
+            frame.copy_to(buf);
+            buf.len() < CONSUMER_BATCH_BYTES
+        });
+        if let Err(e) = walked {
+            self.buf.clear();
+            self.batch.clear();
+            return Err(e);
+        }
+        Ok(!self.batch.is_empty())
     }
 
     /// Checks that `header` is the frame after the last one (frames are
@@ -536,6 +582,7 @@ impl Consumer<'_> {
         mut each: impl FnMut(u64, FrameHeader),
     ) -> Result<usize, LogError> {
         debug_assert!(self.filter.is_none(), "skim after a resync");
+        debug_assert!(self.next == self.batch.len(), "skim amid advance's frames");
         let mut dense = Dense(self.next_seq, None);
         let mut n = 0;
         self.mapped.log().scan(&mut self.cursor, |frame| {
@@ -562,6 +609,7 @@ impl Consumer<'_> {
         out: &mut Vec<u8>,
     ) -> Result<Option<u64>, LogError> {
         debug_assert!(self.filter.is_none(), "copy after a resync");
+        debug_assert!(self.next == self.batch.len(), "copy amid advance's frames");
         let mut dense = Dense(self.next_seq, None);
         let mut copied = None;
         self.mapped.log().scan(&mut self.cursor, |frame| {
@@ -578,26 +626,29 @@ impl Consumer<'_> {
 
     /// The frame [`Consumer::advance`] moved to.
     pub fn current(&self) -> Result<Frame<'_>, LogError> {
-        // `read_next` validated these bytes; a failure means they changed.
-        frame::decode(&self.buf, false).map_err(|_| LogError::Corrupt {
-            at: self.current_at,
-        })
+        // The walk validated these bytes; a failure means the ring holds
+        // what is not a frame.
+        frame::decode(self.current_bytes(), false)
+            .map_err(|_| LogError::Corrupt { at: self.current.0 })
     }
 
     /// The bytes of the frame [`Consumer::advance`] moved to, as the ring
-    /// held them (validated, unsealed): what a shipper sends after sealing.
+    /// held them (validated, unsealed).
     pub fn current_bytes(&self) -> &[u8] {
-        &self.buf
+        self.buf.get(self.current.1.clone()).unwrap_or(&[])
     }
 
     /// The position of the next frame to read.
     pub fn position(&self) -> u64 {
-        self.cursor
+        match self.batch.get(self.next) {
+            Some(&(position, _)) => position,
+            None => self.cursor,
+        }
     }
 
     /// The position of the frame [`Consumer::advance`] moved to.
     pub fn current_position(&self) -> u64 {
-        self.current_at
+        self.current.0
     }
 
     /// Catches up after `Lagged` (or to start from the current state): takes a
@@ -606,6 +657,8 @@ impl Consumer<'_> {
     pub fn resync(&mut self) -> Result<Snapshot, ReadFail> {
         let snapshot = self.mapped.snapshot()?;
         self.cursor = snapshot.resume;
+        self.batch.clear();
+        self.next = 0;
         self.next_seq = 0;
         self.filter = Some(snapshot.filter());
         Ok(snapshot)
@@ -613,7 +666,7 @@ impl Consumer<'_> {
 
     /// True if frames are waiting.
     pub fn has_next(&self) -> bool {
-        self.mapped.log_tail() > self.cursor
+        self.next < self.batch.len() || self.mapped.log_tail() > self.cursor
     }
 
     /// Waits until a frame is published or `timeout` passes: spins for up to
@@ -632,6 +685,9 @@ impl Consumer<'_> {
             } else {
                 std::hint::spin_loop();
             }
+        }
+        if self.next < self.batch.len() {
+            return true;
         }
         let h = self.mapped.header();
         let doorbell = crate::log::Doorbell::new(&h.waiters);
