@@ -567,6 +567,46 @@ fn replicas_go_where_checkpoints_are_opened_or_placed_and_nowhere_else() {
 /// wins on both sides; the other is demoted and, since its history cannot
 /// be told from the winner's by number and term, rebuilt by a snapshot:
 /// byte for byte the winner's (before, each refused the other forever).
+/// With the daemons stopped (the nodes cut apart): a standby of `name` on
+/// node 2's host (`on_2`) takes over (a new term), and node 1's active,
+/// `primary`, sets itself active again (a new term too: the same number).
+/// Then the same number of writes on each side (the same sequence numbers,
+/// different contents: `k` ends as "one-19" on node 1, "two-19" on node 2)
+/// and a section only on each ("only-on-1", "only-on-2"). Returns node 2's
+/// new active.
+fn split_at_equal_terms(
+    primary: &ckpt::Checkpoint,
+    on_2: &Service,
+    name: &str,
+) -> ckpt::Checkpoint {
+    let standby = on_2
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100)); // its primary went quiet
+    standby.set_active_replica().unwrap();
+    primary.set_active_replica().unwrap();
+    assert_eq!(
+        primary.segment().current_term(),
+        standby.segment().current_term()
+    );
+    for i in 0..20u32 {
+        primary
+            .overwrite(b"k", format!("one-{i}").as_bytes())
+            .unwrap();
+        standby
+            .overwrite(b"k", format!("two-{i}").as_bytes())
+            .unwrap();
+    }
+    primary
+        .create_section(b"only-on-1", Time::END, b"x")
+        .unwrap();
+    standby
+        .create_section(b"only-on-2", Time::END, b"y")
+        .unwrap();
+    assert_eq!(primary.segment().last_seq(), standby.segment().last_seq());
+    standby
+}
+
 #[test]
 fn a_split_brain_of_equal_terms_resolves_to_the_higher_node_by_snapshot() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -585,32 +625,7 @@ fn a_split_brain_of_equal_terms_resolves_to_the_higher_node_by_snapshot() {
     // sets itself active again (a new term too: the same number).
     na.stop();
     nb.stop();
-    let standby = sb
-        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1100)); // its primary went quiet
-    standby.set_active_replica().unwrap();
-    primary.set_active_replica().unwrap();
-    assert_eq!(
-        primary.segment().current_term(),
-        standby.segment().current_term()
-    );
-    // The same number of writes on each side: the same sequence numbers.
-    for i in 0..20u32 {
-        primary
-            .overwrite(b"k", format!("one-{i}").as_bytes())
-            .unwrap();
-        standby
-            .overwrite(b"k", format!("two-{i}").as_bytes())
-            .unwrap();
-    }
-    primary
-        .create_section(b"only-on-1", Time::END, b"x")
-        .unwrap();
-    standby
-        .create_section(b"only-on-2", Time::END, b"y")
-        .unwrap();
-    assert_eq!(primary.segment().last_seq(), standby.segment().last_seq());
+    let standby = split_at_equal_terms(&primary, &sb, name);
     // They meet again: node 2 (the higher id) wins.
     let na = Node::start(node(1, a.path(), pa, &[(2, pb)]), backend()).unwrap();
     let nb = Node::start(node(2, b.path(), pb, &[(1, pa)]), backend()).unwrap();
@@ -671,30 +686,7 @@ fn a_replica_that_followed_the_loser_of_an_equal_term_split_takes_the_winners_hi
     for n in [n1, n2, n3] {
         n.stop();
     }
-    let standby = s[1]
-        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1100)); // its primary went quiet
-    standby.set_active_replica().unwrap();
-    primary.set_active_replica().unwrap();
-    assert_eq!(
-        primary.segment().current_term(),
-        standby.segment().current_term()
-    );
-    for i in 0..20u32 {
-        primary
-            .overwrite(b"k", format!("one-{i}").as_bytes())
-            .unwrap();
-        standby
-            .overwrite(b"k", format!("two-{i}").as_bytes())
-            .unwrap();
-    }
-    primary
-        .create_section(b"only-on-1", Time::END, b"x")
-        .unwrap();
-    standby
-        .create_section(b"only-on-2", Time::END, b"y")
-        .unwrap();
+    let standby = split_at_equal_terms(&primary, &s[1], name);
     // Nodes 1 and 3 meet first: node 3 follows node 1's history.
     let (n1, n3) = (start(0), start(2));
     until("node 3 to follow node 1", || {

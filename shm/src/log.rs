@@ -725,20 +725,22 @@ mod loom_model {
         }
     }
 
+    /// Runs `check` on the log as every interleaving with the appender
+    /// (preemptions bounded to 2) leaves it to a reader, then joins it.
+    fn with_racing_appender(check: impl Fn(&Log<'_, &AtomicRing>) + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(move || {
+            let r = racing_appender();
+            check(&Log::new(&r.tail, &r.reserve, &r.seq, &*r.ring));
+            r.writer.join().unwrap();
+        });
+    }
+
     /// A consumer racing the appender sees frames in order and whole, or stops.
     #[test]
     fn consumer_sees_whole_frames_in_order() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(|| {
-            let Racing {
-                ring,
-                tail,
-                reserve,
-                seq,
-                writer,
-            } = racing_appender();
-            let log = Log::new(&tail, &reserve, &seq, &*ring);
+        with_racing_appender(|log| {
             let mut cursor = 0;
             let mut buf = Vec::new();
             let mut expect = 1;
@@ -754,7 +756,6 @@ mod loom_model {
                     Err(e) => panic!("{e}"),
                 }
             }
-            writer.join().unwrap();
         });
     }
 
@@ -763,17 +764,7 @@ mod loom_model {
     /// `reserve` are read once for the whole walk.
     #[test]
     fn a_scan_copies_whole_frames_in_order() {
-        let mut builder = loom::model::Builder::new();
-        builder.preemption_bound = Some(2);
-        builder.check(|| {
-            let Racing {
-                ring,
-                tail,
-                reserve,
-                seq,
-                writer,
-            } = racing_appender();
-            let log = Log::new(&tail, &reserve, &seq, &*ring);
+        with_racing_appender(|log| {
             let (mut cursor, mut out) = (0, Vec::new());
             log.scan(&mut cursor, |f| {
                 f.copy_to(&mut out);
@@ -790,7 +781,6 @@ mod loom_model {
                 expect += 1;
             }
             assert_eq!(at as u64, cursor);
-            writer.join().unwrap();
         });
     }
 }
