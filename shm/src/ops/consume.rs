@@ -548,6 +548,12 @@ impl Consumer<'_> {
         self.buf.clear();
         self.batch.clear();
         self.next = 0;
+        // Room for a whole walk at once, on the first (a frame larger than
+        // the rest of it grows the buffer): not a reallocation per walk that
+        // comes out larger than the ones before.
+        self.buf.reserve(CONSUMER_BATCH_BYTES);
+        self.batch
+            .reserve(CONSUMER_BATCH_BYTES / ckpt_core::frame::HEADER_BYTES);
         let (buf, batch) = (&mut self.buf, &mut self.batch);
         let walked = self.mapped.log().scan(&mut self.cursor, |frame| {
             batch.push((frame.position, buf.len()));
