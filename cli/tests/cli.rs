@@ -247,6 +247,33 @@ mod rough_edges {
         assert!(left.is_empty(), "the bench left {left:?}");
     }
 
+    /// `ckpt bench --only GROUPS` runs those groups alone; a group it does
+    /// not know is an error that lists the groups, before anything runs.
+    #[test]
+    fn bench_runs_only_the_groups_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = ckpt(
+            dir.path(),
+            &["bench", "--quick", "--json", "--only", "iterate"],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let lines: Vec<_> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert!(!lines.is_empty());
+        for l in &lines {
+            assert!(l.starts_with("{\"scenario\":\"iterate "), "{l}");
+        }
+        let out = ckpt(dir.path(), &["bench", "--only", "iterate,nope"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(
+            text(&out).contains("no scenario group \"nope\"; the groups: local, c,"),
+            "{}",
+            text(&out)
+        );
+    }
+
     /// $CKPT_DIR is honoured by demo and bench, as the help says.
     #[test]
     fn demo_honours_ckpt_dir() {
