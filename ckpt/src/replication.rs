@@ -65,6 +65,12 @@ pub struct LinkOptions {
     pub link: LinkConfig,
     /// How long one wait for a message lasts before the log is looked at.
     pub poll: Duration,
+    /// For a synchronous checkpoint (`WR_ALL_REPLICAS`), how long the
+    /// shipper spins for the next frame before it sleeps on the log: its
+    /// writer writes again as soon as this replica's acknowledgement is in,
+    /// and a wake-up from sleep costs about as much as the round trip.
+    /// Asynchronous checkpoints never spin. Zero: never.
+    pub sync_spin: Duration,
     /// The largest message accepted from the peer.
     pub max_message: usize,
     /// Bytes of frames per message (a batch is cut once it reaches this; a
@@ -176,6 +182,7 @@ impl Default for LinkOptions {
         LinkOptions {
             link: LinkConfig::default(),
             poll: Duration::from_micros(200),
+            sync_spin: Duration::from_micros(50),
             max_message: 64 << 20,
             batch_bytes: 1 << 20,
             key: None,
@@ -761,6 +768,14 @@ pub fn ship<C: Connection>(
             && (parked.load(Ordering::Relaxed) && registered.get().is_none()
                 || primary.acknowledged(Need::Node(node), primary.last_seq()))
     };
+    // A synchronous writer waits for this replica's acknowledgement and
+    // then writes again: the shipper spins for the next frame before it
+    // sleeps (a futex wake-up costs as much as the round trip).
+    let spin = if primary.attributes().flags.mode().is_asynchronous() {
+        Duration::ZERO
+    } else {
+        opts.sync_spin
+    };
     // The receiving thread logs in the caller's span (the link's).
     let span = tracing::Span::current();
     std::thread::scope(|s| {
@@ -847,9 +862,7 @@ pub fn ship<C: Connection>(
             };
             // Until a frame is published after those indexed (or the timers
             // are due).
-            primary
-                .consumer(Some(indexed))
-                .wait(opts.poll, Duration::ZERO);
+            primary.consumer(Some(indexed)).wait(opts.poll, spin);
         }
     });
     let result = ended.into_inner().unwrap_or_else(|p| p.into_inner());
