@@ -744,9 +744,7 @@ impl NodeHandle {
             std::thread::sleep(WANT_POLL);
         }
     }
-}
 
-impl NodeHandle {
     /// A process of this host unlinks checkpoint `name`, of which this host
     /// holds no copy or only a replica: this node asks the primary's node,
     /// over the link that offers it here (parked or following), to unlink
@@ -764,37 +762,34 @@ impl NodeHandle {
         let started = Instant::now();
         let mut asked: Option<(Arc<LinkEntry>, u64)> = None;
         loop {
-            let link = lock(&sh.links)
-                .iter()
-                .find(|((role, n, _), e)| {
-                    *role == Role::Following && n == name && e.state().is_connected()
-                })
-                .map(|(_, e)| e.clone());
-            let answered = asked
+            match asked
                 .as_ref()
-                .is_some_and(|(e, n)| e.stats.unlink_answered(*n).is_some());
-            match link {
-                // Each connection has an entry of its own: a link that
-                // reconnected before answering is asked again.
-                Some(e)
-                    if !answered && !asked.as_ref().is_some_and(|(a, _)| Arc::ptr_eq(a, &e)) =>
-                {
-                    tracing::info!(checkpoint = %name, primary = e.peer, "unlinked here: the primary's node is asked to unlink it");
-                    let n = e.stats.ask_unlink();
-                    asked = Some((e, n));
-                }
-                None if asked.is_none() && sh.may_offer(name) == Offer::None => {
-                    return Unlinked::Unknown
-                }
-                _ => {}
-            }
-            if let Some((e, n)) = &asked {
-                match e.stats.unlink_answered(*n) {
-                    // The replica here leaves the name once it applies
-                    // the unlink's frame.
-                    Some(SA_AIS_OK) if sh.here(name) => {}
-                    Some(code) => return Unlinked::Answered(code),
-                    None => {}
+                .and_then(|(e, n)| e.stats.unlink_answered(*n))
+            {
+                // The replica here leaves the name once it applies the
+                // unlink's frame.
+                Some(SA_AIS_OK) if sh.here(name) => {}
+                Some(code) => return Unlinked::Answered(code),
+                None => {
+                    let link = lock(&sh.links)
+                        .iter()
+                        .find(|((role, n, _), e)| {
+                            *role == Role::Following && n == name && e.state().is_connected()
+                        })
+                        .map(|(_, e)| e.clone());
+                    match link {
+                        // Each connection has an entry of its own: a link
+                        // that reconnected before answering is asked again.
+                        Some(e) if !asked.as_ref().is_some_and(|(a, _)| Arc::ptr_eq(a, &e)) => {
+                            tracing::info!(checkpoint = %name, primary = e.peer, "unlinked here: the primary's node is asked to unlink it");
+                            let n = e.stats.ask_unlink();
+                            asked = Some((e, n));
+                        }
+                        None if asked.is_none() && sh.may_offer(name) == Offer::None => {
+                            return Unlinked::Unknown
+                        }
+                        _ => {}
+                    }
                 }
             }
             if started.elapsed() >= wait || sh.stopping() || cancelled() {

@@ -623,14 +623,14 @@ impl<'a> RingIndex<'a> {
     fn refresh(&mut self) -> Result<(), ReplicationError> {
         let entries = &mut self.entries;
         let known = entries.len();
-        match self.consumer.skim(usize::MAX, |position, h| {
+        match self.consumer.skim(|position, h| {
             entries.push_back(Entry {
                 seq: h.seq,
                 position,
                 term: h.term,
             })
         }) {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(LogError::Lagged { .. }) => {
                 // The writer overtook the index: start over from now.
                 self.entries.clear();
@@ -1377,12 +1377,11 @@ pub fn follow_offered<C: Connection>(
                 Some(bytes) => {
                     let m = link_message(bytes, opts)?;
                     if let Message::UnlinkAnswer { code } = m.message {
-                        // More answers than requests: the peer broke the
-                        // protocol; the state machine closes the link.
+                        // An answer to no request (the link's asks were all
+                        // answered) is dropped, as the state machine drops
+                        // every answer.
                         if let Some(through) = unlinks_waiting.pop_front() {
                             answer_unlinks(opts, through, code);
-                            pending = Some(follower.received(Message::Heartbeat, clock.now()));
-                            continue;
                         }
                     }
                     let shipped = match m.message {
@@ -1470,38 +1469,35 @@ fn local_replica(
 ) -> Result<Option<Segment>, ReplicationError> {
     let flags = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
     match Segment::open_for_link(config, &offered.name, flags) {
-        // A replica that followed another node's history of the offered
-        // term (a partition whose two sides promoted at once): marked
-        // diverged if the offering node is the higher (the shipper sends a
-        // snapshot), not followed if it is the lower.
-        Ok(s) if s.is_replica() && s.incarnation() == offered.incarnation => {
-            match s.depose(offered.term, offered.node) {
-                Ok(true) => Ok(Some(s)),
-                Ok(false) => Err(ReplicationError::OtherHistory {
-                    term: offered.term,
-                    node: s.active_replica().map_or(0, |a| a.node),
-                }),
-                Err(_) => Err(ReplicationError::Apply(ApplyError::Contended)),
-            }
-        }
-        Ok(s) if s.is_replica() => Ok(Some(s)),
-        // A primary of the same incarnation: deposed by a newer term, or by
+        // A copy of the same incarnation, decided under its claim
+        // (`Segment::depose`). A primary is deposed by a newer term, or by
         // the same term on a higher node (two sides of a partition promoted
         // at once, static membership: then marked diverged, since the two
         // histories may hold different frames under the same numbers and
-        // terms). Decided under the copy's claim.
+        // terms). A replica that followed another node's history of the
+        // offered term is marked diverged if the offering node is the
+        // higher (the shipper sends a snapshot), not followed if it is the
+        // lower.
         Ok(s) if s.incarnation() == offered.incarnation => {
+            let was_replica = s.is_replica();
             match s.depose(offered.term, offered.node) {
                 Ok(true) => {
-                    opts.report(LinkEvent::Demoted { term: offered.term });
+                    if !was_replica {
+                        opts.report(LinkEvent::Demoted { term: offered.term });
+                    }
                     Ok(Some(s))
                 }
+                Ok(false) if was_replica => Err(ReplicationError::OtherHistory {
+                    term: offered.term,
+                    node: s.active_replica().map_or(0, |a| a.node),
+                }),
                 Ok(false) => Err(ReplicationError::HeldAsPrimary {
                     term: s.current_term(),
                 }),
                 Err(_) => Err(ReplicationError::Apply(ApplyError::Contended)),
             }
         }
+        Ok(s) if s.is_replica() => Ok(Some(s)),
         Ok(s) => Err(ReplicationError::HeldAsPrimary {
             term: s.current_term(),
         }),
@@ -1608,8 +1604,8 @@ fn held(r: &Segment) -> Position {
 fn carried_frames(carried: &[u8]) -> impl Iterator<Item = Frame<'_>> {
     let mut at = 0;
     std::iter::from_fn(move || {
-        // `decode_message` checked these bytes, which are this end's own
-        // copy: the fields are checked again.
+        // `decode_message` checked these bytes, which stay unchanged in this
+        // end's receive buffer: the fields are checked again.
         let f = frame::decode_verified(carried.get(at..)?).ok()?;
         at += f.header.frame_bytes();
         Some(f)

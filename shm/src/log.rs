@@ -226,14 +226,14 @@ impl<'a, B: RingBytes> Log<'a, B> {
     ///
     /// A SeqCst swap, not a plain store: besides the Release that pairs with
     /// the Acquire load in `tail`/`scan`, it orders the publication before
-    /// the writer's later SeqCst load of the sleeper count (Dekker with
-    /// `notify::Sleeper::register`; see notify.rs).
+    /// the writer's later SeqCst load of the doorbell (Dekker with
+    /// [`Doorbell::arm`]).
     #[inline]
     pub fn publish(&self, end: u64, seq: u64) {
         self.seq.store(seq, Ordering::Relaxed);
         // SYNC POINT: SeqCst swap: Release half pairs with the Acquire loads of
         // the tail (and of `seq`, stored just before); SeqCst half pairs with
-        // the sleeper's SeqCst RMW + load.
+        // the sleeper's SeqCst RMW (`Doorbell::arm`) + load.
         self.tail.swap(end, Ordering::SeqCst);
     }
 

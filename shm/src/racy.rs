@@ -30,7 +30,7 @@ const STRING_COPY_MIN: usize = 256;
 #[inline(always)]
 pub unsafe fn load(dst: &mut [u8], src: *const u8) {
     // SAFETY: forwarded; `dst` is exclusively ours.
-    unsafe { copy_one_side_shared::<false>(dst.as_mut_ptr(), src, dst.len()) }
+    unsafe { load_raw(dst.as_mut_ptr(), src, dst.len()) }
 }
 
 /// Copies `len` bytes from shared memory at `src` to `dst`, which need not

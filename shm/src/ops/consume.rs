@@ -579,28 +579,21 @@ impl Consumer<'_> {
 
     /// Moves past the frames published so far reading only their headers
     /// (to index the ring), handing each one's position and header to
-    /// `each`: at most `max` of them. Returns how many. For consumers that
-    /// never resync (a resync's filter needs the ids). On an error, what
-    /// `each` was given must be discarded.
-    pub fn skim(
-        &mut self,
-        max: usize,
-        mut each: impl FnMut(u64, FrameHeader),
-    ) -> Result<usize, LogError> {
+    /// `each`. For consumers that never resync (a resync's filter needs the
+    /// ids). On an error, what `each` was given must be discarded.
+    pub fn skim(&mut self, mut each: impl FnMut(u64, FrameHeader)) -> Result<(), LogError> {
         debug_assert!(self.filter.is_none(), "skim after a resync");
         debug_assert!(self.next == self.batch.len(), "skim amid advance's frames");
         let mut dense = Dense(self.next_seq, None);
-        let mut n = 0;
         self.mapped.log().scan(&mut self.cursor, |frame| {
-            if !dense.check(frame.position, &frame.header) {
-                return false;
+            let dense_so_far = dense.check(frame.position, &frame.header);
+            if dense_so_far {
+                each(frame.position, frame.header);
             }
-            each(frame.position, frame.header);
-            n += 1;
-            n < max
+            dense_so_far
         })?;
         self.next_seq = dense.settle(&mut self.cursor)?;
-        Ok(n)
+        Ok(())
     }
 
     /// Appends the frames published from here on to `out` as the ring holds
