@@ -164,6 +164,11 @@ fn wait_wakes_on_every_publish() {
 #[test]
 fn a_consumer_hands_out_every_frame_of_its_walks_in_order() {
     let (_dir, config) = config();
+    // A ring that holds several walks between reads.
+    let config = Config {
+        log_bytes: Some(1 << 20),
+        ..config
+    };
     let name = CheckpointName::new("walks").unwrap();
     let seg = Segment::open(&config, &name, rw(), Some(&CreationAttributes::new(4, 64))).unwrap();
     let (s, _) = seg.create_section(Some(b"s"), Time::END, b"0").unwrap();
@@ -173,8 +178,10 @@ fn a_consumer_hands_out_every_frame_of_its_walks_in_order() {
     let mut last_seq = 0;
     for round in 0..writes {
         seg.write(s, None, &(round as u64).to_le_bytes()).unwrap();
-        // Some rounds read nothing: the walks then span many writes.
-        if round % 500 != 499 && round + 1 != writes {
+        // Reads come every 1,000 writes of 80-byte frames: more than one
+        // walk holds, so each read takes several walks, the first ones cut
+        // at `CONSUMER_BATCH_BYTES`.
+        if round % 1000 != 999 && round + 1 != writes {
             continue;
         }
         loop {
