@@ -45,15 +45,22 @@ pub fn want_answer(w: Wanted) -> String {
 
 /// Asks the daemon answering on the control socket in `dir` for a replica of
 /// `name` on this host, waiting up to `wait` (and a few seconds more for
-/// the daemon to take the request and answer). `None`: no daemon answers
+/// the daemon to take the request and answer); `existing` for an open
+/// without `CREATE` (the daemon waits a moment for a first offer). `None`: no daemon answers
 /// there, or it does not know the request (an older one): the caller goes
 /// on as if there were none. A daemon that took the request and then failed
 /// to answer, or is busy, is [`Wanted::TimedOut`]: it may be bringing the
 /// replica, so the caller must not create the checkpoint here.
-pub fn ask_want(dir: &Path, name: &CheckpointName, wait: Duration) -> Option<Wanted> {
+pub fn ask_want(
+    dir: &Path,
+    name: &CheckpointName,
+    wait: Duration,
+    existing: bool,
+) -> Option<Wanted> {
     let request = Request::Want {
         name: name.clone(),
         wait: wait.min(WANT_WAIT_MAX),
+        existing,
     };
     ask(dir, &request, "want ", Wanted::parse, Wanted::TimedOut)
 }
@@ -157,10 +164,16 @@ mod tests {
     fn no_daemon_is_no_answer() {
         let d = tempfile::tempdir().unwrap();
         let name = CheckpointName::new(b"x").unwrap();
-        assert_eq!(ask_want(d.path(), &name, Duration::from_secs(1)), None);
+        assert_eq!(
+            ask_want(d.path(), &name, Duration::from_secs(1), false),
+            None
+        );
         // A socket nobody answers on.
         std::fs::write(d.path().join(CONTROL_NAME), b"").unwrap();
-        assert_eq!(ask_want(d.path(), &name, Duration::from_secs(1)), None);
+        assert_eq!(
+            ask_want(d.path(), &name, Duration::from_secs(1), false),
+            None
+        );
     }
 
     #[test]
@@ -186,7 +199,7 @@ mod tests {
                 s.write_all(answer).unwrap();
             });
             assert_eq!(
-                ask_want(d.path(), &name, Duration::from_secs(1)),
+                ask_want(d.path(), &name, Duration::from_secs(1), false),
                 expected,
                 "{:?}",
                 String::from_utf8_lossy(answer)

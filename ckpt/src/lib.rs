@@ -232,7 +232,8 @@ impl Service {
         }
         if !ckpt_shm::dir::is_present(&self.config, &name) {
             // Not on this host: the node daemon, if one runs, may bring it.
-            if control::ask_want(&self.config.dir, &name, wait) == Some(control::Wanted::TimedOut) {
+            let wanted = control::ask_want(&self.config.dir, &name, wait, !create);
+            if wanted == Some(control::Wanted::TimedOut) {
                 return Err(OpenError::Timeout);
             }
         }

@@ -425,6 +425,8 @@ mod tests {
                 incarnation: 1,
                 term: node,
                 primary: false,
+                seq: 7,
+                diverged: false,
             }],
         })
     }

@@ -35,7 +35,9 @@
 //!   every copy it holds (no local writer, no promotion; new checkpoints
 //!   are born fenced), and lifts the fences once quorate again with every
 //!   member's report in (a primary that a member knows a newer term of is
-//!   demoted first). A daemon stopping in this mode leaves its copies
+//!   demoted first; a replica that the members elect, for a checkpoint
+//!   whose active replica the service chooses and whose primary is not
+//!   among them, is promoted). A daemon stopping in this mode leaves its copies
 //!   fenced: without it the node cannot know it has quorum.
 //!
 //! Static membership: the configured peers; a link's liveness is its
@@ -68,6 +70,9 @@ use crate::replication::{
 /// or deleted when its retention ran out) go on at most, for replicas that
 /// have not acknowledged its unlink yet (a peer down for longer misses it).
 pub const LINGER: Duration = Duration::from_secs(3600);
+/// What a want waits for a first offer beyond two scans (a link's connect,
+/// authentication and offer): [`Shared::first_offer_wait`].
+const FIRST_OFFER_MARGIN: Duration = Duration::from_millis(500);
 /// How often [`Node::want`] looks for the replica it waits for.
 const WANT_POLL: Duration = Duration::from_millis(5);
 /// Placement rules at most.
@@ -589,6 +594,14 @@ impl Shared {
         self.config.retry_max + self.config.scan + Duration::from_secs(1)
     }
 
+    /// How long a want waits for a first offer when none was seen: a
+    /// peer's scan finds a checkpoint created there within
+    /// [`NodeConfig::scan`], and its link needs a moment to connect and
+    /// offer.
+    fn first_offer_wait(&self) -> Duration {
+        2 * self.config.scan + FIRST_OFFER_MARGIN
+    }
+
     /// Whether a peer offers `name` to this node now (its link is up) or
     /// did within [`Shared::offer_memory`] (`Offer::Seen`), may yet (the
     /// daemon started less than that ago: `Offer::Starting`), or not.
@@ -692,15 +705,24 @@ impl NodeHandle {
     /// opened"). The want lasts `wait` (at least a second): a link that
     /// reconnects meanwhile subscribes too. `cancelled` is asked at every
     /// look (the asker went away: the wait ends, as `TimedOut`).
+    ///
+    /// With `existing` (an open without `CREATE`), a checkpoint no peer has
+    /// offered is waited for up to two scans and a moment more
+    /// (`Shared::first_offer_wait`, within `wait`): a peer may have created
+    /// it just now. Otherwise the answer is `Unknown` at once, and the
+    /// opener creates it here.
     pub fn want(
         &self,
         name: &CheckpointName,
         wait: Duration,
+        existing: bool,
         cancelled: &dyn Fn() -> bool,
     ) -> Wanted {
         let sh = &self.shared;
-        if let Some(quick) = self.offered(name) {
-            return quick;
+        match self.offered(name) {
+            Some(Wanted::Unknown) if existing => {}
+            Some(quick) => return quick,
+            None => {}
         }
         let started = Instant::now();
         {
@@ -725,17 +747,26 @@ impl NodeHandle {
             if sh.here(name) {
                 return Wanted::Arrived;
             }
-            let offer = sh.may_offer(name);
+            let offer = match sh.may_offer(name) {
+                // Opened without CREATE: a peer may have created it a moment
+                // ago (its scan finds a new checkpoint within a scan and its
+                // link comes up soon after), so a first offer is waited for
+                // that long.
+                Offer::None if existing && started.elapsed() < sh.first_offer_wait() => {
+                    Offer::Starting
+                }
+                offer => offer,
+            };
             if offer == Offer::None {
-                // The offer is gone (its link ended, as for an unlink, and
-                // did not come back).
+                // Nothing offers it (the offer is gone: its link ended, as
+                // for an unlink, and did not come back; or none came).
                 return Wanted::Unknown;
             }
             if started.elapsed() >= wait || sh.stopping() || cancelled() {
-                // Nothing was ever offered, only the start left time for it:
-                // the asker's time is up, and as far as this node knows no
-                // peer holds it (an open with a short timeout just after the
-                // daemon started goes on here rather than fail).
+                // Nothing was ever offered, only the start (or the first
+                // offer's wait) left time for it: the asker's time is up,
+                // and as far as this node knows no peer holds it (an open
+                // with a short timeout goes on here rather than fail).
                 if offer == Offer::Starting {
                     return Wanted::Unknown;
                 }
@@ -941,10 +972,10 @@ impl Node {
         })
     }
 
-    /// A process of this host opens checkpoint `name`: see
-    /// [`NodeHandle::want`].
+    /// A process of this host opens checkpoint `name` without `CREATE`:
+    /// see [`NodeHandle::want`].
     pub fn want(&self, name: &CheckpointName, wait: Duration) -> Wanted {
-        self.handle().want(name, wait, &|| false)
+        self.handle().want(name, wait, true, &|| false)
     }
 
     /// A handle that makes a replica come here ([`NodeHandle::want`]), for
@@ -1669,6 +1700,8 @@ fn copy_state(m: &ckpt_shm::Mapped) -> ckpt_core::cluster::CopyState {
         incarnation: m.incarnation(),
         term: m.current_term(),
         primary: !m.is_replica(),
+        seq: m.last_seq(),
+        diverged: m.is_diverged(),
     }
 }
 
@@ -1771,8 +1804,26 @@ fn enforce(
             // Gone since the listing (unlinked): nothing to settle.
             continue;
         };
-        done &= match settle(&mine, reports.iter().map(|(n, c)| (*n, c))) {
+        // The service chooses the active replica of a non-collocated
+        // checkpoint (SA §3.1.7.2), and a synchronous one has none to
+        // choose (every replica takes every write): either is promoted
+        // here if elected. A collocated asynchronous one waits for its
+        // application (`saCkptActiveReplicaSet`, §3.1.7.1).
+        let flags = m.attributes().flags;
+        let service_chooses = !flags.is_collocated() || !flags.mode().is_asynchronous();
+        let elect = service_chooses.then_some(sh.config.node);
+        done &= match settle(&mine, elect, reports.iter().map(|(n, c)| (*n, c))) {
             Settle::Lift => s.fence(false).is_ok(),
+            Settle::Promote => match s.promote_elected(sh.config.node) {
+                Ok(term) => {
+                    tracing::warn!(checkpoint = %m.name(), "promoted in term {term}: no member holds its primary, and of the members' replicas this one holds the most (term {}, frame {}); this node's daemon ships it from now on", mine.term, mine.seq);
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(checkpoint = %m.name(), "elected, but not promoted yet ({e:?}): tried again");
+                    false
+                }
+            },
             Settle::Demote { term } => {
                 let ok = s.demote().is_ok() && s.fence(false).is_ok();
                 if ok {

@@ -800,3 +800,45 @@ fn an_open_in_a_daemons_first_seconds_waits_only_its_own_timeout() {
     until("the offers to settle", || n.status().offers_settled);
     n.stop();
 }
+
+#[test]
+fn an_open_just_after_a_peer_created_the_checkpoint_waits_for_its_first_offer() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = pair(a.path(), b.path(), None);
+    until("the offers to settle", || {
+        na.status().offers_settled && nb.status().offers_settled
+    });
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let name = "safCkpt=node_first_offer";
+    let checkpoint = ckpt::CheckpointName::new(name).unwrap();
+    // An opener that would create it is told at once that nobody offers
+    // it (it creates it here).
+    let asked = Instant::now();
+    let quick = nb.handle().want(&checkpoint, WAIT, false, &|| false);
+    assert_eq!(quick, Wanted::Unknown);
+    assert!(
+        asked.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        asked.elapsed()
+    );
+    // Created on node 1, opened without CREATE on node 2 at once: before
+    // node 1's scan found it, nothing offered it, and the open waits for
+    // the first offer rather than say it does not exist.
+    let primary = create(&sa, name);
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    let asked = Instant::now();
+    assert_eq!(nb.want(&checkpoint, WAIT), Wanted::Arrived);
+    println!(
+        "the replica was there {:?} after the creation",
+        asked.elapsed()
+    );
+    assert_eq!(read(&sb, name, b"k").as_deref(), Some(&b"v"[..]));
+    // A name nobody creates: `Unknown` once the first offer's wait is over.
+    let none = ckpt::CheckpointName::new("safCkpt=node_first_offer_none").unwrap();
+    let asked = Instant::now();
+    assert_eq!(nb.want(&none, WAIT), Wanted::Unknown);
+    assert!(asked.elapsed() < WAIT / 2, "{:?}", asked.elapsed());
+    drop(primary);
+    na.stop();
+    nb.stop();
+}

@@ -633,11 +633,20 @@ fn answer_control(
             }
             None => writeln!(out, "{{\"error\":\"stopping\"}}"),
         },
-        Ok(Request::Want { name, wait }) => {
+        Ok(Request::Want {
+            name,
+            wait,
+            existing,
+        }) => {
             let w = match node.offered(&name) {
+                // An open without CREATE waits a moment for a first offer.
+                Some(Wanted::Unknown) if existing => None,
+                quick => quick,
+            };
+            let w = match w {
                 Some(quick) => quick,
                 None => waiting(&stream, wanting, &name, Wanted::TimedOut, |gone| {
-                    node.want(&name, wait, gone)
+                    node.want(&name, wait, existing, gone)
                 })?,
             };
             out.write_all(want_answer(w).as_bytes())

@@ -8,15 +8,18 @@
 //!   change. A hello may *request* reports: a node that must settle fenced
 //!   copies asks for them.
 //! - A [`Report`]: every checkpoint copy a member holds (name, incarnation,
-//!   term, primary or replica), in numbered parts, the last one marked; sent
-//!   only as the answer to one request, which it names (node and number).
+//!   term, primary or replica, last frame, diverged), in numbered parts, the
+//!   last one marked; sent only as the answer to one request, which it
+//!   names (node and number).
 //!
 //! A node whose partition lost quorum fenced its copies (no local writer,
 //! no promotion). Once it is quorate again, it requests reports; with every
 //! member's whole answer to its latest request in hand, [`settle`] decides
 //! each fenced copy: a primary that another member knows a newer term of is
 //! demoted (the other side promoted a replica while this one could not
-//! write); otherwise the fence is lifted. An answer is fresh by
+//! write); a replica of a checkpoint whose active replica the service
+//! chooses, with no primary left among the members, is promoted on the one
+//! member that holds the most of it; otherwise the fence is lifted. An answer is fresh by
 //! construction: it was made after the member received the request.
 //!
 //! A message: magic `CKPC`, version, kind, then the kind's fields, little
@@ -30,7 +33,7 @@ use crate::name::CHECKPOINT_NAME_BYTES_MAX;
 /// The first bytes of every message.
 pub const MAGIC: [u8; 4] = *b"CKPC";
 /// The format's version.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// The largest message either end makes or accepts.
 pub const MESSAGE_BYTES_MAX: usize = 256 << 10;
 /// The most copies one report part carries (a report of more is sent in
@@ -69,6 +72,11 @@ pub struct CopyState {
     pub term: u32,
     /// A primary (true) or a replica.
     pub primary: bool,
+    /// The sequence number of the last frame it holds.
+    pub seq: u64,
+    /// A replica that was a primary deposed by one of the same term: it
+    /// counts as holding nothing until a snapshot replaces it.
+    pub diverged: bool,
 }
 
 /// One part of a node's report of its copies, answering one request.
@@ -200,7 +208,9 @@ fn encode_part(
     for c in copies {
         out.extend_from_slice(&c.incarnation.to_le_bytes());
         out.extend_from_slice(&c.term.to_le_bytes());
+        out.extend_from_slice(&c.seq.to_le_bytes());
         out.push(u8::from(c.primary));
+        out.push(u8::from(c.diverged));
         out.extend_from_slice(&(c.name.len() as u16).to_le_bytes());
         out.extend_from_slice(&c.name);
     }
@@ -306,7 +316,9 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
             for _ in 0..count {
                 let incarnation = r.u64()?;
                 let term = u32::from_le_bytes(r.array()?);
+                let seq = r.u64()?;
                 let primary = r.flag()?;
+                let diverged = r.flag()?;
                 let len = usize::from(u16::from_le_bytes(r.array()?));
                 if len == 0 || len > CHECKPOINT_NAME_BYTES_MAX {
                     return Err(ClusterDecodeError::Field);
@@ -316,6 +328,8 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterMessage, ClusterDecodeError> {
                     incarnation,
                     term,
                     primary,
+                    seq,
+                    diverged,
                 });
             }
             ClusterMessage::Report(Report {
@@ -356,31 +370,74 @@ pub enum Settle {
         /// The other primary's node.
         node: u32,
     },
+    /// A replica of a checkpoint whose active replica the service chooses
+    /// (non-collocated), with no primary of its newest term left among the
+    /// members, and this copy is the one that holds the most of it: lift
+    /// the fence and promote it, in a new term.
+    Promote,
 }
 
 /// [`Settle`] for the fenced `local` copy, given the copies the other
 /// members reported (`reports`: node id and copy; those of other names are
 /// ignored). A copy of another incarnation is another checkpoint that had
 /// the same name: it decides nothing here.
+///
+/// `elect` is this node's id when the service chooses the checkpoint's
+/// active replica (a non-collocated checkpoint, SA §3.1.7.2), `None` when
+/// the application does (collocated). Then, if no member (this one
+/// included) holds a primary of the newest term anyone holds, the members'
+/// replicas that are not diverged are the candidates, and the one holding
+/// the most is promoted: the newest term, then the most frames, then the
+/// lowest node id. Every member decides alike from the same reports (each
+/// was made after the membership change that fenced the nodes), so one
+/// node promotes; the old primary, outside this quorate partition, is
+/// fenced there and demoted when it comes back.
 pub fn settle<'a>(
     local: &CopyState,
+    elect: Option<u32>,
     reports: impl IntoIterator<Item = (u32, &'a CopyState)>,
 ) -> Settle {
+    let same = |c: &CopyState| c.name == local.name && c.incarnation == local.incarnation;
+    let candidate = |c: &CopyState| !c.primary && !c.diverged;
     let mut newest = local.term;
     let mut conflict = None;
+    // The primaries' terms, and the best candidate: (term, seq, node).
+    let mut primary_terms = Vec::new();
+    if local.primary {
+        primary_terms.push(local.term);
+    }
+    let better = |a: (u32, u64, u32), b: Option<(u32, u64, u32)>| {
+        b.is_none_or(|b| (a.0, a.1) > (b.0, b.1) || ((a.0, a.1) == (b.0, b.1) && a.2 < b.2))
+    };
+    let mut best = None;
+    if let Some(me) = elect.filter(|_| candidate(local)) {
+        best = Some((local.term, local.seq, me));
+    }
     for (node, c) in reports {
-        if c.name != local.name || c.incarnation != local.incarnation {
+        if !same(c) {
             continue;
         }
         newest = newest.max(c.term);
-        if local.primary && c.primary && c.term == local.term {
-            conflict = Some(node);
+        if c.primary {
+            primary_terms.push(c.term);
+            if local.primary && c.term == local.term {
+                conflict = Some(node);
+            }
+        } else if candidate(c) && better((c.term, c.seq, node), best) {
+            best = Some((c.term, c.seq, node));
         }
     }
     match (local.primary, conflict) {
         _ if newest > local.term && local.primary => Settle::Demote { term: newest },
         (true, Some(node)) => Settle::Conflict { node },
-        _ => Settle::Lift,
+        (true, None) => Settle::Lift,
+        (false, _) => {
+            let headless = !primary_terms.contains(&newest);
+            match (elect, best) {
+                (Some(me), Some((_, _, node))) if headless && node == me => Settle::Promote,
+                _ => Settle::Lift,
+            }
+        }
     }
 }
 
@@ -394,6 +451,15 @@ mod tests {
             incarnation,
             term,
             primary,
+            seq: u64::from(term) * 100,
+            diverged: false,
+        }
+    }
+
+    fn replica(term: u32, seq: u64) -> CopyState {
+        CopyState {
+            seq,
+            ..copy("a", 1, term, false)
         }
     }
 
@@ -418,7 +484,11 @@ mod tests {
             assert_eq!(decode(&b[..b.len() - 1]), Err(ClusterDecodeError::Checksum));
         }
         let copies: Vec<CopyState> = (0..250)
-            .map(|i| copy(&format!("safCkpt=c{i}"), i, i as u32, i % 2 == 0))
+            .map(|i| CopyState {
+                seq: i * 1_000_003,
+                diverged: i % 3 == 0,
+                ..copy(&format!("safCkpt=c{i}"), i, i as u32, i % 2 == 0)
+            })
             .collect();
         let parts = encode_report(3, TO, &copies);
         assert_eq!(parts.len(), 3);
@@ -491,21 +561,90 @@ mod tests {
         let older = copy("a", 1, 3, false);
         let other_incarnation = copy("a", 2, 9, true);
         let other_name = copy("b", 1, 9, true);
-        assert_eq!(settle(&mine, [(2, &older)]), Settle::Lift);
-        assert_eq!(settle(&mine, []), Settle::Lift);
+        assert_eq!(settle(&mine, None, [(2, &older)]), Settle::Lift);
+        assert_eq!(settle(&mine, None, []), Settle::Lift);
         assert_eq!(
-            settle(&mine, [(2, &older), (3, &newer)]),
+            settle(&mine, None, [(2, &older), (3, &newer)]),
             Settle::Demote { term: 5 }
         );
         assert_eq!(
-            settle(&mine, [(2, &other_incarnation), (3, &other_name)]),
+            settle(&mine, None, [(2, &other_incarnation), (3, &other_name)]),
             Settle::Lift
         );
         let twin = copy("a", 1, 4, true);
-        assert_eq!(settle(&mine, [(2, &twin)]), Settle::Conflict { node: 2 });
+        assert_eq!(
+            settle(&mine, None, [(2, &twin)]),
+            Settle::Conflict { node: 2 }
+        );
         // A fenced replica is always lifted: the fence only kept it from
         // being promoted while its partition had no quorum.
         let replica = copy("a", 1, 4, false);
-        assert_eq!(settle(&replica, [(2, &newer), (3, &twin)]), Settle::Lift);
+        assert_eq!(
+            settle(&replica, None, [(2, &newer), (3, &twin)]),
+            Settle::Lift
+        );
+        // Electing too: a primary of the newest term is among the members.
+        assert_eq!(
+            settle(&replica, Some(1), [(2, &newer), (3, &twin)]),
+            Settle::Lift
+        );
+    }
+
+    #[test]
+    fn a_headless_replica_is_promoted_on_the_one_node_that_holds_the_most() {
+        let (me, behind, ahead) = (replica(2, 500), replica(2, 400), replica(2, 600));
+        // The application chooses (collocated): never promoted here.
+        assert_eq!(settle(&me, None, [(2, &behind)]), Settle::Lift);
+        // Alone, or ahead of the others: promoted.
+        assert_eq!(settle(&me, Some(1), []), Settle::Promote);
+        assert_eq!(settle(&me, Some(1), [(2, &behind)]), Settle::Promote);
+        // Another holds more, and each of them decides the same from what
+        // it knows: node 3 promotes, nodes 1 and 2 do not.
+        assert_eq!(
+            settle(&me, Some(1), [(2, &behind), (3, &ahead)]),
+            Settle::Lift
+        );
+        assert_eq!(
+            settle(&behind, Some(2), [(1, &me), (3, &ahead)]),
+            Settle::Lift
+        );
+        assert_eq!(
+            settle(&ahead, Some(3), [(1, &me), (2, &behind)]),
+            Settle::Promote
+        );
+        // A newer term beats more frames of an older one.
+        let newer_term = replica(3, 10);
+        assert_eq!(settle(&me, Some(1), [(2, &newer_term)]), Settle::Lift);
+        assert_eq!(settle(&newer_term, Some(2), [(1, &me)]), Settle::Promote);
+        // A tie goes to the lowest node id, on both sides.
+        let twin = replica(2, 500);
+        assert_eq!(settle(&me, Some(1), [(4, &twin)]), Settle::Promote);
+        assert_eq!(settle(&twin, Some(4), [(1, &me)]), Settle::Lift);
+        // A diverged copy holds nothing: it is no candidate, and it does
+        // not stop another from being one.
+        let diverged = CopyState {
+            diverged: true,
+            ..replica(2, 900)
+        };
+        assert_eq!(settle(&diverged, Some(1), [(2, &behind)]), Settle::Lift);
+        assert_eq!(settle(&behind, Some(2), [(1, &diverged)]), Settle::Promote);
+        // A primary of the newest term among the members: no election.
+        let primary = copy("a", 1, 2, true);
+        assert_eq!(settle(&ahead, Some(3), [(1, &primary)]), Settle::Lift);
+        // A primary of an older term is demoted by its own settle: it does
+        // not count as the checkpoint's primary, and it is no candidate.
+        let old_primary = copy("a", 1, 1, true);
+        assert_eq!(settle(&me, Some(1), [(2, &old_primary)]), Settle::Promote);
+        assert_eq!(
+            settle(&old_primary, Some(2), [(1, &me)]),
+            Settle::Demote { term: 2 }
+        );
+        // Copies of other checkpoints, or of another incarnation, count for
+        // nothing.
+        let other = CopyState {
+            incarnation: 9,
+            ..replica(5, 9_999)
+        };
+        assert_eq!(settle(&me, Some(1), [(2, &other)]), Settle::Promote);
     }
 }

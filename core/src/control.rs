@@ -6,7 +6,7 @@
 //! | request | line |
 //! |---|---|
 //! | [`Request::Status`] | `status` |
-//! | [`Request::Want`] | `want <the name's bytes in lowercase hex> <wait in ms>` |
+//! | [`Request::Want`] | `want <the name's bytes in lowercase hex> <wait in ms>`, then ` existing` for an open without `CREATE` |
 //! | [`Request::Unlink`] | `unlink <the name's bytes in lowercase hex> <wait in ms>` |
 
 use core::time::Duration;
@@ -31,6 +31,11 @@ pub enum Request {
         name: CheckpointName,
         /// How long the asker waits.
         wait: Duration,
+        /// The asker opens without `CREATE`: it wants a checkpoint that
+        /// exists somewhere, so the daemon waits a moment for a first offer
+        /// of it (a peer may have created it just now) before it says that
+        /// none is known. An opener that would create it is told at once.
+        existing: bool,
     },
     /// A process of this host unlinks `name`, of which this host holds no
     /// copy or only a replica: the daemon asks the primary's node to unlink
@@ -51,9 +56,20 @@ impl Request {
             .map_err(|_| "the request is not UTF-8".to_string())?
             .trim_end();
         let mut words = line.split(' ');
-        match (words.next(), words.next(), words.next(), words.next()) {
-            (Some("status"), None, None, None) => Ok(Request::Status),
-            (Some(verb @ ("want" | "unlink")), Some(hex), Some(ms), None) => {
+        match (
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+        ) {
+            (Some("status"), None, None, None, None) => Ok(Request::Status),
+            (Some(verb @ ("want" | "unlink")), Some(hex), Some(ms), last, None) => {
+                let existing = match (verb, last) {
+                    (_, None) => false,
+                    ("want", Some("existing")) => true,
+                    _ => return Err(format!("{verb}: unexpected words after the wait")),
+                };
                 let bytes = unhex(hex).ok_or(format!("{verb}: the name is not hex"))?;
                 let name = CheckpointName::new(bytes).map_err(|e| format!("{verb}: {e}"))?;
                 let ms: u64 = ms
@@ -64,13 +80,17 @@ impl Request {
                     return Err(format!("{verb}: a wait of at most {WANT_WAIT_MAX:?}"));
                 }
                 Ok(match verb {
-                    "want" => Request::Want { name, wait },
+                    "want" => Request::Want {
+                        name,
+                        wait,
+                        existing,
+                    },
                     _ => Request::Unlink { name, wait },
                 })
             }
             _ => Err(format!(
-                "unknown request {:?}: expected `status`, `want <name in hex> <ms>` or \
-                 `unlink <name in hex> <ms>`",
+                "unknown request {:?}: expected `status`, `want <name in hex> <ms> [existing]` \
+                 or `unlink <name in hex> <ms>`",
                 line.chars().take(64).collect::<String>()
             )),
         }
@@ -80,18 +100,22 @@ impl Request {
     pub fn line(&self) -> String {
         match self {
             Request::Status => "status\n".into(),
-            Request::Want { name, wait } | Request::Unlink { name, wait } => {
+            Request::Want { name, wait, .. } | Request::Unlink { name, wait } => {
                 let verb = match self {
                     Request::Want { .. } => "want",
                     _ => "unlink",
                 };
-                let mut s = String::with_capacity(name.as_bytes().len() * 2 + 32);
+                let mut s = String::with_capacity(name.as_bytes().len() * 2 + 40);
                 s.push_str(verb);
                 s.push(' ');
                 for b in name.as_bytes() {
                     s.push_str(&format!("{b:02x}"));
                 }
-                s.push_str(&format!(" {}\n", wait.as_millis()));
+                s.push_str(&format!(" {}", wait.as_millis()));
+                if let Request::Want { existing: true, .. } = self {
+                    s.push_str(" existing");
+                }
+                s.push('\n');
                 s
             }
         }
@@ -118,13 +142,17 @@ mod tests {
     #[test]
     fn requests_round_trip_and_bad_ones_are_refused() {
         let name = CheckpointName::new(b"safCkpt=a b\xff").unwrap();
-        let want = Request::Want {
-            name,
-            wait: Duration::from_millis(1500),
-        };
-        let line = want.line();
-        assert!(line.starts_with("want 7361664"), "{line}");
-        assert_eq!(Request::parse(line.as_bytes()), Ok(want));
+        for existing in [false, true] {
+            let want = Request::Want {
+                name: name.clone(),
+                wait: Duration::from_millis(1500),
+                existing,
+            };
+            let line = want.line();
+            assert!(line.starts_with("want 7361664"), "{line}");
+            assert_eq!(line.ends_with(" existing\n"), existing, "{line}");
+            assert_eq!(Request::parse(line.as_bytes()), Ok(want));
+        }
         let unlink = Request::Unlink {
             name: CheckpointName::new(b"safCkpt=u").unwrap(),
             wait: Duration::from_millis(20),
@@ -142,6 +170,8 @@ mod tests {
             b"want 61 -1",
             b"want 61 99999999999",
             b"want 61 10 extra",
+            b"want 61 10 existing existing",
+            b"unlink 61 10 existing",
             b"want +a 10",
             b"\xff",
             b"stat",

@@ -60,6 +60,8 @@ fuzz_target!(|data: &[u8]| {
             incarnation: u64::from_le_bytes(r[..8].try_into().unwrap()),
             term: u32::from_le_bytes(r[8..12].try_into().unwrap()),
             primary: len % 2 == 0,
+            seq: u64::from(r[8]) << 40 | len as u64,
+            diverged: len % 3 == 0,
         });
         r = &r[13 + len..];
     }

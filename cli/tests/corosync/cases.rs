@@ -347,3 +347,138 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
         assert!(!panicked(n));
     }
 }
+
+#[test]
+fn the_majority_elects_a_new_primary_where_the_service_chooses_the_active_replica() {
+    let Some((_turn, net, root, _engines)) = cluster(3, false) else {
+        return;
+    };
+    let nodes: Vec<Node> = (1..=3).map(|id| Node::new(root.path(), id)).collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let _logs = ShowLogsOnFailure(nodes.iter().map(|n| n.dir.with_extension("log")).collect());
+    let coro = ["--membership", "corosync"];
+    let mut daemons: Vec<Daemon> = nodes.iter().map(|n| start_daemon(&net, n, &coro)).collect();
+    for n in &nodes {
+        wait_membership(n, &[1, 2, 3], true, false);
+    }
+    // Non-collocated asynchronous (the service chooses its active replica),
+    // synchronous (no active replica to choose: every replica takes every
+    // write), and collocated asynchronous (the application chooses): each
+    // on every node, 300 updates.
+    let rwc = ckpt::OpenFlags::READ | ckpt::OpenFlags::WRITE | ckpt::OpenFlags::CREATE;
+    let kinds = [
+        ("safCkpt=elect_async", UpdateMode::ActiveReplica, false),
+        ("safCkpt=elect_sync", UpdateMode::AllReplicas, false),
+        ("safCkpt=elect_collocated", UpdateMode::ActiveReplica, true),
+    ];
+    let mut writers = Vec::new();
+    for (name, mode, collocated) in kinds {
+        let attrs = ckpt::CreationAttributes {
+            flags: ckpt::CreationFlags::new(mode, collocated),
+            ..ckpt::CreationAttributes::new(16, 4096)
+        };
+        let w = a.service().open(name, rwc, Some(&attrs)).unwrap();
+        if collocated {
+            w.set_active_replica().unwrap();
+        }
+        // A collocated checkpoint gets a replica where it is opened.
+        let standbys: Vec<_> = [b, c]
+            .iter()
+            .map(|n| n.service().open(name, ckpt::OpenFlags::READ, None).unwrap())
+            .collect();
+        // A synchronous writer waits only for replicas that are linked.
+        until("every replica to be linked", || {
+            [b, c].iter().all(|n| {
+                n.status().is_some_and(|s| {
+                    s.links
+                        .iter()
+                        .any(|l| l.checkpoint == name && l.state == ckpt::node::LinkState::Linked)
+                })
+            })
+        });
+        let mut next = 0;
+        write(&w, &mut next, 300);
+        converge(a, b, name);
+        converge(a, c, name);
+        writers.push((name, w, standbys, collocated));
+    }
+    println!(
+        "corosync test: election: three checkpoints, 300 updates each from node 1 on nodes 2 and 3"
+    );
+
+    // Node 1 is cut off: nodes 2 and 3 hold the same of each, so node 2,
+    // the lower id, is elected where the service chooses; nobody promotes
+    // the collocated one.
+    net.node_link(0, false).unwrap();
+    let cut = Instant::now();
+    for (name, _, _, collocated) in &writers {
+        if *collocated {
+            continue;
+        }
+        until("node 2 to promote its replica by itself", || {
+            !is_replica(b, name)
+        });
+        println!(
+            "corosync test: election: node 2 promoted its replica of {name} {:?} after the cut, with no call from an application",
+            cut.elapsed()
+        );
+    }
+    wait_membership(b, &[2, 3], true, false);
+    wait_membership(c, &[2, 3], true, false);
+    for (name, _, _, collocated) in &writers {
+        assert!(is_replica(c, name), "node 3 promoted {name} too");
+        assert_eq!(
+            is_replica(b, name),
+            *collocated,
+            "{name}: promoted though the application chooses, or not promoted though the service does"
+        );
+    }
+    // An application on node 2 writes the elected ones at once, and node 3
+    // follows node 2.
+    let rw = ckpt::OpenFlags::READ | ckpt::OpenFlags::WRITE;
+    for (name, _, _, collocated) in &writers {
+        if *collocated {
+            continue;
+        }
+        let there = b.service().open(name, rw, None).unwrap();
+        let mut next2 = 1_000_000;
+        write(&there, &mut next2, 300);
+        converge(b, c, name);
+    }
+    println!(
+        "corosync test: election: 300 updates of each elected checkpoint on node 2, on node 3 too"
+    );
+
+    // The partition heals: node 1's primaries of the elected checkpoints
+    // become replicas of node 2's and converge; its writers are refused.
+    net.node_link(0, true).unwrap();
+    for n in &nodes {
+        wait_membership(n, &[1, 2, 3], true, false);
+    }
+    for (name, w, _, collocated) in &writers {
+        if *collocated {
+            // Still node 1's, which writes it again once it is quorate.
+            until("node 1 to write its collocated checkpoint again", || {
+                update(w, 5_000_000).is_ok()
+            });
+            converge(a, b, name);
+            continue;
+        }
+        converge(b, a, name);
+        assert!(
+            is_replica(a, name),
+            "node 1's copy of {name} is still a primary"
+        );
+        let refused = update(w, 0);
+        assert!(
+            refused.is_err(),
+            "{name}: the deposed primary's writer was not refused"
+        );
+        println!("corosync test: election healed: node 1 holds {name} as node 2's replica, byte for byte; its old writer gets {refused:?}");
+    }
+    drop(writers);
+    daemons.clear();
+    for n in &nodes {
+        assert!(!panicked(n));
+    }
+}

@@ -69,12 +69,29 @@ impl Segment {
     /// a new term; from then on local writers write it and frames of older
     /// terms are refused. Returns the term.
     pub fn promote(&self, node: u32) -> Result<u32, ActiveFail> {
+        self.promote_lifting(node, false)
+    }
+
+    /// [`Segment::promote`] of a fenced replica the node daemon's quorate
+    /// partition elected (a non-collocated checkpoint whose primary left the
+    /// membership, [`ckpt_core::cluster::Settle::Promote`]): the fence is
+    /// lifted under the same claim, so that no other step comes between.
+    pub fn promote_elected(&self, node: u32) -> Result<u32, ActiveFail> {
+        self.promote_lifting(node, true)
+    }
+
+    fn promote_lifting(&self, node: u32, lift_fence: bool) -> Result<u32, ActiveFail> {
         if node > NODE_ID_MAX {
             return Err(ActiveFail::InvalidNode);
         }
         let _held = self.claim()?;
-        if self.is_fenced() {
+        if self.is_fenced() && !lift_fence {
             return Err(ActiveFail::Claim(ClaimFail::NoQuorum));
+        }
+        if lift_fence && !self.is_replica() {
+            // An election is for a replica: a primary here was not elected
+            // (the caller settles it as a primary instead).
+            return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
         if self.is_diverged() {
             // A deposed primary's copy waiting for its snapshot: what it
@@ -84,6 +101,9 @@ impl Segment {
             return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
         self.abort_staging();
+        if lift_fence {
+            self.set_fence_held(false);
+        }
         let term = self.term().wrapping_add(1).max(1);
         self.set_active_replica_held(node, term, intent_op::PROMOTE, Stamp::now());
         // The retention clock starts over: a close recorded while this was a
@@ -279,6 +299,12 @@ impl Segment {
     /// write is in flight or can begin.
     pub fn fence(&self, on: bool) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
+        self.set_fence_held(on);
+        Ok(())
+    }
+
+    /// [`Segment::fence`]'s store, the claim held.
+    fn set_fence_held(&self, on: bool) {
         let word = &self.header().role;
         let next = RoleWord {
             fenced: on,
@@ -287,7 +313,6 @@ impl Segment {
         // SYNC POINT: Release pairs with the Acquire loads in `is_fenced`
         // and `claim_local`.
         word.store(next.value(), Ordering::Release);
-        Ok(())
     }
 
     /// Fences this copy if the fence marker is in its directory now. A new
