@@ -10,6 +10,7 @@
 //! | `status` | the daemon's [`crate::node::NodeStatus`] as one JSON line |
 //! | `want <name in hex> <wait in ms>` | `want here`, `want arrived`, `want unknown` or `want timeout` ([`Wanted`]) |
 //! | `unlink <name in hex> <wait in ms>` | `unlink <the SA error code of the primary's unlink>`, `unlink unknown` or `unlink timeout` ([`Unlinked`]) |
+//! | `forward <name in hex> <wait in ms> <bytes>` and the change's bytes | `forward <result> <index> <seq> <generated id in hex, or ->`, `forward unknown` or `forward timeout` ([`Forwarded`]) |
 //!
 //! A daemon serving too many connections at once answers [`BUSY_ANSWER`]
 //! to any request; one that does not know a request answers a JSON error.
@@ -19,16 +20,19 @@
 //! holds the checkpoint ([`crate::node::NodeHandle::want`]). `unlink` is
 //! what [`crate::Service::unlink`] asks when this host holds no copy of the
 //! checkpoint, or only a replica: the daemon has the primary's node unlink
-//! it ([`crate::node::NodeHandle::unlink`]).
+//! it ([`crate::node::NodeHandle::unlink`]). `forward` is what a
+//! [`crate::Checkpoint`]'s changes ask where this host holds a replica: the
+//! daemon has the primary make the change ([`crate::forward`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-pub use ckpt_core::control::{Request, REQUEST_BYTES_MAX, WANT_WAIT_MAX};
+pub use ckpt_core::control::{Request, FORWARD_BYTES_MAX, REQUEST_BYTES_MAX, WANT_WAIT_MAX};
 use ckpt_core::CheckpointName;
 
+pub use crate::forward::Forwarded;
 pub use crate::node::{Unlinked, Wanted};
 
 /// The control socket's name in the segment directory, by default (where
@@ -89,6 +93,79 @@ pub fn ask_unlink(dir: &Path, name: &CheckpointName, wait: Duration) -> Option<U
     )
 }
 
+/// The answer line to a `forward`, newline included.
+pub fn forward_answer(f: &Forwarded) -> String {
+    match f {
+        Forwarded::Unknown => "forward unknown\n".into(),
+        Forwarded::TimedOut => "forward timeout\n".into(),
+        Forwarded::Answered(r) => {
+            let id = if r.id.is_empty() {
+                "-".to_string()
+            } else {
+                r.id.iter().map(|b| format!("{b:02x}")).collect()
+            };
+            format!("forward {} {} {} {id}\n", r.result, r.index, r.seq)
+        }
+    }
+}
+
+/// A `forward` answer's words after `forward `.
+fn parse_forwarded(s: &str) -> Option<Forwarded> {
+    match s {
+        "unknown" => return Some(Forwarded::Unknown),
+        "timeout" => return Some(Forwarded::TimedOut),
+        _ => {}
+    }
+    let mut w = s.split(' ');
+    let (result, index, seq, id) = (w.next()?, w.next()?, w.next()?, w.next()?);
+    if w.next().is_some() {
+        return None;
+    }
+    let id = match id {
+        "-" => Vec::new(),
+        hex if hex.len() % 2 == 0 && hex.len() <= 2 * ckpt_core::frame::WIRE_NAME_BYTES_MAX => (0
+            ..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?,
+        _ => return None,
+    };
+    Some(Forwarded::Answered(crate::forward::Reply {
+        result: result.parse().ok()?,
+        index: index.parse().ok()?,
+        seq: seq.parse().ok()?,
+        id,
+    }))
+}
+
+/// Asks the daemon answering on the control socket in `dir` to have the
+/// primary make the change `request` (a
+/// [`ckpt_core::frame::ForwardRequest`]'s bytes) to `name`, of which this
+/// host holds a replica, waiting up to `wait` (and a few seconds more).
+/// `None`: no daemon answers there, or it does not know the request. A
+/// daemon that took the request and failed to answer, or is busy, is
+/// [`Forwarded::TimedOut`].
+pub fn ask_forward(
+    dir: &Path,
+    name: &CheckpointName,
+    request: &[u8],
+    wait: Duration,
+) -> Option<Forwarded> {
+    let line = Request::Forward {
+        name: name.clone(),
+        wait: wait.min(WANT_WAIT_MAX),
+        bytes: request.len(),
+    };
+    ask_with(
+        dir,
+        &line,
+        request,
+        "forward ",
+        parse_forwarded,
+        Forwarded::TimedOut,
+    )
+}
+
 /// Sends `request` to the daemon in `dir` and reads its answer line, which
 /// begins with `prefix` and ends with what `parse` reads; `late` when the
 /// daemon took the request and did not answer it (in time, or at all).
@@ -99,18 +176,33 @@ fn ask<A>(
     parse: fn(&str) -> Option<A>,
     late: A,
 ) -> Option<A> {
+    ask_with(dir, request, &[], prefix, parse, late)
+}
+
+/// [`ask`], with `payload` sent right after the request line.
+fn ask_with<A>(
+    dir: &Path,
+    request: &Request,
+    payload: &[u8],
+    prefix: &str,
+    parse: fn(&str) -> Option<A>,
+    late: A,
+) -> Option<A> {
     let path = dir.join(CONTROL_NAME);
     // No daemon for this directory: nothing to ask (no connect attempt).
     std::fs::symlink_metadata(&path).ok()?;
     let mut stream = UnixStream::connect(&path).ok()?;
     let wait = match request {
-        Request::Want { wait, .. } | Request::Unlink { wait, .. } => *wait,
+        Request::Want { wait, .. }
+        | Request::Unlink { wait, .. }
+        | Request::Forward { wait, .. } => *wait,
         Request::Status => Duration::ZERO,
     };
     let sent = stream
         .set_write_timeout(Some(ANSWER_SLACK))
         .and_then(|()| stream.set_read_timeout(Some(wait + ANSWER_SLACK)))
-        .and_then(|()| stream.write_all(request.line().as_bytes()));
+        .and_then(|()| stream.write_all(request.line().as_bytes()))
+        .and_then(|()| stream.write_all(payload));
     if sent.is_err() {
         return Some(late);
     }
@@ -143,6 +235,34 @@ const ANSWER_SLACK: Duration = Duration::from_secs(3);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_answers_round_trip() {
+        use crate::forward::Reply;
+        for f in [
+            Forwarded::Unknown,
+            Forwarded::TimedOut,
+            Forwarded::Answered(Reply {
+                result: 0,
+                index: 0,
+                seq: 42,
+                id: Vec::new(),
+            }),
+            Forwarded::Answered(Reply {
+                result: 3,
+                index: 7,
+                seq: 0,
+                id: vec![0, 1, 0xff],
+            }),
+        ] {
+            let a = forward_answer(&f);
+            let words = a.trim_end().strip_prefix("forward ").unwrap();
+            assert_eq!(parse_forwarded(words), Some(f));
+        }
+        for bad in ["", "1 2 3", "1 2 3 - x", "x 0 0 -", "0 0 0 abc", "0 0 0 zz"] {
+            assert_eq!(parse_forwarded(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn want_answers_round_trip() {

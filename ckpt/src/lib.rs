@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+pub mod forward;
 pub mod membership;
 pub mod node;
 pub mod replication;
@@ -52,7 +53,7 @@ pub use ckpt_shm::log::LogError as WatchError;
 pub use ckpt_shm::ops::{thread_frames, thread_frames_reset};
 pub use ckpt_shm::{Config, SpareBuffer};
 
-use ckpt_core::frame::{FrameKind, FLAG_MORE, FLAG_STAGED};
+use ckpt_core::frame::{ForwardElement, ForwardOp, FrameKind, FLAG_MORE, FLAG_STAGED};
 use ckpt_shm::ack::Need;
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{SectionRef, Segment, WriteElement};
@@ -239,6 +240,7 @@ impl Service {
         }
         let segment = Segment::open(&self.config, &name, flags, attrs)?;
         Ok(Checkpoint {
+            forwards: segment.is_replica(),
             segment,
             last_found: AtomicU64::new(0),
         })
@@ -307,6 +309,23 @@ pub struct Checkpoint {
     /// for none): the next call with the same id checks it instead of
     /// searching the index (a hint, confirmed every time).
     last_found: AtomicU64,
+    /// Opened on a replica: its changes go to the primary ([`forward`]).
+    /// A handle opened on a primary that is later deposed does not forward:
+    /// its writer was the deposed active's, and is refused.
+    forwards: bool,
+}
+
+impl Checkpoint {
+    /// A checkpoint handle of the primary `segment` (opened for a link, not
+    /// as an opener), through which a link makes the changes a replica's
+    /// node forwards ([`forward`]).
+    pub(crate) fn forwarded_to(segment: Segment) -> Checkpoint {
+        Checkpoint {
+            segment,
+            last_found: AtomicU64::new(0),
+            forwards: false,
+        }
+    }
 }
 
 /// One element of [`Checkpoint::write`] (`SaCkptIOVectorElementT` for writes).
@@ -602,8 +621,34 @@ impl Checkpoint {
         data: &[u8],
     ) -> Result<Section<'_>, SectionCreateError> {
         self.create_checks()?;
+        if self.forwarding() {
+            let one = ForwardElement {
+                id,
+                offset: 0,
+                data,
+            };
+            forward::send::<SectionCreateError>(self, ForwardOp::Create, expiration.0, vec![one])
+                .map_err(|(_, e)| e)?;
+            return self.forwarded_section(id);
+        }
         let (section, _) = self.segment.create_section(Some(id), expiration, data)?;
         self.replicated(SectionCreateError::Timeout)?;
+        Ok(Section {
+            checkpoint: self,
+            section,
+        })
+    }
+
+    /// The section a forwarded creation made, as this host's replica holds
+    /// it (it waited for it).
+    fn forwarded_section(&self, id: &[u8]) -> Result<Section<'_>, SectionCreateError> {
+        let section = self.find(id).map_err(|e| match e {
+            LookupError::IdTooLong => SectionCreateError::IdTooLong,
+            LookupError::NoActiveReplica => SectionCreateError::NoActiveReplica,
+            // Created, then gone already (another node deleted it, or it
+            // expired): retry.
+            LookupError::NotExist | LookupError::TryAgain => SectionCreateError::TryAgain,
+        })?;
         Ok(Section {
             checkpoint: self,
             section,
@@ -634,6 +679,29 @@ impl Checkpoint {
         data: &[u8],
     ) -> Result<(SectionId, Section<'_>), SectionCreateError> {
         self.create_checks()?;
+        if self.forwarding() {
+            let one = ForwardElement {
+                id: &[],
+                offset: 0,
+                data,
+            };
+            let reply = forward::send::<SectionCreateError>(
+                self,
+                ForwardOp::CreateGenerated,
+                expiration.0,
+                vec![one],
+            )
+            .map_err(|(_, e)| e)?;
+            let id = SectionId(reply.id);
+            let section = self.forwarded_section(id.as_bytes())?.section;
+            return Ok((
+                id,
+                Section {
+                    checkpoint: self,
+                    section,
+                },
+            ));
+        }
         let (section, id) = self.segment.create_section(None, expiration, data)?;
         self.replicated(SectionCreateError::Timeout)?;
         Ok((
@@ -713,6 +781,16 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionDeleteError> {
+        if self.forwards(id)? {
+            let one = ForwardElement {
+                id,
+                offset: 0,
+                data: &[],
+            };
+            return forward::send::<SectionDeleteError>(self, ForwardOp::Delete, 0, vec![one])
+                .map(drop)
+                .map_err(|(_, e)| e);
+        }
         let section = self.section_to_change(id)?;
         self.segment.delete_section(section)?;
         self.replicated(SectionDeleteError::Timeout)
@@ -736,13 +814,37 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn set_expiration(&self, id: &[u8], expiration: Time) -> Result<(), ExpirationSetError> {
+        if self.forwards(id)? {
+            let one = ForwardElement {
+                id,
+                offset: 0,
+                data: &[],
+            };
+            let op = ForwardOp::SetExpiration;
+            return forward::send::<ExpirationSetError>(self, op, expiration.0, vec![one])
+                .map(drop)
+                .map_err(|(_, e)| e);
+        }
         let section = self.section_to_change(id)?;
         self.segment.set_expiration(section, expiration)?;
         self.replicated(ExpirationSetError::Timeout)
     }
 
+    /// True if this handle's changes go to the primary: it was opened on a
+    /// replica, which this copy still is (promoted here, it writes here).
+    fn forwarding(&self) -> bool {
+        self.forwards && self.segment.is_replica()
+    }
+
     /// The checks of delete and expiration change, in the spec's order.
     fn section_to_change(&self, id: &[u8]) -> Result<SectionRef, Refusal> {
+        self.change_checks(id)?;
+        self.find(id).map_err(Refusal::Lookup)
+    }
+
+    /// The checks of delete and expiration change before the section is
+    /// looked up, in the spec's order.
+    fn change_checks(&self, id: &[u8]) -> Result<(), Refusal> {
         if id.is_empty() {
             return Err(Refusal::DefaultSection);
         }
@@ -752,7 +854,18 @@ impl Checkpoint {
         if !self.has_active_replica() {
             return Err(Refusal::NoActiveReplica);
         }
-        self.find(id).map_err(Refusal::Lookup)
+        Ok(())
+    }
+
+    /// True if a delete or an expiration change of section `id` goes to
+    /// the primary (this copy is a replica), once the checks made here
+    /// pass.
+    fn forwards(&self, id: &[u8]) -> Result<bool, Refusal> {
+        if !self.forwarding() {
+            return Ok(false);
+        }
+        self.change_checks(id)?;
+        Ok(true)
     }
 
     /// Writes the elements in order (`saCkptCheckpointWrite`): all or nothing
@@ -784,6 +897,20 @@ impl Checkpoint {
         }
         if !self.has_active_replica() {
             return Err((0, WriteError::NoActiveReplica));
+        }
+        if self.forwarding() {
+            if elements.is_empty() {
+                return Ok(());
+            }
+            let elements = elements
+                .iter()
+                .map(|e| ForwardElement {
+                    id: e.id,
+                    offset: e.offset,
+                    data: e.data,
+                })
+                .collect();
+            return forward::send(self, ForwardOp::Write, 0, elements).map(drop);
         }
         let resolve =
             |i: usize, e: &WriteVec<'a>| -> Result<WriteElement<'a>, (usize, WriteError)> {
@@ -863,6 +990,16 @@ impl Checkpoint {
         }
         if !self.has_active_replica() {
             return Err(WriteError::NoActiveReplica);
+        }
+        if self.forwarding() {
+            let one = ForwardElement {
+                id,
+                offset: 0,
+                data,
+            };
+            return forward::send::<WriteError>(self, ForwardOp::Overwrite, 0, vec![one])
+                .map(drop)
+                .map_err(|(_, e)| e);
         }
         let section = self.find(id).map_err(lookup_to_write)?;
         self.segment.write(section, None, data)?;

@@ -836,6 +836,117 @@ impl NodeHandle {
     }
 }
 
+impl NodeHandle {
+    /// A process of this host changed checkpoint `name`, of which this host
+    /// holds a replica: this node sends the change (`request`, a
+    /// [`ckpt_core::frame::ForwardRequest`]'s bytes) to the primary over the
+    /// link that follows it here, waits up to `wait` for the answer and,
+    /// if the change was made, for this host's replica to hold it (see
+    /// [`crate::forward`]). A request the link had not sent when it ended
+    /// goes on the next one; one it had sent is `TimedOut` (made or not).
+    /// `cancelled` is asked at every look (the asker went away).
+    pub fn forward(
+        &self,
+        name: &CheckpointName,
+        request: Vec<u8>,
+        wait: Duration,
+        cancelled: &dyn Fn() -> bool,
+    ) -> crate::forward::Forwarded {
+        use crate::forward::{Forwarded, Reply, RESULT_BUSY};
+        use crate::replication::ForwardState;
+        let sh = &self.shared;
+        let started = Instant::now();
+        let mut request = Some(request);
+        let mut asked: Option<(Arc<LinkEntry>, u64)> = None;
+        loop {
+            let over = started.elapsed() >= wait || sh.stopping() || cancelled();
+            match asked.take() {
+                Some((e, ask)) => {
+                    let look = FORWARD_LOOK.min(wait.saturating_sub(started.elapsed()));
+                    match e.stats.forwarded(ask, look) {
+                        ForwardState::Answered(reply) => {
+                            return self.forwarded_here(&e, reply, started + wait);
+                        }
+                        ForwardState::Queued if over || !e.state().is_connected() => {
+                            // Never sent: another link may send it.
+                            request = e.stats.take_back(ask);
+                        }
+                        ForwardState::Sent if over || !e.state().is_connected() => {
+                            e.stats.take_back(ask);
+                            return Forwarded::TimedOut;
+                        }
+                        ForwardState::Unknown => return Forwarded::TimedOut,
+                        _ => asked = Some((e, ask)),
+                    }
+                }
+                None => {
+                    let link = lock(&sh.links)
+                        .iter()
+                        .find(|((role, n, _), e)| {
+                            *role == Role::Following && n == name && e.state() == LinkState::Linked
+                        })
+                        .map(|(_, e)| e.clone());
+                    match (link, request.take()) {
+                        (Some(e), Some(bytes)) => match e.stats.forward(bytes) {
+                            Some(ask) => asked = Some((e, ask)),
+                            None => {
+                                return Forwarded::Answered(Reply {
+                                    result: RESULT_BUSY,
+                                    index: 0,
+                                    seq: 0,
+                                    id: Vec::new(),
+                                })
+                            }
+                        },
+                        (None, Some(bytes)) => {
+                            if sh.may_offer(name) == Offer::None {
+                                return Forwarded::Unknown;
+                            }
+                            request = Some(bytes);
+                        }
+                        (_, None) => return Forwarded::TimedOut,
+                    }
+                }
+            }
+            if asked.is_none() {
+                if over {
+                    return Forwarded::TimedOut;
+                }
+                std::thread::sleep(FORWARD_LOOK.min(WANT_POLL));
+            }
+        }
+    }
+
+    /// The primary answered `reply` on link `e`: if the change was made,
+    /// waits until this host's replica holds its frame (until `deadline`;
+    /// `TimedOut` after that).
+    fn forwarded_here(
+        &self,
+        e: &LinkEntry,
+        reply: crate::forward::Reply,
+        deadline: Instant,
+    ) -> crate::forward::Forwarded {
+        use crate::forward::Forwarded;
+        if reply.result != 0 {
+            return Forwarded::Answered(reply);
+        }
+        while e.stats.held.load(Ordering::Relaxed) < reply.seq {
+            if Instant::now() >= deadline || self.shared.stopping() {
+                return Forwarded::TimedOut;
+            }
+            std::thread::sleep(HELD_POLL);
+        }
+        Forwarded::Answered(reply)
+    }
+}
+
+/// How long [`NodeHandle::forward`] waits for an answer before it looks at
+/// the link's state again.
+const FORWARD_LOOK: Duration = Duration::from_millis(50);
+/// How often [`NodeHandle::forward`] looks whether the replica holds a
+/// forwarded change's frame.
+const HELD_POLL: Duration = Duration::from_micros(100);
+
 /// A running node daemon. Dropping it stops it.
 pub struct Node {
     shared: Arc<Shared>,

@@ -24,10 +24,11 @@
 //! short timeout, [`LinkOptions::poll`], when it had nothing to do the last
 //! time).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -136,6 +137,36 @@ pub struct LinkStats {
     /// The primary's last answer: the number of asks it answers (high
     /// half) and the SA error code of its unlink (low half); 0: none yet.
     unlink_answer: AtomicU64,
+    /// Changes this end's node forwards to the primary (at a follower), and
+    /// their answers: [`LinkStats::forward`].
+    forwards: Mutex<Forwards>,
+    /// Notified when an answer comes.
+    forward_answered: std::sync::Condvar,
+}
+
+/// A follower's forwarded changes: queued (not sent yet), sent (waiting for
+/// their answers), answered.
+#[derive(Debug, Default)]
+struct Forwards {
+    /// The last ask's number.
+    asked: u64,
+    queued: VecDeque<(u64, Vec<u8>)>,
+    sent: BTreeSet<u64>,
+    answers: BTreeMap<u64, crate::forward::Reply>,
+}
+
+/// Where a forwarded change stands ([`LinkStats::forwarded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardState {
+    /// Not sent yet: the link may still send it (or a later one, if it is
+    /// taken back with [`LinkStats::take_back`]).
+    Queued,
+    /// Sent: the answer is awaited.
+    Sent,
+    /// The primary's answer.
+    Answered(crate::forward::Reply),
+    /// Not known to this link (forgotten).
+    Unknown,
 }
 
 impl LinkStats {
@@ -164,6 +195,78 @@ impl LinkStats {
         let a = self.unlink_answer.load(Ordering::Acquire);
         // Asks are counted in 32 bits on this side of the answer word.
         (a != 0 && (a >> 32) >= (asked & 0xFFFF_FFFF)).then_some(a as u32)
+    }
+
+    /// At a follower: queues the forwarded change `request` (a
+    /// [`ckpt_core::frame::ForwardRequest`]'s bytes) for the link to send
+    /// to the primary. Returns its ask number, for
+    /// [`LinkStats::forwarded`]; `None` if
+    /// [`crate::forward::FORWARDS_QUEUED_MAX`] are queued or waiting.
+    pub fn forward(&self, request: Vec<u8>) -> Option<u64> {
+        let mut f = self.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        if f.queued.len() + f.sent.len() >= crate::forward::FORWARDS_QUEUED_MAX {
+            return None;
+        }
+        f.asked += 1;
+        let ask = f.asked;
+        f.queued.push_back((ask, request));
+        Some(ask)
+    }
+
+    /// Where ask `ask` stands, once answered or after `wait` at most; an
+    /// answer is handed out once (and forgotten).
+    pub fn forwarded(&self, ask: u64, wait: Duration) -> ForwardState {
+        let mut f = self.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = Instant::now() + wait;
+        while f.sent.contains(&ask) && !f.answers.contains_key(&ask) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            f = self
+                .forward_answered
+                .wait_timeout(f, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if let Some(reply) = f.answers.remove(&ask) {
+            return ForwardState::Answered(reply);
+        }
+        if f.sent.contains(&ask) {
+            ForwardState::Sent
+        } else if f.queued.iter().any(|(a, _)| *a == ask) {
+            ForwardState::Queued
+        } else {
+            ForwardState::Unknown
+        }
+    }
+
+    /// Takes ask `ask` back if it was not sent yet (its bytes, for another
+    /// link), and forgets it either way (the asker stopped waiting).
+    pub fn take_back(&self, ask: u64) -> Option<Vec<u8>> {
+        let mut f = self.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        f.sent.remove(&ask);
+        f.answers.remove(&ask);
+        let at = f.queued.iter().position(|(a, _)| *a == ask)?;
+        f.queued.remove(at).map(|(_, bytes)| bytes)
+    }
+
+    /// The next queued change to send, now counted as sent.
+    fn next_forward(&self) -> Option<(u64, Vec<u8>)> {
+        let mut f = self.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        let (ask, bytes) = f.queued.pop_front()?;
+        f.sent.insert(ask);
+        Some((ask, bytes))
+    }
+
+    /// The primary answered ask `ask` (dropped unless this link sent it and
+    /// its asker still waits).
+    fn answered(&self, ask: u64, reply: crate::forward::Reply) {
+        let mut f = self.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        if f.sent.remove(&ask) {
+            f.answers.insert(ask, reply);
+            self.forward_answered.notify_all();
+        }
     }
 
     /// Frames the replica lacks (as this end knows; 0 while parked: there
@@ -781,6 +884,10 @@ pub fn ship<C: Connection>(
     std::thread::scope(|s| {
         s.spawn(|| {
             let _in = span.enter();
+            // Changes the follower's node forwards are made on a thread of
+            // their own, started at the first: a synchronous one waits for
+            // the replicas' acknowledgements, which this thread receives.
+            let mut forwarder: Option<SyncSender<(u64, u64, Vec<u8>)>> = None;
             while !done.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
                 let bytes = match recv(rx, RECV_WAIT) {
                     Ok(Some(b)) => b,
@@ -804,6 +911,32 @@ pub fn ship<C: Connection>(
                     let answer = Message::UnlinkAnswer { code };
                     if let Err(e) = send(guard.conn, &answer, &[], &[]) {
                         return finish(Err(e));
+                    }
+                    continue;
+                }
+                if let Message::Forward { incarnation, ask } = m.message {
+                    let to = forwarder.get_or_insert_with(|| {
+                        let (tx, rx) = sync_channel(crate::forward::FORWARDS_QUEUED_MAX);
+                        let (link, span) = (&link, span.clone());
+                        s.spawn(move || {
+                            let _in = span.enter();
+                            if let Err(e) = forward_worker(primary, link, rx) {
+                                finish(Err(e));
+                            }
+                        });
+                        tx
+                    });
+                    if to.try_send((incarnation, ask, m.forward.to_vec())).is_err() {
+                        let reply = crate::forward::Reply {
+                            result: crate::forward::RESULT_BUSY,
+                            index: 0,
+                            seq: 0,
+                            id: Vec::new(),
+                        };
+                        let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(e) = send_reply(guard.conn, ask, &reply) {
+                            return finish(Err(e));
+                        }
                     }
                     continue;
                 }
@@ -878,6 +1011,79 @@ fn answer_unlinks(opts: &LinkOptions, through: u64, code: u32) {
         // `unlink_answered`.
         c.unlink_answer.store(word, Ordering::Release);
     });
+}
+
+/// The primary's side of the follower's [`Message::Forward`]s, on a thread
+/// of its own: each change made ([`crate::forward::execute`]) through a
+/// [`crate::Checkpoint`] of the primary, opened at the first, and answered
+/// in order. Ends when the link's receiving thread drops `requests`.
+fn forward_worker<C: Connection>(
+    primary: &Segment,
+    link: &Mutex<ShipLink<'_, '_, C>>,
+    requests: Receiver<(u64, u64, Vec<u8>)>,
+) -> Result<(), ReplicationError> {
+    let mut checkpoint: Option<crate::Checkpoint> = None;
+    for (incarnation, ask, bytes) in requests {
+        let reply = forward_asked(primary, &mut checkpoint, incarnation, &bytes);
+        let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
+        send_reply(guard.conn, ask, &reply)?;
+    }
+    Ok(())
+}
+
+/// Makes one forwarded change on `primary` if it is still the primary of
+/// `incarnation` (refused otherwise).
+fn forward_asked(
+    primary: &Segment,
+    checkpoint: &mut Option<crate::Checkpoint>,
+    incarnation: u64,
+    bytes: &[u8],
+) -> crate::forward::Reply {
+    let refused = crate::forward::Reply {
+        result: crate::forward::RESULT_REFUSED,
+        index: 0,
+        seq: 0,
+        id: Vec::new(),
+    };
+    if incarnation != primary.incarnation() || primary.is_unlinked() || primary.is_replica() {
+        return refused;
+    }
+    // Checked when the message was decoded.
+    let Ok(request) = ckpt_core::frame::ForwardRequest::decode(bytes) else {
+        return refused;
+    };
+    if checkpoint.is_none() {
+        let rw = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
+        // By name: the file may be another incarnation's by now.
+        match Segment::open_for_link(primary.config(), primary.name(), rw) {
+            Ok(s) if s.incarnation() == incarnation => {
+                *checkpoint = Some(crate::Checkpoint::forwarded_to(s));
+            }
+            _ => return refused,
+        }
+    }
+    let c = checkpoint.as_ref().expect("opened above");
+    if c.segment().is_replica() || c.segment().is_unlinked() {
+        return refused;
+    }
+    crate::forward::execute(c, &request)
+}
+
+/// Sends the answer to forwarded change `ask`.
+fn send_reply<C: Connection>(
+    conn: &mut C,
+    ask: u64,
+    reply: &crate::forward::Reply,
+) -> Result<(), ReplicationError> {
+    let mut body = Vec::new();
+    ckpt_core::frame::encode_forward_id(&reply.id, &mut body);
+    let m = Message::ForwardAnswer {
+        ask,
+        seq: reply.seq,
+        result: reply.result,
+        index: reply.index,
+    };
+    send(conn, &m, &[], &body)
 }
 
 /// The primary's side of a follower's [`Message::UnlinkRequest`]: unlinks
@@ -1363,6 +1569,13 @@ pub fn follow_offered<C: Connection>(
                     let incarnation = offered.incarnation;
                     send(&mut tx, &Message::UnlinkRequest { incarnation }, &[], &[])?;
                 }
+                if replica.is_some() {
+                    while let Some((ask, bytes)) = stats.next_forward() {
+                        let incarnation = offered.incarnation;
+                        let m = Message::Forward { incarnation, ask };
+                        send(&mut tx, &m, &[], &bytes)?;
+                    }
+                }
             }
             let wait = if busy { Duration::ZERO } else { opts.poll };
             // The last message's bytes are done with: `conn` may reuse them.
@@ -1383,6 +1596,22 @@ pub fn follow_offered<C: Connection>(
                         if let Some(through) = unlinks_waiting.pop_front() {
                             answer_unlinks(opts, through, code);
                         }
+                    }
+                    if let Message::ForwardAnswer {
+                        ask,
+                        seq,
+                        result,
+                        index,
+                    } = m.message
+                    {
+                        let id = m.forward.to_vec();
+                        let reply = crate::forward::Reply {
+                            result,
+                            index,
+                            seq,
+                            id,
+                        };
+                        opts.count(|c| c.answered(ask, reply));
                     }
                     let shipped = match m.message {
                         Message::Frames { last, .. } => Some(last),

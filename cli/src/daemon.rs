@@ -50,7 +50,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ckpt::control::{unlink_answer, want_answer, Request, Unlinked, Wanted};
+use ckpt::control::{
+    forward_answer, unlink_answer, want_answer, Forwarded, Request, Unlinked, Wanted,
+};
 use ckpt::membership::Membership;
 use ckpt::node::{Node, NodeConfig, NodeHandle, NodeStatus, Peer, Placement};
 use ckpt::Config;
@@ -624,8 +626,13 @@ fn answer_control(
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let request = read_request(&stream, b"\n", ckpt::control::REQUEST_BYTES_MAX)?;
+    // The line, and what came after it (a `forward`'s change begins there).
+    let (line, after) = match request.iter().position(|&b| b == b'\n') {
+        Some(at) => (&request[..at], &request[at + 1..]),
+        None => (&request[..], &[][..]),
+    };
     let mut out = &stream;
-    match Request::parse(&request) {
+    match Request::parse(line) {
         Ok(Request::Status) => match status() {
             Some(s) => {
                 let json = serde_json::to_string(&s).expect("serializable");
@@ -657,8 +664,48 @@ fn answer_control(
             })?;
             out.write_all(unlink_answer(u).as_bytes())
         }
+        Ok(Request::Forward { name, wait, bytes }) => {
+            let change = match read_payload(&stream, after, bytes) {
+                Ok(c) => c,
+                Err(why) => return writeln!(out, "{}", serde_json::json!({ "error": why })),
+            };
+            let f = waiting(&stream, wanting, &name, Forwarded::TimedOut, |gone| {
+                node.forward(&name, change, wait, gone)
+            })?;
+            out.write_all(forward_answer(&f).as_bytes())
+        }
         Err(why) => writeln!(out, "{}", serde_json::json!({ "error": why })),
     }
+}
+
+/// A request's `bytes` bytes after its line: `first` (read with the line),
+/// then the rest from `stream` within [`CLIENT_TIMEOUT`]. Checked whole:
+/// a [`ForwardRequest`](ckpt_core::frame::ForwardRequest), not more.
+fn read_payload(stream: &UnixStream, first: &[u8], bytes: usize) -> Result<Vec<u8>, String> {
+    if first.len() > bytes {
+        return Err("more bytes after the request than it announced".into());
+    }
+    let mut change = Vec::with_capacity(bytes);
+    change.extend_from_slice(first);
+    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
+    let mut reader = stream;
+    while change.len() < bytes {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err("the change did not come in time".into());
+        }
+        reader.set_timeout(left).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64 << 10];
+        let room = (bytes - change.len()).min(buf.len());
+        match reader.read(&mut buf[..room]) {
+            Ok(0) => return Err("the client closed before the whole change".into()),
+            Ok(n) => change.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(format!("reading the change: {e}")),
+        }
+    }
+    ckpt_core::frame::ForwardRequest::decode(&change)
+        .map_err(|e| format!("forward: the change does not decode: {e}"))?;
+    Ok(change)
 }
 
 /// Runs a request that waits (for a replica, for the primary's answer) as

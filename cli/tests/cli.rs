@@ -36,6 +36,39 @@ fn replica_holds(dir: &std::path::Path, name: &str, want: u64) {
     }
 }
 
+/// A free loopback port.
+fn port() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// A `ckpt daemon` process, killed if the test fails half way.
+struct Daemon(std::process::Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ckpt --dir DIR daemon ARGS`, its log on a pipe.
+fn daemon(dir: &std::path::Path, args: &[&str]) -> Daemon {
+    Daemon(
+        Command::new(env!("CARGO_BIN_EXE_ckpt"))
+            .arg("--dir")
+            .arg(dir)
+            .arg("daemon")
+            .args(args)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -506,38 +539,10 @@ fn ship_and_follow_keep_a_replica_up_to_date_across_a_restart() {
 #[test]
 fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
     use std::io::{Read, Write};
-    use std::process::{Child, Stdio};
     use std::time::{Duration, Instant};
 
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .to_string()
-    };
     let (pa, pb, metrics) = (port(), port(), port());
-    // Killed if the test fails half way.
-    struct Daemon(Child);
-    impl Drop for Daemon {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let daemon = |dir: &std::path::Path, args: &[&str]| -> Daemon {
-        Daemon(
-            Command::new(env!("CARGO_BIN_EXE_ckpt"))
-                .arg("--dir")
-                .arg(dir)
-                .arg("daemon")
-                .args(args)
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
-    };
     let peer_a = format!("1:alpha={pa}");
     let peer_b = format!("2:beta={pb}");
     let mut da = daemon(
@@ -742,4 +747,146 @@ fn a_daemon_with_a_bad_configuration_says_why_and_exits_1() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
         assert!(text(&out).contains(why), "{args:?}: {}", text(&out));
     }
+}
+
+#[test]
+fn changes_made_where_only_a_replica_is_go_to_the_primary() {
+    use ckpt::{
+        ExpirationSetError, SectionCreateError, SectionDeleteError, UpdateMode, WriteError,
+        WriteVec,
+    };
+    use std::time::{Duration, Instant};
+
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (port(), port());
+    let (peer_a, peer_b) = (format!("1:alpha={pa}"), format!("2:beta={pb}"));
+    let _da = daemon(
+        a.path(),
+        &["--node", "1", "--listen", &pa, "--peer", &peer_b],
+    );
+    let _db = daemon(
+        b.path(),
+        &["--node", "2", "--listen", &pb, "--peer", &peer_a],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ![&a, &b]
+        .iter()
+        .all(|d| ckpt(d.path(), &["peers"]).status.success())
+    {
+        assert!(Instant::now() < deadline, "the daemons did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let service = |dir: &std::path::Path, node| {
+        Service::with_config(Config {
+            node_id: node,
+            ..Config::with_dir(dir)
+        })
+    };
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    for (name, mode, collocated) in [
+        ("safCkpt=fwd_async", UpdateMode::ActiveReplica, true),
+        ("safCkpt=fwd_sync", UpdateMode::AllReplicas, false),
+    ] {
+        let attrs = CreationAttributes {
+            flags: ckpt::CreationFlags::new(mode, collocated),
+            section_id_bytes_max: 8,
+            ..CreationAttributes::new(8, 64)
+        };
+        let primary = service(a.path(), 1)
+            .open(name, rw | OpenFlags::CREATE, Some(&attrs))
+            .unwrap();
+        if collocated {
+            primary.set_active_replica().unwrap();
+        }
+        primary.create_section(b"a", Time::END, b"from 1").unwrap();
+        // Opened on node 2 at once (the want waits for node 1's first
+        // offer), for writing: its copy is a replica.
+        let there = service(b.path(), 2).open(name, rw, None).unwrap();
+        assert!(there.segment().is_replica());
+        // Each change is made by node 1 and is in node 2's replica when the
+        // call returns.
+        let t = Instant::now();
+        there.overwrite(b"a", b"from 2").unwrap();
+        let took = t.elapsed();
+        assert_eq!(there.read_section(b"a").unwrap(), b"from 2");
+        assert_eq!(primary.read_section(b"a").unwrap(), b"from 2");
+        println!("{name}: an overwrite from node 2 took {took:?}");
+        there.create_section(b"b", Time::END, b"new").unwrap();
+        let (id, section) = there.create_section_generated(Time::END, b"gen").unwrap();
+        assert_eq!(section.version().unwrap(), 1);
+        assert_eq!(primary.read_section(id.as_bytes()).unwrap(), b"gen");
+        there
+            .write(&[
+                WriteVec {
+                    id: b"a",
+                    offset: 5,
+                    data: b"2!",
+                },
+                WriteVec {
+                    id: b"b",
+                    offset: 3,
+                    data: b"er",
+                },
+            ])
+            .unwrap();
+        assert_eq!(there.read_section(b"a").unwrap(), b"from 2!");
+        assert_eq!(primary.read_section(b"b").unwrap(), b"newer");
+        there.set_expiration(b"b", Time(1)).unwrap();
+        assert!(primary.read_section(b"b").is_err(), "expired at once");
+        there.delete_section(id.as_bytes()).unwrap();
+        assert!(primary.read_section(id.as_bytes()).is_err());
+        assert!(there.read_section(id.as_bytes()).is_err());
+        // The primary's errors, with the failing element: nothing of a
+        // failed vector write is made.
+        let bad = there.write(&[
+            WriteVec {
+                id: b"a",
+                offset: 0,
+                data: b"X",
+            },
+            WriteVec {
+                id: b"none",
+                offset: 0,
+                data: b"x",
+            },
+        ]);
+        assert_eq!(bad, Err((1, WriteError::NotExist)));
+        assert_eq!(primary.read_section(b"a").unwrap(), b"from 2!");
+        assert_eq!(there.overwrite(b"a", &[0; 65]), Err(WriteError::TooLarge));
+        assert_eq!(
+            there.create_section(b"a", Time::END, b"x").err(),
+            Some(SectionCreateError::Exist)
+        );
+        assert_eq!(
+            there.delete_section(b"none"),
+            Err(SectionDeleteError::NotExist)
+        );
+        assert_eq!(
+            there.set_expiration(b"none", Time::END),
+            Err(ExpirationSetError::NotExist)
+        );
+        // Checked here, before anything is sent.
+        assert_eq!(
+            there.overwrite(b"longer than 8", b"x"),
+            Err(WriteError::IdTooLong)
+        );
+        let reader = service(b.path(), 2)
+            .open(name, OpenFlags::READ, None)
+            .unwrap();
+        assert_eq!(reader.overwrite(b"a", b"x"), Err(WriteError::Access));
+    }
+    // With node 1's daemon gone, there is no primary to ask: TRY_AGAIN or,
+    // once the request went, TIMEOUT; never a crash or a silent loss.
+    drop(_da);
+    let there = service(b.path(), 2)
+        .open("safCkpt=fwd_async", rw, None)
+        .unwrap();
+    let t = Instant::now();
+    let e = there.overwrite(b"a", b"lost?").unwrap_err();
+    assert!(
+        matches!(e, WriteError::TryAgain | WriteError::Timeout),
+        "{e:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    assert_eq!(there.read_section(b"a").unwrap(), b"from 2!");
 }

@@ -8,6 +8,7 @@
 //! | [`Request::Status`] | `status` |
 //! | [`Request::Want`] | `want <the name's bytes in lowercase hex> <wait in ms>`, then ` existing` for an open without `CREATE` |
 //! | [`Request::Unlink`] | `unlink <the name's bytes in lowercase hex> <wait in ms>` |
+//! | [`Request::Forward`] | `forward <the name's bytes in lowercase hex> <wait in ms> <bytes>`, then that many bytes: a change ([`crate::frame::ForwardRequest`]) |
 
 use core::time::Duration;
 
@@ -46,7 +47,22 @@ pub enum Request {
         /// How long the asker waits.
         wait: Duration,
     },
+    /// A process of this host changes `name`, of which this host holds a
+    /// replica: the daemon has the primary make the change, within `wait`.
+    /// The change's `bytes` bytes follow the line.
+    Forward {
+        /// The checkpoint.
+        name: CheckpointName,
+        /// How long the asker waits.
+        wait: Duration,
+        /// The length of the change that follows the line (at most
+        /// [`FORWARD_BYTES_MAX`]).
+        bytes: usize,
+    },
 }
+
+/// The longest change a `forward` request carries.
+pub const FORWARD_BYTES_MAX: usize = 32 << 20;
 
 impl Request {
     /// Parses one request line (untrusted bytes; trailing whitespace
@@ -64,14 +80,26 @@ impl Request {
             words.next(),
         ) {
             (Some("status"), None, None, None, None) => Ok(Request::Status),
-            (Some(verb @ ("want" | "unlink")), Some(hex), Some(ms), last, None) => {
-                let existing = match (verb, last) {
-                    (_, None) => false,
-                    ("want", Some("existing")) => true,
+            (Some(verb @ ("want" | "unlink" | "forward")), Some(hex), Some(ms), last, None) => {
+                let (existing, bytes) = match (verb, last) {
+                    ("forward", Some(n)) => {
+                        let n: usize = n
+                            .parse()
+                            .map_err(|_| "forward: the length is not a number".to_string())?;
+                        if n == 0 || n > FORWARD_BYTES_MAX {
+                            return Err(format!(
+                                "forward: a change of 1 to {FORWARD_BYTES_MAX} bytes"
+                            ));
+                        }
+                        (false, n)
+                    }
+                    ("forward", None) => return Err("forward: the length is missing".into()),
+                    (_, None) => (false, 0),
+                    ("want", Some("existing")) => (true, 0),
                     _ => return Err(format!("{verb}: unexpected words after the wait")),
                 };
-                let bytes = unhex(hex).ok_or(format!("{verb}: the name is not hex"))?;
-                let name = CheckpointName::new(bytes).map_err(|e| format!("{verb}: {e}"))?;
+                let named = unhex(hex).ok_or(format!("{verb}: the name is not hex"))?;
+                let name = CheckpointName::new(named).map_err(|e| format!("{verb}: {e}"))?;
                 let ms: u64 = ms
                     .parse()
                     .map_err(|_| format!("{verb}: the wait is not a number"))?;
@@ -85,12 +113,13 @@ impl Request {
                         wait,
                         existing,
                     },
+                    "forward" => Request::Forward { name, wait, bytes },
                     _ => Request::Unlink { name, wait },
                 })
             }
             _ => Err(format!(
-                "unknown request {:?}: expected `status`, `want <name in hex> <ms> [existing]` \
-                 or `unlink <name in hex> <ms>`",
+                "unknown request {:?}: expected `status`, `want <name in hex> <ms> [existing]`, \
+                 `unlink <name in hex> <ms>` or `forward <name in hex> <ms> <bytes>`",
                 line.chars().take(64).collect::<String>()
             )),
         }
@@ -100,9 +129,12 @@ impl Request {
     pub fn line(&self) -> String {
         match self {
             Request::Status => "status\n".into(),
-            Request::Want { name, wait, .. } | Request::Unlink { name, wait } => {
+            Request::Want { name, wait, .. }
+            | Request::Unlink { name, wait }
+            | Request::Forward { name, wait, .. } => {
                 let verb = match self {
                     Request::Want { .. } => "want",
+                    Request::Forward { .. } => "forward",
                     _ => "unlink",
                 };
                 let mut s = String::with_capacity(name.as_bytes().len() * 2 + 40);
@@ -112,8 +144,10 @@ impl Request {
                     s.push_str(&format!("{b:02x}"));
                 }
                 s.push_str(&format!(" {}", wait.as_millis()));
-                if let Request::Want { existing: true, .. } = self {
-                    s.push_str(" existing");
+                match self {
+                    Request::Want { existing: true, .. } => s.push_str(" existing"),
+                    Request::Forward { bytes, .. } => s.push_str(&format!(" {bytes}")),
+                    _ => {}
                 }
                 s.push('\n');
                 s
@@ -161,6 +195,14 @@ mod tests {
         assert_eq!(line, "unlink 736166436b70743d75 20\n");
         assert_eq!(Request::parse(line.as_bytes()), Ok(unlink));
         assert!(Request::parse(b"unlink 61").is_err());
+        let forward = Request::Forward {
+            name: CheckpointName::new(b"safCkpt=f").unwrap(),
+            wait: Duration::from_millis(30),
+            bytes: 40,
+        };
+        let line = forward.line();
+        assert_eq!(line, "forward 736166436b70743d66 30 40\n");
+        assert_eq!(Request::parse(line.as_bytes()), Ok(forward));
         assert_eq!(Request::parse(b"status\n"), Ok(Request::Status));
         for bad in [
             &b"want 7\n"[..],
@@ -172,6 +214,12 @@ mod tests {
             b"want 61 10 extra",
             b"want 61 10 existing existing",
             b"unlink 61 10 existing",
+            b"forward 61 10",
+            b"forward 61 10 0",
+            b"forward 61 10 -3",
+            b"forward 61 10 99999999999",
+            b"forward 61 10 existing",
+            b"want 61 10 40",
             b"want +a 10",
             b"\xff",
             b"stat",

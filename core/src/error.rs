@@ -29,6 +29,21 @@ macro_rules! op_error {
         }
 
         impl $name {
+            /// Every variant, in declaration order: a variant's number is
+            /// its place here ([`Self::number`]).
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )+ ];
+
+            /// The variant's number: its place in [`Self::ALL`] (a change a
+            /// replica's node forwards to the primary comes back as one).
+            pub const fn number(self) -> u32 {
+                self as u32
+            }
+
+            /// The variant numbered `n`, if any.
+            pub fn from_number(n: u32) -> Option<Self> {
+                Self::ALL.get(n as usize).copied()
+            }
+
             /// The `SaAisErrorT` this error is reported as.
             pub const fn ais(self) -> AisError {
                 match self {
@@ -334,6 +349,18 @@ impl From<crate::attrs::AttributesError> for OpenError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_variant_round_trips_through_its_number() {
+        for e in super::WriteError::ALL {
+            assert_eq!(super::WriteError::from_number(e.number()), Some(*e));
+        }
+        for e in super::SectionCreateError::ALL {
+            assert_eq!(super::SectionCreateError::from_number(e.number()), Some(*e));
+        }
+        let n = super::SectionDeleteError::ALL.len() as u32;
+        assert_eq!(super::SectionDeleteError::from_number(n), None);
+    }
+
     use super::*;
 
     #[test]

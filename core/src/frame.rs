@@ -734,7 +734,7 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 7;
+pub const WIRE_VERSION: u8 = 8;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -777,6 +777,8 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 11 sealed | counter | 0 | 0 | 0 | another message, encrypted, then a 16-byte tag ([`seal_header`]) |
 /// | 12 `UnlinkRequest` | incarnation | 0 | 0 | 0 | none |
 /// | 13 `UnlinkAnswer` | 0 | 0 | code | 0 | none |
+/// | 14 `Forward` | incarnation | ask | 0 | 0 | the change ([`ForwardRequest`]) |
+/// | 15 `ForwardAnswer` | seq | ask | result | index | none, or a generated section id ([`encode_forward_id`]) |
 ///
 /// A link begins (after `Hello` and `Proof` where the ends share a cluster
 /// key) with the shipper's `Offer`, which names the checkpoint, and the
@@ -800,6 +802,10 @@ pub struct WireMessage<'a> {
     pub records: &'a [u8],
     /// A `SnapshotEnd`'s tail.
     pub tail: Option<SnapshotTail>,
+    /// A `Forward`'s change, checked by [`decode_message`] (read it with
+    /// [`ForwardRequest::decode`]), or a `ForwardAnswer`'s generated
+    /// section id (empty otherwise).
+    pub forward: &'a [u8],
 }
 
 /// One section of a snapshot, or a piece of one: a section larger than a
@@ -977,6 +983,215 @@ impl SnapshotTail {
     }
 }
 
+/// The most elements a forwarded vector write carries.
+pub const FORWARD_ELEMENTS_MAX: usize = 1 << 16;
+
+/// What a forwarded change does (a [`ForwardRequest`]'s operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardOp {
+    /// `saCkptCheckpointWrite`: every element, all or nothing.
+    Write = 1,
+    /// `saCkptSectionOverwrite`: one element, its offset 0.
+    Overwrite = 2,
+    /// `saCkptSectionCreate` with an id: one element (its initial data),
+    /// `time` its expiration.
+    Create = 3,
+    /// `saCkptSectionCreate` with a generated id: one element with an empty
+    /// id, `time` its expiration.
+    CreateGenerated = 4,
+    /// `saCkptSectionDelete`: one element with no data.
+    Delete = 5,
+    /// `saCkptSectionExpirationTimeSet`: one element with no data, `time`
+    /// the expiration.
+    SetExpiration = 6,
+}
+
+impl ForwardOp {
+    fn from_byte(b: u8) -> Option<ForwardOp> {
+        use ForwardOp as O;
+        [
+            O::Write,
+            O::Overwrite,
+            O::Create,
+            O::CreateGenerated,
+            O::Delete,
+            O::SetExpiration,
+        ]
+        .into_iter()
+        .find(|o| *o as u8 == b)
+    }
+}
+
+/// One element of a forwarded change: a section id, an offset (writes
+/// only) and data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardElement<'a> {
+    /// The section's id (empty: the default section, or a generated id).
+    pub id: &'a [u8],
+    /// Where the data goes (a vector write's element; 0 otherwise).
+    pub offset: u64,
+    /// The data (empty for a delete or an expiration change).
+    pub data: &'a [u8],
+}
+
+/// A change a node that holds only a replica forwards to the primary, the
+/// body of a `Forward` message (and of the node daemon's `forward` control
+/// request, which carries the same bytes), little-endian, 8-aligned:
+///
+/// ```text
+///  0    1       4       8               16
+///  +----+-------+-------+---------------+
+///  | op | zero  | count |     time      |   then `count` elements:
+///  +----+-------+-------+---------------+
+///  0       2               8              16             24
+///  +-------+---------------+---------------+--------------+
+///  |id_len |     zero      |    offset     |   data_len   |  id, data (each
+///  +-------+---------------+---------------+--------------+  padded to 8)
+/// ```
+///
+/// `op` is a [`ForwardOp`]; `time` an expiration in ns (creation and
+/// expiration change; 0 otherwise). A write has 1 to
+/// [`FORWARD_ELEMENTS_MAX`] elements, every other operation one; only a
+/// write has offsets, only a write, an overwrite or a creation has data, and
+/// a generated id's element has no id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRequest<'a> {
+    /// The operation.
+    pub op: ForwardOp,
+    /// The expiration, for a creation or an expiration change.
+    pub time: i64,
+    /// The elements, in order.
+    pub elements: Vec<ForwardElement<'a>>,
+}
+
+const FORWARD_HEAD_BYTES: usize = 16;
+const FORWARD_ELEMENT_BYTES: usize = 24;
+
+impl<'a> ForwardRequest<'a> {
+    /// Appends the request's bytes to `out` (padded to 8). Only the rules
+    /// [`ForwardRequest::decode`] checks make a request a peer accepts.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.op as u8);
+        out.extend_from_slice(&[0; 3]);
+        out.extend_from_slice(&(self.elements.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.time.to_le_bytes());
+        for e in &self.elements {
+            out.extend_from_slice(&(e.id.len() as u16).to_le_bytes());
+            out.extend_from_slice(&[0; 6]);
+            out.extend_from_slice(&e.offset.to_le_bytes());
+            out.extend_from_slice(&(e.data.len() as u64).to_le_bytes());
+            for part in [e.id, e.data] {
+                out.extend_from_slice(part);
+                out.resize(out.len().next_multiple_of(8), 0);
+            }
+        }
+    }
+
+    /// The request in `bytes` (untrusted: every length is checked against
+    /// what is there, padding must be zero, and the operation's rules hold).
+    pub fn decode(bytes: &'a [u8]) -> Result<ForwardRequest<'a>, WireError> {
+        let head = bytes
+            .get(..FORWARD_HEAD_BYTES)
+            .ok_or(WireError::Truncated)?;
+        let op = ForwardOp::from_byte(head[0]).ok_or(WireError::BadField)?;
+        if head[1..4] != [0; 3] {
+            return Err(WireError::NonZeroPadding);
+        }
+        let count = le_u32(head, 4) as usize;
+        let time = le_u64(head, 8) as i64;
+        let single = op != ForwardOp::Write;
+        if count == 0 || count > FORWARD_ELEMENTS_MAX || (single && count != 1) {
+            return Err(WireError::BadField);
+        }
+        let timed = matches!(
+            op,
+            ForwardOp::Create | ForwardOp::CreateGenerated | ForwardOp::SetExpiration
+        );
+        if !timed && time != 0 {
+            return Err(WireError::NonZeroPadding);
+        }
+        // Each element takes at least its fixed part: the count cannot ask
+        // for more elements than the bytes hold.
+        if count > (bytes.len() - FORWARD_HEAD_BYTES) / FORWARD_ELEMENT_BYTES {
+            return Err(WireError::Truncated);
+        }
+        let mut elements = Vec::with_capacity(count);
+        let mut at = FORWARD_HEAD_BYTES;
+        for _ in 0..count {
+            let fixed = bytes
+                .get(at..at + FORWARD_ELEMENT_BYTES)
+                .ok_or(WireError::Truncated)?;
+            let id_len = usize::from(u16::from_le_bytes([fixed[0], fixed[1]]));
+            if fixed[2..8] != [0; 6] {
+                return Err(WireError::NonZeroPadding);
+            }
+            let offset = le_u64(fixed, 8);
+            let data_len = usize::try_from(le_u64(fixed, 16)).map_err(|_| WireError::BadLength)?;
+            at += FORWARD_ELEMENT_BYTES;
+            let mut take = |n: usize| -> Result<&'a [u8], WireError> {
+                let padded = n.checked_next_multiple_of(8).ok_or(WireError::BadLength)?;
+                let end = at.checked_add(padded).ok_or(WireError::BadLength)?;
+                let field = bytes.get(at..end).ok_or(WireError::Truncated)?;
+                if field[n..].iter().any(|&b| b != 0) {
+                    return Err(WireError::NonZeroPadding);
+                }
+                at = end;
+                Ok(&field[..n])
+            };
+            let id = take(id_len)?;
+            let data = take(data_len)?;
+            let rules = match op {
+                ForwardOp::Write => true,
+                ForwardOp::Overwrite | ForwardOp::Create => offset == 0,
+                ForwardOp::CreateGenerated => offset == 0 && id.is_empty(),
+                ForwardOp::Delete | ForwardOp::SetExpiration => offset == 0 && data.is_empty(),
+            };
+            if !rules {
+                return Err(WireError::BadField);
+            }
+            elements.push(ForwardElement { id, offset, data });
+        }
+        if at != bytes.len() {
+            return Err(WireError::BadLength);
+        }
+        Ok(ForwardRequest { op, time, elements })
+    }
+}
+
+/// A `ForwardAnswer`'s body: nothing, or a generated section id as its
+/// length (`u32`), 4 zero bytes and the id, padded to 8.
+pub fn encode_forward_id(id: &[u8], out: &mut Vec<u8>) {
+    if id.is_empty() {
+        return;
+    }
+    out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(id);
+    out.resize(out.len().next_multiple_of(8), 0);
+}
+
+/// The generated section id in a `ForwardAnswer`'s body (untrusted).
+fn decode_forward_id(body: &[u8]) -> Result<&[u8], WireError> {
+    if body.is_empty() {
+        return Ok(body);
+    }
+    let head = body.get(..8).ok_or(WireError::Truncated)?;
+    if head[4..8] != [0; 4] {
+        return Err(WireError::NonZeroPadding);
+    }
+    let n = le_u32(head, 0) as usize;
+    if n == 0 || n > WIRE_NAME_BYTES_MAX {
+        return Err(WireError::BadField);
+    }
+    if body.len() != 8 + n.next_multiple_of(8) {
+        return Err(WireError::BadLength);
+    }
+    if body[8 + n..].iter().any(|&b| b != 0) {
+        return Err(WireError::NonZeroPadding);
+    }
+    Ok(&body[8..8 + n])
+}
+
 /// Why bytes are not a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {
@@ -1141,6 +1356,13 @@ pub fn encode_message(
         M::SnapshotEnd { start, sections } => (7, start.seq, sections, start.term, 0, &[]),
         M::UnlinkRequest { incarnation } => (12, incarnation, 0, 0, 0, &[]),
         M::UnlinkAnswer { code } => (13, 0, 0, code, 0, &[]),
+        M::Forward { incarnation, ask } => (14, incarnation, ask, 0, 0, &[]),
+        M::ForwardAnswer {
+            ask,
+            seq,
+            result,
+            index,
+        } => (15, seq, ask, result, index, &[]),
         M::Hello { ref nonce } => (8, 0, 0, 0, 0, &nonce[..]),
         M::Proof { ref mac } => (9, 0, 0, 0, 0, &mac[..]),
         M::Offer {
@@ -1162,7 +1384,7 @@ pub fn encode_message(
             )
         }
     };
-    let carries = matches!(kind, 2 | 3 | 6 | 7);
+    let carries = matches!(kind, 2 | 3 | 6 | 7 | 14 | 15);
     if body.len() % FRAME_ALIGN != 0 || (!carries && !body.is_empty()) {
         return Err(WireError::BadLength);
     }
@@ -1219,6 +1441,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
         frames: &[],
         records: &[],
         tail: None,
+        forward: &[],
     };
     let zero = |x: &[u8]| x.iter().all(|&v| v == 0);
     // What the checksum covers after the header.
@@ -1290,6 +1513,23 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 M::Proof { mac: bytes }
             }
         }
+        14 if c == 0 && d == 0 => {
+            ForwardRequest::decode(body)?;
+            wire.forward = body;
+            M::Forward {
+                incarnation: a,
+                ask: b,
+            }
+        }
+        15 => {
+            wire.forward = decode_forward_id(body)?;
+            M::ForwardAnswer {
+                ask: b,
+                seq: a,
+                result: c,
+                index: d,
+            }
+        }
         4 | 5 | 12 | 13 if !body.is_empty() => return Err(WireError::BadLength),
         12 if b == 0 && c == 0 && d == 0 => M::UnlinkRequest { incarnation: a },
         13 if a == 0 && b == 0 && d == 0 => M::UnlinkAnswer { code: c },
@@ -1299,7 +1539,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             openers: d,
         },
         5 if a == 0 && b == 0 && c == 0 && d == 0 => M::Heartbeat,
-        3..=9 => return Err(WireError::NonZeroPadding),
+        3..=9 | 14 => return Err(WireError::NonZeroPadding),
         k => return Err(WireError::BadKind(k)),
     };
     let crc = crc32c::crc32c_append(crc32c::crc32c(&h[8..40]), checksummed);
@@ -1761,6 +2001,38 @@ mod tests {
             (M::Heartbeat, &[][..], Vec::new()),
             (M::UnlinkRequest { incarnation: 5 }, &[][..], Vec::new()),
             (M::UnlinkAnswer { code: 12 }, &[][..], Vec::new()),
+            (
+                M::Forward {
+                    incarnation: 5,
+                    ask: 3,
+                },
+                &[][..],
+                forward_request(),
+            ),
+            (
+                M::ForwardAnswer {
+                    ask: 3,
+                    seq: 99,
+                    result: 0,
+                    index: 0,
+                },
+                &[][..],
+                Vec::new(),
+            ),
+            (
+                M::ForwardAnswer {
+                    ask: 4,
+                    seq: 100,
+                    result: 0,
+                    index: 0,
+                },
+                &[][..],
+                {
+                    let mut id = Vec::new();
+                    encode_forward_id(&[0, 0, 0, 9], &mut id);
+                    id
+                },
+            ),
             (M::Hello { nonce: [7; 32] }, &[][..], Vec::new()),
             (M::Proof { mac: [9; 32] }, &[][..], Vec::new()),
             (
@@ -1784,6 +2056,9 @@ mod tests {
             match m {
                 M::SnapshotPart { .. } => assert_eq!(got.records, &frames[..]),
                 M::SnapshotEnd { .. } => assert_eq!(got.tail, Some(TAIL)),
+                M::Forward { .. } => assert_eq!(got.forward, &frames[..]),
+                M::ForwardAnswer { ask: 4, .. } => assert_eq!(got.forward, &[0, 0, 0, 9]),
+                M::ForwardAnswer { .. } => assert!(got.forward.is_empty()),
                 _ => assert_eq!(got.frames, &frames[..]),
             }
             // Any truncation is seen.
@@ -1792,6 +2067,123 @@ mod tests {
                 Err(WireError::Truncated)
             );
         }
+    }
+
+    /// A vector write of two elements (an id with padding, data without).
+    fn forward_request() -> Vec<u8> {
+        let mut out = Vec::new();
+        ForwardRequest {
+            op: ForwardOp::Write,
+            time: 0,
+            elements: vec![
+                ForwardElement {
+                    id: b"abc",
+                    offset: 3,
+                    data: b"12345678",
+                },
+                ForwardElement {
+                    id: b"",
+                    offset: 0,
+                    data: b"x",
+                },
+            ],
+        }
+        .encode(&mut out);
+        out
+    }
+
+    #[test]
+    fn forwarded_changes_round_trip_and_break_no_rule() {
+        let bytes = forward_request();
+        assert_eq!(bytes.len(), 16 + 24 + 8 + 8 + 24 + 8);
+        let r = ForwardRequest::decode(&bytes).unwrap();
+        assert_eq!((r.op, r.time, r.elements.len()), (ForwardOp::Write, 0, 2));
+        assert_eq!(r.elements[0].id, b"abc");
+        assert_eq!(
+            (r.elements[0].offset, r.elements[0].data),
+            (3, &b"12345678"[..])
+        );
+        assert_eq!(r.elements[1].data, b"x");
+        let mut again = Vec::new();
+        r.encode(&mut again);
+        assert_eq!(again, bytes);
+        // Every truncation, and every change of a padding byte, is refused.
+        for n in 0..bytes.len() {
+            assert!(ForwardRequest::decode(&bytes[..n]).is_err(), "{n} bytes");
+        }
+        for at in [
+            1,
+            2,
+            3,
+            16 + 2,
+            16 + 7,
+            16 + 24 + 3,
+            16 + 24 + 8 + 8 + 24 + 1,
+        ] {
+            let mut bad = bytes.clone();
+            bad[at] = 1;
+            assert_eq!(
+                ForwardRequest::decode(&bad),
+                Err(WireError::NonZeroPadding),
+                "byte {at}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(&[0; 8]);
+        assert_eq!(ForwardRequest::decode(&longer), Err(WireError::BadLength));
+        // The operations' rules.
+        let one = |op, time, id: &'static [u8], offset, data: &'static [u8]| {
+            let mut out = Vec::new();
+            ForwardRequest {
+                op,
+                time,
+                elements: vec![ForwardElement { id, offset, data }],
+            }
+            .encode(&mut out);
+            ForwardRequest::decode(&out).map(|r| r.op)
+        };
+        use ForwardOp as O;
+        assert_eq!(one(O::Overwrite, 0, b"a", 0, b"d"), Ok(O::Overwrite));
+        assert_eq!(
+            one(O::Overwrite, 0, b"a", 1, b"d"),
+            Err(WireError::BadField)
+        );
+        assert_eq!(
+            one(O::Overwrite, 5, b"a", 0, b"d"),
+            Err(WireError::NonZeroPadding)
+        );
+        assert_eq!(one(O::Create, 5, b"a", 0, b"d"), Ok(O::Create));
+        assert_eq!(
+            one(O::CreateGenerated, 5, b"", 0, b"d"),
+            Ok(O::CreateGenerated)
+        );
+        assert_eq!(
+            one(O::CreateGenerated, 5, b"a", 0, b"d"),
+            Err(WireError::BadField)
+        );
+        assert_eq!(one(O::Delete, 0, b"a", 0, b""), Ok(O::Delete));
+        assert_eq!(one(O::Delete, 0, b"a", 0, b"d"), Err(WireError::BadField));
+        assert_eq!(one(O::SetExpiration, 9, b"a", 0, b""), Ok(O::SetExpiration));
+        let mut two = bytes.clone();
+        two[0] = O::Overwrite as u8;
+        assert_eq!(ForwardRequest::decode(&two), Err(WireError::BadField));
+        let mut unknown = bytes.clone();
+        unknown[0] = 7;
+        assert_eq!(ForwardRequest::decode(&unknown), Err(WireError::BadField));
+        // A count no bytes could hold is refused before anything is kept.
+        let mut many = bytes[..16].to_vec();
+        many[4..8].copy_from_slice(&(FORWARD_ELEMENTS_MAX as u32).to_le_bytes());
+        assert_eq!(ForwardRequest::decode(&many), Err(WireError::Truncated));
+        // A generated id's body.
+        let mut id = Vec::new();
+        encode_forward_id(b"0123456789", &mut id);
+        assert_eq!(decode_forward_id(&id), Ok(&b"0123456789"[..]));
+        assert_eq!(
+            decode_forward_id(&id[..id.len() - 8]),
+            Err(WireError::BadLength)
+        );
+        id[4] = 1;
+        assert_eq!(decode_forward_id(&id), Err(WireError::NonZeroPadding));
     }
 
     #[test]

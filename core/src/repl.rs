@@ -116,6 +116,24 @@ pub enum Message {
     /// the SA error code of the primary's unlink (1, `SA_AIS_OK`: done).
     /// Handled by the link's driver.
     UnlinkAnswer { code: u32 },
+    /// Follower → shipper: a process on the follower's node changed its
+    /// replica of `incarnation` (a write, overwrite, section creation,
+    /// deletion or expiration change): the primary makes the change as if
+    /// called there and answers `ask` (the request rides in the message's
+    /// body, [`crate::frame::ForwardRequest`]). Handled by the link's
+    /// driver, not the state machines.
+    Forward { incarnation: u64, ask: u64 },
+    /// Shipper → follower: the answer to [`Message::Forward`] `ask`: 0 if
+    /// the change was made (through frame `seq`, which the replica then
+    /// waits for), else the failed operation's error number plus one, and
+    /// the erroneous vector element (a generated section id rides in the
+    /// body). Handled by the link's driver.
+    ForwardAnswer {
+        ask: u64,
+        seq: u64,
+        result: u32,
+        index: u32,
+    },
 }
 
 /// Why an end closes a link.
@@ -383,8 +401,11 @@ impl Shipper {
                 out.extend(self.poll(log, now_ns));
                 out
             }
-            // The driver's: it unlinks the primary and answers.
-            Message::Heartbeat | Message::UnlinkRequest { .. } => Actions::none(),
+            // The driver's: it unlinks the primary, or makes the change,
+            // and answers.
+            Message::Heartbeat | Message::UnlinkRequest { .. } | Message::Forward { .. } => {
+                Actions::none()
+            }
             Message::Frames { .. }
             | Message::Snapshot { .. }
             | Message::SnapshotPart { .. }
@@ -392,7 +413,8 @@ impl Shipper {
             | Message::Hello { .. }
             | Message::Proof { .. }
             | Message::Offer { .. }
-            | Message::UnlinkAnswer { .. } => self.close(CloseReason::Protocol),
+            | Message::UnlinkAnswer { .. }
+            | Message::ForwardAnswer { .. } => self.close(CloseReason::Protocol),
         }
     }
 
@@ -835,13 +857,16 @@ impl Follower {
             }
             Message::SnapshotEnd { .. } => Actions::none(),
             // The driver's: it hands the answer to who asked.
-            Message::Heartbeat | Message::UnlinkAnswer { .. } => Actions::none(),
+            Message::Heartbeat | Message::UnlinkAnswer { .. } | Message::ForwardAnswer { .. } => {
+                Actions::none()
+            }
             Message::Subscribe { .. }
             | Message::Ack { .. }
             | Message::Hello { .. }
             | Message::Proof { .. }
             | Message::Offer { .. }
-            | Message::UnlinkRequest { .. } => self.close(CloseReason::Protocol),
+            | Message::UnlinkRequest { .. }
+            | Message::Forward { .. } => self.close(CloseReason::Protocol),
         }
     }
 

@@ -1,14 +1,21 @@
-//! `control::Request::parse` on arbitrary bytes (a request line on the node
-//! daemon's control socket, from any local client): it never panics, and
-//! whatever it accepts is written back as a line that parses to the same
-//! request.
+//! The node daemon's control socket on arbitrary bytes (from any local
+//! client): `control::Request::parse` of a request line, and
+//! `frame::ForwardRequest::decode` of a `forward` request's change (the same
+//! bytes a `Forward` message carries to the primary). Neither panics;
+//! whatever either accepts is written back as bytes that read the same.
 
 #![no_main]
 
 use ckpt_core::control::Request;
+use ckpt_core::frame::ForwardRequest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
+    if let Ok(change) = ForwardRequest::decode(bytes) {
+        let mut again = Vec::new();
+        change.encode(&mut again);
+        assert_eq!(again, bytes);
+    }
     let Ok(request) = Request::parse(bytes) else {
         return;
     };
