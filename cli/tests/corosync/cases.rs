@@ -244,19 +244,28 @@ fn two_nodes_find_each_other_and_a_leaving_daemon_releases_synchronous_writers()
     assert!(!panicked(&a) && !panicked(&b));
 }
 
-#[test]
-fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
-    let Some((_turn, net, root, _engines)) = cluster(3, false) else {
-        return;
-    };
+/// Three corosync instances without an authkey, and a daemon in corosync
+/// mode for each, every one a member of a quorate group once this returns
+/// (their logs shown if the test fails).
+fn three_members() -> Option<(Cluster, Vec<Node>, ShowLogsOnFailure, Vec<Daemon>)> {
+    let cluster = cluster(3, false)?;
+    let (net, root) = (&cluster.1, &cluster.2);
     let nodes: Vec<Node> = (1..=3).map(|id| Node::new(root.path(), id)).collect();
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    let _logs = ShowLogsOnFailure(nodes.iter().map(|n| n.dir.with_extension("log")).collect());
+    let logs = ShowLogsOnFailure(nodes.iter().map(|n| n.dir.with_extension("log")).collect());
     let coro = ["--membership", "corosync"];
-    let mut daemons: Vec<Daemon> = nodes.iter().map(|n| start_daemon(&net, n, &coro)).collect();
+    let daemons: Vec<Daemon> = nodes.iter().map(|n| start_daemon(net, n, &coro)).collect();
     for n in &nodes {
         wait_membership(n, &[1, 2, 3], true, false);
     }
+    Some((cluster, nodes, logs, daemons))
+}
+
+#[test]
+fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
+    let Some(((_turn, net, _root, _engines), nodes, _logs, mut daemons)) = three_members() else {
+        return;
+    };
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let name = "safCkpt=partition";
     let primary = create(a, name, UpdateMode::ActiveReplica);
     let mut next = 0;
@@ -350,17 +359,10 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
 
 #[test]
 fn the_majority_elects_a_new_primary_where_the_service_chooses_the_active_replica() {
-    let Some((_turn, net, root, _engines)) = cluster(3, false) else {
+    let Some(((_turn, net, _root, _engines), nodes, _logs, mut daemons)) = three_members() else {
         return;
     };
-    let nodes: Vec<Node> = (1..=3).map(|id| Node::new(root.path(), id)).collect();
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
-    let _logs = ShowLogsOnFailure(nodes.iter().map(|n| n.dir.with_extension("log")).collect());
-    let coro = ["--membership", "corosync"];
-    let mut daemons: Vec<Daemon> = nodes.iter().map(|n| start_daemon(&net, n, &coro)).collect();
-    for n in &nodes {
-        wait_membership(n, &[1, 2, 3], true, false);
-    }
     // Non-collocated asynchronous (the service chooses its active replica),
     // synchronous (no active replica to choose: every replica takes every
     // write), and collocated asynchronous (the application chooses): each
