@@ -1473,8 +1473,36 @@ impl Section<'_> {
     #[inline]
     pub fn overwrite(&self, data: &[u8]) -> Result<(), WriteError> {
         self.write_checks()?;
+        if self.checkpoint.forwarding() {
+            return self.forward(ForwardOp::Overwrite, 0, data);
+        }
         self.checkpoint.segment.write(self.section, None, data)?;
         self.checkpoint.replicated(WriteError::Timeout)
+    }
+
+    /// Where the checkpoint's handle forwards its changes (it was opened on
+    /// a replica): the change, by this section's id, to the primary.
+    #[cold]
+    fn forward(&self, op: ForwardOp, offset: u64, data: &[u8]) -> Result<(), WriteError> {
+        let c = self.checkpoint;
+        let mut id = vec![0u8; c.attributes().section_id_bytes_max as usize];
+        let now = ckpt_shm::segment::now();
+        let slot = self.section.slot;
+        let view = c
+            .segment
+            .section_view(slot, SectionsChosen::Any, now, &mut id);
+        let Some(view) = view.filter(|v| v.section == self.section) else {
+            // Deleted or expired here (as the primary's frames said).
+            return Err(WriteError::NotExist);
+        };
+        let one = ForwardElement {
+            id: view.id,
+            offset,
+            data,
+        };
+        forward::send::<WriteError>(c, op, 0, vec![one])
+            .map(drop)
+            .map_err(|(_, e)| e)
     }
 
     /// Writes `data` at `offset` (at most the current size; the section grows).
@@ -1497,6 +1525,9 @@ impl Section<'_> {
     /// ```
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
         self.write_checks()?;
+        if self.checkpoint.forwarding() {
+            return self.forward(ForwardOp::Write, offset, data);
+        }
         self.checkpoint
             .segment
             .write(self.section, Some(offset), data)?;
@@ -1529,6 +1560,17 @@ impl Section<'_> {
         fill: impl FnOnce(&mut SpareBuffer<'_>),
     ) -> Result<(), WriteError> {
         self.write_checks()?;
+        if self.checkpoint.forwarding() {
+            // The spare buffer is the replica's, which only its primary's
+            // frames write: the bytes are filled in here and sent.
+            if len as u64 > self.checkpoint.attributes().section_bytes_max {
+                return Err(WriteError::TooLarge);
+            }
+            let mut data = vec![0u8; len];
+            let mut buf = SpareBuffer::private(&mut data);
+            fill(&mut buf);
+            return self.forward(ForwardOp::Overwrite, 0, &data);
+        }
         self.checkpoint
             .segment
             .overwrite_with(self.section, len, fill)?;

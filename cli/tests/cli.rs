@@ -815,6 +815,16 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
         let (id, section) = there.create_section_generated(Time::END, b"gen").unwrap();
         assert_eq!(section.version().unwrap(), 1);
         assert_eq!(primary.read_section(id.as_bytes()).unwrap(), b"gen");
+        // Through the section's handle too.
+        section.overwrite(b"g2").unwrap();
+        section.write_at(2, b"!").unwrap();
+        assert_eq!(primary.read_section(id.as_bytes()).unwrap(), b"g2!");
+        section
+            .overwrite_with(3, |b| b.copy_from_slice(b"abc"))
+            .unwrap();
+        assert_eq!(there.read_section(id.as_bytes()).unwrap(), b"abc");
+        assert_eq!(section.version().unwrap(), 4);
+        assert_eq!(section.write_at(9, b"x"), Err(WriteError::OffsetPastEnd));
         there
             .write(&[
                 WriteVec {

@@ -28,6 +28,19 @@ pub struct SpareBuffer<'a> {
     _buffer: PhantomData<&'a mut [u8]>,
 }
 
+impl<'a> SpareBuffer<'a> {
+    /// A spare buffer over private `bytes` (nobody else sees them): what a
+    /// change filled in place is filled into where it cannot be (a
+    /// replica's, sent to its primary instead).
+    pub fn private(bytes: &'a mut [u8]) -> SpareBuffer<'a> {
+        SpareBuffer {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            _buffer: PhantomData,
+        }
+    }
+}
+
 impl SpareBuffer<'_> {
     /// Its length: the section's new size.
     pub fn len(&self) -> usize {
@@ -64,7 +77,8 @@ impl SpareBuffer<'_> {
     pub fn write_at(&mut self, offset: usize, src: &[u8]) {
         self.check(offset, src.len());
         // SAFETY: in bounds (checked) of the buffer `ptr` points to, which the
-        // claim holder alone writes; readers copy it atomically.
+        // claim holder alone writes (or which is private: `private`); readers
+        // copy it atomically.
         unsafe { racy::store(self.ptr.add(offset), src) };
     }
 
