@@ -246,6 +246,19 @@ impl Service {
         })
     }
 
+    /// True if this host holds a copy of checkpoint `name` (a primary or a
+    /// replica): an open of it does not wait for the node daemon.
+    pub fn holds(&self, name: impl AsRef<[u8]>) -> bool {
+        CheckpointName::new(name).is_ok_and(|n| ckpt_shm::dir::is_present(&self.config, &n))
+    }
+
+    /// True if a node daemon's control socket is in this service's segment
+    /// directory: an open of a checkpoint this host does not hold asks it
+    /// (and may wait for a replica to come).
+    pub fn has_daemon(&self) -> bool {
+        std::fs::symlink_metadata(self.config.dir.join(control::CONTROL_NAME)).is_ok()
+    }
+
     /// Unlinks checkpoint `name` (`saCkptCheckpointUnlink`): the name is free at
     /// once; openers keep full access until their last close.
     ///

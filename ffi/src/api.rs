@@ -327,6 +327,7 @@ fn close(handle: SaCkptCheckpointHandleT) -> bool {
 }
 
 /// What an open asks for, checked.
+#[derive(Clone)]
 struct OpenArguments {
     flags: OpenFlags,
     attrs: Option<CreationAttributes>,
@@ -475,21 +476,61 @@ pub unsafe extern "C" fn saCkptCheckpointOpenAsync(
         if lib.callbacks.open.is_none() {
             return Err(AisError::Init);
         }
-        let (checkpoint, error) = match open(&lib, handle, name, &args, ckpt::OPEN_WAIT) {
-            Ok(h) => (h, SA_AIS_OK),
-            Err(e) => (0, e as SaAisErrorT),
-        };
-        let queued = lib.queue(Callback::Open {
-            invocation,
-            checkpoint,
-            error,
-        });
-        if !queued {
-            close(checkpoint);
-            return Err(AisError::TryAgain);
+        // A checkpoint this host holds, or any where no node daemon runs,
+        // opens at once, here. One the node daemon may have to bring from
+        // another node (up to `OPEN_WAIT`) opens on a thread of its own: the
+        // call returns now, as SA says, and the callback comes when the open
+        // is done.
+        if !lib.service.holds(name) && lib.service.has_daemon() {
+            let (lib2, name2, args2) = (lib.clone(), name.to_vec(), args.clone());
+            let spawned = std::thread::Builder::new()
+                .name("saCkptOpenAsync".into())
+                .spawn(move || {
+                    // No panic leaves the thread (it would take the
+                    // callback with it): a failed open is reported.
+                    let opened = std::panic::catch_unwind(|| {
+                        open(&lib2, handle, &name2, &args2, ckpt::OPEN_WAIT)
+                    })
+                    .unwrap_or(Err(AisError::Library));
+                    open_done(&lib2, invocation, opened);
+                });
+            if spawned.is_ok() {
+                return Ok(());
+            }
         }
-        Ok(())
+        if open_done(
+            &lib,
+            invocation,
+            open(&lib, handle, name, &args, ckpt::OPEN_WAIT),
+        ) {
+            Ok(())
+        } else {
+            Err(AisError::TryAgain)
+        }
     })
+}
+
+/// Queues the open callback of `invocation` with the open's outcome; false
+/// (the checkpoint closed again) if the library takes no more callbacks
+/// (finalized, or its queue full).
+fn open_done(
+    lib: &Library,
+    invocation: SaInvocationT,
+    opened: Result<SaCkptCheckpointHandleT>,
+) -> bool {
+    let (checkpoint, error) = match opened {
+        Ok(h) => (h, SA_AIS_OK),
+        Err(e) => (0, e as SaAisErrorT),
+    };
+    let queued = lib.queue(Callback::Open {
+        invocation,
+        checkpoint,
+        error,
+    });
+    if !queued {
+        close(checkpoint);
+    }
+    queued
 }
 
 /// `saCkptCheckpointClose`.
