@@ -22,7 +22,9 @@
 
 use std::time::Duration;
 
-use ckpt_core::error::{ExpirationSetError, SectionCreateError, SectionDeleteError, WriteError};
+use ckpt_core::error::{
+    ExpirationSetError, RetentionSetError, SectionCreateError, SectionDeleteError, WriteError,
+};
 use ckpt_core::frame::{ForwardElement, ForwardOp, ForwardRequest};
 use ckpt_core::Time;
 
@@ -111,6 +113,7 @@ pub fn execute(c: &Checkpoint, request: &ForwardRequest<'_>) -> Reply {
             .map_err(|e| (e.number(), 0)),
         ForwardOp::Delete => c.delete_section(one.id).map_err(|e| (e.number(), 0)),
         ForwardOp::SetExpiration => c.set_expiration(one.id, time).map_err(|e| (e.number(), 0)),
+        ForwardOp::SetRetention => c.set_retention(time).map_err(|e| (e.number(), 0)),
     };
     match outcome {
         Ok(()) => Reply {
@@ -165,6 +168,19 @@ forwarded_error!(
     SectionDeleteError: TryAgain,
     ExpirationSetError: TryAgain
 );
+
+// A retention change names no section and carries no data; a primary that
+// refuses it holds another incarnation, or none (unlinked).
+impl ForwardedError for RetentionSetError {
+    fn from_number(n: u32) -> Option<Self> {
+        RetentionSetError::from_number(n)
+    }
+    const TRY_AGAIN: Self = RetentionSetError::TryAgain;
+    const TIMEOUT: Self = RetentionSetError::Timeout;
+    const REFUSED: Self = RetentionSetError::Unlinked;
+    const ID_TOO_LONG: Self = RetentionSetError::TryAgain;
+    const TOO_LARGE: Self = RetentionSetError::TryAgain;
+}
 
 /// The replica's side: sends the change (`op`, `time`, `elements`) to
 /// checkpoint `c`'s primary through this host's node daemon and waits for

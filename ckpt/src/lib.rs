@@ -514,6 +514,17 @@ impl Checkpoint {
         if self.segment.is_unlinked() {
             return Err(RetentionSetError::Unlinked);
         }
+        if self.forwarding() {
+            let none = ForwardElement {
+                id: &[],
+                offset: 0,
+                data: &[],
+            };
+            let op = ForwardOp::SetRetention;
+            return forward::send::<RetentionSetError>(self, op, retention.0, vec![none])
+                .map(drop)
+                .map_err(|(_, e)| e);
+        }
         self.segment
             .set_retention(retention)
             .map_err(|_| RetentionSetError::TryAgain)

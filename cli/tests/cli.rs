@@ -843,6 +843,9 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
         assert_eq!(primary.read_section(b"b").unwrap(), b"newer");
         there.set_expiration(b"b", Time(1)).unwrap();
         assert!(primary.read_section(b"b").is_err(), "expired at once");
+        there.set_retention(Time::from_secs(7)).unwrap();
+        let retention = primary.status().unwrap().attributes.retention_ns;
+        assert_eq!(retention, 7_000_000_000);
         there.delete_section(id.as_bytes()).unwrap();
         assert!(primary.read_section(id.as_bytes()).is_err());
         assert!(there.read_section(id.as_bytes()).is_err());

@@ -144,6 +144,9 @@ op_error! {
         Unlinked => (BadOperation, "checkpoint has been unlinked"),
         /// Another writer held the checkpoint past the timeout; retry.
         TryAgain => (TryAgain, "another writer holds the checkpoint, or this node has no quorum; retry"),
+        /// Where only a replica is: the primary's node did not answer in
+        /// time (the change may be made there or not).
+        Timeout => (Timeout, "the primary's node did not answer in time"),
     }
 }
 

@@ -1004,6 +1004,9 @@ pub enum ForwardOp {
     /// `saCkptSectionExpirationTimeSet`: one element with no data, `time`
     /// the expiration.
     SetExpiration = 6,
+    /// `saCkptCheckpointRetentionDurationSet`: one element with no id and
+    /// no data, `time` the duration.
+    SetRetention = 7,
 }
 
 impl ForwardOp {
@@ -1016,6 +1019,7 @@ impl ForwardOp {
             O::CreateGenerated,
             O::Delete,
             O::SetExpiration,
+            O::SetRetention,
         ]
         .into_iter()
         .find(|o| *o as u8 == b)
@@ -1050,7 +1054,8 @@ pub struct ForwardElement<'a> {
 /// ```
 ///
 /// `op` is a [`ForwardOp`]; `time` an expiration in ns (creation and
-/// expiration change; 0 otherwise). A write has 1 to
+/// expiration change) or a retention duration (retention change); 0
+/// otherwise. A write has 1 to
 /// [`FORWARD_ELEMENTS_MAX`] elements, every other operation one; only a
 /// write has offsets, only a write, an overwrite or a creation has data, and
 /// a generated id's element has no id.
@@ -1105,7 +1110,10 @@ impl<'a> ForwardRequest<'a> {
         }
         let timed = matches!(
             op,
-            ForwardOp::Create | ForwardOp::CreateGenerated | ForwardOp::SetExpiration
+            ForwardOp::Create
+                | ForwardOp::CreateGenerated
+                | ForwardOp::SetExpiration
+                | ForwardOp::SetRetention
         );
         if !timed && time != 0 {
             return Err(WireError::NonZeroPadding);
@@ -1145,6 +1153,7 @@ impl<'a> ForwardRequest<'a> {
                 ForwardOp::Overwrite | ForwardOp::Create => offset == 0,
                 ForwardOp::CreateGenerated => offset == 0 && id.is_empty(),
                 ForwardOp::Delete | ForwardOp::SetExpiration => offset == 0 && data.is_empty(),
+                ForwardOp::SetRetention => offset == 0 && id.is_empty() && data.is_empty(),
             };
             if !rules {
                 return Err(WireError::BadField);
@@ -2164,11 +2173,16 @@ mod tests {
         assert_eq!(one(O::Delete, 0, b"a", 0, b""), Ok(O::Delete));
         assert_eq!(one(O::Delete, 0, b"a", 0, b"d"), Err(WireError::BadField));
         assert_eq!(one(O::SetExpiration, 9, b"a", 0, b""), Ok(O::SetExpiration));
+        assert_eq!(one(O::SetRetention, 9, b"", 0, b""), Ok(O::SetRetention));
+        assert_eq!(
+            one(O::SetRetention, 9, b"a", 0, b""),
+            Err(WireError::BadField)
+        );
         let mut two = bytes.clone();
         two[0] = O::Overwrite as u8;
         assert_eq!(ForwardRequest::decode(&two), Err(WireError::BadField));
         let mut unknown = bytes.clone();
-        unknown[0] = 7;
+        unknown[0] = 8;
         assert_eq!(ForwardRequest::decode(&unknown), Err(WireError::BadField));
         // A count no bytes could hold is refused before anything is kept.
         let mut many = bytes[..16].to_vec();
