@@ -156,12 +156,15 @@ pub fn ask_forward(
         wait: wait.min(WANT_WAIT_MAX),
         bytes: request.len(),
     };
+    // A busy daemon took nothing: the caller may retry.
+    let busy = Forwarded::Answered(crate::forward::untried(crate::forward::RESULT_BUSY));
+    let answers = (parse_forwarded as fn(&str) -> Option<Forwarded>, busy);
     ask_with(
         dir,
         &line,
         request,
         "forward ",
-        parse_forwarded,
+        answers,
         Forwarded::TimedOut,
     )
 }
@@ -169,25 +172,27 @@ pub fn ask_forward(
 /// Sends `request` to the daemon in `dir` and reads its answer line, which
 /// begins with `prefix` and ends with what `parse` reads; `late` when the
 /// daemon took the request and did not answer it (in time, or at all).
-fn ask<A>(
+fn ask<A: Clone>(
     dir: &Path,
     request: &Request,
     prefix: &str,
     parse: fn(&str) -> Option<A>,
     late: A,
 ) -> Option<A> {
-    ask_with(dir, request, &[], prefix, parse, late)
+    ask_with(dir, request, &[], prefix, (parse, late.clone()), late)
 }
 
-/// [`ask`], with `payload` sent right after the request line.
+/// [`ask`], with `payload` sent right after the request line, and what a
+/// busy daemon's answer means (`answers`: the parser, and the busy answer).
 fn ask_with<A>(
     dir: &Path,
     request: &Request,
     payload: &[u8],
     prefix: &str,
-    parse: fn(&str) -> Option<A>,
+    answers: (fn(&str) -> Option<A>, A),
     late: A,
 ) -> Option<A> {
+    let (parse, busy) = answers;
     let path = dir.join(CONTROL_NAME);
     // No daemon for this directory: nothing to ask (no connect attempt).
     std::fs::symlink_metadata(&path).ok()?;
@@ -217,7 +222,7 @@ fn ask_with<A>(
     }
     let line = line.trim_end();
     if line == BUSY_ANSWER.trim_end() {
-        return Some(late);
+        return Some(busy);
     }
     match line.strip_prefix(prefix).map(parse) {
         Some(Some(a)) => Some(a),

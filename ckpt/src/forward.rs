@@ -25,7 +25,7 @@ use std::time::Duration;
 use ckpt_core::error::{
     ExpirationSetError, RetentionSetError, SectionCreateError, SectionDeleteError, WriteError,
 };
-use ckpt_core::frame::{ForwardElement, ForwardOp, ForwardRequest};
+use ckpt_core::frame::{ForwardElement, ForwardOp, ForwardRequest, FORWARD_ELEMENTS_MAX};
 use ckpt_core::Time;
 
 use crate::{Checkpoint, WriteVec};
@@ -43,8 +43,25 @@ pub const FORWARDS_QUEUED_MAX: usize = 64;
 /// A result of a change the primary did not try: it is not the primary of
 /// that incarnation (any more), or the checkpoint is gone there.
 pub const RESULT_REFUSED: u32 = u32::MAX;
-/// A result of a change the primary did not try: too many wait already.
+/// A result of a change the primary did not try: too many wait already
+/// (or the daemon here is busy).
 pub const RESULT_BUSY: u32 = u32::MAX - 1;
+/// A result of a change the primary did not try: its copy is a replica now
+/// (a failover is under way); retry.
+pub const RESULT_NOT_PRIMARY: u32 = u32::MAX - 2;
+/// A result of a change not sent: larger than a link takes.
+pub const RESULT_TOO_LARGE: u32 = u32::MAX - 3;
+
+/// A reply the primary did not make: `result` is one of the `RESULT_`
+/// constants above.
+pub fn untried(result: u32) -> Reply {
+    Reply {
+        result,
+        index: 0,
+        seq: 0,
+        id: Vec::new(),
+    }
+}
 
 /// The primary's answer to a forwarded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,9 +145,11 @@ pub fn execute(c: &Checkpoint, request: &ForwardRequest<'_>) -> Reply {
 
 /// What a forwarded call returns to its caller, from how the forward went:
 /// the operation's error for a failed change (its number from the
-/// primary), `TryAgain` where no daemon or link can ask the primary, or it
-/// is busy, `Timeout` when the answer did not come, `NoActiveReplica` where
-/// the primary refused (not of this incarnation any more).
+/// primary), `TryAgain` where no daemon or link can ask the primary, it is
+/// busy, or no primary any more (a failover), `Timeout` when the answer did
+/// not come, `NoActiveReplica` where the primary refused (it holds another
+/// incarnation, or the checkpoint was unlinked), the operation's
+/// `NO_RESOURCES` error for a change larger than a link takes.
 pub trait ForwardedError: Sized + Copy {
     /// The variant numbered `n` ([`WriteError::from_number`] and the like).
     fn from_number(n: u32) -> Option<Self>;
@@ -195,12 +214,22 @@ pub(crate) fn send<E: ForwardedError>(
     if let Some(i) = elements.iter().position(|e| e.id.len() as u64 > id_max) {
         return Err((i, E::ID_TOO_LONG));
     }
-    let mut bytes = Vec::new();
-    ForwardRequest { op, time, elements }.encode(&mut bytes);
-    if bytes.len() > FORWARD_BYTES_MAX {
+    if elements.len() > FORWARD_ELEMENTS_MAX {
         return Err((0, E::TOO_LARGE));
     }
     let segment = c.segment();
+    let mut bytes = Vec::new();
+    let incarnation = segment.incarnation();
+    ForwardRequest {
+        op,
+        time,
+        incarnation,
+        elements,
+    }
+    .encode(&mut bytes);
+    if bytes.len() > FORWARD_BYTES_MAX {
+        return Err((0, E::TOO_LARGE));
+    }
     let how =
         crate::control::ask_forward(&segment.config().dir, segment.name(), &bytes, FORWARD_WAIT);
     outcome(how)
@@ -215,8 +244,9 @@ pub fn outcome<E: ForwardedError>(how: Option<Forwarded>) -> Result<Reply, (usiz
         Some(Forwarded::TimedOut) => Err((0, E::TIMEOUT)),
         Some(Forwarded::Answered(r)) => match r.result {
             0 => Ok(r),
-            RESULT_BUSY => Err((0, E::TRY_AGAIN)),
+            RESULT_BUSY | RESULT_NOT_PRIMARY => Err((0, E::TRY_AGAIN)),
             RESULT_REFUSED => Err((0, E::REFUSED)),
+            RESULT_TOO_LARGE => Err((0, E::TOO_LARGE)),
             n => {
                 // A number this build does not know (a newer primary): the
                 // change was not made, and retrying may do.

@@ -343,6 +343,17 @@ impl Tracker {
         out
     }
 
+    /// Asks the members for reports again, even with a request answered
+    /// (the answers in hand are stale: a copy here changed since they were
+    /// made). Returns what to do.
+    pub fn ask_again(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !self.closed {
+            self.hello(true, &mut out);
+        }
+        out
+    }
+
     /// Quorate, this node's latest hello a request that came back, and
     /// every other member's whole answer to it in: fenced copies may be
     /// settled.
@@ -501,6 +512,23 @@ mod tests {
         t.settled();
         assert!(!t.fenced());
         assert_eq!(t.reports().count(), 0, "the answers are spent");
+    }
+
+    #[test]
+    fn answers_made_stale_are_asked_for_again() {
+        let mut t = Tracker::new(1);
+        t.on(Event::Members(set(&[1, 2])));
+        t.on(quorum(true, 10));
+        echo(&mut t);
+        assert_eq!(answer(&mut t, 2), vec![Action::Settle]);
+        // A copy changed since the answers were made: they no longer count,
+        // and a new request goes out.
+        let seq = t.seq;
+        assert_eq!(t.ask_again(), vec![asks(seq + 1)]);
+        assert!(!t.may_settle() && t.fenced());
+        assert_eq!(t.reports().count(), 0);
+        echo(&mut t);
+        assert_eq!(answer(&mut t, 2), vec![Action::Settle]);
     }
 
     #[test]

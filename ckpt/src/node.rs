@@ -502,6 +502,10 @@ struct Shared {
     started: Instant,
     /// The membership (an engine's); `None` in static mode.
     tracker: Mutex<Option<Tracker>>,
+    /// Each copy as this node last reported it to a member (by name and
+    /// incarnation): an election here counts this node's copy as the
+    /// others saw it.
+    reported: Mutex<BTreeMap<(Vec<u8>, u64), ckpt_core::cluster::CopyState>>,
     /// The membership's name in status output.
     mode: &'static str,
     /// Checkpoints a process of this host opened that the host held no copy
@@ -852,10 +856,15 @@ impl NodeHandle {
         wait: Duration,
         cancelled: &dyn Fn() -> bool,
     ) -> crate::forward::Forwarded {
-        use crate::forward::{Forwarded, Reply, RESULT_BUSY};
+        use crate::forward::{untried, Forwarded, RESULT_BUSY, RESULT_TOO_LARGE};
         use crate::replication::ForwardState;
         let sh = &self.shared;
         let started = Instant::now();
+        // A message the link's ends take (with an encrypted link's tag).
+        let room = ckpt_core::frame::MESSAGE_HEADER_BYTES + 64;
+        if request.len() + room > sh.config.link.max_message {
+            return Forwarded::Answered(untried(RESULT_TOO_LARGE));
+        }
         let mut request = Some(request);
         let mut asked: Option<(Arc<LinkEntry>, u64)> = None;
         loop {
@@ -865,7 +874,7 @@ impl NodeHandle {
                     let look = FORWARD_LOOK.min(wait.saturating_sub(started.elapsed()));
                     match e.stats.forwarded(ask, look) {
                         ForwardState::Answered(reply) => {
-                            return self.forwarded_here(&e, reply, started + wait);
+                            return self.forwarded_here(name, &e, reply, started + wait);
                         }
                         ForwardState::Queued if over || !e.state().is_connected() => {
                             // Never sent: another link may send it.
@@ -889,14 +898,7 @@ impl NodeHandle {
                     match (link, request.take()) {
                         (Some(e), Some(bytes)) => match e.stats.forward(bytes) {
                             Some(ask) => asked = Some((e, ask)),
-                            None => {
-                                return Forwarded::Answered(Reply {
-                                    result: RESULT_BUSY,
-                                    index: 0,
-                                    seq: 0,
-                                    id: Vec::new(),
-                                })
-                            }
+                            None => return Forwarded::Answered(untried(RESULT_BUSY)),
                         },
                         (None, Some(bytes)) => {
                             if sh.may_offer(name) == Offer::None {
@@ -918,10 +920,12 @@ impl NodeHandle {
     }
 
     /// The primary answered `reply` on link `e`: if the change was made,
-    /// waits until this host's replica holds its frame (until `deadline`;
-    /// `TimedOut` after that).
+    /// waits until this host's replica of `name` holds its frame, as the
+    /// link applied it or (should the link end meanwhile) as the replica's
+    /// file says; `TimedOut` at `deadline`.
     fn forwarded_here(
         &self,
+        name: &CheckpointName,
         e: &LinkEntry,
         reply: crate::forward::Reply,
         deadline: Instant,
@@ -930,8 +934,18 @@ impl NodeHandle {
         if reply.result != 0 {
             return Forwarded::Answered(reply);
         }
+        let sh = &self.shared;
+        let on_file = || {
+            Segment::open_for_link(&sh.config.segments, name, OpenFlags::READ)
+                .is_ok_and(|r| r.last_seq() >= reply.seq)
+        };
+        let mut looks = 0u32;
         while e.stats.held.load(Ordering::Relaxed) < reply.seq {
-            if Instant::now() >= deadline || self.shared.stopping() {
+            looks += 1;
+            if looks % FILE_LOOK_EVERY == 0 && on_file() {
+                break;
+            }
+            if Instant::now() >= deadline || sh.stopping() {
                 return Forwarded::TimedOut;
             }
             std::thread::sleep(HELD_POLL);
@@ -946,6 +960,8 @@ const FORWARD_LOOK: Duration = Duration::from_millis(50);
 /// How often [`NodeHandle::forward`] looks whether the replica holds a
 /// forwarded change's frame.
 const HELD_POLL: Duration = Duration::from_micros(100);
+/// Every this many looks, the replica's file is opened and looked at too.
+const FILE_LOOK_EVERY: u32 = 50;
 
 /// A running node daemon. Dropping it stops it.
 pub struct Node {
@@ -1040,6 +1056,7 @@ impl Node {
             refused: AtomicU64::new(0),
             started: Instant::now(),
             tracker: Mutex::new(None),
+            reported: Mutex::new(BTreeMap::new()),
             mode: engine.as_ref().map_or("static", |e| e.name()),
             wants: Mutex::new(BTreeMap::new()),
             offered: Mutex::new(BTreeMap::new()),
@@ -1909,6 +1926,7 @@ fn enforce(
         return (true, asked.unwrap_or_default());
     }
     let mut done = true;
+    let mut ask_again = false;
     for m in &waiting {
         let mine = copy_state(m);
         let Some(s) = open_copy(sh, m) else {
@@ -1923,15 +1941,33 @@ fn enforce(
         let flags = m.attributes().flags;
         let service_chooses = !flags.is_collocated() || !flags.mode().is_asynchronous();
         let elect = service_chooses.then_some(sh.config.node);
-        done &= match settle(&mine, elect, reports.iter().map(|(n, c)| (*n, c))) {
+        // A replica stands as the members saw it: as this node last reported
+        // it (its frames as reported). One whose term or role changed since
+        // (it followed a primary promoted after the reports were made) asks
+        // the members again: their reports are stale.
+        let basis = match lock(&sh.reported).get(&key(&mine)) {
+            Some(r) if elect.is_some() && !mine.primary => {
+                if r.term != mine.term || r.primary || r.diverged != mine.diverged {
+                    ask_again = true;
+                    done = false;
+                    continue;
+                }
+                r.clone()
+            }
+            _ => mine.clone(),
+        };
+        done &= match settle(&basis, elect, reports.iter().map(|(n, c)| (*n, c))) {
             Settle::Lift => s.fence(false).is_ok(),
-            Settle::Promote => match s.promote_elected(sh.config.node) {
+            Settle::Promote => match s.promote_elected(sh.config.node, mine.term) {
                 Ok(term) => {
-                    tracing::warn!(checkpoint = %m.name(), "promoted in term {term}: no member holds its primary, and of the members' replicas this one holds the most (term {}, frame {}); this node's daemon ships it from now on", mine.term, mine.seq);
+                    tracing::warn!(checkpoint = %m.name(), "promoted in term {term}: no member holds its primary, and of the members' replicas this one holds the most (term {}, frame {}); this node's daemon ships it from now on", basis.term, basis.seq);
                     true
                 }
                 Err(e) => {
-                    tracing::warn!(checkpoint = %m.name(), "elected, but not promoted yet ({e:?}): tried again");
+                    // Changed since (a newer primary's frames came): the
+                    // members are asked again.
+                    tracing::warn!(checkpoint = %m.name(), "elected, but not promoted ({e:?}): the members are asked again");
+                    ask_again = true;
                     false
                 }
             },
@@ -1948,6 +1984,10 @@ fn enforce(
                 true
             }
         };
+    }
+    if ask_again {
+        let asked = lock(&sh.tracker).as_mut().map(|t| t.ask_again());
+        return (false, asked.unwrap_or_default());
     }
     if done {
         if let Some(t) = lock(&sh.tracker).as_mut() {
@@ -2015,6 +2055,11 @@ fn membership_loop(sh: &Arc<Shared>, listen: SocketAddr, mut engine: Box<dyn Eng
                 Action::Answer(to) => {
                     let copies: Vec<_> = local_copies(sh).iter().map(copy_state).collect();
                     outbox.extend(encode_report(sh.config.node, to, &copies));
+                    let mut reported = lock(&sh.reported);
+                    reported.clear();
+                    for c in copies {
+                        reported.insert((c.name.clone(), c.incarnation), c);
+                    }
                 }
                 Action::Left(nodes) => {
                     tracing::warn!("node(s) {nodes:?} left the membership: their links end");

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -881,6 +881,9 @@ pub fn ship<C: Connection>(
     };
     // The receiving thread logs in the caller's span (the link's).
     let span = tracing::Span::current();
+    // Bytes of forwarded changes queued for the forwarder thread (bounded
+    // with their count: more are answered busy).
+    let queued = AtomicUsize::new(0);
     std::thread::scope(|s| {
         s.spawn(|| {
             let _in = span.enter();
@@ -915,24 +918,26 @@ pub fn ship<C: Connection>(
                     continue;
                 }
                 if let Message::Forward { incarnation, ask } = m.message {
+                    let queued = &queued;
                     let to = forwarder.get_or_insert_with(|| {
                         let (tx, rx) = sync_channel(crate::forward::FORWARDS_QUEUED_MAX);
                         let (link, span) = (&link, span.clone());
+                        let over = || done.load(Ordering::Acquire) || stop.load(Ordering::Relaxed);
                         s.spawn(move || {
                             let _in = span.enter();
-                            if let Err(e) = forward_worker(primary, link, rx) {
+                            if let Err(e) = forward_worker(primary, link, rx, queued, &over) {
                                 finish(Err(e));
                             }
                         });
                         tx
                     });
-                    if to.try_send((incarnation, ask, m.forward.to_vec())).is_err() {
-                        let reply = crate::forward::Reply {
-                            result: crate::forward::RESULT_BUSY,
-                            index: 0,
-                            seq: 0,
-                            id: Vec::new(),
-                        };
+                    let n = m.forward.len();
+                    let room = queued.load(Ordering::Relaxed) + n <= FORWARD_QUEUED_BYTES_MAX;
+                    let sent = room && to.try_send((incarnation, ask, m.forward.to_vec())).is_ok();
+                    if sent {
+                        queued.fetch_add(n, Ordering::Relaxed);
+                    } else {
+                        let reply = crate::forward::untried(crate::forward::RESULT_BUSY);
                         let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
                         if let Err(e) = send_reply(guard.conn, ask, &reply) {
                             return finish(Err(e));
@@ -1013,6 +1018,10 @@ fn answer_unlinks(opts: &LinkOptions, through: u64, code: u32) {
     });
 }
 
+/// Bytes of forwarded changes a shipping link holds for its forwarder at
+/// most (besides their count, [`crate::forward::FORWARDS_QUEUED_MAX`]).
+const FORWARD_QUEUED_BYTES_MAX: usize = 64 << 20;
+
 /// The primary's side of the follower's [`Message::Forward`]s, on a thread
 /// of its own: each change made ([`crate::forward::execute`]) through a
 /// [`crate::Checkpoint`] of the primary, opened at the first, and answered
@@ -1021,9 +1030,18 @@ fn forward_worker<C: Connection>(
     primary: &Segment,
     link: &Mutex<ShipLink<'_, '_, C>>,
     requests: Receiver<(u64, u64, Vec<u8>)>,
+    queued: &AtomicUsize,
+    over: &dyn Fn() -> bool,
 ) -> Result<(), ReplicationError> {
     let mut checkpoint: Option<crate::Checkpoint> = None;
     for (incarnation, ask, bytes) in requests {
+        queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+        if over() {
+            // The link ended: its follower counts what it sent as timed
+            // out, and nothing more is made for it (a synchronous change
+            // would wait for a replica that is gone).
+            continue;
+        }
         let reply = forward_asked(primary, &mut checkpoint, incarnation, &bytes);
         let mut guard = link.lock().unwrap_or_else(|p| p.into_inner());
         send_reply(guard.conn, ask, &reply)?;
@@ -1039,19 +1057,19 @@ fn forward_asked(
     incarnation: u64,
     bytes: &[u8],
 ) -> crate::forward::Reply {
-    let refused = crate::forward::Reply {
-        result: crate::forward::RESULT_REFUSED,
-        index: 0,
-        seq: 0,
-        id: Vec::new(),
-    };
-    if incarnation != primary.incarnation() || primary.is_unlinked() || primary.is_replica() {
-        return refused;
-    }
+    use crate::forward::{untried, RESULT_NOT_PRIMARY, RESULT_REFUSED};
+    let refused = untried(RESULT_REFUSED);
     // Checked when the message was decoded.
     let Ok(request) = ckpt_core::frame::ForwardRequest::decode(bytes) else {
         return refused;
     };
+    let theirs = primary.incarnation();
+    if incarnation != theirs || request.incarnation != theirs || primary.is_unlinked() {
+        return refused;
+    }
+    if primary.is_replica() {
+        return untried(RESULT_NOT_PRIMARY);
+    }
     if checkpoint.is_none() {
         let rw = ckpt_core::OpenFlags::READ | ckpt_core::OpenFlags::WRITE;
         // By name: the file may be another incarnation's by now.
@@ -1063,8 +1081,11 @@ fn forward_asked(
         }
     }
     let c = checkpoint.as_ref().expect("opened above");
-    if c.segment().is_replica() || c.segment().is_unlinked() {
+    if c.segment().is_unlinked() {
         return refused;
+    }
+    if c.segment().is_replica() {
+        return untried(RESULT_NOT_PRIMARY);
     }
     crate::forward::execute(c, &request)
 }
@@ -1569,8 +1590,10 @@ pub fn follow_offered<C: Connection>(
                     let incarnation = offered.incarnation;
                     send(&mut tx, &Message::UnlinkRequest { incarnation }, &[], &[])?;
                 }
+                // One change a pass: the loop reads what the primary sends
+                // between two (a follower that only sent would stall it).
                 if replica.is_some() {
-                    while let Some((ask, bytes)) = stats.next_forward() {
+                    if let Some((ask, bytes)) = stats.next_forward() {
                         let incarnation = offered.incarnation;
                         let m = Message::Forward { incarnation, ask };
                         send(&mut tx, &m, &[], &bytes)?;

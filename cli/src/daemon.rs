@@ -669,7 +669,9 @@ fn answer_control(
                 Ok(c) => c,
                 Err(why) => return writeln!(out, "{}", serde_json::json!({ "error": why })),
             };
-            let f = waiting(&stream, wanting, &name, Forwarded::TimedOut, |gone| {
+            // Too many waiting: not sent, so the caller may retry.
+            let busy = Forwarded::Answered(ckpt::forward::untried(ckpt::forward::RESULT_BUSY));
+            let f = waiting(&stream, wanting, &name, busy, |gone| {
                 node.forward(&name, change, wait, gone)
             })?;
             out.write_all(forward_answer(&f).as_bytes())
@@ -678,6 +680,11 @@ fn answer_control(
     }
 }
 
+/// Bytes of forwarded changes the control connections read at once.
+static READING: AtomicUsize = AtomicUsize::new(0);
+/// At most this many ([`READING`]): two of the largest changes.
+const READING_MAX: usize = 2 * ckpt::control::FORWARD_BYTES_MAX;
+
 /// A request's `bytes` bytes after its line: `first` (read with the line),
 /// then the rest from `stream` within [`CLIENT_TIMEOUT`]. Checked whole:
 /// a [`ForwardRequest`](ckpt_core::frame::ForwardRequest), not more.
@@ -685,6 +692,21 @@ fn read_payload(stream: &UnixStream, first: &[u8], bytes: usize) -> Result<Vec<u
     if first.len() > bytes {
         return Err("more bytes after the request than it announced".into());
     }
+    // Bytes of changes read at once, across connections, are bounded: past
+    // the bound a request is refused before its bytes are read.
+    struct Reading(usize);
+    impl Drop for Reading {
+        fn drop(&mut self) {
+            READING.fetch_sub(self.0, Ordering::Relaxed);
+        }
+    }
+    if READING.fetch_add(bytes, Ordering::Relaxed) + bytes > READING_MAX {
+        READING.fetch_sub(bytes, Ordering::Relaxed);
+        return Err(format!(
+            "busy: changes of {READING_MAX} bytes are being read already"
+        ));
+    }
+    let _reading = Reading(bytes);
     let mut change = Vec::with_capacity(bytes);
     change.extend_from_slice(first);
     let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;

@@ -888,12 +888,32 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
             .unwrap();
         assert_eq!(reader.overwrite(b"a", b"x"), Err(WriteError::Access));
     }
+    // A handle on a checkpoint that was unlinked and made again under its
+    // name never writes the new one: the primary refuses a change for
+    // another incarnation.
+    let name = "safCkpt=fwd_async";
+    let old_handle = service(b.path(), 2).open(name, rw, None).unwrap();
+    assert!(ckpt(a.path(), &["unlink", name]).status.success());
+    let attrs = CreationAttributes {
+        flags: ckpt::CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(8, 64)
+    };
+    let again = service(a.path(), 1)
+        .open(name, rw | OpenFlags::CREATE, Some(&attrs))
+        .unwrap();
+    again.set_active_replica().unwrap();
+    again.create_section(b"a", Time::END, b"new one").unwrap();
+    let refused = old_handle.overwrite(b"a", b"stale writer");
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(again.read_section(b"a").unwrap(), b"new one");
+    drop(old_handle);
+    // The new one, opened on node 2, is written from there.
+    let there = service(b.path(), 2).open(name, rw, None).unwrap();
+    there.overwrite(b"a", b"new from 2").unwrap();
+    assert_eq!(again.read_section(b"a").unwrap(), b"new from 2");
     // With node 1's daemon gone, there is no primary to ask: TRY_AGAIN or,
     // once the request went, TIMEOUT; never a crash or a silent loss.
     drop(_da);
-    let there = service(b.path(), 2)
-        .open("safCkpt=fwd_async", rw, None)
-        .unwrap();
     let t = Instant::now();
     let e = there.overwrite(b"a", b"lost?").unwrap_err();
     assert!(
@@ -901,5 +921,6 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
         "{e:?}"
     );
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
-    assert_eq!(there.read_section(b"a").unwrap(), b"from 2!");
+    assert_eq!(there.read_section(b"a").unwrap(), b"new from 2");
+    drop(again);
 }

@@ -388,10 +388,14 @@ pub enum Settle {
 /// included) holds a primary of the newest term anyone holds, the members'
 /// replicas that are not diverged are the candidates, and the one holding
 /// the most is promoted: the newest term, then the most frames, then the
-/// lowest node id. Every member decides alike from the same reports (each
-/// was made after the membership change that fenced the nodes), so one
-/// node promotes; the old primary, outside this quorate partition, is
-/// fenced there and demoted when it comes back.
+/// lowest node id. `local` is this node's copy as it reported it to the
+/// members (the daemon asks again where the copy changed since), so each
+/// member weighs every candidate by what it reported, made after the
+/// membership change that fenced the nodes, and one node promotes; the
+/// old primary, outside this quorate partition, is fenced there and demoted
+/// when it comes back. (A replica that applied frames between answering two
+/// members' requests may look different to each; if two then promote in
+/// the same term, the equal-term rule keeps the higher node's history.)
 pub fn settle<'a>(
     local: &CopyState,
     elect: Option<u32>,

@@ -1043,10 +1043,10 @@ pub struct ForwardElement<'a> {
 /// request, which carries the same bytes), little-endian, 8-aligned:
 ///
 /// ```text
-///  0    1       4       8               16
-///  +----+-------+-------+---------------+
-///  | op | zero  | count |     time      |   then `count` elements:
-///  +----+-------+-------+---------------+
+///  0    1       4       8               16              24
+///  +----+-------+-------+---------------+---------------+
+///  | op | zero  | count |     time      |  incarnation  |  then `count`
+///  +----+-------+-------+---------------+---------------+  elements:
 ///  0       2               8              16             24
 ///  +-------+---------------+---------------+--------------+
 ///  |id_len |     zero      |    offset     |   data_len   |  id, data (each
@@ -1055,7 +1055,8 @@ pub struct ForwardElement<'a> {
 ///
 /// `op` is a [`ForwardOp`]; `time` an expiration in ns (creation and
 /// expiration change) or a retention duration (retention change); 0
-/// otherwise. A write has 1 to
+/// otherwise; `incarnation` the checkpoint's the change is for (the
+/// primary refuses it if it holds another). A write has 1 to
 /// [`FORWARD_ELEMENTS_MAX`] elements, every other operation one; only a
 /// write has offsets, only a write, an overwrite or a creation has data, and
 /// a generated id's element has no id.
@@ -1063,13 +1064,16 @@ pub struct ForwardElement<'a> {
 pub struct ForwardRequest<'a> {
     /// The operation.
     pub op: ForwardOp,
-    /// The expiration, for a creation or an expiration change.
+    /// The expiration, for a creation or an expiration change; the
+    /// duration, for a retention change.
     pub time: i64,
+    /// The incarnation of the checkpoint the change is for.
+    pub incarnation: u64,
     /// The elements, in order.
     pub elements: Vec<ForwardElement<'a>>,
 }
 
-const FORWARD_HEAD_BYTES: usize = 16;
+const FORWARD_HEAD_BYTES: usize = 24;
 const FORWARD_ELEMENT_BYTES: usize = 24;
 
 impl<'a> ForwardRequest<'a> {
@@ -1080,6 +1084,7 @@ impl<'a> ForwardRequest<'a> {
         out.extend_from_slice(&[0; 3]);
         out.extend_from_slice(&(self.elements.len() as u32).to_le_bytes());
         out.extend_from_slice(&self.time.to_le_bytes());
+        out.extend_from_slice(&self.incarnation.to_le_bytes());
         for e in &self.elements {
             out.extend_from_slice(&(e.id.len() as u16).to_le_bytes());
             out.extend_from_slice(&[0; 6]);
@@ -1104,6 +1109,7 @@ impl<'a> ForwardRequest<'a> {
         }
         let count = le_u32(head, 4) as usize;
         let time = le_u64(head, 8) as i64;
+        let incarnation = le_u64(head, 16);
         let single = op != ForwardOp::Write;
         if count == 0 || count > FORWARD_ELEMENTS_MAX || (single && count != 1) {
             return Err(WireError::BadField);
@@ -1163,7 +1169,12 @@ impl<'a> ForwardRequest<'a> {
         if at != bytes.len() {
             return Err(WireError::BadLength);
         }
-        Ok(ForwardRequest { op, time, elements })
+        Ok(ForwardRequest {
+            op,
+            time,
+            incarnation,
+            elements,
+        })
     }
 }
 
@@ -2084,6 +2095,7 @@ mod tests {
         ForwardRequest {
             op: ForwardOp::Write,
             time: 0,
+            incarnation: 0xABCD,
             elements: vec![
                 ForwardElement {
                     id: b"abc",
@@ -2104,9 +2116,12 @@ mod tests {
     #[test]
     fn forwarded_changes_round_trip_and_break_no_rule() {
         let bytes = forward_request();
-        assert_eq!(bytes.len(), 16 + 24 + 8 + 8 + 24 + 8);
+        assert_eq!(bytes.len(), 24 + 24 + 8 + 8 + 24 + 8);
         let r = ForwardRequest::decode(&bytes).unwrap();
-        assert_eq!((r.op, r.time, r.elements.len()), (ForwardOp::Write, 0, 2));
+        assert_eq!(
+            (r.op, r.time, r.incarnation, r.elements.len()),
+            (ForwardOp::Write, 0, 0xABCD, 2)
+        );
         assert_eq!(r.elements[0].id, b"abc");
         assert_eq!(
             (r.elements[0].offset, r.elements[0].data),
@@ -2124,10 +2139,10 @@ mod tests {
             1,
             2,
             3,
-            16 + 2,
-            16 + 7,
-            16 + 24 + 3,
-            16 + 24 + 8 + 8 + 24 + 1,
+            24 + 2,
+            24 + 7,
+            24 + 24 + 3,
+            24 + 24 + 8 + 8 + 24 + 1,
         ] {
             let mut bad = bytes.clone();
             bad[at] = 1;
@@ -2146,6 +2161,7 @@ mod tests {
             ForwardRequest {
                 op,
                 time,
+                incarnation: 1,
                 elements: vec![ForwardElement { id, offset, data }],
             }
             .encode(&mut out);
@@ -2185,7 +2201,7 @@ mod tests {
         unknown[0] = 8;
         assert_eq!(ForwardRequest::decode(&unknown), Err(WireError::BadField));
         // A count no bytes could hold is refused before anything is kept.
-        let mut many = bytes[..16].to_vec();
+        let mut many = bytes[..24].to_vec();
         many[4..8].copy_from_slice(&(FORWARD_ELEMENTS_MAX as u32).to_le_bytes());
         assert_eq!(ForwardRequest::decode(&many), Err(WireError::Truncated));
         // A generated id's body.

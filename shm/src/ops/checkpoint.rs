@@ -69,28 +69,32 @@ impl Segment {
     /// a new term; from then on local writers write it and frames of older
     /// terms are refused. Returns the term.
     pub fn promote(&self, node: u32) -> Result<u32, ActiveFail> {
-        self.promote_lifting(node, false)
+        self.promote_lifting(node, None)
     }
 
     /// [`Segment::promote`] of a fenced replica the node daemon's quorate
     /// partition elected (a non-collocated checkpoint whose primary left the
-    /// membership, [`ckpt_core::cluster::Settle::Promote`]): the fence is
-    /// lifted under the same claim, so that no other step comes between.
-    pub fn promote_elected(&self, node: u32) -> Result<u32, ActiveFail> {
-        self.promote_lifting(node, true)
+    /// membership, [`ckpt_core::cluster::Settle::Promote`]) while it held
+    /// frames of `term`: the fence is lifted under the same claim, so that
+    /// no other step comes between. Refused (`Contended`) if the copy is no
+    /// replica, or holds another term now (a newer primary's frames came
+    /// since the election was decided).
+    pub fn promote_elected(&self, node: u32, term: u32) -> Result<u32, ActiveFail> {
+        self.promote_lifting(node, Some(term))
     }
 
-    fn promote_lifting(&self, node: u32, lift_fence: bool) -> Result<u32, ActiveFail> {
+    fn promote_lifting(&self, node: u32, elected_in: Option<u32>) -> Result<u32, ActiveFail> {
         if node > NODE_ID_MAX {
             return Err(ActiveFail::InvalidNode);
         }
         let _held = self.claim()?;
+        let lift_fence = elected_in.is_some();
         if self.is_fenced() && !lift_fence {
             return Err(ActiveFail::Claim(ClaimFail::NoQuorum));
         }
-        if lift_fence && !self.is_replica() {
-            // An election is for a replica: a primary here was not elected
-            // (the caller settles it as a primary instead).
+        if elected_in.is_some_and(|t| !self.is_replica() || self.term() != t) {
+            // An election is for the replica as it was: a primary here, or
+            // a copy that moved on, was not elected.
             return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
         if self.is_diverged() {
