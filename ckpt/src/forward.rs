@@ -99,11 +99,8 @@ pub fn execute(c: &Checkpoint, request: &ForwardRequest<'_>) -> Reply {
         seq: 0,
         id: Vec::new(),
     };
-    let one = request.elements.first().copied().unwrap_or(ForwardElement {
-        id: &[],
-        offset: 0,
-        data: &[],
-    });
+    let none = ForwardElement::new(&[], 0, &[]);
+    let one = request.elements.first().copied().unwrap_or(none);
     let time = Time(request.time);
     let mut id = Vec::new();
     let outcome: Result<(), (u32, usize)> = match request.op {
@@ -199,6 +196,17 @@ impl ForwardedError for RetentionSetError {
     const REFUSED: Self = RetentionSetError::Unlinked;
     const ID_TOO_LONG: Self = RetentionSetError::TryAgain;
     const TOO_LARGE: Self = RetentionSetError::TryAgain;
+}
+
+/// [`send`] of a change of one element (every operation but a vector
+/// write): the error alone, the reply on success.
+pub(crate) fn send_one<E: ForwardedError>(
+    c: &Checkpoint,
+    op: ForwardOp,
+    time: i64,
+    element: ForwardElement<'_>,
+) -> Result<Reply, E> {
+    send(c, op, time, vec![element]).map_err(|(_, e)| e)
 }
 
 /// The replica's side: sends the change (`op`, `time`, `elements`) to

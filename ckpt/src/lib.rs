@@ -515,15 +515,9 @@ impl Checkpoint {
             return Err(RetentionSetError::Unlinked);
         }
         if self.forwarding() {
-            let none = ForwardElement {
-                id: &[],
-                offset: 0,
-                data: &[],
-            };
+            let none = ForwardElement::new(&[], 0, &[]);
             let op = ForwardOp::SetRetention;
-            return forward::send::<RetentionSetError>(self, op, retention.0, vec![none])
-                .map(drop)
-                .map_err(|(_, e)| e);
+            return forward::send_one(self, op, retention.0, none).map(drop);
         }
         self.segment
             .set_retention(retention)
@@ -646,13 +640,8 @@ impl Checkpoint {
     ) -> Result<Section<'_>, SectionCreateError> {
         self.create_checks()?;
         if self.forwarding() {
-            let one = ForwardElement {
-                id,
-                offset: 0,
-                data,
-            };
-            forward::send::<SectionCreateError>(self, ForwardOp::Create, expiration.0, vec![one])
-                .map_err(|(_, e)| e)?;
+            let one = ForwardElement::new(id, 0, data);
+            forward::send_one::<SectionCreateError>(self, ForwardOp::Create, expiration.0, one)?;
             return self.forwarded_section(id);
         }
         let (section, _) = self.segment.create_section(Some(id), expiration, data)?;
@@ -704,18 +693,9 @@ impl Checkpoint {
     ) -> Result<(SectionId, Section<'_>), SectionCreateError> {
         self.create_checks()?;
         if self.forwarding() {
-            let one = ForwardElement {
-                id: &[],
-                offset: 0,
-                data,
-            };
-            let reply = forward::send::<SectionCreateError>(
-                self,
-                ForwardOp::CreateGenerated,
-                expiration.0,
-                vec![one],
-            )
-            .map_err(|(_, e)| e)?;
+            let one = ForwardElement::new(&[], 0, data);
+            let op = ForwardOp::CreateGenerated;
+            let reply = forward::send_one::<SectionCreateError>(self, op, expiration.0, one)?;
             let id = SectionId(reply.id);
             let section = self.forwarded_section(id.as_bytes())?.section;
             return Ok((
@@ -806,14 +786,8 @@ impl Checkpoint {
     /// ```
     pub fn delete_section(&self, id: &[u8]) -> Result<(), SectionDeleteError> {
         if self.forwards(id)? {
-            let one = ForwardElement {
-                id,
-                offset: 0,
-                data: &[],
-            };
-            return forward::send::<SectionDeleteError>(self, ForwardOp::Delete, 0, vec![one])
-                .map(drop)
-                .map_err(|(_, e)| e);
+            let one = ForwardElement::new(id, 0, &[]);
+            return forward::send_one(self, ForwardOp::Delete, 0, one).map(drop);
         }
         let section = self.section_to_change(id)?;
         self.segment.delete_section(section)?;
@@ -839,15 +813,9 @@ impl Checkpoint {
     /// ```
     pub fn set_expiration(&self, id: &[u8], expiration: Time) -> Result<(), ExpirationSetError> {
         if self.forwards(id)? {
-            let one = ForwardElement {
-                id,
-                offset: 0,
-                data: &[],
-            };
+            let one = ForwardElement::new(id, 0, &[]);
             let op = ForwardOp::SetExpiration;
-            return forward::send::<ExpirationSetError>(self, op, expiration.0, vec![one])
-                .map(drop)
-                .map_err(|(_, e)| e);
+            return forward::send_one(self, op, expiration.0, one).map(drop);
         }
         let section = self.section_to_change(id)?;
         self.segment.set_expiration(section, expiration)?;
@@ -928,11 +896,7 @@ impl Checkpoint {
             }
             let elements = elements
                 .iter()
-                .map(|e| ForwardElement {
-                    id: e.id,
-                    offset: e.offset,
-                    data: e.data,
-                })
+                .map(|e| ForwardElement::new(e.id, e.offset, e.data))
                 .collect();
             return forward::send(self, ForwardOp::Write, 0, elements).map(drop);
         }
@@ -1016,14 +980,8 @@ impl Checkpoint {
             return Err(WriteError::NoActiveReplica);
         }
         if self.forwarding() {
-            let one = ForwardElement {
-                id,
-                offset: 0,
-                data,
-            };
-            return forward::send::<WriteError>(self, ForwardOp::Overwrite, 0, vec![one])
-                .map(drop)
-                .map_err(|(_, e)| e);
+            let one = ForwardElement::new(id, 0, data);
+            return forward::send_one(self, ForwardOp::Overwrite, 0, one).map(drop);
         }
         let section = self.find(id).map_err(lookup_to_write)?;
         self.segment.write(section, None, data)?;
@@ -1519,14 +1477,8 @@ impl Section<'_> {
             // Deleted or expired here (as the primary's frames said).
             return Err(WriteError::NotExist);
         };
-        let one = ForwardElement {
-            id: view.id,
-            offset,
-            data,
-        };
-        forward::send::<WriteError>(c, op, 0, vec![one])
-            .map(drop)
-            .map_err(|(_, e)| e)
+        let one = ForwardElement::new(view.id, offset, data);
+        forward::send_one(c, op, 0, one).map(drop)
     }
 
     /// Writes `data` at `offset` (at most the current size; the section grows).

@@ -1073,6 +1073,13 @@ pub struct ForwardRequest<'a> {
     pub elements: Vec<ForwardElement<'a>>,
 }
 
+impl<'a> ForwardElement<'a> {
+    /// An element: section `id`, `offset` (a write's; 0 otherwise), `data`.
+    pub const fn new(id: &'a [u8], offset: u64, data: &'a [u8]) -> Self {
+        ForwardElement { id, offset, data }
+    }
+}
+
 const FORWARD_HEAD_BYTES: usize = 24;
 const FORWARD_ELEMENT_BYTES: usize = 24;
 
