@@ -23,7 +23,8 @@
 use std::time::Duration;
 
 use ckpt_core::error::{
-    ExpirationSetError, RetentionSetError, SectionCreateError, SectionDeleteError, WriteError,
+    ExpirationSetError, RetentionSetError, SectionCreateError, SectionDeleteError,
+    SynchronizeError, WriteError,
 };
 use ckpt_core::frame::{ForwardElement, ForwardOp, ForwardRequest, FORWARD_ELEMENTS_MAX};
 use ckpt_core::Time;
@@ -128,6 +129,7 @@ pub fn execute(c: &Checkpoint, request: &ForwardRequest<'_>) -> Reply {
         ForwardOp::Delete => c.delete_section(one.id).map_err(|e| (e.number(), 0)),
         ForwardOp::SetExpiration => c.set_expiration(one.id, time).map_err(|e| (e.number(), 0)),
         ForwardOp::SetRetention => c.set_retention(time).map_err(|e| (e.number(), 0)),
+        ForwardOp::Synchronize => c.synchronize(time).map_err(|e| (e.number(), 0)),
     };
     match outcome {
         Ok(()) => Reply {
@@ -198,6 +200,19 @@ impl ForwardedError for RetentionSetError {
     const TOO_LARGE: Self = RetentionSetError::TryAgain;
 }
 
+// A synchronize names no section and carries no data; a primary that
+// refuses it holds another incarnation, or none.
+impl ForwardedError for SynchronizeError {
+    fn from_number(n: u32) -> Option<Self> {
+        SynchronizeError::from_number(n)
+    }
+    const TRY_AGAIN: Self = SynchronizeError::TryAgain;
+    const TIMEOUT: Self = SynchronizeError::Timeout;
+    const REFUSED: Self = SynchronizeError::NoActiveReplica;
+    const ID_TOO_LONG: Self = SynchronizeError::TryAgain;
+    const TOO_LARGE: Self = SynchronizeError::TryAgain;
+}
+
 /// [`send`] of a change of one element (every operation but a vector
 /// write): the error alone, the reply on success.
 pub(crate) fn send_one<E: ForwardedError>(
@@ -206,7 +221,7 @@ pub(crate) fn send_one<E: ForwardedError>(
     time: i64,
     element: ForwardElement<'_>,
 ) -> Result<Reply, E> {
-    send(c, op, time, vec![element]).map_err(|(_, e)| e)
+    send_within(c, op, time, vec![element], FORWARD_WAIT).map_err(|(_, e)| e)
 }
 
 /// The replica's side: sends the change (`op`, `time`, `elements`) to
@@ -217,6 +232,17 @@ pub(crate) fn send<E: ForwardedError>(
     op: ForwardOp,
     time: i64,
     elements: Vec<ForwardElement<'_>>,
+) -> Result<Reply, (usize, E)> {
+    send_within(c, op, time, elements, FORWARD_WAIT)
+}
+
+/// [`send`], waiting up to `wait` for the answer.
+pub(crate) fn send_within<E: ForwardedError>(
+    c: &Checkpoint,
+    op: ForwardOp,
+    time: i64,
+    elements: Vec<ForwardElement<'_>>,
+    wait: Duration,
 ) -> Result<Reply, (usize, E)> {
     let id_max = c.attributes().section_id_bytes_max;
     if let Some(i) = elements.iter().position(|e| e.id.len() as u64 > id_max) {
@@ -238,8 +264,7 @@ pub(crate) fn send<E: ForwardedError>(
     if bytes.len() > FORWARD_BYTES_MAX {
         return Err((0, E::TOO_LARGE));
     }
-    let how =
-        crate::control::ask_forward(&segment.config().dir, segment.name(), &bytes, FORWARD_WAIT);
+    let how = crate::control::ask_forward(&segment.config().dir, segment.name(), &bytes, wait);
     outcome(how)
 }
 

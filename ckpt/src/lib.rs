@@ -341,6 +341,10 @@ impl Checkpoint {
     }
 }
 
+/// How much longer than its timeout a synchronize from a replica's host
+/// waits for the primary's answer (the request's way there and back).
+const SYNCHRONIZE_SLACK: Duration = Duration::from_secs(1);
+
 /// One element of [`Checkpoint::write`] (`SaCkptIOVectorElementT` for writes).
 ///
 /// ```
@@ -1232,9 +1236,26 @@ impl Checkpoint {
         if !self.has_active_replica() {
             return Err(SynchronizeError::NoActiveReplica);
         }
+        let wait = Duration::from_nanos(timeout.0 as u64);
+        if self.forwarding() {
+            // The primary waits for its replicas, within the timeout (and a
+            // moment for the answer to come back).
+            let none = ForwardElement::new(&[], 0, &[]);
+            let within = wait
+                .saturating_add(SYNCHRONIZE_SLACK)
+                .min(control::WANT_WAIT_MAX);
+            return forward::send_within(
+                self,
+                ForwardOp::Synchronize,
+                timeout.0,
+                vec![none],
+                within,
+            )
+            .map(drop)
+            .map_err(|(_, e)| e);
+        }
         // Every replica registered with this checkpoint must hold every
         // change made so far (none registered: this host's copy is all).
-        let wait = Duration::from_nanos(timeout.0 as u64);
         if self
             .segment
             .wait_acknowledged(Need::All, self.segment.last_seq(), wait)

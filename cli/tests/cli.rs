@@ -843,6 +843,14 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
         assert_eq!(primary.read_section(b"b").unwrap(), b"newer");
         there.set_expiration(b"b", Time(1)).unwrap();
         assert!(primary.read_section(b"b").is_err(), "expired at once");
+        // A synchronize from node 2: the primary waits for its replicas.
+        let sync = there.synchronize(Time::from_secs(5));
+        match mode {
+            UpdateMode::AllReplicas => {
+                assert_eq!(sync, Err(ckpt::SynchronizeError::Synchronous))
+            }
+            _ => sync.unwrap(),
+        }
         there.set_retention(Time::from_secs(7)).unwrap();
         let retention = primary.status().unwrap().attributes.retention_ns;
         assert_eq!(retention, 7_000_000_000);

@@ -336,6 +336,10 @@ op_error! {
         InvalidTimeout => (InvalidParam, "timeout is negative"),
         /// Replicas did not confirm within the timeout.
         Timeout => (Timeout, "replicas did not confirm in time"),
+        /// Where only a replica is: the primary's node cannot be asked now
+        /// (no node daemon here, no link to the primary, or a failover
+        /// under way); retry.
+        TryAgain => (TryAgain, "the primary's node cannot be asked now; retry"),
     }
 }
 

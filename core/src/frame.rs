@@ -1007,6 +1007,9 @@ pub enum ForwardOp {
     /// `saCkptCheckpointRetentionDurationSet`: one element with no id and
     /// no data, `time` the duration.
     SetRetention = 7,
+    /// `saCkptCheckpointSynchronize`: one element with no id and no data,
+    /// `time` the timeout.
+    Synchronize = 8,
 }
 
 impl ForwardOp {
@@ -1020,6 +1023,7 @@ impl ForwardOp {
             O::Delete,
             O::SetExpiration,
             O::SetRetention,
+            O::Synchronize,
         ]
         .into_iter()
         .find(|o| *o as u8 == b)
@@ -1054,8 +1058,8 @@ pub struct ForwardElement<'a> {
 /// ```
 ///
 /// `op` is a [`ForwardOp`]; `time` an expiration in ns (creation and
-/// expiration change) or a retention duration (retention change); 0
-/// otherwise; `incarnation` the checkpoint's the change is for (the
+/// expiration change), a retention duration (retention change) or a
+/// timeout (synchronize); 0 otherwise; `incarnation` the checkpoint's the change is for (the
 /// primary refuses it if it holds another). A write has 1 to
 /// [`FORWARD_ELEMENTS_MAX`] elements, every other operation one; only a
 /// write has offsets, only a write, an overwrite or a creation has data, and
@@ -1127,6 +1131,7 @@ impl<'a> ForwardRequest<'a> {
                 | ForwardOp::CreateGenerated
                 | ForwardOp::SetExpiration
                 | ForwardOp::SetRetention
+                | ForwardOp::Synchronize
         );
         if !timed && time != 0 {
             return Err(WireError::NonZeroPadding);
@@ -1166,7 +1171,9 @@ impl<'a> ForwardRequest<'a> {
                 ForwardOp::Overwrite | ForwardOp::Create => offset == 0,
                 ForwardOp::CreateGenerated => offset == 0 && id.is_empty(),
                 ForwardOp::Delete | ForwardOp::SetExpiration => offset == 0 && data.is_empty(),
-                ForwardOp::SetRetention => offset == 0 && id.is_empty() && data.is_empty(),
+                ForwardOp::SetRetention | ForwardOp::Synchronize => {
+                    offset == 0 && id.is_empty() && data.is_empty()
+                }
             };
             if !rules {
                 return Err(WireError::BadField);
@@ -2197,6 +2204,11 @@ mod tests {
         assert_eq!(one(O::Delete, 0, b"a", 0, b"d"), Err(WireError::BadField));
         assert_eq!(one(O::SetExpiration, 9, b"a", 0, b""), Ok(O::SetExpiration));
         assert_eq!(one(O::SetRetention, 9, b"", 0, b""), Ok(O::SetRetention));
+        assert_eq!(one(O::Synchronize, 9, b"", 0, b""), Ok(O::Synchronize));
+        assert_eq!(
+            one(O::Synchronize, 9, b"", 0, b"d"),
+            Err(WireError::BadField)
+        );
         assert_eq!(
             one(O::SetRetention, 9, b"a", 0, b""),
             Err(WireError::BadField)
@@ -2205,7 +2217,7 @@ mod tests {
         two[0] = O::Overwrite as u8;
         assert_eq!(ForwardRequest::decode(&two), Err(WireError::BadField));
         let mut unknown = bytes.clone();
-        unknown[0] = 8;
+        unknown[0] = 9;
         assert_eq!(ForwardRequest::decode(&unknown), Err(WireError::BadField));
         // A count no bytes could hold is refused before anything is kept.
         let mut many = bytes[..24].to_vec();
