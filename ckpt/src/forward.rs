@@ -244,6 +244,12 @@ pub(crate) fn send_within<E: ForwardedError>(
     elements: Vec<ForwardElement<'_>>,
     wait: Duration,
 ) -> Result<Reply, (usize, E)> {
+    let segment = c.segment();
+    if segment.is_unlinked() {
+        // Its primary was unlinked: it takes no more changes from other
+        // nodes (its links ended), and it never will.
+        return Err((0, E::REFUSED));
+    }
     let id_max = c.attributes().section_id_bytes_max;
     if let Some(i) = elements.iter().position(|e| e.id.len() as u64 > id_max) {
         return Err((i, E::ID_TOO_LONG));
@@ -251,7 +257,6 @@ pub(crate) fn send_within<E: ForwardedError>(
     if elements.len() > FORWARD_ELEMENTS_MAX {
         return Err((0, E::TOO_LARGE));
     }
-    let segment = c.segment();
     let mut bytes = Vec::new();
     let incarnation = segment.incarnation();
     ForwardRequest {

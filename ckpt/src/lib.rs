@@ -343,7 +343,7 @@ impl Checkpoint {
 
 /// How much longer than its timeout a synchronize from a replica's host
 /// waits for the primary's answer (the request's way there and back).
-const SYNCHRONIZE_SLACK: Duration = Duration::from_secs(1);
+const SYNCHRONIZE_SLACK: Duration = Duration::from_millis(200);
 
 /// One element of [`Checkpoint::write`] (`SaCkptIOVectorElementT` for writes).
 ///
@@ -606,8 +606,14 @@ impl Checkpoint {
         }
         // A sweep needs the writer claim; if another writer holds it past the
         // timeout, expired sections are still excluded below, only not freed.
-        let _ = self.segment.sweep_expired();
-        let (sections, memory_used_bytes) = self.segment.usage();
+        // A replica sweeps nothing (its primary's deletes come as frames):
+        // it counts what a reader sees, its expired sections left out.
+        let (sections, memory_used_bytes) = if self.segment.is_replica() {
+            self.segment.visible_usage()
+        } else {
+            let _ = self.segment.sweep_expired();
+            self.segment.usage()
+        };
         let attributes = CreationAttributes {
             retention_ns: self.segment.retention().0,
             ..self.attributes()
@@ -657,18 +663,14 @@ impl Checkpoint {
     }
 
     /// The section a forwarded creation made, as this host's replica holds
-    /// it (it waited for it).
+    /// it (it waited for it). Created, then gone already (its expiration
+    /// was past, or another node deleted it): the creation succeeded, and
+    /// the handle finds no section (`NotExist`), as a local one would.
     fn forwarded_section(&self, id: &[u8]) -> Result<Section<'_>, SectionCreateError> {
-        let section = self.find(id).map_err(|e| match e {
-            LookupError::IdTooLong => SectionCreateError::IdTooLong,
-            LookupError::NoActiveReplica => SectionCreateError::NoActiveReplica,
-            // Created, then gone already (another node deleted it, or it
-            // expired): retry.
-            LookupError::NotExist | LookupError::TryAgain => SectionCreateError::TryAgain,
-        })?;
+        let gone = SectionRef { slot: 0, gen: 0 };
         Ok(Section {
             checkpoint: self,
-            section,
+            section: self.find(id).unwrap_or(gone),
         })
     }
 

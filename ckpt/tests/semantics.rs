@@ -2538,3 +2538,53 @@ mod long_vectors {
         );
     }
 }
+
+#[test]
+fn a_long_vector_write_sees_each_section_as_the_earlier_elements_leave_it() {
+    let (_dir, service) = service();
+    let c = service
+        .open(NAME, rwc(), Some(&CreationAttributes::new(4, 4096)))
+        .unwrap();
+    c.set_active_replica().unwrap();
+    c.create_section(b"a", Time::END, b"").unwrap();
+    c.create_section(b"b", Time::END, b"").unwrap();
+    // 100 elements (past the short vectors' scan), alternating sections,
+    // each appending one byte where the earlier ones left the section's end.
+    let bytes: Vec<u8> = (0..100u8).collect();
+    let appends: Vec<WriteVec> = (0..100usize)
+        .map(|i| WriteVec {
+            id: if i % 2 == 0 { b"a" } else { b"b" },
+            offset: (i / 2) as u64,
+            data: &bytes[i..i + 1],
+        })
+        .collect();
+    c.write(&appends).unwrap();
+    let evens: Vec<u8> = (0..100u8).step_by(2).collect();
+    let odds: Vec<u8> = (1..100u8).step_by(2).collect();
+    assert_eq!(c.read_section(b"a").unwrap(), evens);
+    assert_eq!(c.read_section(b"b").unwrap(), odds);
+    // An element past the end the earlier ones leave fails with its index,
+    // and nothing of the vector is made.
+    let mut more: Vec<WriteVec> = (0..40usize)
+        .map(|i| WriteVec {
+            id: b"a",
+            offset: (50 + i) as u64,
+            data: b"x",
+        })
+        .collect();
+    more.push(WriteVec {
+        id: b"a",
+        offset: 91,
+        data: b"!",
+    });
+    assert_eq!(c.write(&more), Err((40, WriteError::OffsetPastEnd)));
+    assert_eq!(c.read_section(b"a").unwrap(), evens);
+    more.pop();
+    more.push(WriteVec {
+        id: b"a",
+        offset: 90,
+        data: b"!",
+    });
+    c.write(&more).unwrap();
+    assert_eq!(c.read_section(b"a").unwrap().len(), 91);
+}

@@ -741,7 +741,14 @@ fn waiting<A>(
     run: impl FnOnce(&dyn Fn() -> bool) -> A,
 ) -> std::io::Result<A> {
     let Some(_waiting) = Counted::take(wanting, WANTS_AT_ONCE_MAX) else {
-        tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} requests already wait: answered timeout");
+        // Logged at most once a second (a burst of requests would log
+        // thousands of lines).
+        static LOGGED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+        let mut last = LOGGED.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(checkpoint = %name, "{WANTS_AT_ONCE_MAX} requests already wait: more are answered at once (want, unlink: timeout; forward: busy); logged once a second");
+        }
         return Ok(busy);
     };
     // The asker hanging up ends the wait (a read finds the end of its

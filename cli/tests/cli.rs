@@ -843,6 +843,15 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
         assert_eq!(primary.read_section(b"b").unwrap(), b"newer");
         there.set_expiration(b"b", Time(1)).unwrap();
         assert!(primary.read_section(b"b").is_err(), "expired at once");
+        // The replica counts what a reader sees (it sweeps nothing itself).
+        let (mine, theirs) = (there.status().unwrap(), primary.status().unwrap());
+        assert_eq!(
+            (mine.sections, mine.memory_used_bytes),
+            (theirs.sections, theirs.memory_used_bytes)
+        );
+        // A section created already expired: made, and gone at once.
+        there.create_section(b"c", Time(1), b"x").unwrap();
+        assert!(there.read_section(b"c").is_err());
         // A synchronize from node 2: the primary waits for its replicas.
         let sync = there.synchronize(Time::from_secs(5));
         match mode {
@@ -902,6 +911,17 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
     let name = "safCkpt=fwd_async";
     let old_handle = service(b.path(), 2).open(name, rw, None).unwrap();
     assert!(ckpt(a.path(), &["unlink", name]).status.success());
+    // Unlinked: its replica here takes no more changes (NOT_EXIST, not
+    // TRY_AGAIN for ever).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !old_handle.segment().is_unlinked() {
+        assert!(Instant::now() < deadline, "node 2 never applied the unlink");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        old_handle.overwrite(b"a", b"after the unlink"),
+        Err(WriteError::NoActiveReplica)
+    );
     let attrs = CreationAttributes {
         flags: ckpt::CreationFlags::new(UpdateMode::ActiveReplica, true),
         ..CreationAttributes::new(8, 64)

@@ -107,6 +107,10 @@ impl SpareBuffer<'_> {
     }
 }
 
+/// Vectors of more elements than this plan each section's size in a map
+/// ([`Segment::write_many`]); shorter ones scan the earlier elements.
+const PLAN_SCAN_MAX: usize = 16;
+
 /// One element of [`Segment::write_many`].
 #[derive(Debug, Clone, Copy)]
 pub struct WriteElement<'a> {
@@ -274,6 +278,12 @@ impl Segment {
     fn plan_writes(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
         let max = self.attributes().section_bytes_max;
         let mut used = self.header().memory_used.load(Ordering::Relaxed);
+        // Each section's size as the elements so far leave it: found among
+        // the earlier elements for a short vector (no allocation), kept by
+        // slot for a long one (a scan per element would be quadratic: a
+        // vector of 65,536 elements took half a minute).
+        let mut planned: Option<std::collections::HashMap<u32, u64>> =
+            (elements.len() > PLAN_SCAN_MAX).then(std::collections::HashMap::new);
         for (i, e) in elements.iter().enumerate() {
             let end = e.offset.unwrap_or(0).checked_add(e.data.len() as u64);
             if end.is_none_or(|end| end > max) {
@@ -282,15 +292,25 @@ impl Segment {
             if !self.is_live(e.section) || self.is_expired(e.section) {
                 return Err((i, WriteError::NotExist));
             }
-            let mut before = committed_size(self.slot(e.section.slot));
-            if before > max {
+            let committed = committed_size(self.slot(e.section.slot));
+            if committed > max {
                 return Err((i, WriteError::Corrupt));
             }
-            for earlier in elements[..i].iter().filter(|p| p.section == e.section) {
-                before =
-                    new_size(earlier.offset, earlier.data.len(), before).map_err(|err| (i, err))?;
-            }
+            let before = match planned.as_ref() {
+                Some(sizes) => sizes.get(&e.section.slot).copied().unwrap_or(committed),
+                None => {
+                    let mut before = committed;
+                    for earlier in elements[..i].iter().filter(|p| p.section == e.section) {
+                        before = new_size(earlier.offset, earlier.data.len(), before)
+                            .map_err(|err| (i, err))?;
+                    }
+                    before
+                }
+            };
             let after = new_size(e.offset, e.data.len(), before).map_err(|err| (i, err))?;
+            if let Some(sizes) = planned.as_mut() {
+                sizes.insert(e.section.slot, after);
+            }
             used = used.saturating_sub(before).saturating_add(after);
             if used > self.attributes().checkpoint_bytes {
                 return Err((i, WriteError::CheckpointFull));
