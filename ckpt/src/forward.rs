@@ -165,53 +165,32 @@ pub trait ForwardedError: Sized + Copy {
 }
 
 macro_rules! forwarded_error {
-    ($($t:ident: $large:ident),+) => {$(
+    ($($t:ident => ($refused:ident, $id:ident, $large:ident)),+ $(,)?) => {$(
         impl ForwardedError for $t {
             fn from_number(n: u32) -> Option<Self> {
                 $t::from_number(n)
             }
             const TRY_AGAIN: Self = $t::TryAgain;
             const TIMEOUT: Self = $t::Timeout;
-            const REFUSED: Self = $t::NoActiveReplica;
-            const ID_TOO_LONG: Self = $t::IdTooLong;
+            const REFUSED: Self = $t::$refused;
+            const ID_TOO_LONG: Self = $t::$id;
             const TOO_LARGE: Self = $t::$large;
         }
     )+};
 }
 
-// A delete or an expiration change carries no data: never too large.
+// (refused, id too long, too large). A delete, an expiration change, a
+// retention change and a synchronize carry no data: never too large; the
+// last two name no section; a refused retention change's checkpoint was
+// unlinked (or another has its name).
 forwarded_error!(
-    WriteError: NoMemory,
-    SectionCreateError: NoMemory,
-    SectionDeleteError: TryAgain,
-    ExpirationSetError: TryAgain
+    WriteError => (NoActiveReplica, IdTooLong, NoMemory),
+    SectionCreateError => (NoActiveReplica, IdTooLong, NoMemory),
+    SectionDeleteError => (NoActiveReplica, IdTooLong, TryAgain),
+    ExpirationSetError => (NoActiveReplica, IdTooLong, TryAgain),
+    RetentionSetError => (Unlinked, TryAgain, TryAgain),
+    SynchronizeError => (NoActiveReplica, TryAgain, TryAgain),
 );
-
-// A retention change names no section and carries no data; a primary that
-// refuses it holds another incarnation, or none (unlinked).
-impl ForwardedError for RetentionSetError {
-    fn from_number(n: u32) -> Option<Self> {
-        RetentionSetError::from_number(n)
-    }
-    const TRY_AGAIN: Self = RetentionSetError::TryAgain;
-    const TIMEOUT: Self = RetentionSetError::Timeout;
-    const REFUSED: Self = RetentionSetError::Unlinked;
-    const ID_TOO_LONG: Self = RetentionSetError::TryAgain;
-    const TOO_LARGE: Self = RetentionSetError::TryAgain;
-}
-
-// A synchronize names no section and carries no data; a primary that
-// refuses it holds another incarnation, or none.
-impl ForwardedError for SynchronizeError {
-    fn from_number(n: u32) -> Option<Self> {
-        SynchronizeError::from_number(n)
-    }
-    const TRY_AGAIN: Self = SynchronizeError::TryAgain;
-    const TIMEOUT: Self = SynchronizeError::Timeout;
-    const REFUSED: Self = SynchronizeError::NoActiveReplica;
-    const ID_TOO_LONG: Self = SynchronizeError::TryAgain;
-    const TOO_LARGE: Self = SynchronizeError::TryAgain;
-}
 
 /// [`send`] of a change of one element (every operation but a vector
 /// write): the error alone, the reply on success.
