@@ -1551,8 +1551,12 @@ pub fn follow_offered<C: Connection>(
                             let now = clock.now();
                             pending = Some(match rebuild.end(start, sections, tail, opts)? {
                                 Some(segment) => {
-                                    // The old replica's name is the new one's now.
-                                    replica = Some(segment);
+                                    // The old replica's name is the new one's now:
+                                    // the old file is marked superseded (a standby
+                                    // still on it can no longer promote it).
+                                    if let Some(old) = replica.replace(segment) {
+                                        let _ = old.supersede();
+                                    }
                                     opts.count(|c| {
                                         c.hold(start);
                                         c.snapshots.fetch_add(1, Ordering::Relaxed);

@@ -454,6 +454,10 @@ fn a_replica_of_an_earlier_incarnation_is_rebuilt_for_the_new_one() {
     let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     first.create_section(b"k", Time::END, b"old").unwrap();
     with_link(&first, b.path(), name, || {});
+    // A standby on the replica's host, open before the rebuild.
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
     // The checkpoint is re-created on the primary's host: a new incarnation.
     Service::with_config(Config::with_dir(a.path()))
         .unlink(name)
@@ -471,6 +475,11 @@ fn a_replica_of_an_earlier_incarnation_is_rebuilt_for_the_new_one() {
         rebuilt.segment().incarnation(),
         second.segment().incarnation()
     );
+    // The standby is still on the old file, marked superseded: it cannot
+    // promote it (a primary no daemon ships).
+    assert!(standby.segment().is_superseded());
+    assert!(!rebuilt.segment().is_superseded());
+    assert!(standby.segment().promote(2).is_err());
 }
 
 fn keyed(key: &[u8]) -> LinkOptions {

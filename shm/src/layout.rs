@@ -716,6 +716,11 @@ packed_word! {
         /// a diverged copy is not promoted, and a snapshot's new file starts
         /// without it.
         diverged: bool = 9, 1;
+        /// A replica file another took the name of (a snapshot rebuilt the
+        /// replica into a new file, renamed over this one): no frame changes
+        /// it again, and it is never promoted (a handle still on it must
+        /// reopen the checkpoint). Set by `Segment::supersede`.
+        superseded: bool = 10, 1;
     }
 }
 

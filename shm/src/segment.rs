@@ -497,6 +497,15 @@ impl Mapped {
         RoleWord::from(self.header().role.load(Ordering::Acquire)).diverged
     }
 
+    /// True if this replica file was superseded: a snapshot rebuilt the
+    /// replica into a new file under the checkpoint's name (see
+    /// `Segment::supersede`). A handle on it sees no change again.
+    pub fn is_superseded(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release store in
+        // `Segment::supersede`.
+        RoleWord::from(self.header().role.load(Ordering::Acquire)).superseded
+    }
+
     /// The checkpoint's incarnation (random at creation; a replica has its
     /// primary's).
     pub fn incarnation(&self) -> u64 {
@@ -859,6 +868,7 @@ pub(crate) fn build_new(
                 role: copy_role,
                 fenced,
                 diverged: false,
+                superseded: false,
             }
             .value(),
             Ordering::Relaxed,

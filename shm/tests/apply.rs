@@ -6,7 +6,8 @@ use ckpt_core::frame::{FrameHeader, FrameKind};
 use ckpt_core::{
     CheckpointName, CreationAttributes, CreationFlags, OpenFlags, SectionsChosen, Time, UpdateMode,
 };
-use ckpt_shm::ops::{Applied, ApplyError};
+use ckpt_shm::ops::checkpoint::{ActiveFail, PromoteFail};
+use ckpt_shm::ops::{Applied, ApplyError, ClaimFail};
 use ckpt_shm::{Config, Consumer, Segment, WriteElement};
 
 fn dir_config(dir: &tempfile::TempDir) -> Config {
@@ -201,6 +202,36 @@ fn a_replica_refuses_local_writers_gaps_other_incarnations_and_deposed_terms() {
         })
     );
     assert_eq!(sections(&replica), sections(&primary));
+}
+
+#[test]
+fn a_superseded_replica_is_never_promoted() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("superseded").unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    primary.set_active_replica(1).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    assert!(!replica.is_superseded());
+    // A snapshot put a new file under the name: a standby still on this one
+    // cannot make it the primary (nobody would ship what it writes).
+    replica.supersede().unwrap();
+    assert!(replica.is_superseded() && replica.is_replica());
+    assert_eq!(
+        replica.promote(2),
+        Err(ActiveFail::Claim(ClaimFail::Contended))
+    );
+    assert_eq!(
+        replica.promote_caught_up(2, std::time::Duration::ZERO),
+        Err(PromoteFail::Active(ActiveFail::Claim(ClaimFail::Contended)))
+    );
+    assert!(replica.is_replica());
 }
 
 #[test]

@@ -97,6 +97,11 @@ impl Segment {
             // a copy that moved on, was not elected.
             return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
+        if self.is_superseded() {
+            // Another file holds the name now: promoting this one would make
+            // a primary nobody ships (TRY_AGAIN: reopen the checkpoint).
+            return Err(ActiveFail::Claim(ClaimFail::Contended));
+        }
         if self.is_diverged() {
             // A deposed primary's copy waiting for its snapshot: what it
             // holds may differ from the cluster's under the same numbers and
@@ -317,6 +322,24 @@ impl Segment {
         // SYNC POINT: Release pairs with the Acquire loads in `is_fenced`
         // and `claim_local`.
         word.store(next.value(), Ordering::Release);
+    }
+
+    /// Marks this replica file superseded: a snapshot rebuilt the replica
+    /// into a new file, now under the checkpoint's name. It is never
+    /// promoted from then on, so a standby still on it (it must reopen the
+    /// checkpoint) cannot make a file no daemon ships the primary. Taken
+    /// under the claim, as every change of the role word.
+    pub fn supersede(&self) -> Result<(), ClaimFail> {
+        let _held = self.claim()?;
+        let word = &self.header().role;
+        let next = RoleWord {
+            superseded: true,
+            ..RoleWord::from(word.load(Ordering::Relaxed))
+        };
+        // SYNC POINT: Release pairs with the Acquire load in
+        // `is_superseded`.
+        word.store(next.value(), Ordering::Release);
+        Ok(())
     }
 
     /// Fences this copy if the fence marker is in its directory now. A new
