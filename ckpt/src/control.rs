@@ -39,6 +39,13 @@ pub use crate::node::{Unlinked, Wanted};
 /// applications look for it).
 pub const CONTROL_NAME: &str = ".ckptd.sock";
 
+/// The control socket in segment directory `dir`, if one is there (a node
+/// daemon serves the directory).
+pub fn socket(dir: &Path) -> Option<std::path::PathBuf> {
+    let path = dir.join(CONTROL_NAME);
+    std::fs::symlink_metadata(&path).ok().map(|_| path)
+}
+
 /// What a daemon answers when it serves too many connections at once.
 pub const BUSY_ANSWER: &str = "busy\n";
 
@@ -102,7 +109,7 @@ pub fn forward_answer(f: &Forwarded) -> String {
             let id = if r.id.is_empty() {
                 "-".to_string()
             } else {
-                r.id.iter().map(|b| format!("{b:02x}")).collect()
+                ckpt_core::control::hex(&r.id)
             };
             format!("forward {} {} {} {id}\n", r.result, r.index, r.seq)
         }
@@ -123,12 +130,7 @@ fn parse_forwarded(s: &str) -> Option<Forwarded> {
     }
     let id = match id {
         "-" => Vec::new(),
-        hex if hex.len() % 2 == 0 && hex.len() <= 2 * ckpt_core::frame::WIRE_NAME_BYTES_MAX => (0
-            ..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect::<Option<Vec<u8>>>()?,
-        _ => return None,
+        hex => ckpt_core::control::unhex(hex, ckpt_core::frame::WIRE_NAME_BYTES_MAX)?,
     };
     Some(Forwarded::Answered(crate::forward::Reply {
         result: result.parse().ok()?,
@@ -193,9 +195,8 @@ fn ask_with<A>(
     late: A,
 ) -> Option<A> {
     let (parse, busy) = answers;
-    let path = dir.join(CONTROL_NAME);
     // No daemon for this directory: nothing to ask (no connect attempt).
-    std::fs::symlink_metadata(&path).ok()?;
+    let path = socket(dir)?;
     let mut stream = UnixStream::connect(&path).ok()?;
     let wait = match request {
         Request::Want { wait, .. }

@@ -3,7 +3,8 @@
 //!
 //! A [`Checkpoint`] whose copy here is a replica cannot write it (only its
 //! primary's frames change it). Its mutating calls (write, overwrite,
-//! section creation, deletion, expiration change) instead encode the change
+//! section creation, deletion, expiration and retention changes, and
+//! synchronize; a section handle's writes too) instead encode the change
 //! as a [`ForwardRequest`] and ask the node daemon (`forward` on the control
 //! socket, [`crate::control::ask_forward`]); the daemon hands it to the link
 //! that follows the checkpoint ([`crate::node::NodeHandle::forward`]), which
@@ -67,9 +68,9 @@ pub fn untried(result: u32) -> Reply {
 /// The primary's answer to a forwarded change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// 0 if the change was made; [`RESULT_REFUSED`] or [`RESULT_BUSY`];
-    /// else the operation's error number ([`WriteError::number`] and the
-    /// like) plus one.
+    /// 0 if the change was made; one of the `RESULT_` constants above if
+    /// it was not tried; else the operation's error number
+    /// ([`WriteError::number`] and the like) plus one.
     pub result: u32,
     /// The erroneous element of a vector write.
     pub index: u32,

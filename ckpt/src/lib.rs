@@ -256,7 +256,7 @@ impl Service {
     /// directory: an open of a checkpoint this host does not hold asks it
     /// (and may wait for a replica to come).
     pub fn has_daemon(&self) -> bool {
-        std::fs::symlink_metadata(self.config.dir.join(control::CONTROL_NAME)).is_ok()
+        control::socket(&self.config.dir).is_some()
     }
 
     /// Unlinks checkpoint `name` (`saCkptCheckpointUnlink`): the name is free at
@@ -652,7 +652,7 @@ impl Checkpoint {
         if self.forwarding() {
             let one = ForwardElement::new(id, 0, data);
             forward::send_one::<SectionCreateError>(self, ForwardOp::Create, expiration.0, one)?;
-            return self.forwarded_section(id);
+            return Ok(self.forwarded_section(id));
         }
         let (section, _) = self.segment.create_section(Some(id), expiration, data)?;
         self.replicated(SectionCreateError::Timeout)?;
@@ -666,12 +666,12 @@ impl Checkpoint {
     /// it (it waited for it). Created, then gone already (its expiration
     /// was past, or another node deleted it): the creation succeeded, and
     /// the handle finds no section (`NotExist`), as a local one would.
-    fn forwarded_section(&self, id: &[u8]) -> Result<Section<'_>, SectionCreateError> {
+    fn forwarded_section(&self, id: &[u8]) -> Section<'_> {
         let gone = SectionRef { slot: 0, gen: 0 };
-        Ok(Section {
+        Section {
             checkpoint: self,
             section: self.find(id).unwrap_or(gone),
-        })
+        }
     }
 
     /// Creates a section with a generated id (`SA_CKPT_GENERATED_SECTION_ID`):
@@ -703,14 +703,8 @@ impl Checkpoint {
             let op = ForwardOp::CreateGenerated;
             let reply = forward::send_one::<SectionCreateError>(self, op, expiration.0, one)?;
             let id = SectionId(reply.id);
-            let section = self.forwarded_section(id.as_bytes())?.section;
-            return Ok((
-                id,
-                Section {
-                    checkpoint: self,
-                    section,
-                },
-            ));
+            let section = self.forwarded_section(id.as_bytes());
+            return Ok((id, section));
         }
         let (section, id) = self.segment.create_section(None, expiration, data)?;
         self.replicated(SectionCreateError::Timeout)?;

@@ -336,11 +336,10 @@ impl Tracker {
     /// Asks the members for reports (the node found a fenced copy to settle
     /// while it acts), unless a request is already out. Returns what to do.
     pub fn request(&mut self) -> Vec<Action> {
-        let mut out = Vec::new();
-        if !self.requested && !self.closed {
-            self.hello(true, &mut out);
+        if self.requested {
+            return Vec::new();
         }
-        out
+        self.ask_again()
     }
 
     /// Asks the members for reports again, even with a request answered

@@ -598,6 +598,19 @@ impl Shared {
         self.config.retry_max + self.config.scan + Duration::from_secs(1)
     }
 
+    /// The link that follows `name` on this node, if one is in a state
+    /// `state` accepts (each connection has an entry of its own).
+    fn following(
+        &self,
+        name: &CheckpointName,
+        state: impl Fn(LinkState) -> bool,
+    ) -> Option<Arc<LinkEntry>> {
+        lock(&self.links)
+            .iter()
+            .find(|((role, n, _), e)| *role == Role::Following && n == name && state(e.state()))
+            .map(|(_, e)| e.clone())
+    }
+
     /// How long a want waits for a first offer when none was seen: a
     /// peer's scan finds a checkpoint created there within
     /// [`NodeConfig::scan`], and its link needs a moment to connect and
@@ -611,9 +624,7 @@ impl Shared {
     /// daemon started less than that ago: `Offer::Starting`), or not.
     fn may_offer(&self, name: &CheckpointName) -> Offer {
         let memory = self.offer_memory();
-        let linked = lock(&self.links).iter().any(|((role, n, _), e)| {
-            *role == Role::Following && n == name && e.state().is_connected()
-        });
+        let linked = self.following(name, LinkState::is_connected).is_some();
         let remembered = || {
             lock(&self.offered)
                 .get(name)
@@ -806,13 +817,7 @@ impl NodeHandle {
                 Some(SA_AIS_OK) if sh.here(name) => {}
                 Some(code) => return Unlinked::Answered(code),
                 None => {
-                    let link = lock(&sh.links)
-                        .iter()
-                        .find(|((role, n, _), e)| {
-                            *role == Role::Following && n == name && e.state().is_connected()
-                        })
-                        .map(|(_, e)| e.clone());
-                    match link {
+                    match sh.following(name, LinkState::is_connected) {
                         // Each connection has an entry of its own: a link
                         // that reconnected before answering is asked again.
                         Some(e) if !asked.as_ref().is_some_and(|(a, _)| Arc::ptr_eq(a, &e)) => {
@@ -889,12 +894,7 @@ impl NodeHandle {
                     }
                 }
                 None => {
-                    let link = lock(&sh.links)
-                        .iter()
-                        .find(|((role, n, _), e)| {
-                            *role == Role::Following && n == name && e.state() == LinkState::Linked
-                        })
-                        .map(|(_, e)| e.clone());
+                    let link = sh.following(name, |state| state == LinkState::Linked);
                     match (link, request.take()) {
                         (Some(e), Some(bytes)) => match e.stats.forward(bytes) {
                             Some(ask) => asked = Some((e, ask)),

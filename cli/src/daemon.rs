@@ -508,25 +508,30 @@ fn bind_control(path: &Path, group_access: bool) -> Result<UnixListener, String>
 /// The status, as the control socket's threads ask for it.
 type StatusFn = Arc<dyn Fn() -> Option<NodeStatus> + Send + Sync>;
 
-/// One of at most `max` at once of something counted in `count` (a control
-/// connection served, a want waiting), given back when dropped, whatever
-/// path its holder leaves by.
-struct Counted(Arc<AtomicUsize>);
+/// `n` of at most `max` at once of something counted in `count` (a control
+/// connection served, a want waiting, bytes of changes being read), given
+/// back when dropped, whatever path its holder leaves by.
+struct Counted<C: std::ops::Deref<Target = AtomicUsize>>(C, usize);
 
-impl Counted {
+impl<C: std::ops::Deref<Target = AtomicUsize>> Counted<C> {
     /// One more, or `None` if `max` are held already.
-    fn take(count: &Arc<AtomicUsize>, max: usize) -> Option<Counted> {
-        if count.fetch_add(1, Ordering::Relaxed) >= max {
-            count.fetch_sub(1, Ordering::Relaxed);
+    fn take(count: C, max: usize) -> Option<Counted<C>> {
+        Counted::take_n(count, 1, max)
+    }
+
+    /// `n` more, or `None` if that would pass `max`.
+    fn take_n(count: C, n: usize, max: usize) -> Option<Counted<C>> {
+        if count.fetch_add(n, Ordering::Relaxed) + n > max {
+            count.fetch_sub(n, Ordering::Relaxed);
             return None;
         }
-        Some(Counted(count.clone()))
+        Some(Counted(count, n))
     }
 }
 
-impl Drop for Counted {
+impl<C: std::ops::Deref<Target = AtomicUsize>> Drop for Counted<C> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(self.1, Ordering::Relaxed);
     }
 }
 
@@ -555,7 +560,7 @@ fn serve_control(
                 continue;
             }
         };
-        let Some(served) = Counted::take(&serving, CONTROL_AT_ONCE_MAX) else {
+        let Some(served) = Counted::take(serving.clone(), CONTROL_AT_ONCE_MAX) else {
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = (&stream).write_all(ckpt::control::BUSY_ANSWER.as_bytes());
             continue;
@@ -580,23 +585,38 @@ fn read_request<S: Read + AsTimeout>(
     end: &[u8],
     max: usize,
 ) -> std::io::Result<Vec<u8>> {
+    let mut request = Vec::new();
+    let has_end = |r: &[u8]| r.windows(end.len()).any(|w| w == end);
+    read_into(stream, &mut request, max, has_end)?;
+    Ok(request)
+}
+
+/// Reads from `stream` onto `into` until `done` says so, `into` holds `max`
+/// bytes, the client closes, or [`CLIENT_TIMEOUT`] has passed since the
+/// call (one deadline for the whole read: a client that trickles bytes
+/// does not hold the server longer).
+fn read_into<S: Read + AsTimeout>(
+    stream: S,
+    into: &mut Vec<u8>,
+    max: usize,
+    done: impl Fn(&[u8]) -> bool,
+) -> std::io::Result<()> {
     let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
     let mut stream = stream;
-    let mut request = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !request.windows(end.len()).any(|w| w == end) && request.len() < max {
+    let mut buf = [0u8; 64 << 10];
+    while !done(into) && into.len() < max {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             return Err(std::io::ErrorKind::TimedOut.into());
         }
         stream.set_timeout(left)?;
-        let room = (max - request.len()).min(buf.len());
+        let room = (max - into.len()).min(buf.len());
         match stream.read(&mut buf[..room])? {
             0 => break,
-            n => request.extend_from_slice(&buf[..n]),
+            n => into.extend_from_slice(&buf[..n]),
         }
     }
-    Ok(request)
+    Ok(())
 }
 
 /// A stream whose reads can be given a timeout (the control socket's and the
@@ -694,36 +714,20 @@ fn read_payload(stream: &UnixStream, first: &[u8], bytes: usize) -> Result<Vec<u
     }
     // Bytes of changes read at once, across connections, are bounded: past
     // the bound a request is refused before its bytes are read.
-    struct Reading(usize);
-    impl Drop for Reading {
-        fn drop(&mut self) {
-            READING.fetch_sub(self.0, Ordering::Relaxed);
-        }
-    }
-    if READING.fetch_add(bytes, Ordering::Relaxed) + bytes > READING_MAX {
-        READING.fetch_sub(bytes, Ordering::Relaxed);
+    let Some(_reading) = Counted::take_n(&READING, bytes, READING_MAX) else {
         return Err(format!(
             "busy: changes of {READING_MAX} bytes are being read already"
         ));
-    }
-    let _reading = Reading(bytes);
+    };
     let mut change = Vec::with_capacity(bytes);
     change.extend_from_slice(first);
-    let deadline = std::time::Instant::now() + CLIENT_TIMEOUT;
-    let mut reader = stream;
-    while change.len() < bytes {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() {
-            return Err("the change did not come in time".into());
+    match read_into(stream, &mut change, bytes, |c| c.len() >= bytes) {
+        Ok(()) if change.len() == bytes => {}
+        Ok(()) => return Err("the client closed before the whole change".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return Err("the change did not come in time".into())
         }
-        reader.set_timeout(left).map_err(|e| e.to_string())?;
-        let mut buf = [0u8; 64 << 10];
-        let room = (bytes - change.len()).min(buf.len());
-        match reader.read(&mut buf[..room]) {
-            Ok(0) => return Err("the client closed before the whole change".into()),
-            Ok(n) => change.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(format!("reading the change: {e}")),
-        }
+        Err(e) => return Err(format!("reading the change: {e}")),
     }
     ckpt_core::frame::ForwardRequest::decode(&change)
         .map_err(|e| format!("forward: the change does not decode: {e}"))?;
@@ -740,7 +744,7 @@ fn waiting<A>(
     busy: A,
     run: impl FnOnce(&dyn Fn() -> bool) -> A,
 ) -> std::io::Result<A> {
-    let Some(_waiting) = Counted::take(wanting, WANTS_AT_ONCE_MAX) else {
+    let Some(_waiting) = Counted::take(wanting.clone(), WANTS_AT_ONCE_MAX) else {
         // Logged at most once a second (a burst of requests would log
         // thousands of lines).
         static LOGGED: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);

@@ -229,7 +229,7 @@ pub fn sections(mapped: &Mapped) -> Vec<SectionInfo> {
             .map_or(0, |(_, m)| m.version);
         out.push(SectionInfo {
             id: ckpt_core::SectionId(v.id.to_vec()).to_string(),
-            id_hex: v.id.iter().map(|b| format!("{b:02x}")).collect(),
+            id_hex: ckpt_core::control::hex(v.id),
             size_bytes: v.size_bytes,
             expiration_ns: (v.expiration != Time::END).then_some(v.expiration.0),
             last_update_ns: v.last_update.0,

@@ -506,7 +506,7 @@ fn run(command: Cmd, config: Config, dir: Option<PathBuf>) -> Result<ExitCode, F
                 })?;
             let name = shown(name.as_bytes());
             if json {
-                let hex: String = data.iter().map(|b| format!("{b:02x}")).collect();
+                let hex = ckpt_core::control::hex(&data);
                 let v = serde_json::json!({"id": id, "version": version, "size_bytes": data.len(), "data_hex": hex});
                 writeln!(out, "{v}").map_err(io)?;
             } else {

@@ -401,34 +401,29 @@ pub fn settle<'a>(
     elect: Option<u32>,
     reports: impl IntoIterator<Item = (u32, &'a CopyState)>,
 ) -> Settle {
+    use core::cmp::Reverse;
     let same = |c: &CopyState| c.name == local.name && c.incarnation == local.incarnation;
     let candidate = |c: &CopyState| !c.primary && !c.diverged;
     let mut newest = local.term;
     let mut conflict = None;
-    // The primaries' terms, and the best candidate: (term, seq, node).
-    let mut primary_terms = Vec::new();
-    if local.primary {
-        primary_terms.push(local.term);
-    }
-    let better = |a: (u32, u64, u32), b: Option<(u32, u64, u32)>| {
-        b.is_none_or(|b| (a.0, a.1) > (b.0, b.1) || ((a.0, a.1) == (b.0, b.1) && a.2 < b.2))
-    };
-    let mut best = None;
-    if let Some(me) = elect.filter(|_| candidate(local)) {
-        best = Some((local.term, local.seq, me));
-    }
+    // The newest term a primary holds, and the best candidate: the newest
+    // term, then the most frames, then the lowest node (the greatest key).
+    let mut newest_primary = local.primary.then_some(local.term);
+    let mut best = elect
+        .filter(|_| candidate(local))
+        .map(|me| (local.term, local.seq, Reverse(me)));
     for (node, c) in reports {
         if !same(c) {
             continue;
         }
         newest = newest.max(c.term);
         if c.primary {
-            primary_terms.push(c.term);
+            newest_primary = newest_primary.max(Some(c.term));
             if local.primary && c.term == local.term {
                 conflict = Some(node);
             }
-        } else if candidate(c) && better((c.term, c.seq, node), best) {
-            best = Some((c.term, c.seq, node));
+        } else if candidate(c) {
+            best = best.max(Some((c.term, c.seq, Reverse(node))));
         }
     }
     match (local.primary, conflict) {
@@ -436,9 +431,10 @@ pub fn settle<'a>(
         (true, Some(node)) => Settle::Conflict { node },
         (true, None) => Settle::Lift,
         (false, _) => {
-            let headless = !primary_terms.contains(&newest);
-            match (elect, best) {
-                (Some(me), Some((_, _, node))) if headless && node == me => Settle::Promote,
+            let headless = newest_primary != Some(newest);
+            let elected = best.map(|(_, _, Reverse(node))| node);
+            match elect {
+                Some(me) if headless && elected == Some(me) => Settle::Promote,
                 _ => Settle::Lift,
             }
         }

@@ -98,7 +98,8 @@ impl Request {
                     ("want", Some("existing")) => (true, 0),
                     _ => return Err(format!("{verb}: unexpected words after the wait")),
                 };
-                let named = unhex(hex).ok_or(format!("{verb}: the name is not hex"))?;
+                let named = unhex(hex, CHECKPOINT_NAME_BYTES_MAX)
+                    .ok_or(format!("{verb}: the name is not hex"))?;
                 let name = CheckpointName::new(named).map_err(|e| format!("{verb}: {e}"))?;
                 let ms: u64 = ms
                     .parse()
@@ -140,9 +141,7 @@ impl Request {
                 let mut s = String::with_capacity(name.as_bytes().len() * 2 + 40);
                 s.push_str(verb);
                 s.push(' ');
-                for b in name.as_bytes() {
-                    s.push_str(&format!("{b:02x}"));
-                }
+                s.push_str(&hex(name.as_bytes()));
                 s.push_str(&format!(" {}", wait.as_millis()));
                 match self {
                     Request::Want { existing: true, .. } => s.push_str(" existing"),
@@ -156,11 +155,16 @@ impl Request {
     }
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0
-        || s.len() > 2 * CHECKPOINT_NAME_BYTES_MAX
-        || !s.bytes().all(|b| b.is_ascii_hexdigit())
-    {
+/// `bytes` in lowercase hex, two digits a byte (names and ids in the
+/// control socket's lines).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes `s` spells in hex ([`hex`]), if it spells at most `max_bytes`
+/// (untrusted text: anything else is `None`).
+pub fn unhex(s: &str, max_bytes: usize) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 2 * max_bytes || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())

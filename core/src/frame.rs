@@ -1102,8 +1102,7 @@ impl<'a> ForwardRequest<'a> {
             out.extend_from_slice(&e.offset.to_le_bytes());
             out.extend_from_slice(&(e.data.len() as u64).to_le_bytes());
             for part in [e.id, e.data] {
-                out.extend_from_slice(part);
-                out.resize(out.len().next_multiple_of(8), 0);
+                push_padded(out, part);
             }
         }
     }
@@ -1157,12 +1156,9 @@ impl<'a> ForwardRequest<'a> {
             let mut take = |n: usize| -> Result<&'a [u8], WireError> {
                 let padded = n.checked_next_multiple_of(8).ok_or(WireError::BadLength)?;
                 let end = at.checked_add(padded).ok_or(WireError::BadLength)?;
-                let field = bytes.get(at..end).ok_or(WireError::Truncated)?;
-                if field[n..].iter().any(|&b| b != 0) {
-                    return Err(WireError::NonZeroPadding);
-                }
+                let field = unpad(bytes.get(at..end).ok_or(WireError::Truncated)?, n)?;
                 at = end;
-                Ok(&field[..n])
+                Ok(field)
             };
             let id = take(id_len)?;
             let data = take(data_len)?;
@@ -1200,8 +1196,26 @@ pub fn encode_forward_id(id: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&(id.len() as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(id);
+    push_padded(out, id);
+}
+
+/// Appends `bytes` to `out`, then zeros up to a multiple of 8 (a field
+/// [`unpad`] reads back).
+fn push_padded(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
     out.resize(out.len().next_multiple_of(8), 0);
+}
+
+/// The `n` bytes of `field`, which holds them padded with zeros to a
+/// multiple of 8 and nothing else (untrusted; `n` bounded by the caller).
+fn unpad(field: &[u8], n: usize) -> Result<&[u8], WireError> {
+    if field.len() != n.next_multiple_of(8) {
+        return Err(WireError::BadLength);
+    }
+    if field[n..].iter().any(|&b| b != 0) {
+        return Err(WireError::NonZeroPadding);
+    }
+    Ok(&field[..n])
 }
 
 /// The generated section id in a `ForwardAnswer`'s body (untrusted).
@@ -1217,13 +1231,7 @@ fn decode_forward_id(body: &[u8]) -> Result<&[u8], WireError> {
     if n == 0 || n > WIRE_NAME_BYTES_MAX {
         return Err(WireError::BadField);
     }
-    if body.len() != 8 + n.next_multiple_of(8) {
-        return Err(WireError::BadLength);
-    }
-    if body[8 + n..].iter().any(|&b| b != 0) {
-        return Err(WireError::NonZeroPadding);
-    }
-    Ok(&body[8..8 + n])
+    unpad(&body[8..], n)
 }
 
 /// Why bytes are not a message.
@@ -1477,7 +1485,6 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
         tail: None,
         forward: &[],
     };
-    let zero = |x: &[u8]| x.iter().all(|&v| v == 0);
     // What the checksum covers after the header.
     let mut checksummed = body;
     wire.message = match h[8] {
@@ -1486,13 +1493,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             if n > WIRE_NAME_BYTES_MAX {
                 return Err(WireError::BadField);
             }
-            if body.len() != n.next_multiple_of(8) {
-                return Err(WireError::BadLength);
-            }
-            if !zero(&body[n..]) {
-                return Err(WireError::NonZeroPadding);
-            }
-            wire.name = &body[..n];
+            wire.name = unpad(body, n)?;
             checksummed = wire.name;
             match h[8] {
                 1 => M::Subscribe {
