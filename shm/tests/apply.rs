@@ -235,6 +235,33 @@ fn a_superseded_replica_is_never_promoted() {
 }
 
 #[test]
+fn an_elected_replica_is_promoted_only_in_the_term_it_was_elected_in() {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new("elected").unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &rc);
+    ship(&mut consumer, &replica);
+    replica.fence(true).unwrap();
+    let term = replica.current_term();
+    // Elected while it held another term (a newer primary's frames came
+    // since): refused, still a fenced replica.
+    assert_eq!(
+        replica.promote_elected(2, term + 1),
+        Err(ActiveFail::Claim(ClaimFail::Contended))
+    );
+    assert!(replica.is_replica() && replica.is_fenced());
+    // In its own term: the fence is lifted and it is the primary.
+    assert_eq!(replica.promote_elected(2, term), Ok(term + 1));
+    assert!(!replica.is_replica() && !replica.is_fenced());
+}
+
+#[test]
 fn a_promoted_replica_is_writable_in_a_new_term_and_applies_nothing() {
     let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (pc, rc) = (dir_config(&pd), dir_config(&rd));
