@@ -470,6 +470,16 @@ mod tests {
         t.on(hello(t.local, seq, request))
     }
 
+    /// A tracker of node 1, members 1 and 2, quorate, its requesting hello
+    /// back: node 2's answer is awaited.
+    fn asking_node_2() -> Tracker {
+        let mut t = Tracker::new(1);
+        t.on(Event::Members(set(&[1, 2])));
+        t.on(quorum(true, 10));
+        echo(&mut t);
+        t
+    }
+
     /// A tracker of node 1 that acts with members 1, 2, 3.
     fn acting() -> Tracker {
         let mut t = Tracker::new(1);
@@ -515,10 +525,7 @@ mod tests {
 
     #[test]
     fn answers_made_stale_are_asked_for_again() {
-        let mut t = Tracker::new(1);
-        t.on(Event::Members(set(&[1, 2])));
-        t.on(quorum(true, 10));
-        echo(&mut t);
+        let mut t = asking_node_2();
         assert_eq!(answer(&mut t, 2), vec![Action::Settle]);
         // A copy changed since the answers were made: they no longer count,
         // and a new request goes out.
@@ -600,10 +607,7 @@ mod tests {
 
     #[test]
     fn a_lost_part_or_a_dropped_message_is_asked_for_again_at_the_next_tick() {
-        let mut t = Tracker::new(1);
-        t.on(Event::Members(set(&[1, 2])));
-        t.on(quorum(true, 10));
-        echo(&mut t);
+        let mut t = asking_node_2();
         t.on(part(&t, 2, 0, false));
         assert_eq!(t.on(part(&t, 2, 2, true)), vec![], "part 1 is missing");
         assert_eq!(t.on(Event::Tick), vec![], "parts came in this tick");
