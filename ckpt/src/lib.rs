@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+mod follow;
 pub mod forward;
 pub mod membership;
 pub mod node;
@@ -241,7 +242,7 @@ impl Service {
         let segment = Segment::open(&self.config, &name, flags, attrs)?;
         Ok(Checkpoint {
             forwards: segment.is_replica(),
-            segment,
+            files: follow::Files::new(segment),
             last_found: AtomicU64::new(0),
         })
     }
@@ -317,7 +318,9 @@ impl Service {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Checkpoint {
-    segment: Segment,
+    /// The file it is on, and the ones it was on before a snapshot rebuilt
+    /// its replica ([`follow`]).
+    files: follow::Files,
     /// The section the last by-id call found (`slot << 32 | generation`, 0
     /// for none): the next call with the same id checks it instead of
     /// searching the index (a hint, confirmed every time).
@@ -334,7 +337,7 @@ impl Checkpoint {
     /// node forwards ([`forward`]).
     pub(crate) fn forwarded_to(segment: Segment) -> Checkpoint {
         Checkpoint {
-            segment,
+            files: follow::Files::new(segment),
             last_found: AtomicU64::new(0),
             forwards: false,
         }
@@ -424,7 +427,7 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn name(&self) -> &CheckpointName {
-        self.segment.name()
+        self.files.first().name()
     }
 
     /// The creation attributes.
@@ -443,7 +446,7 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn attributes(&self) -> CreationAttributes {
-        *self.segment.attributes()
+        *self.files.first().attributes()
     }
 
     /// The open flags.
@@ -461,15 +464,15 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn flags(&self) -> OpenFlags {
-        self.segment.flags()
+        self.files.first().flags()
     }
 
     fn writable(&self) -> bool {
-        self.segment.flags().contains(OpenFlags::WRITE)
+        self.files.first().flags().contains(OpenFlags::WRITE)
     }
 
     fn readable(&self) -> bool {
-        self.segment.flags().contains(OpenFlags::READ)
+        self.files.first().flags().contains(OpenFlags::READ)
     }
 
     /// False for an asynchronous checkpoint that has no active replica yet:
@@ -490,7 +493,7 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn has_active_replica(&self) -> bool {
-        !self.attributes().flags.mode().is_asynchronous() || self.segment.active_replica().is_some()
+        !self.attributes().flags.mode().is_asynchronous() || self.seg().active_replica().is_some()
     }
 
     /// Sets the retention duration (`saCkptCheckpointRetentionDurationSet`).
@@ -515,7 +518,7 @@ impl Checkpoint {
         if retention.0 < 0 {
             return Err(RetentionSetError::InvalidParam);
         }
-        if self.segment.is_unlinked() {
+        if self.seg().is_unlinked() {
             return Err(RetentionSetError::Unlinked);
         }
         if self.forwarding() {
@@ -523,7 +526,7 @@ impl Checkpoint {
             let op = ForwardOp::SetRetention;
             return forward::send_one(self, op, retention.0, none).map(drop);
         }
-        self.segment
+        self.seg()
             .set_retention(retention)
             .map_err(|_| RetentionSetError::TryAgain)
     }
@@ -562,16 +565,16 @@ impl Checkpoint {
         if !(flags.is_collocated() && flags.mode().is_asynchronous()) {
             return Err(ActiveReplicaSetError::NotCollocatedAsync);
         }
-        let node = self.segment.config().node_id;
-        if self.segment.is_replica() {
+        let node = self.files.first().config().node_id;
+        if self.seg().is_replica() {
             // Once it holds what the primary shipped, if the primary is
             // still heard from (up to the claim timeout; TRY_AGAIN after).
-            let wait = self.segment.config().claim_timeout;
-            self.segment
+            let wait = self.files.first().config().claim_timeout;
+            self.seg()
                 .promote_caught_up(node, wait)
                 .map_err(|_| ActiveReplicaSetError::TryAgain)?;
         } else {
-            self.segment
+            self.seg()
                 .set_active_replica(node)
                 .map_err(|_| ActiveReplicaSetError::TryAgain)?;
         }
@@ -608,14 +611,14 @@ impl Checkpoint {
         // timeout, expired sections are still excluded below, only not freed.
         // A replica sweeps nothing (its primary's deletes come as frames):
         // it counts what a reader sees, its expired sections left out.
-        let (sections, memory_used_bytes) = if self.segment.is_replica() {
-            self.segment.visible_usage()
+        let (sections, memory_used_bytes) = if self.seg().is_replica() {
+            self.seg().visible_usage()
         } else {
-            let _ = self.segment.sweep_expired();
-            self.segment.usage()
+            let _ = self.seg().sweep_expired();
+            self.seg().usage()
         };
         let attributes = CreationAttributes {
-            retention_ns: self.segment.retention().0,
+            retention_ns: self.seg().retention().0,
             ..self.attributes()
         };
         Ok(CheckpointStatus {
@@ -654,10 +657,12 @@ impl Checkpoint {
             forward::send_one::<SectionCreateError>(self, ForwardOp::Create, expiration.0, one)?;
             return Ok(self.forwarded_section(id));
         }
-        let (section, _) = self.segment.create_section(Some(id), expiration, data)?;
+        let (segment, file) = self.files.current();
+        let (section, _) = segment.create_section(Some(id), expiration, data)?;
         self.replicated(SectionCreateError::Timeout)?;
         Ok(Section {
             checkpoint: self,
+            file,
             section,
         })
     }
@@ -667,10 +672,12 @@ impl Checkpoint {
     /// was past, or another node deleted it): the creation succeeded, and
     /// the handle finds no section (`NotExist`), as a local one would.
     fn forwarded_section(&self, id: &[u8]) -> Section<'_> {
-        let gone = SectionRef { slot: 0, gen: 0 };
+        let gone = (0, SectionRef { slot: 0, gen: 0 });
+        let (file, section) = self.find(id).map_or(gone, |p| (p.file, p.section));
         Section {
             checkpoint: self,
-            section: self.find(id).unwrap_or(gone),
+            file,
+            section,
         }
     }
 
@@ -706,12 +713,14 @@ impl Checkpoint {
             let section = self.forwarded_section(id.as_bytes());
             return Ok((id, section));
         }
-        let (section, id) = self.segment.create_section(None, expiration, data)?;
+        let (segment, file) = self.files.current();
+        let (section, id) = segment.create_section(None, expiration, data)?;
         self.replicated(SectionCreateError::Timeout)?;
         Ok((
             id,
             Section {
                 checkpoint: self,
+                file,
                 section,
             },
         ))
@@ -727,15 +736,64 @@ impl Checkpoint {
         Ok(())
     }
 
-    fn find(&self, id: &[u8]) -> Result<SectionRef, LookupError> {
+    /// The file the handle is on now (see [`follow`]).
+    #[inline]
+    fn seg(&self) -> &Segment {
+        self.files.current().0
+    }
+
+    /// Section `id` in the file the handle is on now, and that file's
+    /// number.
+    fn find(&self, id: &[u8]) -> Result<Place<'_>, LookupError> {
+        let (segment, file) = self.files.current();
+        let section = self.find_in(segment, id)?;
+        Ok(Place {
+            segment,
+            file,
+            section,
+        })
+    }
+
+    /// Section `id` in `segment` (one of the handle's files: a caller that
+    /// finds and then uses a section finds it in the file it uses).
+    fn find_in(&self, segment: &Segment, id: &[u8]) -> Result<SectionRef, LookupError> {
         if id.len() as u64 > self.attributes().section_id_bytes_max {
             return Err(LookupError::IdTooLong);
         }
-        match self.segment.lookup_hinted(id, &self.last_found, false) {
+        match segment.lookup_hinted(id, &self.last_found, false) {
             Ok(Some(s)) => Ok(s),
             Ok(None) => Err(LookupError::NotExist),
             Err(_) => Err(LookupError::TryAgain),
         }
+    }
+
+    /// Where section handle `section`, made in file `file`, is in the file
+    /// the handle is on now: itself, or, if the handle moved to a newer
+    /// file since, the section of the same id there (`None`: gone).
+    #[inline]
+    fn place(&self, file: u32, section: SectionRef) -> Option<(&Segment, SectionRef)> {
+        let (segment, now) = self.files.current();
+        if now == file {
+            return Some((segment, section));
+        }
+        self.relocate(file, section)
+    }
+
+    /// [`Checkpoint::place`] of a section handle made in an older file: its
+    /// id, read there (the older file stays mapped), looked up in the file
+    /// the handle is on now.
+    #[cold]
+    fn relocate(&self, file: u32, section: SectionRef) -> Option<(&Segment, SectionRef)> {
+        let old = self.files.get(file)?;
+        let mut id = vec![0u8; self.attributes().section_id_bytes_max as usize];
+        let now = ckpt_shm::segment::now();
+        let view = old.section_view(section.slot, SectionsChosen::Any, now, &mut id)?;
+        if view.section != section {
+            return None;
+        }
+        let (segment, _) = self.files.current();
+        let found = self.find_in(segment, view.id).ok()?;
+        Some((segment, found))
     }
 
     /// A handle on section `id` for repeated zero-lookup reads and writes.
@@ -761,9 +819,11 @@ impl Checkpoint {
         if !self.has_active_replica() {
             return Err(LookupError::NoActiveReplica);
         }
+        let found = self.find(id)?;
         Ok(Section {
             checkpoint: self,
-            section: self.find(id)?,
+            file: found.file,
+            section: found.section,
         })
     }
 
@@ -789,8 +849,8 @@ impl Checkpoint {
             let one = ForwardElement::new(id, 0, &[]);
             return forward::send_one(self, ForwardOp::Delete, 0, one).map(drop);
         }
-        let section = self.section_to_change(id)?;
-        self.segment.delete_section(section)?;
+        let found = self.section_to_change(id)?;
+        found.segment.delete_section(found.section)?;
         self.replicated(SectionDeleteError::Timeout)
     }
 
@@ -817,19 +877,19 @@ impl Checkpoint {
             let op = ForwardOp::SetExpiration;
             return forward::send_one(self, op, expiration.0, one).map(drop);
         }
-        let section = self.section_to_change(id)?;
-        self.segment.set_expiration(section, expiration)?;
+        let found = self.section_to_change(id)?;
+        found.segment.set_expiration(found.section, expiration)?;
         self.replicated(ExpirationSetError::Timeout)
     }
 
     /// True if this handle's changes go to the primary: it was opened on a
     /// replica, which this copy still is (promoted here, it writes here).
     fn forwarding(&self) -> bool {
-        self.forwards && self.segment.is_replica()
+        self.forwards && self.seg().is_replica()
     }
 
     /// The checks of delete and expiration change, in the spec's order.
-    fn section_to_change(&self, id: &[u8]) -> Result<SectionRef, Refusal> {
+    fn section_to_change(&self, id: &[u8]) -> Result<Place<'_>, Refusal> {
         self.change_checks(id)?;
         self.find(id).map_err(Refusal::Lookup)
     }
@@ -900,15 +960,17 @@ impl Checkpoint {
                 .collect();
             return forward::send(self, ForwardOp::Write, 0, elements).map(drop);
         }
-        let resolve =
-            |i: usize, e: &WriteVec<'a>| -> Result<WriteElement<'a>, (usize, WriteError)> {
-                let section = self.find(e.id).map_err(|err| (i, lookup_to_write(err)))?;
-                Ok(WriteElement {
-                    section,
-                    offset: Some(e.offset),
-                    data: e.data,
-                })
-            };
+        let segment = self.seg();
+        let resolve = |i: usize,
+                       e: &WriteVec<'a>|
+         -> Result<WriteElement<'a>, (usize, WriteError)> {
+            let section = (self.find_in(segment, e.id)).map_err(|err| (i, lookup_to_write(err)))?;
+            Ok(WriteElement {
+                section,
+                offset: Some(e.offset),
+                data: e.data,
+            })
+        };
         // Short vectors (the common case) resolve on the stack: no allocation.
         const INLINE: usize = 8;
         if elements.len() <= INLINE {
@@ -921,14 +983,14 @@ impl Checkpoint {
             for (i, (slot, e)) in resolved.iter_mut().zip(elements).enumerate() {
                 *slot = resolve(i, e)?;
             }
-            self.segment.write_many(&resolved[..elements.len()])?;
+            segment.write_many(&resolved[..elements.len()])?;
         } else {
             let resolved = elements
                 .iter()
                 .enumerate()
                 .map(|(i, e)| resolve(i, e))
                 .collect::<Result<Vec<_>, _>>()?;
-            self.segment.write_many(&resolved)?;
+            segment.write_many(&resolved)?;
         }
         self.replicated(WriteError::Timeout).map_err(|e| (0, e))
     }
@@ -943,7 +1005,7 @@ impl Checkpoint {
         if self.attributes().flags.mode() != UpdateMode::AllReplicas {
             return Ok(());
         }
-        let segment = &self.segment;
+        let segment = self.seg();
         let deadline = segment.config().ack_timeout;
         if segment.wait_acknowledged(Need::All, segment.last_seq(), deadline)
             && !segment.is_replica()
@@ -983,8 +1045,8 @@ impl Checkpoint {
             let one = ForwardElement::new(id, 0, data);
             return forward::send_one(self, ForwardOp::Overwrite, 0, one).map(drop);
         }
-        let section = self.find(id).map_err(lookup_to_write)?;
-        self.segment.write(section, None, data)?;
+        let found = self.find(id).map_err(lookup_to_write)?;
+        found.segment.write(found.section, None, data)?;
         self.replicated(WriteError::Timeout)
     }
 
@@ -1023,10 +1085,10 @@ impl Checkpoint {
             if e.buf.len() as u64 > max {
                 return Err((i, ReadError::TooLarge));
             }
-            let section = self.find(e.id).map_err(|err| (i, lookup_to_read(err)))?;
-            let (n, _) = self
+            let found = self.find(e.id).map_err(|err| (i, lookup_to_read(err)))?;
+            let (n, _) = found
                 .segment
-                .read(section, e.offset, e.buf)
+                .read(found.section, e.offset, e.buf)
                 .map_err(|f| (i, read_fail(f)))?;
             e.read_bytes = n;
         }
@@ -1081,9 +1143,10 @@ impl Checkpoint {
         if !self.has_active_replica() {
             return Err(ReadError::NoActiveReplica);
         }
-        let section = self.find(id).map_err(lookup_to_read)?;
-        self.segment
-            .read_whole(section, out)
+        let found = self.find(id).map_err(lookup_to_read)?;
+        found
+            .segment
+            .read_whole(found.section, out)
             .map(|_| ())
             .map_err(read_fail)
     }
@@ -1143,6 +1206,7 @@ impl Checkpoint {
         }
         Ok(SectionCursor {
             chosen,
+            file: self.files.current().1,
             slot: 0,
             now: ckpt_shm::segment::now(),
             id: vec![0; self.attributes().section_id_bytes_max as usize],
@@ -1151,7 +1215,9 @@ impl Checkpoint {
 
     /// The next section of `cursor`'s iteration, described as it is now.
     pub fn next_section(&self, cursor: &mut SectionCursor) -> Option<SectionDescriptor> {
-        let segment = &self.segment;
+        // The file it began in, even if the handle moved on since: each
+        // section once, as it was then.
+        let segment = self.files.get(cursor.file)?;
         while cursor.slot < segment.geometry().sections_max {
             let slot = cursor.slot;
             cursor.slot += 1;
@@ -1193,7 +1259,7 @@ impl Checkpoint {
         if !self.has_active_replica() {
             return Err(IterationError::NoActiveReplica);
         }
-        self.segment
+        self.seg()
             .for_each_section(chosen, |v| f(v.id, v.size_bytes, v.expiration));
         Ok(())
     }
@@ -1252,10 +1318,8 @@ impl Checkpoint {
         }
         // Every replica registered with this checkpoint must hold every
         // change made so far (none registered: this host's copy is all).
-        if self
-            .segment
-            .wait_acknowledged(Need::All, self.segment.last_seq(), wait)
-        {
+        let segment = self.seg();
+        if segment.wait_acknowledged(Need::All, segment.last_seq(), wait) {
             Ok(())
         } else {
             Err(SynchronizeError::Timeout)
@@ -1283,9 +1347,7 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn watch(&self) -> Watcher<'_> {
-        Watcher {
-            consumer: self.segment.consumer(None),
-        }
+        self.watcher(None)
     }
 
     /// A watcher of the changes from log position `position` on: one an
@@ -1308,8 +1370,15 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn watch_from(&self, position: u64) -> Watcher<'_> {
+        self.watcher(Some(position))
+    }
+
+    fn watcher(&self, position: Option<u64>) -> Watcher<'_> {
+        let (segment, file) = self.files.current();
         Watcher {
-            consumer: self.segment.consumer(Some(position)),
+            checkpoint: self,
+            file,
+            consumer: segment.consumer(position),
         }
     }
 
@@ -1331,7 +1400,9 @@ impl Checkpoint {
     /// ```
     pub fn close(self) {}
 
-    /// The underlying segment, for tools and benchmarks.
+    /// The underlying segment, for tools and benchmarks: the file the
+    /// handle is on now (a replica rebuilt from a snapshot is a new file;
+    /// the handle moves to it when it next looks).
     ///
     /// ```
     /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
@@ -1347,8 +1418,18 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn segment(&self) -> &Segment {
-        &self.segment
+        self.seg()
     }
+}
+
+/// A section found in one of a handle's files.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    /// The file.
+    segment: &'a Segment,
+    /// Its number ([`follow`]).
+    file: u32,
+    section: SectionRef,
 }
 
 /// Why a delete or expiration change was refused before reaching the segment.
@@ -1439,10 +1520,19 @@ fn read_fail(f: ReadFail) -> ReadError {
 #[derive(Clone, Copy)]
 pub struct Section<'a> {
     checkpoint: &'a Checkpoint,
+    /// The handle's file `section` is in ([`follow`]).
+    file: u32,
     section: SectionRef,
 }
 
 impl Section<'_> {
+    /// The section in the file its checkpoint handle is on now (`None`:
+    /// gone).
+    #[inline]
+    fn place(&self) -> Option<(&Segment, SectionRef)> {
+        self.checkpoint.place(self.file, self.section)
+    }
+
     fn write_checks(&self) -> Result<(), WriteError> {
         if !self.checkpoint.writable() {
             return Err(WriteError::Access);
@@ -1475,7 +1565,8 @@ impl Section<'_> {
         if self.checkpoint.forwarding() {
             return self.forward(ForwardOp::Overwrite, 0, data);
         }
-        self.checkpoint.segment.write(self.section, None, data)?;
+        let (segment, section) = self.place().ok_or(WriteError::NotExist)?;
+        segment.write(section, None, data)?;
         self.checkpoint.replicated(WriteError::Timeout)
     }
 
@@ -1486,11 +1577,11 @@ impl Section<'_> {
         let c = self.checkpoint;
         let mut id = vec![0u8; c.attributes().section_id_bytes_max as usize];
         let now = ckpt_shm::segment::now();
-        let slot = self.section.slot;
-        let view = c
-            .segment
-            .section_view(slot, SectionsChosen::Any, now, &mut id);
-        let Some(view) = view.filter(|v| v.section == self.section) else {
+        let Some((segment, section)) = self.place() else {
+            return Err(WriteError::NotExist);
+        };
+        let view = segment.section_view(section.slot, SectionsChosen::Any, now, &mut id);
+        let Some(view) = view.filter(|v| v.section == section) else {
             // Deleted or expired here (as the primary's frames said).
             return Err(WriteError::NotExist);
         };
@@ -1521,9 +1612,8 @@ impl Section<'_> {
         if self.checkpoint.forwarding() {
             return self.forward(ForwardOp::Write, offset, data);
         }
-        self.checkpoint
-            .segment
-            .write(self.section, Some(offset), data)?;
+        let (segment, section) = self.place().ok_or(WriteError::NotExist)?;
+        segment.write(section, Some(offset), data)?;
         self.checkpoint.replicated(WriteError::Timeout)
     }
 
@@ -1564,9 +1654,8 @@ impl Section<'_> {
             fill(&mut buf);
             return self.forward(ForwardOp::Overwrite, 0, &data);
         }
-        self.checkpoint
-            .segment
-            .overwrite_with(self.section, len, fill)?;
+        let (segment, section) = self.place().ok_or(WriteError::NotExist)?;
+        segment.overwrite_with(section, len, fill)?;
         self.checkpoint.replicated(WriteError::Timeout)
     }
 
@@ -1588,10 +1677,9 @@ impl Section<'_> {
     /// ```
     #[inline]
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, ReadError> {
-        self.read_checks()?;
-        self.checkpoint
-            .segment
-            .read(self.section, offset, buf)
+        let (segment, section) = self.read_checks()?;
+        segment
+            .read(section, offset, buf)
             .map(|(n, _)| n)
             .map_err(read_fail)
     }
@@ -1613,29 +1701,28 @@ impl Section<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn version(&self) -> Result<u64, ReadError> {
-        self.read_checks()?;
-        self.checkpoint
-            .segment
-            .read(self.section, 0, &mut [])
+        let (segment, section) = self.read_checks()?;
+        segment
+            .read(section, 0, &mut [])
             .map(|(_, meta)| meta.version)
             .map_err(read_fail)
     }
 
     /// What every read through the handle checks first: opened for reading,
-    /// an active replica, the section not expired. (Unlike an ioVector
+    /// an active replica, the section not expired; where it is. (Unlike an ioVector
     /// element of [`Checkpoint::read`], a handle's buffer is a capacity, not
     /// a size asked for: it may pass `maxSectionSize`.)
-    fn read_checks(&self) -> Result<(), ReadError> {
+    fn read_checks(&self) -> Result<(&Segment, SectionRef), ReadError> {
         if !self.checkpoint.readable() {
             return Err(ReadError::Access);
         }
         if !self.checkpoint.has_active_replica() {
             return Err(ReadError::NoActiveReplica);
         }
-        if self.checkpoint.segment.is_expired(self.section) {
-            return Err(ReadError::NotExist);
+        match self.place() {
+            Some((segment, section)) if !segment.is_expired(section) => Ok((segment, section)),
+            _ => Err(ReadError::NotExist),
         }
-        Ok(())
     }
 }
 
@@ -1678,6 +1765,8 @@ impl Iterator for Sections<'_> {
 #[derive(Debug, Clone)]
 pub struct SectionCursor {
     chosen: SectionsChosen,
+    /// The handle's file it iterates ([`follow`]).
+    file: u32,
     /// The next slot to look at.
     slot: u32,
     /// Expired sections (by this time) are not returned.
@@ -1753,6 +1842,9 @@ pub struct Change<'a> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Watcher<'a> {
+    checkpoint: &'a Checkpoint,
+    /// The handle's file `consumer` follows ([`follow`]).
+    file: u32,
     consumer: ckpt_shm::Consumer<'a>,
 }
 
@@ -1783,6 +1875,12 @@ impl Watcher<'_> {
     pub fn next_change(&mut self) -> Result<Option<Change<'_>>, WatchError> {
         loop {
             let Some(header) = self.consumer.advance()? else {
+                if self.moved() {
+                    // Its file was superseded by a snapshot rebuild: what
+                    // came since is in the newer file, which a resync reads.
+                    let oldest = self.consumer.position();
+                    return Err(WatchError::Lagged { oldest });
+                }
                 return Ok(None);
             };
             if matches!(
@@ -1829,7 +1927,13 @@ impl Watcher<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&self, timeout: Duration, spin: Duration) -> bool {
-        self.consumer.wait(timeout, spin)
+        self.moved() || self.consumer.wait(timeout, spin) || self.moved()
+    }
+
+    /// True if the checkpoint's handle moved on from the file this watcher
+    /// follows (a snapshot rebuilt its replica: [`follow`]).
+    fn moved(&self) -> bool {
+        self.checkpoint.files.current().1 != self.file
     }
 
     /// Catches up after `Lagged`: copies the checkpoint's sections while
@@ -1857,6 +1961,10 @@ impl Watcher<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn resync(&mut self) -> Result<ckpt_shm::Snapshot, ReadError> {
+        let (segment, file) = self.checkpoint.files.current();
+        if file != self.file {
+            (self.file, self.consumer) = (file, segment.consumer(None));
+        }
         self.consumer.resync().map_err(read_fail)
     }
 

@@ -345,6 +345,99 @@ fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on
 }
 
 #[test]
+fn handles_open_on_a_replica_move_with_it_when_a_snapshot_rebuilds_it() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_moved";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"lap", Time::END, b"").unwrap();
+    primary.create_section(b"k", Time::END, b"before").unwrap();
+    primary.create_section(b"gone", Time::END, b"soon").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    // A standby on the replica's host: a checkpoint handle, a section
+    // handle, a watcher, an iteration begun, and the file as it is now.
+    let service = Service::with_config(Config::with_dir(b.path()));
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let standby = service.open(name, rw, None).unwrap();
+    let k = standby.section(b"k").unwrap();
+    let gone = standby.section(b"gone").unwrap();
+    let mut watcher = standby.watch();
+    let mut cursor = standby.section_cursor(ckpt::SectionsChosen::Any).unwrap();
+    let first = standby.next_section(&mut cursor).unwrap();
+    let old_file = ckpt_shm::Segment::open(
+        &Config::with_dir(b.path()),
+        &CheckpointName::new(name).unwrap(),
+        OpenFlags::READ,
+        None,
+    )
+    .unwrap();
+    assert_eq!(k.read_to_vec(), b"before");
+    // While no link runs, the primary laps its ring: the replica is rebuilt
+    // from a snapshot, into a new file.
+    let ring = primary.segment().geometry().log_bytes;
+    for n in 0..(ring / 4096) * 2 {
+        primary.overwrite(b"lap", &[n as u8; 4096]).unwrap();
+    }
+    primary.overwrite(b"k", b"after").unwrap();
+    primary.delete_section(b"gone").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    assert!(old_file.is_superseded());
+    // Every handle moved with it.
+    assert!(!standby.segment().is_superseded());
+    assert_eq!(standby.read_section(b"k").unwrap(), b"after");
+    assert_eq!(k.read_to_vec(), b"after");
+    assert_eq!(
+        k.version().unwrap(),
+        primary.section(b"k").unwrap().version().unwrap()
+    );
+    assert_eq!(gone.version(), Err(ckpt::ReadError::NotExist));
+    assert!(watcher.wait(Duration::ZERO, Duration::ZERO));
+    assert!(matches!(
+        watcher.next_change(),
+        Err(ckpt::WatchError::Lagged { .. })
+    ));
+    let snapshot = watcher.resync().unwrap();
+    let k_now = snapshot.sections.iter().find(|s| s.id == b"k").unwrap();
+    assert_eq!(k_now.data, b"after");
+    // The iteration goes on where it began: each section once.
+    let rest: Vec<_> = std::iter::from_fn(|| standby.next_section(&mut cursor)).collect();
+    assert_eq!(rest.len() + 1, 3, "{first:?} then {rest:?}");
+    // Later changes reach the watcher and the reads.
+    with_link(&primary, b.path(), name, || {
+        primary.overwrite(b"k", b"later").unwrap();
+    });
+    let change = watcher.next_change().unwrap().expect("the overwrite");
+    assert_eq!(
+        change.mutation,
+        ckpt::Mutation::Overwrite {
+            id: b"k",
+            data: b"later"
+        }
+    );
+    assert_eq!(k.read_to_vec(), b"later");
+    // The primary's host dies: the standby takes over on the new file, and
+    // writes it.
+    drop(primary);
+    standby.set_active_replica().unwrap();
+    assert!(!standby.segment().is_replica());
+    k.overwrite(b"mine").unwrap();
+    assert_eq!(standby.read_section(b"k").unwrap(), b"mine");
+    assert!(old_file.is_replica());
+}
+
+/// A section handle's whole data, read through it.
+trait ReadToVec {
+    fn read_to_vec(&self) -> Vec<u8>;
+}
+
+impl ReadToVec for ckpt::Section<'_> {
+    fn read_to_vec(&self) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let n = self.read(0, &mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+}
+
+#[test]
 fn a_section_larger_than_a_message_travels_in_pieces() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_pieces";

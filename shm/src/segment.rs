@@ -500,6 +500,7 @@ impl Mapped {
     /// True if this replica file was superseded: a snapshot rebuilt the
     /// replica into a new file under the checkpoint's name (see
     /// `Segment::supersede`). A handle on it sees no change again.
+    #[inline]
     pub fn is_superseded(&self) -> bool {
         // SYNC POINT: Acquire pairs with the Release store in
         // `Segment::supersede`.

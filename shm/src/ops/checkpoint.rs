@@ -339,6 +339,12 @@ impl Segment {
         // SYNC POINT: Release pairs with the Acquire load in
         // `is_superseded`.
         word.store(next.value(), Ordering::Release);
+        // Consumers asleep on the log (`Consumer::wait`) wake and see the
+        // mark. The tail keeps its value, so one between its check of the
+        // mark and its futex sleep misses this wake and wakes at its own
+        // timeout instead (a late wake, never a lost change: no frame comes
+        // to this file again).
+        crate::notify::wake_all(&self.header().log_tail);
         Ok(())
     }
 

@@ -670,7 +670,10 @@ impl Consumer<'_> {
 
     /// Waits until a frame is published or `timeout` passes: spins for up to
     /// `spin` first (a standby on its own core sees a change within about a
-    /// microsecond), then sleeps on the futex. Returns true if frames wait.
+    /// microsecond), then sleeps on the futex. Returns true if frames wait,
+    /// or if the file was superseded (no frame comes to it again: a
+    /// snapshot rebuilt the replica into a new file, which the waiter's
+    /// handle moves to).
     pub fn wait(&self, timeout: Duration, spin: Duration) -> bool {
         let start = Instant::now();
         let mut polls = 0u32;
@@ -695,7 +698,7 @@ impl Consumer<'_> {
             // SYNC POINT: SeqCst load, the sleeper's half of the Dekker pair with
             // the writer's SeqCst swap in `Log::publish`.
             let tail = h.log_tail.load(Ordering::SeqCst);
-            if tail > self.cursor {
+            if tail > self.cursor || self.mapped.is_superseded() {
                 return true;
             }
             let left = timeout.saturating_sub(start.elapsed());
