@@ -15,15 +15,17 @@
 //! nothing here needs `unsafe`. A file costs its mapping; rebuilds are rare
 //! (a link down for longer than the ring holds, or a new incarnation).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use ckpt_core::error::OpenError;
 use ckpt_core::OpenFlags;
 use ckpt_shm::Segment;
 
 /// How long a handle whose file is superseded waits before it tries again
-/// to open the checkpoint by name, after a try that did not find the
-/// checkpoint's next file (gone, another incarnation, or superseded too).
+/// to find the checkpoint's next file, after a try that failed for a
+/// reason that may pass (the file could not be opened or mapped).
 pub const FOLLOW_RETRY: Duration = Duration::from_millis(100);
 
 /// One file of the chain, and the one that replaced it.
@@ -45,16 +47,26 @@ impl File {
 /// its place in the chain (0: the one the handle opened).
 pub(crate) struct Files {
     first: File,
-    /// Held while a handle opens the next file (one open at a time); when
-    /// the last try found none, the time before which it does not try again.
-    following: Mutex<Option<Instant>>,
+    /// Held while a thread looks for the next file (one at a time; the
+    /// others go on with the file they have meanwhile).
+    following: Mutex<()>,
+    /// Before this time (ms on [`Files::epoch`]) nobody looks again, after
+    /// a look that failed for a reason that may pass.
+    retry_at_ms: AtomicU64,
+    epoch: Instant,
+    /// True once the newest file is the last this handle will have: the
+    /// name is gone, or another incarnation (another checkpoint) holds it.
+    settled: AtomicBool,
 }
 
 impl Files {
     pub fn new(segment: Segment) -> Files {
         Files {
             first: File::new(segment),
-            following: Mutex::new(None),
+            following: Mutex::new(()),
+            retry_at_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            settled: AtomicBool::new(false),
         }
     }
 
@@ -95,34 +107,67 @@ impl Files {
         (file, number)
     }
 
-    /// The newest file, after opening the checkpoint's next one if the
-    /// newest was superseded (at most once per [`FOLLOW_RETRY`] when there is
-    /// none to find). A handle that finds none stays on the file it has: a
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The newest file, after moving to the checkpoint's next one if the
+    /// newest was superseded. Never waits: a thread that finds another
+    /// looking, or a look due later, goes on with the file it has. The next
+    /// file is looked at without registering as its opener (an open of
+    /// another incarnation would restart that one's retention), and is
+    /// opened only if it is the same checkpoint (the same incarnation) and
+    /// not superseded itself. A handle whose checkpoint's name is gone, or
+    /// held by another incarnation, stays where it is for good: a
     /// checkpoint unlinked and created again is another checkpoint, which an
     /// open handle never moves to (SA: it keeps the one it opened).
     #[cold]
     fn follow(&self) -> (&Segment, u32) {
         let (file, number) = self.newest();
-        if !file.segment.is_superseded() {
-            return (&file.segment, number);
+        let old = &file.segment;
+        if !old.is_superseded()
+            || self.settled.load(Ordering::Acquire)
+            || self.now_ms() < self.retry_at_ms.load(Ordering::Relaxed)
+        {
+            return (old, number);
         }
-        let mut retry = self.following.lock().unwrap_or_else(|e| e.into_inner());
-        // Another thread may have moved on while this one waited.
+        let Ok(_looking) = self.following.try_lock() else {
+            return (old, number);
+        };
+        // Another thread may have moved on before this one took the lock.
         let (file, number) = self.newest();
         let old = &file.segment;
-        if !old.is_superseded() || retry.is_some_and(|at| Instant::now() < at) {
+        if !old.is_superseded() || self.settled.load(Ordering::Acquire) {
             return (old, number);
+        }
+        let retry = || {
+            let at = self.now_ms() + FOLLOW_RETRY.as_millis() as u64;
+            self.retry_at_ms.store(at, Ordering::Relaxed);
+        };
+        match ckpt_shm::segment::inspect(old.config(), old.name()) {
+            Ok(next) if next.incarnation() == old.incarnation() => {}
+            Ok(_) | Err(OpenError::NotExist) => {
+                // SYNC POINT: Release pairs with the Acquire loads above
+                // (a flag only: the chain itself is read through OnceLock).
+                self.settled.store(true, Ordering::Release);
+                return (old, number);
+            }
+            Err(_) => {
+                retry();
+                return (old, number);
+            }
         }
         let kept = old.flags().bits() & !OpenFlags::CREATE.bits();
         let flags = OpenFlags::from_bits(kept).unwrap_or(OpenFlags::READ);
         match Segment::open(old.config(), old.name(), flags, None) {
             Ok(new) if new.incarnation() == old.incarnation() && !new.is_superseded() => {
-                *retry = None;
                 let next = file.next.get_or_init(|| Box::new(File::new(new)));
                 (&next.segment, number + 1)
             }
+            // Replaced again since the look (a rebuild just now: its file
+            // is marked in a moment), or another incarnation came.
             _ => {
-                *retry = Some(Instant::now() + FOLLOW_RETRY);
+                retry();
                 (old, number)
             }
         }

@@ -250,7 +250,25 @@ pub(crate) fn send_within<E: ForwardedError>(
         return Err((0, E::TOO_LARGE));
     }
     let how = crate::control::ask_forward(&segment.config().dir, segment.name(), &bytes, wait);
-    outcome(how)
+    let reply = outcome(how)?;
+    see(c, reply.seq);
+    Ok(reply)
+}
+
+/// How long a caller whose forwarded change was made waits until its own
+/// handle shows it ([`see`]).
+const SEE_WAIT: Duration = Duration::from_millis(200);
+
+/// Waits (at most [`SEE_WAIT`]) until checkpoint `c`'s file holds frame
+/// `seq`. The daemon answers once the replica under the checkpoint's name
+/// holds the change; if a snapshot rebuilt that replica just now, the
+/// handle's file may be the old one, marked superseded a moment after the
+/// new one took the name, and the handle moves to the new one then.
+fn see(c: &Checkpoint, seq: u64) {
+    let deadline = std::time::Instant::now() + SEE_WAIT;
+    while c.segment().last_seq() < seq && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(50));
+    }
 }
 
 /// The caller's result of a forward that ended as `how` (`None`: no daemon

@@ -38,7 +38,7 @@ pub mod replication;
 pub mod seal;
 
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use ckpt_core::error::{
     ActiveReplicaSetError, ExpirationSetError, IterationError, LookupError, OpenError, ReadError,
@@ -769,7 +769,7 @@ impl Checkpoint {
 
     /// Where section handle `section`, made in file `file`, is in the file
     /// the handle is on now: itself, or, if the handle moved to a newer
-    /// file since, the section of the same id there (`None`: gone).
+    /// file since, the same section there (`None`: gone).
     #[inline]
     fn place(&self, file: u32, section: SectionRef) -> Option<(&Segment, SectionRef)> {
         let (segment, now) = self.files.current();
@@ -779,21 +779,34 @@ impl Checkpoint {
         self.relocate(file, section)
     }
 
-    /// [`Checkpoint::place`] of a section handle made in an older file: its
-    /// id, read there (the older file stays mapped), looked up in the file
-    /// the handle is on now.
+    /// [`Checkpoint::place`] of a section handle made in an older file: the
+    /// section of the same id in the file the handle is on now, if it is the
+    /// same section, not a namesake created after a delete. Both files hold
+    /// the same origin number for the same section
+    /// ([`Segment::section_origin`]: its creation, or its last expiration
+    /// change); a differing one is a namesake, or an expiration change made
+    /// while this host's replica was behind, which this cannot tell apart:
+    /// either way `None` (`NotExist`: look the section up again).
     #[cold]
     fn relocate(&self, file: u32, section: SectionRef) -> Option<(&Segment, SectionRef)> {
         let old = self.files.get(file)?;
-        let mut id = vec![0u8; self.attributes().section_id_bytes_max as usize];
+        let origin = old.section_origin(section)?;
+        let max = self.attributes().section_id_bytes_max as usize;
+        let (mut stack, mut heap) = ([0u8; 256], Vec::new());
+        let id = if max <= stack.len() {
+            &mut stack[..max]
+        } else {
+            heap.resize(max, 0);
+            &mut heap[..]
+        };
         let now = ckpt_shm::segment::now();
-        let view = old.section_view(section.slot, SectionsChosen::Any, now, &mut id)?;
+        let view = old.section_view(section.slot, SectionsChosen::Any, now, id)?;
         if view.section != section {
             return None;
         }
         let (segment, _) = self.files.current();
-        let found = self.find_in(segment, view.id).ok()?;
-        Some((segment, found))
+        let found = segment.lookup(view.id).ok()??;
+        (segment.section_origin(found) == Some(origin)).then_some((segment, found))
     }
 
     /// A handle on section `id` for repeated zero-lookup reads and writes.
@@ -1369,8 +1382,20 @@ impl Checkpoint {
     /// assert!(matches!(change.mutation, Mutation::Create { id: b"k", .. }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn watch_from(&self, position: u64) -> Watcher<'_> {
-        self.watcher(Some(position))
+    ///
+    /// A position of a file this handle has since moved from (a snapshot
+    /// rebuilt its replica: [`follow`]) is followed there: the watcher
+    /// reports what that file still holds, then `Lagged`.
+    pub fn watch_from(&self, position: WatchPosition) -> Watcher<'_> {
+        match self.files.get(position.file) {
+            Some(segment) => Watcher {
+                checkpoint: self,
+                file: position.file,
+                consumer: segment.consumer(Some(position.at)),
+            },
+            // Not one of this handle's positions: from now on.
+            None => self.watcher(None),
+        }
     }
 
     fn watcher(&self, position: Option<u64>) -> Watcher<'_> {
@@ -1927,7 +1952,25 @@ impl Watcher<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn wait(&self, timeout: Duration, spin: Duration) -> bool {
-        self.moved() || self.consumer.wait(timeout, spin) || self.moved()
+        let start = Instant::now();
+        if self.moved() {
+            return true;
+        }
+        if self.consumer.wait(timeout, spin) && self.consumer.has_next() {
+            return true;
+        }
+        if self.moved() {
+            return true;
+        }
+        if self.consumer.is_superseded() {
+            // Its file was superseded (the consumer's wait returns at once
+            // on such a file) and the handle stays on it (another
+            // incarnation has the name, or the next file is not ready):
+            // nothing comes, so the wait is the caller's timeout.
+            std::thread::sleep(timeout.saturating_sub(start.elapsed()));
+            return self.moved();
+        }
+        false
     }
 
     /// True if the checkpoint's handle moved on from the file this watcher
@@ -1985,7 +2028,26 @@ impl Watcher<'_> {
     /// assert!(changes.position() > start);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn position(&self) -> u64 {
-        self.consumer.position()
+    pub fn position(&self) -> WatchPosition {
+        WatchPosition {
+            file: self.file,
+            at: self.consumer.position(),
+        }
+    }
+}
+
+/// Where a [`Watcher`] stands: a position in the log of one of its
+/// checkpoint handle's files ([`follow`]), for [`Checkpoint::watch_from`].
+/// Later positions compare greater.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchPosition {
+    file: u32,
+    at: u64,
+}
+
+impl WatchPosition {
+    /// The byte position in that file's log ring.
+    pub fn log_position(&self) -> u64 {
+        self.at
     }
 }

@@ -1570,7 +1570,7 @@ pub fn follow_offered<C: Connection>(
                                     // the old file is marked superseded (a standby
                                     // still on it can no longer promote it).
                                     if let Some(old) = replica.replace(segment) {
-                                        let _ = old.supersede();
+                                        supersede(&old, name);
                                     }
                                     opts.count(|c| {
                                         c.hold(start);
@@ -1938,4 +1938,26 @@ fn apply(
         }
         Err((_, e)) => Err(Refused::Fatal(ReplicationError::Apply(e))),
     }
+}
+
+/// How many times a follower tries to mark a replaced replica file
+/// superseded when another holder keeps its claim (each try waits up to the
+/// claim timeout).
+const SUPERSEDE_TRIES: u32 = 3;
+
+/// Marks `old`, the replica file a snapshot's copy just replaced under
+/// checkpoint `name`, superseded: handles open on it move to the new file,
+/// and it is never promoted. Logged if its claim stays held (a process
+/// stopped while holding it): those handles stay on the old file.
+fn supersede(old: &Segment, name: &CheckpointName) {
+    for _ in 0..SUPERSEDE_TRIES {
+        if old.supersede().is_ok() {
+            return;
+        }
+    }
+    tracing::warn!(
+        checkpoint = %name,
+        "could not mark the replaced replica file superseded (its claim stays held): \
+         handles open on it do not move to the rebuilt one"
+    );
 }

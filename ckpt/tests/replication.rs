@@ -373,10 +373,7 @@ fn handles_open_on_a_replica_move_with_it_when_a_snapshot_rebuilds_it() {
     assert_eq!(k.read_to_vec(), b"before");
     // While no link runs, the primary laps its ring: the replica is rebuilt
     // from a snapshot, into a new file.
-    let ring = primary.segment().geometry().log_bytes;
-    for n in 0..(ring / 4096) * 2 {
-        primary.overwrite(b"lap", &[n as u8; 4096]).unwrap();
-    }
+    lap(&primary);
     primary.overwrite(b"k", b"after").unwrap();
     primary.delete_section(b"gone").unwrap();
     with_link(&primary, b.path(), name, || {});
@@ -422,6 +419,167 @@ fn handles_open_on_a_replica_move_with_it_when_a_snapshot_rebuilds_it() {
     k.overwrite(b"mine").unwrap();
     assert_eq!(standby.read_section(b"k").unwrap(), b"mine");
     assert!(old_file.is_replica());
+}
+
+/// Laps the primary's ring so that the next link rebuilds the replica.
+fn lap(primary: &ckpt::Checkpoint) {
+    let ring = primary.segment().geometry().log_bytes;
+    for n in 0..(ring / 4096) * 2 {
+        primary.overwrite(b"lap", &[n as u8; 4096]).unwrap();
+    }
+}
+
+/// A handle left on a superseded file of an earlier incarnation (it never
+/// moves) has a watcher whose `wait` should still sleep when nothing comes.
+#[test]
+fn a_watcher_left_on_an_earlier_incarnation_sleeps_through_its_waits() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_stale_watch";
+    let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    first.create_section(b"k", Time::END, b"old").unwrap();
+    with_link(&first, b.path(), name, || {});
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    let mut watcher = standby.watch();
+    Service::with_config(Config::with_dir(a.path()))
+        .unlink(name)
+        .unwrap();
+    drop(first);
+    let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    second.create_section(b"k", Time::END, b"new").unwrap();
+    with_link(&second, b.path(), name, || {});
+    assert!(standby.segment().is_superseded());
+    // A tracker's loop (ffi/src/library.rs follow()): wait, then drain.
+    let (start, mut spurious) = (Instant::now(), 0u64);
+    while start.elapsed() < Duration::from_millis(300) {
+        if watcher.wait(Duration::from_millis(100), Duration::ZERO) {
+            if let Ok(None) = watcher.next_change() {
+                spurious += 1;
+            }
+        }
+    }
+    assert!(
+        spurious < 10,
+        "wait returned true {spurious} times with no change"
+    );
+}
+
+/// `watch_from` a position taken before the handle moved (as the C
+/// library's `track` does before its thread starts) must not miss changes.
+#[test]
+fn a_watcher_from_a_position_taken_before_a_rebuild_misses_nothing() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_watch_from";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"lap", Time::END, b"").unwrap();
+    primary.create_section(b"k", Time::END, b"before").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, OpenFlags::READ, None)
+        .unwrap();
+    let from = standby.watch().position();
+    lap(&primary);
+    with_link(&primary, b.path(), name, || {});
+    let mut watcher = standby.watch_from(from);
+    with_link(&primary, b.path(), name, || {
+        primary.overwrite(b"k", b"later").unwrap();
+    });
+    assert_eq!(standby.read_section(b"k").unwrap(), b"later");
+    let got = watcher.next_change().map(|c| c.map(|c| c.seq));
+    assert!(
+        !matches!(got, Ok(None)),
+        "the watcher made after the move from {from:?} sees no change: {got:?}"
+    );
+}
+
+/// A section handle whose section was deleted (and one of the same id made
+/// again) finds no section, whether or not a rebuild came in between.
+#[test]
+fn a_section_handle_never_takes_a_namesake_for_its_section_through_a_rebuild() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_namesake";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"lap", Time::END, b"").unwrap();
+    primary.create_section(b"k", Time::END, b"first").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, OpenFlags::READ, None)
+        .unwrap();
+    let k = standby.section(b"k").unwrap();
+    // Without a rebuild: deleted and made again, the handle finds nothing.
+    with_link(&primary, b.path(), name, || {
+        primary.delete_section(b"k").unwrap();
+        primary.create_section(b"k", Time::END, b"second").unwrap();
+    });
+    assert_eq!(k.version(), Err(ckpt::ReadError::NotExist));
+    // The same through a rebuild.
+    let k2 = standby.section(b"k").unwrap();
+    primary.delete_section(b"k").unwrap();
+    primary.create_section(b"k", Time::END, b"third").unwrap();
+    lap(&primary);
+    with_link(&primary, b.path(), name, || {});
+    assert!(!standby.segment().is_superseded());
+    assert_eq!(
+        k2.version(),
+        Err(ckpt::ReadError::NotExist),
+        "k2 resurrected"
+    );
+}
+
+/// A handle left on an earlier incarnation's superseded file does not keep
+/// the new incarnation from expiring (it looks at the new file without
+/// registering as its opener, once).
+#[test]
+fn a_handle_left_on_an_earlier_incarnation_does_not_hold_off_the_new_ones_retention() {
+    retention_with_stale_handle(true);
+    // The same with the old handle left unused: the control.
+    retention_with_stale_handle(false);
+}
+
+fn retention_with_stale_handle(used: bool) {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = if used {
+        "safCkpt=repl_stale_used"
+    } else {
+        "safCkpt=repl_stale_unused"
+    };
+    let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    first.create_section(b"k", Time::END, b"old").unwrap();
+    with_link(&first, b.path(), name, || {});
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    Service::with_config(Config::with_dir(a.path()))
+        .unlink(name)
+        .unwrap();
+    drop(first);
+    let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    second.create_section(b"k", Time::END, b"new").unwrap();
+    with_link(&second, b.path(), name, || {});
+    assert!(standby.segment().is_superseded());
+    drop(second);
+    // The new incarnation's standby takes over, sets a short retention and
+    // closes: nothing has it open.
+    let service = Service::with_config(Config::with_dir(b.path()));
+    let rebuilt = service
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    rebuilt.set_active_replica().unwrap();
+    rebuilt.set_retention(Time(300_000_000)).unwrap();
+    drop(rebuilt);
+    // The old incarnation's handle is used now and then.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1200) {
+        if used {
+            let _ = standby.read_section(b"k");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        service.open(name, OpenFlags::READ, None).is_err(),
+        "retention of 300 ms has not run out after 1.2 s with no opener"
+    );
 }
 
 /// A section handle's whole data, read through it.

@@ -473,7 +473,12 @@ fn following(lib: &Weak<Library>, handle: SaCkptCheckpointHandleT, open: &Open) 
 /// (called here), until neither is wanted, the handle closes or the instance
 /// is finalized. If the log's ring overtakes it, the sections as they are
 /// then stand for the changes it lost: every section is reported.
-fn follow(lib: Weak<Library>, handle: SaCkptCheckpointHandleT, open: &Arc<Open>, from: u64) {
+fn follow(
+    lib: Weak<Library>,
+    handle: SaCkptCheckpointHandleT,
+    open: &Arc<Open>,
+    from: ckpt::WatchPosition,
+) {
     let mut watcher = open.checkpoint.watch_from(from);
     let mut consumer = Consumer::default();
     while following(&lib, handle, open) {

@@ -663,6 +663,12 @@ impl Consumer<'_> {
         Ok(snapshot)
     }
 
+    /// True if the file it follows was superseded: a snapshot rebuilt the
+    /// replica into a new file, and no frame comes to this one again.
+    pub fn is_superseded(&self) -> bool {
+        self.mapped.is_superseded()
+    }
+
     /// True if frames are waiting.
     pub fn has_next(&self) -> bool {
         self.next < self.batch.len() || self.mapped.log_tail() > self.cursor

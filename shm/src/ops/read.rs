@@ -176,6 +176,23 @@ impl Mapped {
                 }
     }
 
+    /// The sequence number of the frame that set the section's expiration:
+    /// its creation, unless its expiration was changed since. Every copy of
+    /// a checkpoint (a replica, one rebuilt from a snapshot) holds the same
+    /// number for the same section, and a section deleted and created again
+    /// has a newer one: what tells a section from a namesake in another
+    /// copy. `None` if the section is gone (or writers kept changing it).
+    pub fn section_origin(&self, section: SectionRef) -> Option<u64> {
+        if !self.is_live(section) {
+            return None;
+        }
+        let (_, seq) = slot::read_expiration(self.slot(section.slot))?;
+        // SYNC POINT: Acquire fence: the life word is read again after the
+        // number (`is_live`'s Acquire load orders the first read before it).
+        fence(Ordering::Acquire);
+        self.is_live(section).then_some(seq)
+    }
+
     /// Copies a consistent version of the section, from byte `offset`, into
     /// `dst`. Returns the bytes copied and the version's metadata.
     #[inline]
