@@ -224,7 +224,14 @@ impl LinkStats {
     pub fn forwarded(&self, ask: u64, wait: Duration) -> ForwardState {
         let mut f = self.forwards.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = Instant::now() + wait;
-        while f.sent.contains(&ask) && !f.answers.contains_key(&ask) {
+        // Queued or sent, the asker sleeps until the answer (or `wait`):
+        // one that returned at once while its change is queued would spin
+        // until the link sends it.
+        let waiting = |f: &Forwards| {
+            !f.answers.contains_key(&ask)
+                && (f.sent.contains(&ask) || f.queued.iter().any(|(a, _)| *a == ask))
+        };
+        while waiting(&f) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;

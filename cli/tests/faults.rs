@@ -3,7 +3,9 @@
 //! by this process, and faults on the path between them: the link cut and
 //! restored, random loss (iptables statistic, when iptables is installed), a
 //! bandwidth cap (tbf), the replica's daemon killed and restarted, the
-//! primary's daemon killed and restarted, and, for a synchronous checkpoint,
+//! primary's daemon killed and restarted, a standby open on the replica's
+//! node across a cut long enough that the replica is rebuilt from a
+//! snapshot (its handles move to the new file), and, for a synchronous checkpoint,
 //! the primary's daemon killed under a running writer. After each, a checker
 //! waits for the replica to equal the primary byte for byte, and for the
 //! synchronous checkpoint checks that every write acknowledged before the
@@ -12,11 +14,12 @@
 
 mod common;
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ckpt::{Time, UpdateMode};
+use ckpt::{OpenFlags, Time, UpdateMode};
 use ckpt_cli::netns::{have, Net};
 use common::*;
 
@@ -154,7 +157,54 @@ fn faults_between_two_nodes_in_network_namespaces() {
     let t = converge(&a, &b, name);
     println!("fault test: primary daemon killed: 2000 updates meanwhile; converged {t:?} after its restart");
 
-    // 6. Synchronous: the primary's daemon killed under a running writer.
+    // 6. A standby open on the replica's node while the link is cut for
+    // longer than the primary's ring holds: the replica is rebuilt from a
+    // snapshot into a new file, and the standby's handles move to it.
+    let standby = b
+        .service()
+        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
+        .unwrap();
+    let s0 = standby.section(b"s0").unwrap();
+    let mut watcher = standby.watch();
+    let file = || std::fs::metadata(standby.segment().path()).unwrap().ino();
+    let before = file();
+    net.link(false).unwrap();
+    let ring = primary.segment().geometry().log_bytes;
+    let lapped = 2 * ring / 4096;
+    write(&primary, &mut next, lapped);
+    net.link(true).unwrap();
+    let t = converge(&a, &b, name);
+    let after = file();
+    assert_ne!(before, after, "the replica was not rebuilt into a new file");
+    assert!(
+        !standby.segment().is_superseded(),
+        "the standby stayed on the old file"
+    );
+    let want = primary.read_section(b"s0").unwrap();
+    assert_eq!(standby.read_section(b"s0").unwrap(), want);
+    let mut buf = vec![0u8; 4096];
+    let n = s0.read(0, &mut buf).unwrap();
+    assert_eq!(buf[..n], want[..], "the section handle reads the old file");
+    let drained = std::iter::from_fn(|| match watcher.next_change() {
+        Ok(Some(_)) => Some(true),
+        Ok(None) => Some(false),
+        Err(_) => None,
+    })
+    .take_while(|more| *more)
+    .count();
+    assert!(
+        matches!(watcher.next_change(), Err(ckpt::WatchError::Lagged { .. })),
+        "the watcher did not report the move"
+    );
+    let snapshot = watcher.resync().unwrap();
+    assert_eq!(snapshot.sections.len(), 16);
+    println!(
+        "fault test: standby open across a rebuild: {lapped} updates while cut (twice the {ring}-byte ring); converged {t:?} after the restore, by a snapshot into a new file; the standby's checkpoint and section handles read the new file, its watcher drained {drained} changes of the old one, then resynchronized"
+    );
+    drop((s0, watcher));
+    drop(standby);
+
+    // 7. Synchronous: the primary's daemon killed under a running writer.
     // Every write that returned before the failure is on the replica.
     let sync_name = "safCkpt=faults_sync";
     let sync = Arc::new(create(&a, sync_name, UpdateMode::AllReplicas));
