@@ -6,7 +6,9 @@
 //! (`Segment::supersede`). A handle opened on the old file moves to the new
 //! one the next time it is used: [`Files::current`] sees the mark, opens the
 //! checkpoint by name again and, if that is the same checkpoint (the same
-//! incarnation) and not superseded itself, uses it from then on. Section
+//! incarnation; or the incarnation its file yielded to, created on another
+//! node at the same time, with the same attributes) and not superseded
+//! itself, uses it from then on. Section
 //! handles and watchers made on an older file find their place in the new
 //! one (a section by its id; a watcher by a resynchronization).
 //!
@@ -20,7 +22,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ckpt_core::error::OpenError;
-use ckpt_core::OpenFlags;
+use ckpt_core::{CreationAttributes, OpenFlags};
+use ckpt_shm::segment::Mapped;
 use ckpt_shm::Segment;
 
 /// How long a handle whose file is superseded waits before it tries again
@@ -145,7 +148,7 @@ impl Files {
             self.retry_at_ms.store(at, Ordering::Relaxed);
         };
         match ckpt_shm::segment::inspect(old.config(), old.name()) {
-            Ok(next) if next.incarnation() == old.incarnation() => {}
+            Ok(next) if same_checkpoint(old, &next) => {}
             Ok(_) | Err(OpenError::NotExist) => {
                 // SYNC POINT: Release pairs with the Acquire loads above
                 // (a flag only: the chain itself is read through OnceLock).
@@ -160,7 +163,7 @@ impl Files {
         let kept = old.flags().bits() & !OpenFlags::CREATE.bits();
         let flags = OpenFlags::from_bits(kept).unwrap_or(OpenFlags::READ);
         match Segment::open(old.config(), old.name(), flags, None) {
-            Ok(new) if new.incarnation() == old.incarnation() && !new.is_superseded() => {
+            Ok(new) if same_checkpoint(old, &new) && !new.is_superseded() => {
                 let next = file.next.get_or_init(|| Box::new(File::new(new)));
                 (&next.segment, number + 1)
             }
@@ -172,4 +175,20 @@ impl Files {
             }
         }
     }
+}
+
+/// True if `next`, now under the name of a handle's superseded file `old`,
+/// is the checkpoint the handle opened: the same incarnation, or, where
+/// `old` yielded to another incarnation created elsewhere at the same time
+/// (`Segment::yield_to`), that one if it has the creation attributes the
+/// handle opened with (an open of it would have succeeded).
+fn same_checkpoint(old: &Segment, next: &Mapped) -> bool {
+    if next.incarnation() == old.incarnation() {
+        return true;
+    }
+    let kept = |a: &CreationAttributes| CreationAttributes {
+        retention_ns: 0,
+        ..*a
+    };
+    old.is_yielded() && kept(next.attributes()) == kept(old.attributes())
 }

@@ -230,6 +230,12 @@ pub(crate) fn send_within<E: ForwardedError>(
         // nodes (its links ended), and it never will.
         return Err((0, E::REFUSED));
     }
+    if segment.is_yielded() {
+        // It yielded to another incarnation of its name, whose snapshot is
+        // on its way (the handle then moves to it): its primary is that
+        // one's, which refuses this incarnation's changes.
+        return Err((0, E::TRY_AGAIN));
+    }
     let id_max = c.attributes().section_id_bytes_max;
     if let Some(i) = elements.iter().position(|e| e.id.len() as u64 > id_max) {
         return Err((i, E::ID_TOO_LONG));

@@ -896,9 +896,12 @@ impl Checkpoint {
     }
 
     /// True if this handle's changes go to the primary: it was opened on a
-    /// replica, which this copy still is (promoted here, it writes here).
+    /// replica, or on a primary that yielded to another incarnation of the
+    /// name created elsewhere at the same time (it opened the checkpoint
+    /// that is that one now), and this copy is a replica (promoted here, it
+    /// writes here).
     fn forwarding(&self) -> bool {
-        self.forwards && self.seg().is_replica()
+        (self.forwards || self.files.first().is_yielded()) && self.seg().is_replica()
     }
 
     /// The checks of delete and expiration change, in the spec's order.

@@ -340,6 +340,11 @@ pub enum LinkEvent {
     /// This host's copy was a primary of an older term: the primary that
     /// offered the link, in `term`, deposed it, and it is a replica now.
     Demoted { term: u32 },
+    /// This host's copy was a primary of another incarnation of the name,
+    /// created here before the offered one was known, and outranked by it
+    /// (`term`, `incarnation`): it yielded, and a snapshot of the offered
+    /// one replaces it.
+    Yielded { term: u32, incarnation: u64 },
 }
 
 impl fmt::Display for LinkEvent {
@@ -358,6 +363,10 @@ impl fmt::Display for LinkEvent {
             LinkEvent::Demoted { term } => write!(
                 f,
                 "this host's copy was a primary of an older term: a replica of the primary in term {term} now"
+            ),
+            LinkEvent::Yielded { term, incarnation } => write!(
+                f,
+                "this host's copy was another incarnation of the name, created before the peer's was known: it yields to incarnation {incarnation:x} (term {term}), whose snapshot replaces it"
             ),
         }
     }
@@ -850,6 +859,7 @@ pub fn ship<C: Connection>(
         term,
         node: primary.config().node_id,
         placed,
+        written: primary.is_written(),
     };
     send(conn, &offer, primary.name().as_bytes(), &[])?;
     // Two threads: this one wakes on the log (a new frame is shipped at
@@ -1405,6 +1415,8 @@ pub struct Offered {
     pub node: u32,
     /// The primary places a replica on this node ([`Message::Offer`]).
     pub placed: bool,
+    /// The primary holds more than its creation frame.
+    pub written: bool,
 }
 
 /// The replica's end of a link's start: authenticates (where this end has a
@@ -1426,6 +1438,7 @@ pub fn accept_offer<C: Connection>(
         term,
         node,
         placed,
+        written,
     } = m.message
     else {
         return Err(match m.message {
@@ -1444,6 +1457,7 @@ pub fn accept_offer<C: Connection>(
         term,
         node,
         placed,
+        written,
     };
     wire.set_max_message(opts.max_message);
     Ok((offered, wire))
@@ -1472,9 +1486,10 @@ pub fn follow<C: Connection>(
 /// until the link ends or `stop` is set. Returns the replica's segment with
 /// the outcome (if one exists by then). A checkpoint this host holds as a
 /// primary of the same incarnation and an older term is demoted to a
-/// replica first (the offer's primary deposed it; [`LinkEvent::Demoted`]);
-/// any other primary of that name here is not followed
-/// ([`ReplicationError::HeldAsPrimary`]).
+/// replica first (the offer's primary deposed it; [`LinkEvent::Demoted`]),
+/// and one of another incarnation that the offered one outranks yields to
+/// it ([`LinkEvent::Yielded`]); any other primary of that name here is not
+/// followed ([`ReplicationError::HeldAsPrimary`]).
 ///
 /// Placement: a checkpoint the offer does not place here
 /// ([`Offered::placed`]) and that this host holds no copy of is followed
@@ -1738,8 +1753,10 @@ fn follower_of(replica: Option<&Segment>, offered: &Offered, opts: &LinkOptions)
 
 /// This host's copy of the offered checkpoint: its replica, or its primary
 /// of the same incarnation and an older term demoted to one (the offer's
-/// primary deposed it); `None` if it has none. Any other primary of that
-/// name here is refused ([`ReplicationError::HeldAsPrimary`]).
+/// primary deposed it), or its primary of another incarnation that the
+/// offered one outranks, yielded ([`Segment::yield_to`]); `None` if it has
+/// none. Any other primary of that name here is refused
+/// ([`ReplicationError::HeldAsPrimary`]).
 fn local_replica(
     config: &Config,
     offered: &Offered,
@@ -1776,9 +1793,23 @@ fn local_replica(
             }
         }
         Ok(s) if s.is_replica() => Ok(Some(s)),
-        Ok(s) => Err(ReplicationError::HeldAsPrimary {
-            term: s.current_term(),
-        }),
+        // A primary of another incarnation: the same name created on two
+        // nodes before either knew of the other. The outranking one stays
+        // the checkpoint (`Segment::yield_to`); this one, outranked, becomes
+        // its replica by a snapshot, or else refuses the link.
+        Ok(s) => match s.yield_to(offered.written, offered.term, offered.incarnation) {
+            Ok(true) => {
+                opts.report(LinkEvent::Yielded {
+                    term: offered.term,
+                    incarnation: offered.incarnation,
+                });
+                Ok(Some(s))
+            }
+            Ok(false) => Err(ReplicationError::HeldAsPrimary {
+                term: s.current_term(),
+            }),
+            Err(_) => Err(ReplicationError::Apply(ApplyError::Contended)),
+        },
         Err(ckpt_core::error::OpenError::NotExist) => Ok(None),
         Err(e) => Err(ReplicationError::Open(e)),
     }

@@ -344,20 +344,39 @@ fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on
     assert_eq!(sections(b.path(), name), sections(a.path(), name));
 }
 
-#[test]
-fn handles_open_on_a_replica_move_with_it_when_a_snapshot_rebuilds_it() {
+/// A primary of `name` (asynchronous, active here) in a new directory,
+/// with sections `lap` (empty, for [`lap`]) and `k` (`k`), replicated into
+/// another directory, where a standby opened it (`flags`).
+fn standby_on_a_replica(
+    name: &str,
+    k: &[u8],
+    flags: OpenFlags,
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    ckpt::Checkpoint,
+    ckpt::Checkpoint,
+) {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let name = "safCkpt=repl_moved";
     let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     primary.create_section(b"lap", Time::END, b"").unwrap();
-    primary.create_section(b"k", Time::END, b"before").unwrap();
+    primary.create_section(b"k", Time::END, k).unwrap();
+    with_link(&primary, b.path(), name, || {});
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, flags, None)
+        .unwrap();
+    (a, b, primary, standby)
+}
+
+#[test]
+fn handles_open_on_a_replica_move_with_it_when_a_snapshot_rebuilds_it() {
+    let name = "safCkpt=repl_moved";
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let (_a, b, primary, standby) = standby_on_a_replica(name, b"before", rw);
     primary.create_section(b"gone", Time::END, b"soon").unwrap();
     with_link(&primary, b.path(), name, || {});
     // A standby on the replica's host: a checkpoint handle, a section
     // handle, a watcher, an iteration begun, and the file as it is now.
-    let service = Service::with_config(Config::with_dir(b.path()));
-    let rw = OpenFlags::READ | OpenFlags::WRITE;
-    let standby = service.open(name, rw, None).unwrap();
     let k = standby.section(b"k").unwrap();
     let gone = standby.section(b"gone").unwrap();
     let mut watcher = standby.watch();
@@ -469,15 +488,8 @@ fn a_watcher_left_on_an_earlier_incarnation_sleeps_through_its_waits() {
 /// library's `track` does before its thread starts) must not miss changes.
 #[test]
 fn a_watcher_from_a_position_taken_before_a_rebuild_misses_nothing() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_watch_from";
-    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    primary.create_section(b"lap", Time::END, b"").unwrap();
-    primary.create_section(b"k", Time::END, b"before").unwrap();
-    with_link(&primary, b.path(), name, || {});
-    let standby = Service::with_config(Config::with_dir(b.path()))
-        .open(name, OpenFlags::READ, None)
-        .unwrap();
+    let (_a, b, primary, standby) = standby_on_a_replica(name, b"before", OpenFlags::READ);
     let from = standby.watch().position();
     lap(&primary);
     with_link(&primary, b.path(), name, || {});
@@ -497,15 +509,8 @@ fn a_watcher_from_a_position_taken_before_a_rebuild_misses_nothing() {
 /// again) finds no section, whether or not a rebuild came in between.
 #[test]
 fn a_section_handle_never_takes_a_namesake_for_its_section_through_a_rebuild() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_namesake";
-    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    primary.create_section(b"lap", Time::END, b"").unwrap();
-    primary.create_section(b"k", Time::END, b"first").unwrap();
-    with_link(&primary, b.path(), name, || {});
-    let standby = Service::with_config(Config::with_dir(b.path()))
-        .open(name, OpenFlags::READ, None)
-        .unwrap();
+    let (_a, b, primary, standby) = standby_on_a_replica(name, b"first", OpenFlags::READ);
     let k = standby.section(b"k").unwrap();
     // Without a rebuild: deleted and made again, the handle finds nothing.
     with_link(&primary, b.path(), name, || {
@@ -580,6 +585,61 @@ fn retention_with_stale_handle(used: bool) {
         service.open(name, OpenFlags::READ, None).is_err(),
         "retention of 300 ms has not run out after 1.2 s with no opener"
     );
+}
+
+#[test]
+fn a_name_created_on_two_nodes_at_once_becomes_one_checkpoint() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_twice";
+    // As csa103's processes do, each node's opens with CREATE before
+    // either daemon knows of the other's: two incarnations. Node 1's is the
+    // active's (its active replica set, and written).
+    let active = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    active.create_section(b"state", Time::END, b"1").unwrap();
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let standby = Service::with_config(Config::with_dir(b.path()))
+        .open(name, rwc, Some(&attrs(UpdateMode::ActiveReplica)))
+        .unwrap();
+    let unset = standby.create_section(b"other", Time::END, b"");
+    assert!(unset.is_err(), "no active replica on the standby's copy");
+    assert_ne!(
+        standby.segment().incarnation(),
+        active.segment().incarnation()
+    );
+    let mut watcher = standby.watch();
+    // Offered to node 1, the standby's copy (unwritten) is outranked:
+    // refused.
+    let (_, followed) = one_link(&standby, a.path(), name);
+    let refused = followed.err().expect("refused");
+    assert!(
+        matches!(refused, LinkError::HeldAsPrimary { .. }),
+        "{refused}"
+    );
+    assert!(!active.segment().is_replica());
+    // Offered to node 2, the active's copy outranks the standby's, which
+    // yields and is rebuilt from it; the standby's handles move to it.
+    with_link(&active, b.path(), name, || {});
+    assert_eq!(
+        standby.segment().incarnation(),
+        active.segment().incarnation()
+    );
+    assert_eq!(standby.read_section(b"state").unwrap(), b"1");
+    assert!(matches!(
+        watcher.next_change(),
+        Err(ckpt::WatchError::Lagged { .. })
+    ));
+    watcher.resync().unwrap();
+    with_link(&active, b.path(), name, || {
+        active.overwrite(b"state", b"2").unwrap();
+    });
+    assert_eq!(standby.read_section(b"state").unwrap(), b"2");
+    let change = watcher.next_change().unwrap().expect("the overwrite");
+    assert_eq!(change.seq, active.segment().last_seq());
+    // The active's node dies: the standby takes over with its state.
+    drop(active);
+    standby.set_active_replica().unwrap();
+    standby.overwrite(b"state", b"3").unwrap();
+    assert_eq!(standby.read_section(b"state").unwrap(), b"3");
 }
 
 /// A section handle's whole data, read through it.

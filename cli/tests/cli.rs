@@ -69,6 +69,30 @@ fn daemon(dir: &std::path::Path, args: &[&str]) -> Daemon {
     )
 }
 
+/// Daemons of nodes 1 and 2 on loopback ports, serving `a` and `b`, each
+/// the other's peer; returns once both answer `ckpt peers`.
+fn two_daemons(a: &std::path::Path, b: &std::path::Path) -> (Daemon, Daemon) {
+    use std::time::{Duration, Instant};
+    let (pa, pb) = (port(), port());
+    let (peer_a, peer_b) = (format!("1:alpha={pa}"), format!("2:beta={pb}"));
+    let da = daemon(a, &["--node", "1", "--listen", &pa, "--peer", &peer_b]);
+    let db = daemon(b, &["--node", "2", "--listen", &pb, "--peer", &peer_a]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ![a, b].iter().all(|d| ckpt(d, &["peers"]).status.success()) {
+        assert!(Instant::now() < deadline, "the daemons did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (da, db)
+}
+
+/// The service of node `node` over `dir`.
+fn service(dir: &std::path::Path, node: u32) -> Service {
+    Service::with_config(Config {
+        node_id: node,
+        ..Config::with_dir(dir)
+    })
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -758,30 +782,7 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
     use std::time::{Duration, Instant};
 
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pa, pb) = (port(), port());
-    let (peer_a, peer_b) = (format!("1:alpha={pa}"), format!("2:beta={pb}"));
-    let _da = daemon(
-        a.path(),
-        &["--node", "1", "--listen", &pa, "--peer", &peer_b],
-    );
-    let _db = daemon(
-        b.path(),
-        &["--node", "2", "--listen", &pb, "--peer", &peer_a],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while ![&a, &b]
-        .iter()
-        .all(|d| ckpt(d.path(), &["peers"]).status.success())
-    {
-        assert!(Instant::now() < deadline, "the daemons did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let service = |dir: &std::path::Path, node| {
-        Service::with_config(Config {
-            node_id: node,
-            ..Config::with_dir(dir)
-        })
-    };
+    let (da, _db) = two_daemons(a.path(), b.path());
     let rw = OpenFlags::READ | OpenFlags::WRITE;
     for (name, mode, collocated) in [
         ("safCkpt=fwd_async", UpdateMode::ActiveReplica, true),
@@ -941,7 +942,7 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
     assert_eq!(again.read_section(b"a").unwrap(), b"new from 2");
     // With node 1's daemon gone, there is no primary to ask: TRY_AGAIN or,
     // once the request went, TIMEOUT; never a crash or a silent loss.
-    drop(_da);
+    drop(da);
     let t = Instant::now();
     let e = there.overwrite(b"a", b"lost?").unwrap_err();
     assert!(
@@ -951,4 +952,55 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
     assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
     assert_eq!(there.read_section(b"a").unwrap(), b"new from 2");
     drop(again);
+}
+
+#[test]
+fn csa103_processes_that_create_the_checkpoint_on_two_nodes_at_once_share_one() {
+    use std::time::{Duration, Instant};
+
+    // The tutorial's processes both open with CREATE as they start; here
+    // each creates its own before the daemons know of each other (they
+    // start after), the active's written.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=csa103Ckpt";
+    let attrs = CreationAttributes {
+        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(2, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let active = service(a.path(), 1).open(name, rwc, Some(&attrs)).unwrap();
+    let standby = service(b.path(), 2).open(name, rwc, Some(&attrs)).unwrap();
+    active.set_active_replica().unwrap();
+    active
+        .create_section(b"seq", Time::END, &1u64.to_le_bytes())
+        .unwrap();
+    let daemons = two_daemons(a.path(), b.path());
+    // One checkpoint: the standby's copy yields to the active's, and the
+    // standby's handle reads what the active writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 1u64;
+    loop {
+        n += 1;
+        active.overwrite(b"seq", &n.to_le_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let seen = standby.read_section(b"seq").ok();
+        if seen.as_deref() == Some(&n.to_le_bytes()[..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby's handle reads {seen:?}, the active wrote {n}"
+        );
+    }
+    assert_eq!(
+        standby.segment().incarnation(),
+        active.segment().incarnation()
+    );
+    // The active's node goes: the standby takes over and continues.
+    drop(active);
+    drop(daemons);
+    standby.set_active_replica().unwrap();
+    let got = standby.read_section(b"seq").unwrap();
+    assert_eq!(got, n.to_le_bytes());
+    standby.overwrite(b"seq", &(n + 1).to_le_bytes()).unwrap();
 }

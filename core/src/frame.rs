@@ -734,7 +734,7 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 8;
+pub const WIRE_VERSION: u8 = 9;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -773,7 +773,7 @@ pub const SNAPSHOT_TAIL_BYTES: usize = 32;
 /// | 7 `SnapshotEnd` | start.seq | sections | start.term | 0 | [`SnapshotTail`] |
 /// | 8 `Hello` | 0 | 0 | 0 | 0 | a 32-byte challenge |
 /// | 9 `Proof` | 0 | 0 | 0 | 0 | a 32-byte answer |
-/// | 10 `Offer` | incarnation | term, and `1 << 32` if placed | node | name bytes | the checkpoint's name |
+/// | 10 `Offer` | incarnation | term, `1 << 32` if placed, `1 << 33` if written (more than its creation frame) | node | name bytes | the checkpoint's name |
 /// | 11 sealed | counter | 0 | 0 | 0 | another message, encrypted, then a 16-byte tag ([`seal_header`]) |
 /// | 12 `UnlinkRequest` | incarnation | 0 | 0 | 0 | none |
 /// | 13 `UnlinkAnswer` | 0 | 0 | code | 0 | none |
@@ -1412,6 +1412,7 @@ pub fn encode_message(
             term,
             node,
             placed,
+            written,
         } => {
             if name.len() > WIRE_NAME_BYTES_MAX {
                 return Err(WireError::BadField);
@@ -1419,7 +1420,7 @@ pub fn encode_message(
             (
                 10,
                 incarnation,
-                u64::from(term) | u64::from(placed) << 32,
+                u64::from(term) | u64::from(placed) << 32 | u64::from(written) << 33,
                 node,
                 name.len() as u32,
                 name,
@@ -1500,16 +1501,15 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                     incarnation: a,
                     holds: Position { seq: b, term: c },
                 },
+                _ if b >> 34 != 0 => return Err(WireError::BadField),
+                // The term, and above it the placed and written bits:
+                // nothing else.
                 _ => M::Offer {
                     incarnation: a,
-                    // The term, and above it the placed bit: nothing else.
                     term: b as u32,
                     node: c,
-                    placed: match b >> 32 {
-                        0 => false,
-                        1 => true,
-                        _ => return Err(WireError::BadField),
-                    },
+                    placed: b >> 32 & 1 == 1,
+                    written: b >> 33 & 1 == 1,
                 },
             }
         }
@@ -2076,6 +2076,7 @@ mod tests {
                     term: 3,
                     node: 4,
                     placed: true,
+                    written: true,
                 },
                 &b"safCkpt=offered"[..],
                 Vec::new(),
@@ -2254,8 +2255,11 @@ mod tests {
         bad[41] ^= 1; // a name byte
         assert_eq!(decode_message(&bad, 1 << 20), Err(WireError::BadChecksum));
         let mut bad = sub.clone();
-        bad[9] = 9;
-        assert_eq!(decode_message(&bad, 1 << 20), Err(WireError::BadFormat(9)));
+        bad[9] = WIRE_VERSION + 1;
+        assert_eq!(
+            decode_message(&bad, 1 << 20),
+            Err(WireError::BadFormat(WIRE_VERSION + 1))
+        );
         let mut bad = sub.clone();
         bad[45] = 1; // the name's padding
         assert_eq!(

@@ -101,11 +101,15 @@ pub enum Message {
     /// process there opens the checkpoint) or already holds one, and parks
     /// the link until then ([`Follower::park`]). Handled by the link's
     /// driver, not the state machines: a later offer breaks the protocol.
+    /// `written`: the primary holds more than its creation frame (what
+    /// decides, with the term, between two incarnations of one name created
+    /// on two nodes at once: see `Segment::yield_to`).
     Offer {
         incarnation: u64,
         term: u32,
         node: u32,
         placed: bool,
+        written: bool,
     },
     /// Follower → shipper: a process on the follower's node unlinks the
     /// checkpoint (`saCkptCheckpointUnlink` where no copy of it, or only a

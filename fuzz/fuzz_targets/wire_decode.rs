@@ -130,6 +130,7 @@ fuzz_target!(|input: &[u8]| {
                 term: b as u32,
                 node: (c >> 32) as u32,
                 placed: b >> 32 & 1 == 1,
+                written: b >> 33 & 1 == 1,
             },
             &tail[..tail.len().min(64)],
             Vec::new(),

@@ -721,6 +721,13 @@ packed_word! {
         /// it again, and it is never promoted (a handle still on it must
         /// reopen the checkpoint). Set by `Segment::supersede`.
         superseded: bool = 10, 1;
+        /// A primary that yielded to another incarnation of its name,
+        /// created on another node before either knew of the other (SA has
+        /// one checkpoint of a name: the outranking one stays, see
+        /// `Segment::yield_to`). Set with `diverged`, so that a snapshot of
+        /// the other replaces it; handles open on it move to that one, as
+        /// if they had opened it.
+        yielded: bool = 11, 1;
     }
 }
 

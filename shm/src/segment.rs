@@ -507,6 +507,21 @@ impl Mapped {
         RoleWord::from(self.header().role.load(Ordering::Acquire)).superseded
     }
 
+    /// True if this copy holds more than its creation frame: an active
+    /// replica set, a section made, a write, any change (what a copy of a
+    /// name created on two nodes at once keeps: `Segment::yield_to`).
+    pub fn is_written(&self) -> bool {
+        self.last_seq() > 1
+    }
+
+    /// True if this copy yielded to another incarnation of its name
+    /// created elsewhere at the same time (see `Segment::yield_to`).
+    pub fn is_yielded(&self) -> bool {
+        // SYNC POINT: Acquire pairs with the Release store in
+        // `Segment::yield_to`.
+        RoleWord::from(self.header().role.load(Ordering::Acquire)).yielded
+    }
+
     /// The checkpoint's incarnation (random at creation; a replica has its
     /// primary's).
     pub fn incarnation(&self) -> u64 {
@@ -870,6 +885,7 @@ pub(crate) fn build_new(
                 fenced,
                 diverged: false,
                 superseded: false,
+                yielded: false,
             }
             .value(),
             Ordering::Relaxed,

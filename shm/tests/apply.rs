@@ -694,3 +694,45 @@ fn an_equal_term_deposes_only_for_a_higher_node_and_a_diverged_copy_is_not_promo
     second.promote(5).unwrap();
     assert!(!second.is_replica());
 }
+
+#[test]
+fn of_two_incarnations_of_a_name_the_outranked_unwritten_primary_yields() {
+    let dir = tempfile::tempdir().unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 64)
+    };
+    let open = |name: &str| {
+        let name = CheckpointName::new(name).unwrap();
+        Segment::open(&dir_config(&dir), &name, rwc(), Some(&attrs)).unwrap()
+    };
+    let primary = open("twice");
+    let (term, mine) = (primary.current_term(), primary.incarnation());
+    let (lower, higher) = (mine.saturating_sub(1), mine.saturating_add(1));
+    assert!(!primary.is_written());
+    // Unwritten both: an older term, or the same term and a higher
+    // incarnation, does not outrank it.
+    assert_eq!(primary.yield_to(false, term - 1, lower), Ok(false));
+    assert_eq!(primary.yield_to(false, term, higher), Ok(false));
+    assert!(!primary.is_replica() && !primary.is_yielded());
+    // The same term and a lower incarnation does: a diverged, yielded
+    // replica, which no local writer changes.
+    assert_eq!(primary.yield_to(false, term, lower), Ok(true));
+    assert!(primary.is_replica() && primary.is_diverged() && primary.is_yielded());
+    assert_eq!(
+        primary.create_section(Some(b"k"), Time::END, b"v").err(),
+        Some(ckpt_core::error::SectionCreateError::NoActiveReplica)
+    );
+    // A replica does not yield again; promoted before the other's snapshot
+    // came, it is its own incarnation's primary again, unmarked.
+    assert_eq!(primary.yield_to(true, term + 1, 0), Ok(false));
+    assert!(primary.promote(1).is_ok());
+    assert!(!primary.is_replica() && !primary.is_diverged() && !primary.is_yielded());
+    assert!(primary.is_written());
+    // A written primary never yields, whatever outranks it.
+    assert_eq!(primary.yield_to(true, u32::MAX, 0), Ok(false));
+    // An unwritten one yields to any written one.
+    let other = open("twice-other");
+    let t = other.current_term();
+    assert_eq!(other.yield_to(true, t - 1, u64::MAX), Ok(true));
+}

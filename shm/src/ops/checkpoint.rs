@@ -102,13 +102,16 @@ impl Segment {
             // a primary nobody ships (TRY_AGAIN: reopen the checkpoint).
             return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
-        if self.is_diverged() {
+        if self.is_diverged() && !self.is_yielded() {
             // A deposed primary's copy waiting for its snapshot: what it
             // holds may differ from the cluster's under the same numbers and
             // terms, and a promotion would clear the mark (TRY_AGAIN: the
-            // snapshot is on its way).
+            // snapshot is on its way). A yielded one holds only its
+            // creation, its own incarnation's: promoted, it is that
+            // checkpoint's primary again (the other's node may be gone).
             return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
+        self.clear_yield_held();
         self.abort_staging();
         if lift_fence {
             self.set_fence_held(false);
@@ -223,6 +226,61 @@ impl Segment {
             self.demote_held(term == mine);
         }
         Ok(deposed)
+    }
+
+    /// This primary and the primary of another incarnation of its name
+    /// (`incarnation`, in `term`, `written` or not: see
+    /// [`Mapped::is_written`]) have met: the same name created on two nodes
+    /// before either knew of the other. SA has one checkpoint of a name:
+    /// this one yields (returns true) if it holds nothing but its creation
+    /// (nothing is lost) and the other outranks it: a written one outranks
+    /// an unwritten one, then a newer term an older one, then the lower
+    /// incarnation. Two written ones both stay (the link is refused, as
+    /// between the two sides of a partition: an operator decides).
+    /// Decided under the claim, against this copy as it is then. Yielded,
+    /// it is a replica marked diverged (a snapshot of the other replaces
+    /// it) and `yielded` (handles on it move to that one; until the
+    /// snapshot comes, it may still be promoted, as it was). The rank only
+    /// grows, and a yielded copy is offered no more: of two that meet, at
+    /// most one yields.
+    pub fn yield_to(&self, written: bool, term: u32, incarnation: u64) -> Result<bool, ClaimFail> {
+        let _held = self.claim()?;
+        if self.is_replica() || self.is_written() {
+            return Ok(false);
+        }
+        let mine = (false, self.term(), std::cmp::Reverse(self.incarnation()));
+        let theirs = (written, term, std::cmp::Reverse(incarnation));
+        if theirs <= mine {
+            return Ok(false);
+        }
+        let word = &self.header().role;
+        let next = RoleWord {
+            role: role::REPLICA,
+            diverged: true,
+            yielded: true,
+            ..RoleWord::from(word.load(Ordering::Relaxed))
+        };
+        // SYNC POINT: Release pairs with the Acquire loads in `is_replica`,
+        // `is_yielded` and `claim_local`.
+        word.store(next.value(), Ordering::Release);
+        Ok(true)
+    }
+
+    /// Clears a yield's marks (claim held): a yielded copy promoted is its
+    /// own incarnation's primary again (the promotion sets the role).
+    fn clear_yield_held(&self) {
+        let word = &self.header().role;
+        let was = RoleWord::from(word.load(Ordering::Relaxed));
+        if was.yielded {
+            let next = RoleWord {
+                diverged: false,
+                yielded: false,
+                ..was
+            };
+            // SYNC POINT: Release pairs with the Acquire loads in
+            // `is_diverged` and `is_yielded`.
+            word.store(next.value(), Ordering::Release);
+        }
     }
 
     /// The role and the mark, in one store (claim held).
