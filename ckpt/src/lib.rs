@@ -319,7 +319,7 @@ impl Service {
 /// ```
 pub struct Checkpoint {
     /// The file it is on, and the ones it was on before a snapshot rebuilt
-    /// its replica ([`follow`]).
+    /// its replica (`follow.rs`).
     files: follow::Files,
     /// The section the last by-id call found (`slot << 32 | generation`, 0
     /// for none): the next call with the same id checks it instead of
@@ -736,7 +736,7 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// The file the handle is on now (see [`follow`]).
+    /// The file the handle is on now (see `follow.rs`).
     #[inline]
     fn seg(&self) -> &Segment {
         self.files.current().0
@@ -1387,7 +1387,7 @@ impl Checkpoint {
     /// ```
     ///
     /// A position of a file this handle has since moved from (a snapshot
-    /// rebuilt its replica: [`follow`]) is followed there: the watcher
+    /// rebuilt its replica: `follow.rs`) is followed there: the watcher
     /// reports what that file still holds, then `Lagged`.
     pub fn watch_from(&self, position: WatchPosition) -> Watcher<'_> {
         match self.files.get(position.file) {
@@ -1455,7 +1455,7 @@ impl Checkpoint {
 struct Place<'a> {
     /// The file.
     segment: &'a Segment,
-    /// Its number ([`follow`]).
+    /// Its number (`follow.rs`).
     file: u32,
     section: SectionRef,
 }
@@ -1548,7 +1548,7 @@ fn read_fail(f: ReadFail) -> ReadError {
 #[derive(Clone, Copy)]
 pub struct Section<'a> {
     checkpoint: &'a Checkpoint,
-    /// The handle's file `section` is in ([`follow`]).
+    /// The handle's file `section` is in (`follow.rs`).
     file: u32,
     section: SectionRef,
 }
@@ -1793,7 +1793,7 @@ impl Iterator for Sections<'_> {
 #[derive(Debug, Clone)]
 pub struct SectionCursor {
     chosen: SectionsChosen,
-    /// The handle's file it iterates ([`follow`]).
+    /// The handle's file it iterates (`follow.rs`).
     file: u32,
     /// The next slot to look at.
     slot: u32,
@@ -1871,7 +1871,7 @@ pub struct Change<'a> {
 /// ```
 pub struct Watcher<'a> {
     checkpoint: &'a Checkpoint,
-    /// The handle's file `consumer` follows ([`follow`]).
+    /// The handle's file `consumer` follows (`follow.rs`).
     file: u32,
     consumer: ckpt_shm::Consumer<'a>,
 }
@@ -1977,7 +1977,7 @@ impl Watcher<'_> {
     }
 
     /// True if the checkpoint's handle moved on from the file this watcher
-    /// follows (a snapshot rebuilt its replica: [`follow`]).
+    /// follows (a snapshot rebuilt its replica: `follow.rs`).
     fn moved(&self) -> bool {
         self.checkpoint.files.current().1 != self.file
     }
@@ -2040,7 +2040,7 @@ impl Watcher<'_> {
 }
 
 /// Where a [`Watcher`] stands: a position in the log of one of its
-/// checkpoint handle's files ([`follow`]), for [`Checkpoint::watch_from`].
+/// checkpoint handle's files (`follow.rs`), for [`Checkpoint::watch_from`].
 /// Later positions compare greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WatchPosition {

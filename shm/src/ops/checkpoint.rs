@@ -230,7 +230,7 @@ impl Segment {
 
     /// This primary and the primary of another incarnation of its name
     /// (`incarnation`, in `term`, `written` or not: see
-    /// [`Mapped::is_written`]) have met: the same name created on two nodes
+    /// [`crate::segment::Mapped::is_written`]) have met: the same name created on two nodes
     /// before either knew of the other. SA has one checkpoint of a name:
     /// this one yields (returns true) if it holds nothing but its creation
     /// (nothing is lost) and the other outranks it: a written one outranks
