@@ -718,8 +718,9 @@ packed_word! {
         diverged: bool = 9, 1;
         /// A replica file another took the name of (a snapshot rebuilt the
         /// replica into a new file, renamed over this one): no frame changes
-        /// it again, and it is never promoted (a handle still on it must
-        /// reopen the checkpoint). Set by `Segment::supersede`.
+        /// it again, and it is never promoted (handles on it move to the
+        /// file under the name: `ckpt`'s `follow.rs`). Set by
+        /// `Segment::supersede`.
         superseded: bool = 10, 1;
         /// A primary that yielded to another incarnation of its name,
         /// created on another node before either knew of the other (SA has

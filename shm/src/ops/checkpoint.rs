@@ -99,7 +99,8 @@ impl Segment {
         }
         if self.is_superseded() {
             // Another file holds the name now: promoting this one would make
-            // a primary nobody ships (TRY_AGAIN: reopen the checkpoint).
+            // a primary nobody ships (TRY_AGAIN: the handle moves to the
+            // file under the name when next used).
             return Err(ActiveFail::Claim(ClaimFail::Contended));
         }
         if self.is_diverged() && !self.is_yielded() {
@@ -384,9 +385,10 @@ impl Segment {
 
     /// Marks this replica file superseded: a snapshot rebuilt the replica
     /// into a new file, now under the checkpoint's name. It is never
-    /// promoted from then on, so a standby still on it (it must reopen the
-    /// checkpoint) cannot make a file no daemon ships the primary. Taken
-    /// under the claim, as every change of the role word.
+    /// promoted from then on, so a standby still on it (its handle moves
+    /// to the new file when next used) cannot make a file no daemon ships
+    /// the primary. Taken under the claim, as every change of the role
+    /// word.
     pub fn supersede(&self) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
         let word = &self.header().role;
