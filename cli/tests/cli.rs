@@ -1004,3 +1004,52 @@ fn csa103_processes_that_create_the_checkpoint_on_two_nodes_at_once_share_one() 
     assert_eq!(got, n.to_le_bytes());
     standby.overwrite(b"seq", &(n + 1).to_le_bytes()).unwrap();
 }
+
+#[test]
+fn an_active_whose_unwritten_copy_yielded_sets_itself_active_and_its_standby_follows() {
+    use std::time::{Duration, Instant};
+
+    // Both nodes' processes created the checkpoint before the daemons met,
+    // and neither has written: one copy yields (the lower incarnation
+    // stays), and the process on that node becomes the active.
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=csa103Unwritten";
+    let attrs = CreationAttributes {
+        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(2, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let one = service(a.path(), 1).open(name, rwc, Some(&attrs)).unwrap();
+    let two = service(b.path(), 2).open(name, rwc, Some(&attrs)).unwrap();
+    let _daemons = two_daemons(a.path(), b.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while one.segment().incarnation() != two.segment().incarnation() {
+        assert!(Instant::now() < deadline, "the two copies stay apart");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (active, standby) = if one.segment().is_replica() {
+        (&one, &two)
+    } else {
+        (&two, &one)
+    };
+    // The yielded node's process sets itself active (TRY_AGAIN while its
+    // replica catches up, as an application retries), then writes.
+    loop {
+        match active.set_active_replica() {
+            Ok(()) => break,
+            Err(ckpt::ActiveReplicaSetError::TryAgain) => {
+                assert!(Instant::now() < deadline, "never became the active");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    active.create_section(b"seq", Time::END, b"1").unwrap();
+    while standby.read_section(b"seq").ok().as_deref() != Some(&b"1"[..]) {
+        assert!(
+            Instant::now() < deadline,
+            "the standby does not see the active's write"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
