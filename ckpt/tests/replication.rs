@@ -452,23 +452,9 @@ fn lap(primary: &ckpt::Checkpoint) {
 /// moves) has a watcher whose `wait` should still sleep when nothing comes.
 #[test]
 fn a_watcher_left_on_an_earlier_incarnation_sleeps_through_its_waits() {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_stale_watch";
-    let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    first.create_section(b"k", Time::END, b"old").unwrap();
-    with_link(&first, b.path(), name, || {});
-    let standby = Service::with_config(Config::with_dir(b.path()))
-        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
-        .unwrap();
+    let (_a, _b, standby, _second) = standby_left_on_an_earlier_incarnation(name);
     let mut watcher = standby.watch();
-    Service::with_config(Config::with_dir(a.path()))
-        .unlink(name)
-        .unwrap();
-    drop(first);
-    let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    second.create_section(b"k", Time::END, b"new").unwrap();
-    with_link(&second, b.path(), name, || {});
-    assert!(standby.segment().is_superseded());
     // A tracker's loop (ffi/src/library.rs follow()): wait, then drain.
     let (start, mut spurious) = (Instant::now(), 0u64);
     while start.elapsed() < Duration::from_millis(300) {
@@ -543,26 +529,12 @@ fn a_handle_left_on_an_earlier_incarnation_does_not_hold_off_the_new_ones_retent
 }
 
 fn retention_with_stale_handle(used: bool) {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = if used {
         "safCkpt=repl_stale_used"
     } else {
         "safCkpt=repl_stale_unused"
     };
-    let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    first.create_section(b"k", Time::END, b"old").unwrap();
-    with_link(&first, b.path(), name, || {});
-    let standby = Service::with_config(Config::with_dir(b.path()))
-        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
-        .unwrap();
-    Service::with_config(Config::with_dir(a.path()))
-        .unlink(name)
-        .unwrap();
-    drop(first);
-    let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    second.create_section(b"k", Time::END, b"new").unwrap();
-    with_link(&second, b.path(), name, || {});
-    assert!(standby.segment().is_superseded());
+    let (_a, b, standby, second) = standby_left_on_an_earlier_incarnation(name);
     drop(second);
     // The new incarnation's standby takes over, sets a short retention and
     // closes: nothing has it open.
@@ -758,27 +730,41 @@ fn a_link_for_another_checkpoint_is_refused_at_once() {
         .is_err());
 }
 
-#[test]
-fn a_replica_of_an_earlier_incarnation_is_rebuilt_for_the_new_one() {
+/// A standby (read-write) open on the replica of `name`'s first
+/// incarnation (section `k` = "old"), which the primary's host then unlinks
+/// and creates again (`k` = "new", returned): same frame numbers and terms,
+/// another incarnation, so the replica is rebuilt from a snapshot and the
+/// standby's file superseded.
+fn standby_left_on_an_earlier_incarnation(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    ckpt::Checkpoint,
+    ckpt::Checkpoint,
+) {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let name = "safCkpt=repl_again_born";
     let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     first.create_section(b"k", Time::END, b"old").unwrap();
     with_link(&first, b.path(), name, || {});
-    // A standby on the replica's host, open before the rebuild.
     let standby = Service::with_config(Config::with_dir(b.path()))
         .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
         .unwrap();
-    // The checkpoint is re-created on the primary's host: a new incarnation.
     Service::with_config(Config::with_dir(a.path()))
         .unlink(name)
         .unwrap();
     drop(first);
     let second = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     second.create_section(b"k", Time::END, b"new").unwrap();
-    // Same frame numbers and terms, another incarnation: it is rebuilt from
-    // a snapshot.
     with_link(&second, b.path(), name, || {});
+    assert!(standby.segment().is_superseded());
+    (a, b, standby, second)
+}
+
+#[test]
+fn a_replica_of_an_earlier_incarnation_is_rebuilt_for_the_new_one() {
+    let name = "safCkpt=repl_again_born";
+    let (_a, b, standby, second) = standby_left_on_an_earlier_incarnation(name);
     let replica = Service::with_config(Config::with_dir(b.path()));
     let rebuilt = replica.open(name, OpenFlags::READ, None).unwrap();
     assert_eq!(rebuilt.read_section(b"k").unwrap(), b"new");
