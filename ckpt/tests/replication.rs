@@ -344,19 +344,19 @@ fn a_replica_behind_the_ring_is_rebuilt_from_a_snapshot_while_the_writer_goes_on
     assert_eq!(sections(b.path(), name), sections(a.path(), name));
 }
 
+/// Two directories (the primary's host, the replica's), then two handles:
+/// (the primary, the standby) or as the function says.
+type TwoHosts = (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    ckpt::Checkpoint,
+    ckpt::Checkpoint,
+);
+
 /// A primary of `name` (asynchronous, active here) in a new directory,
 /// with sections `lap` (empty, for [`lap`]) and `k` (`k`), replicated into
 /// another directory, where a standby opened it (`flags`).
-fn standby_on_a_replica(
-    name: &str,
-    k: &[u8],
-    flags: OpenFlags,
-) -> (
-    tempfile::TempDir,
-    tempfile::TempDir,
-    ckpt::Checkpoint,
-    ckpt::Checkpoint,
-) {
+fn standby_on_a_replica(name: &str, k: &[u8], flags: OpenFlags) -> TwoHosts {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
     primary.create_section(b"lap", Time::END, b"").unwrap();
@@ -732,24 +732,12 @@ fn a_link_for_another_checkpoint_is_refused_at_once() {
 
 /// A standby (read-write) open on the replica of `name`'s first
 /// incarnation (section `k` = "old"), which the primary's host then unlinks
-/// and creates again (`k` = "new", returned): same frame numbers and terms,
-/// another incarnation, so the replica is rebuilt from a snapshot and the
-/// standby's file superseded.
-fn standby_left_on_an_earlier_incarnation(
-    name: &str,
-) -> (
-    tempfile::TempDir,
-    tempfile::TempDir,
-    ckpt::Checkpoint,
-    ckpt::Checkpoint,
-) {
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = open_primary(a.path(), name, UpdateMode::ActiveReplica);
-    first.create_section(b"k", Time::END, b"old").unwrap();
-    with_link(&first, b.path(), name, || {});
-    let standby = Service::with_config(Config::with_dir(b.path()))
-        .open(name, OpenFlags::READ | OpenFlags::WRITE, None)
-        .unwrap();
+/// and creates again (`k` = "new"; returned after the standby): same
+/// frame numbers and terms, another incarnation, so the replica is rebuilt
+/// from a snapshot and the standby's file superseded.
+fn standby_left_on_an_earlier_incarnation(name: &str) -> TwoHosts {
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let (a, b, first, standby) = standby_on_a_replica(name, b"old", rw);
     Service::with_config(Config::with_dir(a.path()))
         .unlink(name)
         .unwrap();

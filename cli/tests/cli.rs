@@ -954,6 +954,24 @@ fn changes_made_where_only_a_replica_is_go_to_the_primary() {
     drop(again);
 }
 
+/// Checkpoint `name` (csa103's: collocated, asynchronous) created with
+/// `CREATE` by a process of node 1 in `a` and one of node 2 in `b`, each
+/// on its own host: two incarnations, neither written.
+fn created_on_both(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    name: &str,
+) -> (ckpt::Checkpoint, ckpt::Checkpoint) {
+    let attrs = CreationAttributes {
+        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(2, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let one = service(a, 1).open(name, rwc, Some(&attrs)).unwrap();
+    let two = service(b, 2).open(name, rwc, Some(&attrs)).unwrap();
+    (one, two)
+}
+
 #[test]
 fn csa103_processes_that_create_the_checkpoint_on_two_nodes_at_once_share_one() {
     use std::time::{Duration, Instant};
@@ -962,14 +980,7 @@ fn csa103_processes_that_create_the_checkpoint_on_two_nodes_at_once_share_one() 
     // each creates its own before the daemons know of each other (they
     // start after), the active's written.
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let name = "safCkpt=csa103Ckpt";
-    let attrs = CreationAttributes {
-        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(2, 64)
-    };
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let active = service(a.path(), 1).open(name, rwc, Some(&attrs)).unwrap();
-    let standby = service(b.path(), 2).open(name, rwc, Some(&attrs)).unwrap();
+    let (active, standby) = created_on_both(a.path(), b.path(), "safCkpt=csa103Ckpt");
     active.set_active_replica().unwrap();
     active
         .create_section(b"seq", Time::END, &1u64.to_le_bytes())
@@ -1013,14 +1024,7 @@ fn an_active_whose_unwritten_copy_yielded_sets_itself_active_and_its_standby_fol
     // and neither has written: one copy yields (the lower incarnation
     // stays), and the process on that node becomes the active.
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let name = "safCkpt=csa103Unwritten";
-    let attrs = CreationAttributes {
-        flags: ckpt::CreationFlags::new(ckpt::UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(2, 64)
-    };
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let one = service(a.path(), 1).open(name, rwc, Some(&attrs)).unwrap();
-    let two = service(b.path(), 2).open(name, rwc, Some(&attrs)).unwrap();
+    let (one, two) = created_on_both(a.path(), b.path(), "safCkpt=csa103Unwritten");
     let _daemons = two_daemons(a.path(), b.path());
     let deadline = Instant::now() + Duration::from_secs(10);
     while one.segment().incarnation() != two.segment().incarnation() {
