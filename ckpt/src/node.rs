@@ -15,7 +15,9 @@
 //! - the acceptor takes incoming connections; each runs on its own thread:
 //!   authentication, the offer (from a peer only), then
 //!   [`follow_offered`] into this host's replica;
-//! - the scanner looks at the segment directory every [`NodeConfig::scan`]:
+//! - the scanner looks at the segment directory every [`NodeConfig::scan`]
+//!   (and every few milliseconds for a second after a want answered
+//!   `Unknown`: the asker may be creating a checkpoint):
 //!   a new primary (or a new incarnation of one) gets a shipping link per
 //!   peer; the links of an unlinked checkpoint end once the replica holds the
 //!   unlink ([`Ended::Unlinked`]); for one deleted when its retention ran out
@@ -86,6 +88,11 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 const ACCEPT_WAIT: Duration = Duration::from_millis(100);
 /// How long a sleeping thread waits before it looks at its stop flag again.
 const NAP: Duration = Duration::from_millis(20);
+/// How long after a want answered `Unknown` the scanner looks often
+/// ([`Shared::expect_created`]).
+const SCAN_SOON: Duration = Duration::from_secs(1);
+/// How often it looks then.
+const SCAN_SOON_EVERY: Duration = Duration::from_millis(5);
 
 /// A node this one replicates with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -515,6 +522,11 @@ struct Shared {
     /// Checkpoints peers offered, and when (their link came up, or ended):
     /// a want waits for a link that drops to come back ([`Shared::may_offer`]).
     offered: Mutex<BTreeMap<CheckpointName, Instant>>,
+    /// Until when the scanner looks every [`SCAN_SOON_EVERY`]: a want was
+    /// answered `Unknown`, so a process of this host may be creating a
+    /// checkpoint, whose links should start at once (a host that dies in
+    /// its first scan interval took every change with it).
+    scan_soon: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -568,6 +580,32 @@ impl Shared {
     }
 
     /// Sleeps `wait`, or less if the node or `link` stops.
+    /// Naps between two scans: [`NodeConfig::scan`], or
+    /// [`SCAN_SOON_EVERY`] while a checkpoint may be being created here
+    /// ([`Shared::scan_soon`]).
+    fn nap_between_scans(&self) {
+        let until = Instant::now() + self.config.scan;
+        loop {
+            let now = Instant::now();
+            if now >= until || self.stopping() {
+                return;
+            }
+            let soon = lock(&self.scan_soon).is_some_and(|t| now < t);
+            let step = if soon { SCAN_SOON_EVERY } else { NAP };
+            std::thread::sleep(step.min(until - now));
+            if soon {
+                return;
+            }
+        }
+    }
+
+    /// A want was answered `Unknown`: the asker may create the checkpoint
+    /// here now, so the scanner looks often for a while
+    /// ([`Shared::scan_soon`]).
+    fn expect_created(&self) {
+        *lock(&self.scan_soon) = Some(Instant::now() + SCAN_SOON);
+    }
+
     fn nap(&self, wait: Duration, link: &AtomicBool) {
         let until = Instant::now() + wait;
         while Instant::now() < until && !self.stopping() && !link.load(Ordering::Relaxed) {
@@ -727,6 +765,22 @@ impl NodeHandle {
     /// it just now. Otherwise the answer is `Unknown` at once, and the
     /// opener creates it here.
     pub fn want(
+        &self,
+        name: &CheckpointName,
+        wait: Duration,
+        existing: bool,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Wanted {
+        let wanted = self.want_of(name, wait, existing, cancelled);
+        if wanted == Wanted::Unknown {
+            // The asker goes on here, and may create it.
+            self.shared.expect_created();
+        }
+        wanted
+    }
+
+    /// [`Node::want`], but for what its answer sets off.
+    fn want_of(
         &self,
         name: &CheckpointName,
         wait: Duration,
@@ -1060,6 +1114,7 @@ impl Node {
             mode: engine.as_ref().map_or("static", |e| e.name()),
             wants: Mutex::new(BTreeMap::new()),
             offered: Mutex::new(BTreeMap::new()),
+            scan_soon: Mutex::new(None),
         });
         let backend = Arc::new(backend);
         let mut main = Vec::new();
@@ -1504,7 +1559,7 @@ where
                 }
                 listing_failed = true;
                 // Nothing is known to be gone: the links go on as they are.
-                sh.nap(sh.config.scan, &AtomicBool::new(false));
+                sh.nap_between_scans();
                 continue;
             }
         };
@@ -1606,7 +1661,7 @@ where
             }
         }
         reap_threads(sh);
-        sh.nap(sh.config.scan, &AtomicBool::new(false));
+        sh.nap_between_scans();
     }
 }
 

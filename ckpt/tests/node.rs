@@ -842,3 +842,42 @@ fn an_open_just_after_a_peer_created_the_checkpoint_waits_for_its_first_offer() 
     na.stop();
     nb.stop();
 }
+
+#[test]
+fn a_checkpoint_created_here_is_offered_at_once_not_at_the_next_scan() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    // Scans a minute apart: only the look the creation sets off finds the
+    // new checkpoint in time (a host that died before the next scan would
+    // have taken every change with it).
+    let mut ca = node(1, a.path(), pa, &[(2, pb)]);
+    let mut cb = node(2, b.path(), pb, &[(1, pa)]);
+    (ca.scan, cb.scan) = (Duration::from_secs(60), Duration::from_secs(60));
+    let (na, nb) = (
+        Node::start(ca, backend()).unwrap(),
+        Node::start(cb, backend()).unwrap(),
+    );
+    let name = "safCkpt=node_offered_at_once";
+    let checkpoint = ckpt::CheckpointName::new(name).unwrap();
+    // The opener asks first (as `Service::open` does where a daemon serves
+    // the directory), is told nobody offers it, and creates it.
+    let short = Duration::from_millis(200);
+    let told = na.handle().want(&checkpoint, short, false, &|| false);
+    assert_eq!(told, Wanted::Unknown);
+    let created = Instant::now();
+    let primary = create(&service(a.path(), 1), name);
+    until("a shipping link of the new checkpoint", || {
+        na.status()
+            .links
+            .iter()
+            .any(|l| l.checkpoint == name && l.role == Role::Shipping)
+    });
+    assert!(
+        created.elapsed() < Duration::from_secs(5),
+        "offered {:?} after its creation",
+        created.elapsed()
+    );
+    drop(primary);
+    na.stop();
+    nb.stop();
+}
