@@ -37,6 +37,11 @@ pub const ENV_GROUP_ACCESS: &str = "CKPT_GROUP_ACCESS";
 /// Environment variable: this host's node id (as its node daemon's
 /// configuration says; default 0).
 pub const ENV_NODE_ID: &str = "CKPT_NODE_ID";
+/// Environment variable: the log ring size of checkpoints this process
+/// creates, in bytes (a power of two from 64 KiB to 1 GiB; default: sized
+/// from the attributes, up to 64 MiB). A larger ring lets an asynchronous
+/// writer run further ahead of a replica before it needs a snapshot.
+pub const ENV_LOG_BYTES: &str = "CKPT_LOG_BYTES";
 /// The default segment directory.
 pub const DEFAULT_DIR: &str = "/dev/shm/ckpt";
 /// Segments up to this size are fully allocated at creation (no SIGBUS later
@@ -84,22 +89,32 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The defaults, overridden by `CKPT_DIR`, `CKPT_GROUP_ACCESS=1` and
-    /// `CKPT_NODE_ID`. A node id that is not a number up to
-    /// [`ckpt_core::frame::NODE_ID_MAX`] makes every open fail with
-    /// `InvalidNode` (never a silent 0).
+    /// The defaults, overridden by `CKPT_DIR`, `CKPT_GROUP_ACCESS=1`,
+    /// `CKPT_NODE_ID` and `CKPT_LOG_BYTES`. A node id that is not a number up
+    /// to [`ckpt_core::frame::NODE_ID_MAX`] makes every open fail with
+    /// `InvalidNode` (never a silent 0); a ring size that is not a power of
+    /// two from 64 KiB to 1 GiB makes every creation fail with
+    /// `NoResources` (never a silent default).
     pub fn from_env() -> Self {
+        Config::from_vars(|name| std::env::var_os(name))
+    }
+
+    /// [`Config::from_env`] with the variables `var` gives.
+    pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
+        let number = |v: std::ffi::OsString| -> Option<u64> { v.to_str()?.trim().parse().ok() };
         let mut config = Config::default();
-        if let Some(dir) = std::env::var_os(ENV_DIR).filter(|d| !d.is_empty()) {
+        if let Some(dir) = var(ENV_DIR).filter(|d| !d.is_empty()) {
             config.dir = PathBuf::from(dir);
         }
-        config.group_access = std::env::var(ENV_GROUP_ACCESS).is_ok_and(|v| v == "1");
-        if let Some(id) = std::env::var_os(ENV_NODE_ID) {
-            config.node_id = id
-                .to_str()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-                .filter(|&n| n <= ckpt_core::frame::NODE_ID_MAX)
-                .unwrap_or(u32::MAX);
+        config.group_access = var(ENV_GROUP_ACCESS).is_some_and(|v| v == "1");
+        if let Some(id) = var(ENV_NODE_ID) {
+            config.node_id = number(id)
+                .filter(|&n| n <= u64::from(ckpt_core::frame::NODE_ID_MAX))
+                .map_or(u32::MAX, |n| n as u32);
+        }
+        if let Some(bytes) = var(ENV_LOG_BYTES) {
+            // 0 is no ring size: creations fail (see above).
+            config.log_bytes = Some(number(bytes).unwrap_or(0));
         }
         config
     }

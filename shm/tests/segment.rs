@@ -204,3 +204,33 @@ fn a_consumer_hands_out_every_frame_of_its_walks_in_order() {
     assert_eq!(seen, writes);
     assert_eq!(consumer.position(), seg.log_tail());
 }
+
+#[test]
+fn the_environment_sets_the_ring_size_and_a_bad_one_fails_creations_clearly() {
+    use std::ffi::OsString;
+    let dir = tempfile::tempdir().unwrap();
+    let with = |log_bytes: &str| {
+        let dir = dir.path().as_os_str().to_owned();
+        let log_bytes = OsString::from(log_bytes);
+        Config::from_vars(move |name| match name {
+            "CKPT_DIR" => Some(dir.clone()),
+            "CKPT_LOG_BYTES" => Some(log_bytes.clone()),
+            _ => None,
+        })
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let attrs = CreationAttributes::new(2, 64);
+    let big = with(" 16777216 ");
+    assert_eq!(big.log_bytes, Some(16 << 20));
+    let name = CheckpointName::new("ring").unwrap();
+    let s = Segment::open(&big, &name, rwc, Some(&attrs)).unwrap();
+    assert_eq!(s.geometry().log_bytes, 16 << 20);
+    // Not a power of two, too small, or not a number: no checkpoint made.
+    for bad in ["100000", "4096", "lots", ""] {
+        let name = CheckpointName::new(format!("ring-{bad}")).unwrap();
+        let e = Segment::open(&with(bad), &name, rwc, Some(&attrs)).err();
+        assert_eq!(e, Some(ckpt_core::error::OpenError::NoResources), "{bad:?}");
+    }
+    // Unset: sized from the attributes.
+    assert_eq!(Config::from_vars(|_| None).log_bytes, None);
+}
