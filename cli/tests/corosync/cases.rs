@@ -128,6 +128,42 @@ fn wait_membership(node: &Node, members: &[u32], quorate: bool, fenced: bool) ->
     t.elapsed()
 }
 
+/// Brings node 1's link back up and waits until every node sees all three
+/// members, quorate and unfenced. Corosync (knet) was seen once in CI to
+/// go on forming rings of its own on the healed node with no merge for 30 s;
+/// if no merge comes within [`HEAL_WAIT`], the link is taken down and up
+/// once more (the environment's fault, not what is under test).
+fn heal(net: &Net, nodes: &[&Node]) {
+    let merged = || {
+        nodes.iter().all(|n| {
+            n.status().is_some_and(|s| {
+                s.membership.members == [1, 2, 3] && s.membership.quorate && !s.membership.fenced
+            })
+        })
+    };
+    for attempt in 0..2 {
+        if attempt > 0 {
+            eprintln!("corosync test: no merge within {HEAL_WAIT:?} of the heal: the link again");
+            net.node_link(0, false).unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        net.node_link(0, true).unwrap();
+        let deadline = Instant::now() + HEAL_WAIT;
+        while Instant::now() < deadline {
+            if merged() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    for n in nodes {
+        wait_membership(n, &[1, 2, 3], true, false);
+    }
+}
+
+/// How long [`heal`] waits for corosync to merge before it tries again.
+const HEAL_WAIT: Duration = Duration::from_secs(10);
+
 /// The copy's role on `node`, as its segment says.
 fn is_replica(node: &Node, name: &str) -> bool {
     let c = node
@@ -329,11 +365,8 @@ fn a_partition_fences_the_minority_and_the_old_primary_rejoins_as_a_replica() {
     println!("corosync test: partition: 300 updates on node 2, on node 3 too");
 
     // The partition heals: node 1 learns of term 2 and becomes a replica.
-    net.node_link(0, true).unwrap();
     let healed = Instant::now();
-    for n in &nodes {
-        wait_membership(n, &[1, 2, 3], true, false);
-    }
+    heal(&net, &[a, b, c]);
     let settled = healed.elapsed();
     let t = converge(b, a, name);
     assert!(is_replica(a, name), "node 1's copy is still a primary");
@@ -453,10 +486,7 @@ fn the_majority_elects_a_new_primary_where_the_service_chooses_the_active_replic
 
     // The partition heals: node 1's primaries of the elected checkpoints
     // become replicas of node 2's and converge; its writers are refused.
-    net.node_link(0, true).unwrap();
-    for n in &nodes {
-        wait_membership(n, &[1, 2, 3], true, false);
-    }
+    heal(&net, &[a, b, c]);
     for (name, w, _, collocated) in &writers {
         if *collocated {
             // Still node 1's, which writes it again once it is quorate.
