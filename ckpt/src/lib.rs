@@ -493,7 +493,14 @@ impl Checkpoint {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn has_active_replica(&self) -> bool {
-        !self.attributes().flags.mode().is_asynchronous() || self.seg().active_replica().is_some()
+        self.has_active_replica_in(self.seg())
+    }
+
+    /// [`Checkpoint::has_active_replica`], as `segment` (the file the
+    /// handle is on: a caller that has it looks once) says.
+    #[inline]
+    fn has_active_replica_in(&self, segment: &Segment) -> bool {
+        !self.attributes().flags.mode().is_asynchronous() || segment.active_replica().is_some()
     }
 
     /// Sets the retention duration (`saCkptCheckpointRetentionDurationSet`).
@@ -901,7 +908,13 @@ impl Checkpoint {
     /// that is that one now), and this copy is a replica (promoted here, it
     /// writes here).
     fn forwarding(&self) -> bool {
-        (self.forwards || self.files.first().is_yielded()) && self.seg().is_replica()
+        self.forwarding_in(self.seg())
+    }
+
+    /// [`Checkpoint::forwarding`], for the file the handle is on.
+    #[inline]
+    fn forwarding_in(&self, segment: &Segment) -> bool {
+        segment.is_replica() && (self.forwards || self.files.first().is_yielded())
     }
 
     /// The checks of delete and expiration change, in the spec's order.
@@ -1054,15 +1067,17 @@ impl Checkpoint {
         if !self.writable() {
             return Err(WriteError::Access);
         }
-        if !self.has_active_replica() {
+        // One look at which file the handle is on (the C overwrite's path).
+        let segment = self.seg();
+        if !self.has_active_replica_in(segment) {
             return Err(WriteError::NoActiveReplica);
         }
-        if self.forwarding() {
+        if self.forwarding_in(segment) {
             let one = ForwardElement::new(id, 0, data);
             return forward::send_one(self, ForwardOp::Overwrite, 0, one).map(drop);
         }
-        let found = self.find(id).map_err(lookup_to_write)?;
-        found.segment.write(found.section, None, data)?;
+        let section = self.find_in(segment, id).map_err(lookup_to_write)?;
+        segment.write(section, None, data)?;
         self.replicated(WriteError::Timeout)
     }
 
@@ -1090,7 +1105,10 @@ impl Checkpoint {
         if !self.readable() {
             return Err((0, ReadError::Access));
         }
-        if !self.has_active_replica() {
+        // One look at which file the handle is on: every element is read
+        // from it (the C read's path).
+        let segment = self.seg();
+        if !self.has_active_replica_in(segment) {
             return Err((0, ReadError::NoActiveReplica));
         }
         let max = self.attributes().section_bytes_max;
@@ -1101,10 +1119,11 @@ impl Checkpoint {
             if e.buf.len() as u64 > max {
                 return Err((i, ReadError::TooLarge));
             }
-            let found = self.find(e.id).map_err(|err| (i, lookup_to_read(err)))?;
-            let (n, _) = found
-                .segment
-                .read(found.section, e.offset, e.buf)
+            let section = self
+                .find_in(segment, e.id)
+                .map_err(|err| (i, lookup_to_read(err)))?;
+            let (n, _) = segment
+                .read(section, e.offset, e.buf)
                 .map_err(|f| (i, read_fail(f)))?;
             e.read_bytes = n;
         }

@@ -371,7 +371,7 @@ impl Mapped {
     }
 
     /// Compares slot `slot`'s id with `id` without allocating.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn slot_id_is(&self, slot: u32, id: &[u8]) -> bool {
         let len = self.slot(slot).id_len.load(Ordering::Acquire) as usize;
         if len != id.len() || len as u64 > self.attrs.section_id_bytes_max {
