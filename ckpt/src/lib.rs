@@ -743,6 +743,11 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Room for a section id of this checkpoint.
+    fn id_buffer(&self) -> Vec<u8> {
+        vec![0; self.attributes().section_id_bytes_max as usize]
+    }
+
     /// The file the handle is on now (see `follow.rs`).
     #[inline]
     fn seg(&self) -> &Segment {
@@ -798,21 +803,10 @@ impl Checkpoint {
     fn relocate(&self, file: u32, section: SectionRef) -> Option<(&Segment, SectionRef)> {
         let old = self.files.get(file)?;
         let origin = old.section_origin(section)?;
-        let max = self.attributes().section_id_bytes_max as usize;
-        let (mut stack, mut heap) = ([0u8; 256], Vec::new());
-        let id = if max <= stack.len() {
-            &mut stack[..max]
-        } else {
-            heap.resize(max, 0);
-            &mut heap[..]
-        };
-        let now = ckpt_shm::segment::now();
-        let view = old.section_view(section.slot, SectionsChosen::Any, now, id)?;
-        if view.section != section {
-            return None;
-        }
+        let mut buf = self.id_buffer();
+        let id = section_id(old, section, &mut buf)?;
         let (segment, _) = self.files.current();
-        let found = segment.lookup(view.id).ok()??;
+        let found = segment.lookup(id).ok()??;
         (segment.section_origin(found) == Some(origin)).then_some((segment, found))
     }
 
@@ -990,16 +984,17 @@ impl Checkpoint {
             return forward::send(self, ForwardOp::Write, 0, elements).map(drop);
         }
         let segment = self.seg();
-        let resolve = |i: usize,
-                       e: &WriteVec<'a>|
-         -> Result<WriteElement<'a>, (usize, WriteError)> {
-            let section = (self.find_in(segment, e.id)).map_err(|err| (i, lookup_to_write(err)))?;
-            Ok(WriteElement {
-                section,
-                offset: Some(e.offset),
-                data: e.data,
-            })
-        };
+        let resolve =
+            |i: usize, e: &WriteVec<'a>| -> Result<WriteElement<'a>, (usize, WriteError)> {
+                let section = self
+                    .find_in(segment, e.id)
+                    .map_err(|err| (i, lookup_to_write(err)))?;
+                Ok(WriteElement {
+                    section,
+                    offset: Some(e.offset),
+                    data: e.data,
+                })
+            };
         // Short vectors (the common case) resolve on the stack: no allocation.
         const INLINE: usize = 8;
         if elements.len() <= INLINE {
@@ -1244,7 +1239,7 @@ impl Checkpoint {
             file: self.files.current().1,
             slot: 0,
             now: ckpt_shm::segment::now(),
-            id: vec![0; self.attributes().section_id_bytes_max as usize],
+            id: self.id_buffer(),
         })
     }
 
@@ -1469,6 +1464,14 @@ impl Checkpoint {
     }
 }
 
+/// The id of `section` in `segment`, copied into `buf` (one of
+/// [`Checkpoint::id_buffer`]); `None` if it is deleted or expired there.
+fn section_id<'b>(segment: &Segment, section: SectionRef, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+    let now = ckpt_shm::segment::now();
+    let view = segment.section_view(section.slot, SectionsChosen::Any, now, buf)?;
+    (view.section == section).then_some(view.id)
+}
+
 /// A section found in one of a handle's files.
 #[derive(Clone, Copy)]
 struct Place<'a> {
@@ -1622,17 +1625,13 @@ impl Section<'_> {
     #[cold]
     fn forward(&self, op: ForwardOp, offset: u64, data: &[u8]) -> Result<(), WriteError> {
         let c = self.checkpoint;
-        let mut id = vec![0u8; c.attributes().section_id_bytes_max as usize];
-        let now = ckpt_shm::segment::now();
-        let Some((segment, section)) = self.place() else {
-            return Err(WriteError::NotExist);
-        };
-        let view = segment.section_view(section.slot, SectionsChosen::Any, now, &mut id);
-        let Some(view) = view.filter(|v| v.section == section) else {
-            // Deleted or expired here (as the primary's frames said).
-            return Err(WriteError::NotExist);
-        };
-        let one = ForwardElement::new(view.id, offset, data);
+        let mut buf = c.id_buffer();
+        // Deleted or expired here (as the primary's frames said): gone.
+        let id = self
+            .place()
+            .and_then(|(segment, section)| section_id(segment, section, &mut buf))
+            .ok_or(WriteError::NotExist)?;
+        let one = ForwardElement::new(id, offset, data);
         forward::send_one(c, op, 0, one).map(drop)
     }
 

@@ -579,7 +579,6 @@ impl Shared {
         }
     }
 
-    /// Sleeps `wait`, or less if the node or `link` stops.
     /// Naps between two scans: [`NodeConfig::scan`], or
     /// [`SCAN_SOON_EVERY`] while a checkpoint may be being created here
     /// ([`Shared::scan_soon`]).
@@ -606,6 +605,7 @@ impl Shared {
         *lock(&self.scan_soon) = Some(Instant::now() + SCAN_SOON);
     }
 
+    /// Sleeps `wait`, or less if the node or `link` stops.
     fn nap(&self, wait: Duration, link: &AtomicBool) {
         let until = Instant::now() + wait;
         while Instant::now() < until && !self.stopping() && !link.load(Ordering::Relaxed) {

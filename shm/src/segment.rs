@@ -491,14 +491,16 @@ impl Mapped {
     /// True if this copy is a replica (written only by applying frames).
     #[inline]
     pub fn is_replica(&self) -> bool {
-        // SYNC POINT: Acquire pairs with the Release store in `Segment::set_role`.
+        // SYNC POINT: Acquire pairs with the Release store in
+        // `Segment::change_role` (`set_role`).
         RoleWord::from(self.header().role.load(Ordering::Acquire)).role == role::REPLICA
     }
 
     /// True if this host's node daemon fenced this copy (its partition has
     /// no quorum): see `Segment::fence`.
     pub fn is_fenced(&self) -> bool {
-        // SYNC POINT: Acquire pairs with the Release store in `Segment::fence`.
+        // SYNC POINT: Acquire pairs with the Release store in
+        // `Segment::change_role` (`fence`).
         RoleWord::from(self.header().role.load(Ordering::Acquire)).fenced
     }
 
@@ -508,7 +510,7 @@ impl Mapped {
     /// (see `Segment::depose`).
     pub fn is_diverged(&self) -> bool {
         // SYNC POINT: Acquire pairs with the Release store in
-        // `Segment::depose`.
+        // `Segment::change_role` (`depose`, `yield_to`).
         RoleWord::from(self.header().role.load(Ordering::Acquire)).diverged
     }
 
@@ -518,7 +520,7 @@ impl Mapped {
     #[inline]
     pub fn is_superseded(&self) -> bool {
         // SYNC POINT: Acquire pairs with the Release store in
-        // `Segment::supersede`.
+        // `Segment::change_role` (`supersede`).
         RoleWord::from(self.header().role.load(Ordering::Acquire)).superseded
     }
 
@@ -533,7 +535,7 @@ impl Mapped {
     /// created elsewhere at the same time (see `Segment::yield_to`).
     pub fn is_yielded(&self) -> bool {
         // SYNC POINT: Acquire pairs with the Release store in
-        // `Segment::yield_to`.
+        // `Segment::change_role` (`yield_to`).
         RoleWord::from(self.header().role.load(Ordering::Acquire)).yielded
     }
 

@@ -21,6 +21,33 @@ fn rwc() -> OpenFlags {
     OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE
 }
 
+/// Two hosts' directories (kept until dropped) and configurations, and a
+/// primary of checkpoint `name` on the first: asynchronous, `collocated` or
+/// not, 4 sections of 64 bytes.
+struct TwoHosts {
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    pc: Config,
+    rc: Config,
+    primary: Segment,
+}
+
+fn two_hosts(name: &str, collocated: bool) -> TwoHosts {
+    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
+    let name = CheckpointName::new(name).unwrap();
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, collocated),
+        ..CreationAttributes::new(4, 64)
+    };
+    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    TwoHosts {
+        _dirs: (pd, rd),
+        pc,
+        rc,
+        primary,
+    }
+}
+
 /// The replica, made from the primary's first frame (its creation).
 fn replica_of(consumer: &mut Consumer<'_>, replica_config: &Config) -> Segment {
     let frame = consumer.next_frame().unwrap().unwrap();
@@ -206,14 +233,9 @@ fn a_replica_refuses_local_writers_gaps_other_incarnations_and_deposed_terms() {
 
 #[test]
 fn a_superseded_replica_is_never_promoted() {
-    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
-    let name = CheckpointName::new("superseded").unwrap();
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(4, 64)
-    };
-    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let TwoHosts {
+        _dirs, rc, primary, ..
+    } = two_hosts("superseded", true);
     primary.set_active_replica(1).unwrap();
     let mut consumer = primary.consumer(Some(0));
     let replica = replica_of(&mut consumer, &rc);
@@ -236,14 +258,9 @@ fn a_superseded_replica_is_never_promoted() {
 
 #[test]
 fn an_elected_replica_is_promoted_only_in_the_term_it_was_elected_in() {
-    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
-    let name = CheckpointName::new("elected").unwrap();
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
-        ..CreationAttributes::new(4, 64)
-    };
-    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let TwoHosts {
+        _dirs, rc, primary, ..
+    } = two_hosts("elected", false);
     let mut consumer = primary.consumer(Some(0));
     let replica = replica_of(&mut consumer, &rc);
     ship(&mut consumer, &replica);
@@ -263,14 +280,9 @@ fn an_elected_replica_is_promoted_only_in_the_term_it_was_elected_in() {
 
 #[test]
 fn a_promoted_replica_is_writable_in_a_new_term_and_applies_nothing() {
-    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
-    let name = CheckpointName::new("promote").unwrap();
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
-        ..CreationAttributes::new(4, 64)
-    };
-    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let TwoHosts {
+        _dirs, rc, primary, ..
+    } = two_hosts("promote", false);
     // Non-collocated: placed on this node (0) at creation; the replica copies it.
     assert_eq!(primary.active_replica().unwrap().node, 0);
     let mut consumer = primary.consumer(Some(0));
@@ -503,14 +515,13 @@ fn a_promoted_replica_starts_its_retention_clock_over() {
 fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
     use ckpt_shm::ops::checkpoint::ActiveFail;
     use ckpt_shm::ops::ClaimFail;
-    let (pd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (pc, rc) = (dir_config(&pd), dir_config(&rd));
-    let name = CheckpointName::new("fenced").unwrap();
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
-        ..CreationAttributes::new(4, 64)
-    };
-    let primary = Segment::open(&pc, &name, rwc(), Some(&attrs)).unwrap();
+    let TwoHosts {
+        _dirs,
+        pc,
+        rc,
+        primary,
+        ..
+    } = two_hosts("fenced", false);
     let mut consumer = primary.consumer(Some(0));
     primary
         .create_section(Some(b"s"), Time::END, b"one")
@@ -555,7 +566,7 @@ fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
     // fenced; once it is gone, they are born writable.
     ckpt_shm::dir::set_fence_marker(&pc, true).unwrap();
     let late = CheckpointName::new("born_fenced").unwrap();
-    let born = Segment::open(&pc, &late, rwc(), Some(&attrs)).unwrap();
+    let born = Segment::open(&pc, &late, rwc(), Some(primary.attributes())).unwrap();
     assert!(born.is_fenced());
     assert_eq!(
         born.create_section(Some(b"x"), Time::END, b"x").map(drop),
@@ -564,9 +575,11 @@ fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
     ckpt_shm::dir::set_fence_marker(&pc, false).unwrap();
     ckpt_shm::dir::set_fence_marker(&pc, false).unwrap();
     let later = CheckpointName::new("born_free").unwrap();
-    assert!(!Segment::open(&pc, &later, rwc(), Some(&attrs))
-        .unwrap()
-        .is_fenced());
+    assert!(
+        !Segment::open(&pc, &later, rwc(), Some(primary.attributes()))
+            .unwrap()
+            .is_fenced()
+    );
     assert!(
         ckpt_shm::dir::list(&pc).unwrap().len() == 3,
         "the marker is not listed as a checkpoint"

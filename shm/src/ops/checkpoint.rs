@@ -254,48 +254,43 @@ impl Segment {
         if theirs <= mine {
             return Ok(false);
         }
-        let word = &self.header().role;
-        let next = RoleWord {
+        self.change_role(|was| RoleWord {
             role: role::REPLICA,
             diverged: true,
             yielded: true,
-            ..RoleWord::from(word.load(Ordering::Relaxed))
-        };
-        // SYNC POINT: Release pairs with the Acquire loads in `is_replica`,
-        // `is_yielded` and `claim_local`.
-        word.store(next.value(), Ordering::Release);
+            ..was
+        });
         Ok(true)
     }
 
     /// Clears a yield's marks (claim held): a yielded copy promoted is its
     /// own incarnation's primary again (the promotion sets the role).
     fn clear_yield_held(&self) {
-        let word = &self.header().role;
-        let was = RoleWord::from(word.load(Ordering::Relaxed));
-        if was.yielded {
-            let next = RoleWord {
-                diverged: false,
-                yielded: false,
-                ..was
-            };
-            // SYNC POINT: Release pairs with the Acquire loads in
-            // `is_diverged` and `is_yielded`.
-            word.store(next.value(), Ordering::Release);
-        }
+        self.change_role(|was| RoleWord {
+            diverged: was.diverged && !was.yielded,
+            yielded: false,
+            ..was
+        });
     }
 
     /// The role and the mark, in one store (claim held).
     fn demote_held(&self, diverged: bool) {
-        let word = &self.header().role;
-        let was = RoleWord::from(word.load(Ordering::Relaxed));
-        let next = RoleWord {
+        self.change_role(|was| RoleWord {
             role: role::REPLICA,
             diverged: was.diverged || diverged,
             ..was
-        };
-        // SYNC POINT: Release pairs with the Acquire loads in `is_replica`,
-        // `is_diverged` and `claim_local` (one word: a reader sees the role
-        // and the mark together).
+        });
+    }
+
+    /// Stores what `change` makes of the role word (claim held: only the
+    /// claim holder stores it, so the Relaxed load reads its own last
+    /// store), in one store: a reader sees the role and every mark together.
+    fn change_role(&self, change: impl FnOnce(RoleWord) -> RoleWord) {
+        let word = &self.header().role;
+        let next = change(RoleWord::from(word.load(Ordering::Relaxed)));
+        // SYNC POINT: Release pairs with the Acquire loads of the word:
+        // `claim_local`, `is_replica`, `is_fenced`, `is_diverged`,
+        // `is_superseded`, `is_yielded`.
         word.store(next.value(), Ordering::Release);
     }
 
@@ -347,16 +342,11 @@ impl Segment {
     /// word under the claim too); a primary is never marked diverged (its
     /// history is the one that counts).
     pub(crate) fn set_role(&self, r: u8) {
-        let word = &self.header().role;
-        let was = RoleWord::from(word.load(Ordering::Relaxed));
-        let next = RoleWord {
+        self.change_role(|was| RoleWord {
             role: r,
             diverged: was.diverged && r != role::PRIMARY,
             ..was
-        };
-        // SYNC POINT: Release pairs with the Acquire loads in `is_replica`
-        // and `claim_local`.
-        word.store(next.value(), Ordering::Release);
+        });
     }
 
     /// Fences this copy (`on`) or lifts the fence: the node daemon's answer
@@ -373,14 +363,7 @@ impl Segment {
 
     /// [`Segment::fence`]'s store, the claim held.
     fn set_fence_held(&self, on: bool) {
-        let word = &self.header().role;
-        let next = RoleWord {
-            fenced: on,
-            ..RoleWord::from(word.load(Ordering::Relaxed))
-        };
-        // SYNC POINT: Release pairs with the Acquire loads in `is_fenced`
-        // and `claim_local`.
-        word.store(next.value(), Ordering::Release);
+        self.change_role(|was| RoleWord { fenced: on, ..was });
     }
 
     /// Marks this replica file superseded: a snapshot rebuilt the replica
@@ -391,14 +374,10 @@ impl Segment {
     /// word.
     pub fn supersede(&self) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
-        let word = &self.header().role;
-        let next = RoleWord {
+        self.change_role(|was| RoleWord {
             superseded: true,
-            ..RoleWord::from(word.load(Ordering::Relaxed))
-        };
-        // SYNC POINT: Release pairs with the Acquire load in
-        // `is_superseded`.
-        word.store(next.value(), Ordering::Release);
+            ..was
+        });
         // Consumers asleep on the log (`Consumer::wait`) wake and see the
         // mark. The tail keeps its value, so one between its check of the
         // mark and its futex sleep misses this wake and wakes at its own

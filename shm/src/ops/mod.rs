@@ -418,8 +418,8 @@ impl Segment {
     /// whole role word is 0).
     #[inline]
     fn locally_writable(&self) -> Result<(), ClaimFail> {
-        // SYNC POINT: Acquire pairs with the Release stores in `set_role`
-        // and `fence`.
+        // SYNC POINT: Acquire pairs with the Release store in
+        // `change_role` (`set_role`, `fence`, the demotions).
         let word = self.header().role.load(Ordering::Acquire);
         if word == 0 {
             return Ok(());
