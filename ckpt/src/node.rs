@@ -483,7 +483,7 @@ impl LinkEntry {
             },
             held: s.held.load(Ordering::Relaxed),
             primary: s.primary.load(Ordering::Relaxed),
-            lag: s.lag(),
+            lag: (self.role == Role::Shipping || self.state().is_connected()).then(|| s.lag()),
             term: s.term.load(Ordering::Relaxed),
             frames: s.frames.load(Ordering::Relaxed),
             snapshots: s.snapshots.load(Ordering::Relaxed),
@@ -1350,8 +1350,10 @@ pub struct LinkStatus {
     pub held: u64,
     /// The primary's last frame, as this end last saw it.
     pub primary: u64,
-    /// Frames the replica lacks.
-    pub lag: u64,
+    /// Frames the replica lacks; `None` where this end cannot know: a
+    /// following link that is not connected has not heard how far the
+    /// primary got since (a shipping end always knows, from its own log).
+    pub lag: Option<u64>,
     /// The term of the primary (shipping) or of what the replica holds.
     pub term: u32,
     /// Frames shipped or applied.
@@ -1820,7 +1822,16 @@ fn shipping<B: Backend>(
         } else {
             (retry * 2).min(sh.config.retry_max)
         };
-        sh.nap(retry, &entry.stop);
+        // Down, the link's lag still grows with every frame the writers
+        // log here: the status shows it (not the lag when the link fell).
+        let until = Instant::now() + retry;
+        while Instant::now() < until && !sh.stopping() && !entry.stop.load(Ordering::Relaxed) {
+            entry.stats.primary_reached(segment.last_seq());
+            sh.nap(
+                NAP.min(until.saturating_duration_since(Instant::now())),
+                &entry.stop,
+            );
+        }
     }
     entry.set(LinkState::Ended);
 }

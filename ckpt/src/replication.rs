@@ -178,6 +178,12 @@ impl LinkStats {
         word.fetch_max(to, Ordering::Relaxed);
     }
 
+    /// The primary logged frames through `seq` (a shipping end notes its
+    /// own log's progress while its link is down, so the lag shows it).
+    pub(crate) fn primary_reached(&self, seq: u64) {
+        Self::raise(&self.primary, seq);
+    }
+
     /// The replica holds every frame through `holds` (applied, installed,
     /// or found at the link's start).
     fn hold(&self, holds: Position) {

@@ -139,7 +139,10 @@ fn a_checkpoint_created_on_one_node_is_replicated_to_the_other_and_unlinked_ther
     let last = primary.segment().last_seq();
     until("the acknowledgement", || {
         na.status().links.iter().any(|l| {
-            l.role == Role::Shipping && l.state == LinkState::Linked && l.held == last && l.lag == 0
+            l.role == Role::Shipping
+                && l.state == LinkState::Linked
+                && l.held == last
+                && l.lag == Some(0)
         })
     });
     let sb_status = nb.status();
@@ -163,6 +166,58 @@ fn a_checkpoint_created_on_one_node_is_replicated_to_the_other_and_unlinked_ther
     });
     drop(primary);
     na.stop();
+    nb.stop();
+}
+
+/// A link that is down shows the lag as it is, not as it was when the link
+/// fell: the shipping end counts the frames its writers log meanwhile; the
+/// following end, which cannot know how far the primary got, says so
+/// (`None`, `?` in `ckpt peers`).
+#[test]
+fn a_down_link_shows_the_lag_as_it_is_not_as_it_was() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (na, nb) = pair(a.path(), b.path(), None);
+    let (sa, sb) = (service(a.path(), 1), service(b.path(), 2));
+    let name = "safCkpt=down_lag";
+    let primary = create(&sa, name);
+    primary.create_section(b"k", Time::END, b"0").unwrap();
+    opened_on(&nb, name);
+    until("the replica", || read(&sb, name, b"k").is_some());
+    let link = |n: &Node, role: Role| {
+        n.status()
+            .links
+            .into_iter()
+            .find(|l| l.checkpoint == name && l.role == role)
+    };
+    until("no lag", || {
+        link(&na, Role::Shipping).is_some_and(|l| l.lag == Some(0))
+    });
+    // The replica's node stops: 50 writes later, the shipping end lags by 50.
+    let (pa, pb) = (na.status().listen, nb.status().listen);
+    nb.stop();
+    until("the shipping link to fall", || {
+        link(&na, Role::Shipping).is_some_and(|l| !l.state.is_connected())
+    });
+    for i in 0..50u32 {
+        primary.overwrite(b"k", &i.to_le_bytes()).unwrap();
+    }
+    until("the lag of 50 frames", || {
+        link(&na, Role::Shipping).is_some_and(|l| l.lag == Some(50))
+    });
+    // The replica's node is back and catches up; then the primary's node
+    // stops: the following end does not claim to be caught up.
+    let nb = Node::start(node(2, b.path(), pb, &[(1, pa)]), backend()).unwrap();
+    opened_on(&nb, name);
+    until("the catch-up", || {
+        link(&nb, Role::Following)
+            .is_some_and(|l| l.lag == Some(0) && l.held == primary.segment().last_seq())
+    });
+    na.stop();
+    until("the following link to fall", || {
+        link(&nb, Role::Following).is_some_and(|l| !l.state.is_connected())
+    });
+    assert_eq!(link(&nb, Role::Following).unwrap().lag, None);
+    drop(primary);
     nb.stop();
 }
 
@@ -513,7 +568,7 @@ fn replicas_go_where_checkpoints_are_opened_or_placed_and_nowhere_else() {
     };
     until("the shipping end's view", || {
         let s = shipping();
-        s.contains(&(2, LinkState::Parked, 0)) && s.contains(&(3, LinkState::Linked, 0))
+        s.contains(&(2, LinkState::Parked, Some(0))) && s.contains(&(3, LinkState::Linked, Some(0)))
     });
     assert_eq!(
         nodes[1].want(&ckpt::CheckpointName::new("safCkpt=none").unwrap(), WAIT),

@@ -928,19 +928,20 @@ pub fn prometheus(s: &NodeStatus) -> String {
         "Connected links with the peer.",
         peers(|p| p.linked),
     );
-    type Field = fn(&ckpt::node::LinkStatus) -> u64;
+    // `None`: not known (the lag of a following link that is down): no sample.
+    type Field = fn(&ckpt::node::LinkStatus) -> Option<u64>;
     let per_link: [(&str, &str, &str, Field); 7] = [
         (
             "ckpt_link_up",
             "gauge",
             "1 while the link is connected.",
-            |l| u64::from(l.state.is_connected()),
+            |l| Some(u64::from(l.state.is_connected())),
         ),
         (
             "ckpt_link_held_seq",
             "gauge",
             "The replica holds every frame through this one.",
-            |l| l.held,
+            |l| Some(l.held),
         ),
         (
             "ckpt_link_lag_frames",
@@ -949,39 +950,40 @@ pub fn prometheus(s: &NodeStatus) -> String {
             |l| l.lag,
         ),
         ("ckpt_link_term", "gauge", "The term.", |l| {
-            u64::from(l.term)
+            Some(u64::from(l.term))
         }),
         (
             "ckpt_link_frames_total",
             "counter",
             "Frames shipped or applied.",
-            |l| l.frames,
+            |l| Some(l.frames),
         ),
         (
             "ckpt_link_snapshots_total",
             "counter",
             "Snapshots sent or installed.",
-            |l| l.snapshots,
+            |l| Some(l.snapshots),
         ),
         (
             "ckpt_link_connects_total",
             "counter",
             "Connections made.",
-            |l| l.connects,
+            |l| Some(l.connects),
         ),
     ];
     for (name, kind, help, f) in per_link {
         let rows = s
             .links
             .iter()
-            .map(|l| {
+            .filter_map(|l| {
+                let value = f(l)?;
                 let labels = format!(
                     "{{checkpoint=\"{}\",role=\"{}\",peer=\"{}\"}}",
                     label(&l.checkpoint),
                     l.role.as_str(),
                     l.peer
                 );
-                (labels, f(l).to_string())
+                Some((labels, value.to_string()))
             })
             .collect();
         metric(name, kind, help, rows);

@@ -807,7 +807,7 @@ fn print_peers(out: &mut dyn Write, s: &ckpt::node::NodeStatus) -> std::io::Resu
                 l.peer.to_string(),
                 l.state.as_str().to_string(),
                 l.held.to_string(),
-                l.lag.to_string(),
+                l.lag.map_or_else(|| "?".into(), |lag| lag.to_string()),
                 l.term.to_string(),
                 l.frames.to_string(),
                 l.snapshots.to_string(),

@@ -36,7 +36,7 @@ fn lag(a: &Node, name: &str) -> Option<u64> {
         .links
         .iter()
         .find(|l| l.checkpoint == name && l.role == ckpt::node::Role::Shipping)
-        .map(|l| l.lag)
+        .and_then(|l| l.lag)
 }
 
 #[test]

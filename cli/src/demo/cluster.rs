@@ -221,7 +221,7 @@ impl Host {
             .links
             .iter()
             .find(|l| l.checkpoint == APP_CHECKPOINT && l.role == ckpt::node::Role::Shipping)
-            .map(|l| l.lag)
+            .and_then(|l| l.lag)
     }
 
     /// Promotes this node's replica (what `ckpt promote` does).
