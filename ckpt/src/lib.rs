@@ -1106,6 +1106,9 @@ impl Checkpoint {
         if !self.has_active_replica_in(segment) {
             return Err((0, ReadError::NoActiveReplica));
         }
+        if elements.len() > 1 {
+            segment.settle_group();
+        }
         let max = self.attributes().section_bytes_max;
         for (i, e) in elements.iter_mut().enumerate() {
             // The spec bounds the buffer by maxSectionSize; an offset near or
@@ -1123,6 +1126,15 @@ impl Checkpoint {
             e.read_bytes = n;
         }
         Ok(())
+    }
+
+    /// Before a read of several sections made of several calls (the C
+    /// library's element by element): a vector write whose sections are
+    /// still flipping, or whose writer died while they were, is waited for
+    /// or finished (`Segment::settle_group`), so the read never starts
+    /// inside one. [`Checkpoint::read`] of several elements does this itself.
+    pub fn settle_vector_writes(&self) {
+        self.seg().settle_group();
     }
 
     /// Reads a whole section into a vector.

@@ -985,6 +985,9 @@ unsafe fn read_elements(
     erroneous_index: *mut u32,
 ) -> Result<()> {
     let c = &open.checkpoint;
+    if elems.len() > 1 {
+        c.settle_vector_writes();
+    }
     // Elements whose buffer this call allocated (no allocation unless one is).
     let mut allocated: Vec<usize> = Vec::new();
     for i in 0..elems.len() {

@@ -204,7 +204,7 @@ struct Section {
 }
 
 /// The frame a successful mutation must log.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Expected {
     kind: FrameKind,
     id: Vec<u8>,
@@ -725,7 +725,59 @@ impl<'a> Harness<'a> {
                 version: s.version,
             });
         }
+        if frames.len() > 1 {
+            if let Some(group) = self.model_group(&model, &frames) {
+                // Committed together: one new version per section.
+                for e in &group {
+                    let before = self.model[&e.id].1.version;
+                    model.get_mut(&e.id).unwrap().1.version = before + 1;
+                }
+                return Ok((model, group));
+            }
+        }
         Ok((model, frames))
+    }
+
+    /// The frames of a vector write committed as one group
+    /// (`Segment::write_group`), given its elements' frames one by one:
+    /// one per section, in the order of its first element, that element's
+    /// own frame if it is the section's only one, else an `Overwrite` of
+    /// the section's final data (`model`), each at the section's next
+    /// version. `None` where the group's frames could not all wait
+    /// unpublished in the ring (then the elements commit one by one).
+    fn model_group(&self, model: &Sections, elements: &[Expected]) -> Option<Vec<Expected>> {
+        let capacity = self.segment.geometry().log_bytes as usize;
+        let max = frame_bytes_max(capacity);
+        let mut group: Vec<(Expected, usize)> = Vec::new();
+        for e in elements {
+            match group.iter_mut().find(|(g, _)| g.id == e.id) {
+                Some((g, n)) => {
+                    *n += 1;
+                    *g = Expected {
+                        kind: FrameKind::Overwrite,
+                        arg: 0,
+                        data: model[&e.id].1.data.clone(),
+                        ..g.clone()
+                    };
+                }
+                None => group.push((
+                    Expected {
+                        version: self.model[&e.id].1.version + 1,
+                        ..e.clone()
+                    },
+                    1,
+                )),
+            }
+        }
+        let mut total = 0usize;
+        for (g, _) in &group {
+            let bytes = ckpt_core::frame::frame_bytes(g.id.len(), g.data.len());
+            total += bytes;
+            if bytes > max || total > capacity / 2 {
+                return None;
+            }
+        }
+        Some(group.into_iter().map(|(g, _)| g).collect())
     }
 
     /// Takes the frames one successful call logged (`expected`: one per

@@ -622,6 +622,14 @@ pub mod intent_op {
     /// A replica is being promoted: the active replica changes and the copy
     /// becomes the primary.
     pub const PROMOTE: u8 = 8;
+    /// The sections of a vector write are being replaced together: each
+    /// section's new version waits in its spare buffer (its pending bit set)
+    /// until the group's commit point, [`GROUP_COMMITTED`] stored as the
+    /// intent's target; the intent's slot is the group's first section's.
+    pub const GROUP: u8 = 9;
+    /// The target of a [`GROUP`] intent once the group passed its commit
+    /// point (0 before).
+    pub const GROUP_COMMITTED: u64 = 1;
 }
 
 packed_word! {

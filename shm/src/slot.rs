@@ -144,13 +144,30 @@ pub fn write_commit(
     time_ns: i64,
     seq: u64,
 ) -> CommitWord {
+    write_meta(slot, buffer, size, time_ns, seq);
+    write_flip(slot, current)
+}
+
+/// Records the metadata of the version being written into `buffer` (after
+/// `write_begin`: readers of that buffer's older version discard what they
+/// read, the pending bit being set). Claim holder only.
+#[inline]
+pub fn write_meta(slot: &SlotHeader, buffer: u32, size: u64, time_ns: i64, seq: u64) {
     let meta = &slot.buffers[buffer as usize];
     meta.size.store(size, Ordering::Relaxed);
     meta.time_ns.store(time_ns, Ordering::Relaxed);
     meta.seq.store(seq, Ordering::Relaxed);
+}
+
+/// The commit point of a version written after `write_begin` (and
+/// `write_meta`): the flip to the other buffer, the next version. `current`
+/// is the commit word `write_begin` saw. Returns the new commit word. Claim
+/// holder only (and recovery finishing a committed group).
+#[inline]
+pub fn write_flip(slot: &SlotHeader, current: CommitWord) -> CommitWord {
     let next = CommitWord {
         pending: false,
-        cur: buffer,
+        cur: current.cur ^ 1,
         version: next_version(current.version),
     };
     // SYNC POINT: Release pairs with the Acquire load in `read_consistent`.

@@ -20,11 +20,17 @@
 //! 5. **publish** the frame (sequence number, then the tail) and clear the
 //!    intent. Releasing the claim wakes sleeping standbys.
 //!
+//! A vector write is one such mutation over several sections
+//! (`Segment::mutate_logging`, `write::write_group`): it prepares every
+//! section, logs a frame per section, and its commit point is one store
+//! into the intent, before the sections flip.
+//!
 //! A successor that steals the claim from a dead writer (or the writer itself,
 //! if the operation panicked) runs `recover`: it compares the commit point's
-//! word with the intent. Reached: it publishes the finished frame. Not
-//! reached: it undoes step 2, forgets the unpublished frame, and if stages
-//! were already published, logs a `StageAbort` so consumers drop them.
+//! word with the intent. Reached: it publishes the finished frame (and flips
+//! a group's remaining sections). Not reached: it undoes step 2, forgets the
+//! unpublished frame, and if stages were already published, logs a
+//! `StageAbort` so consumers drop them.
 //! Nothing is allocated and no syscall is made on the write path unless a
 //! standby or a writer sleeps (a wake-up), a writer must wait for another,
 //! or a section of a segment over 1 GiB grows into data pages not yet
@@ -326,6 +332,34 @@ pub(crate) struct Intent {
     pub bucket: u64,
 }
 
+/// The frames a mutation logs, one after the other, unpublished (the
+/// mutation path publishes them all after the commit point).
+pub(crate) struct Frames<'l, 'a> {
+    segment: &'a Segment,
+    log: &'l Log<'a, ShmRing>,
+    /// The next frame's sequence number.
+    seq: u64,
+    /// Where the next frame goes (after the previous one).
+    after: u64,
+    /// The last frame logged.
+    last: Option<Pending>,
+}
+
+impl Frames<'_, '_> {
+    /// Logs `spec`'s frame (data too large for one frame first as `Stage`
+    /// frames, published at once: only a mutation's only frame may be that
+    /// large). Returns its sequence number.
+    #[inline]
+    pub fn log(&mut self, spec: &FrameSpec<'_>) -> u64 {
+        let pending = self
+            .segment
+            .log_frames(self.log, spec, self.seq, self.after);
+        (self.seq, self.after) = (pending.seq.wrapping_add(1), pending.end);
+        self.last = Some(pending);
+        pending.seq
+    }
+}
+
 /// When and how a mutation is stamped: now, by a local writer, or as the
 /// primary stamped it, when a replica applies its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -553,10 +587,41 @@ impl Segment {
         prepare: impl FnOnce() -> (FrameSpec<'a>, P),
         commit: impl FnOnce(P, u64),
     ) {
+        self.mutate_logging(
+            intent,
+            |frames| {
+                let (spec, prepared) = prepare();
+                frames.log(&spec);
+                prepared
+            },
+            commit,
+        );
+    }
+
+    /// The mutation path for a mutation that logs any number of frames (a
+    /// vector write's group): `prepare` logs them through [`Frames`], each
+    /// unpublished; `commit` gets the last one's sequence number. At least
+    /// one frame is logged.
+    #[inline]
+    pub(crate) fn mutate_logging<'a, P>(
+        &'a self,
+        intent: Intent,
+        prepare: impl FnOnce(&mut Frames<'_, 'a>) -> P,
+        commit: impl FnOnce(P, u64),
+    ) {
         let log = self.log();
         let (seq, start) = self.set_intent_on(&log, intent);
-        let (spec, prepared) = prepare();
-        let pending = self.log_frames(&log, &spec, seq, start);
+        let mut frames = Frames {
+            segment: self,
+            log: &log,
+            seq,
+            after: start,
+            last: None,
+        };
+        let prepared = prepare(&mut frames);
+        let Some(pending) = frames.last else {
+            unreachable!("a mutation logs at least one frame");
+        };
         let h = self.header();
         h.intent_end_seq.store(pending.seq, Ordering::Relaxed);
         h.intent_log_end.store(pending.end, Ordering::Relaxed);

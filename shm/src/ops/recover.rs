@@ -8,7 +8,8 @@ use super::read::committed_size;
 use super::Stamp;
 use crate::index::{hash_id, tag_of};
 use crate::layout::{
-    bucket_state, intent_op, role, slot_state, BucketWord, IntentWord, LifeWord, LIFECYCLE_UNLINKED,
+    bucket_state, intent_op, role, slot_state, BucketWord, CommitWord, IntentWord, LifeWord,
+    LIFECYCLE_UNLINKED,
 };
 use crate::segment::Segment;
 use crate::slot;
@@ -22,7 +23,9 @@ impl Segment {
         // SYNC POINT: Acquire pairs with the Release store in `set_intent`.
         let intent = IntentWord::from(h.intent_op.load(Ordering::Acquire));
 
-        let target = h.intent_target.load(Ordering::Relaxed);
+        // SYNC POINT (for a group): Acquire pairs with the Release store of
+        // `GROUP_COMMITTED`, its commit point, in `write_group`.
+        let target = h.intent_target.load(Ordering::Acquire);
         let bucket = h.intent_bucket.load(Ordering::Relaxed);
         let first_seq = h.intent_seq.load(Ordering::Relaxed);
         let log_end = h.intent_log_end.load(Ordering::Relaxed);
@@ -34,9 +37,12 @@ impl Segment {
         // when the recorded end lies beyond the tail; its number was recorded
         // with it (the writer may have died between storing the published
         // number and moving the tail, so `last_seq` may already be it).
+        // A group's frames are all unpublished, its first one next.
+        let next = last_seq.wrapping_add(1);
+        let group_whole = intent.op == intent_op::GROUP && first_seq == next && end_seq > first_seq;
         let publishable = log_end > tail
             && log_end - tail <= self.geometry().log_bytes
-            && (end_seq == last_seq + 1 || end_seq == last_seq);
+            && (end_seq == next || end_seq == last_seq || group_whole);
         let final_seq = end_seq;
         let in_range = intent.slot < self.geometry().sections_max;
         let committed = match intent.op {
@@ -61,6 +67,7 @@ impl Segment {
             intent_op::UNLINK => {
                 publishable && h.lifecycle.load(Ordering::Acquire) & LIFECYCLE_UNLINKED != 0
             }
+            intent_op::GROUP => target == intent_op::GROUP_COMMITTED,
             _ => false,
         };
         if committed {
@@ -79,13 +86,19 @@ impl Segment {
                     self.set_role(role::PRIMARY);
                     h.state_seq.store(final_seq, Ordering::Release)
                 }
+                // Past its commit point: every section still pending flips
+                // to the version waiting in its spare buffer.
+                intent_op::GROUP => self.finish_group(true),
                 _ => {}
             }
             if publishable {
                 log.publish(log_end, final_seq);
             }
         } else {
-            if in_range {
+            if intent.op == intent_op::GROUP {
+                // Before its commit point: every section keeps its version.
+                self.finish_group(false);
+            } else if in_range {
                 let slot = self.slot(intent.slot);
                 match intent.op {
                     intent_op::WRITE => slot::write_abandon(slot),
@@ -108,6 +121,36 @@ impl Segment {
         self.recount();
         self.clear_intent();
         h.recoveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sections of a vector write's group interrupted by its writer's
+    /// death: the live sections whose commit word is pending (only the claim
+    /// holder sets the bit, and every other mutation clears it before it
+    /// ends). `committed`: each flips to the new version its spare buffer
+    /// holds (its metadata was stored before the commit point); else each
+    /// keeps its version.
+    fn finish_group(&self, committed: bool) {
+        for s in 0..self.geometry().sections_max {
+            let slot = self.slot(s);
+            if LifeWord::from(slot.life.load(Ordering::Acquire)).state != slot_state::LIVE {
+                continue;
+            }
+            let word = CommitWord::from(slot.commit.load(Ordering::Acquire));
+            if !word.pending {
+                continue;
+            }
+            if committed {
+                slot::write_flip(
+                    slot,
+                    CommitWord {
+                        pending: false,
+                        ..word
+                    },
+                );
+            } else {
+                slot::write_abandon(slot);
+            }
+        }
     }
 
     /// Logs and publishes a `StageAbort` for the section in `slot` (whose id

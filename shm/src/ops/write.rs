@@ -5,11 +5,12 @@
 use std::marker::PhantomData;
 
 use ckpt_core::error::WriteError;
-use ckpt_core::frame::FrameKind;
+use ckpt_core::frame::{frame_bytes, FrameKind};
 
 use super::read::committed_size;
 use super::{FrameSpec, Intent, SectionRef, Stamp};
-use crate::layout::{intent_op, next_version, CommitWord};
+use crate::layout::{intent_op, next_version, CommitWord, IntentWord};
+use crate::log::frame_bytes_max;
 use crate::racy;
 use crate::segment::{now, Segment};
 use crate::slot;
@@ -107,9 +108,26 @@ impl SpareBuffer<'_> {
     }
 }
 
+/// How many times a reader looks again for a group's flips to end before it
+/// takes the claim ([`Segment::settle_group`]); the flips take nanoseconds.
+const SETTLE_SPINS: u32 = 1000;
+
 /// Vectors of more elements than this plan each section's size in a map
 /// ([`Segment::write_many`]); shorter ones scan the earlier elements.
 const PLAN_SCAN_MAX: usize = 16;
+
+/// A section of a vector write's group ([`Segment::write_group`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct GroupSection {
+    slot: u32,
+    /// Its first element.
+    first: usize,
+    /// How many elements write it.
+    elements: usize,
+    /// Its size before the group, and after.
+    old_size: u64,
+    new_size: u64,
+}
 
 /// One element of [`Segment::write_many`].
 #[derive(Debug, Clone, Copy)]
@@ -236,11 +254,19 @@ impl Segment {
         Ok((old_size, new_size))
     }
 
-    /// Applies several writes under one claim, in order: every element is
-    /// validated first, so an error (with the failing element's index) leaves
-    /// everything unwritten. Their frames form one group (`FLAG_MORE` on all
-    /// but the last). A writer killed halfway leaves each section at its old or
-    /// new version, the earlier elements committed first.
+    /// Applies several writes under one claim, in order, all or nothing:
+    /// every element is validated first, so an error (with the failing
+    /// element's index) leaves everything unwritten, and the sections' new
+    /// versions become visible together, at one commit point
+    /// (`Segment::write_group`): a writer killed halfway leaves every
+    /// section at its old version, or every one at its new version. Their
+    /// frames form one group (`FLAG_MORE` on all but the last).
+    ///
+    /// One limit: a vector whose frames would not fit half of the log ring
+    /// (or with a section's frame too large for one frame of the ring) cannot
+    /// wait unpublished for its commit point, and commits element by element
+    /// instead, each section at its old or new version and the earlier
+    /// elements first (`CKPT_LOG_BYTES` makes the ring larger).
     pub fn write_many(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
         let _held = self.claim_local().map_err(|e| (0, e.into()))?;
         match self.plan_writes(elements) {
@@ -249,6 +275,9 @@ impl Segment {
                 self.plan_writes(elements)?
             }
             other => other?,
+        }
+        if elements.len() > 1 && self.write_group(elements) {
+            return Ok(());
         }
         for (i, e) in elements.iter().enumerate() {
             let old_size = committed_size(self.slot(e.section.slot));
@@ -269,6 +298,266 @@ impl Segment {
             );
         }
         Ok(())
+    }
+
+    /// For a reader of several sections in one call: if a vector write's
+    /// group is past its commit point with sections still to flip, waits
+    /// the few nanoseconds its writer takes to flip them; if they stay
+    /// unflipped (the writer died there, or is stopped), takes the claim,
+    /// which finishes a dead writer's group (recovery) or waits for a live
+    /// one's release (at most `claim_timeout`). So a reader that comes after
+    /// a writer's death never finds part of its last call: before this, only
+    /// the next writer repaired it. A copy nobody may write (a replica, a
+    /// fenced one) is left as it is.
+    pub fn settle_group(&self) {
+        let h = self.header();
+        let flipping = || {
+            // SYNC POINT: Acquire pairs with the Release stores of the intent
+            // (`set_intent_on`) and of `GROUP_COMMITTED` (`write_group`); the
+            // op is read again after the target, so both belong to one group.
+            let op = |word: u64| IntentWord::from(word).op == intent_op::GROUP;
+            op(h.intent_op.load(Ordering::Acquire))
+                && h.intent_target.load(Ordering::Acquire) == intent_op::GROUP_COMMITTED
+                && op(h.intent_op.load(Ordering::Acquire))
+        };
+        if !flipping() {
+            return;
+        }
+        for _ in 0..SETTLE_SPINS {
+            std::hint::spin_loop();
+            if !flipping() {
+                return;
+            }
+        }
+        drop(self.claim_local());
+    }
+
+    /// Copies one write into section `slot`'s spare buffer (after
+    /// `write_begin`), whose committed version is `current`, `old_size`
+    /// bytes: `data` at `offset` over the old contents (copied in first,
+    /// unless `based` says the spare buffer holds this version's bytes
+    /// already), or, for an overwrite (`None`), `data` alone. Sets `based`.
+    /// Claim held; sizes validated (`old_size`, offset + len <=
+    /// maxSectionSize).
+    #[inline]
+    fn copy_element(
+        &self,
+        slot: u32,
+        current: CommitWord,
+        old_size: u64,
+        offset: Option<u64>,
+        data: &[u8],
+        based: &mut bool,
+    ) {
+        let dst = self.buffer_ptr(slot, current.cur ^ 1);
+        match offset {
+            Some(o) => {
+                let src = self.buffer_ptr(slot, current.cur);
+                // SAFETY: both buffers are buffer_stride >= maxSectionSize
+                // bytes long and in the mapping; old_size <= max and
+                // o + len <= max (validated). The claim makes us the only
+                // writer of `dst`; `src` is committed and stable while we
+                // hold it. Readers of older versions may still copy from
+                // `dst`: every access is atomic (`racy`).
+                unsafe {
+                    if !*based {
+                        racy::copy(dst, src, old_size as usize);
+                    }
+                    racy::store(dst.add(o as usize), data);
+                }
+            }
+            // SAFETY: len rounded up to a word <= buffer_stride (validated
+            // len <= maxSectionSize; the stride is a multiple of 64), `dst`
+            // is 64-aligned; claim held, `dst` is the uncommitted buffer;
+            // readers of an older version copy from it atomically. The
+            // padding lies past the new size, where nothing reads (a later
+            // element of the same vector writes within the size it leaves).
+            None => unsafe { racy::store_padded(dst as *mut u64, data) },
+        }
+        *based = true;
+    }
+
+    /// Commits a vector write's validated elements together, through the
+    /// mutation path with one commit point for all their sections
+    /// (`intent_op::GROUP`). Each section gets one new version: its
+    /// elements, in order, build it in its spare buffer, and it is logged
+    /// as one frame, the element's own (`Write` at its offset, or
+    /// `Overwrite`) or, for a section written by several elements, an
+    /// `Overwrite` of the result; the frames follow the sections' first
+    /// elements' order, `FLAG_MORE` on all but the last. Then the commit
+    /// point, `GROUP_COMMITTED` stored in the intent, after which recovery
+    /// finishes the group instead of undoing it; then each section's flip.
+    /// Returns false, having changed nothing, if the group's frames cannot
+    /// all wait unpublished in the ring (more than half of it, or a frame
+    /// that would need stages). Claim held; elements planned.
+    fn write_group(&self, elements: &[WriteElement<'_>]) -> bool {
+        let mut inline = [GroupSection::default(); PLAN_SCAN_MAX];
+        let mut heap = Vec::new();
+        let sections: &mut [GroupSection] = if elements.len() <= PLAN_SCAN_MAX {
+            &mut inline[..elements.len()]
+        } else {
+            heap.resize(elements.len(), GroupSection::default());
+            &mut heap
+        };
+        // Which group section each element belongs to (long vectors: a map
+        // by slot; short ones scan).
+        let mut by_slot: Option<std::collections::HashMap<u32, usize>> =
+            (elements.len() > PLAN_SCAN_MAX).then(std::collections::HashMap::new);
+        let find = |sections: &[GroupSection], by_slot: &Option<_>, slot: u32| match by_slot {
+            Some(map) => {
+                let map: &std::collections::HashMap<u32, usize> = map;
+                map.get(&slot).copied()
+            }
+            None => sections.iter().position(|g| g.slot == slot),
+        };
+        let mut count = 0;
+        for (i, e) in elements.iter().enumerate() {
+            let slot = e.section.slot;
+            match find(&sections[..count], &by_slot, slot) {
+                Some(j) => {
+                    let g = &mut sections[j];
+                    g.elements += 1;
+                    // Planned: cannot fail (the plan saw the same sizes).
+                    g.new_size = new_size(e.offset, e.data.len(), g.new_size).unwrap_or(g.new_size);
+                }
+                None => {
+                    let old_size = committed_size(self.slot(slot));
+                    sections[count] = GroupSection {
+                        slot,
+                        first: i,
+                        elements: 1,
+                        old_size,
+                        new_size: new_size(e.offset, e.data.len(), old_size).unwrap_or(old_size),
+                    };
+                    if let Some(map) = by_slot.as_mut() {
+                        map.insert(slot, count);
+                    }
+                    count += 1;
+                }
+            }
+        }
+        let sections = &sections[..count];
+        // Every frame must wait unpublished until the commit point: they
+        // must fit the ring (half of it, whatever padding a wrap costs),
+        // each within one frame.
+        let capacity = self.geometry().log_bytes as usize;
+        let frame_max = frame_bytes_max(capacity);
+        let mut total = 0usize;
+        for g in sections {
+            let data = if g.elements == 1 {
+                elements[g.first].data.len()
+            } else {
+                g.new_size as usize
+            };
+            let bytes = frame_bytes(self.id_slice(g.slot).len(), data);
+            total = total.saturating_add(bytes);
+            if bytes > frame_max || total > capacity / 2 {
+                return false;
+            }
+        }
+        let intent = Intent {
+            op: intent_op::GROUP,
+            slot: sections[0].slot,
+            target: 0,
+            bucket: 0,
+        };
+        let stamp = Stamp::now();
+        self.mutate_logging(
+            intent,
+            |frames| {
+                // The new versions, element by element, in the spare buffers.
+                let mut based = [false; PLAN_SCAN_MAX];
+                let mut based_heap = Vec::new();
+                let based: &mut [bool] = if count <= PLAN_SCAN_MAX {
+                    &mut based[..count]
+                } else {
+                    based_heap.resize(count, false);
+                    &mut based_heap
+                };
+                let mut size = [0u64; PLAN_SCAN_MAX];
+                let mut size_heap = Vec::new();
+                let size: &mut [u64] = if count <= PLAN_SCAN_MAX {
+                    &mut size[..count]
+                } else {
+                    size_heap.resize(count, 0);
+                    &mut size_heap
+                };
+                for e in elements {
+                    let Some(j) = find(sections, &by_slot, e.section.slot) else {
+                        continue;
+                    };
+                    let g = &sections[j];
+                    let slot = self.slot(g.slot);
+                    // Only the claim holder stores the commit word: Relaxed
+                    // reads our own (the pending bit set below, if this is
+                    // the section's first element: kept by the later ones).
+                    let current = CommitWord {
+                        pending: false,
+                        ..CommitWord::from(slot.commit.load(Ordering::Relaxed))
+                    };
+                    if !based[j] {
+                        slot::write_begin(slot, current);
+                        size[j] = g.old_size;
+                    }
+                    self.copy_element(g.slot, current, size[j], e.offset, e.data, &mut based[j]);
+                    size[j] = new_size(e.offset, e.data.len(), size[j]).unwrap_or(size[j]);
+                }
+                // One frame per section, its metadata with its number.
+                for (j, g) in sections.iter().enumerate() {
+                    let slot = self.slot(g.slot);
+                    let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
+                    let buffer = current.cur ^ 1;
+                    let e = &elements[g.first];
+                    let (kind, at, data): (_, u64, &[u8]) = match (g.elements, e.offset) {
+                        (1, Some(o)) => (FrameKind::Write, o, e.data),
+                        (1, None) => (FrameKind::Overwrite, 0, e.data),
+                        // SAFETY: the spare buffer holds new_size <=
+                        // maxSectionSize <= buffer_stride bytes, filled
+                        // above; nobody writes them until the claim is
+                        // released (we are the only writer and are done), so
+                        // a shared slice over them is sound while the frame
+                        // copies them (readers only read).
+                        _ => (FrameKind::Overwrite, 0, unsafe {
+                            std::slice::from_raw_parts(
+                                self.buffer_ptr(g.slot, buffer),
+                                g.new_size as usize,
+                            )
+                        }),
+                    };
+                    let stamp = Stamp {
+                        more: j + 1 < sections.len(),
+                        ..stamp
+                    };
+                    let id = self.id_of(slot);
+                    let version = next_version(current.version);
+                    let seq = frames.log(&self.frame(kind, id, data, at as i64, version, stamp));
+                    slot::write_meta(slot, buffer, g.new_size, stamp.time_ns, seq);
+                }
+            },
+            |(), _| {
+                let h = self.header();
+                // The commit point. SYNC POINT: Release pairs with the
+                // Acquire load of the target in `recover`: the spare buffers,
+                // their metadata and the frames are complete.
+                h.intent_target
+                    .store(intent_op::GROUP_COMMITTED, Ordering::Release);
+                let mut used = h.memory_used.load(Ordering::Relaxed);
+                for g in sections {
+                    let slot = self.slot(g.slot);
+                    let pending = CommitWord::from(slot.commit.load(Ordering::Relaxed));
+                    slot::write_flip(
+                        slot,
+                        CommitWord {
+                            pending: false,
+                            ..pending
+                        },
+                    );
+                    used = used.saturating_sub(g.old_size) + g.new_size;
+                }
+                h.memory_used.store(used, Ordering::Relaxed);
+            },
+        );
+        true
     }
 
     /// Validates the elements in the order they will apply: each one sees the
@@ -375,33 +664,20 @@ impl Segment {
                 let buffer = slot::write_begin(slot, current);
                 let dst = self.buffer_ptr(section.slot, buffer);
                 let (kind, at, data): (_, u64, &[u8]) = match fill {
-                    Fill::Copy {
-                        offset: Some(o),
-                        data,
-                    } => {
-                        let src = self.buffer_ptr(section.slot, current.cur);
-                        // SAFETY: both buffers are buffer_stride >= maxSectionSize
-                        // bytes long and in the mapping; old_size <= max and
-                        // o + len <= max (validated). The claim makes us the only
-                        // writer of `dst`; `src` is committed and stable while we
-                        // hold it.
-                        // Readers of older versions may still copy from `dst`: every
-                        // access is atomic (`racy`).
-                        unsafe {
-                            racy::copy(dst, src, old_size as usize);
-                            racy::store(dst.add(o as usize), data);
+                    Fill::Copy { offset, data } => {
+                        let mut based = false;
+                        self.copy_element(
+                            section.slot,
+                            current,
+                            old_size,
+                            offset,
+                            data,
+                            &mut based,
+                        );
+                        match offset {
+                            Some(o) => (FrameKind::Write, o, data),
+                            None => (FrameKind::Overwrite, 0, data),
                         }
-                        (FrameKind::Write, o, data)
-                    }
-                    Fill::Copy { offset: None, data } => {
-                        // SAFETY: len rounded up to a word <= buffer_stride
-                        // (validated len <= maxSectionSize; the stride is a
-                        // multiple of 64), `dst` is 64-aligned; claim held,
-                        // `dst` is the uncommitted buffer; readers of an older
-                        // version copy from it atomically. The padding lies past
-                        // the new size, where nothing reads.
-                        unsafe { racy::store_padded(dst as *mut u64, data) };
-                        (FrameKind::Overwrite, 0, data)
                     }
                     Fill::Staged {
                         offset,
