@@ -25,7 +25,7 @@
 //! scan_ms = 200
 //! max_message_bytes = 67108864
 //! incoming_max = 256
-//! log_bytes = 8388608           # the delta-log ring of replicas made here
+//! log_bytes = 8388608           # the delta-log ring of replicas made here (at least)
 //!
 //! [[peer]]
 //! node = 2
@@ -118,10 +118,12 @@ pub struct DaemonArgs {
     /// segment directory).
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
-    /// Bytes of the delta-log ring of the replicas this daemon makes: a
-    /// power of two, 64 KiB to 1 GiB (default: the primary's, which its
-    /// creation frame carries, up to 64 MiB). A replica that becomes the
-    /// primary keeps its ring, which must hold what a link falls behind by.
+    /// Bytes of the delta-log ring of the replicas this daemon makes, at
+    /// least: a power of two, 64 KiB to 1 GiB (default: the primary's, which
+    /// its creation frame carries, up to 64 MiB; a smaller setting leaves
+    /// the primary's, whose largest frames a replica must take). A replica
+    /// that becomes the primary keeps its ring, which must hold what a link
+    /// falls behind by.
     #[arg(long, value_name = "BYTES")]
     log_bytes: Option<u64>,
 }

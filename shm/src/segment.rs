@@ -965,13 +965,18 @@ fn publish_layout(mapped: &Mapped) {
         .store(LAYOUT_VERSION, Ordering::Release);
 }
 
-/// The configuration a replica is made with: `config`'s ring size if it
-/// sets one (the daemon's `log_bytes`), else the primary's (`log_bytes`,
-/// from its creation frame) up to [`layout::LOG_BYTES_FROM_PRIMARY_MAX`].
+/// The configuration a replica is made with: the primary's ring size
+/// (`log_bytes`, from its creation frame) up to
+/// [`layout::LOG_BYTES_FROM_PRIMARY_MAX`], or `config`'s (the daemon's
+/// `log_bytes`) if that is larger. Never smaller than the primary's: a
+/// replica republishes the primary's frames as they are, and its ring must
+/// take the largest (a quarter of the primary's ring). With a smaller one it
+/// refused them and never converged (a daemon run with `--log-bytes 65536`
+/// and 1 MiB sections).
 pub(crate) fn replica_config(config: &Config, log_bytes: u64) -> Config {
     let primary = log_bytes.clamp(layout::LOG_BYTES_MIN, layout::LOG_BYTES_FROM_PRIMARY_MAX);
     Config {
-        log_bytes: config.log_bytes.or(Some(primary)),
+        log_bytes: Some(config.log_bytes.map_or(primary, |own| own.max(primary))),
         ..config.clone()
     }
 }

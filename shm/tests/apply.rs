@@ -587,7 +587,7 @@ fn a_fenced_copy_refuses_local_writers_and_promotion_and_still_applies() {
 }
 
 #[test]
-fn a_replica_takes_its_primarys_ring_size_unless_its_host_sets_one() {
+fn a_replica_takes_its_primarys_ring_size_unless_its_host_sets_a_larger_one() {
     let (pd, rd, od) = (
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
@@ -606,13 +606,37 @@ fn a_replica_takes_its_primarys_ring_size_unless_its_host_sets_one() {
     // from the attributes (which would be smaller here).
     let replica = Segment::open_replica(&Config::with_dir(rd.path()), &created).unwrap();
     assert_eq!(replica.geometry().log_bytes, 1 << 21);
-    // The host's own setting wins.
+    // The host's own setting, if larger, wins; a smaller one does not (a
+    // replica's ring must take the primary's largest frames: below).
+    let larger = Config {
+        log_bytes: Some(1 << 22),
+        ..Config::with_dir(od.path())
+    };
+    let replica = Segment::open_replica(&larger, &created).unwrap();
+    assert_eq!(replica.geometry().log_bytes, 1 << 22);
+    drop(replica);
+    let od = tempfile::tempdir().unwrap();
     let own = Config {
-        log_bytes: Some(1 << 18),
+        log_bytes: Some(64 << 10),
         ..Config::with_dir(od.path())
     };
     let replica = Segment::open_replica(&own, &created).unwrap();
-    assert_eq!(replica.geometry().log_bytes, 1 << 18);
+    assert_eq!(replica.geometry().log_bytes, 1 << 21);
+    // The largest frame the primary logs whole (a quarter of its ring)
+    // applies (a 64 KiB ring refused it: `Diverged`, for ever).
+    let attrs_big = CreationAttributes::new(2, 400 << 10);
+    let big_name = CheckpointName::new("ring_size_big").unwrap();
+    let big = Segment::open(&pc, &big_name, rwc(), Some(&attrs_big)).unwrap();
+    big.create_section(Some(b"k"), Time::END, &vec![7u8; 400 << 10])
+        .unwrap();
+    let mut from_big = big.consumer(Some(0));
+    let big_created = from_big.next_frame().unwrap().unwrap();
+    let big_replica = Segment::open_replica(&own, &big_created).unwrap();
+    while let Some(f) = from_big.next_frame().unwrap() {
+        big_replica.apply(&f).unwrap();
+    }
+    let k = big_replica.lookup(b"k").unwrap().unwrap();
+    assert_eq!(big_replica.read_to_vec(k).unwrap().0, vec![7u8; 400 << 10]);
     // Its log still begins with the primary's creation frame, byte for
     // byte (its standbys and its own replicas see what the primary logged).
     let mut own_log = replica.consumer(Some(0));
