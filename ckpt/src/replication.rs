@@ -1977,7 +1977,8 @@ fn apply(
         Ok(_) => Ok(()),
         Err((_, ApplyError::Gap { .. })) => Err(Refused::Protocol(Refusal::Gap)),
         Err((_, ApplyError::StaleTerm { .. })) => Err(Refused::Protocol(Refusal::OlderTerm)),
-        Err((_, ApplyError::Incarnation { .. } | ApplyError::Diverged { .. })) => {
+        Err((_, e @ (ApplyError::Incarnation { .. } | ApplyError::Diverged { .. }))) => {
+            tracing::warn!("{name}: {e}; the replica is rebuilt from a snapshot");
             Err(Refused::Protocol(Refusal::Diverged))
         }
         Err((_, e)) => Err(Refused::Fatal(ReplicationError::Apply(e))),
