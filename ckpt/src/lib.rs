@@ -232,14 +232,28 @@ impl Service {
         if let Some(a) = attrs {
             a.validate().map_err(OpenError::from)?;
         }
+        let mut daemon = false;
         if !ckpt_shm::dir::is_present(&self.config, &name) {
             // Not on this host: the node daemon, if one runs, may bring it.
             let wanted = control::ask_want(&self.config.dir, &name, wait, !create);
             if wanted == Some(control::Wanted::TimedOut) {
                 return Err(OpenError::Timeout);
             }
+            daemon = wanted.is_some();
         }
-        let segment = Segment::open(&self.config, &name, flags, attrs)?;
+        // Created here with a daemon to ship it: a synchronous checkpoint's
+        // writers wait for the replicas it places from the first write.
+        let adopting;
+        let config = if create && daemon {
+            adopting = Config {
+                daemon_adopts: true,
+                ..self.config.clone()
+            };
+            &adopting
+        } else {
+            &self.config
+        };
+        let segment = Segment::open(config, &name, flags, attrs)?;
         Ok(Checkpoint {
             forwards: segment.is_replica(),
             files: follow::Files::new(segment),
@@ -295,6 +309,9 @@ impl Service {
         match control::ask_unlink(&self.config.dir, &name, UNLINK_WAIT) {
             None => here,
             Some(control::Unlinked::Answered(code)) => unlink_result(code),
+            // No peer offers it now, but this host holds a replica of it: its
+            // primary is out of reach (a cut, its daemon down), not gone.
+            Some(control::Unlinked::Unknown) if here == Err(UnlinkError::Replica) => here,
             Some(control::Unlinked::Unknown) => Err(UnlinkError::NotExist),
             Some(control::Unlinked::TimedOut) => Err(UnlinkError::Timeout),
         }

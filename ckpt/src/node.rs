@@ -428,6 +428,10 @@ struct LinkEntry {
     connects: AtomicU64,
     /// How the last connection ended (or why it could not be made).
     last: Mutex<Option<String>>,
+    /// A shipping link's primary: its status reads the log's last frame
+    /// there, whatever the link is doing (a shipper blocked in a send to a
+    /// peer that stopped reading does not note it).
+    primary: Option<Arc<Segment>>,
 }
 
 impl LinkEntry {
@@ -443,6 +447,7 @@ impl LinkEntry {
             dropped: AtomicBool::new(false),
             connects: AtomicU64::new(0),
             last: Mutex::new(None),
+            primary: None,
         }
     }
 
@@ -471,6 +476,9 @@ impl LinkEntry {
 
     fn status(&self) -> LinkStatus {
         let s = &self.stats;
+        if let Some(primary) = &self.primary {
+            s.primary_reached(primary.last_seq());
+        }
         LinkStatus {
             checkpoint: self.checkpoint.to_string(),
             role: self.role,
@@ -1620,6 +1628,10 @@ where
         // those of peers that went (or moved) stopped.
         for s in shipped.values_mut().filter(|s| s.gone.is_none()) {
             reconcile(sh, backend, s, &peers);
+            // Its placed replicas are registered (`reconcile`): a
+            // synchronous checkpoint's writers wait for them now, not for
+            // this daemon.
+            s.segment.adopted();
         }
         // Checkpoints no longer listed: their links end once their replicas
         // hold the unlink, or after LINGER if it never comes.
@@ -1757,9 +1769,18 @@ fn reconcile<B: Backend + 'static>(
             continue;
         }
         let name = shipped.segment.name().clone();
-        let entry = Arc::new(LinkEntry::new(name.clone(), Role::Shipping, peer.node));
+        let entry = Arc::new(LinkEntry {
+            primary: Some(shipped.segment.clone()),
+            ..LinkEntry::new(name.clone(), Role::Shipping, peer.node)
+        });
         *lock(&entry.address) = Some(peer.address);
         lock(&sh.links).insert((Role::Shipping, name, peer.node), entry.clone());
+        let collocated = shipped.segment.attributes().flags.is_collocated();
+        let early = sh
+            .config
+            .places(shipped.segment.name(), collocated, peer.node)
+            .then(|| Early::new(&shipped.segment, peer.node))
+            .flatten();
         let (s, b, seg, p, e) = (
             sh.clone(),
             backend.clone(),
@@ -1767,9 +1788,36 @@ fn reconcile<B: Backend + 'static>(
             peer.clone(),
             entry.clone(),
         );
-        if sh.spawn("ckpt-ship", move || shipping(&s, &*b, &seg, &p, &e)) {
+        if sh.spawn("ckpt-ship", move || shipping(&s, &*b, &seg, &p, &e, early)) {
             shipped.links.insert(peer.node, entry);
         }
+    }
+}
+
+/// A replica placed on a peer, registered on its primary from the moment
+/// its link is made until the link's first connection ends (or fails to be
+/// made): a synchronous writer waits for the replica from the start, not
+/// only once the link is up (its first writes were acknowledged with no
+/// replica anywhere, and lost with the node). The link's own registration
+/// takes over while it is connected ([`Segment::link_replica`] counts both).
+struct Early {
+    segment: Arc<Segment>,
+    node: u32,
+}
+
+impl Early {
+    fn new(segment: &Arc<Segment>, node: u32) -> Option<Early> {
+        segment.link_replica(node).ok()?;
+        Some(Early {
+            segment: segment.clone(),
+            node,
+        })
+    }
+}
+
+impl Drop for Early {
+    fn drop(&mut self) {
+        self.segment.unlink_replica(self.node);
     }
 }
 
@@ -1781,6 +1829,7 @@ fn shipping<B: Backend>(
     segment: &Segment,
     peer: &Peer,
     entry: &LinkEntry,
+    mut early: Option<Early>,
 ) {
     let span = tracing::info_span!("ship", checkpoint = %entry.checkpoint, peer = peer.node);
     let _in = span.enter();
@@ -1815,6 +1864,9 @@ fn shipping<B: Backend>(
             }
             Err(e) => entry.outcome(format!("cannot connect to {}: {e}", peer.address), true),
         }
+        // The first connection is over (or was never made): from now on the
+        // replica is waited for while its link is up, as for any link.
+        drop(early.take());
         entry.set(LinkState::Down);
         // A link that lasted starts the backoff over; quick failures double it.
         retry = if started.elapsed() > sh.config.retry_max {
@@ -1822,16 +1874,7 @@ fn shipping<B: Backend>(
         } else {
             (retry * 2).min(sh.config.retry_max)
         };
-        // Down, the link's lag still grows with every frame the writers
-        // log here: the status shows it (not the lag when the link fell).
-        let until = Instant::now() + retry;
-        while Instant::now() < until && !sh.stopping() && !entry.stop.load(Ordering::Relaxed) {
-            entry.stats.primary_reached(segment.last_seq());
-            sh.nap(
-                NAP.min(until.saturating_duration_since(Instant::now())),
-                &entry.stop,
-            );
-        }
+        sh.nap(retry, &entry.stop);
     }
     entry.set(LinkState::Ended);
 }

@@ -178,8 +178,9 @@ impl LinkStats {
         word.fetch_max(to, Ordering::Relaxed);
     }
 
-    /// The primary logged frames through `seq` (a shipping end notes its
-    /// own log's progress while its link is down, so the lag shows it).
+    /// The primary logged frames through `seq` (a shipping link's status
+    /// notes its own log's progress, whatever the link is doing, so the lag
+    /// shows it).
     pub(crate) fn primary_reached(&self, seq: u64) {
         Self::raise(&self.primary, seq);
     }

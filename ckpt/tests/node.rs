@@ -169,6 +169,53 @@ fn a_checkpoint_created_on_one_node_is_replicated_to_the_other_and_unlinked_ther
     nb.stop();
 }
 
+/// A synchronous checkpoint created on a host with a daemon waits for the
+/// replicas the daemon places from its first write: each write returns once
+/// the peer holds it, even the ones made before the daemon's scan found the
+/// checkpoint (they were acknowledged with no replica anywhere, and an
+/// adversarial test lost them with their node). A peer that is down is not
+/// waited for past its link's first attempt.
+#[test]
+fn a_new_synchronous_checkpoints_first_writes_wait_for_the_placed_replica() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (pa, pb) = (free_port(), free_port());
+    let mut ca = node(1, a.path(), pa, &[(2, pb)]);
+    // A slow scan: the first writes come long before the daemon looks.
+    ca.scan = Duration::from_millis(300);
+    let na = Node::start(ca, backend()).unwrap();
+    let nb = Node::start(node(2, b.path(), pb, &[(1, pa)]), backend()).unwrap();
+    // What `Service::open` sets where a daemon answers its `want`.
+    let sa = Service::with_config(Config {
+        node_id: 1,
+        daemon_adopts: true,
+        ..Config::with_dir(a.path())
+    });
+    let sb = service(b.path(), 2);
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::AllReplicas, false),
+        ..CreationAttributes::new(4, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let name = "safCkpt=sync_first_writes";
+    let c = sa.open(name, rwc, Some(&attrs)).unwrap();
+    c.create_section(b"k", Time::END, b"first").unwrap();
+    // Acknowledged: the peer holds it, now.
+    assert_eq!(read(&sb, name, b"k").as_deref(), Some(&b"first"[..]));
+    for i in 0..20u32 {
+        c.overwrite(b"k", &i.to_le_bytes()).unwrap();
+        assert_eq!(read(&sb, name, b"k"), Some(i.to_le_bytes().to_vec()));
+    }
+    // With the peer's daemon gone, a new synchronous checkpoint's writes
+    // return once the link's first attempt failed (no replica is live).
+    nb.stop();
+    let other = "safCkpt=sync_peer_down";
+    let d = sa.open(other, rwc, Some(&attrs)).unwrap();
+    d.create_section(b"k", Time::END, b"alone").unwrap();
+    d.overwrite(b"k", b"still alone").unwrap();
+    drop((c, d));
+    na.stop();
+}
+
 /// A link that is down shows the lag as it is, not as it was when the link
 /// fell: the shipping end counts the frames its writers log meanwhile; the
 /// following end, which cannot know how far the primary got, says so

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
+use ckpt::{Config, CreationAttributes, CreationFlags, OpenFlags, Service, Time, UpdateMode};
 
 fn ckpt(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ckpt"))
@@ -747,6 +747,47 @@ fn two_daemons_replicate_and_ckpt_peers_shows_their_links() {
         "{}",
         text(&out)
     );
+}
+
+/// `ckpt unlink` (`saCkptCheckpointUnlink`) on a node that holds a replica
+/// whose primary is out of reach says `TRY_AGAIN`, not that no checkpoint
+/// of that name exists (an application told `NOT_EXIST` may create a second
+/// one), also once the daemon has forgotten the primary's offer.
+#[test]
+fn unlinking_a_replica_whose_primary_is_out_of_reach_says_try_again() {
+    use std::time::{Duration, Instant};
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (da, db) = two_daemons(a.path(), b.path());
+    let name = "safCkpt=unlink_cut";
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(4, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let primary = service(b.path(), 2).open(name, rwc, Some(&attrs)).unwrap();
+    primary.set_active_replica().unwrap();
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    let standby = service(a.path(), 1)
+        .open(name, OpenFlags::READ, None)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while standby.read_section(b"k").ok().as_deref() != Some(&b"v"[..]) {
+        assert!(Instant::now() < deadline, "no replica on node 1");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The primary's daemon goes; node 1's forgets its offer (retry_max +
+    // scan + 1 s).
+    drop(db);
+    std::thread::sleep(Duration::from_millis(3500));
+    let out = ckpt(a.path(), &["unlink", name]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("SA_AIS_ERR_TRY_AGAIN"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&ckpt(a.path(), &["list"])).contains(name));
+    drop((standby, primary, da));
 }
 
 #[test]

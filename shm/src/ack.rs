@@ -32,6 +32,13 @@ pub enum Need {
     Node(u32),
 }
 
+/// The node a synchronous checkpoint created on a host with a node daemon
+/// is registered as, from its creation until the daemon adopts it (and has
+/// registered the replicas it places, `Mapped::adopted`): no real node
+/// (ids are at most `NODE_ID_MAX`, 2^31 - 1), it never acknowledges, so
+/// writers wait for the daemon, at most their acknowledgement timeout.
+pub const ADOPTION: u32 = ckpt_core::frame::NODE_ID_MAX + 1;
+
 /// Why a replica could not be registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotsFull;

@@ -73,6 +73,12 @@ pub struct Config {
     /// How long a writer of a synchronous checkpoint waits for its replicas'
     /// acknowledgements before `TIMEOUT`.
     pub ack_timeout: Duration,
+    /// A node daemon serves this directory and ships what is created here
+    /// (it answered the creator): a synchronous checkpoint is born waiting
+    /// for it (`ack::ADOPTION`), so that its first writes wait for the
+    /// replicas the daemon places, not only for those whose links happen to
+    /// be up already.
+    pub daemon_adopts: bool,
 }
 
 impl Default for Config {
@@ -84,6 +90,7 @@ impl Default for Config {
             node_id: 0,
             claim_timeout: Duration::from_secs(2),
             ack_timeout: Duration::from_secs(2),
+            daemon_adopts: false,
         }
     }
 }
@@ -950,6 +957,14 @@ pub(crate) fn build_new(
             },
         };
         mapped.place_section(&default, position);
+    }
+    if matches!(origin, Origin::Primary)
+        && config.daemon_adopts
+        && attrs.flags.mode() == ckpt_core::UpdateMode::AllReplicas
+    {
+        // Writers wait for the daemon until it adopts the checkpoint
+        // (`Mapped::adopted`): nobody sees the segment before this.
+        let _ = crate::ack::register(&mapped.header().acks, crate::ack::ADOPTION, 0);
     }
     publish_layout(&mapped);
     Ok((mapped, tmp))

@@ -64,6 +64,17 @@ impl Mapped {
         }
     }
 
+    /// The node daemon took this checkpoint in hand: it registered the
+    /// replicas it places (their links come up and catch up from frame 1),
+    /// so writers stop waiting for the daemon itself ([`ack::ADOPTION`]).
+    /// Idempotent.
+    pub fn adopted(&self) {
+        let h = self.header();
+        if ack::unregister(&h.acks, &h.ack_epoch, ack::ADOPTION) && ack::must_wake(&h.ack_waiters) {
+            notify::wake_all32(&h.ack_epoch);
+        }
+    }
+
     /// Drops every replica's count of openers (as closes): what a daemon
     /// starting to ship this checkpoint does, since counts left by an
     /// earlier daemon are not its links' (theirs come within their first
