@@ -913,6 +913,23 @@ mod section_create {
         }
     }
 
+    /// With one-byte ids, 256 generated sections use every id: the next
+    /// generated create is `NO_RESOURCES` (no id left), not `NO_SPACE`
+    /// (which says `maxSections` sections exist: 300 may here).
+    #[test]
+    fn generated_ids_that_run_out_before_max_sections_are_no_resources() {
+        let (_d, s) = service();
+        let c = create(&s, &small_ids(300, 1));
+        for _ in 0..256 {
+            c.create_section_generated(Time::END, b"").unwrap();
+        }
+        let e = c.create_section_generated(Time::END, b"").err().unwrap();
+        assert_eq!(e, SectionCreateError::NoIdLeft);
+        assert_eq!(e.ais(), ckpt::AisError::NoResources);
+        // An explicit id still fits (up to maxSections).
+        assert_eq!(c.status().unwrap().sections, 256);
+    }
+
     #[test]
     fn generated_ids_skip_ids_that_are_taken_explicitly() {
         let (_d, s) = service();

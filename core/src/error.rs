@@ -200,6 +200,10 @@ op_error! {
         /// A synchronous checkpoint's replicas did not confirm in time (the
         /// change is made here and reaches them later).
         Timeout => (Timeout, "replicas did not confirm the change in time"),
+        /// A generated id was asked for and none is free: every id
+        /// `maxSectionIdSize` bytes can hold names a section (fewer than
+        /// `maxSections` may exist).
+        NoIdLeft => (NoResources, "no generated section id is free: maxSectionIdSize holds no more"),
     }
 }
 

@@ -386,9 +386,15 @@ impl Open {
     /// consumption callback that closes its own handle runs on the tracker:
     /// that tracker is not waited for (it ends when the callback returns).
     pub fn join_tracker(&self) {
+        use std::os::unix::thread::JoinHandleExt;
         let tracker = self.tracker().take();
         if let Some(t) = tracker {
-            if t.thread().id() != std::thread::current().id() {
+            // By pthread id, not `std::thread::current()`: that gives a C
+            // thread (the program's main thread) a std handle its exit never
+            // frees (valgrind: "possibly lost").
+            // SAFETY: pthread_self has no preconditions.
+            let me = unsafe { libc::pthread_self() };
+            if t.as_pthread_t() as libc::pthread_t != me {
                 let _ = t.join();
             }
         }

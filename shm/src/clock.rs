@@ -9,9 +9,14 @@
 //! second in which no writer read it, and the next read restarts it. Until the
 //! ticker has published a value (and after a `fork`, in the child, which has
 //! no ticker), a read falls back to `clock_gettime`.
+//!
+//! At process exit (`atexit`) the ticker is stopped and joined, so that a
+//! C program checked with `valgrind --leak-check=full` (whose default counts
+//! a running thread's memory as "possibly lost") exits clean.
 
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
-use std::sync::Once;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, Ordering};
+use std::sync::{Mutex, Once};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The last time the ticker stored (ns since the epoch); 0 before the first.
@@ -20,6 +25,12 @@ static NOW: AtomicI64 = AtomicI64::new(0);
 static USED: AtomicBool = AtomicBool::new(false);
 /// [`STOPPED`], [`STARTING`] or [`RUNNING`].
 static STATE: AtomicU8 = AtomicU8::new(STOPPED);
+/// Set at process exit: the ticker stops at its next tick, and none starts.
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// The running ticker, to join at exit, and the process that started it (a
+/// `fork`ed child has no such thread and must not join it).
+static TICKER: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+static TICKER_PID: AtomicU32 = AtomicU32::new(0);
 
 const STOPPED: u8 = 0;
 const STARTING: u8 = 1;
@@ -64,13 +75,18 @@ pub fn now() -> i64 {
 fn start_ticker() {
     static AT_FORK: Once = Once::new();
     AT_FORK.call_once(|| {
-        // SAFETY: registers a plain function with no preconditions; the child
-        // handler only stores to atomics (async-signal-safe).
-        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+        // SAFETY: registers plain functions with no preconditions; the child
+        // handler only stores to atomics (async-signal-safe); the exit
+        // handler runs once, in `exit`.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(forked_child));
+            libc::atexit(stop_at_exit);
+        }
     });
-    if STATE
-        .compare_exchange(STOPPED, STARTING, Ordering::AcqRel, Ordering::Relaxed)
-        .is_err()
+    if EXITING.load(Ordering::Relaxed)
+        || STATE
+            .compare_exchange(STOPPED, STARTING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
     {
         return;
     }
@@ -79,10 +95,41 @@ fn start_ticker() {
         .name("ckpt-clock".into())
         .spawn(tick);
     match spawned {
-        // SYNC POINT: Release pairs with the Acquire load in `now`: NOW is set.
-        Ok(_) => STATE.store(RUNNING, Ordering::Release),
+        Ok(handle) => {
+            if let Ok(mut ticker) = TICKER.lock() {
+                let ours = TICKER_PID.swap(std::process::id(), Ordering::Relaxed);
+                if let Some(old) = ticker.replace(handle) {
+                    if ours == std::process::id() {
+                        // A ticker of ours that stopped for idleness: over.
+                        let _ = old.join();
+                    } else {
+                        // A `fork`ed child holds its parent's handle, of a
+                        // thread that does not exist here: never joined.
+                        std::mem::forget(old);
+                    }
+                }
+            }
+            // SYNC POINT: Release pairs with the Acquire load in `now`: NOW is set.
+            STATE.store(RUNNING, Ordering::Release);
+        }
         // No thread (resource limits): readers keep asking the kernel.
         Err(_) => STATE.store(STOPPED, Ordering::Release),
+    }
+}
+
+/// At process exit: stops the ticker and joins it (in the process that
+/// started it; a lock held by another thread that `exit` interrupted is
+/// not waited for).
+extern "C" fn stop_at_exit() {
+    EXITING.store(true, Ordering::Relaxed);
+    if TICKER_PID.load(Ordering::Relaxed) != std::process::id() {
+        return;
+    }
+    let Ok(mut ticker) = TICKER.try_lock() else {
+        return;
+    };
+    if let Some(handle) = ticker.take() {
+        let _ = handle.join();
     }
 }
 
@@ -90,6 +137,10 @@ fn tick() {
     let mut idle = 0;
     loop {
         std::thread::sleep(TICK);
+        if EXITING.load(Ordering::Relaxed) {
+            STATE.store(STOPPED, Ordering::Release);
+            return;
+        }
         NOW.store(coarse_from_kernel(), Ordering::Relaxed);
         if USED.swap(false, Ordering::Relaxed) {
             idle = 0;

@@ -106,7 +106,7 @@ impl Segment {
                         Err(InsertError::Full) => return Err(SectionCreateError::NoSpace),
                     }
                 }
-                let (h_id, pos) = found.ok_or(SectionCreateError::NoSpace)?;
+                let (h_id, pos) = found.ok_or(SectionCreateError::NoIdLeft)?;
                 (&generated[4 - width..], h_id, pos)
             }
         };
