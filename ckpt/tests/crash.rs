@@ -18,8 +18,7 @@ use std::time::Duration;
 use common::{Rng, ENV_SEED};
 
 use ckpt::{
-    Checkpoint, Config, CreationAttributes, CreationFlags, Mutation, OpenFlags, SectionsChosen,
-    Service, Time, UpdateMode,
+    Checkpoint, Config, CreationAttributes, Mutation, OpenFlags, SectionsChosen, Service, Time,
 };
 
 const KILLS: u32 = 250;
@@ -27,21 +26,11 @@ const IDS: u64 = 12;
 const ENV_DIR: &str = "CKPT_CRASH_CHILD_DIR";
 
 fn attrs() -> CreationAttributes {
-    CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
-        checkpoint_bytes: 16 * 256,
-        retention_ns: 60 * 1_000_000_000,
-        sections_max: 16,
-        section_bytes_max: 256,
-        section_id_bytes_max: 8,
-    }
+    common::small_attrs(16)
 }
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        log_bytes: Some(64 << 20),
-        ..Config::with_dir(dir)
-    }
+    common::big_ring(dir)
 }
 
 /// The contents of version `v` of section `s`: 16-byte header (v, s) and a

@@ -20,8 +20,7 @@ use std::time::Duration;
 use common::{Rng, ENV_SEED};
 
 use ckpt::{
-    Checkpoint, Config, CreationAttributes, CreationFlags, Mutation, OpenFlags, ReadVec, Service,
-    Time, UpdateMode, WriteVec,
+    Checkpoint, Config, CreationAttributes, Mutation, OpenFlags, ReadVec, Service, Time, WriteVec,
 };
 use ckpt_shm::ops::WriteElement;
 
@@ -29,21 +28,11 @@ const KILLS: u32 = 400;
 const ENV_DIR: &str = "CKPT_CRASH_VECTOR_DIR";
 
 fn attrs() -> CreationAttributes {
-    CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
-        checkpoint_bytes: 5 * 256,
-        retention_ns: 60 * 1_000_000_000,
-        sections_max: 5,
-        section_bytes_max: 256,
-        section_id_bytes_max: 8,
-    }
+    common::small_attrs(5)
 }
 
 fn config(dir: &std::path::Path) -> Config {
-    Config {
-        log_bytes: Some(64 << 20),
-        ..Config::with_dir(dir)
-    }
+    common::big_ring(dir)
 }
 
 /// Section `d` after the call that wrote counter `k`: `k` then a body

@@ -1,9 +1,36 @@
-//! What the crash tests share: their seed, their random numbers, and the
-//! child process they start and kill.
+//! What the crash tests share: their seed, their random numbers, the
+//! child process they start and kill, and the checkpoint of the writers they
+//! kill.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use ckpt::{Config, CreationAttributes, CreationFlags, UpdateMode};
+
+/// The checkpoint a killed writer writes: `sections` sections of at most
+/// 256 bytes (ids of at most 8), asynchronous, kept a minute.
+#[allow(dead_code)] // Not every crash test uses it.
+pub fn small_attrs(sections: u32) -> CreationAttributes {
+    CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, false),
+        checkpoint_bytes: sections as u64 * 256,
+        retention_ns: 60 * 1_000_000_000,
+        sections_max: sections,
+        section_bytes_max: 256,
+        section_id_bytes_max: 8,
+    }
+}
+
+/// The service's configuration over `dir`: a 64 MiB ring, so that the log
+/// holds every frame of a run for the replay that checks it.
+#[allow(dead_code)] // Not every crash test uses it.
+pub fn big_ring(dir: &std::path::Path) -> Config {
+    Config {
+        log_bytes: Some(64 << 20),
+        ..Config::with_dir(dir)
+    }
+}
 
 /// The environment variable that replays a crash test's run.
 pub const ENV_SEED: &str = "CKPT_CRASH_SEED";
