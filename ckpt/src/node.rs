@@ -1807,7 +1807,15 @@ struct Early {
 
 impl Early {
     fn new(segment: &Arc<Segment>, node: u32) -> Option<Early> {
-        segment.link_replica(node).ok()?;
+        // The slots full: the daemon's own placeholder (`ack::ADOPTION`) goes
+        // first, as it would at the end of this scan.
+        segment
+            .link_replica(node)
+            .or_else(|_| {
+                segment.adopted();
+                segment.link_replica(node)
+            })
+            .ok()?;
         Some(Early {
             segment: segment.clone(),
             node,

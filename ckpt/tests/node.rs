@@ -216,6 +216,35 @@ fn a_new_synchronous_checkpoints_first_writes_wait_for_the_placed_replica() {
     na.stop();
 }
 
+/// A synchronous checkpoint born waiting for its daemon (`ack::ADOPTION`)
+/// that nobody adopts times out its writes, and stops waiting once it is
+/// unlinked: no daemon adopts a name that is gone, and a handle kept on it
+/// (a scratch checkpoint, as SA allows) must not time out for ever.
+#[test]
+fn an_unlinked_checkpoint_never_waits_for_its_daemon() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Service::with_config(Config {
+        daemon_adopts: true,
+        ack_timeout: Duration::from_millis(200),
+        ..Config::with_dir(d.path())
+    });
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::AllReplicas, false),
+        ..CreationAttributes::new(4, 64)
+    };
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let name = "safCkpt=scratch";
+    let c = s.open(name, rwc, Some(&attrs)).unwrap();
+    // No daemon here to adopt it: the write is made, and not confirmed.
+    assert_eq!(
+        c.create_section(b"k", Time::END, b"v").err(),
+        Some(ckpt::SectionCreateError::Timeout)
+    );
+    s.unlink(name).unwrap();
+    c.overwrite(b"k", b"after the unlink").unwrap();
+    assert_eq!(c.read_section(b"k").unwrap(), b"after the unlink");
+}
+
 /// A link that is down shows the lag as it is, not as it was when the link
 /// fell: the shipping end counts the frames its writers log meanwhile; the
 /// following end, which cannot know how far the primary got, says so

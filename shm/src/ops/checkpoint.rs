@@ -482,5 +482,8 @@ impl Segment {
                 h.lifecycle.fetch_or(LIFECYCLE_UNLINKED, Ordering::SeqCst);
             },
         );
+        // No daemon adopts a checkpoint whose name is gone (its scan lists
+        // names): the handles left on it do not wait for one.
+        self.adopted();
     }
 }

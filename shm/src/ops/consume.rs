@@ -200,6 +200,31 @@ impl Mapped {
         })
     }
 
+    /// The last frame whose change a copy of the sections made until now may
+    /// hold: the last published + 1 (the claim holder's one frame in flight,
+    /// committed and not yet published), or, for a vector write's group past
+    /// its commit point, its last frame (all its sections may be copied
+    /// flipped). The intent is read first (SYNC POINT: Acquire, with the
+    /// Release stores of the group's commit point and of `clear_intent`): a
+    /// group whose intent is gone has published its frames, which
+    /// `log.seq()` then shows. An overestimate is harmless (the catch-up
+    /// rule looks at each section's own numbers); one too low made a
+    /// replica refuse the group's second frame as diverged.
+    pub(crate) fn copied_through(&self) -> u64 {
+        let h = self.header();
+        let group = |word: u64| IntentWord::from(word).op == intent_op::GROUP;
+        let group_end = group(h.intent_op.load(Ordering::Acquire))
+            && h.intent_target.load(Ordering::Acquire) == intent_op::GROUP_COMMITTED;
+        let end = h.intent_end_seq.load(Ordering::Relaxed);
+        let still = group(h.intent_op.load(Ordering::Acquire));
+        let published = self.log().seq().saturating_add(1);
+        if group_end && still {
+            published.max(end)
+        } else {
+            published
+        }
+    }
+
     /// The streaming form of [`Mapped::snapshot`], for copies too large to
     /// hold (shipping a checkpoint to a new replica): each live section is
     /// copied into one reused buffer and handed to `each` in slot order. Two
@@ -297,9 +322,7 @@ impl Mapped {
                 },
             });
         }
-        // A copied version may be committed and not yet published: only the
-        // claim holder's one frame in flight, numbered the last published + 1.
-        let end_seq = log.seq().saturating_add(1);
+        let end_seq = self.copied_through();
         let resume_seq = self.seq_at(resume)?;
         if log.tail().wrapping_sub(resume) > self.geometry().log_bytes {
             // The writer lapped the ring while we copied: the resume point

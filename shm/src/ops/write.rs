@@ -555,6 +555,8 @@ impl Segment {
                     used = used.saturating_sub(g.old_size) + g.new_size;
                 }
                 h.memory_used.store(used, Ordering::Relaxed);
+                #[cfg(all(test, not(loom)))]
+                tests::AFTER_FLIPS.with(|f| f.get().map(|f| f(self)));
             },
         );
         true
@@ -747,7 +749,55 @@ impl Segment {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use std::cell::Cell;
+
     use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, Time};
+
+    use super::WriteElement;
+
+    thread_local! {
+        /// Called by a group's commit after its flips, before its frames
+        /// are published: what another thread may see in that moment.
+        pub(super) static AFTER_FLIPS: Cell<Option<fn(&Segment)>> = const { Cell::new(None) };
+        static SEEN_END: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// A snapshot copied after a group's flips and before its frames are
+    /// published (the writer preempted there) holds every section at its
+    /// new version, so it must say it holds the group's frames through its
+    /// last (`end_seq`, `copied_through`), not only the last published + 1:
+    /// a replica
+    /// installing it then skipped the first frame and found the second's
+    /// version already there (`Diverged`), and a watcher handed the second
+    /// change out twice.
+    #[test]
+    fn a_snapshot_inside_a_groups_commit_holds_through_its_last_frame() {
+        let d = tempfile::tempdir().unwrap();
+        let config = Config::with_dir(d.path());
+        let name = CheckpointName::new("group_snapshot").unwrap();
+        let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+        let attrs = CreationAttributes::new(4, 64);
+        let seg = Segment::open(&config, &name, rwc, Some(&attrs)).unwrap();
+        let (a, _) = seg.create_section(Some(b"a"), Time::END, b"a0").unwrap();
+        let (b, _) = seg.create_section(Some(b"b"), Time::END, b"b0").unwrap();
+        let before = seg.last_seq();
+        AFTER_FLIPS.with(|f| {
+            f.set(Some(|s: &Segment| {
+                SEEN_END.with(|e| e.set(s.copied_through()));
+            }))
+        });
+        let element = |section, data: &'static [u8]| WriteElement {
+            section,
+            offset: None,
+            data,
+        };
+        seg.write_many(&[element(a, b"a1"), element(b, b"b1")])
+            .unwrap();
+        AFTER_FLIPS.with(|f| f.set(None));
+        // The group's two frames: before + 1 and before + 2.
+        assert_eq!(seg.last_seq(), before + 2);
+        assert_eq!(SEEN_END.with(|e| e.get()), before + 2);
+    }
 
     use crate::layout::{CommitWord, VERSION_MAX};
     use crate::segment::{Config, Segment};
