@@ -926,7 +926,7 @@ mod section_create {
         let e = c.create_section_generated(Time::END, b"").err().unwrap();
         assert_eq!(e, SectionCreateError::NoIdLeft);
         assert_eq!(e.ais(), ckpt::AisError::NoResources);
-        // An explicit id still fits (up to maxSections).
+        // 256 sections exist: fewer than maxSections.
         assert_eq!(c.status().unwrap().sections, 256);
     }
 

@@ -161,7 +161,8 @@ pub fn write_meta(slot: &SlotHeader, buffer: u32, size: u64, time_ns: i64, seq: 
 
 /// The commit point of a version written after `write_begin` (and
 /// `write_meta`): the flip to the other buffer, the next version. `current`
-/// is the commit word `write_begin` saw. Returns the new commit word. Claim
+/// is the commit word `write_begin` saw, or the word as it is since (its
+/// pending bit is cleared either way). Returns the new commit word. Claim
 /// holder only (and recovery finishing a committed group).
 #[inline]
 pub fn write_flip(slot: &SlotHeader, current: CommitWord) -> CommitWord {

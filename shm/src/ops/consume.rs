@@ -200,29 +200,33 @@ impl Mapped {
         })
     }
 
+    /// The last frame of a vector write's group in flight past its commit
+    /// point (its sections flipping, or left so by a writer that died), if
+    /// there is one. SYNC POINT: Acquire pairs with the Release stores of
+    /// the intent (`set_intent_on`, `clear_intent`) and of `GROUP_COMMITTED`
+    /// (`write_group`); the op is read again after the target and the end,
+    /// so all three belong to one group.
+    pub(crate) fn committed_group(&self) -> Option<u64> {
+        let h = self.header();
+        let group = |word: u64| IntentWord::from(word).op == intent_op::GROUP;
+        let committed = group(h.intent_op.load(Ordering::Acquire))
+            && h.intent_target.load(Ordering::Acquire) == intent_op::GROUP_COMMITTED;
+        let end = h.intent_end_seq.load(Ordering::Relaxed);
+        (committed && group(h.intent_op.load(Ordering::Acquire))).then_some(end)
+    }
+
     /// The last frame whose change a copy of the sections made until now may
     /// hold: the last published + 1 (the claim holder's one frame in flight,
     /// committed and not yet published), or, for a vector write's group past
     /// its commit point, its last frame (all its sections may be copied
-    /// flipped). The intent is read first (SYNC POINT: Acquire, with the
-    /// Release stores of the group's commit point and of `clear_intent`): a
-    /// group whose intent is gone has published its frames, which
-    /// `log.seq()` then shows. An overestimate is harmless (the catch-up
-    /// rule looks at each section's own numbers); one too low made a
-    /// replica refuse the group's second frame as diverged.
+    /// flipped). The intent is read first: a group whose intent is gone has
+    /// published its frames, which `log.seq()` then shows. An overestimate
+    /// is harmless (the catch-up rule looks at each section's own numbers);
+    /// one too low made a replica refuse the group's second frame as
+    /// diverged.
     pub(crate) fn copied_through(&self) -> u64 {
-        let h = self.header();
-        let group = |word: u64| IntentWord::from(word).op == intent_op::GROUP;
-        let group_end = group(h.intent_op.load(Ordering::Acquire))
-            && h.intent_target.load(Ordering::Acquire) == intent_op::GROUP_COMMITTED;
-        let end = h.intent_end_seq.load(Ordering::Relaxed);
-        let still = group(h.intent_op.load(Ordering::Acquire));
-        let published = self.log().seq().saturating_add(1);
-        if group_end && still {
-            published.max(end)
-        } else {
-            published
-        }
+        let group_end = self.committed_group().unwrap_or(0);
+        self.log().seq().saturating_add(1).max(group_end)
     }
 
     /// The streaming form of [`Mapped::snapshot`], for copies too large to

@@ -140,13 +140,7 @@ impl Segment {
                 continue;
             }
             if committed {
-                slot::write_flip(
-                    slot,
-                    CommitWord {
-                        pending: false,
-                        ..word
-                    },
-                );
+                slot::write_flip(slot, word);
             } else {
                 slot::write_abandon(slot);
             }

@@ -9,7 +9,7 @@ use ckpt_core::frame::{frame_bytes, FrameKind};
 
 use super::read::committed_size;
 use super::{FrameSpec, Intent, SectionRef, Stamp};
-use crate::layout::{intent_op, next_version, CommitWord, IntentWord};
+use crate::layout::{intent_op, next_version, CommitWord};
 use crate::log::frame_bytes_max;
 use crate::racy;
 use crate::segment::{now, Segment};
@@ -112,11 +112,11 @@ impl SpareBuffer<'_> {
 /// takes the claim ([`Segment::settle_group`]); the flips take nanoseconds.
 const SETTLE_SPINS: u32 = 1000;
 
-/// Vectors of more elements than this plan each section's size in a map
-/// ([`Segment::write_many`]); shorter ones scan the earlier elements.
+/// Vectors of more elements than this find their sections by slot in a map
+/// ([`Segment::write_many`]); shorter ones scan the sections found so far.
 const PLAN_SCAN_MAX: usize = 16;
 
-/// A section of a vector write's group ([`Segment::write_group`]).
+/// A section a vector write writes ([`Segment::write_group`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct GroupSection {
     slot: u32,
@@ -124,9 +124,78 @@ struct GroupSection {
     first: usize,
     /// How many elements write it.
     elements: usize,
-    /// Its size before the group, and after.
+    /// Its size before the vector, and after the elements planned so far.
     old_size: u64,
     new_size: u64,
+}
+
+/// The sections a vector write writes, in the order of their first elements:
+/// what `plan_writes` finds, and `write_group` commits. Up to
+/// [`PLAN_SCAN_MAX`] elements they are kept inline and found by a scan (no
+/// allocation); a longer vector keeps them on the heap and finds them by
+/// slot in a map (a scan per element would be quadratic: a vector of 65,536
+/// elements took half a minute).
+struct Groups {
+    inline: [GroupSection; PLAN_SCAN_MAX],
+    count: usize,
+    heap: Vec<GroupSection>,
+    by_slot: Option<std::collections::HashMap<u32, usize>>,
+}
+
+impl Groups {
+    fn for_elements(elements: usize) -> Groups {
+        Groups {
+            inline: [GroupSection::default(); PLAN_SCAN_MAX],
+            count: 0,
+            heap: Vec::new(),
+            by_slot: (elements > PLAN_SCAN_MAX).then(std::collections::HashMap::new),
+        }
+    }
+
+    fn as_slice(&self) -> &[GroupSection] {
+        match self.by_slot {
+            Some(_) => &self.heap,
+            None => &self.inline[..self.count],
+        }
+    }
+
+    /// The index of `slot`'s section, if an earlier element writes it.
+    fn find(&self, slot: u32) -> Option<usize> {
+        match &self.by_slot {
+            Some(map) => map.get(&slot).copied(),
+            None => self.as_slice().iter().position(|g| g.slot == slot),
+        }
+    }
+
+    /// The section of `slot`, added (from `first`, at `size`) if new.
+    fn entry(&mut self, slot: u32, first: usize, size: u64) -> &mut GroupSection {
+        let j = self.find(slot).unwrap_or_else(|| {
+            let g = GroupSection {
+                slot,
+                first,
+                elements: 0,
+                old_size: size,
+                new_size: size,
+            };
+            match &mut self.by_slot {
+                Some(map) => {
+                    map.insert(slot, self.heap.len());
+                    self.heap.push(g);
+                    self.heap.len() - 1
+                }
+                None => {
+                    // At most one per element, and at most PLAN_SCAN_MAX here.
+                    self.inline[self.count] = g;
+                    self.count += 1;
+                    self.count - 1
+                }
+            }
+        });
+        match &mut self.by_slot {
+            Some(_) => &mut self.heap[j],
+            None => &mut self.inline[j],
+        }
+    }
 }
 
 /// One element of [`Segment::write_many`].
@@ -269,14 +338,14 @@ impl Segment {
     /// elements first (`CKPT_LOG_BYTES` makes the ring larger).
     pub fn write_many(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
         let _held = self.claim_local().map_err(|e| (0, e.into()))?;
-        match self.plan_writes(elements) {
+        let groups = match self.plan_writes(elements) {
             // Expired sections still count until swept: sweep, then re-plan.
             Err((_, WriteError::CheckpointFull)) if self.sweep_expired_held(now()) > 0 => {
                 self.plan_writes(elements)?
             }
             other => other?,
-        }
-        if elements.len() > 1 && self.write_group(elements) {
+        };
+        if elements.len() > 1 && self.write_group(elements, &groups) {
             return Ok(());
         }
         for (i, e) in elements.iter().enumerate() {
@@ -310,16 +379,7 @@ impl Segment {
     /// the next writer repaired it. A copy nobody may write (a replica, a
     /// fenced one) is left as it is.
     pub fn settle_group(&self) {
-        let h = self.header();
-        let flipping = || {
-            // SYNC POINT: Acquire pairs with the Release stores of the intent
-            // (`set_intent_on`) and of `GROUP_COMMITTED` (`write_group`); the
-            // op is read again after the target, so both belong to one group.
-            let op = |word: u64| IntentWord::from(word).op == intent_op::GROUP;
-            op(h.intent_op.load(Ordering::Acquire))
-                && h.intent_target.load(Ordering::Acquire) == intent_op::GROUP_COMMITTED
-                && op(h.intent_op.load(Ordering::Acquire))
-        };
+        let flipping = || self.committed_group().is_some();
         if !flipping() {
             return;
         }
@@ -335,8 +395,8 @@ impl Segment {
     /// Copies one write into section `slot`'s spare buffer (after
     /// `write_begin`), whose committed version is `current`, `old_size`
     /// bytes: `data` at `offset` over the old contents (copied in first,
-    /// unless `based` says the spare buffer holds this version's bytes
-    /// already), or, for an overwrite (`None`), `data` alone. Sets `based`.
+    /// unless `based`: an earlier element of the same vector wrote the
+    /// spare buffer already), or, for an overwrite (`None`), `data` alone.
     /// Claim held; sizes validated (`old_size`, offset + len <=
     /// maxSectionSize).
     #[inline]
@@ -347,7 +407,7 @@ impl Segment {
         old_size: u64,
         offset: Option<u64>,
         data: &[u8],
-        based: &mut bool,
+        based: bool,
     ) {
         let dst = self.buffer_ptr(slot, current.cur ^ 1);
         match offset {
@@ -360,7 +420,7 @@ impl Segment {
                 // hold it. Readers of older versions may still copy from
                 // `dst`: every access is atomic (`racy`).
                 unsafe {
-                    if !*based {
+                    if !based {
                         racy::copy(dst, src, old_size as usize);
                     }
                     racy::store(dst.add(o as usize), data);
@@ -374,7 +434,6 @@ impl Segment {
             // element of the same vector writes within the size it leaves).
             None => unsafe { racy::store_padded(dst as *mut u64, data) },
         }
-        *based = true;
     }
 
     /// Commits a vector write's validated elements together, through the
@@ -390,53 +449,8 @@ impl Segment {
     /// Returns false, having changed nothing, if the group's frames cannot
     /// all wait unpublished in the ring (more than half of it, or a frame
     /// that would need stages). Claim held; elements planned.
-    fn write_group(&self, elements: &[WriteElement<'_>]) -> bool {
-        let mut inline = [GroupSection::default(); PLAN_SCAN_MAX];
-        let mut heap = Vec::new();
-        let sections: &mut [GroupSection] = if elements.len() <= PLAN_SCAN_MAX {
-            &mut inline[..elements.len()]
-        } else {
-            heap.resize(elements.len(), GroupSection::default());
-            &mut heap
-        };
-        // Which group section each element belongs to (long vectors: a map
-        // by slot; short ones scan).
-        let mut by_slot: Option<std::collections::HashMap<u32, usize>> =
-            (elements.len() > PLAN_SCAN_MAX).then(std::collections::HashMap::new);
-        let find = |sections: &[GroupSection], by_slot: &Option<_>, slot: u32| match by_slot {
-            Some(map) => {
-                let map: &std::collections::HashMap<u32, usize> = map;
-                map.get(&slot).copied()
-            }
-            None => sections.iter().position(|g| g.slot == slot),
-        };
-        let mut count = 0;
-        for (i, e) in elements.iter().enumerate() {
-            let slot = e.section.slot;
-            match find(&sections[..count], &by_slot, slot) {
-                Some(j) => {
-                    let g = &mut sections[j];
-                    g.elements += 1;
-                    // Planned: cannot fail (the plan saw the same sizes).
-                    g.new_size = new_size(e.offset, e.data.len(), g.new_size).unwrap_or(g.new_size);
-                }
-                None => {
-                    let old_size = committed_size(self.slot(slot));
-                    sections[count] = GroupSection {
-                        slot,
-                        first: i,
-                        elements: 1,
-                        old_size,
-                        new_size: new_size(e.offset, e.data.len(), old_size).unwrap_or(old_size),
-                    };
-                    if let Some(map) = by_slot.as_mut() {
-                        map.insert(slot, count);
-                    }
-                    count += 1;
-                }
-            }
-        }
-        let sections = &sections[..count];
+    fn write_group(&self, elements: &[WriteElement<'_>], groups: &Groups) -> bool {
+        let sections = groups.as_slice();
         // Every frame must wait unpublished until the commit point: they
         // must fit the ring (half of it, whatever padding a wrap costs),
         // each within one frame.
@@ -466,41 +480,20 @@ impl Segment {
             intent,
             |frames| {
                 // The new versions, element by element, in the spare buffers.
-                let mut based = [false; PLAN_SCAN_MAX];
-                let mut based_heap = Vec::new();
-                let based: &mut [bool] = if count <= PLAN_SCAN_MAX {
-                    &mut based[..count]
-                } else {
-                    based_heap.resize(count, false);
-                    &mut based_heap
-                };
-                let mut size = [0u64; PLAN_SCAN_MAX];
-                let mut size_heap = Vec::new();
-                let size: &mut [u64] = if count <= PLAN_SCAN_MAX {
-                    &mut size[..count]
-                } else {
-                    size_heap.resize(count, 0);
-                    &mut size_heap
-                };
-                for e in elements {
-                    let Some(j) = find(sections, &by_slot, e.section.slot) else {
-                        continue;
+                for (i, e) in elements.iter().enumerate() {
+                    let Some(g) = groups.find(e.section.slot).map(|j| &sections[j]) else {
+                        continue; // (The plan found every element's section.)
                     };
-                    let g = &sections[j];
                     let slot = self.slot(g.slot);
                     // Only the claim holder stores the commit word: Relaxed
-                    // reads our own (the pending bit set below, if this is
-                    // the section's first element: kept by the later ones).
-                    let current = CommitWord {
-                        pending: false,
-                        ..CommitWord::from(slot.commit.load(Ordering::Relaxed))
-                    };
-                    if !based[j] {
+                    // reads our own (pending from the section's first element
+                    // on: its buffer and version are what count).
+                    let current = CommitWord::from(slot.commit.load(Ordering::Relaxed));
+                    let first = i == g.first;
+                    if first {
                         slot::write_begin(slot, current);
-                        size[j] = g.old_size;
                     }
-                    self.copy_element(g.slot, current, size[j], e.offset, e.data, &mut based[j]);
-                    size[j] = new_size(e.offset, e.data.len(), size[j]).unwrap_or(size[j]);
+                    self.copy_element(g.slot, current, g.old_size, e.offset, e.data, !first);
                 }
                 // One frame per section, its metadata with its number.
                 for (j, g) in sections.iter().enumerate() {
@@ -544,14 +537,7 @@ impl Segment {
                 let mut used = h.memory_used.load(Ordering::Relaxed);
                 for g in sections {
                     let slot = self.slot(g.slot);
-                    let pending = CommitWord::from(slot.commit.load(Ordering::Relaxed));
-                    slot::write_flip(
-                        slot,
-                        CommitWord {
-                            pending: false,
-                            ..pending
-                        },
-                    );
+                    slot::write_flip(slot, CommitWord::from(slot.commit.load(Ordering::Relaxed)));
                     used = used.saturating_sub(g.old_size) + g.new_size;
                 }
                 h.memory_used.store(used, Ordering::Relaxed);
@@ -564,17 +550,13 @@ impl Segment {
 
     /// Validates the elements in the order they will apply: each one sees the
     /// sizes the earlier ones leave, and `checkpointSize` counts each section's
-    /// final size once.
+    /// final size once. Returns the sections they write.
     #[inline]
-    fn plan_writes(&self, elements: &[WriteElement<'_>]) -> Result<(), (usize, WriteError)> {
+    fn plan_writes(&self, elements: &[WriteElement<'_>]) -> Result<Groups, (usize, WriteError)> {
         let max = self.attributes().section_bytes_max;
         let mut used = self.header().memory_used.load(Ordering::Relaxed);
-        // Each section's size as the elements so far leave it: found among
-        // the earlier elements for a short vector (no allocation), kept by
-        // slot for a long one (a scan per element would be quadratic: a
-        // vector of 65,536 elements took half a minute).
-        let mut planned: Option<std::collections::HashMap<u32, u64>> =
-            (elements.len() > PLAN_SCAN_MAX).then(std::collections::HashMap::new);
+        // Each section's size as the elements so far leave it.
+        let mut groups = Groups::for_elements(elements.len());
         for (i, e) in elements.iter().enumerate() {
             let end = e.offset.unwrap_or(0).checked_add(e.data.len() as u64);
             if end.is_none_or(|end| end > max) {
@@ -587,21 +569,10 @@ impl Segment {
             if committed > max {
                 return Err((i, WriteError::Corrupt));
             }
-            let before = match planned.as_ref() {
-                Some(sizes) => sizes.get(&e.section.slot).copied().unwrap_or(committed),
-                None => {
-                    let mut before = committed;
-                    for earlier in elements[..i].iter().filter(|p| p.section == e.section) {
-                        before = new_size(earlier.offset, earlier.data.len(), before)
-                            .map_err(|err| (i, err))?;
-                    }
-                    before
-                }
-            };
+            let g = groups.entry(e.section.slot, i, committed);
+            let before = g.new_size;
             let after = new_size(e.offset, e.data.len(), before).map_err(|err| (i, err))?;
-            if let Some(sizes) = planned.as_mut() {
-                sizes.insert(e.section.slot, after);
-            }
+            (g.elements, g.new_size) = (g.elements + 1, after);
             used = used.saturating_sub(before).saturating_add(after);
             if used > self.attributes().checkpoint_bytes {
                 return Err((i, WriteError::CheckpointFull));
@@ -609,7 +580,7 @@ impl Segment {
             self.back_buffers(e.section.slot, after)
                 .map_err(|_| (i, WriteError::NoMemory))?;
         }
-        Ok(())
+        Ok(groups)
     }
 
     /// True if a section growing from `old_size` to `new_size` bytes keeps the
@@ -667,15 +638,7 @@ impl Segment {
                 let dst = self.buffer_ptr(section.slot, buffer);
                 let (kind, at, data): (_, u64, &[u8]) = match fill {
                     Fill::Copy { offset, data } => {
-                        let mut based = false;
-                        self.copy_element(
-                            section.slot,
-                            current,
-                            old_size,
-                            offset,
-                            data,
-                            &mut based,
-                        );
+                        self.copy_element(section.slot, current, old_size, offset, data, false);
                         match offset {
                             Some(o) => (FrameKind::Write, o, data),
                             None => (FrameKind::Overwrite, 0, data),
