@@ -1123,35 +1123,39 @@ impl Checkpoint {
         if !self.has_active_replica_in(segment) {
             return Err((0, ReadError::NoActiveReplica));
         }
-        if elements.len() > 1 {
-            segment.settle_group();
-        }
         let max = self.attributes().section_bytes_max;
-        for (i, e) in elements.iter_mut().enumerate() {
-            // The spec bounds the buffer by maxSectionSize; an offset near or
-            // past the end only reads less (OpenSAF also refuses offset +
-            // length past maxSectionSize: libSaCkpt's opensaf profile does).
-            if e.buf.len() as u64 > max {
-                return Err((i, ReadError::TooLarge));
+        let several = elements.len() > 1;
+        let mut read_all = || {
+            for (i, e) in elements.iter_mut().enumerate() {
+                // The spec bounds the buffer by maxSectionSize; an offset near
+                // the end only reads less, one past it is refused (OpenSAF
+                // also refuses offset + length past maxSectionSize:
+                // libSaCkpt's opensaf profile does).
+                if e.buf.len() as u64 > max {
+                    return Err((i, ReadError::TooLarge));
+                }
+                let section = self
+                    .find_in(segment, e.id)
+                    .map_err(|err| (i, lookup_to_read(err)))?;
+                e.read_bytes =
+                    read_from(segment, section, e.offset, e.buf).map_err(|err| (i, err))?;
             }
-            let section = self
-                .find_in(segment, e.id)
-                .map_err(|err| (i, lookup_to_read(err)))?;
-            let (n, _) = segment
-                .read(section, e.offset, e.buf)
-                .map_err(|f| (i, read_fail(f)))?;
-            e.read_bytes = n;
+            Ok(())
+        };
+        if several {
+            segment.read_isolated(read_all)
+        } else {
+            read_all()
         }
-        Ok(())
     }
 
-    /// Before a read of several sections made of several calls (the C
-    /// library's element by element): a vector write whose sections are
-    /// still flipping, or whose writer died while they were, is waited for
-    /// or finished (`Segment::settle_group`), so the read never starts
-    /// inside one. [`Checkpoint::read`] of several elements does this itself.
-    pub fn settle_vector_writes(&self) {
-        self.seg().settle_group();
+    /// Runs `read`, a read of several sections made of several calls (the C
+    /// library's element by element), so that it sees every vector write
+    /// whole: again if a vector write's sections flipped meanwhile, and
+    /// finally under the checkpoint's claim (`Segment::read_isolated`).
+    /// [`Checkpoint::read`] of several elements does this itself.
+    pub fn read_isolated<T>(&self, read: impl FnMut() -> T) -> T {
+        self.seg().read_isolated(read)
     }
 
     /// Reads a whole section into a vector.
@@ -1567,6 +1571,22 @@ fn lookup_to_read(e: LookupError) -> ReadError {
     }
 }
 
+/// Reads `section` from byte `offset` into `buf`: the bytes read (fewer
+/// than `buf` holds near the end, 0 at it), or `OffsetPastEnd` past it.
+#[inline]
+fn read_from(
+    segment: &Segment,
+    section: SectionRef,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<usize, ReadError> {
+    let (n, meta) = segment.read(section, offset, buf).map_err(read_fail)?;
+    if offset > meta.size {
+        return Err(ReadError::OffsetPastEnd);
+    }
+    Ok(n)
+}
+
 fn read_fail(f: ReadFail) -> ReadError {
     match f {
         ReadFail::Gone => ReadError::NotExist,
@@ -1664,7 +1684,8 @@ impl Section<'_> {
         forward::send_one(c, op, 0, one).map(drop)
     }
 
-    /// Writes `data` at `offset` (at most the current size; the section grows).
+    /// Writes `data` at `offset`; the section grows to hold it (over zero
+    /// bytes from its end, if `offset` is past it), up to `maxSectionSize`.
     ///
     /// ```
     /// # use ckpt::{Config, CreationAttributes, OpenFlags, Service, Time};
@@ -1679,7 +1700,9 @@ impl Section<'_> {
     /// assert_eq!(active.read_section(b"greeting")?, b"hello world");
     /// greeting.write_at(0, b"J")?;
     /// assert_eq!(active.read_section(b"greeting")?, b"Jello world");
-    /// assert_eq!(greeting.write_at(12, b"!"), Err(WriteError::OffsetPastEnd));
+    /// greeting.write_at(12, b"!")?; // past the end: over a zero byte
+    /// assert_eq!(active.read_section(b"greeting")?, b"Jello world\0!");
+    /// assert_eq!(greeting.write_at(16, b"!"), Err(WriteError::TooLarge));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), WriteError> {
@@ -1753,10 +1776,7 @@ impl Section<'_> {
     #[inline]
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, ReadError> {
         let (segment, section) = self.read_checks()?;
-        segment
-            .read(section, offset, buf)
-            .map(|(n, _)| n)
-            .map_err(read_fail)
+        read_from(segment, section, offset, buf)
     }
 
     /// The committed version (1 at creation, +1 per write).

@@ -285,8 +285,6 @@ op_error! {
         IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
         /// `offset + data` would pass `maxSectionSize`.
         TooLarge => (InvalidParam, "data would pass maxSectionSize"),
-        /// The offset is past the section's current end (sections have no holes).
-        OffsetPastEnd => (InvalidParam, "offset past the section's end"),
         /// The sections would exceed `checkpointSize`.
         CheckpointFull => (NoResources, "sections would exceed checkpointSize"),
         /// The segment directory's filesystem has no room left for the data.
@@ -314,6 +312,9 @@ op_error! {
         IdTooLong => (InvalidParam, "section id longer than maxSectionIdSize"),
         /// `offset + size` passes `maxSectionSize`.
         TooLarge => (InvalidParam, "read would pass maxSectionSize"),
+        /// The offset is past the section's end (at the end, a read gets 0
+        /// bytes), as OpenSAF and openais answer.
+        OffsetPastEnd => (InvalidParam, "offset past the section's end"),
         /// No such section (or it has expired).
         NotExist => (NotExist, "no such section"),
         /// An asynchronous checkpoint has no active replica yet.
@@ -344,6 +345,37 @@ op_error! {
         /// (no node daemon here, no link to the primary, or a failover
         /// under way); retry.
         TryAgain => (TryAgain, "the primary's node cannot be asked now; retry"),
+    }
+}
+
+impl WriteError {
+    /// True if the error is one element's, whose index the C call reports
+    /// (`erroneousVectorIndex`); false if it is the whole call's (access,
+    /// no active replica, busy, timeout), which leaves the index unchanged.
+    pub const fn of_element(self) -> bool {
+        matches!(
+            self,
+            Self::IdTooLong
+                | Self::TooLarge
+                | Self::CheckpointFull
+                | Self::NoMemory
+                | Self::NotExist
+        )
+    }
+}
+
+impl ReadError {
+    /// True if the error is one element's, whose index the C call reports
+    /// (`erroneousVectorIndex`); false if it is the whole call's.
+    pub const fn of_element(self) -> bool {
+        matches!(
+            self,
+            Self::IdTooLong
+                | Self::TooLarge
+                | Self::OffsetPastEnd
+                | Self::NotExist
+                | Self::TryAgain
+        )
     }
 }
 

@@ -733,8 +733,10 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
 
 /// Bytes in a message header.
 pub const MESSAGE_HEADER_BYTES: usize = 40;
-/// The message format this build writes and reads.
-pub const WIRE_VERSION: u8 = 9;
+/// The message format this build writes and reads, and the meaning of its
+/// frames (10: a `Write` past the section's end grows it over zeros, where 9
+/// refused it, so a 9 replica would take a 10 primary's frame as diverged).
+pub const WIRE_VERSION: u8 = 10;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ckpt::{
-    AisError, CreationAttributes, CreationFlags, OpenFlags, ReadVec, SectionState, SectionsChosen,
-    Time, WriteVec,
+    AisError, CreationAttributes, CreationFlags, OpenFlags, ReadError, ReadVec, SectionState,
+    SectionsChosen, Time, WriteVec,
 };
 
 use crate::library::{self, Callback, Iteration, IterationState, Library, Open};
@@ -889,35 +889,37 @@ pub unsafe extern "C" fn saCkptCheckpointWrite(
                 data: unsafe { bytes(e.data_buffer, e.data_size) }?,
             })
         };
-        let result = (|| {
+        // An error and the element it is of (`None`: the whole call's, such
+        // as a bad handle or ACCESS, which leaves the index unchanged).
+        let result = (|| -> std::result::Result<(), (Option<usize>, AisError)> {
             let vecs: &[WriteVec<'_>] = if elems.len() <= inline.len() {
                 for (i, e) in elems.iter().enumerate() {
-                    inline[i] = parse(e).map_err(|err| (i, err))?;
+                    inline[i] = parse(e).map_err(|err| (Some(i), err))?;
                 }
                 &inline[..elems.len()]
             } else {
                 for (i, e) in elems.iter().enumerate() {
-                    vecs.push(parse(e).map_err(|err| (i, err))?);
+                    vecs.push(parse(e).map_err(|err| (Some(i), err))?);
                 }
                 &vecs
             };
-            let open = checkpoint(handle).map_err(|e| (0, e))?;
+            let open = checkpoint(handle).map_err(|e| (None, e))?;
             let (profile, max) = (open.profile, open.checkpoint.attributes().section_bytes_max);
             let mut carried = 0u64;
             for (i, v) in vecs.iter().enumerate() {
                 let len = v.data.len() as u64;
-                profile.section_id(v.id).map_err(|e| (i, e))?;
+                profile.section_id(v.id).map_err(|e| (Some(i), e))?;
                 profile
                     .write_element(v.offset, len, max)
-                    .map_err(|e| (i, e))?;
+                    .map_err(|e| (Some(i), e))?;
                 carried = carried.saturating_add(len);
-                profile.call_bytes(carried).map_err(|e| (i, e))?;
+                profile.call_bytes(carried).map_err(|e| (Some(i), e))?;
             }
             open.through(|| open.checkpoint.write(vecs))
-                .map_err(|(i, e)| (i, e.ais()))
+                .map_err(|(i, e)| (e.of_element().then_some(i), e.ais()))
         })();
         result.map_err(|(i, e)| {
-            if e != AisError::BadHandle {
+            if let Some(i) = i {
                 // SAFETY: forwarded.
                 unsafe { erroneous(erroneous_index, i) };
             }
@@ -985,68 +987,98 @@ unsafe fn read_elements(
     erroneous_index: *mut u32,
 ) -> Result<()> {
     let c = &open.checkpoint;
-    if elems.len() > 1 {
-        c.settle_vector_writes();
-    }
     // Elements whose buffer this call allocated (no allocation unless one is).
     let mut allocated: Vec<usize> = Vec::new();
-    for i in 0..elems.len() {
-        let e = &mut elems[i];
-        let was_null = e.data_buffer.is_null();
-        let mut read = || -> Result<()> {
+    // Frees what `allocated` lists and resets those elements' pointers to
+    // NULL: a failed read hands out no memory the caller would not know to
+    // free, and a read run again allocates afresh.
+    let release = |elems: &mut [SaCkptIOVectorElementT], allocated: &mut Vec<usize>| {
+        for j in allocated.drain(..) {
+            let done = &mut elems[j];
+            // SAFETY: allocated by this call with malloc, not yet handed out.
+            unsafe { libc::free(done.data_buffer) };
+            done.data_buffer = std::ptr::null_mut();
+            done.read_size = 0;
+        }
+    };
+    let several = elems.len() > 1;
+    let mut read_all = || -> std::result::Result<(), (Option<usize>, AisError)> {
+        release(elems, &mut allocated);
+        for (i, e) in elems.iter_mut().enumerate() {
+            let was_null = e.data_buffer.is_null();
             // SAFETY: forwarded.
-            let id = unsafe { section_id(&e.section_id) }?;
-            open.profile.section_id(id)?;
-            if e.data_buffer.is_null() {
-                let all = c.read_section(id).map_err(|e| e.ais())?;
-                let from = usize::try_from(e.data_offset)
-                    .unwrap_or(usize::MAX)
-                    .min(all.len());
-                let p = malloc_copy(&all[from..])?;
-                e.data_buffer = p.cast();
-                e.read_size = (all.len() - from) as u64;
-                return Ok(());
+            unsafe { read_element(open, e) }
+                .map_err(|(of_element, err)| (of_element.then_some(i), err))?;
+            if was_null && !e.data_buffer.is_null() {
+                allocated.push(i);
             }
-            // dataSize is at most maxSectionSize (the spec); no slice is made
-            // of a larger one.
-            let max = c.attributes().section_bytes_max;
-            if e.data_size > max {
-                return Err(AisError::InvalidParam);
-            }
-            open.profile.read_element(e.data_offset, e.data_size, max)?;
-            let len = span(e.data_buffer, e.data_size)?;
-            // SAFETY: a non-NULL buffer of dataSize writable bytes
-            // (caller's contract), a length an object can have.
-            let buf = unsafe { std::slice::from_raw_parts_mut(e.data_buffer as *mut u8, len) };
-            let mut one = [ReadVec {
-                id,
-                offset: e.data_offset,
-                buf,
-                read_bytes: 0,
-            }];
-            c.read(&mut one).map_err(|(_, e)| e.ais())?;
-            e.read_size = one[0].read_bytes as u64;
-            Ok(())
-        };
-        if let Err(err) = read() {
+        }
+        Ok(())
+    };
+    let result = if several {
+        c.read_isolated(read_all)
+    } else {
+        read_all()
+    };
+    result.map_err(|(i, err)| {
+        release(elems, &mut allocated);
+        if let Some(i) = i {
             // SAFETY: forwarded.
             unsafe { erroneous(erroneous_index, i) };
-            // The buffers this call allocated for earlier elements are freed
-            // (and their pointers reset to NULL): a failed read hands out
-            // no memory the caller would not know to free.
-            for &j in &allocated {
-                let done = &mut elems[j];
-                // SAFETY: allocated above with malloc, not yet handed out.
-                unsafe { libc::free(done.data_buffer) };
-                done.data_buffer = std::ptr::null_mut();
-                done.read_size = 0;
-            }
-            return Err(err);
         }
-        if was_null && !elems[i].data_buffer.is_null() {
-            allocated.push(i);
+        err
+    })
+}
+
+/// One element of `saCkptCheckpointRead`: into its buffer, or (NULL) into
+/// one `malloc`'d for the section from `dataOffset` to its end. An error
+/// says whether it is the element's (`true`) or the whole call's (ACCESS,
+/// no active replica), which leaves `erroneousVectorIndex` unchanged.
+///
+/// # Safety
+/// As `saCkptCheckpointRead`'s, for the element.
+unsafe fn read_element(
+    open: &Open,
+    e: &mut SaCkptIOVectorElementT,
+) -> std::result::Result<(), (bool, AisError)> {
+    let c = &open.checkpoint;
+    let engine = |err: ReadError| (err.of_element(), err.ais());
+    let own = |err: AisError| (true, err);
+    // SAFETY: forwarded.
+    let id = unsafe { section_id(&e.section_id) }.map_err(own)?;
+    open.profile.section_id(id).map_err(own)?;
+    if e.data_buffer.is_null() {
+        let all = c.read_section(id).map_err(engine)?;
+        let from = usize::try_from(e.data_offset).unwrap_or(usize::MAX);
+        if from > all.len() {
+            return Err(engine(ReadError::OffsetPastEnd));
         }
+        let p = malloc_copy(&all[from..]).map_err(own)?;
+        e.data_buffer = p.cast();
+        e.read_size = (all.len() - from) as u64;
+        return Ok(());
     }
+    // dataSize is at most maxSectionSize (the spec); no slice is made of a
+    // larger one.
+    let max = c.attributes().section_bytes_max;
+    if e.data_size > max {
+        return Err(own(AisError::InvalidParam));
+    }
+    open.profile
+        .read_element(e.data_offset, e.data_size, max)
+        .map_err(own)?;
+    let len = span(e.data_buffer, e.data_size).map_err(own)?;
+    // SAFETY: a non-NULL buffer of dataSize writable bytes (caller's
+    // contract), a length an object can have.
+    let buf = unsafe { std::slice::from_raw_parts_mut(e.data_buffer as *mut u8, len) };
+    let mut one = [ReadVec {
+        id,
+        offset: e.data_offset,
+        buf,
+        read_bytes: 0,
+    }];
+    c.read(&mut one).map_err(|(_, err)| engine(err))?;
+    e.read_size = one[0].read_bytes as u64;
     Ok(())
 }
 

@@ -37,7 +37,7 @@ use crate::sync::{AtomicI64, AtomicU32, AtomicU64};
 /// First bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CKPTSEG\0";
 /// The layout version this build reads and writes. 0 means "not published".
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 /// Bytes reserved for the header region.
 pub const HEADER_REGION_BYTES: u64 = 4096;
 /// Bytes in a checkpoint name field (`CHECKPOINT_NAME_BYTES_MAX`).
@@ -212,6 +212,11 @@ pub struct SegmentHeader {
     /// host have it open, as its link last said. They keep the checkpoint
     /// from its retention running out here.
     pub remote_openers: [AtomicU64; ACK_SLOTS],
+    /// Odd while a vector write's sections flip (`slot::flips_begin`), +1
+    /// at its start and end: a reader of several sections that finds it
+    /// even and unchanged around its copies saw each vector write whole
+    /// (`Segment::read_isolated`).
+    pub group_seq: AtomicU64,
 }
 
 /// One replica's acknowledgement.
@@ -327,7 +332,7 @@ impl Default for SlotHeader {
 #[cfg(not(loom))]
 const _: () = {
     use core::mem::{align_of, offset_of, size_of};
-    assert!(size_of::<SegmentHeader>() == 2640);
+    assert!(size_of::<SegmentHeader>() == 2648);
     assert!(align_of::<SegmentHeader>() == 8);
     assert!(offset_of!(SegmentHeader, layout_version) == 8);
     assert!(offset_of!(SegmentHeader, segment_bytes) == 16);
@@ -346,6 +351,7 @@ const _: () = {
     assert!(offset_of!(SegmentHeader, catchup_end) == 2552);
     assert!(offset_of!(SegmentHeader, feed_heard_ns) == 2568);
     assert!(offset_of!(SegmentHeader, remote_openers) == 2576);
+    assert!(offset_of!(SegmentHeader, group_seq) == 2640);
     assert!(size_of::<SegmentHeader>() as u64 <= HEADER_REGION_BYTES);
     assert!(size_of::<OpenerEntry>() == 64);
     assert!(size_of::<SlotHeader>() as u64 == SLOT_FIXED_BYTES);

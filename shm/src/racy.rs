@@ -57,6 +57,22 @@ pub unsafe fn store(dst: *mut u8, src: &[u8]) {
     unsafe { copy_one_side_shared::<true>(dst, src.as_ptr(), src.len()) }
 }
 
+/// Stores `len` zero bytes into shared memory at `dst` (a section's hole).
+///
+/// # Safety
+/// As for [`store`], over `dst..dst + len`.
+#[inline]
+pub unsafe fn zero(dst: *mut u8, len: usize) {
+    static ZEROS: [u8; 4096] = [0; 4096];
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(ZEROS.len());
+        // SAFETY: `at + n <= len`: inside the caller's range.
+        unsafe { store(dst.add(at), &ZEROS[..n]) };
+        at += n;
+    }
+}
+
 /// Copies `src` into shared memory at the 8-aligned `dst` as whole words: the
 /// last word is completed with zero bytes, so `src.len()` rounded up to a
 /// multiple of 8 bytes are written. The frame format pads ids and data this

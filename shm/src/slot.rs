@@ -17,7 +17,7 @@
 //! memory and on loom's atomics in the model tests.
 
 use crate::layout::{next_version, slot_state, CommitWord, LifeWord, SlotHeader};
-use crate::sync::{fence, spin_hint, Ordering};
+use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 
 /// How many times a reader retries a read that raced with writers before it
 /// gives up with "try again".
@@ -125,7 +125,14 @@ pub fn write_begin(slot: &SlotHeader, current: CommitWord) -> u32 {
         pending: true,
         ..current
     };
-    slot.commit.store(pending.value(), Ordering::Relaxed);
+    // SYNC POINT: Release pairs with the Acquire load in `read_consistent`:
+    // a reader that finds the pending word (the version it names is still
+    // the committed one) finds what came before it, that version's flip
+    // among them, as if it had read the flip itself (a Relaxed store here
+    // would not extend the flip's release sequence: loom found a reader of
+    // two sections that took this word for the flip and missed the
+    // vector's flip counter).
+    slot.commit.store(pending.value(), Ordering::Release);
     // SYNC POINT: Release fence pairs with the Acquire fence in
     // `read_consistent`: the pending store is ordered before every store into
     // the buffer that follows.
@@ -174,6 +181,48 @@ pub fn write_flip(slot: &SlotHeader, current: CommitWord) -> CommitWord {
     // SYNC POINT: Release pairs with the Acquire load in `read_consistent`.
     slot.commit.store(next.value(), Ordering::Release);
     next
+}
+
+/// Before a vector write's flips (`SegmentHeader::group_seq`): makes the
+/// counter odd. Claim holder only (and recovery finishing a group).
+#[inline]
+pub fn flips_begin(groups: &AtomicU64) {
+    let g = groups.load(Ordering::Relaxed);
+    if g & 1 == 0 {
+        // Relaxed: the flips that follow are Release stores, so a reader
+        // whose Acquire load finds any of them flipped finds this too.
+        groups.store(g + 1, Ordering::Relaxed);
+    }
+}
+
+/// After a vector write's flips: makes the counter even again. Claim holder
+/// only (and recovery, which ends a dead writer's flips).
+#[inline]
+pub fn flips_end(groups: &AtomicU64) {
+    let g = groups.load(Ordering::Relaxed);
+    if g & 1 == 1 {
+        // SYNC POINT: Release pairs with the Acquire load in `flips_settled`:
+        // a reader that finds the new value finds every flip before it.
+        groups.store(g + 1, Ordering::Release);
+    }
+}
+
+/// For a reader of several sections, before its copies: the counter, if no
+/// vector write's flips are under way (`None`: they are; look again).
+#[inline]
+pub fn flips_settled(groups: &AtomicU64) -> Option<u64> {
+    // SYNC POINT: Acquire pairs with the Release store in `flips_end`.
+    let g = groups.load(Ordering::Acquire);
+    (g & 1 == 0).then_some(g)
+}
+
+/// For a reader of several sections, after its copies: true if no vector
+/// write flipped a section since `flips_settled` returned `before`. A copy
+/// that found a flipped commit word (an Acquire load, paired with
+/// `write_flip`'s Release store) finds the counter odd or moved on here.
+#[inline]
+pub fn flips_unchanged(groups: &AtomicU64, before: u64) -> bool {
+    groups.load(Ordering::Acquire) == before
 }
 
 /// Undoes a `write_begin` whose commit never happened (recovery of a dead
@@ -359,6 +408,65 @@ mod loom_model {
             byte.store(value, Ordering::Relaxed);
         }
         write_commit(&m.slot, current, buffer, WIDTH as u64, 0, value as u64);
+    }
+
+    /// A vector write's two sections, read by a reader of both between two
+    /// looks at the flip counter (`Segment::read_isolated`): what it keeps
+    /// is both sections at one vector's version, never one old and one new.
+    /// Without `flips_begin` (or with the counter's look after the copies
+    /// moved before them) loom finds the mix.
+    #[test]
+    fn readers_of_several_sections_see_a_vector_write_whole() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let a = Arc::new(new_model());
+            let b = Arc::new(new_model());
+            let groups = Arc::new(AtomicU64::new(0));
+            let writer = {
+                let (a, b, groups) = (a.clone(), b.clone(), groups.clone());
+                loom::thread::spawn(move || {
+                    // As `write_group`: both new versions prepared, then the
+                    // flips between the counter's two steps.
+                    // (Two vectors: loom explores a lone one's schedules
+                    // only partly.)
+                    for value in [2, 3] {
+                        let prepare = |m: &Model| {
+                            let current = CommitWord::from(m.slot.commit.load(Ordering::Relaxed));
+                            let buffer = write_begin(&m.slot, current);
+                            for byte in &m.data[buffer as usize] {
+                                byte.store(value, Ordering::Relaxed);
+                            }
+                            write_meta(&m.slot, buffer, WIDTH as u64, 0, value as u64);
+                            current
+                        };
+                        let (ca, cb) = (prepare(&a), prepare(&b));
+                        flips_begin(&groups);
+                        write_flip(&a.slot, ca);
+                        write_flip(&b.slot, cb);
+                        flips_end(&groups);
+                    }
+                })
+            };
+            let read = |m: &Model| {
+                read_consistent(&m.slot, 1, WIDTH as u64, |buffer, _| {
+                    for b in &m.data[buffer as usize] {
+                        b.load(Ordering::Relaxed);
+                    }
+                })
+                .map(|meta| meta.version)
+            };
+            if let Some(before) = flips_settled(&groups) {
+                // The reader takes b first: the order opposite the flips.
+                let (vb, va) = (read(&b), read(&a));
+                if flips_unchanged(&groups, before) {
+                    if let (Ok(va), Ok(vb)) = (va, vb) {
+                        assert_eq!(va, vb, "one section old, the other new");
+                    }
+                }
+            }
+            writer.join().unwrap();
+        });
     }
 
     /// Guarantee 1: a reader sees a whole version (all bytes equal), never a mix,

@@ -329,10 +329,13 @@ impl Segment {
                     Some(_) => return Err(diverged("a write that its stages do not match")),
                     None => 0,
                 };
-                let new_size = new_size(offset, staged as usize + data.len(), old_size)
-                    .ok()
-                    .filter(|&n| n <= max && old_size <= max)
-                    .ok_or(diverged("a write past the section's end or size"))?;
+                let end = offset
+                    .unwrap_or(0)
+                    .saturating_add(staged + data.len() as u64);
+                if end > max || old_size > max {
+                    return Err(diverged("a write past maxSectionSize"));
+                }
+                let new_size = new_size(offset, staged as usize + data.len(), old_size);
                 self.back_buffers(section.slot, new_size)
                     .map_err(|_| ApplyError::NoResources)?;
                 if let Some(st) = staging {

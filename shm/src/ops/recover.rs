@@ -115,6 +115,9 @@ impl Segment {
                 self.log_stage_abort(intent.slot, last_seq + 1);
             }
         }
+        // A dead writer's flips are over (finished or undone): readers of
+        // several sections go on.
+        slot::flips_end(&h.group_seq);
         if self.index().interrupted() {
             self.compact_index();
         }

@@ -2,6 +2,7 @@
 //! overwrite. Each element is one new version of its section, made by
 //! `Segment::write_version` through the mutation path.
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 
 use ckpt_core::error::WriteError;
@@ -109,15 +110,19 @@ impl SpareBuffer<'_> {
 }
 
 /// How many times a reader looks again for a group's flips to end before it
-/// takes the claim ([`Segment::settle_group`]); the flips take nanoseconds.
+/// takes the claim ([`Segment::read_isolated`]); the flips take nanoseconds.
 const SETTLE_SPINS: u32 = 1000;
+
+/// How many times [`Segment::read_isolated`] runs a read that groups' flips
+/// interrupted before it runs it under the claim.
+pub const ISOLATED_TRIES: u32 = 8;
 
 /// Vectors of more elements than this find their sections by slot in a map
 /// ([`Segment::write_many`]); shorter ones scan the sections found so far.
 const PLAN_SCAN_MAX: usize = 16;
 
 /// A section a vector write writes ([`Segment::write_group`]).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct GroupSection {
     slot: u32,
     /// Its first element.
@@ -127,6 +132,9 @@ struct GroupSection {
     /// Its size before the vector, and after the elements planned so far.
     old_size: u64,
     new_size: u64,
+    /// While `write_group` builds it: the size its elements so far leave in
+    /// the spare buffer (where the next element's hole, if any, starts).
+    built: Cell<u64>,
 }
 
 /// The sections a vector write writes, in the order of their first elements:
@@ -145,7 +153,7 @@ struct Groups {
 impl Groups {
     fn for_elements(elements: usize) -> Groups {
         Groups {
-            inline: [GroupSection::default(); PLAN_SCAN_MAX],
+            inline: std::array::from_fn(|_| GroupSection::default()),
             count: 0,
             heap: Vec::new(),
             by_slot: (elements > PLAN_SCAN_MAX).then(std::collections::HashMap::new),
@@ -176,6 +184,7 @@ impl Groups {
                 elements: 0,
                 old_size: size,
                 new_size: size,
+                built: Cell::new(size),
             };
             match &mut self.by_slot {
                 Some(map) => {
@@ -210,13 +219,15 @@ pub struct WriteElement<'a> {
 }
 
 /// The size a section of `old_size` bytes will have after `len` bytes are
-/// written at `offset` (`None`: overwritten).
+/// written at `offset` (`None`: overwritten). A write that starts past the
+/// end grows the section over a hole of zero bytes, as OpenSAF and openais
+/// do (the spec: "some sections might grow"). The caller has bounded
+/// `offset + len` by `maxSectionSize`.
 #[inline]
-pub(crate) fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> Result<u64, WriteError> {
+pub(crate) fn new_size(offset: Option<u64>, len: usize, old_size: u64) -> u64 {
     match offset {
-        None => Ok(len as u64),
-        Some(o) if o > old_size => Err(WriteError::OffsetPastEnd),
-        Some(o) => Ok((o + len as u64).max(old_size)),
+        None => len as u64,
+        Some(o) => (o + len as u64).max(old_size),
     }
 }
 
@@ -290,8 +301,8 @@ impl Segment {
     }
 
     /// Checks a write of `len` bytes at `offset` against the section as it is
-    /// (claim held): it exists, the offset is within it, and the checkpoint has
-    /// room. Returns the old and new sizes.
+    /// (claim held): it exists and the checkpoint has room. Returns the old
+    /// and new sizes.
     #[inline]
     fn check_write(
         &self,
@@ -306,7 +317,7 @@ impl Segment {
         if old_size > self.attributes().section_bytes_max {
             return Err(WriteError::Corrupt);
         }
-        let new_size = new_size(offset, len, old_size)?;
+        let new_size = new_size(offset, len, old_size);
         if !self.fits(old_size, new_size) {
             if !self.has_room(old_size, new_size) {
                 return Err(WriteError::CheckpointFull);
@@ -350,10 +361,7 @@ impl Segment {
         }
         for (i, e) in elements.iter().enumerate() {
             let old_size = committed_size(self.slot(e.section.slot));
-            // The plan checked this with the same sizes; a failure here would
-            // mean the segment changed under the claim.
-            let new_size =
-                new_size(e.offset, e.data.len(), old_size).map_err(|_| (i, WriteError::Corrupt))?;
+            let new_size = new_size(e.offset, e.data.len(), old_size);
             let fill = Fill::Copy {
                 offset: e.offset,
                 data: e.data,
@@ -369,42 +377,55 @@ impl Segment {
         Ok(())
     }
 
-    /// For a reader of several sections in one call: if a vector write's
-    /// group is past its commit point with sections still to flip, waits
-    /// the few nanoseconds its writer takes to flip them; if they stay
-    /// unflipped (the writer died there, or is stopped), takes the claim,
-    /// which finishes a dead writer's group (recovery) or waits for a live
-    /// one's release (at most `claim_timeout`). So a reader that comes after
-    /// a writer's death never finds part of its last call: before this, only
-    /// the next writer repaired it. A copy nobody may write (a replica, a
-    /// fenced one) is left as it is.
-    pub fn settle_group(&self) {
-        let flipping = || self.committed_group().is_some();
-        if !flipping() {
-            return;
-        }
-        for _ in 0..SETTLE_SPINS {
-            std::hint::spin_loop();
-            if !flipping() {
-                return;
+    /// Runs `read`, a read of several sections, so that it sees every
+    /// vector write (`write_many`'s group) whole: all of its sections at
+    /// their old versions or all at their new ones (SA §3.7.1's atomic
+    /// write, seen from a reader). `read` runs again if a group's sections
+    /// flipped while it copied (`SegmentHeader::group_seq`), at most
+    /// [`ISOLATED_TRIES`] times; a group whose flips stay under way (its
+    /// writer died there, or is stopped) or groups that keep coming send
+    /// the last run under the claim, which finishes a dead writer's group
+    /// (recovery) or waits for a live one's release (at most
+    /// `claim_timeout`), and keeps every writer out while it runs. A copy
+    /// nobody may claim (a replica, a fenced one) is read as it is. Vectors
+    /// too large to commit at one point (see `write_many`) are not isolated.
+    pub fn read_isolated<T>(&self, mut read: impl FnMut() -> T) -> T {
+        let groups = &self.header().group_seq;
+        'tries: for _ in 0..ISOLATED_TRIES {
+            let mut before = slot::flips_settled(groups);
+            for _ in 0..SETTLE_SPINS {
+                if before.is_some() {
+                    break;
+                }
+                std::hint::spin_loop();
+                before = slot::flips_settled(groups);
+            }
+            let Some(before) = before else {
+                break 'tries;
+            };
+            let out = read();
+            if slot::flips_unchanged(groups, before) {
+                return out;
             }
         }
-        drop(self.claim_local());
+        let _held = self.claim_local();
+        read()
     }
 
     /// Copies one write into section `slot`'s spare buffer (after
-    /// `write_begin`), whose committed version is `current`, `old_size`
-    /// bytes: `data` at `offset` over the old contents (copied in first,
-    /// unless `based`: an earlier element of the same vector wrote the
-    /// spare buffer already), or, for an overwrite (`None`), `data` alone.
-    /// Claim held; sizes validated (`old_size`, offset + len <=
-    /// maxSectionSize).
+    /// `write_begin`), whose committed version is `current`: `data` at
+    /// `offset` over the section's contents of `size` bytes (copied in first
+    /// from the committed version, unless `based`: an earlier element of the
+    /// same vector wrote the spare buffer already, leaving `size` bytes),
+    /// with zeros between `size` and an offset past it; or, for an overwrite
+    /// (`None`), `data` alone. Claim held; sizes validated (`size`,
+    /// offset + len <= maxSectionSize).
     #[inline]
     fn copy_element(
         &self,
         slot: u32,
         current: CommitWord,
-        old_size: u64,
+        size: u64,
         offset: Option<u64>,
         data: &[u8],
         based: bool,
@@ -414,14 +435,17 @@ impl Segment {
             Some(o) => {
                 let src = self.buffer_ptr(slot, current.cur);
                 // SAFETY: both buffers are buffer_stride >= maxSectionSize
-                // bytes long and in the mapping; old_size <= max and
+                // bytes long and in the mapping; size <= max and
                 // o + len <= max (validated). The claim makes us the only
                 // writer of `dst`; `src` is committed and stable while we
                 // hold it. Readers of older versions may still copy from
                 // `dst`: every access is atomic (`racy`).
                 unsafe {
                     if !based {
-                        racy::copy(dst, src, old_size as usize);
+                        racy::copy(dst, src, size as usize);
+                    }
+                    if o > size {
+                        racy::zero(dst.add(size as usize), (o - size) as usize);
                     }
                     racy::store(dst.add(o as usize), data);
                 }
@@ -431,7 +455,7 @@ impl Segment {
             // is 64-aligned; claim held, `dst` is the uncommitted buffer;
             // readers of an older version copy from it atomically. The
             // padding lies past the new size, where nothing reads (a later
-            // element of the same vector writes within the size it leaves).
+            // element of the same vector writing past it zeroes its hole).
             None => unsafe { racy::store_padded(dst as *mut u64, data) },
         }
     }
@@ -493,7 +517,9 @@ impl Segment {
                     if first {
                         slot::write_begin(slot, current);
                     }
-                    self.copy_element(g.slot, current, g.old_size, e.offset, e.data, !first);
+                    let built = g.built.get();
+                    self.copy_element(g.slot, current, built, e.offset, e.data, !first);
+                    g.built.set(new_size(e.offset, e.data.len(), built));
                 }
                 // One frame per section, its metadata with its number.
                 for (j, g) in sections.iter().enumerate() {
@@ -529,6 +555,10 @@ impl Segment {
             },
             |(), _| {
                 let h = self.header();
+                // Readers of several sections see the flips all or none
+                // (`read_isolated`); a writer dying from here on leaves the
+                // counter odd until recovery ends its flips.
+                slot::flips_begin(&h.group_seq);
                 // The commit point. SYNC POINT: Release pairs with the
                 // Acquire load of the target in `recover`: the spare buffers,
                 // their metadata and the frames are complete.
@@ -543,6 +573,7 @@ impl Segment {
                 h.memory_used.store(used, Ordering::Relaxed);
                 #[cfg(all(test, not(loom)))]
                 tests::AFTER_FLIPS.with(|f| f.get().map(|f| f(self)));
+                slot::flips_end(&h.group_seq);
             },
         );
         true
@@ -571,7 +602,7 @@ impl Segment {
             }
             let g = groups.entry(e.section.slot, i, committed);
             let before = g.new_size;
-            let after = new_size(e.offset, e.data.len(), before).map_err(|err| (i, err))?;
+            let after = new_size(e.offset, e.data.len(), before);
             (g.elements, g.new_size) = (g.elements + 1, after);
             used = used.saturating_sub(before).saturating_add(after);
             if used > self.attributes().checkpoint_bytes {
@@ -660,6 +691,9 @@ impl Segment {
                             racy::store(dst.add((o + staged) as usize), last);
                             if offset.is_some() {
                                 racy::copy(dst, src, o.min(old_size) as usize);
+                                if o > old_size {
+                                    racy::zero(dst.add(old_size as usize), (o - old_size) as usize);
+                                }
                                 if old_size > end {
                                     let tail = (old_size - end) as usize;
                                     racy::copy(dst.add(end as usize), src.add(end as usize), tail);
