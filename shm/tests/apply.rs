@@ -773,3 +773,85 @@ fn of_two_incarnations_of_a_name_the_outranked_unwritten_primary_yields() {
     let t = other.current_term();
     assert_eq!(other.yield_to(true, t - 1, u64::MAX), Ok(true));
 }
+
+/// A standby on a replica's host reading two sections in one call while the
+/// primary writes both in each call, and a shipper applies what the primary
+/// published in batches: it sees each call whole (the primary publishes a
+/// group's frames at once, so a batch holds whole groups; the replica
+/// applies them between the flip counter's two steps). Applied frame by
+/// frame with no counter, a reader saw one section a call ahead.
+#[test]
+fn a_standby_of_a_replica_sees_each_vector_write_whole() {
+    let hosts = two_hosts("safCkpt=replica_groups", false);
+    let primary = &hosts.primary;
+    let mut consumer = primary.consumer(Some(0));
+    let replica = replica_of(&mut consumer, &hosts.rc);
+    let (a, _) = primary
+        .create_section(Some(b"a"), Time::END, &0u64.to_le_bytes())
+        .unwrap();
+    let (b, _) = primary
+        .create_section(Some(b"b"), Time::END, &0u64.to_le_bytes())
+        .unwrap();
+    const WRITES: u64 = 50_000;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let written = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 1..=WRITES {
+                let v = n.to_le_bytes();
+                let element = |section| WriteElement {
+                    section,
+                    offset: None,
+                    data: &v,
+                };
+                primary.write_many(&[element(a), element(b)]).unwrap();
+                // Within the ring of the shipper's consumer.
+                while primary.last_seq() > replica.last_seq() + 1_000 {
+                    std::thread::yield_now();
+                }
+            }
+            written.store(true, Ordering::Release);
+        });
+        let shipper = scope.spawn(|| {
+            // Owned copies of what is published, applied as one batch.
+            loop {
+                let last = written.load(Ordering::Acquire).then(|| primary.last_seq());
+                if last.is_some_and(|last| replica.last_seq() == last) {
+                    break;
+                }
+                let mut bytes = Vec::new();
+                while let Some(f) = consumer.next_frame().unwrap() {
+                    let mut buf = vec![0u8; f.header.frame_bytes()];
+                    ckpt_core::frame::encode(&f.header, f.id, f.data, &mut buf).unwrap();
+                    bytes.push(buf);
+                }
+                let frames: Vec<_> = bytes
+                    .iter()
+                    .map(|b| ckpt_core::frame::decode(b, false).unwrap())
+                    .collect();
+                assert_eq!(replica.apply_all(frames.iter().copied()), Ok(frames.len()));
+                std::thread::yield_now();
+            }
+        });
+        let find = |id: &[u8]| loop {
+            if let Ok(Some(s)) = replica.lookup(id) {
+                break s;
+            }
+            std::thread::yield_now();
+        };
+        let (ra, rb) = (find(b"a"), find(b"b"));
+        let mut reads = 0u64;
+        while !shipper.is_finished() {
+            let (mut va, mut vb) = ([0u8; 8], [0u8; 8]);
+            replica.read_isolated(|| {
+                // b first: the order opposite the flips.
+                replica.read(rb, 0, &mut vb).unwrap();
+                replica.read(ra, 0, &mut va).unwrap();
+            });
+            let (va, vb) = (u64::from_le_bytes(va), u64::from_le_bytes(vb));
+            assert_eq!(va, vb, "read {reads}: a {va}, b {vb}");
+            reads += 1;
+        }
+    });
+    assert_eq!(sections(&replica), sections(primary));
+}

@@ -185,8 +185,29 @@ impl Segment {
         })
     }
 
-    /// One frame, the claim held.
+    /// One frame, the claim held. A call's frames (`FLAG_MORE` on all but
+    /// the last: a vector write's group) are applied between the two steps
+    /// of the flip counter, as the primary's group flips are, so a standby
+    /// here reading several sections (`Segment::read_isolated`) sees the
+    /// call whole when its frames come in one batch (as a primary publishes
+    /// a group: at once). A group split across batches, or cut off by the
+    /// primary's death, leaves the counter odd between them: readers then
+    /// read as they find it (they cannot take a replica's claim); a
+    /// promotion ends it.
     fn apply_held(&self, frame: &Frame<'_>) -> Result<Applied, ApplyError> {
+        let groups = &self.header().group_seq;
+        if frame.has_more() {
+            slot::flips_begin(groups);
+        }
+        let applied = self.apply_frame_held(frame)?;
+        if !frame.has_more() {
+            slot::flips_end(groups);
+        }
+        Ok(applied)
+    }
+
+    /// [`Segment::apply_held`] without the flip counter.
+    fn apply_frame_held(&self, frame: &Frame<'_>) -> Result<Applied, ApplyError> {
         let h = frame.header;
         let ours = self.header().incarnation;
         if h.incarnation != ours {

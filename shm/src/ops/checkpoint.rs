@@ -114,6 +114,9 @@ impl Segment {
         }
         self.clear_yield_held();
         self.abort_staging();
+        // A group the old primary's death cut off stays as applied; readers
+        // of several sections stop waiting for its end.
+        crate::slot::flips_end(&self.header().group_seq);
         if lift_fence {
             self.set_fence_held(false);
         }

@@ -383,12 +383,14 @@ impl Segment {
     /// write, seen from a reader). `read` runs again if a group's sections
     /// flipped while it copied (`SegmentHeader::group_seq`), at most
     /// [`ISOLATED_TRIES`] times; a group whose flips stay under way (its
-    /// writer died there, or is stopped) or groups that keep coming send
-    /// the last run under the claim, which finishes a dead writer's group
-    /// (recovery) or waits for a live one's release (at most
-    /// `claim_timeout`), and keeps every writer out while it runs. A copy
-    /// nobody may claim (a replica, a fenced one) is read as it is. Vectors
-    /// too large to commit at one point (see `write_many`) are not isolated.
+    /// writer died there, or is stopped, or descheduled) or groups that keep
+    /// coming send the last run under the claim, which finishes a dead
+    /// writer's group (recovery) or waits for a live one's release (at most
+    /// `claim_timeout`; past it, the run goes ahead without), and keeps
+    /// every writer out while it runs. On a replica that writer is the
+    /// applier, whose batches hold whole groups as the primary publishes
+    /// them (`apply_held`). Vectors too large to commit at one point (see
+    /// `write_many`) are not isolated.
     pub fn read_isolated<T>(&self, mut read: impl FnMut() -> T) -> T {
         let groups = &self.header().group_seq;
         'tries: for _ in 0..ISOLATED_TRIES {
@@ -408,7 +410,8 @@ impl Segment {
                 return out;
             }
         }
-        let _held = self.claim_local();
+        // Any copy: a reader changes nothing under the claim.
+        let _held = self.claim();
         read()
     }
 
