@@ -993,6 +993,9 @@ unsafe fn read_elements(
     // NULL: a failed read hands out no memory the caller would not know to
     // free, and a read run again allocates afresh.
     let release = |elems: &mut [SaCkptIOVectorElementT], allocated: &mut Vec<usize>| {
+        if allocated.is_empty() {
+            return; // (The common case: no drain to make.)
+        }
         for j in allocated.drain(..) {
             let done = &mut elems[j];
             // SAFETY: allocated by this call with malloc, not yet handed out.
@@ -1037,6 +1040,7 @@ unsafe fn read_elements(
 ///
 /// # Safety
 /// As `saCkptCheckpointRead`'s, for the element.
+#[inline]
 unsafe fn read_element(
     open: &Open,
     e: &mut SaCkptIOVectorElementT,

@@ -57,11 +57,13 @@ pub unsafe fn store(dst: *mut u8, src: &[u8]) {
     unsafe { copy_one_side_shared::<true>(dst, src.as_ptr(), src.len()) }
 }
 
-/// Stores `len` zero bytes into shared memory at `dst` (a section's hole).
+/// Stores `len` zero bytes into shared memory at `dst` (a section's hole:
+/// rare, so kept out of its callers' hot paths).
 ///
 /// # Safety
 /// As for [`store`], over `dst..dst + len`.
-#[inline]
+#[cold]
+#[inline(never)]
 pub unsafe fn zero(dst: *mut u8, len: usize) {
     static ZEROS: [u8; 4096] = [0; 4096];
     let mut at = 0;
