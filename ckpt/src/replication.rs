@@ -934,9 +934,24 @@ pub fn ship<C: Connection>(
             // their own, started at the first: a synchronous one waits for
             // the replicas' acknowledgements, which this thread receives.
             let mut forwarder: Option<SyncSender<(u64, u64, Vec<u8>)>> = None;
+            // The silence limit, kept here too: the sending thread, which
+            // applies it (`Shipper::poll`), cannot while a send waits for a
+            // peer that stopped taking bytes (a stopped process, a cut
+            // link); the send's own limit is 10 s (`SEND_TIMEOUT`). Ending
+            // the connection makes that send return.
+            let silence = Duration::from_nanos(opts.link.silence_ns);
+            let mut heard = Instant::now();
             while !done.load(Ordering::Acquire) && !stop.load(Ordering::Relaxed) {
                 let bytes = match recv(rx, RECV_WAIT) {
-                    Ok(Some(b)) => b,
+                    Ok(Some(b)) => {
+                        heard = Instant::now();
+                        b
+                    }
+                    Ok(None) if heard.elapsed() > silence => {
+                        // (An error: the sending thread's ends the link too.)
+                        let _ = rx.shutdown();
+                        return finish(Ok(Ended::Closed(CloseReason::Silent)));
+                    }
                     Ok(None) => continue,
                     Err(None) if unlinked() => return finish(Ok(Ended::Unlinked)),
                     Err(None) => return finish(Ok(Ended::PeerClosed)),

@@ -159,6 +159,10 @@ impl<C: Connection> Connection for Wire<C> {
         self.inner.peer_addr()
     }
 
+    fn shutdown(&self) -> io::Result<()> {
+        self.inner.shutdown()
+    }
+
     fn set_max_message(&mut self, max_message: usize) {
         // A sealed message is the inner one plus the envelope.
         self.max_message = max_message.saturating_add(SEAL_OVERHEAD);

@@ -1061,3 +1061,108 @@ fn a_copy_demoted_to_a_replica_offers_nothing() {
         assert!(matches!(shipped, Ok(Ended::Deposed { .. })), "{shipped:?}");
     });
 }
+
+/// A peer that stops taking bytes (a stopped process, a link that drops
+/// everything) while the primary's writer goes on: the primary's send
+/// blocks once the socket buffers fill, and the link must still end by the
+/// silence limit (1 s), not the send's own 10 s limit. Between the two ends
+/// runs a proxy that stalls on a signal: it stops reading and writing and
+/// keeps both connections open. Before, the shipper ended only when its
+/// blocked send timed out (`Err(TimedOut)`, 10 s after), its state `linked`
+/// until then.
+#[test]
+fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::Ordering::Relaxed;
+
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_stalled";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    for i in 0..16u8 {
+        primary.create_section(&[i], Time::END, b"").unwrap();
+    }
+    let opts = LinkOptions::default();
+    let (listener, shipper_addr) = listen(&opts);
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = proxy.local_addr().unwrap();
+    let (stop, stalled, shipper_done) = (
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+        AtomicBool::new(false),
+    );
+    let config = Config::with_dir(b.path());
+    let name_ = CheckpointName::new(name).unwrap();
+    // Copies bytes from `from` to `to` until stalled (then holds both open,
+    // taking nothing) or stopped.
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        from.set_read_timeout(Some(Duration::from_millis(5)))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        while !stop.load(Relaxed) {
+            if stalled.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+    };
+    let shipped = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (inward, _) = proxy.accept().unwrap();
+            let outward = TcpStream::connect(shipper_addr).unwrap();
+            let (i2, o2) = (inward.try_clone().unwrap(), outward.try_clone().unwrap());
+            s.spawn(move || pipe(inward, outward));
+            pipe(o2, i2);
+        });
+        s.spawn(|| {
+            let mut conn = backend()
+                .connect(proxy_addr, WAIT, opts.max_message)
+                .unwrap();
+            let _ = follow(&config, &name_, &mut conn, &opts, &stop);
+        });
+        // The writer: 4 KiB overwrites until the link has ended, about
+        // 80 MB/s (faster, it laps the 512 KiB ring under the shipper, which
+        // ends the link as overtaken).
+        s.spawn(|| {
+            let data = [7u8; 4096];
+            let mut i = 0u8;
+            while !shipper_done.load(Relaxed) && !stop.load(Relaxed) {
+                primary.overwrite(&[i % 16], &data).unwrap();
+                i = i.wrapping_add(1);
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        });
+        s.spawn(|| {
+            // Linked and streaming first, then the stall.
+            let service = Service::with_config(Config::with_dir(b.path()));
+            let deadline = Instant::now() + WAIT;
+            while service.open(name, OpenFlags::READ, None).is_err() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            stalled.store(true, Relaxed);
+        });
+        let shipped = ship_accepted(&listener, &primary, &opts, &stop);
+        shipper_done.store(true, Relaxed);
+        stop.store(true, Relaxed);
+        shipped
+    });
+    assert!(
+        matches!(
+            shipped,
+            Ok(Ended::Closed(ckpt_core::repl::CloseReason::Silent))
+        ),
+        "the link ends as silent, not by a send's timeout: {shipped:?}"
+    );
+}

@@ -88,6 +88,12 @@ pub trait Connection: Send {
     /// The peer's address.
     fn peer_addr(&self) -> io::Result<SocketAddr>;
 
+    /// Ends the connection both ways, for every handle on it: a send or a
+    /// receive that another thread has blocked on it returns an error at
+    /// once (a link whose peer went silent while a send waits for it to
+    /// take bytes).
+    fn shutdown(&self) -> io::Result<()>;
+
     /// The largest message accepted from now on (a link keeps it small
     /// until the peer has authenticated, so that an unauthenticated peer
     /// cannot make this end hold a large buffer).
@@ -443,6 +449,13 @@ impl Connection for AutoConn {
         match self {
             AutoConn::Uring(c) => c.peer_addr(),
             AutoConn::Tcp(c) => c.peer_addr(),
+        }
+    }
+
+    fn shutdown(&self) -> io::Result<()> {
+        match self {
+            AutoConn::Uring(c) => c.shutdown(),
+            AutoConn::Tcp(c) => c.shutdown(),
         }
     }
 

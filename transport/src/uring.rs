@@ -802,6 +802,10 @@ impl Connection for UringConn {
         self.stream.peer_addr()
     }
 
+    fn shutdown(&self) -> io::Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Both)
+    }
+
     fn set_max_message(&mut self, max_message: usize) {
         self.max_message = max_message;
         self.rx.set_max_message(max_message);
