@@ -384,21 +384,29 @@ pub enum LinkState {
     Down,
     /// The link is over (its checkpoint was unlinked, or the daemon stops).
     Ended,
+    /// Connected, and installing a snapshot of the primary (a following
+    /// link; how far behind it is, is known at the snapshot's end). Shown,
+    /// never stored: a linked link's stats say it.
+    Installing,
 }
 
 impl LinkState {
     /// In declaration order (a state is stored as its index).
-    const ALL: [LinkState; 5] = [
+    const ALL: [LinkState; 6] = [
         LinkState::Connecting,
         LinkState::Linked,
         LinkState::Parked,
         LinkState::Down,
         LinkState::Ended,
+        LinkState::Installing,
     ];
 
     /// True while a connection is up (linked or parked).
     pub fn is_connected(self) -> bool {
-        matches!(self, LinkState::Linked | LinkState::Parked)
+        matches!(
+            self,
+            LinkState::Linked | LinkState::Parked | LinkState::Installing
+        )
     }
 
     /// Its name in status output.
@@ -409,6 +417,7 @@ impl LinkState {
             LinkState::Parked => "parked",
             LinkState::Down => "down",
             LinkState::Ended => "ended",
+            LinkState::Installing => "installing",
         }
     }
 }
@@ -476,6 +485,7 @@ impl LinkEntry {
 
     fn status(&self) -> LinkStatus {
         let s = &self.stats;
+        let installing = self.role == Role::Following && s.installing.load(Ordering::Relaxed);
         if let Some(primary) = &self.primary {
             s.primary_reached(primary.last_seq());
         }
@@ -484,14 +494,19 @@ impl LinkEntry {
             role: self.role,
             peer: self.peer,
             address: *lock(&self.address),
-            // A connected link whose follower parked it (either end).
+            // A connected link whose follower parked it (either end), or
+            // that installs a snapshot (the following end).
             state: match self.state() {
                 LinkState::Linked if s.parked.load(Ordering::Relaxed) => LinkState::Parked,
+                LinkState::Linked if installing => LinkState::Installing,
                 other => other,
             },
             held: s.held.load(Ordering::Relaxed),
             primary: s.primary.load(Ordering::Relaxed),
-            lag: (self.role == Role::Shipping || self.state().is_connected()).then(|| s.lag()),
+            // Unknown at a following end that is not connected, or that
+            // installs a snapshot (the primary's position comes at its end).
+            lag: (self.role == Role::Shipping || self.state().is_connected() && !installing)
+                .then(|| s.lag()),
             term: s.term.load(Ordering::Relaxed),
             frames: s.frames.load(Ordering::Relaxed),
             snapshots: s.snapshots.load(Ordering::Relaxed),
@@ -2295,5 +2310,35 @@ pub fn describe(ended: Ended) -> String {
             format!("a replica follows a newer term ({term}): this host is not the active replica")
         }
         Ended::Unlinked => "the checkpoint was unlinked, and the replica holds the unlink".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A following link that installs a snapshot shows it, with its lag
+    /// unknown: before, a restarted replica waiting for its snapshot showed
+    /// `linked`, held 0, lag 0 (caught up) until the snapshot's end.
+    #[test]
+    fn a_following_link_installing_a_snapshot_shows_it_and_no_lag() {
+        let name = CheckpointName::new("safCkpt=installing").unwrap();
+        let entry = LinkEntry::new(name, Role::Following, 1);
+        entry.set(LinkState::Linked);
+        entry.stats.installing.store(true, Ordering::Relaxed);
+        let s = entry.status();
+        assert_eq!((s.state, s.lag), (LinkState::Installing, None));
+        assert_eq!(s.state.as_str(), "installing");
+        assert!(s.state.is_connected());
+        // Installed: linked again, its lag known.
+        entry.stats.installing.store(false, Ordering::Relaxed);
+        entry.stats.primary_reached(7);
+        let s = entry.status();
+        assert_eq!((s.state, s.lag), (LinkState::Linked, Some(7)));
+        // A shipping end is never shown installing (its lag is its own log's).
+        let ship = LinkEntry::new(CheckpointName::new("safCkpt=s").unwrap(), Role::Shipping, 2);
+        ship.set(LinkState::Linked);
+        ship.stats.installing.store(true, Ordering::Relaxed);
+        assert_eq!(ship.status().state, LinkState::Linked);
     }
 }

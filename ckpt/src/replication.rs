@@ -131,6 +131,10 @@ pub struct LinkStats {
     /// The link is parked: the follower holds no replica and wants none
     /// yet (placement); nothing is shipped, and it lags by nothing.
     pub parked: AtomicBool,
+    /// A snapshot is being installed (at the follower): how far the primary
+    /// got is known again only at its end, and the replica is that far
+    /// behind until then.
+    pub installing: AtomicBool,
     /// Unlinks this end's node asked of the primary (at a follower):
     /// [`LinkStats::ask_unlink`].
     unlinks_asked: AtomicU64,
@@ -1603,10 +1607,12 @@ pub fn follow_offered<C: Connection>(
                             pending = Some(next);
                         }
                         FollowAction::InstallBegin { .. } => {
+                            opts.count(|c| c.installing.store(true, Ordering::Relaxed));
                             rebuild.begin(config, name, carried)?;
                         }
                         FollowAction::InstallPart => rebuild.part(carried, opts)?,
                         FollowAction::InstallEnd { start, sections } => {
+                            opts.count(|c| c.installing.store(false, Ordering::Relaxed));
                             let now = clock.now();
                             pending = Some(match rebuild.end(start, sections, tail, opts)? {
                                 Some(segment) => {
@@ -1625,7 +1631,10 @@ pub fn follow_offered<C: Connection>(
                                 None => follower.install_failed(now),
                             });
                         }
-                        FollowAction::InstallDrop => rebuild.drop_copy(),
+                        FollowAction::InstallDrop => {
+                            opts.count(|c| c.installing.store(false, Ordering::Relaxed));
+                            rebuild.drop_copy();
+                        }
                         FollowAction::Close(r) => return Ok(Ended::Closed(r)),
                     }
                 }
@@ -1755,6 +1764,8 @@ pub fn follow_offered<C: Connection>(
             pending = Some(next);
         }
     })();
+    // A snapshot the link's end cut off is not being installed.
+    opts.count(|c| c.installing.store(false, Ordering::Relaxed));
     debug_assert!(subscribed || result.is_err() || parks);
     result.map(|ended| (ended, replica))
 }
