@@ -184,6 +184,12 @@ fn hostile_child() {
             });
             println!("held {result:?}");
         }
+        "open" => {
+            // Keeps it open until the parent kills us.
+            println!("opened");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
         "write" => {
             let result = seg.write(s, None, &[WRITTEN; 64]);
             let recoveries = seg
@@ -974,6 +980,37 @@ fn a_checkpoint_whose_last_opener_was_killed_expires() {
         "the checkpoint outlived its retention"
     );
     assert!(!path.exists());
+}
+
+/// SA §3.1.1 and §3.3.2.2: a process that dies closes its checkpoints, and
+/// the retention runs from that last close. So an open made after a killed
+/// last opener's retention has run out finds the checkpoint gone, not its
+/// old data; one made within the retention finds it. Before, the death was
+/// dated at its discovery, the open itself: a checkpoint with a 200 ms
+/// retention was found 1 s after its last opener's death (an adversarial C
+/// program found it 4 s after). The dead process's heartbeats date it now
+/// (`alive`).
+#[test]
+fn an_open_after_a_killed_last_openers_retention_finds_the_checkpoint_gone() {
+    for (retention_ms, gone) in [(200, true), (10_000, false)] {
+        let (dir, seg) = setup_retained("killed_open", retention_ms * 1_000_000);
+        let config = Config::with_dir(dir.path());
+        let mut opener = Proc::start("open", dir.path(), false);
+        opener.expect("opened");
+        drop(seg); // The child is the last opener now.
+        opener.kill();
+        std::thread::sleep(Duration::from_millis(1_000));
+        let again = Segment::open(&config, &name(), OpenFlags::READ, None);
+        if gone {
+            assert!(
+                matches!(again, Err(ckpt_core::error::OpenError::NotExist)),
+                "retention {retention_ms} ms: opened 1 s after its last opener died: {:?}",
+                again.map(|_| ())
+            );
+        } else {
+            assert_eq!(contents(&again.unwrap()), [OLD; 64], "within its retention");
+        }
+    }
 }
 
 /// Descriptors are a limited resource: an open checkpoint holds one (its

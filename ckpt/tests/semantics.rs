@@ -1018,6 +1018,15 @@ mod write_overwrite_read {
         WriteVec { id, offset, data }
     }
 
+    fn rv<'a>(id: &'a [u8], offset: u64, buf: &'a mut [u8]) -> ReadVec<'a> {
+        ReadVec {
+            id,
+            offset,
+            buf,
+            read_bytes: 99,
+        }
+    }
+
     #[test]
     fn overwrite_replaces_data_and_size_growing_or_shrinking() {
         let (_d, s) = service();
@@ -1309,31 +1318,13 @@ mod write_overwrite_read {
         c.create_section(b"k", Time::END, b"0123").unwrap();
         let section = c.section(b"k").unwrap();
         let mut buf = [0xAAu8; 4];
-        let mut v = [ReadVec {
-            id: b"k",
-            offset: 4,
-            buf: &mut buf,
-            read_bytes: 99,
-        }];
+        let mut v = [rv(b"k", 4, &mut buf)];
         c.read(&mut v).unwrap();
         assert_eq!(v[0].read_bytes, 0);
         assert_eq!(section.read(4, &mut [0u8; 4]).unwrap(), 0);
         for offset in [5u64, 12, u64::MAX] {
-            let mut buf = [0xAAu8; 4];
-            let mut v = [
-                ReadVec {
-                    id: b"k",
-                    offset: 0,
-                    buf: &mut [0u8; 1],
-                    read_bytes: 0,
-                },
-                ReadVec {
-                    id: b"k",
-                    offset,
-                    buf: &mut buf,
-                    read_bytes: 99,
-                },
-            ];
+            let (mut first, mut buf) = ([0u8; 1], [0xAAu8; 4]);
+            let mut v = [rv(b"k", 0, &mut first), rv(b"k", offset, &mut buf)];
             let e = c.read(&mut v).unwrap_err();
             assert_eq!(e, (1, ReadError::OffsetPastEnd), "offset {offset}");
             assert_eq!(e.1.ais(), AisError::InvalidParam);
@@ -1370,24 +1361,9 @@ mod write_overwrite_read {
                 let (mut a, mut b, mut cc) = ([0u8; 8], [0u8; 8], [0u8; 8]);
                 // Read in the order opposite the writes' flips.
                 let mut v = [
-                    ReadVec {
-                        id: b"c",
-                        offset: 0,
-                        buf: &mut cc,
-                        read_bytes: 0,
-                    },
-                    ReadVec {
-                        id: b"b",
-                        offset: 0,
-                        buf: &mut b,
-                        read_bytes: 0,
-                    },
-                    ReadVec {
-                        id: b"a",
-                        offset: 0,
-                        buf: &mut a,
-                        read_bytes: 0,
-                    },
+                    rv(b"c", 0, &mut cc),
+                    rv(b"b", 0, &mut b),
+                    rv(b"a", 0, &mut a),
                 ];
                 c.read(&mut v).unwrap();
                 let (a, b, cc) = (

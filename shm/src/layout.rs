@@ -259,7 +259,10 @@ pub struct OpenerEntry {
     pub pid_ns: AtomicU64,
     /// When it opened, ns since the epoch.
     pub opened_ns: AtomicI64,
-    _pad: [u8; 40],
+    /// When it was last known alive (ns since the epoch): its process
+    /// stamps it every 100 ms (`alive`), so that a reaper dates its death.
+    pub alive_ns: AtomicI64,
+    _pad: [u8; 32],
 }
 
 /// Size, time and sequence number of the version one of a slot's two

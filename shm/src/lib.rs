@@ -32,6 +32,8 @@ pub mod slot;
 pub mod sync;
 
 #[cfg(not(loom))]
+pub mod alive;
+#[cfg(not(loom))]
 pub mod clock;
 #[cfg(not(loom))]
 pub mod dir;

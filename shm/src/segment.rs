@@ -418,10 +418,15 @@ impl Mapped {
 
     /// Frees entries of dead openers; returns how many live ones have it
     /// open (replication links' entries are kept while alive and not counted:
-    /// they do not keep a checkpoint open).
+    /// they do not keep a checkpoint open). If that leaves nobody, the
+    /// retention clock starts at the last of the deaths, as their processes'
+    /// heartbeats date them (`alive::died_by`; the reaping itself for an
+    /// entry never stamped).
     pub fn reap_openers(&self, now: Time) -> usize {
         let mut live = 0;
         let mut reaped = false;
+        // The latest death of an opener reaped here (0: none).
+        let mut died = 0i64;
         for (i, entry) in self.openers().iter().enumerate() {
             let raw = entry.word.load(Ordering::SeqCst);
             let word = OpenerWord::from(raw);
@@ -437,18 +442,24 @@ impl Mapped {
                 flags: 0,
                 ..word
             };
+            // Read before the entry is freed (a new opener restamps it).
+            let alive = entry.alive_ns.load(Ordering::Relaxed);
             if entry
                 .word
                 .compare_exchange(raw, free.value(), Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
             {
                 reaped = true;
+                if word.flags & crate::layout::OPENER_LINK == 0 {
+                    died = died.max(crate::alive::died_by(alive, now.0));
+                }
             }
         }
         if reaped && live == 0 {
+            let closed = if died > 0 { died } else { now.0 };
             let _ = self.header().last_close_ns.compare_exchange(
                 0,
-                now.0.max(1),
+                closed.max(1),
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             );
@@ -1356,6 +1367,9 @@ fn try_register_opener(mapped: &Mapped, flags: u16) -> Option<Owner> {
         {
             entry.opened_ns.store(now().0, Ordering::Relaxed);
             entry.pid_ns.store(me.pid_ns, Ordering::Relaxed);
+            // SAFETY: the entry is in `mapped`, which outlives the
+            // registration: `deregister_opener` forgets it first.
+            unsafe { crate::alive::keep(&entry.alive_ns) };
             return Some(Owner {
                 entry: i as u16 + 1,
                 gen: mine.gen,
@@ -1370,6 +1384,7 @@ fn try_register_opener(mapped: &Mapped, flags: u16) -> Option<Owner> {
 /// retention clock.
 fn deregister_opener(mapped: &Mapped, owner: Owner, closed_at: Option<Time>) {
     let entry = &mapped.openers()[owner.entry as usize - 1];
+    crate::alive::forget(&entry.alive_ns);
     let raw = entry.word.load(Ordering::SeqCst);
     let word = OpenerWord::from(raw);
     if word.gen != owner.gen || word.pid == 0 {
