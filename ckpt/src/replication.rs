@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use ckpt_core::ais::SA_AIS_OK;
 use ckpt_core::error::UnlinkError;
 use ckpt_core::frame::{
-    self, decode_message, encode_message, Frame, SnapshotTail, WireError, WireMessage,
+    self, decode_message, encode_message, Frame, SnapshotTail, WireError, WireMessage, FLAG_MORE,
     MESSAGE_HEADER_BYTES,
 };
 use ckpt_core::repl::{
@@ -740,6 +740,8 @@ struct Entry {
     seq: u64,
     position: u64,
     term: u32,
+    /// `FLAG_MORE`: the next frame is of the same call.
+    more: bool,
 }
 
 /// The primary's log as the shipper sees it: the frames still in the ring,
@@ -777,6 +779,7 @@ impl<'a> RingIndex<'a> {
                 seq: h.seq,
                 position,
                 term: h.term,
+                more: h.flags & FLAG_MORE != 0,
             })
         }) {
             Ok(()) => {}
@@ -827,6 +830,9 @@ impl LogView for RingIndex<'_> {
     }
     fn term_at(&self, seq: u64) -> Option<u32> {
         self.entry(seq).map(|e| e.term)
+    }
+    fn continues(&self, seq: u64) -> bool {
+        self.entry(seq).is_some_and(|e| e.more)
     }
 }
 

@@ -1166,3 +1166,92 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
         "the link ends as silent, not by a send's timeout: {shipped:?}"
     );
 }
+
+/// A standby on the replica's host reading three sections in one call while
+/// the primary writes all three in each call, over a link whose batches
+/// (4 frames) are shorter than two calls (3 frames each): it sees each call
+/// whole. A batch ends with a whole call (`Shipper::poll`), and the replica
+/// applies a batch between the flip counter's two steps
+/// (`Segment::apply_held`). Batches cut at 4 frames split calls, and the
+/// standby then saw one section a call ahead.
+#[test]
+fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
+    use ckpt::{ReadVec, WriteVec};
+    use std::sync::atomic::Ordering::Relaxed;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_groups";
+    // A ring that holds every call: no snapshot rebuilds the replica (a
+    // fuzzy snapshot's copy holds sections of different calls until it has
+    // caught up: not isolated, see docs/ARCHITECTURE.md §6).
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let primary = Service::with_config(Config {
+        log_bytes: Some(64 << 20),
+        ..Config::with_dir(a.path())
+    })
+    .open(name, rwc, Some(&attrs(UpdateMode::ActiveReplica)))
+    .unwrap();
+    primary.set_active_replica().unwrap();
+    for id in [b"a", b"b", b"c"] {
+        primary
+            .create_section(id, Time::END, &0u64.to_le_bytes())
+            .unwrap();
+    }
+    let mut opts = LinkOptions::default();
+    opts.link.batch = 4;
+    const CALLS: u64 = 20_000;
+    let (done, mixed, reads) = (
+        AtomicBool::new(false),
+        std::sync::atomic::AtomicU64::new(0),
+        std::sync::atomic::AtomicU64::new(0),
+    );
+    let service = Service::with_config(Config::with_dir(b.path()));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let standby = loop {
+                if let Ok(c) = service.open(name, OpenFlags::READ, None) {
+                    break c;
+                }
+                if done.load(Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            while !done.load(Relaxed) {
+                let (mut x, mut y, mut z) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+                let rv = |id, buf| ReadVec {
+                    id,
+                    offset: 0,
+                    buf,
+                    read_bytes: 0,
+                };
+                let mut v = [rv(b"c", &mut z), rv(b"b", &mut y), rv(b"a", &mut x)];
+                if standby.read(&mut v).is_err() {
+                    continue; // (Sections not there yet.)
+                }
+                reads.fetch_add(1, Relaxed);
+                if !(x == y && y == z) {
+                    mixed.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        with_link_opts(opts, &primary, b.path(), name, || {
+            for n in 1..=CALLS {
+                let v = n.to_le_bytes();
+                let wv = |id| WriteVec {
+                    id,
+                    offset: 0,
+                    data: &v,
+                };
+                primary.write(&[wv(b"a"), wv(b"b"), wv(b"c")]).unwrap();
+            }
+        });
+        done.store(true, Relaxed);
+    });
+    assert!(reads.load(Relaxed) > 0, "the standby read nothing");
+    assert_eq!(
+        mixed.load(Relaxed),
+        0,
+        "reads that saw two calls, of {}",
+        reads.load(Relaxed)
+    );
+}

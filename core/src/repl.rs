@@ -181,6 +181,10 @@ pub trait LogView {
     fn oldest(&self) -> u64;
     /// The term of frame `seq`, if the ring still holds it.
     fn term_at(&self, seq: u64) -> Option<u32>;
+    /// True if frame `seq` is one of a call's frames with more after it
+    /// ([`crate::frame::FLAG_MORE`]: a vector write's group): a batch that
+    /// ended there would split the call (false if the ring lost it).
+    fn continues(&self, seq: u64) -> bool;
 }
 
 /// At most three actions, in order (no allocation).
@@ -554,7 +558,22 @@ impl Shipper {
             }
             let base = self.acked.max(self.floor.seq);
             let room = (base + self.cfg.window).saturating_sub(self.shipped);
-            let last = log.tail().min(self.shipped + room.min(self.cfg.batch));
+            let mut last = log.tail().min(self.shipped + room.min(self.cfg.batch));
+            if last < log.tail() && log.continues(last) {
+                // A batch ends with a whole call: the replica applies a
+                // batch under one claim, so its standbys see the call whole
+                // (`Segment::apply_held`). The rest comes in the next batch,
+                // the call with it; a call longer than a batch is split.
+                // (A call whose last frame is not published yet, at the
+                // tail, is shipped as it is: its writer may have died.)
+                let mut end = last;
+                while end > self.shipped && log.continues(end) {
+                    end -= 1;
+                }
+                if end > self.shipped {
+                    last = end;
+                }
+            }
             if last > self.shipped && self.shipped + 1 < log.oldest() {
                 // The frames after what was shipped are gone from the ring
                 // (looked at only with room to ship them: a follower that
@@ -991,6 +1010,8 @@ mod tests {
         oldest: u64,
         tail: u64,
         older: &'static [(u64, u32)],
+        /// Frames with more of their call after them.
+        continuing: &'static [u64],
     }
 
     impl LogView for Log {
@@ -1017,6 +1038,9 @@ mod tests {
                     .map_or(self.term, |(_, t)| *t),
             )
         }
+        fn continues(&self, seq: u64) -> bool {
+            self.continuing.contains(&seq)
+        }
     }
 
     fn log(oldest: u64, tail: u64) -> Log {
@@ -1026,6 +1050,7 @@ mod tests {
             oldest,
             tail,
             older: &[],
+            continuing: &[],
         }
     }
 
@@ -1157,6 +1182,37 @@ mod tests {
         let l = log(1, 3);
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(all(s.received(sub(0, 0, 0), &l, 1)), [ship_(1, 3, 0)]);
+    }
+
+    /// A batch never ends inside a call's frames while the rest of the call
+    /// is in the log: it ends before the call, and the next batch carries
+    /// it whole. A call longer than a batch, or cut at the tail, goes as it
+    /// is.
+    #[test]
+    fn batches_end_with_whole_calls() {
+        // Batches of 4, a window of 10; frames 5..=7 are one call, 9..=15
+        // another (longer than a batch).
+        let l = Log {
+            continuing: &[5, 6, 9, 10, 11, 12, 13, 14],
+            ..log(1, 30)
+        };
+        let mut s = Shipper::new(cfg(), 0);
+        let out = all(s.received(sub(7, 2, 2), &l, 1));
+        // 3..=6 would split 5..=7: 3..=4, then the call whole.
+        assert_eq!(out, [ShipAction::Acked { seq: 2 }, ship_(3, 4, 2)]);
+        assert_eq!(all(s.poll(&l, 2)), [ship_(5, 8, 2)]);
+        // 9..=12 splits 9..=15, which no batch holds whole: as it is.
+        assert_eq!(all(s.poll(&l, 3)), [ship_(9, 12, 2)]);
+        let out = all(s.received(ack(12, 2), &l, 4));
+        assert_eq!(out, [ShipAction::Acked { seq: 12 }, ship_(13, 16, 2)]);
+        // At the tail: a call whose end is not published goes as it is.
+        let cut = Log {
+            continuing: &[3, 4],
+            ..log(1, 4)
+        };
+        let mut s = Shipper::new(cfg(), 0);
+        let out = all(s.received(sub(7, 2, 2), &cut, 1));
+        assert_eq!(out, [ShipAction::Acked { seq: 2 }, ship_(3, 4, 2)]);
     }
 
     #[test]

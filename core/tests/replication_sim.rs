@@ -154,6 +154,9 @@ impl LogView for Store {
         let i = seq.checked_sub(first)? as usize;
         self.ring.get(i).map(|f| f.term)
     }
+    fn continues(&self, _seq: u64) -> bool {
+        false // The simulation's writes are one frame each.
+    }
 }
 
 enum Role {
