@@ -499,6 +499,13 @@ impl LinkEntry {
             state: match self.state() {
                 LinkState::Linked if s.parked.load(Ordering::Relaxed) => LinkState::Parked,
                 LinkState::Linked if installing => LinkState::Installing,
+                // Connected, and nothing heard yet: the peer's kernel took
+                // the connection, its daemon may be stopped.
+                LinkState::Linked
+                    if self.role == Role::Shipping && !s.heard.load(Ordering::Relaxed) =>
+                {
+                    LinkState::Connecting
+                }
                 other => other,
             },
             held: s.held.load(Ordering::Relaxed),
@@ -1866,6 +1873,7 @@ fn shipping<B: Backend>(
         match backend.connect(peer.address, sh.config.connect_timeout, opts.max_message) {
             Ok(mut conn) => {
                 entry.connects.fetch_add(1, Ordering::Relaxed);
+                entry.stats.heard.store(false, Ordering::Relaxed);
                 entry.set(LinkState::Linked);
                 match ship(segment, peer.node, placed, &mut conn, &opts, &entry.stop) {
                     Ok(Ended::Unlinked) => {
@@ -2338,7 +2346,21 @@ mod tests {
         // A shipping end is never shown installing (its lag is its own log's).
         let ship = LinkEntry::new(CheckpointName::new("safCkpt=s").unwrap(), Role::Shipping, 2);
         ship.set(LinkState::Linked);
+        ship.stats.heard.store(true, Ordering::Relaxed);
         ship.stats.installing.store(true, Ordering::Relaxed);
+        assert_eq!(ship.status().state, LinkState::Linked);
+    }
+
+    /// A shipping link is `linked` once its peer has sent something on the
+    /// connection: a stopped peer's kernel accepts connections, and its link
+    /// showed `linked` (held frozen, lag growing) for a second of every
+    /// reconnection while the peer stayed stopped.
+    #[test]
+    fn a_shipping_link_is_linked_once_its_peer_answers() {
+        let ship = LinkEntry::new(CheckpointName::new("safCkpt=s").unwrap(), Role::Shipping, 2);
+        ship.set(LinkState::Linked);
+        assert_eq!(ship.status().state, LinkState::Connecting);
+        ship.stats.heard.store(true, Ordering::Relaxed);
         assert_eq!(ship.status().state, LinkState::Linked);
     }
 }

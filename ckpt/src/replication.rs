@@ -131,10 +131,14 @@ pub struct LinkStats {
     /// The link is parked: the follower holds no replica and wants none
     /// yet (placement); nothing is shipped, and it lags by nothing.
     pub parked: AtomicBool,
-    /// A snapshot is being installed (at the follower): how far the primary
-    /// got is known again only at its end, and the replica is that far
-    /// behind until then.
+    /// A snapshot is being installed (at the follower), or was, and the
+    /// primary has not said since how far it got (its next frames or
+    /// heartbeat do): the replica's lag is unknown.
     pub installing: AtomicBool,
+    /// The peer has sent something on the current connection (at the
+    /// shipper): a connection the peer's kernel accepted for a process
+    /// that is stopped, or gone, is not a link yet.
+    pub heard: AtomicBool,
     /// Unlinks this end's node asked of the primary (at a follower):
     /// [`LinkStats::ask_unlink`].
     unlinks_asked: AtomicU64,
@@ -955,6 +959,11 @@ pub fn ship<C: Connection>(
                 let bytes = match recv(rx, RECV_WAIT) {
                     Ok(Some(b)) => {
                         heard = Instant::now();
+                        opts.count(|c| {
+                            if !c.heard.load(Ordering::Relaxed) {
+                                c.heard.store(true, Ordering::Relaxed);
+                            }
+                        });
                         b
                     }
                     Ok(None) if heard.elapsed() > silence => {
@@ -1618,7 +1627,8 @@ pub fn follow_offered<C: Connection>(
                         }
                         FollowAction::InstallPart => rebuild.part(carried, opts)?,
                         FollowAction::InstallEnd { start, sections } => {
-                            opts.count(|c| c.installing.store(false, Ordering::Relaxed));
+                            // (Still `installing` until the primary's next
+                            // frames or heartbeat say how far it got.)
                             let now = clock.now();
                             pending = Some(match rebuild.end(start, sections, tail, opts)? {
                                 Some(segment) => {
@@ -1720,6 +1730,19 @@ pub fn follow_offered<C: Connection>(
                     };
                     if let Some(last) = shipped {
                         opts.count(|c| LinkStats::raise(&c.primary, last));
+                    }
+                    // Past a snapshot's end, the first frames (or, the
+                    // primary idle, a heartbeat) say how far it got: the lag
+                    // is known again. (Before, the link showed the snapshot's
+                    // position as caught up, lag 0, for 50-100 ms.)
+                    if rebuild.0.is_none()
+                        && matches!(m.message, Message::Frames { .. } | Message::Heartbeat)
+                    {
+                        opts.count(|c| {
+                            if c.installing.load(Ordering::Relaxed) {
+                                c.installing.store(false, Ordering::Relaxed);
+                            }
+                        });
                     }
                     // The primary is alive (and shipped this far): a
                     // promotion here waits until the replica has it.
