@@ -1152,10 +1152,20 @@ impl Checkpoint {
     /// Runs `read`, a read of several sections made of several calls (the C
     /// library's element by element), so that it sees every vector write
     /// whole: again if a vector write's sections flipped meanwhile, and
-    /// finally under the checkpoint's claim (`Segment::read_isolated`).
-    /// [`Checkpoint::read`] of several elements does this itself.
-    pub fn read_isolated<T>(&self, read: impl FnMut() -> T) -> T {
-        self.seg().read_isolated(read)
+    /// finally under the checkpoint's claim (`Segment::read_isolated`); and
+    /// again if the handle moved to another file meanwhile (a replica
+    /// rebuilt from a snapshot: its elements would come from two files), at
+    /// most [`ISOLATED_FILE_TRIES`] times. [`Checkpoint::read`] of several
+    /// elements reads one file, and sees vector writes whole itself.
+    pub fn read_isolated<T>(&self, mut read: impl FnMut() -> T) -> T {
+        for _ in 0..ISOLATED_FILE_TRIES {
+            let (segment, file) = self.files.current();
+            let out = segment.read_isolated(&mut read);
+            if self.files.current().1 == file {
+                return out;
+            }
+        }
+        read()
     }
 
     /// Reads a whole section into a vector.
@@ -1570,6 +1580,10 @@ fn lookup_to_read(e: LookupError) -> ReadError {
         LookupError::TryAgain => ReadError::TryAgain,
     }
 }
+
+/// How many times [`Checkpoint::read_isolated`] runs a read that a move of
+/// the handle to another file interrupted (moves come one per snapshot).
+const ISOLATED_FILE_TRIES: u32 = 4;
 
 /// Reads `section` from byte `offset` into `buf`: the bytes read (fewer
 /// than `buf` holds near the end, 0 at it), or `OffsetPastEnd` past it.

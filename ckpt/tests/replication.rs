@@ -1255,3 +1255,33 @@ fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
         reads.load(Relaxed)
     );
 }
+
+/// A read of several sections made of several calls (`read_isolated`, the C
+/// library's element by element) that a snapshot rebuild moves to another
+/// file between two of its elements runs again on the new file: both
+/// elements come from one file. (The second helper of this stop saw a C
+/// read whose first element came from the old replica and its second from
+/// the new one, a million writes apart.)
+#[test]
+fn a_read_of_several_sections_spanning_a_rebuild_reads_one_file() {
+    let name = "safCkpt=repl_span";
+    let (_a, b, primary, standby) = standby_on_a_replica(name, b"1", OpenFlags::READ);
+    primary.create_section(b"j", Time::END, b"1").unwrap();
+    with_link(&primary, b.path(), name, || {});
+    let mut runs = 0;
+    let (k, j) = standby.read_isolated(|| {
+        runs += 1;
+        let k = standby.read_section(b"k").unwrap();
+        if runs == 1 {
+            // Between the two elements: both sections change, the ring is
+            // lapped, and the replica is rebuilt into a new file.
+            lap(&primary);
+            primary.overwrite(b"k", b"2").unwrap();
+            primary.overwrite(b"j", b"2").unwrap();
+            with_link(&primary, b.path(), name, || {});
+        }
+        (k, standby.read_section(b"j").unwrap())
+    });
+    assert_eq!(runs, 2, "run again on the new file");
+    assert_eq!((k.as_slice(), j.as_slice()), (&b"2"[..], &b"2"[..]));
+}
