@@ -413,8 +413,8 @@ mod loom_model {
     /// A vector write's two sections, read by a reader of both between two
     /// looks at the flip counter (`Segment::read_isolated`): what it keeps
     /// is both sections at one vector's version, never one old and one new.
-    /// Without `flips_begin` (or with the counter's look after the copies
-    /// moved before them) loom finds the mix.
+    /// Loom finds the mix without `flips_begin`, and with `write_begin`'s
+    /// pending store Relaxed.
     #[test]
     fn readers_of_several_sections_see_a_vector_write_whole() {
         let mut builder = loom::model::Builder::new();

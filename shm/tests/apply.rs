@@ -70,6 +70,18 @@ fn ship(consumer: &mut Consumer<'_>, replica: &Segment) -> Vec<FrameHeader> {
     shipped
 }
 
+/// Owned copies of the frames the consumer has not passed yet, as a
+/// receiver has them (decode each with `frame::decode(bytes, false)`).
+fn owned_frames(consumer: &mut Consumer<'_>) -> Vec<Vec<u8>> {
+    let mut bytes = Vec::new();
+    while let Some(f) = consumer.next_frame().unwrap() {
+        let mut b = vec![0u8; f.header.frame_bytes()];
+        ckpt_core::frame::encode(&f.header, f.id, f.data, &mut b).unwrap();
+        bytes.push(b);
+    }
+    bytes
+}
+
 /// (id, data, version, expiration, lastUpdate) of a section.
 type Copied = (Vec<u8>, Vec<u8>, u64, Time, Time);
 
@@ -421,12 +433,7 @@ fn a_batch_applies_under_one_claim_up_to_its_first_refused_frame() {
         primary.write(s, None, &n.to_le_bytes()).unwrap();
     }
     // Owned copies of the 21 frames, as a receiver has them.
-    let mut bytes = Vec::new();
-    while let Some(f) = consumer.next_frame().unwrap() {
-        let mut b = vec![0u8; f.header.frame_bytes()];
-        ckpt_core::frame::encode(&f.header, f.id, f.data, &mut b).unwrap();
-        bytes.push(b);
-    }
+    let bytes = owned_frames(&mut consumer);
     let frames: Vec<_> = bytes
         .iter()
         .map(|b| ckpt_core::frame::decode(b, false).unwrap())
@@ -819,12 +826,7 @@ fn a_standby_of_a_replica_sees_each_vector_write_whole() {
                 if last.is_some_and(|last| replica.last_seq() == last) {
                     break;
                 }
-                let mut bytes = Vec::new();
-                while let Some(f) = consumer.next_frame().unwrap() {
-                    let mut buf = vec![0u8; f.header.frame_bytes()];
-                    ckpt_core::frame::encode(&f.header, f.id, f.data, &mut buf).unwrap();
-                    bytes.push(buf);
-                }
+                let bytes = owned_frames(&mut consumer);
                 let frames: Vec<_> = bytes
                     .iter()
                     .map(|b| ckpt_core::frame::decode(b, false).unwrap())
