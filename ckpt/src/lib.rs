@@ -1155,7 +1155,7 @@ impl Checkpoint {
     /// finally under the checkpoint's claim (`Segment::read_isolated`); and
     /// again if the handle moved to another file meanwhile (a replica
     /// rebuilt from a snapshot: its elements would come from two files), at
-    /// most [`ISOLATED_FILE_TRIES`] times. [`Checkpoint::read`] of several
+    /// most 4 times. [`Checkpoint::read`] of several
     /// elements reads one file, and sees vector writes whole itself.
     pub fn read_isolated<T>(&self, mut read: impl FnMut() -> T) -> T {
         for _ in 0..ISOLATED_FILE_TRIES {
