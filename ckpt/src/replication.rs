@@ -967,9 +967,12 @@ pub fn ship<C: Connection>(
                         b
                     }
                     Ok(None) if heard.elapsed() > silence => {
+                        // The link's end first: the send that the shutdown
+                        // fails must not be taken for the reason.
+                        finish(Ok(Ended::Closed(CloseReason::Silent)));
                         // (An error: the sending thread's ends the link too.)
                         let _ = rx.shutdown();
-                        return finish(Ok(Ended::Closed(CloseReason::Silent)));
+                        return;
                     }
                     Ok(None) => continue,
                     Err(None) if unlinked() => return finish(Ok(Ended::Unlinked)),

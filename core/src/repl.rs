@@ -572,6 +572,11 @@ impl Shipper {
                 }
                 if end > self.shipped {
                     last = end;
+                } else if room < self.cfg.batch && self.shipped > base {
+                    // The window's room, not the batch, cut it: wait for
+                    // the acknowledgements of what is in flight, which make
+                    // room for the call.
+                    last = self.shipped;
                 }
             }
             if last > self.shipped && self.shipped + 1 < log.oldest() {
@@ -1205,6 +1210,22 @@ mod tests {
         assert_eq!(all(s.poll(&l, 3)), [ship_(9, 12, 2)]);
         let out = all(s.received(ack(12, 2), &l, 4));
         assert_eq!(out, [ShipAction::Acked { seq: 12 }, ship_(13, 16, 2)]);
+        // The window, not the batch, leaves room for part of a call: it
+        // waits for room. Calls 23..=26 and 27..=30; a window of 10.
+        let l = Log {
+            continuing: &[23, 24, 25, 27, 28, 29],
+            ..log(1, 40)
+        };
+        let mut s = Shipper::new(cfg(), 0);
+        let out = all(s.received(sub(7, 16, 2), &l, 1));
+        assert_eq!(out, [ShipAction::Acked { seq: 16 }, ship_(17, 20, 2)]);
+        assert_eq!(all(s.poll(&l, 2)), [ship_(21, 22, 2)]);
+        assert_eq!(all(s.poll(&l, 3)), [ship_(23, 26, 2)]);
+        // Acknowledged through 18: room for 27..=28 only, half a call.
+        let out = all(s.received(ack(18, 2), &l, 4));
+        assert_eq!(out, [ShipAction::Acked { seq: 18 }]);
+        let out = all(s.received(ack(22, 2), &l, 5));
+        assert_eq!(out, [ShipAction::Acked { seq: 22 }, ship_(27, 30, 2)]);
         // At the tail: a call whose end is not published goes as it is.
         let cut = Log {
             continuing: &[3, 4],
