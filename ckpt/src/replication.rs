@@ -110,6 +110,14 @@ impl LinkOptions {
     }
 }
 
+/// Sets a link's flag to `value`, storing only if it differs (a flag noted
+/// per message stays in the readers' caches).
+fn note(flag: &AtomicBool, value: bool) {
+    if flag.load(Ordering::Relaxed) != value {
+        flag.store(value, Ordering::Relaxed);
+    }
+}
+
 /// What a link has done, as counters and gauges an operator reads while it
 /// runs (each word on its own: a reader may see one updated before another,
 /// and every store is `Relaxed`, as are the readers' loads: they order
@@ -959,11 +967,7 @@ pub fn ship<C: Connection>(
                 let bytes = match recv(rx, RECV_WAIT) {
                     Ok(Some(b)) => {
                         heard = Instant::now();
-                        opts.count(|c| {
-                            if !c.heard.load(Ordering::Relaxed) {
-                                c.heard.store(true, Ordering::Relaxed);
-                            }
-                        });
+                        opts.count(|c| note(&c.heard, true));
                         b
                     }
                     Ok(None) if heard.elapsed() > silence => {
@@ -1625,7 +1629,7 @@ pub fn follow_offered<C: Connection>(
                             pending = Some(next);
                         }
                         FollowAction::InstallBegin { .. } => {
-                            opts.count(|c| c.installing.store(true, Ordering::Relaxed));
+                            opts.count(|c| note(&c.installing, true));
                             rebuild.begin(config, name, carried)?;
                         }
                         FollowAction::InstallPart => rebuild.part(carried, opts)?,
@@ -1651,7 +1655,7 @@ pub fn follow_offered<C: Connection>(
                             });
                         }
                         FollowAction::InstallDrop => {
-                            opts.count(|c| c.installing.store(false, Ordering::Relaxed));
+                            opts.count(|c| note(&c.installing, false));
                             rebuild.drop_copy();
                         }
                         FollowAction::Close(r) => return Ok(Ended::Closed(r)),
@@ -1741,11 +1745,7 @@ pub fn follow_offered<C: Connection>(
                     if rebuild.0.is_none()
                         && matches!(m.message, Message::Frames { .. } | Message::Heartbeat)
                     {
-                        opts.count(|c| {
-                            if c.installing.load(Ordering::Relaxed) {
-                                c.installing.store(false, Ordering::Relaxed);
-                            }
-                        });
+                        opts.count(|c| note(&c.installing, false));
                     }
                     // The primary is alive (and shipped this far): a
                     // promotion here waits until the replica has it.
@@ -1797,7 +1797,7 @@ pub fn follow_offered<C: Connection>(
         }
     })();
     // A snapshot the link's end cut off is not being installed.
-    opts.count(|c| c.installing.store(false, Ordering::Relaxed));
+    opts.count(|c| note(&c.installing, false));
     debug_assert!(subscribed || result.is_err() || parks);
     result.map(|ended| (ended, replica))
 }

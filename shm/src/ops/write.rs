@@ -393,17 +393,20 @@ impl Segment {
     /// `write_many`) are not isolated.
     pub fn read_isolated<T>(&self, mut read: impl FnMut() -> T) -> T {
         let groups = &self.header().group_seq;
-        'tries: for _ in 0..ISOLATED_TRIES {
-            let mut before = slot::flips_settled(groups);
-            for _ in 0..SETTLE_SPINS {
-                if before.is_some() {
-                    break;
+        // The counter once no flips are under way, looked at again for a
+        // moment (`None`: they stay under way).
+        let settled = || {
+            (0..SETTLE_SPINS).find_map(|_| {
+                let g = slot::flips_settled(groups);
+                if g.is_none() {
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
-                before = slot::flips_settled(groups);
-            }
-            let Some(before) = before else {
-                break 'tries;
+                g
+            })
+        };
+        for _ in 0..ISOLATED_TRIES {
+            let Some(before) = settled() else {
+                break;
             };
             let out = read();
             if slot::flips_unchanged(groups, before) {
