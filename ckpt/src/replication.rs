@@ -45,7 +45,7 @@ use ckpt_core::repl::{
 use ckpt_core::CheckpointName;
 use ckpt_shm::ack::Need;
 use ckpt_shm::log::LogError;
-use ckpt_shm::ops::install::{InstallError, Installer};
+use ckpt_shm::ops::install::{InstallError, Installer, Staged};
 use ckpt_shm::ops::{ApplyError, Consumer};
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{Config, Segment};
@@ -1285,9 +1285,10 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         Err(e) => Err(e),
                     },
                     ShipAction::Snapshot => match self.send_snapshot(primary, opts, stop) {
-                        Ok(Some(start)) => {
+                        Ok(Some((start, settles))) => {
                             let now = clock.now();
-                            pending = Some(self.shipper.snapshot_sent(start, &self.index, now));
+                            let sent = self.shipper.snapshot_sent(start, settles, &self.index, now);
+                            pending = Some(sent);
                             Ok(())
                         }
                         Ok(None) => {
@@ -1319,14 +1320,15 @@ impl<C: Connection> ShipLink<'_, '_, C> {
     /// Sends a fuzzy snapshot of `primary`: its creation frame, its sections
     /// as records in messages of about `opts.batch_bytes` (a section larger
     /// than that in pieces), and where it stands. Returns the position it
-    /// holds through, or `None` if the writer lapped the ring meanwhile (the
+    /// holds through and its catch-up horizon (it holds no later frame), or
+    /// `None` if the writer lapped the ring meanwhile (the
     /// replica drops what it got when the next snapshot begins).
     fn send_snapshot(
         &mut self,
         primary: &Segment,
         opts: &LinkOptions,
         stop: &AtomicBool,
-    ) -> Result<Option<Position>, ReplicationError> {
+    ) -> Result<Option<(Position, u64)>, ReplicationError> {
         let (header, payload) = primary.creation_frame(None);
         let name = primary.name().as_bytes();
         self.frames.clear();
@@ -1407,7 +1409,12 @@ impl<C: Connection> ShipLink<'_, '_, C> {
         };
         let start = Position { seq, term };
         let end = Message::SnapshotEnd { start, sections };
-        send(self.conn, &end, &[], &head.tail().to_bytes())?;
+        let mut tail = head.tail();
+        // The horizon the replica's copy waits for before it is put in
+        // place: exact, so that an idle writer does not keep it waiting
+        // for a frame that is not coming.
+        tail.end_seq = primary.settled_end(tail.end_seq).max(start.seq);
+        send(self.conn, &end, &[], &tail.to_bytes())?;
         opts.report(LinkEvent::SnapshotSent {
             start: start.seq,
             sections,
@@ -1415,7 +1422,7 @@ impl<C: Connection> ShipLink<'_, '_, C> {
         opts.count(|c| {
             c.snapshots.fetch_add(1, Ordering::Relaxed);
         });
-        Ok(Some(start))
+        Ok(Some((start, tail.end_seq)))
     }
 }
 
@@ -1575,7 +1582,7 @@ pub fn follow_offered<C: Connection>(
         let mut tx = conn.try_clone()?;
         let mut carried: &[u8] = &[];
         let mut tail: Option<SnapshotTail> = None;
-        let mut rebuild = Rebuild(None);
+        let mut rebuild = Rebuild::default();
         let mut pending = Some(first);
         let mut counted = Instant::now();
         // Unlink asks sent to the primary, and the requests it has yet to
@@ -1600,18 +1607,20 @@ pub fn follow_offered<C: Connection>(
                             send(&mut tx, &m, name, &[])?;
                         }
                         FollowAction::Apply { first, last, after } => {
-                            let next = match apply(
+                            let applied = apply(
                                 config,
                                 name,
                                 &mut replica,
+                                rebuild.target(),
                                 carried,
                                 first,
                                 last,
                                 after,
-                            ) {
+                            );
+                            let target = rebuild.target().or(replica.as_ref());
+                            let next = match applied {
                                 Ok(()) => {
-                                    let r = replica.as_ref().expect("frames applied to a replica");
-                                    let holds = held(r);
+                                    let holds = held(target.expect("frames applied to a replica"));
                                     opts.count(|c| {
                                         c.hold(holds);
                                         c.frames.fetch_add(last - first + 1, Ordering::Relaxed);
@@ -1619,13 +1628,16 @@ pub fn follow_offered<C: Connection>(
                                     follower.applied(holds, clock.now())
                                 }
                                 Err(Refused::Protocol(why)) => {
-                                    if let Some(r) = &replica {
+                                    if let Some(r) = target {
                                         follower.applied(held(r), clock.now());
                                     }
                                     follower.refused(why, clock.now())
                                 }
                                 Err(Refused::Fatal(e)) => return Err(e),
                             };
+                            if rebuild.settle(&mut replica, name, opts)? {
+                                return Ok(Ended::Unlinked);
+                            }
                             pending = Some(next);
                         }
                         FollowAction::InstallBegin { .. } => {
@@ -1637,21 +1649,14 @@ pub fn follow_offered<C: Connection>(
                             // (Still `installing` until the primary's next
                             // frames or heartbeat say how far it got.)
                             let now = clock.now();
-                            pending = Some(match rebuild.end(start, sections, tail, opts)? {
-                                Some(segment) => {
-                                    // The old replica's name is the new one's now:
-                                    // the old file is marked superseded (a standby
-                                    // still on it can no longer promote it).
-                                    if let Some(old) = replica.replace(segment) {
-                                        supersede(&old, name);
-                                    }
-                                    opts.count(|c| {
-                                        c.hold(start);
-                                        c.snapshots.fetch_add(1, Ordering::Relaxed);
-                                    });
-                                    follower.installed(start, now)
+                            pending = Some(if rebuild.end(start, sections, tail, opts)? {
+                                opts.count(|c| c.hold(start));
+                                if rebuild.settle(&mut replica, name, opts)? {
+                                    return Ok(Ended::Unlinked);
                                 }
-                                None => follower.install_failed(now),
+                                follower.installed(start, now)
+                            } else {
+                                follower.install_failed(now)
                             });
                         }
                         FollowAction::InstallDrop => {
@@ -1742,7 +1747,7 @@ pub fn follow_offered<C: Connection>(
                     // primary idle, a heartbeat) say how far it got: the lag
                     // is known again. (Before, the link showed the snapshot's
                     // position as caught up, lag 0, for 50-100 ms.)
-                    if rebuild.0.is_none()
+                    if rebuild.idle()
                         && matches!(m.message, Message::Frames { .. } | Message::Heartbeat)
                     {
                         opts.count(|c| note(&c.installing, false));
@@ -1880,21 +1885,32 @@ fn local_replica(
     }
 }
 
-/// A snapshot being installed into a copy of the replica (`None`: none, or
-/// its records were refused: the copy is removed and its end fails).
-struct Rebuild(Option<Installer>);
+/// A snapshot being installed into a copy of the replica, and a copy
+/// installed and catching up under its temporary name until it holds the
+/// snapshot's catch-up horizon (`ckpt_shm::ops::install::Staged`): the
+/// replica's standbys see the old replica until then, never the copy's mix
+/// of moments.
+#[derive(Default)]
+struct Rebuild {
+    /// The copy being filled (`None`: none, or its records were refused:
+    /// the copy is removed and its end fails).
+    copy: Option<Installer>,
+    /// The copy installed, catching up, with its snapshot's start and
+    /// section count (reported once it is in place).
+    staged: Option<(Staged, Position, u64)>,
+}
 
 impl Rebuild {
     /// A snapshot begins with the checkpoint's creation frame, `created`
-    /// (`decode_message` checked it): a fresh copy; one begun is removed
-    /// first.
+    /// (`decode_message` checked it): a fresh copy; one begun, or staged, is
+    /// removed first.
     fn begin(
         &mut self,
         config: &Config,
         name: &CheckpointName,
         created: &[u8],
     ) -> Result<(), ReplicationError> {
-        self.0 = None;
+        self.drop_copy();
         let created = frame::decode(created, true)
             .map_err(|e| ReplicationError::Wire(WireError::BadFrame(e)))?;
         if created.id != name.as_bytes() {
@@ -1902,13 +1918,13 @@ impl Rebuild {
             return Err(ReplicationError::WrongCheckpoint(got));
         }
         let copy = Segment::install_begin(config, &created).map_err(ReplicationError::Open)?;
-        self.0 = Some(copy);
+        self.copy = Some(copy);
         Ok(())
     }
 
     /// Places a part's records; the first refused drops the copy.
     fn part(&mut self, records: &[u8], opts: &LinkOptions) -> Result<(), ReplicationError> {
-        let Some(copy) = self.0.as_mut() else {
+        let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
         for r in frame::records(records) {
@@ -1916,7 +1932,7 @@ impl Rebuild {
                 Ok(()) => {}
                 Err(InstallError::Invalid(why)) => {
                     opts.report(LinkEvent::SnapshotRefused(why));
-                    self.0 = None;
+                    self.copy = None;
                     return Ok(());
                 }
                 Err(e) => return Err(ReplicationError::Install(e)),
@@ -1925,37 +1941,86 @@ impl Rebuild {
         Ok(())
     }
 
-    /// The snapshot's end: the installed replica, or `None` if the copy was
-    /// refused (the replica is as it was).
+    /// The snapshot's end: true if the copy is installed (it catches up
+    /// next, [`Rebuild::settle`]), false if it was refused (the replica is
+    /// as it was).
     fn end(
         &mut self,
         start: Position,
         sections: u64,
         tail: Option<SnapshotTail>,
         opts: &LinkOptions,
-    ) -> Result<Option<Segment>, ReplicationError> {
-        let (Some(copy), Some(tail)) = (self.0.take(), tail) else {
-            return Ok(None);
+    ) -> Result<bool, ReplicationError> {
+        let (Some(copy), Some(tail)) = (self.copy.take(), tail) else {
+            return Ok(false);
         };
         match copy.finish(start, sections, &tail) {
-            Ok(segment) => {
-                opts.report(LinkEvent::SnapshotInstalled {
-                    start: start.seq,
-                    sections,
-                });
-                Ok(Some(segment))
+            Ok(staged) => {
+                self.staged = Some((staged, start, sections));
+                Ok(true)
             }
             Err(InstallError::Invalid(why)) => {
                 opts.report(LinkEvent::SnapshotRefused(why));
-                Ok(None)
+                Ok(false)
             }
             Err(e) => Err(ReplicationError::Install(e)),
         }
     }
 
-    /// Drops the copy begun.
+    /// The copy frames are applied to: the staged one while it catches up.
+    fn target(&self) -> Option<&Segment> {
+        self.staged.as_ref().map(|(s, ..)| s.segment())
+    }
+
+    /// Puts the staged copy in the replica's place once it has caught up:
+    /// the old replica's file is marked superseded (a standby still on it
+    /// can no longer promote it; handles move). True if the primary's
+    /// unlink reached the copy first, with no replica here to unlink.
+    fn settle(
+        &mut self,
+        replica: &mut Option<Segment>,
+        name: &CheckpointName,
+        opts: &LinkOptions,
+    ) -> Result<bool, ReplicationError> {
+        if !self.staged.as_ref().is_some_and(|(s, ..)| s.caught_up()) {
+            return Ok(false);
+        }
+        let (staged, start, sections) = self.staged.take().expect("a staged copy");
+        opts.count(|c| {
+            c.snapshots.fetch_add(1, Ordering::Relaxed);
+            note(&c.installing, false);
+        });
+        match staged.publish().map_err(ReplicationError::Install)? {
+            Some(segment) => {
+                if let Some(old) = replica.replace(segment) {
+                    supersede(&old, name);
+                }
+                opts.report(LinkEvent::SnapshotInstalled {
+                    start: start.seq,
+                    sections,
+                });
+                Ok(false)
+            }
+            // Unlinked while it caught up: so is the replica.
+            None => match replica {
+                Some(old) => {
+                    old.mark_unlinked();
+                    Ok(false)
+                }
+                None => Ok(true),
+            },
+        }
+    }
+
+    /// True with no copy begun or staged.
+    fn idle(&self) -> bool {
+        self.copy.is_none() && self.staged.is_none()
+    }
+
+    /// Drops the copy begun, and the one staged.
     fn drop_copy(&mut self) {
-        self.0 = None;
+        self.copy = None;
+        self.staged = None;
     }
 }
 
@@ -1995,12 +2060,15 @@ enum Refused {
 }
 
 /// Applies frames `first..=last` of `carried` (checked, with the message's
-/// checksum, by `decode_message`) to the replica, creating it from the
-/// creation frame.
+/// checksum, by `decode_message`) to `staged` (a copy installed from a
+/// snapshot, catching up) if there is one, else to the replica, creating it
+/// from the creation frame.
+#[allow(clippy::too_many_arguments)]
 fn apply(
     config: &Config,
     name: &CheckpointName,
     replica: &mut Option<Segment>,
+    staged: Option<&Segment>,
     carried: &[u8],
     first: u64,
     last: u64,
@@ -2017,7 +2085,7 @@ fn apply(
         return Err(Refused::Protocol(Refusal::Gap));
     }
     let mut todo = carried_frames(carried).filter(|f| (first..=last).contains(&f.header.seq));
-    if replica.is_none() {
+    if staged.is_none() && replica.is_none() {
         // A new replica starts from the primary's creation frame.
         let Some(created) = todo.next().filter(|f| f.header.seq == 1) else {
             return Err(Refused::Protocol(Refusal::Gap));
@@ -2030,7 +2098,7 @@ fn apply(
             .map_err(|e| Refused::Fatal(ReplicationError::Open(e)))?;
         *replica = Some(segment);
     }
-    let r = replica.as_ref().expect("a replica");
+    let r = staged.or(replica.as_ref()).expect("a replica");
     // One claim for the batch.
     match r.apply_all(todo) {
         Ok(_) => Ok(()),

@@ -1174,6 +1174,122 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
 /// applies a batch between the flip counter's two steps
 /// (`Segment::apply_held`). Batches cut at 4 frames split calls, and the
 /// standby then saw one section a call ahead.
+/// A replica rebuilt from a fuzzy snapshot while the writer goes on: the
+/// copy holds sections of different calls until it has caught up with the
+/// snapshot's horizon, and is put in place only then. A standby that opens
+/// the replica as soon as it appears, and reads it meanwhile, sees every
+/// vector write whole.
+#[test]
+fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
+    use ckpt::{ReadVec, WriteVec};
+    use std::sync::atomic::Ordering::Relaxed;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_rebuild_whole";
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(2100, 4096)
+    };
+    let primary = Service::with_config(Config {
+        log_bytes: Some(4 << 20),
+        ..Config::with_dir(a.path())
+    })
+    .open(name, rwc, Some(&attrs))
+    .unwrap();
+    primary.set_active_replica().unwrap();
+    // `a` first and `b` last, 8 MiB of sections between: a copy takes them
+    // far apart, and their creation frames lap the 4 MiB ring, so the new
+    // replica is made by a snapshot.
+    let zero = 0u64.to_le_bytes();
+    primary.create_section(b"a", Time::END, &zero).unwrap();
+    for n in 0..2000u32 {
+        let id = format!("filler{n}");
+        primary
+            .create_section(id.as_bytes(), Time::END, &[1u8; 4096])
+            .unwrap();
+    }
+    primary.create_section(b"b", Time::END, &zero).unwrap();
+    // Batches of one call (two frames): the catch-up after the copy takes
+    // many messages, a wide window for the standby.
+    let mut opts = LinkOptions::default();
+    opts.link.batch = 2;
+    let (done, mixed, reads) = (
+        AtomicBool::new(false),
+        std::sync::atomic::AtomicU64::new(0),
+        std::sync::atomic::AtomicU64::new(0),
+    );
+    let service = Service::with_config(Config::with_dir(b.path()));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let standby = loop {
+                if let Ok(c) = service.open(name, OpenFlags::READ, None) {
+                    break c;
+                }
+                if done.load(Relaxed) {
+                    return;
+                }
+                std::hint::spin_loop();
+            };
+            while !done.load(Relaxed) {
+                let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
+                let rv = |id, buf| ReadVec {
+                    id,
+                    offset: 0,
+                    buf,
+                    read_bytes: 0,
+                };
+                let mut v = [rv(b"b", &mut y), rv(b"a", &mut x)];
+                if standby.read(&mut v).is_err() {
+                    continue;
+                }
+                reads.fetch_add(1, Relaxed);
+                if x != y {
+                    mixed.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        let mut n = 0u64;
+        for round in 0..4 {
+            if round > 0 {
+                // Without the link, the fillers' overwrites lap the ring:
+                // the next link rebuilds the replica by a snapshot again.
+                for f in 0..1200u32 {
+                    let id = format!("filler{f}");
+                    primary
+                        .overwrite(id.as_bytes(), &[round as u8; 4096])
+                        .unwrap();
+                }
+            }
+            with_link_opts(opts.clone(), &primary, b.path(), name, || {
+                let until = Instant::now() + Duration::from_millis(150);
+                while Instant::now() < until {
+                    n += 1;
+                    let v = n.to_le_bytes();
+                    let wv = |id| WriteVec {
+                        id,
+                        offset: 0,
+                        data: &v,
+                    };
+                    primary.write(&[wv(b"a"), wv(b"b")]).unwrap();
+                    // About 20,000 calls a second: the link keeps up.
+                    let next = Instant::now() + Duration::from_micros(50);
+                    while Instant::now() < next {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+        }
+        done.store(true, Relaxed);
+    });
+    assert!(reads.load(Relaxed) > 0, "the standby read nothing");
+    assert_eq!(
+        mixed.load(Relaxed),
+        0,
+        "reads that saw two calls, of {}",
+        reads.load(Relaxed)
+    );
+}
+
 #[test]
 fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
     use ckpt::{ReadVec, WriteVec};

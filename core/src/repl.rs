@@ -319,6 +319,12 @@ pub struct Shipper {
     /// The start of the last snapshot sent: the window counts from it until
     /// the replica acknowledges more.
     floor: Position,
+    /// The catch-up horizon of the last snapshot sent (0: none): the
+    /// replica puts its copy in place only once it holds that frame, so its
+    /// acknowledgements below it make room in the window but release no
+    /// synchronous writer (the copy they count is dropped if the link ends
+    /// first).
+    settles: u64,
     /// Snapshots in a row overtaken by the writer.
     overtaken: u32,
     /// When the acknowledgements last moved (or shipping last started with
@@ -338,6 +344,7 @@ impl Shipper {
             acked: 0,
             released: 0,
             floor: Position::default(),
+            settles: 0,
             overtaken: 0,
             progress_ns: now_ns,
             heard_ns: now_ns,
@@ -470,7 +477,7 @@ impl Shipper {
 
     /// `Acked` for what the replica holds beyond what was reported.
     fn release(&mut self) -> Actions<ShipAction> {
-        if self.acked <= self.released {
+        if self.acked <= self.released || self.acked < self.settles {
             return Actions::none();
         }
         self.released = self.acked;
@@ -483,11 +490,13 @@ impl Shipper {
         Actions::one(ShipAction::Snapshot)
     }
 
-    /// The snapshot went out; it holds every frame through `start`. The
-    /// frames after it follow.
+    /// The snapshot went out; it holds every frame through `start`, and no
+    /// frame after `settles` (its catch-up horizon, at least `start.seq`).
+    /// The frames after `start` follow.
     pub fn snapshot_sent(
         &mut self,
         start: Position,
+        settles: u64,
         log: &impl LogView,
         now_ns: u64,
     ) -> Actions<ShipAction> {
@@ -497,6 +506,7 @@ impl Shipper {
         self.state = ShipState::Streaming;
         self.shipped = start.seq;
         self.floor = start;
+        self.settles = settles.max(start.seq);
         // The follower was busy receiving it, and its messages wait behind
         // it: the time the snapshot took to go out does not count as
         // silence (its silence before does: a follower that stopped
@@ -1147,18 +1157,51 @@ mod tests {
         let l = log(12, 30);
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
-        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, 3 * second));
+        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, 20, &l, 3 * second));
         assert_eq!(out, [ship_(21, 24, 2)]);
         assert!(!s.is_closed());
         // ...but its silence before the snapshot began still counts.
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
         s.sent_ns = second / 2; // The snapshot began half a second later.
-        s.snapshot_sent(Position { seq: 20, term: 2 }, &l, second);
+        s.snapshot_sent(Position { seq: 20, term: 2 }, 20, &l, second);
         assert!(s
             .poll(&l, second + second / 2 + 2)
             .into_iter()
             .any(|a| a == ShipAction::Close(CloseReason::Silent)));
+    }
+
+    #[test]
+    fn acknowledgements_release_writers_only_once_a_snapshot_has_settled() {
+        // The copy holds frames through 20 and none after 23: the replica
+        // puts it in place once it holds 23, and drops it if the link ends
+        // before. What it holds below 23 counts for the window only.
+        let l = log(12, 30);
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
+        s.snapshot_sent(Position { seq: 20, term: 2 }, 23, &l, 2);
+        for seq in 20..23 {
+            let out = all(s.received(ack(seq, 2), &l, 3));
+            assert!(
+                out.iter().all(|a| !matches!(a, ShipAction::Acked { .. })),
+                "{seq}: {out:?}"
+            );
+        }
+        assert_eq!(s.released(), 0);
+        let out = all(s.received(ack(23, 2), &l, 4));
+        assert!(out.contains(&ShipAction::Acked { seq: 23 }), "{out:?}");
+        // A new subscription on the link (the copy, still catching up,
+        // asking again after a gap) does not forget the horizon.
+        let mut s = Shipper::new(cfg(), 0);
+        assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
+        s.snapshot_sent(Position { seq: 20, term: 2 }, 23, &l, 2);
+        let out = all(s.received(sub(7, 21, 2), &l, 3));
+        assert!(
+            out.iter().all(|a| !matches!(a, ShipAction::Acked { .. })),
+            "{out:?}"
+        );
+        let out = all(s.received(ack(24, 2), &l, 4));
+        assert!(out.contains(&ShipAction::Acked { seq: 24 }), "{out:?}");
     }
 
     #[test]
@@ -1181,7 +1224,7 @@ mod tests {
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 1)), [ShipAction::Snapshot]);
         // The snapshot went out: the frames after its start follow.
-        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, &l, 2));
+        let out = all(s.snapshot_sent(Position { seq: 20, term: 2 }, 20, &l, 2));
         assert_eq!(out, [ship_(21, 24, 2)]);
         // A fresh replica of a log that still holds frame 1 streams from it.
         let l = log(1, 3);
@@ -1261,7 +1304,7 @@ mod tests {
         let l = log(20, 40);
         let mut s = Shipper::new(c, 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 0)), [ShipAction::Snapshot]);
-        s.snapshot_sent(Position { seq: 40, term: 2 }, &l, 1);
+        s.snapshot_sent(Position { seq: 40, term: 2 }, 40, &l, 1);
         let l = log(20, 44);
         assert_eq!(all(s.poll(&l, 2)), [ship_(41, 44, 2)]);
         assert_eq!(all(s.poll(&l, 3 + c.retransmit_ns)), [ShipAction::Snapshot]);
@@ -1307,7 +1350,7 @@ mod tests {
         let l = log(20, 40);
         let mut s = Shipper::new(cfg(), 0);
         assert_eq!(all(s.received(sub(7, 5, 2), &l, 0)), [ShipAction::Snapshot]);
-        s.snapshot_sent(Position { seq: 40, term: 2 }, &l, 1);
+        s.snapshot_sent(Position { seq: 40, term: 2 }, 40, &l, 1);
         let l = log(20, 44);
         s.poll(&l, 2);
         // A heartbeat from before the install: frame 12 is not in the ring.

@@ -440,7 +440,10 @@ impl Sim {
                         self.send(p, r, gen, end, Payload::None);
                         let now = self.now;
                         let store = self.nodes[p].store.clone();
-                        next = Some(self.shipper(p, r).snapshot_sent(start, &store, now));
+                        next = Some(
+                            self.shipper(p, r)
+                                .snapshot_sent(start, start.seq, &store, now),
+                        );
                     }
                     ShipAction::Acked { seq } => {
                         // An acknowledgement is the replica's word: it held

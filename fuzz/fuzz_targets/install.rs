@@ -134,10 +134,19 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(files(), before, "a refused copy is removed");
         return;
     }
-    let Ok(replica) = installer.finish(start, counted, &tail) else {
+    let Ok(staged) = installer.finish(start, counted, &tail) else {
         assert_eq!(files(), before, "a refused copy is removed");
         return;
     };
+    if !staged.caught_up() {
+        // Frames up to its horizon are missing: the copy is not put in
+        // place, and dropped, it is removed.
+        assert_eq!(staged.segment().last_seq(), start.seq);
+        drop(staged);
+        assert_eq!(files(), before, "a copy dropped before it caught up is removed");
+        return;
+    }
+    let replica = staged.publish().unwrap().expect("not unlinked");
     assert_eq!(
         files(),
         before,

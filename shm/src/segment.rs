@@ -97,10 +97,11 @@ impl Default for Config {
 
 impl Config {
     /// The defaults, overridden by `CKPT_DIR`, `CKPT_GROUP_ACCESS=1`,
-    /// `CKPT_NODE_ID` and `CKPT_LOG_BYTES`. A node id that is not a number up
-    /// to [`ckpt_core::frame::NODE_ID_MAX`] makes every open fail with
-    /// `InvalidNode` (never a silent 0); a ring size that is not a power of
-    /// two from 64 KiB to 1 GiB makes every creation fail with
+    /// `CKPT_NODE_ID` and `CKPT_LOG_BYTES`; one set to nothing (or only
+    /// blanks) counts as unset, as a shell's `VAR=` means. A node id that is
+    /// not a number up to [`ckpt_core::frame::NODE_ID_MAX`] makes every open
+    /// fail with `InvalidNode` (never a silent 0); a ring size that is not a
+    /// power of two from 64 KiB to 1 GiB makes every creation fail with
     /// `NoResources` (never a silent default).
     pub fn from_env() -> Self {
         Config::from_vars(|name| std::env::var_os(name))
@@ -109,8 +110,10 @@ impl Config {
     /// [`Config::from_env`] with the variables `var` gives.
     pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
         let number = |v: std::ffi::OsString| -> Option<u64> { v.to_str()?.trim().parse().ok() };
+        let blank = |v: &std::ffi::OsString| v.to_str().is_some_and(|s| s.trim().is_empty());
+        let var = |name: &str| var(name).filter(|v| !blank(v));
         let mut config = Config::default();
-        if let Some(dir) = var(ENV_DIR).filter(|d| !d.is_empty()) {
+        if let Some(dir) = var(ENV_DIR) {
             config.dir = PathBuf::from(dir);
         }
         config.group_access = var(ENV_GROUP_ACCESS).is_some_and(|v| v == "1");
@@ -303,6 +306,17 @@ impl Mapped {
     /// replication link's, [`crate::layout::OPENER_LINK`]).
     pub(crate) fn opener_opens(&self, index: usize, word: OpenerWord) -> bool {
         word.flags & crate::layout::OPENER_LINK == 0 && self.opener_alive(index, word)
+    }
+
+    /// Writes `bytes` at byte `at` of the segment's file with `pwrite`, for
+    /// a segment nobody else maps yet (a replica being installed): the
+    /// kernel stores into the page cache this mapping shows. `Err` where the
+    /// filesystem refuses `write` (hugetlbfs); the caller stores through the
+    /// mapping then.
+    pub(crate) fn store_through_file(&self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        debug_assert!(at + bytes.len() as u64 <= self.map.len() as u64);
+        self.file.write_all_at(bytes, at)
     }
 
     #[inline]
@@ -1165,18 +1179,7 @@ impl Segment {
                 std::thread::sleep(Duration::from_millis(1));
                 continue;
             }
-            let segment = Segment {
-                mapped,
-                path: path.clone(),
-                config: config.clone(),
-                flags,
-                owner,
-                free_hint: std::sync::atomic::AtomicU32::new(0),
-                last_audit_ns: std::sync::atomic::AtomicI64::new(0),
-                counts_as_open: !link,
-                registered_by: std::process::id(),
-                replica_links: std::sync::Mutex::new(Vec::new()),
-            };
+            let segment = Segment::registered(mapped, path.clone(), config, flags, owner, !link);
             if created {
                 segment.fence_if_marked();
             }
@@ -1205,6 +1208,55 @@ impl Segment {
             return Ok(segment);
         }
         Err(OpenError::TryAgain)
+    }
+
+    /// The handle of a registration (`owner`) on `mapped`.
+    fn registered(
+        mapped: Mapped,
+        path: PathBuf,
+        config: &Config,
+        flags: OpenFlags,
+        owner: Owner,
+        counts_as_open: bool,
+    ) -> Segment {
+        Segment {
+            mapped,
+            path,
+            config: config.clone(),
+            flags,
+            owner,
+            free_hint: std::sync::atomic::AtomicU32::new(0),
+            last_audit_ns: std::sync::atomic::AtomicI64::new(0),
+            counts_as_open,
+            registered_by: std::process::id(),
+            replica_links: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A link's registration ([`Segment::open_for_link`]) on `mapped`, a
+    /// segment this process built under the temporary name `tmp` that
+    /// nobody else opens (a replica being installed, which catches up
+    /// before it is renamed into place).
+    pub(crate) fn link_on_built(
+        mapped: Mapped,
+        config: &Config,
+        tmp: &str,
+    ) -> Result<Segment, OpenError> {
+        let owner = register_opener(
+            &mapped,
+            (OpenFlags::READ | OpenFlags::WRITE).bits() as u16 | OPENER_LINK,
+        )?;
+        let mut mapped = mapped;
+        mapped.own_entry = owner.entry;
+        let flags = OpenFlags::READ | OpenFlags::WRITE;
+        Ok(Segment::registered(
+            mapped,
+            config.dir.join(tmp),
+            config,
+            flags,
+            owner,
+            false,
+        ))
     }
 
     /// The open flags.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ckpt_core::frame::{Frame, FrameKind, Mutation};
 use ckpt_core::{CheckpointName, CreationAttributes, OpenFlags, SectionsChosen, Time};
+use ckpt_shm::ops::install::Staged;
 use ckpt_shm::{Config, Segment, Snapshot};
 
 fn config(log_bytes: u64) -> (tempfile::TempDir, Config) {
@@ -585,18 +586,33 @@ fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() 
             seq: head.resume_seq - 1,
             term: 1,
         };
-        let replica = installer.finish(start, sections, &head.tail()).unwrap();
-        assert_eq!(replica.last_seq(), start.seq);
-        // The log from the resume point, applied in order.
+        let mut tail = head.tail();
+        tail.end_seq = reader_seg.settled_end(tail.end_seq).max(start.seq);
+        let mut staged = Some(installer.finish(start, sections, &tail).unwrap());
+        assert_eq!(staged.as_ref().unwrap().segment().last_seq(), start.seq);
+        // The log from the resume point, applied in order to the copy, which
+        // is put in place once it holds the horizon.
         let mut consumer = reader_seg.consumer(Some(head.resume));
-        while let Some(f) = consumer.next_frame().unwrap() {
+        let mut replica = None;
+        loop {
+            if replica.is_none() && staged.as_ref().is_some_and(|s: &Staged| s.caught_up()) {
+                let copy = staged.take().unwrap();
+                replica = Some(copy.publish().unwrap().expect("not unlinked"));
+            }
+            let Some(f) = consumer.next_frame().unwrap() else {
+                break;
+            };
             if f.header.seq <= head.end_seq {
                 held_by_copy += 1;
             }
-            replica
+            let target = staged
+                .as_ref()
+                .map_or_else(|| replica.as_ref().unwrap(), |s| s.segment());
+            target
                 .apply(&f)
                 .unwrap_or_else(|e| panic!("round {round} (seed {seed}): {e}"));
         }
+        let replica = replica.expect("the copy caught up and was put in place");
         assert_eq!(replica.last_seq(), reader_seg.last_seq());
         assert_eq!(
             state_of(&replica),

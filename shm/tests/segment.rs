@@ -226,11 +226,16 @@ fn the_environment_sets_the_ring_size_and_a_bad_one_fails_creations_clearly() {
     let s = Segment::open(&big, &name, rwc, Some(&attrs)).unwrap();
     assert_eq!(s.geometry().log_bytes, 16 << 20);
     // Not a power of two, too small, or not a number: no checkpoint made.
-    for bad in ["100000", "4096", "lots", ""] {
+    for bad in ["100000", "4096", "lots", "0"] {
         let name = CheckpointName::new(format!("ring-{bad}")).unwrap();
         let e = Segment::open(&with(bad), &name, rwc, Some(&attrs)).err();
         assert_eq!(e, Some(ckpt_core::error::OpenError::NoResources), "{bad:?}");
     }
-    // Unset: sized from the attributes.
+    // Unset, or set to nothing (`CKPT_LOG_BYTES=`): sized from the
+    // attributes.
     assert_eq!(Config::from_vars(|_| None).log_bytes, None);
+    assert_eq!(with("").log_bytes, None);
+    assert_eq!(with("  ").log_bytes, None);
+    let name = CheckpointName::new("ring-unset").unwrap();
+    assert!(Segment::open(&with(""), &name, rwc, Some(&attrs)).is_ok());
 }

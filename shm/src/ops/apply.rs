@@ -162,10 +162,11 @@ impl Segment {
         true
     }
 
-    /// A replica installed from a snapshot of an unlinked primary: marked
-    /// unlinked, its name freed (no frame: the primary's unlink is in the
-    /// copy).
-    pub(crate) fn mark_unlinked(&self) {
+    /// Marks this replica unlinked and frees its name, without a frame: the
+    /// primary's unlink reached it another way (a snapshot installed from an
+    /// unlinked primary holds it; so does a rebuilt copy given up because
+    /// the unlink came while it caught up).
+    pub fn mark_unlinked(&self) {
         // SYNC POINT: SeqCst, as the unlink's own commit point.
         self.header()
             .lifecycle

@@ -229,6 +229,27 @@ impl Mapped {
         self.log().seq().saturating_add(1).max(group_end)
     }
 
+    /// A copy's catch-up horizon `end_seq` ([`Mapped::copied_through`],
+    /// taken as the copy ended), made exact for a replica that waits to
+    /// hold it: the last number published, once no frame is in flight
+    /// (looked at up to [`RESUME_LOOKS_MAX`] times), if that is below it.
+    /// `copied_through` counts the frame that may be in flight; when none
+    /// is, that frame is the next mutation's, which the copy cannot hold,
+    /// and on an idle primary it would never come. Every change the copy
+    /// shows was committed before this looks, and a committed change's
+    /// frame is reserved before its commit point: a ring with nothing
+    /// reserved past its tail has published it.
+    pub fn settled_end(&self, end_seq: u64) -> u64 {
+        let log = self.log();
+        for _ in 0..RESUME_LOOKS_MAX {
+            if let Some((_, seq)) = log.published() {
+                return end_seq.min(seq);
+            }
+            std::thread::yield_now();
+        }
+        end_seq
+    }
+
     /// The streaming form of [`Mapped::snapshot`], for copies too large to
     /// hold (shipping a checkpoint to a new replica): each live section is
     /// copied into one reused buffer and handed to `each` in slot order. Two

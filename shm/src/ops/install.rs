@@ -5,9 +5,12 @@
 //! temporary name from the checkpoint's creation frame, places each section
 //! record it is given (id, data, version, `lastUpdate`, expiration and the
 //! sequence numbers the copy reflects), and at the end sets the log to
-//! continue after the snapshot's start, sets the checkpoint-wide state, and
-//! renames the segment over the replica's name in one step. Until then the
-//! old replica is untouched; a copy given up is removed.
+//! continue after the snapshot's start and sets the checkpoint-wide state
+//! ([`Installer::finish`]). The copy then catches up under its temporary
+//! name ([`Staged`]): its sections are of different moments until it holds
+//! the snapshot's catch-up horizon, and only then is it renamed over the
+//! replica's name, in one step ([`Staged::publish`]). Until then the old
+//! replica is untouched; a copy given up is removed.
 //!
 //! The new replica's ring starts empty at the snapshot's start. Frames up to
 //! the copy's `end_seq` (its catch-up horizon, kept in the segment's header
@@ -127,7 +130,8 @@ struct Filling {
 }
 
 /// A replica being rebuilt from a snapshot (see the module docs). Dropping
-/// it before [`Installer::finish`] removes the copy.
+/// it before [`Installer::finish`], or the [`Staged`] copy before it is
+/// published, removes the copy.
 pub struct Installer {
     mapped: Option<Mapped>,
     dir: SegmentDir,
@@ -304,8 +308,18 @@ impl Installer {
     /// Writes `piece` at `offset` of slot `slot`'s buffer 0 (`record`
     /// checked that it ends within the section's size, at most
     /// maxSectionSize).
+    ///
+    /// Through the file (`pwrite`) where the filesystem takes it: a page
+    /// written whole that way is not zeroed first, as one first touched
+    /// through the mapping is (on tmpfs that zeroing was about half of a
+    /// 1 GiB rebuild's time). Elsewhere (hugetlbfs refuses `write`), through
+    /// the mapping.
     fn copy_piece(&self, slot: u32, offset: u64, piece: &[u8]) {
         let mapped = self.mapped();
+        let at = mapped.geometry().buffer(slot, 0) + offset;
+        if mapped.store_through_file(at, piece).is_ok() {
+            return;
+        }
         // SAFETY: nobody else maps the segment; offset + piece is within the
         // section's size, at most maxSectionSize: inside the slot's buffer.
         unsafe { racy::store(mapped.buffer_ptr(slot, 0).add(offset as usize), piece) };
@@ -313,15 +327,16 @@ impl Installer {
 
     /// Completes the copy: it must hold `sections` sections (as the
     /// snapshot's end counts). The log continues after `start`; the
-    /// checkpoint-wide state is `tail`'s. Renames the copy over the
-    /// replica's name and opens it; frames up to `tail.end_seq` are then
-    /// checked against the copy as they are applied.
+    /// checkpoint-wide state is `tail`'s. The copy stays under its
+    /// temporary name, catching up ([`Staged`]): frames up to
+    /// `tail.end_seq` are checked against it as they are applied, and it is
+    /// renamed over the replica's name only once it holds them all.
     pub fn finish(
         mut self,
         start: Position,
         sections: u64,
         tail: &SnapshotTail,
-    ) -> Result<Segment, InstallError> {
+    ) -> Result<Staged, InstallError> {
         if self.filling.is_some_and(|f| f.filled != f.size) {
             return Err(InstallError::Invalid("the last section is incomplete"));
         }
@@ -341,7 +356,8 @@ impl Installer {
         }
         let mapped = self.mapped.take().expect("an installer's segment");
         let h = mapped.header();
-        // Nobody maps it yet: plain stores, published by the rename.
+        // Nobody else maps it: plain stores, published to later openers by
+        // the rename.
         h.log_seq.store(start.seq, Ordering::Relaxed);
         h.state_seq.store(tail.state_seq, Ordering::Relaxed);
         h.retention_ns.store(tail.retention_ns, Ordering::Relaxed);
@@ -352,24 +368,86 @@ impl Installer {
         };
         h.active_replica.store(word.value(), Ordering::Relaxed);
         h.catchup_end.store(tail.end_seq, Ordering::Relaxed);
-        let renamed = self
+        // The copy's own registration keeps the temporary's lease (the same
+        // file description), so no sweep removes it while it catches up.
+        let segment =
+            Segment::link_on_built(mapped, &self.config, &self.tmp).map_err(InstallError::Open)?;
+        Ok(Staged {
+            segment: Some(segment),
+            installer: self,
+            unlinked: tail.unlinked,
+        })
+    }
+}
+
+/// A replica rebuilt from a snapshot, under its temporary name, catching up
+/// with the frames that follow the snapshot's start ([`Staged::segment`]
+/// applies them). The copy holds sections of different moments (the writer
+/// went on while they were copied): only once it holds every frame through
+/// its catch-up horizon is it a state the primary was in, and only then
+/// does [`Staged::publish`] put it in the old replica's place, so that the
+/// standbys reading the replica never see the mix. Dropped unpublished, it
+/// is removed and the old replica stays as it was.
+pub struct Staged {
+    /// Dropped before the installer, which then removes the temporary.
+    segment: Option<Segment>,
+    /// The directory, the temporary's name (cleared once published) and the
+    /// checkpoint's (its segment taken).
+    installer: Installer,
+    /// The primary's unlink is in the copy: no frame follows, and the
+    /// replica is unlinked once it is in place, as an applied unlink frame
+    /// leaves it.
+    unlinked: bool,
+}
+
+impl Staged {
+    /// The copy, for applying frames to.
+    pub fn segment(&self) -> &Segment {
+        self.segment
+            .as_ref()
+            .expect("a staged copy until it is published")
+    }
+
+    /// True once the copy holds every frame through its catch-up horizon
+    /// (or the primary's unlink, after which none comes): it may be
+    /// published.
+    pub fn caught_up(&self) -> bool {
+        let s = self.segment();
+        self.unlinked
+            || s.is_unlinked()
+            || s.last_seq() >= s.header().catchup_end.load(Ordering::Relaxed)
+    }
+
+    /// Renames the copy over the replica's name and opens it there. `None`
+    /// if the primary's unlink reached the copy while it caught up (it
+    /// freed the temporary name: there is nothing to put in place; the old
+    /// replica, if any, is to be unlinked).
+    pub fn publish(mut self) -> Result<Option<Segment>, InstallError> {
+        let segment = self.segment.take().expect("a staged copy");
+        let i = &mut self.installer;
+        if segment.is_unlinked() {
+            // An unlink frame applied to the copy removed its (temporary)
+            // name (dropping the installer removes it, should it remain).
+            return Ok(None);
+        }
+        let renamed = i
             .dir
-            .rename(&self.tmp, &dir::file_name(&self.name))
+            .rename(&i.tmp, &dir::file_name(&i.name))
             .map_err(|e| InstallError::Open(crate::segment::io_to_open_error(&e)));
         // Closing the description drops the temporary's lease.
-        drop(mapped);
+        drop(segment);
         renamed?;
-        self.tmp.clear();
+        i.tmp.clear();
         let flags = OpenFlags::READ | OpenFlags::WRITE;
         let segment =
-            Segment::open_for_link(&self.config, &self.name, flags).map_err(InstallError::Open)?;
+            Segment::open_for_link(&i.config, &i.name, flags).map_err(InstallError::Open)?;
         segment.fence_if_marked();
-        if tail.unlinked {
-            // The primary's unlink is in the copy: the replica is unlinked
-            // too, its name freed as an applied unlink frees it.
+        if self.unlinked {
+            // Unlinked in the copy: its name is freed, as an applied unlink
+            // frees it.
             segment.mark_unlinked();
         }
-        Ok(segment)
+        Ok(Some(segment))
     }
 }
 
