@@ -143,7 +143,11 @@ fuzz_target!(|input: &[u8]| {
         // place, and dropped, it is removed.
         assert_eq!(staged.segment().last_seq(), start.seq);
         drop(staged);
-        assert_eq!(files(), before, "a copy dropped before it caught up is removed");
+        assert_eq!(
+            files(),
+            before,
+            "a copy dropped before it caught up is removed"
+        );
         return;
     }
     let replica = staged.publish().unwrap().expect("not unlinked");
