@@ -1271,10 +1271,12 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                             opts.count(|c| {
                                 c.frames.fetch_add(sent - first + 1, Ordering::Relaxed);
                             });
+                            let behind = primary.last_seq().saturating_sub(sent);
                             let m = Message::Frames {
                                 first,
                                 last: sent,
                                 prev_term,
+                                behind: behind.min(u64::from(u32::MAX)) as u32,
                             };
                             send(self.conn, &m, &[], &self.frames)
                         }
@@ -1736,12 +1738,13 @@ pub fn follow_offered<C: Connection>(
                         };
                         opts.count(|c| c.answered(ask, reply));
                     }
+                    // How far the primary had logged when it sent them.
                     let shipped = match m.message {
-                        Message::Frames { last, .. } => Some(last),
+                        Message::Frames { last, behind, .. } => Some(last + u64::from(behind)),
                         _ => None,
                     };
-                    if let Some(last) = shipped {
-                        opts.count(|c| LinkStats::raise(&c.primary, last));
+                    if let Some(logged) = shipped {
+                        opts.count(|c| LinkStats::raise(&c.primary, logged));
                     }
                     // Past a snapshot's end, the first frames (or, the
                     // primary idle, a heartbeat) say how far it got: the lag
@@ -1752,7 +1755,7 @@ pub fn follow_offered<C: Connection>(
                     {
                         opts.count(|c| note(&c.installing, false));
                     }
-                    // The primary is alive (and shipped this far): a
+                    // The primary is alive (and logged this far): a
                     // promotion here waits until the replica has it.
                     if let Some(r) = &replica {
                         r.heard_primary(shipped);

@@ -1174,6 +1174,59 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
 /// applies a batch between the flip counter's two steps
 /// (`Segment::apply_held`). Batches cut at 4 frames split calls, and the
 /// standby then saw one section a call ahead.
+/// A following link's lag counts what the primary logged, not only what
+/// reached it: with the shipper's window holding frames back, the replica
+/// knows how far behind it is from the first batch on.
+#[test]
+fn a_followers_lag_counts_what_the_primary_logged_beyond_the_window() {
+    use ckpt::replication::LinkStats;
+    use std::sync::Arc;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_lag_seen";
+    let primary = open_primary(a.path(), name, UpdateMode::ActiveReplica);
+    primary.create_section(b"k", Time::END, b"v").unwrap();
+    for n in 0..1000u32 {
+        primary.overwrite(b"k", &n.to_le_bytes()).unwrap();
+    }
+    let logged = primary.segment().last_seq();
+    // Four frames in flight at most: 250 round trips to catch up.
+    let mut ship_opts = LinkOptions::default();
+    ship_opts.link.window = 4;
+    ship_opts.link.batch = 4;
+    let stats = Arc::new(LinkStats::default());
+    let follow_opts = LinkOptions {
+        stats: Some(stats.clone()),
+        ..LinkOptions::default()
+    };
+    let stop = AtomicBool::new(false);
+    let (listener, addr) = listen(&ship_opts);
+    let cname = CheckpointName::new(name).unwrap();
+    let replica_config = Config::with_dir(b.path());
+    let mut most = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| ship_accepted(&listener, &primary, &ship_opts, &stop));
+        s.spawn(|| {
+            let mut conn = backend()
+                .connect(addr, WAIT, follow_opts.max_message)
+                .unwrap();
+            follow(&replica_config, &cname, &mut conn, &follow_opts, &stop)
+        });
+        let deadline = Instant::now() + WAIT;
+        while stats.held.load(std::sync::atomic::Ordering::Relaxed) < logged {
+            assert!(Instant::now() < deadline, "the replica did not catch up");
+            most = most.max(stats.lag());
+            std::thread::yield_now();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // (Counting only what was shipped, it never exceeded the window.)
+    assert!(
+        most > 500,
+        "the largest lag seen was {most} of {logged} frames"
+    );
+    assert_eq!(stats.lag(), 0);
+}
+
 /// A replica rebuilt from a fuzzy snapshot while the writer goes on: the
 /// copy holds sections of different calls until it has caught up with the
 /// snapshot's horizon, and is put in place only then. A standby that opens

@@ -735,8 +735,9 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
 pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads, and the meaning of its
 /// frames (10: a `Write` past the section's end grows it over zeros, where 9
-/// refused it, so a 9 replica would take a 10 primary's frame as diverged).
-pub const WIRE_VERSION: u8 = 10;
+/// refused it, so a 9 replica would take a 10 primary's frame as diverged;
+/// 11: `Frames` says how far the primary's log was ahead of them).
+pub const WIRE_VERSION: u8 = 11;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
 pub const WIRE_NAME_BYTES_MAX: usize = 2048;
@@ -1392,7 +1393,8 @@ pub fn encode_message(
             first,
             last,
             prev_term,
-        } => (2, first, last, prev_term, 0, &[]),
+            behind,
+        } => (2, first, last, prev_term, behind, &[]),
         M::Snapshot { incarnation } => (3, incarnation, 0, 0, 0, &[]),
         M::Ack { holds, openers } => (4, holds.seq, 0, holds.term, openers, &[]),
         M::Heartbeat => (5, 0, 0, 0, 0, &[]),
@@ -1516,7 +1518,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             }
         }
         2 => {
-            if a == 0 || a > b || d != 0 {
+            if a == 0 || a > b {
                 return Err(WireError::BadField);
             }
             wire.frames = body;
@@ -1524,6 +1526,7 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
                 first: a,
                 last: b,
                 prev_term: c,
+                behind: d,
             }
         }
         3 if b == 0 && c == 0 && d == 0 => {
@@ -2013,6 +2016,7 @@ mod tests {
                     first: 10,
                     last: 11,
                     prev_term: 2,
+                    behind: 70_000,
                 },
                 &[][..],
                 frame_pair(10),
@@ -2290,6 +2294,7 @@ mod tests {
             first: 10,
             last: 11,
             prev_term: 2,
+            behind: 0,
         };
         let ok = message(1, m, &[], &frame_pair(10));
         assert!(decode_message(&ok, 1 << 20).is_ok());
@@ -2299,6 +2304,7 @@ mod tests {
                 first: 9,
                 last: 10,
                 prev_term: 2,
+                behind: 0,
             },
             &[],
             &frame_pair(10),
@@ -2313,6 +2319,7 @@ mod tests {
                 first: 10,
                 last: 12,
                 prev_term: 2,
+                behind: 0,
             },
             &[],
             &frame_pair(10),

@@ -63,10 +63,14 @@ pub enum Message {
     /// Shipper → follower: frames `first..=last`, sealed, follow back to
     /// back; the frame before `first` has term `prev_term` (0 before frame
     /// 1), so that a replica whose history differs there does not apply them.
+    /// When they were sent, the primary had logged `behind` more frames past
+    /// `last` (at least that many at `u32::MAX`): the replica's lag counts
+    /// what the primary logged, not only what reached it.
     Frames {
         first: u64,
         last: u64,
         prev_term: u32,
+        behind: u32,
     },
     /// Shipper → follower: a snapshot of `incarnation` begins (on the wire
     /// with the checkpoint's creation frame). It replaces the replica.
@@ -832,6 +836,7 @@ impl Follower {
                 first,
                 last,
                 prev_term,
+                ..
             } => {
                 if self.state == FollowState::Installing || first > last {
                     return Actions::none();
@@ -1090,6 +1095,7 @@ mod tests {
             first,
             last,
             prev_term,
+            behind: 0,
         }
     }
 

@@ -423,6 +423,7 @@ impl Sim {
                             first,
                             last,
                             prev_term,
+                            behind: 0,
                         };
                         self.send(p, r, gen, msg, Payload::Frames(frames));
                     }

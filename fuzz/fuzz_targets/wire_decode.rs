@@ -142,6 +142,7 @@ fuzz_target!(|input: &[u8]| {
                 first,
                 last: first + count as u64 - 1,
                 prev_term: b as u32,
+                behind: (b >> 32) as u32,
             };
             (
                 m,

@@ -67,6 +67,7 @@ fn whole_messages_arrive_as_sent<B: Backend>(backend: B) {
         first: 10,
         last: 209,
         prev_term: 1,
+        behind: 0,
     };
     let head = header(2, m, &body);
     a.send(&[&beat, &head, &body]).unwrap();
@@ -101,6 +102,7 @@ fn bytes_trickling_in_make_one_message<B: Backend>(backend: B) {
             first: 1,
             last: 3,
             prev_term: 0,
+            behind: 0,
         },
         &body,
     );
@@ -178,6 +180,7 @@ fn a_stream_of_messages_both_ways<B: Backend>(backend: B) {
                 first: i * 10 + 1,
                 last: i * 10 + 1 + i % 7,
                 prev_term: 1,
+                behind: 0,
             };
             let head = header(3, m, &body);
             a.send(&[&head, &body]).unwrap();
@@ -198,6 +201,7 @@ fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: 
         first: 1,
         last: 900,
         prev_term: 1,
+        behind: 0,
     };
     let head = header(4, m, &body);
     let beat = header(5, Message::Heartbeat, &[]);
