@@ -2314,6 +2314,7 @@ pub fn describe(ended: Ended) -> String {
         Ended::Stopped => "stopped".into(),
         Ended::PeerClosed => "the peer closed the connection".into(),
         Ended::Closed(reason) => reason.to_string(),
+        Ended::ClosedByPeer(reason) => format!("the peer closed the link: {reason}"),
         Ended::Deposed { term } => {
             format!("a replica follows a newer term ({term}): this host is not the active replica")
         }

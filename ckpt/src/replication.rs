@@ -427,6 +427,9 @@ pub enum Ended {
     Deposed { term: u32 },
     /// The peer closed the connection.
     PeerClosed,
+    /// The peer closed the link for this reason (its protocol's; it said so
+    /// before it dropped the connection).
+    ClosedByPeer(CloseReason),
     /// The checkpoint was unlinked and the replica holds the unlink: the
     /// link has nothing left to carry.
     Unlinked,
@@ -578,6 +581,36 @@ fn send<C: Connection>(
     let n = encode_message(LINK, m, name, frames, &mut head)?;
     conn.send(&[&head[..n], frames])?;
     Ok(())
+}
+
+/// Tells the peer this end closes the link for `reason` before the link
+/// ends ([`Message::Closing`]), unless the peer went silent (it would not
+/// read it). Best effort: the link ends either way ([`linger`] follows).
+fn say_closing<C: Connection>(conn: &mut C, reason: CloseReason) {
+    if reason != CloseReason::Silent {
+        let _ = send(conn, &Message::Closing { reason }, &[], &[]);
+    }
+}
+
+/// How long an end that said why it closes a link waits for the peer to
+/// close its own end.
+const CLOSING_LINGER: Duration = Duration::from_millis(200);
+
+/// After [`say_closing`]: reads and drops what the peer still sends until
+/// it closes its end (it does once it reads the reason), at most
+/// [`CLOSING_LINGER`]. A socket closed with bytes unread sends a reset,
+/// which may discard the reason before the peer has read it.
+fn linger<C: Connection>(conn: &mut C, reason: CloseReason) {
+    if reason == CloseReason::Silent {
+        return;
+    }
+    let until = Instant::now() + CLOSING_LINGER;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.recv(left).is_err() {
+            return;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -987,6 +1020,9 @@ pub fn ship<C: Connection>(
                     Ok(m) => m,
                     Err(e) => return finish(Err(e)),
                 };
+                if let Message::Closing { reason } = m.message {
+                    return finish(Ok(Ended::ClosedByPeer(reason)));
+                }
                 if let Message::Ack { openers, .. } = m.message {
                     // The replica's host's openers keep the checkpoint
                     // from its retention running out here.
@@ -1088,7 +1124,11 @@ pub fn ship<C: Connection>(
         }
     });
     let result = ended.into_inner().unwrap_or_else(|p| p.into_inner());
-    result.unwrap_or(Ok(Ended::Stopped))
+    let result = result.unwrap_or(Ok(Ended::Stopped));
+    if let Ok(Ended::Closed(reason)) = result {
+        linger(rx, reason);
+    }
+    result
 }
 
 /// At a follower: every unlink asked through ask `through` is answered
@@ -1305,7 +1345,10 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         Ok(())
                     }
                     ShipAction::Deposed { term } => return Some(Ok(Ended::Deposed { term })),
-                    ShipAction::Close(r) => return Some(Ok(Ended::Closed(r))),
+                    ShipAction::Close(r) => {
+                        say_closing(self.conn, r);
+                        return Some(Ok(Ended::Closed(r)));
+                    }
                 };
                 if let Err(e) = step {
                     if stop.load(Ordering::Relaxed) {
@@ -1665,7 +1708,10 @@ pub fn follow_offered<C: Connection>(
                             opts.count(|c| note(&c.installing, false));
                             rebuild.drop_copy();
                         }
-                        FollowAction::Close(r) => return Ok(Ended::Closed(r)),
+                        FollowAction::Close(r) => {
+                            say_closing(&mut tx, r);
+                            return Ok(Ended::Closed(r));
+                        }
                     }
                 }
             }
@@ -1714,6 +1760,9 @@ pub fn follow_offered<C: Connection>(
             let next = match received {
                 Some(bytes) => {
                     let m = link_message(bytes, opts)?;
+                    if let Message::Closing { reason } = m.message {
+                        return Ok(Ended::ClosedByPeer(reason));
+                    }
                     if let Message::UnlinkAnswer { code } = m.message {
                         // An answer to no request (the link's asks were all
                         // answered) is dropped, as the state machine drops
@@ -1806,6 +1855,9 @@ pub fn follow_offered<C: Connection>(
     })();
     // A snapshot the link's end cut off is not being installed.
     opts.count(|c| note(&c.installing, false));
+    if let Ok(Ended::Closed(reason)) = result {
+        linger(conn, reason);
+    }
     debug_assert!(subscribed || result.is_err() || parks);
     result.map(|ended| (ended, replica))
 }

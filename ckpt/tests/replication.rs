@@ -707,6 +707,62 @@ fn one_link_opts(
     })
 }
 
+/// A shipper whose snapshots the writer keeps overtaking (a ring far too
+/// small for the link) closes the link, and says why: the replica's end
+/// ends with the same reason, which its operator sees, not a bare "the
+/// peer closed the connection".
+#[test]
+fn a_link_closed_for_overtaken_snapshots_tells_the_replica_why() {
+    use ckpt_core::repl::CloseReason;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_overtaken";
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(600, 4096)
+    };
+    // The smallest ring (64 KiB): sixteen 4 KiB writes lap it, and a copy
+    // of 2 MiB of sections takes far longer.
+    let primary = Service::with_config(Config {
+        log_bytes: Some(64 << 10),
+        ..Config::with_dir(a.path())
+    })
+    .open(name, rwc, Some(&attrs))
+    .unwrap();
+    primary.set_active_replica().unwrap();
+    for n in 0..512u32 {
+        let id = format!("s{n}");
+        primary
+            .create_section(id.as_bytes(), Time::END, &[0u8; 4096])
+            .unwrap();
+    }
+    let writing = AtomicBool::new(true);
+    let (shipped, followed) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0u8;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                n = n.wrapping_add(1);
+                primary.overwrite(b"s0", &[n; 4096]).unwrap();
+            }
+        });
+        let ended = one_link(&primary, b.path(), name);
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        ended
+    });
+    let overtaken = CloseReason::SnapshotsOvertaken;
+    assert!(
+        matches!(shipped, Ok(Ended::Closed(r)) if r == overtaken),
+        "{shipped:?}"
+    );
+    let followed = followed.map(|(e, _)| e);
+    assert!(
+        matches!(followed, Ok(Ended::ClosedByPeer(r)) if r == overtaken),
+        "{followed:?}"
+    );
+    let said = ckpt::node::describe(followed.unwrap());
+    assert!(said.contains("the log ring is too small"), "{said}");
+}
+
 #[test]
 fn a_link_for_another_checkpoint_is_refused_at_once() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

@@ -736,7 +736,8 @@ pub const MESSAGE_HEADER_BYTES: usize = 40;
 /// The message format this build writes and reads, and the meaning of its
 /// frames (10: a `Write` past the section's end grows it over zeros, where 9
 /// refused it, so a 9 replica would take a 10 primary's frame as diverged;
-/// 11: `Frames` says how far the primary's log was ahead of them).
+/// 11: `Frames` says how far the primary's log was ahead of them, and an
+/// end that closes a link says why, `Closing`).
 pub const WIRE_VERSION: u8 = 11;
 /// Bytes of a checkpoint name in a subscription, at most (the longest
 /// extended SA name).
@@ -1409,6 +1410,7 @@ pub fn encode_message(
             result,
             index,
         } => (15, seq, ask, result, index, &[]),
+        M::Closing { reason } => (16, 0, 0, reason.code(), 0, &[]),
         M::Hello { ref nonce } => (8, 0, 0, 0, 0, &nonce[..]),
         M::Proof { ref mac } => (9, 0, 0, 0, 0, &mac[..]),
         M::Offer {
@@ -1579,6 +1581,9 @@ pub fn decode_message(buf: &[u8], max_bytes: usize) -> Result<(WireMessage<'_>, 
             openers: d,
         },
         5 if a == 0 && b == 0 && c == 0 && d == 0 => M::Heartbeat,
+        16 if a == 0 && b == 0 && d == 0 => M::Closing {
+            reason: crate::repl::CloseReason::from_code(c).ok_or(WireError::BadField)?,
+        },
         3..=9 | 14 => return Err(WireError::NonZeroPadding),
         k => return Err(WireError::BadKind(k)),
     };
@@ -2022,6 +2027,13 @@ mod tests {
                 frame_pair(10),
             ),
             (M::Snapshot { incarnation: 9 }, &[][..], created(9)),
+            (
+                M::Closing {
+                    reason: crate::repl::CloseReason::SnapshotsOvertaken,
+                },
+                &[][..],
+                Vec::new(),
+            ),
             (M::SnapshotPart { records: 2 }, &[][..], two_records()),
             (
                 M::SnapshotEnd {

@@ -142,6 +142,11 @@ pub enum Message {
         result: u32,
         index: u32,
     },
+    /// Either way: this end closes the link for `reason`, and says so
+    /// before it drops the connection (not when the peer went silent: it
+    /// would not read it), so that the peer's operator sees why. The
+    /// receiving end's machine closes too, without answering.
+    Closing { reason: CloseReason },
 }
 
 /// Why an end closes a link.
@@ -157,6 +162,29 @@ pub enum CloseReason {
     /// Snapshots kept being overtaken by the writer (the ring is too small
     /// for the link).
     SnapshotsOvertaken,
+}
+
+impl CloseReason {
+    /// Its number on the wire ([`Message::Closing`]).
+    pub fn code(self) -> u32 {
+        match self {
+            CloseReason::Silent => 1,
+            CloseReason::Protocol => 2,
+            CloseReason::OlderTerm => 3,
+            CloseReason::SnapshotsOvertaken => 4,
+        }
+    }
+
+    /// The reason numbered `code` on the wire.
+    pub fn from_code(code: u32) -> Option<CloseReason> {
+        Some(match code {
+            1 => CloseReason::Silent,
+            2 => CloseReason::Protocol,
+            3 => CloseReason::OlderTerm,
+            4 => CloseReason::SnapshotsOvertaken,
+            _ => return None,
+        })
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -423,6 +451,10 @@ impl Shipper {
             // The driver's: it unlinks the primary, or makes the change,
             // and answers.
             Message::Heartbeat | Message::UnlinkRequest { .. } | Message::Forward { .. } => {
+                Actions::none()
+            }
+            Message::Closing { .. } => {
+                self.state = ShipState::Closed;
                 Actions::none()
             }
             Message::Frames { .. }
@@ -825,7 +857,10 @@ impl Follower {
         }
         self.heard_ns = now_ns;
         if self.state == FollowState::Parked
-            && !matches!(msg, Message::Heartbeat | Message::UnlinkAnswer { .. })
+            && !matches!(
+                msg,
+                Message::Heartbeat | Message::UnlinkAnswer { .. } | Message::Closing { .. }
+            )
         {
             // Nothing was asked for: a shipper sends only heartbeats (and
             // answers to an unlink request) before a subscription.
@@ -901,6 +936,10 @@ impl Follower {
             Message::SnapshotEnd { .. } => Actions::none(),
             // The driver's: it hands the answer to who asked.
             Message::Heartbeat | Message::UnlinkAnswer { .. } | Message::ForwardAnswer { .. } => {
+                Actions::none()
+            }
+            Message::Closing { .. } => {
+                self.state = FollowState::Closed;
                 Actions::none()
             }
             Message::Subscribe { .. }
@@ -1557,6 +1596,13 @@ mod tests {
         assert_eq!(all(f.want(now)), [FollowAction::Send(sub(0, 0, 0))]);
         assert!(!f.is_parked());
         assert!(f.want(now).is_empty());
+        // The shipper closing the link, saying why, closes it here too,
+        // with nothing sent back.
+        let mut k = Follower::new(c, 0, Position::default());
+        k.park(0);
+        let reason = CloseReason::SnapshotsOvertaken;
+        assert!(k.received(Message::Closing { reason }, 1).is_empty());
+        assert!(k.tick(c.heartbeat_ns * 4).is_empty(), "closed");
         // Frames before a subscription break the protocol.
         let mut g = Follower::new(c, 0, Position::default());
         g.park(0);

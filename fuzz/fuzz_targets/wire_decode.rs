@@ -205,7 +205,10 @@ fuzz_target!(|input: &[u8]| {
             };
             (m, &[][..], Vec::new())
         }
-        _ => (Message::Heartbeat, &[][..], Vec::new()),
+        _ => match ckpt_core::repl::CloseReason::from_code((c % 6) as u32) {
+            Some(reason) => (Message::Closing { reason }, &[][..], Vec::new()),
+            None => (Message::Heartbeat, &[][..], Vec::new()),
+        },
     };
     let mut bytes = vec![0u8; 40 + 64 + 8];
     let Ok(own) = encode_message((c >> 32) as u32, &message, name, &carried, &mut bytes) else {
