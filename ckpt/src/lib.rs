@@ -559,7 +559,7 @@ impl Checkpoint {
     /// collocated asynchronous checkpoints only; writes go through it. On a
     /// host whose copy is a replica of another host's primary (the node
     /// daemon keeps it), this promotes it, once it holds what the primary
-    /// shipped while the primary is still heard from (a replica behind a
+    /// had logged while the primary is still heard from (a replica behind a
     /// live primary waits up to the claim timeout, then `TryAgain`): a new
     /// term begins here, this
     /// host's daemon ships it to the others, and the old primary, once its
@@ -591,7 +591,7 @@ impl Checkpoint {
         }
         let node = self.files.first().config().node_id;
         if self.seg().is_replica() {
-            // Once it holds what the primary shipped, if the primary is
+            // Once it holds what the primary logged, if the primary is
             // still heard from (up to the claim timeout; TRY_AGAIN after).
             let wait = self.files.first().config().claim_timeout;
             self.seg()

@@ -45,7 +45,7 @@ use ckpt_core::repl::{
 use ckpt_core::CheckpointName;
 use ckpt_shm::ack::Need;
 use ckpt_shm::log::LogError;
-use ckpt_shm::ops::install::{InstallError, Installer, Staged};
+use ckpt_shm::ops::install::{InstallError, Installer, PublishFail, Staged};
 use ckpt_shm::ops::{ApplyError, Consumer};
 use ckpt_shm::slot::ReadFail;
 use ckpt_shm::{Config, Segment};
@@ -139,9 +139,11 @@ pub struct LinkStats {
     /// The link is parked: the follower holds no replica and wants none
     /// yet (placement); nothing is shipped, and it lags by nothing.
     pub parked: AtomicBool,
-    /// A snapshot is being installed (at the follower), or was, and the
-    /// primary has not said since how far it got (its next frames or
-    /// heartbeat do): the replica's lag is unknown.
+    /// A snapshot is being installed (at the follower): its copy is being
+    /// filled, or catches up under its temporary name (the replica under
+    /// the checkpoint's name is the old one meanwhile), or is in place and
+    /// the primary has not said since how far it got (its next frames or
+    /// heartbeat do). The replica's lag is shown as unknown.
     pub installing: AtomicBool,
     /// The peer has sent something on the current connection (at the
     /// shipper): a connection the peer's kernel accepted for a process
@@ -1628,6 +1630,8 @@ pub fn follow_offered<C: Connection>(
         let mut carried: &[u8] = &[];
         let mut tail: Option<SnapshotTail> = None;
         let mut rebuild = Rebuild::default();
+        // The primary's unlink reached a staged copy, with no replica here.
+        let mut gone = false;
         let mut pending = Some(first);
         let mut counted = Instant::now();
         // Unlink asks sent to the primary, and the requests it has yet to
@@ -1652,6 +1656,13 @@ pub fn follow_offered<C: Connection>(
                             send(&mut tx, &m, name, &[])?;
                         }
                         FollowAction::Apply { first, last, after } => {
+                            if rebuild.target().is_some()
+                                && replica.as_ref().is_some_and(|r| !r.is_replica())
+                            {
+                                // Promoted here while a copy caught up: as
+                                // an apply to it would be refused.
+                                return Err(ReplicationError::Apply(ApplyError::NotReplica));
+                            }
                             let applied = apply(
                                 config,
                                 name,
@@ -1680,13 +1691,12 @@ pub fn follow_offered<C: Connection>(
                                 }
                                 Err(Refused::Fatal(e)) => return Err(e),
                             };
-                            if rebuild.settle(&mut replica, name, opts)? {
-                                return Ok(Ended::Unlinked);
-                            }
+                            gone |= rebuild.settle(&mut replica, opts)?;
                             pending = Some(next);
                         }
                         FollowAction::InstallBegin { .. } => {
                             opts.count(|c| note(&c.installing, true));
+                            rebuild.drop_staged(replica.as_ref(), &mut follower);
                             rebuild.begin(config, name, carried)?;
                         }
                         FollowAction::InstallPart => rebuild.part(carried, opts)?,
@@ -1696,9 +1706,7 @@ pub fn follow_offered<C: Connection>(
                             let now = clock.now();
                             pending = Some(if rebuild.end(start, sections, tail, opts)? {
                                 opts.count(|c| c.hold(start));
-                                if rebuild.settle(&mut replica, name, opts)? {
-                                    return Ok(Ended::Unlinked);
-                                }
+                                gone |= rebuild.settle(&mut replica, opts)?;
                                 follower.installed(start, now)
                             } else {
                                 follower.install_failed(now)
@@ -1715,7 +1723,7 @@ pub fn follow_offered<C: Connection>(
                     }
                 }
             }
-            if replica.as_ref().is_some_and(|r| r.is_unlinked()) {
+            if gone || replica.as_ref().is_some_and(|r| r.is_unlinked()) {
                 // Applied and acknowledged (the actions above). The
                 // primary's unlink frame may come before its answer to an
                 // unlink asked here, which is then not read: the frame
@@ -1789,7 +1797,9 @@ pub fn follow_offered<C: Connection>(
                     }
                     // How far the primary had logged when it sent them.
                     let shipped = match m.message {
-                        Message::Frames { last, behind, .. } => Some(last + u64::from(behind)),
+                        Message::Frames { last, behind, .. } => {
+                            Some(last.saturating_add(u64::from(behind)))
+                        }
                         _ => None,
                     };
                     if let Some(logged) = shipped {
@@ -1806,7 +1816,7 @@ pub fn follow_offered<C: Connection>(
                     }
                     // The primary is alive (and logged this far): a
                     // promotion here waits until the replica has it.
-                    if let Some(r) = &replica {
+                    for r in replica.iter().chain(rebuild.target()) {
                         r.heard_primary(shipped);
                     }
                     // A message carries frames or records, never both.
@@ -1957,15 +1967,15 @@ struct Rebuild {
 
 impl Rebuild {
     /// A snapshot begins with the checkpoint's creation frame, `created`
-    /// (`decode_message` checked it): a fresh copy; one begun, or staged, is
-    /// removed first.
+    /// (`decode_message` checked it): a fresh copy; one begun is removed
+    /// first (the caller drops one staged, [`Rebuild::drop_staged`]).
     fn begin(
         &mut self,
         config: &Config,
         name: &CheckpointName,
         created: &[u8],
     ) -> Result<(), ReplicationError> {
-        self.drop_copy();
+        self.copy = None;
         let created = frame::decode(created, true)
             .map_err(|e| ReplicationError::Wire(WireError::BadFrame(e)))?;
         if created.id != name.as_bytes() {
@@ -2027,29 +2037,29 @@ impl Rebuild {
         self.staged.as_ref().map(|(s, ..)| s.segment())
     }
 
-    /// Puts the staged copy in the replica's place once it has caught up:
-    /// the old replica's file is marked superseded (a standby still on it
-    /// can no longer promote it; handles move). True if the primary's
-    /// unlink reached the copy first, with no replica here to unlink.
+    /// Puts the staged copy in the replica's place once it has caught up
+    /// (`Staged::publish`: the old replica's file is marked superseded, and
+    /// handles on it move). Called before the acknowledgement of what the
+    /// copy holds is sent, so that the shipper releases no writer on a copy
+    /// not in place. True if the primary's unlink reached the copy first,
+    /// with no replica here to unlink. A promotion of the old replica while
+    /// the copy caught up ends the link, as an apply to a promoted copy
+    /// does (the copy is dropped; the promoted file keeps the name).
     fn settle(
         &mut self,
         replica: &mut Option<Segment>,
-        name: &CheckpointName,
         opts: &LinkOptions,
     ) -> Result<bool, ReplicationError> {
         if !self.staged.as_ref().is_some_and(|(s, ..)| s.caught_up()) {
             return Ok(false);
         }
         let (staged, start, sections) = self.staged.take().expect("a staged copy");
-        opts.count(|c| {
-            c.snapshots.fetch_add(1, Ordering::Relaxed);
-            note(&c.installing, false);
-        });
-        match staged.publish().map_err(ReplicationError::Install)? {
-            Some(segment) => {
-                if let Some(old) = replica.replace(segment) {
-                    supersede(&old, name);
-                }
+        match staged.publish(replica.as_ref()) {
+            Ok(Some(segment)) => {
+                *replica = Some(segment);
+                opts.count(|c| {
+                    c.snapshots.fetch_add(1, Ordering::Relaxed);
+                });
                 opts.report(LinkEvent::SnapshotInstalled {
                     start: start.seq,
                     sections,
@@ -2057,13 +2067,26 @@ impl Rebuild {
                 Ok(false)
             }
             // Unlinked while it caught up: so is the replica.
-            None => match replica {
+            Ok(None) => match replica {
                 Some(old) => {
                     old.mark_unlinked();
                     Ok(false)
                 }
                 None => Ok(true),
             },
+            Err(PublishFail::Promoted) => Err(ReplicationError::Apply(ApplyError::NotReplica)),
+            Err(PublishFail::Busy) => Err(ReplicationError::Apply(ApplyError::Contended)),
+            Err(PublishFail::Install(e)) => Err(ReplicationError::Install(e)),
+        }
+    }
+
+    /// Drops the staged copy, if there is one: the replica holds what it
+    /// held before, which `follower` is told.
+    fn drop_staged(&mut self, replica: Option<&Segment>, follower: &mut Follower) {
+        if self.staged.take().is_some() {
+            let (incarnation, holds) =
+                replica.map_or((0, Position::default()), |r| (r.incarnation(), held(r)));
+            follower.copy_dropped(incarnation, holds);
         }
     }
 
@@ -2072,10 +2095,9 @@ impl Rebuild {
         self.copy.is_none() && self.staged.is_none()
     }
 
-    /// Drops the copy begun, and the one staged.
+    /// Drops the copy begun.
     fn drop_copy(&mut self) {
         self.copy = None;
-        self.staged = None;
     }
 }
 
@@ -2165,26 +2187,4 @@ fn apply(
         }
         Err((_, e)) => Err(Refused::Fatal(ReplicationError::Apply(e))),
     }
-}
-
-/// How many times a follower tries to mark a replaced replica file
-/// superseded when another holder keeps its claim (each try waits up to the
-/// claim timeout).
-const SUPERSEDE_TRIES: u32 = 3;
-
-/// Marks `old`, the replica file a snapshot's copy just replaced under
-/// checkpoint `name`, superseded: handles open on it move to the new file,
-/// and it is never promoted. Logged if its claim stays held (a process
-/// stopped while holding it): those handles stay on the old file.
-fn supersede(old: &Segment, name: &CheckpointName) {
-    for _ in 0..SUPERSEDE_TRIES {
-        if old.supersede().is_ok() {
-            return;
-        }
-    }
-    tracing::warn!(
-        checkpoint = %name,
-        "could not mark the replaced replica file superseded (its claim stays held): \
-         handles open on it do not move to the rebuilt one"
-    );
 }

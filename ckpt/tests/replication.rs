@@ -1223,13 +1223,6 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
     );
 }
 
-/// A standby on the replica's host reading three sections in one call while
-/// the primary writes all three in each call, over a link whose batches
-/// (4 frames) are shorter than two calls (3 frames each): it sees each call
-/// whole. A batch ends with a whole call (`Shipper::poll`), and the replica
-/// applies a batch between the flip counter's two steps
-/// (`Segment::apply_held`). Batches cut at 4 frames split calls, and the
-/// standby then saw one section a call ahead.
 /// A following link's lag counts what the primary logged, not only what
 /// reached it: with the shipper's window holding frames back, the replica
 /// knows how far behind it is from the first batch on.
@@ -1281,6 +1274,94 @@ fn a_followers_lag_counts_what_the_primary_logged_beyond_the_window() {
         "the largest lag seen was {most} of {logged} frames"
     );
     assert_eq!(stats.lag(), 0);
+}
+
+/// The replica promoted here (an operator's `ckpt promote --force`) while a
+/// snapshot rebuilds it: the promoted file keeps the checkpoint's name, and
+/// the link ends; the copy is dropped, never renamed over the new primary.
+#[test]
+fn a_replica_promoted_while_a_snapshot_rebuilds_it_keeps_its_name() {
+    use ckpt::replication::{LinkStats, ReplicationError};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_promoted_staged";
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(2100, 4096)
+    };
+    let primary = Service::with_config(Config {
+        log_bytes: Some(4 << 20),
+        ..Config::with_dir(a.path())
+    })
+    .open(name, rwc, Some(&attrs))
+    .unwrap();
+    primary.set_active_replica().unwrap();
+    for n in 0..2000u32 {
+        let id = format!("f{n}");
+        primary
+            .create_section(id.as_bytes(), Time::END, &[1u8; 4096])
+            .unwrap();
+    }
+    with_link(&primary, b.path(), name, || {});
+    // Without the link the ring laps: the next link rebuilds the replica,
+    // 8 MiB by snapshot, long enough to promote it meanwhile.
+    for n in 0..1200u32 {
+        let id = format!("f{n}");
+        primary.overwrite(id.as_bytes(), &[2u8; 4096]).unwrap();
+    }
+    let stats = Arc::new(LinkStats::default());
+    let follow_opts = LinkOptions {
+        stats: Some(stats.clone()),
+        ..LinkOptions::default()
+    };
+    let cname = CheckpointName::new(name).unwrap();
+    let replica_config = Config::with_dir(b.path());
+    let rw = OpenFlags::READ | OpenFlags::WRITE;
+    let promoted = std::thread::scope(|s| {
+        let promoter = s.spawn(|| {
+            let deadline = Instant::now() + WAIT;
+            while !stats.installing.load(Relaxed) {
+                assert!(Instant::now() < deadline, "no snapshot began");
+                std::hint::spin_loop();
+            }
+            let old = ckpt_shm::Segment::open_for_link(&replica_config, &cname, rw).unwrap();
+            old.promote(2).map(|_| old.incarnation())
+        });
+        let ended = one_link_opts(
+            &primary,
+            b.path(),
+            name,
+            (&LinkOptions::default(), &follow_opts),
+        );
+        (promoter.join().unwrap(), ended)
+    });
+    let (promotion, (_, followed)) = promoted;
+    let under_name = ckpt_shm::Segment::open_for_link(&replica_config, &cname, rw).unwrap();
+    match promotion {
+        Ok(_) => {
+            // Promoted before the copy was in place: it stays the name's.
+            assert!(
+                !under_name.is_replica(),
+                "the copy was renamed over the new primary"
+            );
+            assert!(!under_name.is_superseded());
+            assert!(
+                matches!(
+                    followed,
+                    Err(ReplicationError::Apply(
+                        ckpt_shm::ops::ApplyError::NotReplica
+                    ))
+                ),
+                "{:?}",
+                followed.map(|f| f.0)
+            );
+        }
+        // (The copy was in place first: the old file, superseded, is
+        // never promoted.)
+        Err(e) => panic!("the promotion came too late to test: {e:?}"),
+    }
 }
 
 /// A replica rebuilt from a fuzzy snapshot while the writer goes on: the
@@ -1399,6 +1480,13 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
     );
 }
 
+/// A standby on the replica's host reading three sections in one call while
+/// the primary writes all three in each call, over a link whose batches
+/// (4 frames) are shorter than two calls (3 frames each): it sees each call
+/// whole. A batch ends with a whole call (`Shipper::poll`), and the replica
+/// applies a batch between the flip counter's two steps
+/// (`Segment::apply_held`). Batches cut at 4 frames split calls, and the
+/// standby then saw one section a call ahead.
 #[test]
 fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
     use ckpt::{ReadVec, WriteVec};

@@ -1001,6 +1001,15 @@ impl Follower {
         self.ack(now_ns)
     }
 
+    /// The driver dropped a copy it had installed and was catching up
+    /// before putting it in place (a new snapshot began): the replica holds
+    /// what it held before, `holds` of `incarnation` (0: nothing). What
+    /// this end says it holds from now on is that, not the copy's.
+    pub fn copy_dropped(&mut self, incarnation: u64, holds: Position) {
+        self.incarnation = incarnation;
+        self.holds = holds;
+    }
+
     /// The driver could not install the snapshot (it came incomplete or
     /// contradicted the checkpoint's attributes): the replica is as it was;
     /// ask again from what it holds.
@@ -1596,6 +1605,27 @@ mod tests {
         assert_eq!(all(f.want(now)), [FollowAction::Send(sub(0, 0, 0))]);
         assert!(!f.is_parked());
         assert!(f.want(now).is_empty());
+        // A copy installed and dropped before it was in place: what the
+        // follower holds is the replica's again, so an older snapshot of
+        // the same history is not refused as stale.
+        let mut m = Follower::new(c, 7, Position { seq: 10, term: 2 });
+        m.connected(0);
+        m.received(Message::Snapshot { incarnation: 7 }, 1);
+        let end = |seq| Message::SnapshotEnd {
+            start: Position { seq, term: 2 },
+            sections: 0,
+        };
+        m.received(end(50), 2);
+        m.installed(Position { seq: 50, term: 2 }, 3);
+        m.received(Message::Snapshot { incarnation: 7 }, 4);
+        m.copy_dropped(7, Position { seq: 10, term: 2 });
+        assert_eq!(
+            all(m.received(end(30), 5)),
+            [FollowAction::InstallEnd {
+                start: Position { seq: 30, term: 2 },
+                sections: 0
+            }]
+        );
         // The shipper closing the link, saying why, closes it here too,
         // with nothing sent back.
         let mut k = Follower::new(c, 0, Position::default());

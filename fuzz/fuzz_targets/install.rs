@@ -150,7 +150,15 @@ fuzz_target!(|input: &[u8]| {
         );
         return;
     }
-    let replica = staged.publish().unwrap().expect("not unlinked");
+    let old = Segment::open_for_link(
+        &config,
+        &ckpt_core::CheckpointName::new(name).unwrap(),
+        OpenFlags::READ | OpenFlags::WRITE,
+    )
+    .unwrap();
+    let replica = staged.publish(Some(&old)).unwrap().expect("not unlinked");
+    assert!(old.is_superseded(), "the replaced replica is marked");
+    drop(old);
     assert_eq!(
         files(),
         before,

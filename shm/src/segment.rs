@@ -97,12 +97,13 @@ impl Default for Config {
 
 impl Config {
     /// The defaults, overridden by `CKPT_DIR`, `CKPT_GROUP_ACCESS=1`,
-    /// `CKPT_NODE_ID` and `CKPT_LOG_BYTES`; one set to nothing (or only
-    /// blanks) counts as unset, as a shell's `VAR=` means. A node id that is
-    /// not a number up to [`ckpt_core::frame::NODE_ID_MAX`] makes every open
-    /// fail with `InvalidNode` (never a silent 0); a ring size that is not a
-    /// power of two from 64 KiB to 1 GiB makes every creation fail with
-    /// `NoResources` (never a silent default).
+    /// `CKPT_NODE_ID` and `CKPT_LOG_BYTES`; `CKPT_DIR` or `CKPT_LOG_BYTES`
+    /// set to nothing (or only blanks) counts as unset, as a shell's `VAR=`
+    /// means. A node id that is not a number up to
+    /// [`ckpt_core::frame::NODE_ID_MAX`], an empty one included, makes every
+    /// open fail with `InvalidNode` (never a silent 0); a ring size that is
+    /// not a power of two from 64 KiB to 1 GiB makes every creation fail
+    /// with `NoResources` (never a silent default).
     pub fn from_env() -> Self {
         Config::from_vars(|name| std::env::var_os(name))
     }
@@ -111,9 +112,9 @@ impl Config {
     pub fn from_vars(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Self {
         let number = |v: std::ffi::OsString| -> Option<u64> { v.to_str()?.trim().parse().ok() };
         let blank = |v: &std::ffi::OsString| v.to_str().is_some_and(|s| s.trim().is_empty());
-        let var = |name: &str| var(name).filter(|v| !blank(v));
+        let set = |name: &str| var(name).filter(|v| !blank(v));
         let mut config = Config::default();
-        if let Some(dir) = var(ENV_DIR) {
+        if let Some(dir) = set(ENV_DIR) {
             config.dir = PathBuf::from(dir);
         }
         config.group_access = var(ENV_GROUP_ACCESS).is_some_and(|v| v == "1");
@@ -122,7 +123,7 @@ impl Config {
                 .filter(|&n| n <= u64::from(ckpt_core::frame::NODE_ID_MAX))
                 .map_or(u32::MAX, |n| n as u32);
         }
-        if let Some(bytes) = var(ENV_LOG_BYTES) {
+        if let Some(bytes) = set(ENV_LOG_BYTES) {
             // 0 is no ring size: creations fail (see above).
             config.log_bytes = Some(number(bytes).unwrap_or(0));
         }
@@ -940,7 +941,8 @@ pub(crate) fn build_new(
             Ordering::Relaxed,
         );
     }
-    // Inode 0: this mapping is never registered or removed by inode.
+    // Inode 0: this mapping is never removed by inode (an applied unlink's
+    // `remove_name_if_same` leaves a copy being installed to its installer).
     let at = (config.clone(), tmp.clone());
     let mapped = Mapped::new(map, file, at, geometry, *attrs, name.clone(), 0);
     if matches!(origin, Origin::Install { .. }) {

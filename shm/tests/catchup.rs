@@ -597,7 +597,11 @@ fn replicas_installed_from_snapshots_under_a_running_writer_equal_the_primary() 
         loop {
             if replica.is_none() && staged.as_ref().is_some_and(|s: &Staged| s.caught_up()) {
                 let copy = staged.take().unwrap();
-                replica = Some(copy.publish().unwrap().expect("not unlinked"));
+                // The earlier round's replica, if any, is replaced.
+                let rw = OpenFlags::READ | OpenFlags::WRITE;
+                let old = Segment::open_for_link(&replica_config, &name, rw).ok();
+                replica = Some(copy.publish(old.as_ref()).unwrap().expect("not unlinked"));
+                assert!(old.is_none_or(|o| o.is_superseded()));
             }
             let Some(f) = consumer.next_frame().unwrap() else {
                 break;

@@ -33,7 +33,7 @@ pub enum PromoteFail {
     /// The claim, or the node id.
     Active(ActiveFail),
     /// The primary is still heard from and this replica still lacked
-    /// `frames` of what it shipped when the wait ran out.
+    /// `frames` of what it had logged when the wait ran out.
     Behind { frames: u64 },
 }
 
@@ -137,8 +137,9 @@ impl Segment {
     }
 
     /// Records, on a replica, what its link just heard from the primary:
-    /// that the primary is alive, and (with `Some`) its last frame as
-    /// shipped. Two stores; a promotion reads them.
+    /// that the primary is alive, and (with `Some`) the last frame it had
+    /// logged when it sent the frames just received. Two stores; a
+    /// promotion reads them.
     pub fn heard_primary(&self, primary_seq: Option<u64>) {
         let h = self.header();
         if let Some(seq) = primary_seq {
@@ -151,8 +152,8 @@ impl Segment {
     }
 
     /// The frames this replica lacks of what its link heard the primary
-    /// ship, if the link heard from the primary within `live` (0 otherwise:
-    /// caught up, or the primary went quiet).
+    /// had logged, if the link heard from the primary within `live` (0
+    /// otherwise: caught up, or the primary went quiet).
     pub fn behind_live_primary(&self, live: Duration) -> u64 {
         let h = self.header();
         let heard = h.feed_heard_ns.load(Ordering::Relaxed);
@@ -166,7 +167,7 @@ impl Segment {
     }
 
     /// [`Segment::promote`] once this replica holds what its link heard the
-    /// primary ship, waiting up to `wait` while the primary is still heard
+    /// primary had logged, waiting up to `wait` while the primary is still heard
     /// from (within [`FEED_LIVE`]): a replica that is behind a live primary
     /// does not become active with less than it could have. One whose
     /// primary went quiet (its host died) is promoted with what it holds.
@@ -377,6 +378,12 @@ impl Segment {
     /// word.
     pub fn supersede(&self) -> Result<(), ClaimFail> {
         let _held = self.claim()?;
+        self.supersede_held();
+        Ok(())
+    }
+
+    /// [`Segment::supersede`], the claim held.
+    pub(crate) fn supersede_held(&self) {
         self.change_role(|was| RoleWord {
             superseded: true,
             ..was
@@ -387,7 +394,6 @@ impl Segment {
         // timeout instead (a late wake, never a lost change: no frame comes
         // to this file again).
         crate::notify::wake_all(&self.header().log_tail);
-        Ok(())
     }
 
     /// Fences this copy if the fence marker is in its directory now. A new

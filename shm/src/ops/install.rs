@@ -418,16 +418,29 @@ impl Staged {
             || s.last_seq() >= s.header().catchup_end.load(Ordering::Relaxed)
     }
 
-    /// Renames the copy over the replica's name and opens it there. `None`
-    /// if the primary's unlink reached the copy while it caught up (it
-    /// freed the temporary name: there is nothing to put in place; the old
-    /// replica, if any, is to be unlinked).
-    pub fn publish(mut self) -> Result<Option<Segment>, InstallError> {
+    /// Renames the copy over the replica's name, in place of `old` (this
+    /// host's replica file, if it has one), marks `old` superseded (its
+    /// handles move to the copy; it is never promoted), and opens the copy
+    /// under the name. `old` is looked at, renamed over and marked under its
+    /// claim, so that no promotion of it comes in between: one that came
+    /// while the copy caught up ([`PublishFail::Promoted`]) keeps the name,
+    /// and the copy is dropped. `Ok(None)` if the primary's unlink reached
+    /// the copy while it caught up: there is nothing to put in place (the
+    /// copy is removed; `old`, if any, is to be unlinked).
+    pub fn publish(mut self, old: Option<&Segment>) -> Result<Option<Segment>, PublishFail> {
+        let held = match old.map(|o| o.claim()) {
+            Some(Err(_)) => return Err(PublishFail::Busy),
+            Some(Ok(held)) => Some(held),
+            None => None,
+        };
+        if old.is_some_and(|o| !o.is_replica() || o.is_superseded()) {
+            return Err(PublishFail::Promoted);
+        }
         let segment = self.segment.take().expect("a staged copy");
         let i = &mut self.installer;
         if segment.is_unlinked() {
-            // An unlink frame applied to the copy removed its (temporary)
-            // name (dropping the installer removes it, should it remain).
+            // An unlink frame applied to the copy (dropping the installer
+            // removes its temporary).
             return Ok(None);
         }
         let renamed = i
@@ -436,11 +449,15 @@ impl Staged {
             .map_err(|e| InstallError::Open(crate::segment::io_to_open_error(&e)));
         // Closing the description drops the temporary's lease.
         drop(segment);
-        renamed?;
+        renamed.map_err(PublishFail::Install)?;
         i.tmp.clear();
+        if let Some(o) = old {
+            o.supersede_held();
+        }
+        drop(held);
         let flags = OpenFlags::READ | OpenFlags::WRITE;
-        let segment =
-            Segment::open_for_link(&i.config, &i.name, flags).map_err(InstallError::Open)?;
+        let segment = Segment::open_for_link(&i.config, &i.name, flags)
+            .map_err(|e| PublishFail::Install(InstallError::Open(e)))?;
         segment.fence_if_marked();
         if self.unlinked {
             // Unlinked in the copy: its name is freed, as an applied unlink
@@ -449,6 +466,20 @@ impl Staged {
         }
         Ok(Some(segment))
     }
+}
+
+/// Why [`Staged::publish`] did not put the copy in place.
+#[derive(Debug)]
+pub enum PublishFail {
+    /// The old replica's claim stayed held past the claim timeout (by a
+    /// live process: a dead one's is taken over): the copy is dropped.
+    Busy,
+    /// The old replica was promoted (or replaced) while the copy caught up:
+    /// it keeps the name, and the copy is dropped.
+    Promoted,
+    /// The rename, or the open after it, failed (after the rename the copy
+    /// holds the name: reopen it).
+    Install(InstallError),
 }
 
 impl Drop for Installer {
