@@ -21,7 +21,7 @@ use crate::layout::{
 use crate::log::LogError;
 use crate::notify;
 use crate::racy;
-use crate::segment::Mapped;
+use crate::segment::{Mapped, Segment};
 use crate::slot::{self, ReadFail};
 use crate::sync::Ordering;
 
@@ -227,27 +227,6 @@ impl Mapped {
     pub(crate) fn copied_through(&self) -> u64 {
         let group_end = self.committed_group().unwrap_or(0);
         self.log().seq().saturating_add(1).max(group_end)
-    }
-
-    /// A copy's catch-up horizon `end_seq` ([`Mapped::copied_through`],
-    /// taken as the copy ended), made exact for a replica that waits to
-    /// hold it: the last number published, once no frame is in flight
-    /// (looked at up to [`RESUME_LOOKS_MAX`] times), if that is below it.
-    /// `copied_through` counts the frame that may be in flight; when none
-    /// is, that frame is the next mutation's, which the copy cannot hold,
-    /// and on an idle primary it would never come. Every change the copy
-    /// shows was committed before this looks, and a committed change's
-    /// frame is reserved before its commit point: a ring with nothing
-    /// reserved past its tail has published it.
-    pub fn settled_end(&self, end_seq: u64) -> u64 {
-        let log = self.log();
-        for _ in 0..RESUME_LOOKS_MAX {
-            if let Some((_, seq)) = log.published() {
-                return end_seq.min(seq);
-            }
-            std::thread::yield_now();
-        }
-        end_seq
     }
 
     /// The streaming form of [`Mapped::snapshot`], for copies too large to
@@ -761,5 +740,39 @@ impl Consumer<'_> {
             }
             notify::wait(&h.log_tail, tail, left);
         }
+    }
+}
+
+impl Segment {
+    /// A copy's catch-up horizon `end_seq` (`Mapped::copied_through`,
+    /// taken as the copy ended), made exact for a replica that waits to
+    /// hold it: the last number published, once no frame is in flight
+    /// (looked at up to `RESUME_LOOKS_MAX` times, then under the claim), if
+    /// that is below it.
+    /// `copied_through` counts the frame that may be in flight; when none
+    /// is, that frame is the next mutation's, which the copy cannot hold,
+    /// and on an idle primary it would never come. Every change the copy
+    /// shows was committed before this looks, and a committed change's
+    /// frame is reserved before its commit point: a ring with nothing
+    /// reserved past its tail has published it.
+    pub fn settled_end(&self, end_seq: u64) -> u64 {
+        let log = self.log();
+        for _ in 0..RESUME_LOOKS_MAX {
+            if let Some((_, seq)) = log.published() {
+                return end_seq.min(seq);
+            }
+            std::thread::yield_now();
+        }
+        // A frame stays in flight: its writer died there, or is stopped.
+        // Under the claim nothing is in flight (a dead holder's mutation is
+        // recovered first: published if it reached its commit point, which a
+        // copy could have seen, else rolled back); a live one keeps it past
+        // the claim timeout, and the horizon stays as it was.
+        if let Ok(_held) = self.claim() {
+            if let Some((_, seq)) = log.published() {
+                return end_seq.min(seq);
+            }
+        }
+        end_seq
     }
 }
