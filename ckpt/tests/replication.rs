@@ -707,6 +707,34 @@ fn one_link_opts(
     })
 }
 
+/// A primary of `name` in `dir` (asynchronous, active here) for up to 2,100
+/// sections of up to 4 KiB, with a ring of `log_bytes`.
+fn wide_primary(dir: &std::path::Path, name: &str, log_bytes: u64) -> ckpt::Checkpoint {
+    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
+    let attrs = CreationAttributes {
+        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
+        ..CreationAttributes::new(2100, 4096)
+    };
+    let primary = Service::with_config(Config {
+        log_bytes: Some(log_bytes),
+        ..Config::with_dir(dir)
+    })
+    .open(name, rwc, Some(&attrs))
+    .unwrap();
+    primary.set_active_replica().unwrap();
+    primary
+}
+
+/// Creates sections `f0`..`f{count - 1}` of 4 KiB of `byte` each.
+fn fill(primary: &ckpt::Checkpoint, count: u32, byte: u8) {
+    for n in 0..count {
+        let id = format!("f{n}");
+        primary
+            .create_section(id.as_bytes(), Time::END, &[byte; 4096])
+            .unwrap();
+    }
+}
+
 /// A shipper whose snapshots the writer keeps overtaking (a ring far too
 /// small for the link) closes the link, and says why: the replica's end
 /// ends with the same reason, which its operator sees, not a bare "the
@@ -716,33 +744,17 @@ fn a_link_closed_for_overtaken_snapshots_tells_the_replica_why() {
     use ckpt_core::repl::CloseReason;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_overtaken";
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(600, 4096)
-    };
     // The smallest ring (64 KiB): sixteen 4 KiB writes lap it, and a copy
     // of 2 MiB of sections takes far longer.
-    let primary = Service::with_config(Config {
-        log_bytes: Some(64 << 10),
-        ..Config::with_dir(a.path())
-    })
-    .open(name, rwc, Some(&attrs))
-    .unwrap();
-    primary.set_active_replica().unwrap();
-    for n in 0..512u32 {
-        let id = format!("s{n}");
-        primary
-            .create_section(id.as_bytes(), Time::END, &[0u8; 4096])
-            .unwrap();
-    }
+    let primary = wide_primary(a.path(), name, 64 << 10);
+    fill(&primary, 512, 0);
     let writing = AtomicBool::new(true);
     let (shipped, followed) = std::thread::scope(|s| {
         s.spawn(|| {
             let mut n = 0u8;
             while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 n = n.wrapping_add(1);
-                primary.overwrite(b"s0", &[n; 4096]).unwrap();
+                primary.overwrite(b"f0", &[n; 4096]).unwrap();
             }
         });
         let ended = one_link(&primary, b.path(), name);
@@ -1286,24 +1298,8 @@ fn a_replica_promoted_while_a_snapshot_rebuilds_it_keeps_its_name() {
     use std::sync::Arc;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_promoted_staged";
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(2100, 4096)
-    };
-    let primary = Service::with_config(Config {
-        log_bytes: Some(4 << 20),
-        ..Config::with_dir(a.path())
-    })
-    .open(name, rwc, Some(&attrs))
-    .unwrap();
-    primary.set_active_replica().unwrap();
-    for n in 0..2000u32 {
-        let id = format!("f{n}");
-        primary
-            .create_section(id.as_bytes(), Time::END, &[1u8; 4096])
-            .unwrap();
-    }
+    let primary = wide_primary(a.path(), name, 4 << 20);
+    fill(&primary, 2000, 1);
     with_link(&primary, b.path(), name, || {});
     // Without the link the ring laps: the next link rebuilds the replica,
     // 8 MiB by snapshot, long enough to promote it meanwhile.
@@ -1375,29 +1371,13 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
     use std::sync::atomic::Ordering::Relaxed;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_rebuild_whole";
-    let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
-    let attrs = CreationAttributes {
-        flags: CreationFlags::new(UpdateMode::ActiveReplica, true),
-        ..CreationAttributes::new(2100, 4096)
-    };
-    let primary = Service::with_config(Config {
-        log_bytes: Some(4 << 20),
-        ..Config::with_dir(a.path())
-    })
-    .open(name, rwc, Some(&attrs))
-    .unwrap();
-    primary.set_active_replica().unwrap();
+    let primary = wide_primary(a.path(), name, 4 << 20);
     // `a` first and `b` last, 8 MiB of sections between: a copy takes them
     // far apart, and their creation frames lap the 4 MiB ring, so the new
     // replica is made by a snapshot.
     let zero = 0u64.to_le_bytes();
     primary.create_section(b"a", Time::END, &zero).unwrap();
-    for n in 0..2000u32 {
-        let id = format!("filler{n}");
-        primary
-            .create_section(id.as_bytes(), Time::END, &[1u8; 4096])
-            .unwrap();
-    }
+    fill(&primary, 2000, 1);
     primary.create_section(b"b", Time::END, &zero).unwrap();
     // Batches of one call (two frames): the catch-up after the copy takes
     // many messages, a wide window for the standby.
@@ -1444,7 +1424,7 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
                 // Without the link, the fillers' overwrites lap the ring:
                 // the next link rebuilds the replica by a snapshot again.
                 for f in 0..1200u32 {
-                    let id = format!("filler{f}");
+                    let id = format!("f{f}");
                     primary
                         .overwrite(id.as_bytes(), &[round as u8; 4096])
                         .unwrap();
