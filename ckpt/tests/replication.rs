@@ -1360,6 +1360,49 @@ fn a_replica_promoted_while_a_snapshot_rebuilds_it_keeps_its_name() {
     }
 }
 
+/// A standby on the replica's host (`service`): opens `name` as soon as it
+/// appears, then reads the 8-byte sections `ids` in one call until `done`,
+/// counting its reads and those that saw two calls (sections that differ).
+fn standby_counting_mixed(
+    service: &Service,
+    name: &str,
+    ids: &[&[u8]],
+    done: &AtomicBool,
+    (reads, mixed): (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64),
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let standby = loop {
+        if let Ok(c) = service.open(name, OpenFlags::READ, None) {
+            break c;
+        }
+        if done.load(Relaxed) {
+            return;
+        }
+        std::thread::yield_now();
+    };
+    let mut bufs = vec![[0u8; 8]; ids.len()];
+    while !done.load(Relaxed) {
+        let mut v: Vec<ckpt::ReadVec<'_>> = ids
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(id, buf)| ckpt::ReadVec {
+                id,
+                offset: 0,
+                buf,
+                read_bytes: 0,
+            })
+            .collect();
+        if standby.read(&mut v).is_err() {
+            continue; // (Sections not there yet.)
+        }
+        drop(v);
+        reads.fetch_add(1, Relaxed);
+        if bufs.iter().any(|b| *b != bufs[0]) {
+            mixed.fetch_add(1, Relaxed);
+        }
+    }
+}
+
 /// A replica rebuilt from a fuzzy snapshot while the writer goes on: the
 /// copy holds sections of different calls until it has caught up with the
 /// snapshot's horizon, and is put in place only then. A standby that opens
@@ -1367,7 +1410,7 @@ fn a_replica_promoted_while_a_snapshot_rebuilds_it_keeps_its_name() {
 /// vector write whole.
 #[test]
 fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
-    use ckpt::{ReadVec, WriteVec};
+    use ckpt::WriteVec;
     use std::sync::atomic::Ordering::Relaxed;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_rebuild_whole";
@@ -1390,34 +1433,7 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
     );
     let service = Service::with_config(Config::with_dir(b.path()));
     std::thread::scope(|s| {
-        s.spawn(|| {
-            let standby = loop {
-                if let Ok(c) = service.open(name, OpenFlags::READ, None) {
-                    break c;
-                }
-                if done.load(Relaxed) {
-                    return;
-                }
-                std::hint::spin_loop();
-            };
-            while !done.load(Relaxed) {
-                let (mut x, mut y) = ([0u8; 8], [0u8; 8]);
-                let rv = |id, buf| ReadVec {
-                    id,
-                    offset: 0,
-                    buf,
-                    read_bytes: 0,
-                };
-                let mut v = [rv(b"b", &mut y), rv(b"a", &mut x)];
-                if standby.read(&mut v).is_err() {
-                    continue;
-                }
-                reads.fetch_add(1, Relaxed);
-                if x != y {
-                    mixed.fetch_add(1, Relaxed);
-                }
-            }
-        });
+        s.spawn(|| standby_counting_mixed(&service, name, &[b"b", b"a"], &done, (&reads, &mixed)));
         let mut n = 0u64;
         for round in 0..4 {
             if round > 0 {
@@ -1469,7 +1485,7 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
 /// standby then saw one section a call ahead.
 #[test]
 fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
-    use ckpt::{ReadVec, WriteVec};
+    use ckpt::WriteVec;
     use std::sync::atomic::Ordering::Relaxed;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_groups";
@@ -1500,32 +1516,7 @@ fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
     let service = Service::with_config(Config::with_dir(b.path()));
     std::thread::scope(|s| {
         s.spawn(|| {
-            let standby = loop {
-                if let Ok(c) = service.open(name, OpenFlags::READ, None) {
-                    break c;
-                }
-                if done.load(Relaxed) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            };
-            while !done.load(Relaxed) {
-                let (mut x, mut y, mut z) = ([0u8; 8], [0u8; 8], [0u8; 8]);
-                let rv = |id, buf| ReadVec {
-                    id,
-                    offset: 0,
-                    buf,
-                    read_bytes: 0,
-                };
-                let mut v = [rv(b"c", &mut z), rv(b"b", &mut y), rv(b"a", &mut x)];
-                if standby.read(&mut v).is_err() {
-                    continue; // (Sections not there yet.)
-                }
-                reads.fetch_add(1, Relaxed);
-                if !(x == y && y == z) {
-                    mixed.fetch_add(1, Relaxed);
-                }
-            }
+            standby_counting_mixed(&service, name, &[b"c", b"b", b"a"], &done, (&reads, &mixed))
         });
         with_link_opts(opts, &primary, b.path(), name, || {
             for n in 1..=CALLS {
