@@ -1403,6 +1403,54 @@ fn standby_counting_mixed(
     }
 }
 
+/// The primary unlinked while a snapshot makes this host's first replica:
+/// the unlink frame reaches the copy as it catches up (in most runs; in
+/// others the copy holds the unlink already), and there is nothing to put
+/// in place; the follower still acknowledges the unlink before the link
+/// ends, so both ends end `Unlinked` (the shipper saw the connection closed
+/// under it in 4 runs of 4 before).
+#[test]
+fn an_unlink_reaching_a_first_replica_while_it_catches_up_ends_both_ends_unlinked() {
+    use ckpt::replication::LinkStats;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let name = "safCkpt=repl_unlinked_staged";
+    let primary = wide_primary(a.path(), name, 4 << 20);
+    fill(&primary, 2000, 1);
+    let stats = Arc::new(LinkStats::default());
+    let follow_opts = LinkOptions {
+        stats: Some(stats.clone()),
+        ..LinkOptions::default()
+    };
+    let (shipped, followed) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let deadline = Instant::now() + WAIT;
+            while !stats.installing.load(Relaxed) {
+                assert!(Instant::now() < deadline, "no snapshot began");
+                std::hint::spin_loop();
+            }
+            Service::with_config(Config::with_dir(a.path()))
+                .unlink(name)
+                .unwrap();
+        });
+        one_link_opts(
+            &primary,
+            b.path(),
+            name,
+            (&LinkOptions::default(), &follow_opts),
+        )
+    });
+    assert!(matches!(shipped, Ok(Ended::Unlinked)), "{shipped:?}");
+    assert!(
+        matches!(followed, Ok((Ended::Unlinked, _))),
+        "{:?}",
+        followed.map(|f| f.0)
+    );
+    let replica_host = Service::with_config(Config::with_dir(b.path()));
+    assert!(replica_host.open(name, OpenFlags::READ, None).is_err());
+}
+
 /// A replica rebuilt from a fuzzy snapshot while the writer goes on: the
 /// copy holds sections of different calls until it has caught up with the
 /// snapshot's horizon, and is put in place only then. A standby that opens
