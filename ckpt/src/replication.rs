@@ -1656,22 +1656,12 @@ pub fn follow_offered<C: Connection>(
                             send(&mut tx, &m, name, &[])?;
                         }
                         FollowAction::Apply { first, last, after } => {
-                            if rebuild.target().is_some()
-                                && replica.as_ref().is_some_and(|r| !r.is_replica())
-                            {
-                                // Promoted here while a copy caught up: as
-                                // an apply to it would be refused.
-                                return Err(ReplicationError::Apply(ApplyError::NotReplica));
-                            }
                             let applied = apply(
-                                config,
-                                name,
+                                (config, name),
                                 &mut replica,
                                 rebuild.target(),
                                 carried,
-                                first,
-                                last,
-                                after,
+                                (first, last, after),
                             );
                             let target = rebuild.target().or(replica.as_ref());
                             let next = match applied {
@@ -1796,13 +1786,13 @@ pub fn follow_offered<C: Connection>(
                         opts.count(|c| c.answered(ask, reply));
                     }
                     // How far the primary had logged when it sent them.
-                    let shipped = match m.message {
+                    let logged = match m.message {
                         Message::Frames { last, behind, .. } => {
                             Some(last.saturating_add(u64::from(behind)))
                         }
                         _ => None,
                     };
-                    if let Some(logged) = shipped {
+                    if let Some(logged) = logged {
                         opts.count(|c| LinkStats::raise(&c.primary, logged));
                     }
                     // Past a snapshot's end, the first frames (or, the
@@ -1817,7 +1807,7 @@ pub fn follow_offered<C: Connection>(
                     // The primary is alive (and logged this far): a
                     // promotion here waits until the replica has it.
                     for r in replica.iter().chain(rebuild.target()) {
-                        r.heard_primary(shipped);
+                        r.heard_primary(logged);
                     }
                     // A message carries frames or records, never both.
                     carried = if m.frames.is_empty() {
@@ -2138,19 +2128,22 @@ enum Refused {
 
 /// Applies frames `first..=last` of `carried` (checked, with the message's
 /// checksum, by `decode_message`) to `staged` (a copy installed from a
-/// snapshot, catching up) if there is one, else to the replica, creating it
-/// from the creation frame.
-#[allow(clippy::too_many_arguments)]
+/// snapshot, catching up) if there is one, else to the replica of checkpoint
+/// `name` (in `config`'s directory), creating it from the creation frame.
+/// A replica promoted here while a copy caught up refuses them, as it would
+/// refuse them itself.
 fn apply(
-    config: &Config,
-    name: &CheckpointName,
+    (config, name): (&Config, &CheckpointName),
     replica: &mut Option<Segment>,
     staged: Option<&Segment>,
     carried: &[u8],
-    first: u64,
-    last: u64,
-    after: Position,
+    (first, last, after): (u64, u64, Position),
 ) -> Result<(), Refused> {
+    if staged.is_some() && replica.as_ref().is_some_and(|r| !r.is_replica()) {
+        return Err(Refused::Fatal(ReplicationError::Apply(
+            ApplyError::NotReplica,
+        )));
+    }
     // The frames come in ascending order: only those up to `after.seq` are
     // looked at (usually one, or none past it).
     if after.seq > 0

@@ -1360,47 +1360,77 @@ fn a_replica_promoted_while_a_snapshot_rebuilds_it_keeps_its_name() {
     }
 }
 
-/// A standby on the replica's host (`service`): opens `name` as soon as it
-/// appears, then reads the 8-byte sections `ids` in one call until `done`,
-/// counting its reads and those that saw two calls (sections that differ).
-fn standby_counting_mixed(
-    service: &Service,
-    name: &str,
-    ids: &[&[u8]],
-    done: &AtomicBool,
-    (reads, mixed): (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64),
-) {
-    use std::sync::atomic::Ordering::Relaxed;
-    let standby = loop {
-        if let Ok(c) = service.open(name, OpenFlags::READ, None) {
-            break c;
+/// Runs `body` while a standby on the replica's host (`service`) opens
+/// `name` as soon as it appears and reads the 8-byte sections `ids` in one
+/// call, again and again; then checks that it read, and that no read saw
+/// two calls (sections that differ).
+fn standby_sees_each_call_whole(service: &Service, name: &str, ids: &[&[u8]], body: impl FnOnce()) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let (done, reads, mixed) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let standby = loop {
+                if let Ok(c) = service.open(name, OpenFlags::READ, None) {
+                    break c;
+                }
+                if done.load(Relaxed) {
+                    return;
+                }
+                std::thread::yield_now();
+            };
+            let mut bufs = vec![[0u8; 8]; ids.len()];
+            while !done.load(Relaxed) {
+                let mut v: Vec<ckpt::ReadVec<'_>> = ids
+                    .iter()
+                    .zip(bufs.iter_mut())
+                    .map(|(id, buf)| ckpt::ReadVec {
+                        id,
+                        offset: 0,
+                        buf,
+                        read_bytes: 0,
+                    })
+                    .collect();
+                if standby.read(&mut v).is_err() {
+                    continue; // (Sections not there yet.)
+                }
+                drop(v);
+                reads.fetch_add(1, Relaxed);
+                if bufs.iter().any(|b| *b != bufs[0]) {
+                    mixed.fetch_add(1, Relaxed);
+                }
+            }
+        });
+        // The standby stops however `body` ends.
+        struct Done<'a>(&'a AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Relaxed);
+            }
         }
-        if done.load(Relaxed) {
-            return;
-        }
-        std::thread::yield_now();
-    };
-    let mut bufs = vec![[0u8; 8]; ids.len()];
-    while !done.load(Relaxed) {
-        let mut v: Vec<ckpt::ReadVec<'_>> = ids
-            .iter()
-            .zip(bufs.iter_mut())
-            .map(|(id, buf)| ckpt::ReadVec {
-                id,
-                offset: 0,
-                buf,
-                read_bytes: 0,
-            })
-            .collect();
-        if standby.read(&mut v).is_err() {
-            continue; // (Sections not there yet.)
-        }
-        drop(v);
-        reads.fetch_add(1, Relaxed);
-        if bufs.iter().any(|b| *b != bufs[0]) {
-            mixed.fetch_add(1, Relaxed);
-        }
-    }
+        let _done = Done(&done);
+        body();
+    });
+    assert!(reads.load(Relaxed) > 0, "the standby read nothing");
+    assert_eq!(
+        mixed.load(Relaxed),
+        0,
+        "reads that saw two calls, of {}",
+        reads.load(Relaxed)
+    );
+}
+
+/// Writes `n` into each of the sections `ids` in one call (a vector write).
+fn write_call(primary: &ckpt::Checkpoint, ids: &[&[u8]], n: u64) {
+    let v = n.to_le_bytes();
+    let elements: Vec<ckpt::WriteVec<'_>> = ids
+        .iter()
+        .map(|id| ckpt::WriteVec {
+            id,
+            offset: 0,
+            data: &v,
+        })
+        .collect();
+    primary.write(&elements).unwrap();
 }
 
 /// The primary unlinked while a snapshot makes this host's first replica:
@@ -1458,8 +1488,6 @@ fn an_unlink_reaching_a_first_replica_while_it_catches_up_ends_both_ends_unlinke
 /// vector write whole.
 #[test]
 fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
-    use ckpt::WriteVec;
-    use std::sync::atomic::Ordering::Relaxed;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_rebuild_whole";
     let primary = wide_primary(a.path(), name, 4 << 20);
@@ -1474,14 +1502,8 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
     // many messages, a wide window for the standby.
     let mut opts = LinkOptions::default();
     opts.link.batch = 2;
-    let (done, mixed, reads) = (
-        AtomicBool::new(false),
-        std::sync::atomic::AtomicU64::new(0),
-        std::sync::atomic::AtomicU64::new(0),
-    );
     let service = Service::with_config(Config::with_dir(b.path()));
-    std::thread::scope(|s| {
-        s.spawn(|| standby_counting_mixed(&service, name, &[b"b", b"a"], &done, (&reads, &mixed)));
+    standby_sees_each_call_whole(&service, name, &[b"b", b"a"], || {
         let mut n = 0u64;
         for round in 0..4 {
             if round > 0 {
@@ -1498,13 +1520,7 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
                 let until = Instant::now() + Duration::from_millis(150);
                 while Instant::now() < until {
                     n += 1;
-                    let v = n.to_le_bytes();
-                    let wv = |id| WriteVec {
-                        id,
-                        offset: 0,
-                        data: &v,
-                    };
-                    primary.write(&[wv(b"a"), wv(b"b")]).unwrap();
+                    write_call(&primary, &[b"a", b"b"], n);
                     // About 20,000 calls a second: the link keeps up.
                     let next = Instant::now() + Duration::from_micros(50);
                     while Instant::now() < next {
@@ -1513,15 +1529,7 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
                 }
             });
         }
-        done.store(true, Relaxed);
     });
-    assert!(reads.load(Relaxed) > 0, "the standby read nothing");
-    assert_eq!(
-        mixed.load(Relaxed),
-        0,
-        "reads that saw two calls, of {}",
-        reads.load(Relaxed)
-    );
 }
 
 /// A standby on the replica's host reading three sections in one call while
@@ -1533,13 +1541,11 @@ fn a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up() {
 /// standby then saw one section a call ahead.
 #[test]
 fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
-    use ckpt::WriteVec;
-    use std::sync::atomic::Ordering::Relaxed;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let name = "safCkpt=repl_groups";
-    // A ring that holds every call: no snapshot rebuilds the replica (a
-    // fuzzy snapshot's copy holds sections of different calls until it has
-    // caught up: not isolated, see docs/ARCHITECTURE.md §6).
+    // A ring that holds every call: no snapshot rebuilds the replica (the
+    // rebuild has its test:
+    // `a_standby_never_sees_a_rebuilt_replica_before_it_has_caught_up`).
     let rwc = OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREATE;
     let primary = Service::with_config(Config {
         log_bytes: Some(64 << 20),
@@ -1556,36 +1562,14 @@ fn a_standby_on_a_replica_sees_each_vector_write_whole_across_batches() {
     let mut opts = LinkOptions::default();
     opts.link.batch = 4;
     const CALLS: u64 = 20_000;
-    let (done, mixed, reads) = (
-        AtomicBool::new(false),
-        std::sync::atomic::AtomicU64::new(0),
-        std::sync::atomic::AtomicU64::new(0),
-    );
     let service = Service::with_config(Config::with_dir(b.path()));
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            standby_counting_mixed(&service, name, &[b"c", b"b", b"a"], &done, (&reads, &mixed))
-        });
+    standby_sees_each_call_whole(&service, name, &[b"c", b"b", b"a"], || {
         with_link_opts(opts, &primary, b.path(), name, || {
             for n in 1..=CALLS {
-                let v = n.to_le_bytes();
-                let wv = |id| WriteVec {
-                    id,
-                    offset: 0,
-                    data: &v,
-                };
-                primary.write(&[wv(b"a"), wv(b"b"), wv(b"c")]).unwrap();
+                write_call(&primary, &[b"a", b"b", b"c"], n);
             }
         });
-        done.store(true, Relaxed);
     });
-    assert!(reads.load(Relaxed) > 0, "the standby read nothing");
-    assert_eq!(
-        mixed.load(Relaxed),
-        0,
-        "reads that saw two calls, of {}",
-        reads.load(Relaxed)
-    );
 }
 
 /// A read of several sections made of several calls (`read_isolated`, the C

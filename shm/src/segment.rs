@@ -1240,17 +1240,13 @@ impl Segment {
     /// nobody else opens (a replica being installed, which catches up
     /// before it is renamed into place).
     pub(crate) fn link_on_built(
-        mapped: Mapped,
+        mut mapped: Mapped,
         config: &Config,
         tmp: &str,
     ) -> Result<Segment, OpenError> {
-        let owner = register_opener(
-            &mapped,
-            (OpenFlags::READ | OpenFlags::WRITE).bits() as u16 | OPENER_LINK,
-        )?;
-        let mut mapped = mapped;
-        mapped.own_entry = owner.entry;
         let flags = OpenFlags::READ | OpenFlags::WRITE;
+        let owner = register_opener(&mapped, flags.bits() as u16 | OPENER_LINK)?;
+        mapped.own_entry = owner.entry;
         Ok(Segment::registered(
             mapped,
             config.dir.join(tmp),

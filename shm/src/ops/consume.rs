@@ -757,9 +757,10 @@ impl Segment {
     /// reserved past its tail has published it.
     pub fn settled_end(&self, end_seq: u64) -> u64 {
         let log = self.log();
+        let settled = || log.published().map(|(_, seq)| end_seq.min(seq));
         for _ in 0..RESUME_LOOKS_MAX {
-            if let Some((_, seq)) = log.published() {
-                return end_seq.min(seq);
+            if let Some(end) = settled() {
+                return end;
             }
             std::thread::yield_now();
         }
@@ -768,11 +769,7 @@ impl Segment {
         // recovered first: published if it reached its commit point, which a
         // copy could have seen, else rolled back); a live one keeps it past
         // the claim timeout, and the horizon stays as it was.
-        if let Ok(_held) = self.claim() {
-            if let Some((_, seq)) = log.published() {
-                return end_seq.min(seq);
-            }
-        }
-        end_seq
+        let _held = self.claim();
+        settled().unwrap_or(end_seq)
     }
 }
