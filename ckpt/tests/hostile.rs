@@ -3,7 +3,8 @@
 //!
 //! The processes are this test binary re-executed as `hostile_child` with a
 //! role (`hold`: take the claim and keep it inside `overwrite_with` until
-//! told; `write`: one overwrite, reporting the result and the recovery count),
+//! told; `write`: one overwrite, reporting the result and the recovery count;
+//! `write-loop`: overwrites until killed),
 //! in this PID namespace or under `unshare --pid --fork --mount-proc`. Tests
 //! that need a new PID namespace skip with a message where `unshare` cannot
 //! make one (no root, no user namespaces).
@@ -190,6 +191,15 @@ fn hostile_child() {
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
         }
+        "write-loop" => {
+            // Overwrites until killed.
+            println!("looping");
+            let mut data = [WRITTEN; 64];
+            for n in 0u64.. {
+                data[..8].copy_from_slice(&n.to_le_bytes());
+                let _ = seg.write(s, None, &data);
+            }
+        }
         "write" => {
             let result = seg.write(s, None, &[WRITTEN; 64]);
             let recoveries = seg
@@ -315,6 +325,49 @@ fn a_writer_waiting_for_a_stopped_holder_sleeps() {
         "a waiter burned {cpu:?} of CPU in {waited:?}: it must sleep, not spin"
     );
     assert_eq!(contents(&seg), [HELD; 64]);
+}
+
+/// A snapshot's catch-up horizon (`Segment::settled_end`) when a writer died
+/// with its frame in flight (reserved in the ring, not published): the
+/// horizon is made exact under the claim, which recovers the dead writer's
+/// mutation (its frame published or rolled back) first, so it never names a
+/// frame the log will not publish, which a staged replica would wait for
+/// until its link ends. The writer, overwriting in a loop, is killed at
+/// random moments until one leaves a frame in flight.
+#[test]
+fn a_snapshot_horizon_past_a_dead_writers_frame_in_flight_is_made_exact() {
+    let (dir, seg) = setup("in_flight");
+    let h = seg.header();
+    let in_flight = || {
+        h.log_reserve.load(std::sync::atomic::Ordering::SeqCst)
+            > h.log_tail.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut kills = 0;
+    while !in_flight() {
+        kills += 1;
+        assert!(kills <= 400, "no kill of 400 left a frame in flight");
+        let mut writer = Proc::start("write-loop", dir.path(), false);
+        writer.expect("looping");
+        std::thread::sleep(Duration::from_micros(200 + 97 * (kills % 20)));
+        writer.kill();
+    }
+    // What a snapshot taken now says it holds: through the frame in flight.
+    let end_seq = seg.last_seq() + 1;
+    let started = std::time::Instant::now();
+    let settled = seg.settled_end(end_seq);
+    let took = started.elapsed();
+    let published = h.log_seq.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "frame in flight after {kills} kills; horizon {settled} of {end_seq} in {took:?}, \
+         published through {published}"
+    );
+    assert!(!in_flight(), "the dead writer's frame is still in flight");
+    assert!(
+        settled <= published,
+        "the horizon {settled} names a frame the log never published (through {published})"
+    );
+    assert!(settled + 1 >= end_seq, "the horizon fell below the copy's");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
 }
 
 const ENV_SMALL_FS: &str = "CKPT_HOSTILE_SMALL_FS";
