@@ -579,18 +579,32 @@ fn send<C: Connection>(
     name: &[u8],
     frames: &[u8],
 ) -> Result<(), ReplicationError> {
+    send_within(conn, m, name, frames, ckpt_transport::SEND_TIMEOUT)
+}
+
+/// [`send`], giving up once the peer has taken no bytes for `limit`.
+fn send_within<C: Connection>(
+    conn: &mut C,
+    m: &Message,
+    name: &[u8],
+    frames: &[u8],
+    limit: Duration,
+) -> Result<(), ReplicationError> {
     let mut head = [0u8; MESSAGE_HEADER_BYTES + frame::WIRE_NAME_BYTES_MAX];
     let n = encode_message(LINK, m, name, frames, &mut head)?;
-    conn.send(&[&head[..n], frames])?;
+    conn.send_within(&[&head[..n], frames], limit)?;
     Ok(())
 }
 
 /// Tells the peer this end closes the link for `reason` before the link
 /// ends ([`Message::Closing`]), unless the peer went silent (it would not
-/// read it). Best effort: the link ends either way ([`linger`] follows).
+/// read it). Best effort: the link ends either way ([`linger`] follows); a
+/// peer that takes no bytes for [`CLOSING_LINGER`] (it stopped reading, and
+/// this end's socket buffer is full) does not hold the close longer.
 fn say_closing<C: Connection>(conn: &mut C, reason: CloseReason) {
     if reason != CloseReason::Silent {
-        let _ = send(conn, &Message::Closing { reason }, &[], &[]);
+        let closing = Message::Closing { reason };
+        let _ = send_within(conn, &closing, &[], &[], CLOSING_LINGER);
     }
 }
 

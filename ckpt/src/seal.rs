@@ -98,9 +98,9 @@ impl<C: Connection> Wire<C> {
 }
 
 impl<C: Connection> Connection for Wire<C> {
-    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
         let Some(s) = self.sealing.as_deref_mut() else {
-            return self.inner.send(parts);
+            return self.inner.send_within(parts, limit);
         };
         // The whole messages of `parts`, gathered into one buffer (reused:
         // no allocation once it is large enough), each sealed in place and
@@ -122,7 +122,8 @@ impl<C: Connection> Connection for Wire<C> {
                 .encrypt_in_place_detached(&nonce(s.sent), &header[8..], body)
                 .map_err(|_| invalid("sealing failed"))?;
             s.sent += 1;
-            self.inner.send(&[&header, body, tag.as_slice()])?;
+            self.inner
+                .send_within(&[&header, body, tag.as_slice()], limit)?;
             at += bytes;
         }
         Ok(())

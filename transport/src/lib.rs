@@ -76,7 +76,14 @@ pub trait Connection: Send {
     /// Sends one or more whole messages, given as consecutive parts;
     /// `TimedOut` if the peer takes none of them for [`SEND_TIMEOUT`] (the
     /// connection is then of no further use).
-    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()>;
+    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        self.send_within(parts, SEND_TIMEOUT)
+    }
+
+    /// [`Connection::send`], with `TimedOut` once the peer has taken no
+    /// bytes for `limit` instead of [`SEND_TIMEOUT`] (a last message to a
+    /// peer that may have stopped reading).
+    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()>;
 
     /// The next whole message, waiting at most `timeout` for it
     /// (`Ok(None)`: nothing complete arrived in time). The bytes are valid
@@ -431,10 +438,10 @@ impl Listener for AutoListen {
 }
 
 impl Connection for AutoConn {
-    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
         match self {
-            AutoConn::Uring(c) => c.send(parts),
-            AutoConn::Tcp(c) => c.send(parts),
+            AutoConn::Uring(c) => c.send_within(parts, limit),
+            AutoConn::Tcp(c) => c.send_within(parts, limit),
         }
     }
 

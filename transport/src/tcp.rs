@@ -73,7 +73,7 @@ impl TcpConn {
 }
 
 impl Connection for TcpConn {
-    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         let mut rest = &mut slices[..];
         let mut stalled_since: Option<Instant> = None;
@@ -87,7 +87,7 @@ impl Connection for TcpConn {
                 // The socket buffer is full: the peer reads slower.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let since = *stalled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > crate::SEND_TIMEOUT {
+                    if since.elapsed() > limit {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
                     std::thread::sleep(IDLE_SLEEP)

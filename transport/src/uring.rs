@@ -681,7 +681,7 @@ impl Drop for UringConn {
 }
 
 impl Connection for UringConn {
-    fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
         let fd = types::Fd(self.stream.as_raw_fd());
         let (mut part, mut offset) = (0, 0);
         while part < parts.len() {
@@ -704,8 +704,8 @@ impl Connection for UringConn {
                 .user_data(WRITE);
             // A peer that takes nothing for this long ends the connection.
             let ts = types::Timespec::new()
-                .sec(crate::SEND_TIMEOUT.as_secs())
-                .nsec(crate::SEND_TIMEOUT.subsec_nanos());
+                .sec(limit.as_secs())
+                .nsec(limit.subsec_nanos());
             let timeout = opcode::LinkTimeout::new(&ts).build().user_data(TIMEOUT);
             // SAFETY: the kernel reads `iov`, the parts it points into and
             // `ts`; all live until `wait` below has collected both

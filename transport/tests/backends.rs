@@ -217,6 +217,32 @@ fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: 
     });
 }
 
+/// A send to a peer that takes no bytes ends `TimedOut` after the limit it
+/// was given (a last message to a peer that stopped reading), not after
+/// `SEND_TIMEOUT`'s 10 s.
+fn a_send_to_a_peer_that_takes_nothing_ends_at_its_limit<B: Backend>(backend: B) {
+    let (mut a, _b) = pair(&backend);
+    // Far more than the socket buffers hold: the send must wait.
+    let body = frames(1, 900, 4000); // about 3.7 MiB
+    let m = Message::Frames {
+        first: 1,
+        last: 900,
+        prev_term: 1,
+        behind: 0,
+    };
+    let head = header(4, m, &body);
+    let limit = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let sent = a.send_within(&[&head, &body, &head, &body, &head, &body], limit);
+    let took = started.elapsed();
+    assert_eq!(sent.map_err(|e| e.kind()), Err(ErrorKind::TimedOut));
+    assert!(took >= limit, "gave up after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} for a 200 ms limit"
+    );
+}
+
 macro_rules! per_backend {
     ($($test:ident),*) => {
         mod portable {
@@ -236,7 +262,8 @@ per_backend!(
     bytes_trickling_in_make_one_message,
     a_peer_over_the_limit_or_gone_is_an_error,
     a_stream_of_messages_both_ways,
-    a_message_larger_than_the_receive_buffers_arrives_whole
+    a_message_larger_than_the_receive_buffers_arrives_whole,
+    a_send_to_a_peer_that_takes_nothing_ends_at_its_limit
 );
 
 #[test]
