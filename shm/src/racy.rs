@@ -287,66 +287,50 @@ unsafe fn vector_copy(dst: *mut u8, src: *const u8, len: usize) {
     unsafe {
         if len <= 32 {
             // [0, 16) and [len - 16, len).
-            move_pair::<16>(dst, src, len - 16);
+            move_pair(dst, src, len - 16);
         } else if len <= 64 {
             // [0, 32) and [len - 32, len).
-            move_pair::<32>(dst, src, len - 32);
+            move_pair(dst, src, len - 32);
+            move_pair(dst.add(16), src.add(16), len - 32);
         } else {
             // [at, at + 64) while more than 64 bytes are left, then the last 64.
+            let step = |at: usize| {
+                move_pair(dst.add(at), src.add(at), 32);
+                move_pair(dst.add(at + 16), src.add(at + 16), 32);
+            };
             let mut at = 0;
             while at + 64 < len {
-                move_pair::<32>(dst.add(at), src.add(at), 32);
+                step(at);
                 at += 64;
             }
-            move_pair::<32>(dst.add(len - 64), src.add(len - 64), 32);
+            step(len - 64);
         }
     }
 }
 
-/// Moves `[0, N)` and `[second, second + N)` from `src` to `dst` (N is 16 or
-/// 32) with 16-byte SSE moves, every load before the first store.
+/// Moves `[0, 16)` and `[second, second + 16)` from `src` to `dst` with
+/// 16-byte SSE moves, both loads before the first store.
 ///
 /// # Safety
 /// Both ranges are inside both sides, which do not overlap; as for [`copy`].
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn move_pair<const N: usize>(dst: *mut u8, src: *const u8, second: usize) {
+unsafe fn move_pair(dst: *mut u8, src: *const u8, second: usize) {
     // SAFETY: the caller vouches for the four ranges; the block touches only
-    // them, the named registers and xmm0-xmm3 (declared clobbered).
+    // them, the named registers and xmm0-xmm1 (declared clobbered).
     unsafe {
-        if N == 16 {
-            core::arch::asm!(
-                "movups xmm0, [{src}]",
-                "movups xmm1, [{src} + {second}]",
-                "movups [{dst}], xmm0",
-                "movups [{dst} + {second}], xmm1",
-                src = in(reg) src,
-                dst = in(reg) dst,
-                second = in(reg) second,
-                out("xmm0") _,
-                out("xmm1") _,
-                options(nostack, preserves_flags),
-            );
-        } else {
-            core::arch::asm!(
-                "movups xmm0, [{src}]",
-                "movups xmm1, [{src} + 16]",
-                "movups xmm2, [{src} + {second}]",
-                "movups xmm3, [{src} + {second} + 16]",
-                "movups [{dst}], xmm0",
-                "movups [{dst} + 16], xmm1",
-                "movups [{dst} + {second}], xmm2",
-                "movups [{dst} + {second} + 16], xmm3",
-                src = in(reg) src,
-                dst = in(reg) dst,
-                second = in(reg) second,
-                out("xmm0") _,
-                out("xmm1") _,
-                out("xmm2") _,
-                out("xmm3") _,
-                options(nostack, preserves_flags),
-            );
-        }
+        core::arch::asm!(
+            "movups xmm0, [{src}]",
+            "movups xmm1, [{src} + {second}]",
+            "movups [{dst}], xmm0",
+            "movups [{dst} + {second}], xmm1",
+            src = in(reg) src,
+            dst = in(reg) dst,
+            second = in(reg) second,
+            out("xmm0") _,
+            out("xmm1") _,
+            options(nostack, preserves_flags),
+        );
     }
 }
 

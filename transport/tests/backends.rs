@@ -194,16 +194,21 @@ fn a_stream_of_messages_both_ways<B: Backend>(backend: B) {
 /// A message larger than all of a multishot receive's provided buffers
 /// together (it runs out of them and is armed again), sent while the
 /// receiver is not reading, then a small one: both arrive whole, in order.
-fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: B) {
-    let (mut a, mut b) = pair(&backend);
-    let body = frames(1, 900, 4000); // about 3.7 MiB
+/// A `Frames` message of about 3.7 MiB: its header and its body.
+fn big_message() -> (Vec<u8>, Vec<u8>) {
+    let body = frames(1, 900, 4000);
     let m = Message::Frames {
         first: 1,
         last: 900,
         prev_term: 1,
         behind: 0,
     };
-    let head = header(4, m, &body);
+    (header(4, m, &body), body)
+}
+
+fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: B) {
+    let (mut a, mut b) = pair(&backend);
+    let (head, body) = big_message();
     let beat = header(5, Message::Heartbeat, &[]);
     std::thread::scope(|s| {
         s.spawn(|| a.send(&[&head, &body, &beat]).unwrap());
@@ -223,14 +228,7 @@ fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: 
 fn a_send_to_a_peer_that_takes_nothing_ends_at_its_limit<B: Backend>(backend: B) {
     let (mut a, _b) = pair(&backend);
     // Far more than the socket buffers hold: the send must wait.
-    let body = frames(1, 900, 4000); // about 3.7 MiB
-    let m = Message::Frames {
-        first: 1,
-        last: 900,
-        prev_term: 1,
-        behind: 0,
-    };
-    let head = header(4, m, &body);
+    let (head, body) = big_message();
     let limit = Duration::from_millis(200);
     let started = std::time::Instant::now();
     let sent = a.send_within(&[&head, &body, &head, &body, &head, &body], limit);
