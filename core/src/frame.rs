@@ -594,9 +594,20 @@ pub fn decode_header(buf: &[u8]) -> Result<FrameHeader, DecodeError> {
     if b[25..28] != [0, 0, 0] {
         return Err(DecodeError::NonZeroPadding);
     }
-    let header = FrameHeader {
+    let header = header_fields(b, kind);
+    let declared = le_u32(b, 0) as usize;
+    if declared % FRAME_ALIGN != 0 || declared != header.frame_bytes() {
+        return Err(DecodeError::BadLength);
+    }
+    Ok(header)
+}
+
+/// The fields of the header `b` (at least [`HEADER_BYTES`]) of a frame of
+/// `kind`, unchecked: where each field lies.
+fn header_fields(b: &[u8], kind: FrameKind) -> FrameHeader {
+    FrameHeader {
         kind,
-        flags,
+        flags: b[17],
         seq: le_u64(b, 8),
         id_len: u16::from_le_bytes([b[18], b[19]]),
         data_len: le_u32(b, 20),
@@ -605,12 +616,23 @@ pub fn decode_header(buf: &[u8]) -> Result<FrameHeader, DecodeError> {
         time_ns: le_u64(b, 40) as i64,
         arg: le_u64(b, 48) as i64,
         version: le_u64(b, 56),
-    };
-    let declared = le_u32(b, 0) as usize;
-    if declared % FRAME_ALIGN != 0 || declared != header.frame_bytes() {
-        return Err(DecodeError::BadLength);
     }
-    Ok(header)
+}
+
+/// The id and the data of `frame` (its whole bytes) under `header`, or
+/// `None` if they do not lie inside it; a pad has no data.
+fn frame_parts<'b>(frame: &'b [u8], header: &FrameHeader) -> Option<(&'b [u8], &'b [u8])> {
+    let id_end = HEADER_BYTES + header.id_len as usize;
+    let data_start = data_offset(header.id_len as usize);
+    let data_len = if header.kind == FrameKind::Pad {
+        0
+    } else {
+        header.data_len as usize
+    };
+    Some((
+        frame.get(HEADER_BYTES..id_end)?,
+        frame.get(data_start..data_start + data_len)?,
+    ))
 }
 
 /// Checks the header's fields against its kind.
@@ -681,12 +703,18 @@ pub fn decode(buf: &[u8], require_seal: bool) -> Result<Frame<'_>, DecodeError> 
     decode_as(buf, require_seal, true)
 }
 
-/// [`decode`] of a frame checked already, in bytes that have not changed
-/// since (the carried frames of a message [`decode_message`] accepted, in
-/// the receiver's own buffer): every field is checked again, a seal's
-/// checksum is not computed again.
-pub fn decode_verified(buf: &[u8]) -> Result<Frame<'_>, DecodeError> {
-    decode_as(buf, false, false)
+/// A frame that [`decode_message`] accepted as one of a `Frames`
+/// message's, in bytes that have not changed since (the receiver's own
+/// buffer): its fields and parts as they lie, checked no further (the
+/// message's decoding checked each, as [`decode`] does). `None` where the
+/// bytes do not hold a whole frame of a known kind, so bytes never checked
+/// give no panic either, but may give a frame `decode` would refuse.
+pub fn decode_checked(buf: &[u8]) -> Option<Frame<'_>> {
+    let b = buf.get(..HEADER_BYTES)?;
+    let header = header_fields(b, FrameKind::from_u8(b[16])?);
+    let frame = buf.get(..header.frame_bytes())?;
+    let (id, data) = frame_parts(frame, &header)?;
+    Some(Frame { header, id, data })
 }
 
 fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'_>, DecodeError> {
@@ -704,28 +732,22 @@ fn decode_as(buf: &[u8], require_seal: bool, check_seal: bool) -> Result<Frame<'
         return Err(DecodeError::NonZeroPadding);
     }
     check_fields(&header)?;
-    let id_end = HEADER_BYTES + header.id_len as usize;
-    let data_start = data_offset(header.id_len as usize);
-    let data_end = if header.kind == FrameKind::Pad {
-        data_start
-    } else {
-        data_start + header.data_len as usize
-    };
-    if header.kind != FrameKind::Pad
-        && (frame[id_end..data_start].iter().any(|&b| b != 0)
-            || frame[data_end..].iter().any(|&b| b != 0))
-    {
-        return Err(DecodeError::NonZeroPadding);
+    // `decode_header` checked the declared size against the parts'.
+    let (id, data) = frame_parts(frame, &header).ok_or(DecodeError::BadLength)?;
+    if header.kind != FrameKind::Pad {
+        let id_end = HEADER_BYTES + id.len();
+        let data_start = data_offset(id.len());
+        let data_end = data_start + data.len();
+        if frame[id_end..data_start].iter().any(|&b| b != 0)
+            || frame[data_end..].iter().any(|&b| b != 0)
+        {
+            return Err(DecodeError::NonZeroPadding);
+        }
     }
-    let data = &frame[data_start..data_end];
     if header.kind == FrameKind::CheckpointCreated && decode_created(data).is_none() {
         return Err(DecodeError::BadField);
     }
-    Ok(Frame {
-        header,
-        id: &frame[HEADER_BYTES..id_end],
-        data,
-    })
+    Ok(Frame { header, id, data })
 }
 
 // ---------------------------------------------------------------------------
@@ -1685,6 +1707,11 @@ mod tests {
         assert_eq!(n % FRAME_ALIGN, 0);
         let f = decode(&buf[..n], false).unwrap();
         assert_eq!((f.header, f.id, f.data), (h, id, data));
+        assert_eq!(decode_checked(&buf[..n]), Some(f));
+        // Cut short, the reading of a checked frame finds no frame.
+        for short in [0, HEADER_BYTES - 1, n - 1] {
+            assert_eq!(decode_checked(&buf[..short]), None, "{short} of {n}");
+        }
         assert_eq!(decode(&buf[..n], true), Err(DecodeError::Unsealed));
         seal(&mut buf[..n]);
         let f = decode(&buf[..n], true).unwrap();

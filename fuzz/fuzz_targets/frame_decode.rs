@@ -1,6 +1,8 @@
 //! `frame::decode` on arbitrary bytes: it never panics, and whatever it accepts
 //! is exactly what `frame::encode` (+ `seal`) produces for the decoded frame,
-//! so a replica and the log ring can never disagree about a frame's bytes.
+//! so a replica and the log ring can never disagree about a frame's bytes;
+//! `frame::decode_checked` never panics either and reads what `decode`
+//! accepts as `decode` does.
 //!
 //! With `CKPT_FUZZ_SEED_DIR` set, start-up writes valid frames of every kind
 //! (format 2), sealed and not, into that directory as seed inputs: a fuzzer
@@ -212,6 +214,12 @@ fn write_seeds(dir: &Path) {
 /// The property, for one input.
 fn check(data: &[u8]) {
     let relaxed = frame::decode(data, false);
+    // The reading of a checked frame (a received message's, read again to
+    // apply it) never panics, and gives exactly what `decode` gives.
+    let read = frame::decode_checked(data);
+    if let Ok(f) = &relaxed {
+        assert_eq!(read.as_ref(), Some(f), "decode_checked differs from decode");
+    }
     // A seal is verified whether or not it is required, so requiring one only
     // adds `Unsealed` (for frames whose header decodes and that are unsealed).
     match frame::decode(data, true) {
