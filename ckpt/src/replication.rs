@@ -592,7 +592,7 @@ fn send_within<C: Connection>(
 ) -> Result<(), ReplicationError> {
     let mut head = [0u8; MESSAGE_HEADER_BYTES + frame::WIRE_NAME_BYTES_MAX];
     let n = encode_message(LINK, m, name, frames, &mut head)?;
-    conn.send_within(&[&head[..n], frames], limit)?;
+    conn.send_within(&[&head[..n], frames], limit, None)?;
     Ok(())
 }
 
@@ -761,12 +761,12 @@ fn authenticate<C: Connection>(
 /// The connection a link runs on, from its first message: a second handle
 /// on `conn` (which is not read from again), authenticated if this end has
 /// a key, and sealed with the session keys if `opts.encrypt`.
-fn authenticate_if_keyed<C: Connection>(
+fn authenticate_if_keyed<'s, C: Connection>(
     conn: &mut C,
     side: Side,
     opts: &LinkOptions,
     deadline: Instant,
-) -> Result<Wire<C>, ReplicationError> {
+) -> Result<Wire<'s, C>, ReplicationError> {
     let mut wire = Wire::plain(conn.try_clone()?, opts.max_message);
     // Until the link's start is over (authentication, the offer), messages
     // are small: an unauthenticated peer cannot make this end hold more.
@@ -920,6 +920,9 @@ pub fn ship<C: Connection>(
     // Authenticated (the subscription, acknowledgements and heartbeats that
     // come are small, but a peer's are now trusted to the full limit).
     wire.set_max_message(opts.max_message);
+    // A send blocked on a peer that takes no bytes (while its heartbeats
+    // still come) would hold a stop for the send's 10 s: stopping cancels it.
+    wire.cancel_sends_on(stop);
     let conn = &mut wire;
     // The term first, then the role: a copy demoted since (a replica of a
     // newer primary now) shows that primary's term once it applies its
@@ -1539,10 +1542,10 @@ pub struct Offered {
 /// key) and reads the shipper's offer. Returns it with the connection the
 /// link runs on (sealed where `opts.encrypt`); [`follow_offered`] follows
 /// it there.
-pub fn accept_offer<C: Connection>(
+pub fn accept_offer<'s, C: Connection>(
     conn: &mut C,
     opts: &LinkOptions,
-) -> Result<(Offered, Wire<C>), ReplicationError> {
+) -> Result<(Offered, Wire<'s, C>), ReplicationError> {
     // One deadline for the authentication and the offer: a peer that
     // trickles them holds this end's slot for AUTH_TIMEOUT at most.
     let deadline = Instant::now() + AUTH_TIMEOUT;

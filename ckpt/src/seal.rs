@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
@@ -35,11 +36,14 @@ impl std::fmt::Debug for SessionKeys {
 
 /// A link's connection: plain until [`Wire::seal`], every message sealed
 /// after. The link runs on it from its first message (authentication
-/// included), so nothing read ahead is ever left on another handle.
-pub struct Wire<C> {
+/// included), so nothing read ahead is ever left on another handle. Its
+/// sends stop waiting for the peer once the flag given to
+/// [`Wire::cancel_sends_on`] is set (the link's stop).
+pub struct Wire<'s, C> {
     inner: C,
     sealing: Option<Box<Sealing>>,
     max_message: usize,
+    cancel: Option<&'s AtomicBool>,
 }
 
 /// An encrypted link's state (each handle's own: one sends, the other
@@ -80,15 +84,22 @@ fn invalid(why: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.to_string())
 }
 
-impl<C: Connection> Wire<C> {
+impl<'s, C: Connection> Wire<'s, C> {
     /// `inner`, plain; sealed messages received are at most `max_message`
     /// bytes.
-    pub fn plain(inner: C, max_message: usize) -> Wire<C> {
+    pub fn plain(inner: C, max_message: usize) -> Wire<'s, C> {
         Wire {
             inner,
             sealing: None,
             max_message,
+            cancel: None,
         }
+    }
+
+    /// From now on a send that waits for the peer gives up once `flag` is
+    /// set (`ConnectionAborted`), on this handle and its clones.
+    pub fn cancel_sends_on(&mut self, flag: &'s AtomicBool) {
+        self.cancel = Some(flag);
     }
 
     /// From now on every message is sealed with `keys`, both ways.
@@ -97,10 +108,16 @@ impl<C: Connection> Wire<C> {
     }
 }
 
-impl<C: Connection> Connection for Wire<C> {
-    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
+impl<C: Connection> Connection for Wire<'_, C> {
+    fn send_within(
+        &mut self,
+        parts: &[&[u8]],
+        limit: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> io::Result<()> {
+        let cancel = cancel.or(self.cancel);
         let Some(s) = self.sealing.as_deref_mut() else {
-            return self.inner.send_within(parts, limit);
+            return self.inner.send_within(parts, limit, cancel);
         };
         // The whole messages of `parts`, gathered into one buffer (reused:
         // no allocation once it is large enough), each sealed in place and
@@ -123,7 +140,7 @@ impl<C: Connection> Connection for Wire<C> {
                 .map_err(|_| invalid("sealing failed"))?;
             s.sent += 1;
             self.inner
-                .send_within(&[&header, body, tag.as_slice()], limit)?;
+                .send_within(&[&header, body, tag.as_slice()], limit, cancel)?;
             at += bytes;
         }
         Ok(())
@@ -183,6 +200,7 @@ impl<C: Connection> Connection for Wire<C> {
             inner: self.inner.try_clone()?,
             sealing,
             max_message: self.max_message,
+            cancel: self.cancel,
         })
     }
 }

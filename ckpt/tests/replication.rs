@@ -1130,16 +1130,24 @@ fn a_copy_demoted_to_a_replica_offers_nothing() {
     });
 }
 
-/// A peer that stops taking bytes (a stopped process, a link that drops
-/// everything) while the primary's writer goes on: the primary's send
-/// blocks once the socket buffers fill, and the link must still end by the
-/// silence limit (1 s), not the send's own 10 s limit. Between the two ends
-/// runs a proxy that stalls on a signal: it stops reading and writing and
-/// keeps both connections open. Before, the shipper ended only when its
-/// blocked send timed out (`Err(TimedOut)`, 10 s after), its state `linked`
-/// until then.
-#[test]
-fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
+/// How a peer stops taking bytes in [`a_peer_stops_taking_bytes`].
+#[derive(Clone, Copy, PartialEq)]
+enum Stall {
+    /// Nothing moves either way (a stopped process, a link that drops
+    /// everything): the follower's heartbeats stop reaching the shipper.
+    Both,
+    /// The shipper's bytes stop, the follower's heartbeats still come (a
+    /// peer that stopped reading, or a one-way fault); after a moment the
+    /// shipper is stopped.
+    TowardsFollower,
+}
+
+/// A link whose peer stops taking bytes while the primary's writer goes on,
+/// so the primary's send blocks once the socket buffers fill. Between the
+/// two ends runs a proxy that stalls as `stall` says, keeping both
+/// connections open. Returns how the shipper ended, and how long after its
+/// stop (for [`Stall::TowardsFollower`]).
+fn a_peer_stops_taking_bytes(stall: Stall) -> (Result<Ended, LinkError>, Duration) {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::Ordering::Relaxed;
@@ -1151,10 +1159,14 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
         primary.create_section(&[i], Time::END, b"").unwrap();
     }
     let opts = LinkOptions::default();
+    // A follower that keeps its end however long it hears nothing.
+    let mut follow_opts = LinkOptions::default();
+    follow_opts.link.silence_ns = 60_000_000_000;
     let (listener, shipper_addr) = listen(&opts);
     let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy_addr = proxy.local_addr().unwrap();
-    let (stop, stalled, shipper_done) = (
+    let (stop, stalled, shipper_done, ship_stop) = (
+        AtomicBool::new(false),
         AtomicBool::new(false),
         AtomicBool::new(false),
         AtomicBool::new(false),
@@ -1163,12 +1175,12 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
     let name_ = CheckpointName::new(name).unwrap();
     // Copies bytes from `from` to `to` until stalled (then holds both open,
     // taking nothing) or stopped.
-    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+    let pipe = |mut from: TcpStream, mut to: TcpStream, stalls: bool| {
         from.set_read_timeout(Some(Duration::from_millis(5)))
             .unwrap();
         let mut buf = vec![0u8; 64 * 1024];
         while !stop.load(Relaxed) {
-            if stalled.load(Relaxed) {
+            if stalls && stalled.load(Relaxed) {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
@@ -1185,19 +1197,20 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
             }
         }
     };
+    let mut stopped_at = None;
     let shipped = std::thread::scope(|s| {
         s.spawn(|| {
             let (inward, _) = proxy.accept().unwrap();
             let outward = TcpStream::connect(shipper_addr).unwrap();
             let (i2, o2) = (inward.try_clone().unwrap(), outward.try_clone().unwrap());
-            s.spawn(move || pipe(inward, outward));
-            pipe(o2, i2);
+            s.spawn(move || pipe(inward, outward, stall == Stall::Both));
+            pipe(o2, i2, true);
         });
         s.spawn(|| {
             let mut conn = backend()
-                .connect(proxy_addr, WAIT, opts.max_message)
+                .connect(proxy_addr, WAIT, follow_opts.max_message)
                 .unwrap();
-            let _ = follow(&config, &name_, &mut conn, &opts, &stop);
+            let _ = follow(&config, &name_, &mut conn, &follow_opts, &stop);
         });
         // The writer: 4 KiB overwrites until the link has ended, about
         // 80 MB/s (faster, it laps the 512 KiB ring under the shipper, which
@@ -1211,7 +1224,7 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
                 std::thread::sleep(Duration::from_micros(50));
             }
         });
-        s.spawn(|| {
+        let stopper = s.spawn(|| {
             // Linked and streaming first, then the stall.
             let service = Service::with_config(Config::with_dir(b.path()));
             let deadline = Instant::now() + WAIT;
@@ -1220,18 +1233,57 @@ fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
             }
             std::thread::sleep(Duration::from_millis(200));
             stalled.store(true, Relaxed);
+            if stall == Stall::TowardsFollower {
+                // The buffers fill and the shipper's send blocks: stop it.
+                std::thread::sleep(Duration::from_millis(700));
+                ship_stop.store(true, Relaxed);
+                return Some(Instant::now());
+            }
+            None
         });
-        let shipped = ship_accepted(&listener, &primary, &opts, &stop);
+        let shipped = ship_accepted(&listener, &primary, &opts, &ship_stop);
         shipper_done.store(true, Relaxed);
         stop.store(true, Relaxed);
+        stopped_at = stopper.join().unwrap();
         shipped
     });
+    let after_stop = stopped_at.map_or(Duration::ZERO, |at| at.elapsed());
+    (shipped, after_stop)
+}
+
+/// A peer that stops taking bytes (a stopped process, a link that drops
+/// everything) while the primary's writer goes on: the primary's send
+/// blocks once the socket buffers fill, and the link must still end by the
+/// silence limit (1 s), not the send's own 10 s limit. Before, the shipper
+/// ended only when its blocked send timed out (`Err(TimedOut)`, 10 s after),
+/// its state `linked` until then.
+#[test]
+fn a_link_whose_peer_stops_taking_bytes_ends_at_the_silence_limit() {
+    let (shipped, _) = a_peer_stops_taking_bytes(Stall::Both);
     assert!(
         matches!(
             shipped,
             Ok(Ended::Closed(ckpt_core::repl::CloseReason::Silent))
         ),
         "the link ends as silent, not by a send's timeout: {shipped:?}"
+    );
+}
+
+/// A shipper stopped while its send is blocked on a peer that takes no
+/// bytes but still sends heartbeats (so the silence limit never ends the
+/// link) ends at once: stopping cancels the send. Before, the stop waited
+/// out the send's 10 s.
+#[test]
+fn a_shipper_stopped_while_its_send_waits_for_a_peer_ends_at_once() {
+    let (shipped, after_stop) = a_peer_stops_taking_bytes(Stall::TowardsFollower);
+    println!("the shipper ended {after_stop:?} after its stop: {shipped:?}");
+    assert!(
+        matches!(shipped, Ok(Ended::Stopped)),
+        "the link ends stopped: {shipped:?}"
+    );
+    assert!(
+        after_stop < Duration::from_secs(3),
+        "the stop took {after_stop:?}"
     );
 }
 

@@ -27,6 +27,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub mod tcp;
@@ -77,13 +78,21 @@ pub trait Connection: Send {
     /// `TimedOut` if the peer takes none of them for [`SEND_TIMEOUT`] (the
     /// connection is then of no further use).
     fn send(&mut self, parts: &[&[u8]]) -> io::Result<()> {
-        self.send_within(parts, SEND_TIMEOUT)
+        self.send_within(parts, SEND_TIMEOUT, None)
     }
 
     /// [`Connection::send`], with `TimedOut` once the peer has taken no
     /// bytes for `limit` instead of [`SEND_TIMEOUT`] (a last message to a
-    /// peer that may have stopped reading).
-    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()>;
+    /// peer that may have stopped reading), and `ConnectionAborted` once
+    /// `cancel` is set while the send waits for the peer to take bytes
+    /// (looked at every [`CANCEL_POLL`] at least: a link being stopped).
+    /// Either leaves the connection of no further use.
+    fn send_within(
+        &mut self,
+        parts: &[&[u8]],
+        limit: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> io::Result<()>;
 
     /// The next whole message, waiting at most `timeout` for it
     /// (`Ok(None)`: nothing complete arrived in time). The bytes are valid
@@ -131,6 +140,19 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How long a send may wait for the peer to take bytes: a peer that stops
 /// reading gets `TimedOut` rather than holding the sender forever.
 pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often a send waiting for the peer looks at its cancel flag, at most.
+pub const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The error of a send whose cancel flag was set while it waited.
+fn cancelled() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionAborted, "send cancelled")
+}
+
+/// True if `cancel` is given and set.
+fn is_set(cancel: Option<&AtomicBool>) -> bool {
+    cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 impl MessageBuf {
     /// An empty buffer for messages of at most `max_message` bytes.
@@ -438,10 +460,15 @@ impl Listener for AutoListen {
 }
 
 impl Connection for AutoConn {
-    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
+    fn send_within(
+        &mut self,
+        parts: &[&[u8]],
+        limit: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> io::Result<()> {
         match self {
-            AutoConn::Uring(c) => c.send_within(parts, limit),
-            AutoConn::Tcp(c) => c.send_within(parts, limit),
+            AutoConn::Uring(c) => c.send_within(parts, limit, cancel),
+            AutoConn::Tcp(c) => c.send_within(parts, limit, cancel),
         }
     }
 

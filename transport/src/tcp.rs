@@ -7,6 +7,7 @@
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crate::{Backend, Connection, MessageBuf};
@@ -73,7 +74,12 @@ impl TcpConn {
 }
 
 impl Connection for TcpConn {
-    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
+    fn send_within(
+        &mut self,
+        parts: &[&[u8]],
+        limit: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         let mut rest = &mut slices[..];
         let mut stalled_since: Option<Instant> = None;
@@ -89,6 +95,9 @@ impl Connection for TcpConn {
                     let since = *stalled_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > limit {
                         return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    if crate::is_set(cancel) {
+                        return Err(crate::cancelled());
                     }
                     std::thread::sleep(IDLE_SLEEP)
                 }

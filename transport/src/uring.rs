@@ -37,7 +37,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
@@ -681,9 +681,24 @@ impl Drop for UringConn {
 }
 
 impl Connection for UringConn {
-    fn send_within(&mut self, parts: &[&[u8]], limit: Duration) -> io::Result<()> {
+    fn send_within(
+        &mut self,
+        parts: &[&[u8]],
+        limit: Duration,
+        cancel: Option<&AtomicBool>,
+    ) -> io::Result<()> {
         let fd = types::Fd(self.stream.as_raw_fd());
         let (mut part, mut offset) = (0, 0);
+        // Each write waits at most `wait` for the peer (then its linked
+        // timeout cancels it, before it wrote anything: a socket write that
+        // can take some bytes completes with them); `stalled` adds up the
+        // waits since bytes last moved.
+        let wait = if cancel.is_some() {
+            limit.min(crate::CANCEL_POLL)
+        } else {
+            limit
+        };
+        let mut stalled = Duration::ZERO;
         while part < parts.len() {
             let mut iov: [libc::iovec; IOV_MAX] = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
@@ -702,10 +717,9 @@ impl Connection for UringConn {
                 .build()
                 .flags(squeue::Flags::IO_LINK)
                 .user_data(WRITE);
-            // A peer that takes nothing for this long ends the connection.
             let ts = types::Timespec::new()
-                .sec(limit.as_secs())
-                .nsec(limit.subsec_nanos());
+                .sec(wait.as_secs())
+                .nsec(wait.subsec_nanos());
             let timeout = opcode::LinkTimeout::new(&ts).build().user_data(TIMEOUT);
             // SAFETY: the kernel reads `iov`, the parts it points into and
             // `ts`; all live until `wait` below has collected both
@@ -717,7 +731,15 @@ impl Connection for UringConn {
                 .find(|(u, _)| *u == WRITE)
                 .map_or(0, |(_, r)| *r);
             if r == -libc::ECANCELED {
-                return Err(io::ErrorKind::TimedOut.into());
+                // A peer that takes nothing for `limit` ends the connection.
+                stalled += wait;
+                if stalled >= limit {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                if crate::is_set(cancel) {
+                    return Err(crate::cancelled());
+                }
+                continue;
             }
             if r == -libc::EINTR || r == -libc::EAGAIN {
                 continue;
@@ -728,6 +750,7 @@ impl Connection for UringConn {
             if r == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
+            stalled = Duration::ZERO;
             // Move past what was written.
             let mut written = r as usize;
             while written > 0 && part < parts.len() {

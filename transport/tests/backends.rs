@@ -4,6 +4,7 @@
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ckpt_core::frame::{self, FrameHeader, FrameKind};
@@ -224,21 +225,46 @@ fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: 
 
 /// A send to a peer that takes no bytes ends `TimedOut` after the limit it
 /// was given (a last message to a peer that stopped reading), not after
-/// `SEND_TIMEOUT`'s 10 s.
-fn a_send_to_a_peer_that_takes_nothing_ends_at_its_limit<B: Backend>(backend: B) {
-    let (mut a, _b) = pair(&backend);
+/// `SEND_TIMEOUT`'s 10 s; with a cancel flag polled on the way, the same.
+/// One whose cancel flag is set while it waits ends `ConnectionAborted`
+/// soon after (a link being stopped), not at its limit.
+fn a_send_to_a_peer_that_takes_nothing_ends_at_its_limit_or_when_cancelled<B: Backend>(backend: B) {
     // Far more than the socket buffers hold: the send must wait.
     let (head, body) = big_message();
+    let parts = [&head[..], &body, &head, &body, &head, &body];
     let limit = Duration::from_millis(200);
-    let started = std::time::Instant::now();
-    let sent = a.send_within(&[&head, &body, &head, &body, &head, &body], limit);
-    let took = started.elapsed();
-    assert_eq!(sent.map_err(|e| e.kind()), Err(ErrorKind::TimedOut));
-    assert!(took >= limit, "gave up after {took:?}");
-    assert!(
-        took < Duration::from_secs(3),
-        "took {took:?} for a 200 ms limit"
-    );
+    let never = AtomicBool::new(false);
+    for cancel in [None, Some(&never)] {
+        let (mut a, _b) = pair(&backend);
+        let started = std::time::Instant::now();
+        let sent = a.send_within(&parts, limit, cancel);
+        let took = started.elapsed();
+        assert_eq!(sent.map_err(|e| e.kind()), Err(ErrorKind::TimedOut));
+        assert!(took >= limit, "gave up after {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "took {took:?} for a 200 ms limit"
+        );
+    }
+    let (mut a, _b) = pair(&backend);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let started = std::time::Instant::now();
+        let sent = a.send_within(&parts, Duration::from_secs(20), Some(&stop));
+        let took = started.elapsed();
+        assert_eq!(
+            sent.map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionAborted)
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "took {took:?} to see the cancel"
+        );
+    });
 }
 
 macro_rules! per_backend {
@@ -261,7 +287,7 @@ per_backend!(
     a_peer_over_the_limit_or_gone_is_an_error,
     a_stream_of_messages_both_ways,
     a_message_larger_than_the_receive_buffers_arrives_whole,
-    a_send_to_a_peer_that_takes_nothing_ends_at_its_limit
+    a_send_to_a_peer_that_takes_nothing_ends_at_its_limit_or_when_cancelled
 );
 
 #[test]
