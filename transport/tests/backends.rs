@@ -208,19 +208,30 @@ fn big_message() -> (Vec<u8>, Vec<u8>) {
 }
 
 fn a_message_larger_than_the_receive_buffers_arrives_whole<B: Backend>(backend: B) {
-    let (mut a, mut b) = pair(&backend);
     let (head, body) = big_message();
     let beat = header(5, Message::Heartbeat, &[]);
-    std::thread::scope(|s| {
-        s.spawn(|| a.send(&[&head, &body, &beat]).unwrap());
-        // Not reading for a while: the socket and the buffers fill.
-        std::thread::sleep(Duration::from_millis(100));
-        let got = b.recv(WAIT).unwrap().expect("the big message");
-        assert_eq!(got.len(), head.len() + body.len());
-        assert_eq!(&got[..head.len()], &head[..]);
-        assert!(got[head.len()..] == body[..], "the body changed on the way");
-        assert_eq!(b.recv(WAIT).unwrap().expect("the heartbeat"), &beat[..]);
-    });
+    // With a cancel flag (never set), a send that waits for the reader is
+    // also resubmitted every 20 ms on the way: every byte still arrives once.
+    let never = AtomicBool::new(false);
+    for cancel in [None, Some(&never)] {
+        let (mut a, mut b) = pair(&backend);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let parts = [&head[..], &body, &head, &body, &beat];
+                a.send_within(&parts, ckpt_transport::SEND_TIMEOUT, cancel)
+                    .unwrap()
+            });
+            for _ in 0..2 {
+                // Not reading for a while: the socket and the buffers fill.
+                std::thread::sleep(Duration::from_millis(100));
+                let got = b.recv(WAIT).unwrap().expect("the big message");
+                assert_eq!(got.len(), head.len() + body.len());
+                assert_eq!(&got[..head.len()], &head[..]);
+                assert!(got[head.len()..] == body[..], "the body changed on the way");
+            }
+            assert_eq!(b.recv(WAIT).unwrap().expect("the heartbeat"), &beat[..]);
+        });
+    }
 }
 
 /// A send to a peer that takes no bytes ends `TimedOut` after the limit it
