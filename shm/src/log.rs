@@ -243,6 +243,43 @@ impl<'a, B: RingBytes> Log<'a, B> {
         self.reserve.store(tail, Ordering::Relaxed);
     }
 
+    /// Appends the ring's bytes of each span `(position, bytes)` (whole
+    /// frames, published: an earlier walk found them) to `out`, in order,
+    /// then checks that the writer overran none of them: `Lagged` if it did,
+    /// `Corrupt` for a span that is not below the tail or crosses the ring's
+    /// end. On an error, what was appended must be discarded.
+    pub fn copy_spans(
+        &self,
+        spans: impl IntoIterator<Item = (u64, usize)>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        let capacity = self.bytes.capacity();
+        let tail = self.tail();
+        let mut oldest = None;
+        for (position, bytes) in spans {
+            let at = (position & (capacity as u64 - 1)) as usize;
+            let ends_past = position
+                .checked_add(bytes as u64)
+                .is_none_or(|end| end > tail);
+            if at + bytes > capacity || ends_past {
+                return Err(LogError::Corrupt { at: position });
+            }
+            oldest.get_or_insert(position);
+            self.bytes.append(at, bytes, out);
+        }
+        // SYNC POINT: Acquire fence pairs with the Release fence in `write`:
+        // if any byte copied above was being rewritten, `reserve` shows it
+        // (the oldest span is the first to be overrun), as in `scan`.
+        fence(Ordering::Acquire);
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        match oldest {
+            Some(start) if reserve > start + capacity as u64 => Err(LogError::Lagged {
+                oldest: reserve - capacity as u64,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Copies the frame at `cursor` into `buf` and decodes it, skipping padding.
     /// Returns `Ok(None)` at the tail. On success, `cursor` moves past the frame.
     pub fn read_next<'b>(
@@ -485,6 +522,67 @@ mod tests {
         let p = log.write(log.written_end(), h, id, data);
         log.publish(p.end, p.seq);
         p
+    }
+
+    /// Copying the spans a walk found, merged into runs of contiguous
+    /// bytes, gives what the walk copied frame by frame; a writer that
+    /// overran the oldest span makes it `Lagged`, a span past the tail or
+    /// across the ring's end `Corrupt`.
+    #[test]
+    fn spans_a_walk_found_copy_as_the_walk_does() {
+        let words = Words::default();
+        let log = words.log(0xEE);
+        let mut cursor = 0u64;
+        let mut v = 0u64;
+        let mut last_runs = Vec::new();
+        for round in 0..60u64 {
+            // Several frames per walk, wrapping the 1 KiB ring now and then.
+            for _ in 0..1 + round % 5 {
+                v += 1;
+                let data = vec![v as u8; (v % 41) as usize];
+                append(&log, overwrite(b"s", &data, v), b"s", &data);
+            }
+            let (mut walked, mut runs) = (Vec::new(), Vec::<(u64, usize)>::new());
+            log.scan(&mut cursor, |f| {
+                f.copy_to(&mut walked);
+                let bytes = f.header.frame_bytes();
+                // A frame at the ring's start begins a run: a run never
+                // crosses the ring's end.
+                match runs.last_mut() {
+                    Some((p, n)) if *p + *n as u64 == f.position && f.at != 0 => *n += bytes,
+                    _ => runs.push((f.position, bytes)),
+                }
+                true
+            })
+            .unwrap();
+            let mut copied = Vec::new();
+            log.copy_spans(runs.iter().copied(), &mut copied).unwrap();
+            assert_eq!(copied, walked, "round {round}");
+            last_runs = runs;
+        }
+        // The writer laps the last walk's oldest frame: the copy is refused.
+        let oldest = last_runs[0];
+        for _ in 0..20 {
+            v += 1;
+            append(&log, overwrite(b"s", &[1; 40], v), b"s", &[1; 40]);
+        }
+        let mut out = Vec::new();
+        assert!(matches!(
+            log.copy_spans([oldest], &mut out),
+            Err(LogError::Lagged { .. })
+        ));
+        let tail = log.tail();
+        assert_eq!(
+            log.copy_spans([(tail - 8, 16)], &mut Vec::new()),
+            Err(LogError::Corrupt { at: tail - 8 })
+        );
+        // 16 bytes from 8 before a lap's start, below the tail.
+        let lap = tail / 1024 * 1024;
+        let across = if tail >= lap + 8 { lap - 8 } else { lap - 1032 };
+        assert_eq!(
+            log.copy_spans([(across, 16)], &mut Vec::new()),
+            Err(LogError::Corrupt { at: across })
+        );
     }
 
     #[test]

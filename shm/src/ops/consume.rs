@@ -140,6 +140,18 @@ impl Mapped {
         self.log().seq()
     }
 
+    /// Appends the log ring's bytes of frames an earlier walk found
+    /// (`spans` of `(position, bytes)`, ascending) to `out` as the ring holds
+    /// them (unsealed): `Lagged` if the writer overran any of them meanwhile
+    /// (then what was appended must be discarded).
+    pub fn copy_log_spans(
+        &self,
+        spans: impl IntoIterator<Item = (u64, usize)>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LogError> {
+        self.log().copy_spans(spans, out)
+    }
+
     /// A consumer of the delta log starting at position `from` (default: the
     /// tail now).
     pub fn consumer(&self, from: Option<u64>) -> Consumer<'_> {
@@ -621,33 +633,6 @@ impl Consumer<'_> {
         })?;
         self.next_seq = dense.settle(&mut self.cursor)?;
         Ok(())
-    }
-
-    /// Appends the frames published from here on to `out` as the ring holds
-    /// them (unsealed), in one walk of the ring: through sequence number
-    /// `last`, or until `out` holds `max_bytes` (at least one frame).
-    /// Returns the last frame's number, `None` at the tail. On an error,
-    /// what was appended must be discarded.
-    pub fn copy_frames(
-        &mut self,
-        last: u64,
-        max_bytes: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<Option<u64>, LogError> {
-        debug_assert!(self.filter.is_none(), "copy after a resync");
-        debug_assert!(self.next == self.batch.len(), "copy amid advance's frames");
-        let mut dense = Dense(self.next_seq, None);
-        let mut copied = None;
-        self.mapped.log().scan(&mut self.cursor, |frame| {
-            if !dense.check(frame.position, &frame.header) {
-                return false;
-            }
-            frame.copy_to(out);
-            copied = Some(frame.header.seq);
-            frame.header.seq < last && out.len() < max_bytes
-        })?;
-        self.next_seq = dense.settle(&mut self.cursor)?;
-        Ok(copied)
     }
 
     /// The frame [`Consumer::advance`] moved to.
