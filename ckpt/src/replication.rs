@@ -963,6 +963,12 @@ pub fn ship<C: Connection>(
     let ended: Mutex<Option<Result<Ended, ReplicationError>>> = Mutex::new(None);
     let done = AtomicBool::new(false);
     let finish = |r: Result<Ended, ReplicationError>| {
+        // A link being stopped ends `Stopped`, whatever failed on the way
+        // (its stop cancels a send waiting for the peer: `cancel_sends_on`).
+        let r = match r {
+            Err(_) if stop.load(Ordering::Relaxed) => Ok(Ended::Stopped),
+            r => r,
+        };
         let mut e = ended.lock().unwrap_or_else(|p| p.into_inner());
         e.get_or_insert(r);
         done.store(true, Ordering::Release);

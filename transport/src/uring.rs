@@ -700,6 +700,12 @@ impl Connection for UringConn {
         };
         let mut stalled = Duration::ZERO;
         while part < parts.len() {
+            // A short write left bytes over: the peer's buffer was full, and
+            // a peer that takes a little at a time would otherwise hold a
+            // cancelled send until the end of its parts.
+            if (part, offset) != (0, 0) && crate::is_set(cancel) {
+                return Err(crate::cancelled());
+            }
             let mut iov: [libc::iovec; IOV_MAX] = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
