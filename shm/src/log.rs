@@ -237,10 +237,32 @@ impl<'a, B: RingBytes> Log<'a, B> {
         self.tail.swap(end, Ordering::SeqCst);
     }
 
-    /// Forgets an unpublished frame (its operation never reached its commit point).
-    pub fn forget_unpublished(&self) {
+    /// Covers the frames written past the tail and not published (their
+    /// operation never reached its commit point) with padding, and
+    /// publishes it: consumers skip it, and `reserve` never moves back, so a
+    /// consumer that copied ring bytes those frames overwrote still sees the
+    /// overrun (`scan`'s check against `reserve`; moving `reserve` back to
+    /// the tail hid it). Claim holder only (recovery).
+    pub fn pad_unpublished(&self) {
         let tail = self.tail.load(Ordering::Relaxed);
-        self.reserve.store(tail, Ordering::Relaxed);
+        let reserve = self.reserve.load(Ordering::Relaxed);
+        let capacity = self.bytes.capacity() as u64;
+        let mut at = tail;
+        while at < reserve {
+            // Frames never straddle the ring's end: one pad a lap.
+            let offset = at & (capacity - 1);
+            let len = (reserve - at).min(capacity - offset);
+            // Shorter than a header only at a lap's end, a gap consumers
+            // skip without one.
+            if len >= HEADER_BYTES as u64 {
+                let pad = FrameHeader::pad(len as usize);
+                self.bytes.write_words(offset as usize, &pad.to_words());
+            }
+            at += len;
+        }
+        if reserve > tail {
+            self.publish(reserve, self.seq.load(Ordering::Relaxed));
+        }
     }
 
     /// Appends the ring's bytes of each span `(position, bytes)` (whole
@@ -723,11 +745,59 @@ mod tests {
             .read_next(&mut cursor, &mut Vec::new())
             .unwrap()
             .is_none());
-        log.forget_unpublished();
+        log.pad_unpublished();
+        assert_eq!(log.tail(), log.written_end(), "published as padding");
         append(&log, overwrite(b"s", b"y", 1), b"s", b"y");
         let mut buf = Vec::new();
         let f = log.read_next(&mut cursor, &mut buf).unwrap().unwrap();
         assert_eq!(f.data, b"y");
+    }
+
+    /// A consumer that copied ring bytes a dead writer's unpublished frame
+    /// overwrote is told it lagged, also after recovery has dropped that
+    /// frame (before, recovery moved `reserve` back to the tail, and the
+    /// walk's check passed the torn bytes as a frame).
+    #[test]
+    fn a_walk_overrun_by_a_frame_recovery_drops_is_told_it_lagged() {
+        let words = Words::default();
+        let log = words.log(0);
+        let positions: Vec<u64> = (1..=12)
+            .map(|v| {
+                append(
+                    &log,
+                    overwrite(b"s", &[v as u8; 40], v),
+                    b"s",
+                    &[v as u8; 40],
+                )
+                .position
+            })
+            .collect();
+        // A walk from a frame the 1 KiB ring still holds and that the next
+        // two frames, 496 bytes at the tail, overwrite.
+        let tail = log.tail();
+        let mut cursor = *positions
+            .iter()
+            .find(|&&p| p + 1024 > tail && p + 1024 < tail + 496)
+            .expect("a frame near the ring's oldest");
+        let start = cursor;
+        let mut copied = Vec::new();
+        let walked = log.scan(&mut cursor, |f| {
+            if f.position == start {
+                // While the walk copies: a writer overwrites the frames it
+                // is walking, dies, and recovery drops its frame.
+                let big = [0xEE; 176];
+                for v in [13, 14] {
+                    log.write(log.written_end(), overwrite(b"s", &big, v), b"s", &big);
+                }
+                log.pad_unpublished();
+            }
+            f.copy_to(&mut copied);
+            true
+        });
+        assert!(
+            matches!(walked, Err(LogError::Lagged { .. })),
+            "the torn walk passed: {walked:?}"
+        );
     }
 
     #[test]

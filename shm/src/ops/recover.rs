@@ -109,7 +109,7 @@ impl Segment {
                     _ => {}
                 }
             }
-            log.forget_unpublished();
+            log.pad_unpublished();
             // Stages of this mutation went out already: tell consumers to drop them.
             if intent.op != intent_op::NONE && first_seq != 0 && last_seq >= first_seq {
                 self.log_stage_abort(intent.slot, last_seq + 1);
