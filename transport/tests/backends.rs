@@ -258,24 +258,33 @@ fn a_send_to_a_peer_that_takes_nothing_ends_at_its_limit_or_when_cancelled<B: Ba
         );
     }
     let (mut a, _b) = pair(&backend);
+    let took = send_cancelled_after(&mut a, &parts, Duration::from_millis(300));
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?} to see the cancel"
+    );
+}
+
+/// Sends `parts` on `a` with a cancel flag that is set after `delay`;
+/// checks that the send ends `ConnectionAborted`, and returns how long it
+/// took.
+fn send_cancelled_after<C: Connection>(a: &mut C, parts: &[&[u8]], delay: Duration) -> Duration {
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(delay);
             stop.store(true, Ordering::Relaxed);
         });
         let started = std::time::Instant::now();
-        let sent = a.send_within(&parts, Duration::from_secs(20), Some(&stop));
+        let sent = a.send_within(parts, Duration::from_secs(20), Some(&stop));
         let took = started.elapsed();
         assert_eq!(
             sent.map_err(|e| e.kind()),
-            Err(ErrorKind::ConnectionAborted)
+            Err(ErrorKind::ConnectionAborted),
+            "after {took:?}"
         );
-        assert!(
-            took < Duration::from_secs(3),
-            "took {took:?} to see the cancel"
-        );
-    });
+        took
+    })
 }
 
 /// A send to a peer that keeps taking bytes, slowly, still ends soon after
@@ -291,7 +300,7 @@ fn a_cancelled_send_to_a_trickling_peer_ends_soon<B: Backend>(backend: B) {
     let (mut a, _) = listener.accept(WAIT).unwrap().expect("a connection");
     let (head, body) = big_message();
     let parts: Vec<&[u8]> = (0..6).flat_map(|_| [&head[..], &body]).collect();
-    let (stop, done) = (AtomicBool::new(false), AtomicBool::new(false));
+    let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
             // 64 KiB every 2 ms, about 30 MB/s: the 22 MB take about 0.7 s.
@@ -307,20 +316,9 @@ fn a_cancelled_send_to_a_trickling_peer_ends_soon<B: Backend>(backend: B) {
                 std::thread::sleep(Duration::from_millis(2));
             }
         });
-        s.spawn(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            stop.store(true, Ordering::Relaxed);
-        });
-        let started = std::time::Instant::now();
-        let sent = a.send_within(&parts, Duration::from_secs(20), Some(&stop));
-        let took = started.elapsed();
+        let took = send_cancelled_after(&mut a, &parts, Duration::from_millis(100));
         done.store(true, Ordering::Relaxed);
         let _ = a.shutdown();
-        assert_eq!(
-            sent.map_err(|e| e.kind()),
-            Err(ErrorKind::ConnectionAborted),
-            "after {took:?}"
-        );
         assert!(
             took < Duration::from_millis(600),
             "took {took:?} to see the cancel"
