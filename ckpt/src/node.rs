@@ -1501,6 +1501,9 @@ fn incoming<C: ckpt_transport::Connection>(sh: &Shared, mut conn: C, from: Socke
     tracing::info!("following (incarnation {:x})", offered.incarnation);
     let opts = sh.link_options(&entry);
     let wanted = || sh.wanted(&offered.name);
+    // Stopping the link cancels a send blocked on a primary that takes no
+    // bytes (as a shipper's own stop does).
+    conn.cancel_sends_on(&entry.stop);
     let outcome = follow_offered(
         &sh.config.segments,
         &offered,

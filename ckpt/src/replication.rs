@@ -1635,6 +1635,7 @@ pub fn follow<C: Connection>(
     if offered.name != *name {
         return Err(ReplicationError::WrongCheckpoint(offered.name.to_string()));
     }
+    wire.cancel_sends_on(stop);
     follow_offered(config, &offered, &mut wire, opts, stop, &|| true)
 }
 
@@ -1908,6 +1909,12 @@ pub fn follow_offered<C: Connection>(
             pending = Some(next);
         }
     })();
+    // A link being stopped ends `Stopped`, whatever failed on the way (its
+    // stop cancels a send waiting for the peer: `Wire::cancel_sends_on`).
+    let result = match result {
+        Err(_) if stop.load(Ordering::Relaxed) => Ok(Ended::Stopped),
+        r => r,
+    };
     // A snapshot the link's end cut off is not being installed.
     opts.count(|c| note(&c.installing, false));
     if let Ok(Ended::Closed(reason)) = result {
