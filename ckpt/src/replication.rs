@@ -963,12 +963,7 @@ pub fn ship<C: Connection>(
     let ended: Mutex<Option<Result<Ended, ReplicationError>>> = Mutex::new(None);
     let done = AtomicBool::new(false);
     let finish = |r: Result<Ended, ReplicationError>| {
-        // A link being stopped ends `Stopped`, whatever failed on the way
-        // (its stop cancels a send waiting for the peer: `cancel_sends_on`).
-        let r = match r {
-            Err(_) if stop.load(Ordering::Relaxed) => Ok(Ended::Stopped),
-            r => r,
-        };
+        let r = stopped_if_failed(r, stop);
         let mut e = ended.lock().unwrap_or_else(|p| p.into_inner());
         e.get_or_insert(r);
         done.store(true, Ordering::Release);
@@ -1157,6 +1152,19 @@ pub fn ship<C: Connection>(
         linger(rx, reason);
     }
     result
+}
+
+/// How a link ended, `r`, unless it was being stopped and failed: then
+/// `Stopped`, whatever failed on the way (its stop cancels a send that waits
+/// for the peer, `Wire::cancel_sends_on`, and gives up a snapshot half way).
+fn stopped_if_failed(
+    r: Result<Ended, ReplicationError>,
+    stop: &AtomicBool,
+) -> Result<Ended, ReplicationError> {
+    match r {
+        Err(_) if stop.load(Ordering::Relaxed) => Ok(Ended::Stopped),
+        r => r,
+    }
 }
 
 /// At a follower: every unlink asked through ask `through` is answered
@@ -1378,11 +1386,8 @@ impl<C: Connection> ShipLink<'_, '_, C> {
                         return Some(Ok(Ended::Closed(r)));
                     }
                 };
+                // (A failure while stopping ends `Stopped`: `finish`.)
                 if let Err(e) = step {
-                    if stop.load(Ordering::Relaxed) {
-                        // A snapshot given up half way.
-                        return Some(Ok(Ended::Stopped));
-                    }
                     return Some(Err(e));
                 }
             }
@@ -1909,12 +1914,7 @@ pub fn follow_offered<C: Connection>(
             pending = Some(next);
         }
     })();
-    // A link being stopped ends `Stopped`, whatever failed on the way (its
-    // stop cancels a send waiting for the peer: `Wire::cancel_sends_on`).
-    let result = match result {
-        Err(_) if stop.load(Ordering::Relaxed) => Ok(Ended::Stopped),
-        r => r,
-    };
+    let result = stopped_if_failed(result, stop);
     // A snapshot the link's end cut off is not being installed.
     opts.count(|c| note(&c.installing, false));
     if let Ok(Ended::Closed(reason)) = result {

@@ -144,14 +144,20 @@ pub const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10)
 /// How often a send waiting for the peer looks at its cancel flag, at most.
 pub const CANCEL_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// The error of a send whose cancel flag was set while it waited.
-fn cancelled() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "send cancelled")
-}
-
-/// True if `cancel` is given and set.
-fn is_set(cancel: Option<&AtomicBool>) -> bool {
-    cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+/// Whether a send that has waited `stalled` for the peer since bytes last
+/// moved gives up (`Connection::send_within`): `TimedOut` from `limit` on,
+/// `ConnectionAborted` once `cancel` is set, else `None` (it waits on).
+fn gives_up(stalled: Duration, limit: Duration, cancel: Option<&AtomicBool>) -> Option<io::Error> {
+    if stalled >= limit {
+        Some(io::ErrorKind::TimedOut.into())
+    } else if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+        Some(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "send cancelled",
+        ))
+    } else {
+        None
+    }
 }
 
 impl MessageBuf {

@@ -93,11 +93,8 @@ impl Connection for TcpConn {
                 // The socket buffer is full: the peer reads slower.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let since = *stalled_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > limit {
-                        return Err(io::ErrorKind::TimedOut.into());
-                    }
-                    if crate::is_set(cancel) {
-                        return Err(crate::cancelled());
+                    if let Some(e) = crate::gives_up(since.elapsed(), limit, cancel) {
+                        return Err(e);
                     }
                     std::thread::sleep(IDLE_SLEEP)
                 }

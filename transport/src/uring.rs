@@ -703,8 +703,10 @@ impl Connection for UringConn {
             // A short write left bytes over: the peer's buffer was full, and
             // a peer that takes a little at a time would otherwise hold a
             // cancelled send until the end of its parts.
-            if (part, offset) != (0, 0) && crate::is_set(cancel) {
-                return Err(crate::cancelled());
+            if (part, offset) != (0, 0) {
+                if let Some(e) = crate::gives_up(stalled, limit, cancel) {
+                    return Err(e);
+                }
             }
             let mut iov: [libc::iovec; IOV_MAX] = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
@@ -739,11 +741,8 @@ impl Connection for UringConn {
             if r == -libc::ECANCELED {
                 // A peer that takes nothing for `limit` ends the connection.
                 stalled += wait;
-                if stalled >= limit {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                if crate::is_set(cancel) {
-                    return Err(crate::cancelled());
+                if let Some(e) = crate::gives_up(stalled, limit, cancel) {
+                    return Err(e);
                 }
                 continue;
             }
